@@ -1,0 +1,1 @@
+"""The bundle: model.yaml, validation, the reproducible archive, scaffolding."""

@@ -1,0 +1,351 @@
+"""model.yaml v0.1 as pydantic models, loaded with source positions.
+
+Loading is parse (ruamel, round-trip, so every node knows its line) → validate
+(pydantic, ``extra="forbid"``) → every error as ``file:line:col: message``,
+all of them at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from allora_gitops import constants as C
+from allora_gitops.errors import ManifestError, Problem
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# semver.org 2.0.0, the official pattern
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+DOTTED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _relative_path(value: str, what: str) -> str:
+    p = Path(value)
+    if not value or p.is_absolute() or ".." in p.parts:
+        raise ValueError(f"{what} must be a relative path inside the bundle, got {value!r}")
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PythonSpec(_Section):
+    version: str = Field(description="Python minor version of the runtime image: 3.10, 3.11, 3.12 or 3.13.")
+
+    @field_validator("version")
+    @classmethod
+    def _supported(cls, v: str) -> str:
+        if v not in C.SUPPORTED_PYTHON:
+            raise ValueError(f"Python {v} is not supported; use one of {', '.join(C.SUPPORTED_PYTHON)}")
+        return v
+
+
+class Entrypoint(_Section):
+    kind: Literal["python_function"] = Field(description="Only python_function is supported in v0.1.")
+    module: str = Field(description="Importable module path from the bundle root, e.g. src.my_model.runner.")
+    function: str = Field(default="run", description="Name of the prediction function in the module.")
+    workdir: str = Field(default=".", description="Working directory, relative to the bundle root.")
+    artifacts_dir: str = Field(default="artifacts", description="Directory of model files, relative to the bundle root.")
+
+    @field_validator("module")
+    @classmethod
+    def _module(cls, v: str) -> str:
+        if not DOTTED_NAME.match(v):
+            raise ValueError(f"{v!r} is not a dotted Python module path like src.my_model.runner")
+        return v
+
+    @field_validator("function")
+    @classmethod
+    def _function(cls, v: str) -> str:
+        if not IDENTIFIER.match(v):
+            raise ValueError(f"{v!r} is not a Python identifier")
+        return v
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, v: str) -> str:
+        return _relative_path(v, "workdir")
+
+    @field_validator("artifacts_dir")
+    @classmethod
+    def _artifacts_dir(cls, v: str) -> str:
+        return _relative_path(v, "artifacts_dir")
+
+
+class Environment(_Section):
+    pip_requirements: str = Field(default="requirements.txt", description="pip requirements file, relative to the bundle root.")
+    constraints: Optional[str] = Field(default=None, description="Optional pip constraints file, relative to the bundle root.")
+    extra_index_urls: list[str] = Field(default_factory=list, description="Extra package index URLs (https).")
+
+    @field_validator("pip_requirements", "constraints")
+    @classmethod
+    def _paths(cls, v: Optional[str]) -> Optional[str]:
+        return None if v is None else _relative_path(v, "file")
+
+    @field_validator("extra_index_urls")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for i, url in enumerate(v):
+            netloc = re.sub(r"^[a-z]+://", "", url).split("/", 1)[0]
+            if "@" in netloc:  # never echo the URL: it holds a credential
+                raise ValueError(f"entry {i} carries credentials; pass index credentials as build secrets, not in model.yaml")
+            if not re.match(r"^https?://[^\s/]+(/\S*)?$", url):
+                raise ValueError(f"{url!r} is not an http(s) index URL")
+        return v
+
+
+class AlloraSettings(_Section):
+    topic_id: Optional[int] = Field(default=None, gt=0, description="Allora topic to submit predictions to.")
+    polling_interval: int = Field(default=120, gt=0, description="Seconds between polls for a new submission window.")
+    fee_tier: Literal["ECO", "STANDARD", "PRIORITY"] = Field(default="STANDARD")
+    network: Literal["testnet", "mainnet"] = Field(default="testnet")
+
+
+class Artifacts(_Section):
+    root: str = Field(default="artifacts", description="Root directory of model files, relative to the bundle root.")
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, v: str) -> str:
+        return _relative_path(v, "artifacts.root")
+
+
+class Runtime(_Section):
+    max_seconds: float = Field(default=C.DEFAULT_MAX_SECONDS, gt=0, le=3600, description="Timeout of one prediction call.")
+    memory_mb: Optional[int] = Field(default=None, gt=0, description="Memory the model needs (request and limit).")
+    cpu_cores: Optional[float] = Field(default=None, gt=0, description="CPU cores the model needs (request).")
+
+
+class BundleManifest(_Section):
+    """model.yaml v0.1."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        title="Allora model bundle (model.yaml v0.1)",
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+
+    schema_version: Literal["0.1"]
+    name: str = Field(description="Lowercase DNS-1123 label, at most 53 characters.")
+    version: str = Field(description="Semantic version, e.g. 1.0.0.")
+    python: PythonSpec
+    entrypoint: Entrypoint
+    environment: Environment = Field(default_factory=Environment)
+    allora: AlloraSettings = Field(default_factory=AlloraSettings)
+    artifacts: Optional[Artifacts] = None
+    runtime: Runtime = Field(default_factory=Runtime)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_bundle_name(v)
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if not SEMVER.match(v):
+            raise ValueError(f"{v!r} is not a semantic version like 1.0.0")
+        return v
+
+    @property
+    def artifacts_path(self) -> str:
+        return self.artifacts.root if self.artifacts else self.entrypoint.artifacts_dir
+
+    @property
+    def module_file_candidates(self) -> list[str]:
+        """Where the entrypoint module may live, relative to the bundle root (module, then package)."""
+        base = self.entrypoint.module.replace(".", "/")
+        return [f"{base}.py", f"{base}/__init__.py"]
+
+    def to_data(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    @classmethod
+    def from_yaml(cls, path: Path, display: Optional[str] = None) -> "BundleManifest":
+        return load_manifest(path, display).manifest
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        return cls.model_json_schema()
+
+
+def check_bundle_name(v: str) -> str:
+    if len(v) > C.MAX_NAME_LENGTH:
+        raise ValueError(f"name {v!r} is {len(v)} characters long; at most {C.MAX_NAME_LENGTH} are allowed")
+    if not DNS1123_LABEL.match(v):
+        raise ValueError(
+            f"name {v!r} must be a lowercase DNS-1123 label: a-z, 0-9 and '-', starting and ending with a letter or digit"
+        )
+    return v
+
+
+@dataclass
+class LoadedManifest:
+    """A manifest with where each of its values stands in the file."""
+
+    manifest: BundleManifest
+    file: str
+    data: Any = field(repr=False, default=None)
+
+    def position(self, *loc: Union[str, int]) -> tuple[Optional[int], Optional[int]]:
+        return position_of(self.data, loc)
+
+    def problem(self, message: str, *loc: Union[str, int], severity: str = "error", code: str = "") -> Problem:
+        line, col = self.position(*loc)
+        return Problem(message, self.file, line, col, severity, code)
+
+
+def position_of(data: Any, loc: tuple) -> tuple[Optional[int], Optional[int]]:
+    """1-based (line, col) of the node at ``loc``; the nearest existing parent if it is missing."""
+    node = data
+    best: tuple[Optional[int], Optional[int]] = (1, 1)
+    if hasattr(node, "lc"):
+        best = (node.lc.line + 1, node.lc.col + 1)
+    for key in loc:
+        lc = getattr(node, "lc", None)
+        try:
+            if isinstance(node, dict) and key in node:
+                if lc is not None:
+                    line, col = lc.value(key) if not isinstance(node[key], (dict, list)) else lc.key(key)
+                    best = (line + 1, col + 1)
+                node = node[key]
+                continue
+            if isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+                if lc is not None:
+                    line, col = lc.item(key)
+                    best = (line + 1, col + 1)
+                node = node[key]
+                continue
+        except (KeyError, IndexError, TypeError, AttributeError):
+            pass
+        break
+    return best
+
+
+def _key_position(data: Any, loc: tuple) -> tuple[Optional[int], Optional[int]]:
+    """Position of the *key* at the end of ``loc`` (for unknown keys), else of its parent."""
+    parent = data
+    for key in loc[:-1]:
+        if isinstance(parent, (dict, list)):
+            try:
+                parent = parent[key]
+            except (KeyError, IndexError, TypeError):
+                return position_of(data, loc[:-1])
+    lc = getattr(parent, "lc", None)
+    if isinstance(parent, dict) and loc and loc[-1] in parent and lc is not None:
+        line, col = lc.key(loc[-1])
+        return line + 1, col + 1
+    return position_of(data, loc)
+
+
+_TYPE_HINTS = {
+    ("python", "version"): 'write the version quoted, e.g. version: "3.11" (unquoted 3.10 reads as the number 3.1)',
+    ("version",): 'write the version quoted, e.g. version: "1.0.0"',
+    ("schema_version",): 'write schema_version: "0.1" (quoted)',
+}
+
+
+def _format_error(err: dict, data: Any, file: str) -> Problem:
+    loc = tuple(err["loc"])
+    dotted = ".".join(str(p) for p in loc) or "(root)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        line, col = _key_position(data, loc)
+        return Problem(f"unknown key '{dotted}' (typo? unknown keys are not allowed)", file, line, col, code="schema")
+    line, col = position_of(data, loc)
+    if kind == "missing":
+        return Problem(f"'{dotted}' is required", file, line, col, code="schema")
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    hint = _TYPE_HINTS.get(loc)
+    if hint and kind in ("string_type", "literal_error"):
+        msg = f"{msg}; {hint}"
+    value = err.get("input")
+    shown = "" if isinstance(value, (dict, list)) or kind.startswith("value_error") else f" (got {value!r})"
+    return Problem(f"{dotted}: {msg}{shown}", file, line, col, code="schema")
+
+
+def _to_plain(node: Any) -> Any:
+    """ruamel's round-trip nodes as plain Python values (pydantic checks types strictly on these)."""
+    if isinstance(node, dict):
+        return {str(k) if not isinstance(k, str) else k: _to_plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_to_plain(v) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def parse_yaml_with_positions(text: str, file: str) -> Any:
+    """Parse YAML text with ruamel round-trip; syntax errors become a ManifestError with a position."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        return yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        col = mark.column + 1 if mark else None
+        reason = (exc.problem or exc.context or "invalid YAML").strip()
+        raise ManifestError(problems=[Problem(f"invalid YAML: {reason}", file, line, col, code="yaml")]) from None
+    except YAMLError as exc:
+        raise ManifestError(problems=[Problem(f"invalid YAML: {exc}", file, code="yaml")]) from None
+
+
+def load_manifest(path: Path, display: Optional[str] = None) -> LoadedManifest:
+    """Load and check model.yaml. Raises ManifestError listing every problem found."""
+    file = display or str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ManifestError(problems=[Problem(f"{C.MANIFEST_FILE} not found", file, code="missing")]) from None
+    except OSError as exc:
+        raise ManifestError(problems=[Problem(f"cannot read: {exc.strerror}", file, code="io")]) from None
+    return load_manifest_text(raw, file)
+
+
+def load_manifest_text(raw: bytes | str, file: str) -> LoadedManifest:
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestError(problems=[Problem(f"not UTF-8 text (byte {exc.start})", file, code="yaml")]) from None
+    else:
+        text = raw
+    data = parse_yaml_with_positions(text, file)
+    if data is None:
+        raise ManifestError(problems=[Problem("file is empty; run 'allora-bundle init' for a template", file, 1, 1, code="schema")])
+    if not isinstance(data, dict):
+        raise ManifestError(problems=[Problem("top level must be a mapping of keys to values", file, 1, 1, code="schema")])
+    try:
+        manifest = BundleManifest.model_validate(_to_plain(data))
+    except ValidationError as exc:
+        problems = [_format_error(e, data, file) for e in exc.errors(include_url=False)]
+        problems.sort(key=lambda p: (p.line or 0, p.col or 0))
+        raise ManifestError(problems=problems) from None
+    return LoadedManifest(manifest=manifest, file=file, data=data)
+
+
+def manifest_json_schema() -> dict[str, Any]:
+    return BundleManifest.model_json_schema()

@@ -1,0 +1,1 @@
+"""Command-line entry points. Commands only translate flags and call the library."""

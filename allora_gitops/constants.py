@@ -1,0 +1,92 @@
+"""Every name, path, label and format the project shares, in one place.
+
+Commands and templates refer to these instead of spelling strings again, so a
+change of layout or label is a change here.
+"""
+
+from __future__ import annotations
+
+# --- the bundle -------------------------------------------------------------
+MANIFEST_FILE = "model.yaml"
+SCHEMA_VERSION = "0.1"
+SUPPORTED_PYTHON = ("3.10", "3.11", "3.12", "3.13")
+DEFAULT_PYTHON = "3.11"
+MAX_NAME_LENGTH = 53  # leaves room for suffixes in Kubernetes object names (63)
+MAX_BUNDLE_BYTES = 500 * 1024 * 1024
+DEFAULT_MAX_SECONDS = 25.0
+FEE_TIERS = ("ECO", "STANDARD", "PRIORITY")
+NETWORKS = ("testnet", "mainnet")
+IGNORE_FILE = ".allorabundleignore"
+ARCHIVE_MANIFEST = ".allora-manifest.json"  # per-file sha256, written by build, checked by inspect
+# The guide's default excludes, plus compiled Python anywhere. Gitignore syntax.
+DEFAULT_EXCLUDES = (
+    ".git/",
+    ".gitignore",
+    "__pycache__/",
+    "*.pyc",
+    "*.pyo",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    ".tox/",
+    ".venv/",
+    "venv/",
+    ".env",
+    "/dist/",
+    ".DS_Store",
+)
+SOURCE_DATE_EPOCH_DEFAULT = 315532800  # 1980-01-01T00:00:00Z, the earliest a zip can say too
+
+# --- the runtime -------------------------------------------------------------
+ALLORA_SDK_VERSION = "1.3.0"
+BUNDLE_ROOT_IN_IMAGE = "/workspace/bundle"
+BOOTSTRAP_IN_IMAGE = "/workspace/bootstrap.py"
+RUNTIME_UID = 1000
+METRICS_PORT = 9090
+HEARTBEAT_FILE = "/tmp/allora-heartbeat"
+
+# --- state on the operator's machine -------------------------------------------
+STATE_HOME_ENV = "ALLORA_GITOPS_HOME"
+DATABASE_URL_ENV = "ALLORA_DATABASE_URL"
+STORE_URL_ENV = "ALLORA_STORE_URL"
+
+# --- the GitOps repository ---------------------------------------------------
+DEPLOYMENTS_DIR = "deployments"
+BUILDS_DIR = "builds"
+ARGOCD_DIR = "argocd"
+REPO_MARKER_FILE = ".allora-gitops.yaml"  # says "this repository was initialised by allora-gitops"
+NAMESPACE = "allora-models"
+MONITORING_NAMESPACE = "monitoring"
+
+LABEL_PREFIX = "allora.network"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_VERSION = "app.kubernetes.io/version"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_NETWORK = f"{LABEL_PREFIX}/network"
+ANNOTATION_BUNDLE_SHA256 = f"{LABEL_PREFIX}/bundle-sha256"
+ANNOTATION_BUNDLE_VERSION = f"{LABEL_PREFIX}/bundle-version"
+MANAGED_BY = "allora-gitops"
+
+
+def deployment_base_dir(name: str) -> str:
+    return f"{DEPLOYMENTS_DIR}/{name}/base"
+
+
+def deployment_overlay_dir(name: str, network: str) -> str:
+    return f"{DEPLOYMENTS_DIR}/{name}/overlays/{network}"
+
+
+def build_dir(name: str, version: str) -> str:
+    return f"{BUILDS_DIR}/{name}/{version}"
+
+
+def review_branch(name: str, network: str, version: str) -> str:
+    return f"deploy/{name}/{network}/{version}"
+
+
+def archive_filename(name: str, version: str) -> str:
+    return f"{name}-{version}.tar.gz"
+
+
+def archive_object_key(name: str, version: str, sha256: str) -> str:
+    return f"bundles/{name}/{version}/{sha256}.tar.gz"

@@ -1,0 +1,101 @@
+"""One exception hierarchy for the whole project, caught once by the CLI entry points.
+
+Messages must never contain secrets: they are printed as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about a file: printed as ``file:line:col: severity: message``."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None  # 1-based
+    col: int | None = None  # 1-based
+    severity: str = "error"  # "error" | "warning"
+    code: str = ""  # short machine-readable rule id, e.g. "schema", "secret"
+
+    def location(self) -> str:
+        if not self.file:
+            return ""
+        parts = [self.file]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.col is not None:
+                parts.append(str(self.col))
+        return ":".join(parts)
+
+    def __str__(self) -> str:
+        where = self.location()
+        prefix = f"{where}: " if where else ""
+        return f"{prefix}{self.severity}: {self.message}"
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
+
+
+class AlloraGitopsError(Exception):
+    """Base of every error this project raises on purpose. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+    def __init__(self, message: str = "", problems: list[Problem] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.problems = list(problems or [])
+
+    def lines(self) -> list[str]:
+        """What the CLI prints: one line per problem (the message first when there is one)."""
+        out = [f"error: {self.message}"] if self.message else []
+        out.extend(str(p) for p in self.problems)
+        return out
+
+
+class UsageError(AlloraGitopsError):
+    """The command line itself is wrong (exit 2, like click's own usage errors)."""
+
+    exit_code = 2
+
+
+class ManifestError(AlloraGitopsError):
+    """model.yaml cannot be loaded or does not match the schema."""
+
+
+class BundleError(AlloraGitopsError):
+    """A bundle directory or archive is invalid, or cannot be built."""
+
+
+class ArchiveError(BundleError):
+    """A bundle archive is malformed, unsafe or does not match its manifest."""
+
+
+class RenderError(AlloraGitopsError):
+    """Deployment settings or templates cannot produce a valid tree."""
+
+
+class StorageError(AlloraGitopsError):
+    """The object store refused, lost or corrupted an object."""
+
+
+class DatabaseError(AlloraGitopsError):
+    """The records database is unreachable or refused a change."""
+
+
+class MigrationError(DatabaseError):
+    """A migration failed, or an applied migration was edited."""
+
+
+class RecordConflict(DatabaseError):
+    """A record contradicts one already stored (e.g. same name+version, other sha256)."""
+
+
+class GitOpsError(AlloraGitopsError):
+    """The GitOps repository is not ours, unreachable, or refused a push."""
+
+
+class ImageBuildError(AlloraGitopsError):
+    """A container image could not be built, tagged or pushed."""
