@@ -42,7 +42,18 @@ BUNDLE_ROOT_IN_IMAGE = "/workspace/bundle"
 BOOTSTRAP_IN_IMAGE = "/workspace/bootstrap.py"
 RUNTIME_UID = 1000
 METRICS_PORT = 9090
-HEARTBEAT_FILE = "/tmp/allora-heartbeat"
+HEARTBEAT_FILE = "/tmp/allora-heartbeat"  # /tmp is a writable emptyDir; the root filesystem is read-only
+HEARTBEAT_MAX_AGE_SECONDS = 120  # `bootstrap.py --healthcheck` fails past this (liveness probe)
+# The wallet Secret is mounted as files (not env vars, so it never shows in `env` or /proc/*/environ):
+# the directory holds a `mnemonic` or a `private_key` file.
+WALLET_DIR_IN_POD = "/var/run/secrets/allora/wallet"
+WALLET_DIR_ENV = "ALLORA_WALLET_DIR"
+WALLET_SECRET_KEYS = ("mnemonic", "private_key")
+# The image build context: Dockerfile + these two files beside it.
+BUILD_CONTEXT_ARCHIVE = "bundle.tar.gz"
+BUILD_CONTEXT_BOOTSTRAP = "bootstrap.py"
+BUILD_SECRET_PIP_CERT = "pipcert"  # CA bundle for pip, optional
+BUILD_SECRET_PIP_CONF = "pipconf"  # pip.conf with index credentials, optional
 
 # --- state on the operator's machine -------------------------------------------
 STATE_HOME_ENV = "ALLORA_GITOPS_HOME"
