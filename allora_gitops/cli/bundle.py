@@ -64,7 +64,7 @@ def init_cmd(
     print("✅ Bundle initialized successfully!")
     print()
     print("Next steps:")
-    print(f"  1. cd {shown}")
+    print(f"  1. cd {target}")
     print(f"  2. Edit src/{created.package}/runner.py to implement your model")
     print("  3. Add dependencies to requirements.txt")
     print("  4. Run 'allora-bundle validate' to check your bundle")
