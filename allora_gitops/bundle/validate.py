@@ -254,12 +254,32 @@ def validate_bundle(
     checker.check_tree(tree)
     if loaded is not None:
         checker.check_manifest(loaded, tree)
+    else:  # the rest depends on model.yaml; the requirements file can still be checked
+        rel = _requirements_path_anyway(root / C.MANIFEST_FILE)
+        if rel and (root / rel).is_file():
+            text = (root / rel).read_text(encoding="utf-8", errors="replace")
+            checker.problems.extend(parse_requirements(text, checker.shown(rel))[1])
 
     problems = checker.problems
     if strict:
         problems = [replace(p, severity="error") if p.severity == "warning" and p.code not in LOCAL_ONLY_CODES else p for p in problems]
     report.problems = _ordered(problems)
     return report
+
+
+def _requirements_path_anyway(manifest_file: Path) -> Optional[str]:
+    """environment.pip_requirements from a model.yaml that failed validation, if it can be read at all."""
+    default = "requirements.txt"
+    try:
+        from ruamel.yaml import YAML
+
+        data = YAML(typ="safe").load(manifest_file.read_text(encoding="utf-8"))
+        value = data["environment"]["pip_requirements"]
+    except Exception:  # noqa: BLE001 - a best effort on a file already reported as broken
+        return default
+    if isinstance(value, str) and value and not value.startswith("/") and ".." not in Path(value).parts:
+        return value
+    return default
 
 
 def _ordered(problems: list[Problem]) -> list[Problem]:

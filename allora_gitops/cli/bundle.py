@@ -83,7 +83,8 @@ _CHECKLIST = (
 )
 
 
-def _print_report(report, out=sys.stdout) -> None:
+def _print_report(report) -> None:
+    out = sys.stdout
     for problem in report.problems:
         print(str(problem), file=out)
     if report.problems:
