@@ -67,7 +67,7 @@ def is_mnemonic(words: list[str]) -> bool:
 
 def is_env_file(path: str) -> bool:
     name = path.rsplit("/", 1)[-1]
-    return name == ".env" or name.startswith(".env.") or name.endswith(".env")
+    return name.startswith(".env") or name.endswith(".env")  # PRODUCT.md: `.env*` (also .envrc), and prod.env
 
 
 def _line_col(data: bytes, offset: int) -> tuple[int, int]:
