@@ -292,7 +292,7 @@ def build_archive(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     if tree is None:
-        tree = walk_bundle(bundle_dir, _excludes_for(bundle_dir, out_dir))
+        tree = walk_bundle(bundle_dir, archive_excludes(bundle_dir, out_dir))
     problems = [Problem(f"symbolic link to {target!r}; archives hold no links", path, code="link") for path, target in tree.symlinks]
     problems += [Problem("not a regular file or directory", path, code="special") for path in tree.special]
     if problems:
@@ -324,8 +324,8 @@ def build_archive(
     )
 
 
-def _excludes_for(bundle_dir: Path, out_dir: Path) -> tuple[str, ...]:
-    """Never archive the output directory, wherever it is inside the bundle."""
+def archive_excludes(bundle_dir: Path, out_dir: Path) -> tuple[str, ...]:
+    """Ignore rules that keep the output directory out of the archive, wherever it is inside the bundle."""
     try:
         rel = out_dir.resolve().relative_to(bundle_dir.resolve())
     except ValueError:

@@ -141,9 +141,12 @@ def build_cmd(
     import_timeout: float = typer.Option(60.0, "--import-timeout", min=0.1, help="Seconds the entrypoint may take to import."),
 ) -> None:
     """Validate, then write DIR/NAME-VERSION.tar.gz and its .sha256: reproducible, byte for byte."""
+    from allora_gitops.bundle.archive import archive_excludes, build_archive
     from allora_gitops.bundle.validate import validate_bundle
 
-    report = validate_bundle(path, strict, import_timeout=import_timeout, display=_display(path))
+    target_dir = out_dir if out_dir is not None else path / "dist"
+    excludes = archive_excludes(path, target_dir)
+    report = validate_bundle(path, strict, import_timeout=import_timeout, display=_display(path), extra_excludes=excludes)
     if not report.ok:
         if as_json:
             print(json.dumps({"ok": False, "validation": report.to_dict()}, indent=2))
@@ -155,9 +158,7 @@ def build_cmd(
         print(str(warning), file=sys.stderr)
 
     from allora_gitops import constants as C
-    from allora_gitops.bundle.archive import build_archive
 
-    target_dir = out_dir if out_dir is not None else path / "dist"
     target = target_dir / C.archive_filename(report.manifest.name, report.manifest.version)
     if not as_json:
         print(f"Building archive: {target}")
@@ -169,9 +170,9 @@ def build_cmd(
         columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
         with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
             task = bar.add_task("archiving", total=total)
-            built = build_archive(path, target_dir, progress=lambda n: bar.advance(task, n))
+            built = build_archive(path, target_dir, progress=lambda n: bar.advance(task, n), tree=report.tree)
     else:
-        built = build_archive(path, target_dir)
+        built = build_archive(path, target_dir, tree=report.tree)
     if as_json:
         data = built.to_dict()
         data["ok"] = True
