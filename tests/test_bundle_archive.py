@@ -331,3 +331,9 @@ def test_resolve_source_refuses_other_things(tmp_path):
         resolve_source(other, tmp_path)
     with pytest.raises(BundleError, match="no such bundle directory or archive"):
         resolve_source(tmp_path / "nope", tmp_path)
+
+
+def test_progress_reports_every_byte_of_file_content(bundle, tmp_path):
+    seen: list[int] = []
+    built = build_archive(bundle, tmp_path / "out", progress=seen.append)
+    assert sum(seen) == built.unpacked_size == sum(f.size for f in built.files)
