@@ -337,3 +337,20 @@ def test_progress_reports_every_byte_of_file_content(bundle, tmp_path):
     seen: list[int] = []
     built = build_archive(bundle, tmp_path / "out", progress=seen.append)
     assert sum(seen) == built.unpacked_size == sum(f.size for f in built.files)
+
+
+def test_an_unwritable_output_is_a_clean_error(bundle, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(BundleError, match=f"cannot create the output directory {blocker}/out"):
+        build_archive(bundle, blocker / "out")
+
+
+def test_a_file_vanishing_during_the_build_leaves_nothing(bundle, tmp_path):
+    from allora_gitops.bundle.ignore import walk_bundle
+
+    tree = walk_bundle(bundle)
+    (bundle / "README.md").unlink()
+    with pytest.raises(BundleError, match="cannot read README.md: No such file or directory"):
+        build_archive(bundle, tmp_path / "out", tree=tree)
+    assert list((tmp_path / "out").iterdir()) == []

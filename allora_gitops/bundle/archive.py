@@ -241,7 +241,11 @@ def write_tar_gz(
                 continue
             mode = EXEC_MODE if entry.executable else FILE_MODE
             file_hash = hashlib.sha256()
-            with open(entry.abs_path, "rb") as fh:
+            try:
+                fh = open(entry.abs_path, "rb")
+            except OSError as exc:
+                raise BundleError(f"cannot read {entry.path}: {exc.strerror}") from None
+            with fh:
                 size = os.fstat(fh.fileno()).st_size
                 gz.write(_tar_header(entry.path, size=size, mode=mode, is_dir=False, mtime=mtime))
                 remaining = size
@@ -289,7 +293,10 @@ def build_archive(
         raise BundleError(f"{bundle_dir} is not a directory")
     manifest = load_manifest(bundle_dir / C.MANIFEST_FILE, str(bundle_dir / C.MANIFEST_FILE)).manifest
     out_dir = Path(out_dir) if out_dir is not None else bundle_dir / "dist"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BundleError(f"cannot create the output directory {out_dir}: {exc.strerror}") from None
 
     if tree is None:
         tree = walk_bundle(bundle_dir, archive_excludes(bundle_dir, out_dir))
@@ -300,13 +307,19 @@ def build_archive(
 
     mtime = resolve_mtime(source_date_epoch)
     final = out_dir / C.archive_filename(manifest.name, manifest.version)
-    fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=f".{final.name}.", suffix=".partial")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=f".{final.name}.", suffix=".partial")
+    except OSError as exc:
+        raise BundleError(f"cannot write to {out_dir}: {exc.strerror}") from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
             sha256, size, files = write_tar_gz(tree, out, name=manifest.name, version=manifest.version, mtime=mtime, progress=progress)
         os.chmod(tmp, 0o644)
         os.replace(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise BundleError(f"cannot write {final}: {exc.strerror}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
