@@ -73,3 +73,6 @@ def cli_proc():
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     return _run
+
+from tests.fixtures.postgres import *  # noqa: E402,F401,F403
+from tests.fixtures.s3 import *  # noqa: E402,F401,F403
