@@ -4,7 +4,7 @@ Loading follows parse → validate → complete: ``DeploymentSettings`` holds wh
 the user said (flags, or publish's request; anything may be left out),
 ``DeploymentSpec.complete`` fills the gaps from the bundle's model.yaml and the
 platform defaults, and pydantic checks the result. Every problem is reported
-at once as a ``RenderError``; nothing is rendered from a half-valid spec.
+at once as a ``SettingsError`` (a ``RenderError``); nothing is rendered from a half-valid spec.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from allora_gitops import constants as C
 from allora_gitops.bundle.manifest import BundleManifest
-from allora_gitops.errors import Problem, RenderError
+from allora_gitops.errors import Problem, SettingsError
 
 # Kubernetes resource quantities (a subset: no negatives, no exponents), e.g. 500m, 0.5, 2, 512Mi, 1.5Gi.
 _QUANTITY = re.compile(r"^(?P<num>\d+(\.\d+)?|\.\d+)(?P<unit>m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
@@ -246,14 +246,18 @@ class DeploymentSpec(_Model):
             "namespace": s.namespace or C.NAMESPACE,
         }
         if topic_id is None:
-            raise RenderError(
-                "invalid deployment settings",
-                [Problem("topic-id: no topic id; pass --topic-id or set allora.topic_id in model.yaml", code="settings")],
-            )
+            raise settings_error([Problem("topic-id: no topic id; pass --topic-id or set allora.topic_id in model.yaml", code="settings")])
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise RenderError("invalid deployment settings", [_problem(e) for e in exc.errors(include_url=False)]) from None
+            raise settings_error([_problem(e) for e in exc.errors(include_url=False)]) from None
+
+
+def settings_error(problems: list[Problem]) -> SettingsError:
+    """One problem reads as one line (``error: memory: …``); several get a heading."""
+    if len(problems) == 1:
+        return SettingsError(problems[0].message)
+    return SettingsError("invalid deployment settings", problems)
 
 
 _FLAG = {"archive_size": "archive size", "sha256": "sha256"}
