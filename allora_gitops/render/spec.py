@@ -170,9 +170,9 @@ class DeploymentSpec(_Model):
     @model_validator(mode="after")
     def _limits(self) -> "DeploymentSpec":
         if cpu_millicores(self.cpu_limit) < cpu_millicores(self.cpu):
-            raise ValueError(f"cpu_limit {self.cpu_limit} is below the cpu request {self.cpu}")
+            raise ValueError(f"cpu-limit: {self.cpu_limit} is below the cpu request {self.cpu}")
         if len(C.image_tag(self.manifest.version, self.sha256)) > 128:
-            raise ValueError("the version is too long for an image tag (at most 114 characters)")
+            raise ValueError("version: too long for an image tag (at most 114 characters)")
         return self
 
     # --- derived values the templates use ------------------------------------------------
@@ -223,7 +223,7 @@ class DeploymentSpec(_Model):
             try:
                 cpu_limit = f"{cpu_millicores(_quantity(cpu, 'CPU', True)) * 2}m"
             except ValueError:
-                cpu_limit = cpu  # the cpu problem itself is reported below
+                cpu_limit = C.DEFAULT_CPU  # the cpu problem itself is reported below, once
         topic_id = s.topic_id if s.topic_id is not None else allora.topic_id
         data = {
             "manifest": manifest,
@@ -266,7 +266,7 @@ _FLAG = {"archive_size": "archive size", "sha256": "sha256"}
 def _problem(err: dict) -> Problem:
     loc = [str(p) for p in err["loc"]]
     field = loc[0] if loc else ""
-    label = _FLAG.get(field, field.replace("_", "-")) or "settings"
+    label = _FLAG.get(field, field.replace("_", "-"))
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
@@ -274,4 +274,4 @@ def _problem(err: dict) -> Problem:
     shown = ""
     if err["type"] in ("greater_than", "literal_error", "int_parsing", "int_type") and not isinstance(value, (dict, list)):
         shown = f" (got {value!r})"
-    return Problem(f"{label}: {msg}{shown}", code="settings")
+    return Problem(f"{label}: {msg}{shown}" if label else msg, code="settings")
