@@ -1287,7 +1287,7 @@ def _main(args: argparse.Namespace, env: dict[str, str], mode: str) -> int:
     if mode in ("live", "print_config"):
         wallet = read_wallet(env)
         LOG.add_secret(wallet.value)
-        forget_wallet_env()
+    forget_wallet_env()  # in every mode: the user's code never sees a wallet in its environment
     LOG.emit("config", **settings.summary(), wallet=wallet.source if wallet else None)
     if mode == "live":
         touch_heartbeat(settings.heartbeat_file)  # the import may take a while; the probe allows max-age seconds

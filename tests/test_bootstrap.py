@@ -387,7 +387,7 @@ def test_user_code_cannot_read_the_wallet_and_prints_are_wrapped(tmp_path):
     """
     bundle = make_bundle(tmp_path / "b", runner)
     env = bootstrap_env(ALLORA_MNEMONIC=TEST_MNEMONIC, ALLORA_API_KEY="secret-api-key-123")
-    result = run_bootstrap(bundle, "--print-config", env=env)
+    result = run_bootstrap(bundle, "--dry-run", "--nonce", "1", env=env)
     assert result.code == EXIT_OK, result.out + result.err
     assert [e["message"] for e in result.of("print")][0] == "imported with None"
     assert result.one("config")["api_key"] == "set"
