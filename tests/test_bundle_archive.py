@@ -319,8 +319,11 @@ def test_resolve_source_refuses_an_invalid_bundle_with_every_problem(bundle, tmp
     (bundle / ".env.local").write_text("ALLORA_MNEMONIC=x\n")
     with pytest.raises(BundleError) as info:
         resolve_source(bundle, tmp_path / "work")
-    assert info.value.message == f"bundle {bundle} is invalid (2 errors)"
-    assert [p.code for p in info.value.problems] == ["requirements", "secret"]
+    assert info.value.lines() == [
+        f"{bundle}/model.yaml:17:21: error: requirements.txt not found (environment.pip_requirements); "
+        "create it, empty if the model needs no packages",
+        f"{bundle}/.env.local: error: environment file would ship in the bundle; delete it or add it to .allorabundleignore",
+    ]
     assert not (tmp_path / "work").exists()
 
 

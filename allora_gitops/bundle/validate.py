@@ -302,13 +302,16 @@ def _ordered(problems: list[Problem]) -> list[Problem]:
 
 
 def require_valid(path: Path, *, strict: bool = False, display: Optional[str] = None, **kwargs) -> ValidationReport:
-    """validate_bundle, raising BundleError (with every problem) when the bundle is invalid."""
+    """validate_bundle, raising BundleError when the bundle is invalid.
+
+    The error carries every problem and no headline: each line already says
+    ``file:line:col: error: …``, which is what callers (render, publish) print.
+    """
     from allora_gitops.errors import BundleError
 
     report = validate_bundle(path, strict, display=display, **kwargs)
     if not report.ok:
-        n = len(report.errors)
-        raise BundleError(f"bundle {display or path} is invalid ({n} error{'s' if n != 1 else ''})", report.problems)
+        raise BundleError(problems=report.problems)
     return report
 
 
