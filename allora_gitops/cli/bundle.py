@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import Enum
 from pathlib import Path
@@ -83,6 +82,12 @@ _CHECKLIST = (
 )
 
 
+def _print_json(data) -> None:
+    import json
+
+    print(json.dumps(data, indent=2))
+
+
 def _print_report(report) -> None:
     out = sys.stdout
     for problem in report.problems:
@@ -116,7 +121,7 @@ def validate_cmd(
 
     report = validate_bundle(path, strict, import_timeout=import_timeout, display=_display(path))
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+        _print_json(report.to_dict())
     else:
         print(f"Validating bundle at: {_display(path)}")
         _print_report(report)
@@ -149,7 +154,7 @@ def build_cmd(
     report = validate_bundle(path, strict, import_timeout=import_timeout, display=_display(path), extra_excludes=excludes)
     if not report.ok:
         if as_json:
-            print(json.dumps({"ok": False, "validation": report.to_dict()}, indent=2))
+            _print_json({"ok": False, "validation": report.to_dict()})
             raise typer.Exit(1)
         from allora_gitops.errors import BundleError
 
@@ -178,7 +183,7 @@ def build_cmd(
         data["ok"] = True
         data["sha256_file"] = str(built.sha256_path)
         data["warnings"] = [p.to_dict() for p in report.warnings]
-        print(json.dumps(data, indent=2))
+        _print_json(data)
         return
     print("✅ Bundle built successfully!")
     print(f"   Archive: {built.path}")
@@ -203,7 +208,7 @@ def inspect_cmd(
 
     info = inspect_archive(archive)
     if as_json:
-        print(json.dumps(info.to_dict(), indent=2))
+        _print_json(info.to_dict())
         return
     m = info.manifest
     print(f"Archive:  {info.path}")
@@ -225,6 +230,8 @@ def inspect_cmd(
 def schema_cmd() -> None:
     """Print the JSON schema of model.yaml (for editors: yaml-language-server, VS Code)."""
     from allora_gitops.bundle.manifest import manifest_json_schema
+
+    import json
 
     print(json.dumps(manifest_json_schema(), indent=2, sort_keys=True))
 
