@@ -28,10 +28,6 @@ class Network(str, Enum):
     mainnet = "mainnet"
 
 
-def _display(path: Path) -> str:
-    return str(path)
-
-
 def _human_size(n: int) -> str:
     if n >= 1 << 20:
         return f"{n / (1 << 20):.2f} MB"
@@ -119,11 +115,11 @@ def validate_cmd(
     """
     from allora_gitops.bundle.validate import validate_bundle
 
-    report = validate_bundle(path, strict, import_timeout=import_timeout, display=_display(path))
+    report = validate_bundle(path, strict, import_timeout=import_timeout, display=str(path))
     if as_json:
         _print_json(report.to_dict())
     else:
-        print(f"Validating bundle at: {_display(path)}")
+        print(f"Validating bundle at: {path}")
         _print_report(report)
         if report.ok:
             suffix = f" ({_counts(report)})" if report.warnings else ""
@@ -151,14 +147,14 @@ def build_cmd(
 
     target_dir = out_dir if out_dir is not None else path / "dist"
     excludes = archive_excludes(path, target_dir)
-    report = validate_bundle(path, strict, import_timeout=import_timeout, display=_display(path), extra_excludes=excludes)
+    report = validate_bundle(path, strict, import_timeout=import_timeout, display=str(path), extra_excludes=excludes)
     if not report.ok:
         if as_json:
             _print_json({"ok": False, "validation": report.to_dict()})
             raise typer.Exit(1)
         from allora_gitops.errors import BundleError
 
-        raise BundleError(f"bundle {_display(path)} is invalid ({_counts(report)}); nothing was built", report.problems)
+        raise BundleError(f"bundle {path} is invalid ({_counts(report)}); nothing was built", report.problems)
     for warning in report.warnings:
         print(str(warning), file=sys.stderr)
 
