@@ -357,3 +357,23 @@ def test_a_file_vanishing_during_the_build_leaves_nothing(bundle, tmp_path):
     with pytest.raises(BundleError, match="cannot read README.md: No such file or directory"):
         build_archive(bundle, tmp_path / "out", tree=tree)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_write_error_in_the_writer_thread_reaches_the_caller(bundle):
+    import errno
+
+    from allora_gitops.bundle.archive import write_tar_gz
+    from allora_gitops.bundle.ignore import walk_bundle
+
+    (bundle / "artifacts" / "big.bin").write_bytes(os.urandom(9 << 20))
+
+    class DiskFull:
+        written = 0
+
+        def write(self, data: bytes) -> None:
+            self.written += len(data)
+            if self.written > 1 << 20:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left on device"):
+        write_tar_gz(walk_bundle(bundle), DiskFull(), name="x", version="1.0.0", mtime=0)

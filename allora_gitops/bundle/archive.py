@@ -137,13 +137,16 @@ class _ParallelGzip:
         self._crc32 = isal_zlib.crc32
         self._sink = sink
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deflate")
+        # one writer thread hashes and writes the compressed stream, in order, off the reading thread
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gzip-writer")
         self._pending: deque = deque()
+        self._writes: deque = deque()
         self._max_pending = workers * 2
         self._pieces: list[bytes] = []
         self._buffered = 0
         self._crc = 0
         self._length = 0
-        sink(GZIP_HEADER)
+        self._emit(GZIP_HEADER)
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` (not copied: callers hand over immutable bytes)."""
@@ -162,26 +165,35 @@ class _ParallelGzip:
             self._pieces = [rest] if rest else []
             self._buffered = len(rest)
 
-    def _submit(self, chunk: bytes, last: bool) -> None:
+    def _emit(self, data: bytes) -> None:
+        self._writes.append(self._writer.submit(self._sink, data))
+        while self._writes and (len(self._writes) > self._max_pending or self._writes[0].done()):
+            self._writes.popleft().result()  # raises the writer's error, if any
+
+    def _submit(self, chunk, last: bool) -> None:
         self._pending.append(self._pool.submit(_deflate, chunk, last))
         while len(self._pending) > self._max_pending:
-            self._sink(self._pending.popleft().result())
+            self._emit(self._pending.popleft().result())
 
     def close(self) -> None:
         try:
             self._submit(b"".join(self._pieces), last=True)
             self._pieces = []
             while self._pending:
-                self._sink(self._pending.popleft().result())
-            self._sink(struct.pack("<II", self._crc & 0xFFFFFFFF, self._length & 0xFFFFFFFF))
+                self._emit(self._pending.popleft().result())
+            self._emit(struct.pack("<II", self._crc & 0xFFFFFFFF, self._length & 0xFFFFFFFF))
+            while self._writes:
+                self._writes.popleft().result()
         finally:
             self.abort()
 
     def abort(self) -> None:
-        for f in self._pending:
+        for f in (*self._pending, *self._writes):
             f.cancel()
         self._pending.clear()
+        self._writes.clear()
         self._pool.shutdown(wait=True)
+        self._writer.shutdown(wait=True)
 
 
 def _tar_header(path: str, *, size: int, mode: int, is_dir: bool, mtime: int) -> bytes:
