@@ -281,22 +281,47 @@ def test_file_write_failing_midway_leaves_nothing(tmp_path, archive_60mb):
     assert list((root / key).parent.iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through read-only permissions; the RLIMIT test above covers a failing write as root")
-def test_read_only_target_is_a_clear_error(tmp_path):
-    source = tmp_path / "a.tar.gz"
-    source.write_bytes(b"archive bytes" * 1000)
-    sha = hashlib.sha256(source.read_bytes()).hexdigest()
-    root = tmp_path / "objects"
-    (root / "bundles").mkdir(parents=True)
-    (root / "bundles").chmod(0o555)
-    key = archive_object_key("m", "1.0.0", sha)
+def test_read_only_target_is_a_clear_error():
+    """A target directory the writer may not write to. Root ignores permissions, so as root the writer
+    runs as ``nobody`` (the system Python; FileStore needs only the standard library)."""
+    import pwd
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="allora-ro-"))  # outside root's private pytest dir, so nobody can reach it
     try:
-        with pytest.raises(StorageError) as err:
-            open_store(f"file://{root}").put_file(key, source, sha)
-        assert str(err.value) == f"cannot write {(root / key).as_uri()}: Permission denied"
+        base.chmod(0o755)
+        source = base / "a.tar.gz"
+        source.write_bytes(b"archive bytes" * 1000)
+        source.chmod(0o644)
+        sha = hashlib.sha256(source.read_bytes()).hexdigest()
+        root = base / "objects"
+        (root / "bundles").mkdir(parents=True)
+        (root / "bundles").chmod(0o555)
+        key = archive_object_key("m", "1.0.0", sha)
+        script = (
+            "import sys\nfrom pathlib import Path\nfrom allora_gitops.errors import AlloraGitopsError\n"
+            "from allora_gitops.storage.objects import open_store\n"
+            "try:\n    open_store(sys.argv[1]).put_file(sys.argv[2], Path(sys.argv[3]), sys.argv[4])\n"
+            "except AlloraGitopsError as exc:\n    print(*exc.lines(), sep='\\n', file=sys.stderr); sys.exit(exc.exit_code)\n"
+        )
+        python, drop = sys.executable, None
+        if os.geteuid() == 0:
+            python = "/usr/bin/python3"  # Debian's; the venv's interpreter may live under /root
+            nobody = pwd.getpwnam("nobody")
+
+            def drop():
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+
+        proc = subprocess.run([python, "-c", script, f"file://{root}", key, str(source), sha], capture_output=True,
+                              text=True, env=cli_env({"HOME": str(base)}), cwd=base, timeout=60, preexec_fn=drop)
+        assert proc.stderr.splitlines() == [f"error: cannot write {(root / key).as_uri()}: Permission denied"]
+        assert proc.returncode == 1
         assert list((root / "bundles").iterdir()) == []
     finally:
-        (root / "bundles").chmod(0o755)
+        (base / "objects" / "bundles").chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 # --- selection and output ---------------------------------------------------------------------------
