@@ -377,3 +377,24 @@ def test_progress_bar_on_a_terminal(tmp_path, archive_60mb):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert b"store big-model-1.0.0.tar.gz" in output
+
+
+def test_s3_objects_carry_a_server_checked_checksum(s3_store_url, tmp_path):
+    """Small archives: one PUT with the file's SHA-256 (the server recomputes it); large ones: parallel parts
+    with CRC32s, whose composite the server reports and put_file compared after the upload."""
+    import base64
+
+    store = open_store(s3_store_url)
+    small, large = tmp_path / "small", tmp_path / "large"
+    small.write_bytes(b"s" * 1000)
+    large.write_bytes(os.urandom(40 * MB))
+    heads = {}
+    for path in (small, large):
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        key = archive_object_key(path.name, "1.0.0", sha)
+        store.put_file(key, path, sha)
+        heads[path.name] = (sha, store.client.head_object(Bucket=store.bucket, Key=f"{store.prefix}/{key}", ChecksumMode="ENABLED"))
+    sha, head = heads["small"]
+    assert head["ChecksumSHA256"] == base64.b64encode(bytes.fromhex(sha)).decode()
+    _, head = heads["large"]
+    assert head["ChecksumCRC32"].endswith("-5") and head["ETag"].endswith('-5"')  # 40 MB in 8 MB parts
