@@ -99,3 +99,14 @@ class GitOpsError(AlloraGitopsError):
 
 class ImageBuildError(AlloraGitopsError):
     """A container image could not be built, tagged or pushed."""
+
+
+class RunError(AlloraGitopsError):
+    """A local run could not happen: its environment did not build, or the bundle did not load in it."""
+
+    def __init__(self, message: str = "", problems: list[Problem] | None = None, details: list[str] | None = None):
+        super().__init__(message, problems)
+        self.details = list(details or [])
+
+    def lines(self) -> list[str]:
+        return super().lines() + [f"  {line}" for line in self.details]

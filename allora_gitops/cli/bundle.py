@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from allora_gitops.cli import run
 from allora_gitops.cli.app import entry, new_app
 
 app = new_app("allora-bundle", "Create, check, build and run Allora model bundles.")
+run.register(app)
 
 
 @app.command("schema")
