@@ -167,3 +167,16 @@ def test_isolated_environment_is_built_once_then_reused(cli_proc, tmp_path):
     assert Path(document["python"]) == environment / "bin" / "python"
     assert document["predictions"][0]["value"] == 99.278271
     assert took < 20  # no pip: CLI start + interpreter + numpy import
+
+
+@pytest.mark.slow
+def test_a_failing_install_is_reported_and_leaves_no_half_environment(cli_proc, tmp_path):
+    bundle = make_bundle(tmp_path / "b", FORTY_TWO, requirements="allora-gitops-no-such-package==0.0.1\n")
+    state = tmp_path / "state"
+    result = cli_proc("bundle", "run", bundle, env={"ALLORA_GITOPS_HOME": str(state)}, timeout=600)
+    assert result.code == 1
+    lines = result.err.splitlines()
+    assert lines[0].startswith("creating the run environment ")
+    assert lines[1] == "error: installing the bundle's requirements failed (exit 1):"
+    assert any("No matching distribution found for allora-gitops-no-such-package==0.0.1" in line for line in lines[2:])
+    assert [p.suffix for p in (state / "runtimes").iterdir()] == [".lock"]
