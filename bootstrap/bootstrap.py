@@ -639,6 +639,15 @@ def _check_scalar(value: Any, what: str) -> Any:
     raise PredictionRefused("invalid_value", f"{what} has type {name}; return a float, int, str or Decimal")
 
 
+def _plain(value: Any) -> Any:
+    """Float subclasses (numpy.float64) as plain floats, so the SDK signs exactly what was checked."""
+    if isinstance(value, float) and type(value) is not float:
+        return float(value)
+    if isinstance(value, dict):
+        return {label: _plain(item) for label, item in value.items()}
+    return value
+
+
 # --- metrics --------------------------------------------------------------------------------
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0)
 
@@ -855,6 +864,7 @@ class Adapter:
         except PredictionRefused as refused:
             return self._refused(nonce, started, refused.reason, refused.message, type(value).__name__)
         latency = time.perf_counter() - started
+        value = _plain(value)
         self.metrics.prediction(latency)
         self.last_nonce = nonce
         self.log.emit("prediction", nonce=nonce, value=shown, latency_ms=round(latency * 1000, 3))
