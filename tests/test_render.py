@@ -113,7 +113,7 @@ def test_filters_escape_instead_of_templates():
 
     assert yaml_scalar('a: "b"\nc') == '"a: \\"b\\"\\nc"'
     assert yaml.safe_load(yaml_scalar("yes")) == "yes"  # never a YAML 1.1 boolean
-    assert to_yaml({"b": [1, {"c": "x"}], "a": {}}, indent=2) == '"a": {}\n  "b":\n    - 1\n    - "c": "x"'
+    assert to_yaml({"b": [1, {"c": "x"}], "a": {}, "on": "a/b"}, indent=2) == 'a: {}\n  b:\n    - 1\n    - c: "x"\n  "on": "a/b"'
     assert docker_json('say "hi"\n') == '"say \\"hi\\"\\n"'
     assert in_single_quotes("https://pypi.example.com/simple") == "https://pypi.example.com/simple"
     with pytest.raises(ValueError, match="cannot be placed in a shell string"):

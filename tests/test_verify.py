@@ -194,3 +194,23 @@ def test_secret_detection(value, key, secret):
     from allora_gitops.verify.policy import looks_secret
 
     assert looks_secret(key, value) is secret
+
+
+def test_batched_kustomize_gives_each_overlay_exactly_its_own_objects(example_repo, make_spec):
+    from allora_gitops.verify.kustomize import build_overlay, build_overlays
+
+    for name in ("alpha-model", "beta-model"):
+        plant(example_repo, make_spec, name)
+    overlays = sorted(example_repo.glob("deployments/*/overlays/*"))
+    assert len(overlays) == 4
+    batched = build_overlays(overlays, jobs=1)  # one batch of four
+    for result in batched:
+        alone = build_overlay(result.overlay)
+        assert result.error is None and alone.error is None
+        key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
+        assert sorted(result.objects, key=key) == sorted(alone.objects, key=key)
+    # A broken overlay in a batch is reported on its own; its neighbours still build.
+    add_to_kustomization(overlays[0], "resources", "missing.yaml")
+    results = build_overlays(overlays, jobs=1)
+    assert [r.error is None for r in results] == [False, True, True, True]
+    assert "missing.yaml" in results[0].error and not results[0].error.startswith("E1")

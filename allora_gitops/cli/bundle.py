@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from allora_gitops.cli import run
 from allora_gitops.cli.app import entry, new_app
 
 app = new_app("allora-bundle", "Create, check, build and run Allora model bundles.")
@@ -231,6 +232,8 @@ def schema_cmd() -> None:
 
     print(json.dumps(manifest_json_schema(), indent=2, sort_keys=True))
 
+
+run.register(app)
 
 main = entry(app)
 
