@@ -296,6 +296,6 @@ def test_render_cli_refuses_a_bundle_that_fails_validation(cli_proc, tmp_path):
     out = tmp_path / "repo"
     result = cli_proc("gitops", "render", bundle, "--network", "testnet", "-o", out)
     assert result.code == 1
-    assert len(result.lines) == 1 and "name 'Linear_Forecaster' must be a lowercase DNS-1123 label" in result.lines[0]
-    assert result.lines[0].startswith(f"{bundle}/model.yaml:3:7: error: ")
+    problem = [line for line in result.lines if "model.yaml:3:7: error: " in line]
+    assert len(problem) == 1 and "name 'Linear_Forecaster' must be a lowercase DNS-1123 label" in problem[0]
     assert not out.exists()

@@ -16,14 +16,17 @@ import os
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Optional
 
 from allora_gitops.verify.tools import find_tool
 
 TIMEOUT_SECONDS = 300
 BATCH_MAX = 50
 ORIGIN_ANNOTATION = "verify.allora-gitops/overlay"
+# kubectl is a short-lived Go process: collecting garbage less often saves ~20% of its CPU time.
+_ENV = {**os.environ, "GOGC": os.environ.get("GOGC", "400")}
 
 
 @dataclass
@@ -31,6 +34,7 @@ class KustomizeResult:
     overlay: Path
     objects: list[dict]
     error: str | None = None
+    findings: list = field(default_factory=list)  # filled by build_overlays' `after` callback
 
 
 def kubectl() -> str:
@@ -42,6 +46,7 @@ def _run(kubectl_path: str, directory: Path) -> tuple[str | None, str]:
     try:
         proc = subprocess.run(
             [kubectl_path, "kustomize", str(directory)],
+            env=_ENV,
             capture_output=True,
             text=True,
             timeout=TIMEOUT_SECONDS,
@@ -122,8 +127,16 @@ def build_batch(overlays: list[Path], kubectl_path: str) -> list[KustomizeResult
     return results
 
 
-def build_overlays(overlays: list[Path], jobs: int | None = None, batch_max: int = BATCH_MAX) -> list[KustomizeResult]:
-    """Build every overlay (results in input order), ``jobs`` kubectl processes at a time (default: CPU count)."""
+def build_overlays(
+    overlays: list[Path],
+    jobs: int | None = None,
+    batch_max: int = BATCH_MAX,
+    after: Optional[Callable[[KustomizeResult], None]] = None,
+) -> list[KustomizeResult]:
+    """Build every overlay (results in input order), ``jobs`` kubectl processes at a time (default: CPU count).
+
+    ``after`` runs on each result in the worker, so checking one batch overlaps building the next.
+    """
     if not overlays:
         return []
     path = kubectl()
@@ -131,5 +144,12 @@ def build_overlays(overlays: list[Path], jobs: int | None = None, batch_max: int
     # Enough batches to keep every worker busy, each no larger than batch_max.
     size = max(1, min(batch_max, math.ceil(len(overlays) / workers)))
     batches = [overlays[i : i + size] for i in range(0, len(overlays), size)]
+
+    def work(batch: list[Path]) -> list[KustomizeResult]:
+        results = build_batch(batch, path)
+        for result in results if after else ():
+            after(result)
+        return results
+
     with ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
-        return [r for batch in pool.map(lambda b: build_batch(b, path), batches) for r in batch]
+        return [r for batch in pool.map(work, batches) for r in batch]
