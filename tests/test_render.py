@@ -318,3 +318,20 @@ def test_render_from_a_directory_or_its_built_archive_gives_the_same_tree(cli_pr
     assert build["archive"] == {"url": "s3://b/k.tar.gz", "sha256": built.sha256, "size": built.size}
     assert build["image"] == f"localhost:5000/allora/linear-forecaster:1.0.0-{built.sha256[:12]}"
     assert from_archive.err.strip() == f"rendered linear-forecaster 1.0.0 for mainnet: image {build['image']}"
+
+
+def test_the_default_archive_url_is_the_stores_url_for_the_archive(example_manifest, monkeypatch, tmp_path):
+    from allora_gitops.render import DeploymentSettings, DeploymentSpec
+
+    def url(**env):
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        return DeploymentSpec.complete(
+            example_manifest, sha256=EXAMPLE_SHA256, archive_size=1, settings=DeploymentSettings(network="testnet")
+        ).archive_url
+
+    monkeypatch.delenv(C.STORE_URL_ENV, raising=False)
+    key = C.archive_object_key("linear-forecaster", "1.0.0", EXAMPLE_SHA256)
+    assert url(ALLORA_GITOPS_HOME=str(tmp_path)) == (tmp_path / "objects" / key).as_uri()
+    assert url(ALLORA_STORE_URL="s3://bundles/prod") == f"s3://bundles/prod/{key}"
+    assert not (tmp_path / "objects").exists()  # rendering creates nothing
