@@ -37,7 +37,7 @@ def findings_by_overlay(report) -> dict[str, list[str]]:
 def test_a_rendered_repository_is_clean(cli, example_repo):
     result = cli("gitops", "verify", example_repo)
     assert (result.code, result.out) == (0, "")
-    assert result.err == "verify: 2 overlays, 1 Dockerfiles, 2 Argo CD files checked; 0 findings\n"
+    assert result.err == "verify: 2 overlays, 1 Dockerfile, 2 Argo CD files checked; 0 findings\n"
     result = cli("gitops", "verify", example_repo, "--json")
     report = json.loads(result.out)
     assert result.code == 0 and report["ok"] is True and report["findings"] == []
