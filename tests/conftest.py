@@ -73,3 +73,4 @@ def cli_proc():
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     return _run
+from tests.fixtures.git import *  # noqa: F401,F403
