@@ -79,8 +79,32 @@ ANNOTATION_BUNDLE_VERSION = f"{LABEL_PREFIX}/bundle-version"
 MANAGED_BY = "allora-gitops"
 
 
+def deployment_base_dir(name: str) -> str:
+    return f"{DEPLOYMENTS_DIR}/{name}/base"
+
+
+def deployment_overlay_dir(name: str, network: str) -> str:
+    return f"{DEPLOYMENTS_DIR}/{name}/overlays/{network}"
+
+
+def build_dir(name: str, version: str) -> str:
+    return f"{BUILDS_DIR}/{name}/{version}"
+
+
+def review_branch(name: str, network: str, version: str) -> str:
+    return f"deploy/{name}/{network}/{version}"
+
+
+def archive_filename(name: str, version: str) -> str:
+    return f"{name}-{version}.tar.gz"
+
+
+def archive_object_key(name: str, version: str, sha256: str) -> str:
+    return f"bundles/{name}/{version}/{sha256}.tar.gz"
+
+
+# --- publishing: repository layout, branches, commits (publish, promote, rollback, retire) ---------
 DEFAULT_BRANCH = "main"
-REVIEW_BRANCH_PREFIX = "deploy"
 CI_WORKFLOW_FILE = ".github/workflows/allora-gitops.yaml"
 REPO_MARKER_KIND = "AlloraGitopsRepository"  # the `kind:` inside REPO_MARKER_FILE
 REPO_LAYOUT_VERSION = 1
@@ -89,6 +113,22 @@ COMMIT_AUTHOR_NAME = "allora-gitops"
 COMMIT_AUTHOR_EMAIL = "allora-gitops@users.noreply.allora.network"
 REPO_CACHE_DIR = "repos"  # under the state directory: one bare cache per remote
 PUSH_ATTEMPTS = 12  # a rejected push is re-applied on the new tip at most this many times
+
+
+def deployment_dir(name: str) -> str:
+    return f"{DEPLOYMENTS_DIR}/{name}"
+
+
+def promote_branch(name: str, network: str, version: str) -> str:
+    return f"promote/{name}/{network}/{version}"
+
+
+def rollback_branch(name: str, network: str, version: str) -> str:
+    return f"rollback/{name}/{network}/{version}"
+
+
+def retire_branch(name: str, network: str) -> str:
+    return f"retire/{name}/{network}"
 
 
 def publish_commit_message(name: str, version: str, network: str, sha256: str) -> str:
@@ -109,43 +149,3 @@ def retire_commit_message(name: str, network: str) -> str:
 
 def init_commit_message() -> str:
     return "Initialise the GitOps repository (allora-gitops repo init)\n"
-
-
-def deployment_dir(name: str) -> str:
-    return f"{DEPLOYMENTS_DIR}/{name}"
-
-
-def deployment_base_dir(name: str) -> str:
-    return f"{DEPLOYMENTS_DIR}/{name}/base"
-
-
-def deployment_overlay_dir(name: str, network: str) -> str:
-    return f"{DEPLOYMENTS_DIR}/{name}/overlays/{network}"
-
-
-def build_dir(name: str, version: str) -> str:
-    return f"{BUILDS_DIR}/{name}/{version}"
-
-
-def review_branch(name: str, network: str, version: str) -> str:
-    return f"{REVIEW_BRANCH_PREFIX}/{name}/{network}/{version}"
-
-
-def promote_branch(name: str, network: str, version: str) -> str:
-    return f"promote/{name}/{network}/{version}"
-
-
-def rollback_branch(name: str, network: str, version: str) -> str:
-    return f"rollback/{name}/{network}/{version}"
-
-
-def retire_branch(name: str, network: str) -> str:
-    return f"retire/{name}/{network}"
-
-
-def archive_filename(name: str, version: str) -> str:
-    return f"{name}-{version}.tar.gz"
-
-
-def archive_object_key(name: str, version: str, sha256: str) -> str:
-    return f"bundles/{name}/{version}/{sha256}.tar.gz"
