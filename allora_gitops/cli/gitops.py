@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from allora_gitops.cli import diff, repo, status
+from allora_gitops.cli import diff, publish, repo, status
 from allora_gitops.cli.app import entry, new_app
 
 app = new_app("allora-gitops", "Publish Allora model bundles to a GitOps repository that Argo CD syncs.")
 
 repo.register(app)
 diff.register(app)
+publish.register(app)
 status.register(app)
 
 main = entry(app)
