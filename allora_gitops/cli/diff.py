@@ -10,7 +10,7 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("diff")
     def diff_cmd(
-        head: Optional[str] = typer.Argument(None, metavar="[BRANCH]", help="The branch (or, in a local repository, any ref) to review. Default: HEAD of a local repository."),
+        head: Optional[str] = typer.Argument(None, help="The branch (or, in a local repository, any ref) to review. Default: HEAD of a local repository."),
         repo: str = typer.Option(..., "--repo", help="The GitOps repository: a URL, or a path (work tree or bare)."),
         base: str = typer.Option("main", "--base", help="What the branch is compared with."),
         as_json: bool = typer.Option(False, "--json", help="Print a machine-readable report."),

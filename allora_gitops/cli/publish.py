@@ -57,7 +57,7 @@ def _options(**kw):
 def register(app: typer.Typer) -> None:
     @app.command("publish")
     def publish_cmd(
-        source: Path = typer.Argument(..., metavar="SOURCE", help="A bundle directory (built first) or a built .tar.gz archive."),
+        source: Path = typer.Argument(..., help="A bundle directory (built first) or a built .tar.gz archive."),
         repo: str = typer.Option(..., "--repo", help=REPO_HELP),
         network: str = typer.Option(..., "--network", help="testnet or mainnet."),
         topic_id: Optional[int] = typer.Option(None, "--topic-id", help="Topic to submit to (default: allora.topic_id)."),
@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("promote")
     def promote_cmd(
-        name: str = typer.Argument(..., metavar="NAME", help="The bundle name."),
+        name: str = typer.Argument(..., help="The bundle name."),
         from_network: str = typer.Option(..., "--from", help="The network whose version is promoted."),
         to_network: str = typer.Option(..., "--to", help="The network to deploy it on."),
         repo: str = typer.Option(..., "--repo", help=REPO_HELP),
@@ -113,7 +113,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("rollback")
     def rollback_cmd(
-        name: str = typer.Argument(..., metavar="NAME", help="The bundle name."),
+        name: str = typer.Argument(..., help="The bundle name."),
         network: str = typer.Option(..., "--network"),
         to: str = typer.Option(..., "--to", help="The version to deploy again (its archive is fetched from the store)."),
         repo: str = typer.Option(..., "--repo", help=REPO_HELP),
@@ -133,7 +133,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("retire")
     def retire_cmd(
-        name: str = typer.Argument(..., metavar="NAME", help="The bundle name."),
+        name: str = typer.Argument(..., help="The bundle name."),
         network: str = typer.Option(..., "--network"),
         repo: str = typer.Option(..., "--repo", help=REPO_HELP),
         database_url: Optional[str] = typer.Option(None, "--database-url"),

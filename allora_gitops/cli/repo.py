@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
 
     @repo_app.command("init")
     def init_cmd(
-        path: Path = typer.Argument(..., metavar="PATH", help="Where to create the repository (must not exist, or be empty)."),
+        path: Path = typer.Argument(..., help="Where to create the repository (must not exist, or be empty)."),
         bare: bool = typer.Option(
             False, "--bare", help="Create a bare repository (a remote to publish to), with the first commit on the default branch."
         ),

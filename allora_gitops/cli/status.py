@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("status")
     def status_cmd(
-        name: str = typer.Argument(..., metavar="NAME", help="The bundle name."),
+        name: str = typer.Argument(..., help="The bundle name."),
         repo: str = typer.Option(..., "--repo", help="The GitOps repository: a URL, or a path (work tree or bare)."),
         ref: str = typer.Option("main", "--ref", help="The branch (what Argo CD deploys) to read."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
