@@ -34,11 +34,11 @@ from typing import Any, Callable, Iterator, Optional
 from allora_gitops import constants as C
 from allora_gitops.errors import AlloraGitopsError, GitOpsError, RecordConflict
 from allora_gitops.gitops.layout import DeploymentFacts, collect_facts, load_yaml_documents, read_deployments, summarise_change
-from allora_gitops.gitops.repo import Persisted, Remote, Snapshot, TreeChange, parse_remote, persist
+from allora_gitops.gitops.repo import Persisted, Remote, Snapshot, TreeChange, check_repository, parse_remote, persist
 
 StepFn = Callable[[str, str], None]  # (step name, what happened)
 
-PUBLISH_STEPS = ("validate", "records", "upload", "register", "render", "deployment", "commit", "record")
+PUBLISH_STEPS = ("validate", "repository", "records", "upload", "register", "render", "deployment", "commit", "record")
 
 
 @dataclass
@@ -254,6 +254,8 @@ def publish_bundle(
         manifest = built.manifest
         name, version = manifest.name, manifest.version
         step("validate", f"{name} {version} sha256 {built.sha256} ({built.size} bytes, {built.file_count} files)")
+        tip = check_repository(remote, target.base_branch)
+        step("repository", f"{remote.display} {target.base_branch} at {tip[:12]} (initialised by allora-gitops)")
         store = open_store(target.store_url)
         key = C.archive_object_key(name, version, built.sha256)
         archive_url = store.url_for(key)
@@ -392,6 +394,7 @@ def _redeploy(
 
     check_network(network)
     remote = parse_remote(target.repo)
+    check_repository(remote, target.base_branch)
     with _records(target.database_url) as records, tempfile.TemporaryDirectory(prefix=f"allora-{action}-") as tmp:
         bundle = _bundle_record(records, name, version)
         step("records", f"{name} {version} sha256 {bundle.sha256}")
@@ -508,16 +511,17 @@ def retire(name: str, network: str, target: Target, *, step: StepFn = _quiet) ->
         result.summary = summarise_change(old[0], None)
         return result
     with _records(target.database_url) as records:
-        live = records.current_deployment(name, network)
+        live = [d for d in records.list_deployments(name=name, network=network) if d.status in ("pending", "committed", "synced")]
         persisted = persist(
             remote, change, branch=branch, base_branch=target.base_branch, message=C.retire_commit_message(name, network),
             on_step=lambda msg: step("commit", msg),
         )  # fmt: skip
         _announce_commit(step, persisted)
-        if live is not None:
-            records.set_deployment_status(live.id, "retired", message=f"retired on {branch} at {persisted.commit[:12]}")
-            result.deployment_id, result.deployment_status = live.id, "retired"
-            step("record", f"deployment {live.id} retired")
+        for d in live:  # every live record of it: older versions too, none of them runs once this is merged
+            records.set_deployment_status(d.id, "retired", message=f"retired on {branch} at {persisted.commit[:12]}")
+            step("record", f"deployment {d.id} ({d.version}) retired")
+        if live:
+            result.deployment_id, result.deployment_status = live[0].id, "retired"
     if old[0] is not None:
         result.version, result.sha256 = old[0].version, old[0].sha256
     result.commit, result.committed = persisted.commit, persisted.created

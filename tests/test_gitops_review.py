@@ -180,25 +180,27 @@ def test_list_and_status_from_the_repository(cli, gitops_remote):
     tree.update(sample_deployment("alpha", "mainnet", "0.9.0", topic=3))
     tree.update(sample_deployment("beta", "testnet", "2.1.0"))
     _publish(gitops_remote, tree, "main")
-    r = cli("gitops", "list", "--repo", gitops_remote)
+    r = cli("gitops", "list", "--repo", gitops_remote, "--no-db")
     assert r.code == 0, r.err
     lines = r.out.splitlines()
-    assert lines[0].split() == ["NAME", "NETWORK", "VERSION", "SHA256", "IMAGE"]
+    assert lines[0].split() == ["NAME", "NETWORK", "VERSION", "SHA256", "STATUS", "COMMIT", "IMAGE"]
     assert [l.split()[:3] for l in lines[1:]] == [["alpha", "mainnet", "0.9.0"], ["alpha", "testnet", "1.0.0"], ["beta", "testnet", "2.1.0"]]
-    r = cli("gitops", "list", "--repo", gitops_remote, "--network", "mainnet", "--json")
+    r = cli("gitops", "list", "--repo", gitops_remote, "--no-db", "--network", "mainnet", "--json")
     rows = json.loads(r.out)
     assert [(x["name"], x["version"], x["topic_id"], x["image"]) for x in rows] == [
         ("alpha", "0.9.0", "3", "registry.example.com/allora/alpha:0.9.0")
     ]
-    r = cli("gitops", "status", "alpha", "--repo", gitops_remote)
+    r = cli("gitops", "status", "alpha", "--repo", gitops_remote, "--no-db")
     assert r.code == 0
     assert "alpha on testnet" in r.out and "  version: 1.0.0" in r.out and "  memory_limit: 512Mi" in r.out
-    r = cli("gitops", "status", "gamma", "--repo", gitops_remote)
-    assert (r.code, r.err) == (1, "error: gamma is not deployed on main\n")
+    r = cli("gitops", "status", "gamma", "--repo", gitops_remote, "--no-db")
+    assert (r.code, r.err) == (1, "error: gamma is not deployed on main and has no live deployment record\n")
+    r = cli("gitops", "list", "--no-db")
+    assert (r.code, r.err) == (2, "error: --no-db needs --repo: there would be nothing to read\n")
 
 
 def test_list_of_an_empty_repository(cli, gitops_remote):
-    r = cli("gitops", "list", "--repo", gitops_remote)
+    r = cli("gitops", "list", "--repo", gitops_remote, "--no-db")
     assert (r.code, r.out) == (0, "no deployments\n")
     assert remote_branches(gitops_remote) == ["main"]
     assert TEMPLATE_REPO_URL in remote_file(gitops_remote, "main", C.REPO_MARKER_FILE)

@@ -493,3 +493,17 @@ def read_ref(remote: Remote, ref: str, cache: RepoCache | None = None) -> tuple[
     if ref not in heads:
         raise GitOpsError(f"{remote.display} has no branch {ref!r}")
     return cache.git, cache.fetch(ref, heads[ref])
+
+
+def check_repository(remote: Remote, base_branch: str = C.DEFAULT_BRANCH, cache: RepoCache | None = None) -> str:
+    """Fail early — before anything is uploaded or recorded — unless ``remote`` is reachable and ours.
+
+    Returns the base branch tip (now in the cache, so the commit step fetches nothing more).
+    """
+    cache = cache or RepoCache(remote)
+    heads = cache.remote_heads(base_branch)
+    if base_branch not in heads:
+        raise GitOpsError(f"{remote.display} has no branch {base_branch!r}; initialise it with `allora-gitops repo init`")
+    tip = cache.fetch(base_branch, heads[base_branch])
+    require_marker(cache.git, tip, remote, base_branch)
+    return tip

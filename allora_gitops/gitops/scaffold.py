@@ -68,11 +68,15 @@ def render_repo(settings: RepoSettings) -> dict[str, str]:
 def render_argocd_tree(settings: RepoSettings) -> dict[str, str]:
     """``argocd/``: AppProject + ApplicationSet, rendered by the templates (``allora_gitops.render``)."""
     try:
-        from allora_gitops.render import render_argocd  # type: ignore[attr-defined]
+        from allora_gitops.render import ArgoCDSettings, render_argocd  # type: ignore[attr-defined]
     except ImportError:
         # HOOK: the templates (issue 4) are not merged yet; `repo init` then writes no argocd/ files.
         return {}
-    return dict(render_argocd(settings))
+    return dict(
+        render_argocd(
+            ArgoCDSettings(repo_url=settings.repo_url, target_revision=settings.default_branch, namespace=settings.namespace)
+        )
+    )
 
 
 def _check_target(path: Path, bare: bool) -> None:
