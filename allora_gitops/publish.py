@@ -148,7 +148,7 @@ def facts_of_tree(tree: dict[str, str], name: str, network: str) -> DeploymentFa
         if path.startswith(overlay) and path.endswith((".yaml", ".yml")):
             collect_facts(load_yaml_documents(tree[path]), facts)
     if facts.version:
-        build = tree.get(f"{C.build_dir(name, facts.version)}/build.yaml")
+        build = tree.get(f"{C.build_dir(name, facts.version)}/{C.BUILD_METADATA_FILE}")
         if build:
             docs = load_yaml_documents(build)
             meta = docs[0] if docs and isinstance(docs[0], dict) else {}

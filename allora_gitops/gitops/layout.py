@@ -18,7 +18,7 @@ from allora_gitops import constants as C
 
 OVERLAY_RE = re.compile(rf"^{C.DEPLOYMENTS_DIR}/([^/]+)/overlays/([^/]+)/(.+)$")
 BUILD_RE = re.compile(rf"^{C.BUILDS_DIR}/([^/]+)/([^/]+)/(.+)$")
-BUILD_METADATA_FILE = "build.yaml"
+BUILD_METADATA_FILE = C.BUILD_METADATA_FILE
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
 # Container env / ConfigMap keys the templates use, mapped to a fact name.
