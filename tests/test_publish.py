@@ -22,6 +22,11 @@ from tests.fixtures.git import git, merge_into_main, remote_branches, remote_fil
 for _module in ("allora_gitops.bundle.source", "allora_gitops.render", "allora_gitops.db", "tests.fixtures.postgres"):
     pytest.importorskip(_module)
 
+try:  # conftest's star import leaves out underscore names; the postgres fixtures need this one
+    from tests.fixtures.postgres import _migrated_template  # noqa: F401
+except ImportError:
+    pass
+
 NAME = "linear-forecaster"
 
 
