@@ -204,3 +204,12 @@ def test_list_of_an_empty_repository(cli, gitops_remote):
     assert (r.code, r.out) == (0, "no deployments\n")
     assert remote_branches(gitops_remote) == ["main"]
     assert TEMPLATE_REPO_URL in remote_file(gitops_remote, "main", C.REPO_MARKER_FILE)
+
+
+def test_initialised_repository_passes_verify(cli, gitops_template_repo, tmp_path):
+    work = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(gitops_template_repo), str(work)], check=True)
+    assert (work / C.ARGOCD_DIR / "applicationset.yaml").is_file() and (work / C.ARGOCD_DIR / "appproject.yaml").is_file()
+    assert TEMPLATE_REPO_URL in (work / C.ARGOCD_DIR / "applicationset.yaml").read_text()
+    r = cli("gitops", "verify", work)
+    assert r.code == 0, r.out + r.err

@@ -171,7 +171,8 @@ def test_dry_run_touches_nothing(gitops, gitops_remote, records, tmp_path):
     r = gitops("publish", v1, "--repo", gitops_remote, "--network", "testnet", "--dry-run")
     assert r.code == 0, r.err
     assert f"+++ b/deployments/{NAME}/overlays/testnet/kustomization.yaml" in r.out
-    assert r.out.splitlines()[-1].startswith("dry run: 9 file(s) would change on deploy/linear-forecaster/testnet/1.0.0; nothing was changed") or "dry run:" in r.out
+    assert "dry run: 9 file(s) would change on deploy/linear-forecaster/testnet/1.0.0; nothing was changed" in r.out.splitlines()
+    assert "    new deployment" in r.out.splitlines()
     assert remote_branches(gitops_remote) == ["main"]
     assert records.list_bundles() == [] and rows(records) == []
     assert not (tmp_path / "objects").exists() or not any((tmp_path / "objects").rglob("*.tar.gz"))
@@ -368,3 +369,13 @@ def test_same_version_other_bytes_is_refused(gitops, gitops_remote, records, tmp
     assert last.startswith(f"error: bundle {NAME} 1.0.0 is already registered with sha256 {first}, not ")
     assert last.endswith("; a version names one archive forever: bump the version")
     assert len(rows(records)) == 1 and records.get_bundle(NAME, "1.0.0").sha256 == first
+
+
+def test_publish_a_built_archive(gitops, cli, gitops_remote, records, tmp_path):
+    r = cli("bundle", "build", make_bundle(tmp_path), "-o", tmp_path / "dist")
+    assert r.code == 0, r.err
+    archive = tmp_path / "dist" / f"{NAME}-1.0.0.tar.gz"
+    r = gitops("publish", archive, "--repo", gitops_remote, "--network", "mainnet", "--topic-id", "12")
+    assert r.code == 0, r.err
+    assert records.get_bundle(NAME, "1.0.0").sha256 == (tmp_path / "dist" / f"{NAME}-1.0.0.tar.gz.sha256").read_text().split()[0]
+    assert "deploy/linear-forecaster/mainnet/1.0.0" in remote_branches(gitops_remote)
