@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -202,12 +203,13 @@ def _commit_and_record(
     base_branch: str,
     message: str,
     step: StepFn,
+    heads: dict[str, str] | None = None,
 ) -> Persisted:
     """Steps 7–8: persist, then move the row to committed — or to failed with the reason."""
     try:
         persisted = persist(
             remote, change, branch=branch, base_branch=base_branch, message=message,
-            on_step=lambda msg: step("commit", msg),
+            on_step=lambda msg: step("commit", msg), heads=heads,
         )  # fmt: skip
     except AlloraGitopsError as exc:
         if deployment is not None:
@@ -254,13 +256,22 @@ def publish_bundle(
         manifest = built.manifest
         name, version = manifest.name, manifest.version
         step("validate", f"{name} {version} sha256 {built.sha256} ({built.size} bytes, {built.file_count} files)")
-        tip = check_repository(remote, target.base_branch)
-        step("repository", f"{remote.display} {target.base_branch} at {tip[:12]} (initialised by allora-gitops)")
         store = open_store(target.store_url)
         key = C.archive_object_key(name, version, built.sha256)
         archive_url = store.url_for(key)
         spec = _spec(manifest, built.sha256, built.size, network, options, archive_url)
         branch = target.branch or C.review_branch(name, network, version)
+        # The repository check (git, network) runs while the database opens; both finish before any upload.
+        pool = ThreadPoolExecutor(max_workers=1)
+        checking = pool.submit(check_repository, remote, target.base_branch, branch)
+        pool.shutdown(wait=False)
+        tree = render_deployment(spec)  # pure, so it can overlap the waits; announced at its place below
+
+        def repository_checked() -> dict[str, str]:
+            heads = checking.result()
+            step("repository", f"{remote.display} {target.base_branch} at {heads[target.base_branch][:12]} (initialised by allora-gitops)")
+            return heads
+
         result = PublishResult(
             action="publish", name=name, network=network, version=version, sha256=built.sha256,
             repo=remote.display, branch=branch, base_branch=target.base_branch, dry_run=target.dry_run,
@@ -268,7 +279,7 @@ def publish_bundle(
         )  # fmt: skip
 
         if target.dry_run:
-            tree = render_deployment(spec)
+            heads = repository_checked()
             step("render", f"{len(tree)} files")
             old: list[DeploymentFacts | None] = [None]
 
@@ -276,14 +287,25 @@ def publish_bundle(
                 old[0] = current_facts(snapshot, name, network)
                 return _deployment_change(tree, name, network, version)
 
-            persisted = persist(remote, dry_change, branch=branch, base_branch=target.base_branch, message="dry run\n", dry_run=True)
+            persisted = persist(
+                remote, dry_change, branch=branch, base_branch=target.base_branch, message="dry run\n", dry_run=True, heads=heads
+            )
             result.diff = persisted.diff
             result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
             result.summary = summarise_change(old[0], facts_of_tree(tree, name, network)) if persisted.changed else []
             step("commit", f"dry run: {len(persisted.changed)} file(s) would change on {branch}; nothing was uploaded, recorded or pushed")
             return result
 
-        with _records(target.database_url) as records:
+        try:
+            records_cm = _records(target.database_url)
+            records = records_cm.__enter__()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                checking.result()  # a repository problem is the more useful message when both fail
+            raise
+        with contextlib.ExitStack() as stack:
+            stack.push(records_cm.__exit__)
+            heads = repository_checked()
             # 2. a version names one archive forever: refuse a clash before uploading anything
             existing = records.get_bundle(name, version)
             if existing is not None and existing.sha256 != built.sha256:
@@ -303,8 +325,7 @@ def publish_bundle(
             )  # fmt: skip
             result.bundle_registered = bundle.created
             step("register", f"bundle {'registered' if bundle.created else 'already registered'} ({bundle.id})")
-            # 5. render
-            tree = render_deployment(spec)
+            # 5. render (done above, while waiting for the repository and the database)
             step("render", f"{len(tree)} files for {name} on {network}, image {spec.image}")
             # 6. the deployment row
             deployment = records.create_deployment(
@@ -325,7 +346,7 @@ def publish_bundle(
             persisted = _commit_and_record(
                 records=records, deployment=deployment, remote=remote, change=change, branch=branch,
                 base_branch=target.base_branch, message=C.publish_commit_message(name, version, network, built.sha256),
-                step=step,
+                step=step, heads=heads,
             )  # fmt: skip
             _announce_commit(step, persisted)
             step("record", f"deployment {deployment.id} committed at {persisted.commit[:12]}")
@@ -394,7 +415,7 @@ def _redeploy(
 
     check_network(network)
     remote = parse_remote(target.repo)
-    check_repository(remote, target.base_branch)
+    heads = check_repository(remote, target.base_branch, branch)
     with _records(target.database_url) as records, tempfile.TemporaryDirectory(prefix=f"allora-{action}-") as tmp:
         bundle = _bundle_record(records, name, version)
         step("records", f"{name} {version} sha256 {bundle.sha256}")
@@ -442,7 +463,7 @@ def _redeploy(
         step("deployment", f"{'created' if deployment.created else 'reusing'} deployment {deployment.id}")
         persisted = _commit_and_record(
             records=records, deployment=deployment, remote=remote, change=change, branch=branch,
-            base_branch=target.base_branch, message=message, step=step,
+            base_branch=target.base_branch, message=message, step=step, heads=heads,
         )  # fmt: skip
         _announce_commit(step, persisted)
     return _finish(result, persisted, remote, target, old[0], facts_of_tree(tree, name, network))

@@ -341,10 +341,12 @@ def build_tree(git: GitDir, base: str | None, change: TreeChange) -> str:
     try:
         git.run("read-tree", base if base else "--empty", env=env)
         removals: set[str] = set(change.delete_files)
-        for d in change.delete_dirs:
-            removals.update(_files_under(git, env, d))
-        for d in change.replace_dirs:
-            removals.update(p for p in _files_under(git, env, d) if p not in change.files)
+        deleted = tuple(d.rstrip("/") + "/" for d in change.delete_dirs)
+        replaced = tuple(d.rstrip("/") + "/" for d in change.replace_dirs)
+        if deleted or replaced:  # one ls-files for every directory involved
+            for p in _files_under(git, env, *deleted, *replaced):
+                if p.startswith(deleted) or p not in change.files:
+                    removals.add(p)
         lines: list[str] = [f"0 {ZERO_SHA}\t{p}\n" for p in sorted(removals - set(change.files))]
         if change.files:
             with tempfile.TemporaryDirectory(prefix="allora-blobs-", dir=git.path) as tmp:
@@ -364,8 +366,8 @@ def build_tree(git: GitDir, base: str | None, change: TreeChange) -> str:
             os.unlink(index_path)
 
 
-def _files_under(git: GitDir, env: dict[str, str], directory: str) -> list[str]:
-    r = git.run("ls-files", "-z", "--", directory.rstrip("/") + "/", env=env)
+def _files_under(git: GitDir, env: dict[str, str], *directories: str) -> list[str]:
+    r = git.run("ls-files", "-z", "--", *(d.rstrip("/") + "/" for d in directories), env=env)
     return [p for p in r.out.split("\0") if p]
 
 
@@ -426,6 +428,7 @@ def persist(
     attempts: int = C.PUSH_ATTEMPTS,
     cache: RepoCache | None = None,
     on_step: Callable[[str], None] | None = None,
+    heads: dict[str, str] | None = None,
 ) -> Persisted:
     """Apply ``change`` on ``branch`` (created from ``base_branch`` when missing), commit and push.
 
@@ -436,8 +439,9 @@ def persist(
     cache = cache or RepoCache(remote)
     say = on_step or (lambda _msg: None)
     last_reason = ""
+    known = heads  # tips seen a moment ago (check_repository): if they moved since, the push is refused and we retry
     for attempt in range(1, max(1, attempts) + 1):
-        heads = cache.remote_heads(*dict.fromkeys([branch, base_branch]))
+        heads = known if (attempt == 1 and known is not None) else cache.remote_heads(*dict.fromkeys([branch, base_branch]))
         existed = branch in heads
         source = branch if existed else base_branch
         if source not in heads:
@@ -495,15 +499,20 @@ def read_ref(remote: Remote, ref: str, cache: RepoCache | None = None) -> tuple[
     return cache.git, cache.fetch(ref, heads[ref])
 
 
-def check_repository(remote: Remote, base_branch: str = C.DEFAULT_BRANCH, cache: RepoCache | None = None) -> str:
+def check_repository(
+    remote: Remote, base_branch: str = C.DEFAULT_BRANCH, branch: str | None = None, cache: RepoCache | None = None
+) -> dict[str, str]:
     """Fail early — before anything is uploaded or recorded — unless ``remote`` is reachable and ours.
 
-    Returns the base branch tip (now in the cache, so the commit step fetches nothing more).
+    Returns the tips of ``base_branch`` (and ``branch``, when it exists), fetched into the cache, so
+    that :func:`persist` can start from them without asking the remote again.
     """
     cache = cache or RepoCache(remote)
-    heads = cache.remote_heads(base_branch)
+    heads = cache.remote_heads(*dict.fromkeys([branch or base_branch, base_branch]))
     if base_branch not in heads:
         raise GitOpsError(f"{remote.display} has no branch {base_branch!r}; initialise it with `allora-gitops repo init`")
     tip = cache.fetch(base_branch, heads[base_branch])
     require_marker(cache.git, tip, remote, base_branch)
-    return tip
+    if branch and branch in heads and branch != base_branch:
+        cache.fetch(branch, heads[branch])
+    return heads
