@@ -397,10 +397,15 @@ _RETRYABLE_REMOTE = ("failed to update ref", "cannot lock ref", "incorrect old v
 
 
 def _push(git: GitDir, remote: Remote, commit: str, branch: str) -> tuple[bool, str]:
-    """Push ``commit`` to ``branch``. Returns (ok, why-not); raises on errors a retry cannot fix."""
-    r = git.run("push", "--porcelain", "--quiet", remote.url, f"{commit}:refs/heads/{branch}", check=False)
+    """Push ``commit`` to ``branch``. Returns (ok, why-not); raises on errors a retry cannot fix.
+
+    ``why-not`` is ``"up to date"`` on success when the branch already was at ``commit``: commits are
+    deterministic (fixed author, message, parent, tree), so an identical publish a moment earlier made the same one.
+    """
+    r = git.run("push", "--porcelain", remote.url, f"{commit}:refs/heads/{branch}", check=False)
     if r.status == 0:
-        return True, ""
+        up_to_date = any(line.startswith("=\t") for line in r.out.splitlines())
+        return True, "up to date" if up_to_date else ""
     text = r.out + "\n" + r.err
     if "[rejected]" in text or "non-fast-forward" in text or "fetch first" in text:
         return False, "rejected: the branch moved"
@@ -467,7 +472,8 @@ def persist(
         commit = cache.git.run("commit-tree", new_tree, "-p", tip, env=_commit_env(), stdin=message.encode()).out.strip()
         ok, last_reason = _push(cache.git, remote, commit, branch)
         if ok:
-            result.commit, result.created, result.pushed = commit, True, True
+            result.commit, result.pushed = commit, True
+            result.created = last_reason != "up to date"
             return result
         say(f"push {attempt} {last_reason}; fetching the new tip and applying the change again")
         time.sleep(min(2.0, 0.05 * attempt) * (0.5 + random.random()))
