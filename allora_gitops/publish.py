@@ -250,6 +250,11 @@ def publish_bundle(
     options = options or DeploymentOptions()
     check_network(network)
     remote = parse_remote(target.repo)
+    # The repository check (git subprocesses, maybe network) runs beside validation and the database
+    # opening, on the other core; its verdict is awaited before anything is uploaded or recorded.
+    pool = ThreadPoolExecutor(max_workers=1)
+    checking = pool.submit(check_repository, remote, target.base_branch, None, every_branch=True)
+    pool.shutdown(wait=False)
     with tempfile.TemporaryDirectory(prefix="allora-publish-") as tmp:
         # 1. validate (and build a directory), check the settings: nothing touched yet
         built = resolve_source(Path(source), Path(tmp))
@@ -261,10 +266,6 @@ def publish_bundle(
         archive_url = store.url_for(key)
         spec = _spec(manifest, built.sha256, built.size, network, options, archive_url)
         branch = target.branch or C.review_branch(name, network, version)
-        # The repository check (git, network) runs while the database opens; both finish before any upload.
-        pool = ThreadPoolExecutor(max_workers=1)
-        checking = pool.submit(check_repository, remote, target.base_branch, branch)
-        pool.shutdown(wait=False)
         tree = render_deployment(spec)  # pure, so it can overlap the waits; announced at its place below
 
         def repository_checked() -> dict[str, str]:

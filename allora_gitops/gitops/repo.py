@@ -506,15 +506,21 @@ def read_ref(remote: Remote, ref: str, cache: RepoCache | None = None) -> tuple[
 
 
 def check_repository(
-    remote: Remote, base_branch: str = C.DEFAULT_BRANCH, branch: str | None = None, cache: RepoCache | None = None
+    remote: Remote,
+    base_branch: str = C.DEFAULT_BRANCH,
+    branch: str | None = None,
+    cache: RepoCache | None = None,
+    *,
+    every_branch: bool = False,
 ) -> dict[str, str]:
     """Fail early — before anything is uploaded or recorded — unless ``remote`` is reachable and ours.
 
-    Returns the tips of ``base_branch`` (and ``branch``, when it exists), fetched into the cache, so
-    that :func:`persist` can start from them without asking the remote again.
+    Returns the tips of ``base_branch`` and ``branch`` (every branch with ``every_branch``, for a
+    caller that does not know its branch yet), fetched into the cache, so that :func:`persist` can
+    start from them without asking the remote again.
     """
     cache = cache or RepoCache(remote)
-    heads = cache.remote_heads(*dict.fromkeys([branch or base_branch, base_branch]))
+    heads = cache.remote_heads() if every_branch else cache.remote_heads(*dict.fromkeys([branch or base_branch, base_branch]))
     if base_branch not in heads:
         raise GitOpsError(f"{remote.display} has no branch {base_branch!r}; initialise it with `allora-gitops repo init`")
     tip = cache.fetch(base_branch, heads[base_branch])
