@@ -146,6 +146,13 @@ def main() -> None:
                 times[repo].append(publish(archives[repo][v], repo, env))
         med = {repo: statistics.median(t) for repo, t in times.items()}
         naive = [naive_commit(big, work, {f"deployments/naive/x{i}.yaml": f"i: {i}\n"}) for i in range(3)]
+        started = time.perf_counter()
+        listing = subprocess.run(
+            [sys.executable, "-m", "allora_gitops.cli.gitops", "list", "--repo", str(big), "--no-db", "--json"],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        list_wall = time.perf_counter() - started
+        listed = listing.stdout.count('"network"')
 
         print()
         print(f"load average during the runs: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall times stretch with it)")
@@ -155,6 +162,7 @@ def main() -> None:
         print(f"absolute (big):                         {med[big]:.3f} s   (target ≤ 1.5 s)")
         cpu = {repo: statistics.median(CPU[repo.name]) for repo in (empty, big)}
         print(f"CPU seconds (command + git), median:    empty {cpu[empty]:.3f} s, big {cpu[big]:.3f} s, ratio {cpu[big] / cpu[empty]:.2f}×")
+        print(f"list --no-db over the big repository:   {list_wall:.2f} s for {listed} deployments")
         print(f"naive clone+checkout+commit+push (big): median {statistics.median(naive):.3f} s (git alone, no validation/records/render)")
     finally:
         try:

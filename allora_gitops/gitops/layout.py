@@ -87,7 +87,20 @@ def summarise_change(old: DeploymentFacts | None, new: DeploymentFacts | None) -
 
 
 def load_yaml_documents(text: str) -> list[Any]:
-    """Every document of a YAML text (safe loader); unparseable text yields nothing (verify reports it)."""
+    """Every document of a YAML text (safe loader); unparseable text yields nothing (verify reports it).
+
+    Facts are read from many small files (``list`` over thousands of deployments), so libyaml's C
+    loader is used when PyYAML has it — about fifty times faster than ruamel's pure-Python one, which
+    is the fallback. Only plain data is read here; positions do not matter.
+    """
+    loader = _c_loader()
+    if loader is not None:
+        import yaml
+
+        try:
+            return [d for d in yaml.load_all(text, Loader=loader) if d is not None]
+        except yaml.YAMLError:
+            return []
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
@@ -95,6 +108,14 @@ def load_yaml_documents(text: str) -> list[Any]:
         return [d for d in YAML(typ="safe", pure=True).load_all(text) if d is not None]
     except YAMLError:
         return []
+
+
+def _c_loader():
+    try:
+        from yaml import CSafeLoader
+    except ImportError:
+        return None
+    return CSafeLoader
 
 
 def collect_facts(docs: Iterable[Any], facts: DeploymentFacts | None = None) -> DeploymentFacts:

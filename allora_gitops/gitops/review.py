@@ -127,6 +127,12 @@ def _sorted(node: Any) -> Any:
 def dump_object(obj: Any) -> str:
     import io
 
+    try:  # libyaml when PyYAML has it: diffs of many objects stay fast
+        import yaml
+
+        return yaml.dump(_sorted(obj), Dumper=yaml.CSafeDumper, default_flow_style=False, sort_keys=False, width=4096, allow_unicode=True)
+    except (ImportError, AttributeError):
+        pass
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="safe", pure=True)
