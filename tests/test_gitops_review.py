@@ -187,9 +187,9 @@ def test_list_and_status_from_the_repository(cli, gitops_remote):
     assert [l.split()[:3] for l in lines[1:]] == [["alpha", "mainnet", "0.9.0"], ["alpha", "testnet", "1.0.0"], ["beta", "testnet", "2.1.0"]]
     r = cli("gitops", "list", "--repo", gitops_remote, "--no-db", "--network", "mainnet", "--json")
     rows = json.loads(r.out)
-    assert [(x["name"], x["version"], x["topic_id"], x["image"]) for x in rows] == [
-        ("alpha", "0.9.0", "3", "registry.example.com/allora/alpha:0.9.0")
-    ]
+    assert [(x["name"], x["version"], x["image"]) for x in rows] == [("alpha", "0.9.0", "registry.example.com/allora/alpha:0.9.0")]
+    r = cli("gitops", "status", "alpha", "--repo", gitops_remote, "--no-db", "--json")  # status reads every overlay file
+    assert [(x["network"], x["topic_id"]) for x in json.loads(r.out)] == [("mainnet", "3"), ("testnet", "1")]
     r = cli("gitops", "status", "alpha", "--repo", gitops_remote, "--no-db")
     assert r.code == 0
     assert "alpha on testnet" in r.out and "  version: 1.0.0" in r.out and "  memory_limit: 512Mi" in r.out

@@ -209,16 +209,25 @@ def overlays_touched(paths: Iterable[str], all_paths: Iterable[str]) -> list[Ove
     return sorted(touched, key=lambda o: (o.name, o.network))
 
 
-def read_deployments(snapshot: Any, name: str | None = None) -> list[DeploymentFacts]:
-    """Facts of every overlay in a commit (``snapshot``: anything with ``files(prefix)`` and ``read_many(paths)``)."""
+def read_deployments(snapshot: Any, name: str | None = None, *, full: bool | None = None) -> list[DeploymentFacts]:
+    """Facts of every overlay in a commit (``snapshot``: a :class:`~allora_gitops.gitops.repo.Snapshot`).
+
+    ``full`` (default: when one ``name`` is asked for) reads every YAML file of each overlay and the
+    build metadata; otherwise only each overlay's kustomization (version, sha256 and image are
+    there), which keeps ``list`` over thousands of deployments quick.
+    """
+    full = name is not None if full is None else full
     prefix = C.deployment_dir(name) if name else C.DEPLOYMENTS_DIR
-    paths = snapshot.files(prefix)
+    entries = snapshot.entries(prefix)
     by_overlay: dict[OverlayRef, list[str]] = {}
-    for p in paths:
+    for p in entries:
         m = OVERLAY_RE.match(p)
-        if m and (m.group(3).endswith((".yaml", ".yml")) or m.group(3) == "Kustomization"):
+        if not m:
+            continue
+        wanted = m.group(3) in KUSTOMIZATION_FILES if not full else (m.group(3).endswith((".yaml", ".yml")) or m.group(3) == "Kustomization")
+        if wanted:
             by_overlay.setdefault(OverlayRef(m.group(1), m.group(2)), []).append(p)
-    texts = snapshot.read_many(sorted(p for ps in by_overlay.values() for p in ps))
+    texts = snapshot.read_blobs({p: entries[p] for ps in by_overlay.values() for p in sorted(ps)})
     result = []
     for ref in sorted(by_overlay, key=lambda o: (o.name, o.network)):
         facts = DeploymentFacts(name=ref.name, network=ref.network, files=by_overlay[ref])
@@ -226,7 +235,7 @@ def read_deployments(snapshot: Any, name: str | None = None) -> list[DeploymentF
             collect_facts(load_yaml_documents(texts.get(p, "")), facts)
         result.append(facts)
     # build metadata fills what the overlay does not say (sha256, image)
-    builds = [C.build_dir(f.name, f.version) + "/" + BUILD_METADATA_FILE for f in result if f.version]
+    builds = [C.build_dir(f.name, f.version) + "/" + BUILD_METADATA_FILE for f in result if f.version and (full or not (f.sha256 and f.image))]
     build_texts = snapshot.read_many(builds)
     for f in result:
         if not f.version:

@@ -158,22 +158,44 @@ class GitDir:
 
     def read_many(self, commit: str, paths: list[str]) -> dict[str, str]:
         """Read many files of one commit in one git process (``cat-file --batch``); missing ones are left out."""
-        if not paths:
+        return self._batch([f"{commit}:{p}" for p in paths], paths)
+
+    def read_blobs(self, blobs: dict[str, str]) -> dict[str, str]:
+        """``{path: blob id}`` → ``{path: text}``. By id, git need not walk a large tree again for every path."""
+        paths = list(blobs)
+        return self._batch([blobs[p] for p in paths], paths)
+
+    def _batch(self, specs: list[str], keys: list[str]) -> dict[str, str]:
+        if not specs:
             return {}
-        request = "".join(f"{commit}:{p}\n" for p in paths).encode()
-        data = self.run("cat-file", "--batch", stdin=request, raw=True).raw
+        data = self.run("cat-file", "--batch", stdin="".join(f"{s}\n" for s in specs).encode(), raw=True).raw
         out: dict[str, str] = {}
         pos = 0
-        for p in paths:
+        for key in keys:
             nl = data.index(b"\n", pos)
             header = data[pos:nl].decode()
             pos = nl + 1
             if header.endswith(" missing") or header.endswith(" ambiguous"):
                 continue
             size = int(header.rsplit(" ", 1)[1])
-            out[p] = data[pos : pos + size].decode()
+            out[key] = data[pos : pos + size].decode()
             pos += size + 1
         return out
+
+    def list_entries(self, commit: str, prefix: str = "") -> dict[str, str]:
+        """``{path: blob id}`` of the files under ``prefix`` at ``commit``."""
+        args = ["ls-tree", "-r", "-z", commit]
+        if prefix:
+            args += ["--", prefix.rstrip("/") + "/"]
+        r = self.run(*args, check=False)
+        if r.status != 0:
+            return {}
+        entries = {}
+        for item in r.out.split("\0"):
+            meta, _, path = item.partition("\t")
+            if path and meta.endswith(tuple("0123456789abcdef")) and " blob " in meta:
+                entries[path] = meta.rsplit(" ", 1)[1]
+        return entries
 
     def list_files(self, commit: str, prefix: str = "") -> list[str]:
         args = ["ls-tree", "-r", "--name-only", "-z", commit]
@@ -301,6 +323,12 @@ class Snapshot:
 
     def files(self, prefix: str = "") -> list[str]:
         return [] if self.commit is None else self.git.list_files(self.commit, prefix)
+
+    def entries(self, prefix: str = "") -> dict[str, str]:
+        return {} if self.commit is None else self.git.list_entries(self.commit, prefix)
+
+    def read_blobs(self, blobs: dict[str, str]) -> dict[str, str]:
+        return self.git.read_blobs(blobs)
 
 
 ChangeBuilder = Union[TreeChange, Callable[[Snapshot], TreeChange]]
