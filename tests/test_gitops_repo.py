@@ -13,7 +13,7 @@ import pytest
 
 from allora_gitops import constants as C
 from allora_gitops.errors import GitOpsError
-from allora_gitops.gitops.repo import RepoCache, TreeChange, parse_remote, persist, redact_url
+from allora_gitops.gitops.repo import RepoCache, TreeChange, parse_remote, persist, redact_text, redact_url
 from tests.conftest import REPO_ROOT
 from tests.fixtures.git import git, remote_branches, remote_file, remote_log
 
@@ -107,8 +107,14 @@ def test_unreachable_remote_is_a_clear_error(tmp_path, gitops_home):
     with pytest.raises(GitOpsError) as err:
         persist(parse_remote(tmp_path / "nowhere.git"), TreeChange(files={"a": "b"}), branch="main", message="x\n")
     assert err.value.message.startswith(f"cannot reach the GitOps repository {tmp_path / 'nowhere.git'}: ")
-    with pytest.raises(GitOpsError, match=r"^cannot reach the GitOps repository https://\*\*\*@127\.0\.0\.1:9/r\.git: "):
+    with pytest.raises(GitOpsError, match=r"^cannot reach the GitOps repository https://\*\*\*@127\.0\.0\.1:9/r\.git: ") as err:
         persist(parse_remote("https://u:secretpw@127.0.0.1:9/r.git"), TreeChange(files={"a": "b"}), branch="main", message="x\n")
+    assert "secretpw" not in err.value.message
+
+
+def test_redact_text_in_git_messages():
+    assert redact_text("fatal: unable to access 'https://u:pw@h/r.git/': 403") == "fatal: unable to access 'https://***@h/r.git/': 403"
+    assert redact_text("no url here") == "no url here"
 
 
 def test_pre_receive_hook_rejection_is_reported_and_not_retried(gitops_remote):
@@ -210,3 +216,25 @@ def test_cache_is_bare_and_has_no_leftovers_after_a_failure(gitops_remote, gitop
     assert cache.parent == gitops_home / C.REPO_CACHE_DIR
     assert git(cache, "rev-parse", "--is-bare-repository").strip() == "true"
     assert not [p.name for p in cache.iterdir() if p.name.startswith("allora-")]
+
+
+def test_locks_left_by_a_killed_fetch_do_not_wedge_the_cache(gitops_remote, gitops_home):
+    remote = parse_remote(gitops_remote)
+    persist(remote, TreeChange(files={"a": "1\n"}), branch="main", message="one\n")
+    cache = RepoCache(remote).path
+    (cache / "shallow.lock").write_text("")
+    (cache / "refs" / "remotes" / "origin" / "main.lock").write_text("")
+    other = RepoCache(remote, root=gitops_home / "elsewhere")
+    persist(remote, TreeChange(files={"b": "2\n"}), branch="main", message="two\n", cache=other)  # main moves: we must fetch
+    assert persist(remote, TreeChange(files={"c": "3\n"}), branch="main", message="three\n").created
+    assert remote_log(gitops_remote)[:3] == ["three", "two", "one"]
+
+
+def test_a_corrupt_cache_is_rebuilt(gitops_remote, gitops_home):
+    remote = parse_remote(gitops_remote)
+    persist(remote, TreeChange(files={"a": "1\n"}), branch="main", message="one\n")
+    cache = RepoCache(remote).path
+    (cache / "shallow").write_text("not a commit id\n")
+    persist(remote, TreeChange(files={"b": "2\n"}), branch="main", message="two\n", cache=RepoCache(remote, root=gitops_home / "elsewhere"))
+    assert persist(remote, TreeChange(files={"c": "3\n"}), branch="main", message="three\n").created
+    assert remote_file(gitops_remote, "main", "c") == "3\n"

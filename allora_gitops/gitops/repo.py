@@ -55,6 +55,14 @@ def redact_url(url: str) -> str:
     return url
 
 
+_CREDENTIALS_IN_TEXT = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
+
+
+def redact_text(text: str) -> str:
+    """Redact ``scheme://user:password@`` anywhere in free text (git's messages quote URLs)."""
+    return _CREDENTIALS_IN_TEXT.sub(r"\1***@", text)
+
+
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")  # git@github.com:org/repo.git
 
 
@@ -208,7 +216,7 @@ class GitDir:
 
 
 def _last_lines(text: str, n: int = 3) -> str:
-    lines = [redact_url(l.strip()) for l in text.strip().splitlines() if l.strip()]
+    lines = [redact_text(l.strip()) for l in text.strip().splitlines() if l.strip()]
     lines = [l for l in lines if not l.startswith("hint:")]
     return " / ".join(lines[-n:]) if lines else "no message"
 
@@ -248,16 +256,33 @@ class RepoCache:
         if (self.path / "HEAD").exists():
             return
         with self.lock():
-            if (self.path / "HEAD").exists():
-                return
-            from git import Repo
+            if not (self.path / "HEAD").exists():
+                self._create()
 
-            tmp = Path(tempfile.mkdtemp(prefix=f".{self.remote.key}.", dir=self.root))
-            Repo.init(str(tmp), bare=True)
-            g = GitDir(tmp)
-            g.run("config", "gc.auto", "0")  # another process may be using objects that look unreachable
-            g.run("config", "core.logAllRefUpdates", "false")
-            os.rename(tmp, self.path)
+    def _create(self) -> None:
+        """Create the bare cache (caller holds the lock); built aside and renamed, so it appears whole."""
+        from git import Repo
+
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.remote.key}.", dir=self.root))
+        Repo.init(str(tmp), bare=True)
+        g = GitDir(tmp)
+        g.run("config", "gc.auto", "0")  # another process may be using objects that look unreachable
+        g.run("config", "core.logAllRefUpdates", "false")
+        os.rename(tmp, self.path)
+
+    def _fetch(self, branch: str) -> GitResult:
+        return self.git.run(
+            "fetch", "--depth=1", "--no-tags", "--quiet", self.remote.url,
+            f"+refs/heads/{branch}:refs/remotes/origin/{branch}",
+            check=False,
+        )  # fmt: skip
+
+    def _clear_stale_locks(self) -> None:
+        """Under our lock nobody else fetches into the cache: any ``*.lock`` left there is from a killed process."""
+        for lock in [*self.path.glob("*.lock"), *(self.path / "refs").rglob("*.lock")]:
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
 
     def remote_heads(self, *branches: str) -> dict[str, str]:
         """Tips of the given branches on the remote (missing branches are left out). One round trip."""
@@ -279,11 +304,16 @@ class RepoCache:
         if expected and self.git.exists(f"{expected}^{{commit}}"):
             return expected
         with self.lock():
-            r = self.git.run(
-                "fetch", "--depth=1", "--no-tags", "--quiet", self.remote.url,
-                f"+refs/heads/{branch}:refs/remotes/origin/{branch}",
-                check=False,
-            )  # fmt: skip
+            self._clear_stale_locks()
+            r = self._fetch(branch)
+            if r.status != 0 and "couldn't find remote ref" not in r.err:
+                # The remote answered ls-remote a moment ago, so a failing fetch most likely means a cache
+                # broken by a process killed mid-fetch (or a disk problem). It is only a cache: start again, once.
+                import shutil
+
+                shutil.rmtree(self.path, ignore_errors=True)
+                self._create()
+                r = self._fetch(branch)
             if r.status != 0:
                 if "couldn't find remote ref" in r.err:
                     raise GitOpsError(f"branch {branch!r} does not exist in {self.remote.display}")
@@ -440,7 +470,7 @@ def _push(git: GitDir, remote: Remote, commit: str, branch: str) -> tuple[bool, 
     if "[remote rejected]" in text:
         if any(s in text for s in _RETRYABLE_REMOTE):
             return False, "the remote could not lock the branch"
-        remote_lines = [redact_url(l[len("remote:"):].strip()) for l in r.err.splitlines() if l.startswith("remote:")]
+        remote_lines = [redact_text(l[len("remote:"):].strip()) for l in r.err.splitlines() if l.startswith("remote:")]
         remote_lines = [l for l in remote_lines if l]
         reason = re.search(r"\[remote rejected\] \(([^)]*)\)", text)
         why = reason.group(1) if reason else "refused"
