@@ -138,3 +138,51 @@ def archive_filename(name: str, version: str) -> str:
 
 def archive_object_key(name: str, version: str, sha256: str) -> str:
     return f"bundles/{name}/{version}/{sha256}.tar.gz"
+
+
+# --- publishing: repository layout, branches, commits (publish, promote, rollback, retire) ---------
+DEFAULT_BRANCH = "main"
+CI_WORKFLOW_FILE = ".github/workflows/allora-gitops.yaml"
+REPO_MARKER_KIND = "AlloraGitopsRepository"  # the `kind:` inside REPO_MARKER_FILE
+REPO_LAYOUT_VERSION = 1
+# Commits made by the tool: a fixed identity, so the same change always reads the same in `git log`.
+COMMIT_AUTHOR_NAME = "allora-gitops"
+COMMIT_AUTHOR_EMAIL = "allora-gitops@users.noreply.allora.network"
+REPO_CACHE_DIR = "repos"  # under the state directory: one bare cache per remote
+PUSH_ATTEMPTS = 12  # a rejected push is re-applied on the new tip at most this many times
+
+
+def deployment_dir(name: str) -> str:
+    return f"{DEPLOYMENTS_DIR}/{name}"
+
+
+def promote_branch(name: str, network: str, version: str) -> str:
+    return f"promote/{name}/{network}/{version}"
+
+
+def rollback_branch(name: str, network: str, version: str) -> str:
+    return f"rollback/{name}/{network}/{version}"
+
+
+def retire_branch(name: str, network: str) -> str:
+    return f"retire/{name}/{network}"
+
+
+def publish_commit_message(name: str, version: str, network: str, sha256: str) -> str:
+    return f"deploy({network}): {name} {version}\n\nbundle-sha256: {sha256}\n"
+
+
+def promote_commit_message(name: str, version: str, from_network: str, to_network: str, sha256: str) -> str:
+    return f"promote({to_network}): {name} {version} from {from_network}\n\nbundle-sha256: {sha256}\n"
+
+
+def rollback_commit_message(name: str, version: str, network: str, sha256: str) -> str:
+    return f"rollback({network}): {name} to {version}\n\nbundle-sha256: {sha256}\n"
+
+
+def retire_commit_message(name: str, network: str) -> str:
+    return f"retire({network}): {name}\n"
+
+
+def init_commit_message() -> str:
+    return "Initialise the GitOps repository (allora-gitops repo init)\n"

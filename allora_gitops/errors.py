@@ -103,6 +103,12 @@ class GitOpsError(AlloraGitopsError):
     """The GitOps repository is not ours, unreachable, or refused a push."""
 
 
+class ReviewError(GitOpsError):
+    """``diff`` could not compare two refs (exit 2: 1 means "they differ")."""
+
+    exit_code = 2
+
+
 class ImageBuildError(AlloraGitopsError):
     """A container image could not be built, tagged or pushed."""
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from allora_gitops.cli import db, render, verify
+from allora_gitops.cli import db, diff, publish, render, repo, status, verify
 from allora_gitops.cli.app import entry, new_app
 
 app = new_app("allora-gitops", "Publish Allora model bundles to a GitOps repository that Argo CD syncs.")
-db.register(app)
+repo.register(app)
 render.register(app)
 verify.register(app)
+publish.register(app)
+diff.register(app)
+status.register(app)
+db.register(app)
 
 main = entry(app)
 

@@ -1,0 +1,96 @@
+"""``allora-gitops list`` and ``status NAME``: what is deployed where, from the repository and the records."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+COLUMNS = (
+    ("name", "NAME"),
+    ("network", "NETWORK"),
+    ("version", "VERSION"),
+    ("sha256", "SHA256"),
+    ("status", "STATUS"),
+    ("commit", "COMMIT"),
+    ("image", "IMAGE"),
+)
+REPO_HELP = "The GitOps repository (URL or path). Without it, only the records database is read."
+
+
+def _table(rows: list[dict], columns=COLUMNS) -> str:
+    cells = [[h for _, h in columns]] + [[_cell(k, r) for k, _ in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+
+
+def _cell(key: str, row: dict) -> str:
+    value = row.get(key)
+    if key == "status" and not row.get("in_repo", True) and value:
+        return f"{value} (review: {row.get('branch')})"
+    if value is None or value == "":
+        return "-"
+    text = str(value)
+    return text[:12] if key in ("sha256", "commit") else text
+
+
+def _rows(repo, ref, name, database_url, no_db):
+    from allora_gitops.cli.app import eprint
+    from allora_gitops.gitops.inventory import list_deployments
+
+    return list_deployments(repo, ref, name, database_url=database_url, use_database=not no_db, warn=eprint)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("list")
+    def list_cmd(
+        repo: Optional[str] = typer.Option(None, "--repo", help=REPO_HELP),
+        ref: str = typer.Option("main", "--ref", help="The branch Argo CD deploys."),
+        network: Optional[str] = typer.Option(None, "--network", help="Only this network."),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help="PostgreSQL URL (default: $ALLORA_DATABASE_URL, else the embedded one)."),
+        no_db: bool = typer.Option(False, "--no-db", help="Read the repository only."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """What is deployed where: network, version, sha256, status, commit, image."""
+        import json
+
+        from allora_gitops.errors import UsageError
+
+        if repo is None and no_db:
+            raise UsageError("--no-db needs --repo: there would be nothing to read")
+        rows = [r for r in _rows(repo, ref, None, database_url, no_db) if network is None or r["network"] == network]
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+        elif rows:
+            typer.echo(_table(rows))
+        else:
+            typer.echo("no deployments")
+
+    @app.command("status")
+    def status_cmd(
+        name: str = typer.Argument(..., help="The bundle name."),
+        repo: Optional[str] = typer.Option(None, "--repo", help=REPO_HELP),
+        ref: str = typer.Option("main", "--ref", help="The branch Argo CD deploys."),
+        database_url: Optional[str] = typer.Option(None, "--database-url"),
+        no_db: bool = typer.Option(False, "--no-db", help="Read the repository only."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Where NAME is deployed, and what each deployment runs (version, image, topic, resources, status)."""
+        import json
+
+        from allora_gitops.errors import GitOpsError, UsageError
+
+        if repo is None and no_db:
+            raise UsageError("--no-db needs --repo: there would be nothing to read")
+        rows = _rows(repo, ref, name, database_url, no_db)
+        if not rows:
+            raise GitOpsError(f"{name} is not deployed" + (f" on {ref}" if repo else "") + " and has no live deployment record")
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        for r in rows:
+            where = f"{r['name']} on {r['network']}" + ("" if r.get("in_repo", True) else f" (waiting for review on {r.get('branch')})")
+            typer.echo(where)
+            for key, value in r.items():
+                if key not in ("name", "network", "in_repo") and value not in (None, ""):
+                    typer.echo(f"  {key}: {value}")

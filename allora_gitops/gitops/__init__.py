@@ -1,0 +1,1 @@
+"""The GitOps repository side: paths (layout), clone/commit/push (repo), rendered diffs (review), scaffolding."""

@@ -1,0 +1,553 @@
+"""The product's main job: from a bundle to a reviewed commit in a GitOps repository.
+
+``publish_bundle`` composes the pieces in an order that makes every failure safe
+to re-run:
+
+1. validate (a directory is built into an archive first) and check the settings
+   — pure, nothing touched yet;
+2. open the records database and refuse a name + version already recorded with
+   another sha256 — before anything is uploaded;
+3. upload the archive to the object store, keyed by content (skipped when present);
+4. register the bundle;
+5. render the deployment tree (pure);
+6. create the deployment row (``pending``; the live row with the same settings
+   is reused, so a re-run adds no row);
+7. apply the tree on the review branch, commit, push with retry (no commit when
+   the tree is already there);
+8. mark the row ``committed`` with the commit sha — or ``failed`` with the reason.
+
+So: no commit unless the archive is stored and the bundle recorded; a failed
+push leaves the row ``failed`` and nothing local to clean; a re-run (after any
+failure, even SIGKILL) finds what is already done and completes the rest.
+
+``promote``, ``rollback`` and ``retire`` reuse steps 5–8.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+from allora_gitops import constants as C
+from allora_gitops.errors import AlloraGitopsError, GitOpsError, RecordConflict
+from allora_gitops.gitops.layout import DeploymentFacts, collect_facts, load_yaml_documents, read_deployments, summarise_change
+from allora_gitops.gitops.repo import Persisted, Remote, Snapshot, TreeChange, check_repository, parse_remote, persist
+
+StepFn = Callable[[str, str], None]  # (step name, what happened)
+
+PUBLISH_STEPS = ("validate", "repository", "records", "upload", "register", "render", "deployment", "commit", "record")
+
+
+@dataclass
+class DeploymentOptions:
+    """What the operator may set per deployment; None = from model.yaml, else the platform default."""
+
+    topic_id: Optional[int] = None
+    fee_tier: Optional[str] = None
+    polling_interval: Optional[int] = None
+    cpu: Optional[str] = None
+    cpu_limit: Optional[str] = None
+    memory: Optional[str] = None
+    image_registry: Optional[str] = None
+    wallet_secret: Optional[str] = None
+    secret_store: Optional[str] = None
+    secret_store_kind: Optional[str] = None
+    base_image: Optional[str] = None
+
+    def explicit(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class Target:
+    """Where a change goes, and where the records are."""
+
+    repo: str
+    branch: Optional[str] = None  # default: a review branch named after the change
+    base_branch: str = C.DEFAULT_BRANCH
+    store_url: Optional[str] = None
+    database_url: Optional[str] = None
+    dry_run: bool = False
+
+
+@dataclass
+class PublishResult:
+    action: str  # publish | promote | rollback | retire
+    name: str
+    network: str
+    version: Optional[str]
+    sha256: Optional[str]
+    repo: str
+    branch: str
+    base_branch: str
+    commit: Optional[str] = None
+    committed: bool = False  # a new commit was pushed
+    dry_run: bool = False
+    archive_url: Optional[str] = None
+    uploaded: Optional[bool] = None
+    bundle_registered: Optional[bool] = None
+    deployment_id: Optional[str] = None
+    deployment_created: Optional[bool] = None
+    deployment_status: Optional[str] = None
+    image: Optional[str] = None
+    changed_files: list[dict[str, str]] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+    review: list[str] = field(default_factory=list)
+    diff: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if not self.dry_run:
+            d.pop("diff")
+        return d
+
+
+def _quiet(_step: str, _message: str) -> None:
+    pass
+
+
+def check_network(network: str) -> None:
+    if network not in C.NETWORKS:
+        raise GitOpsError(f"unknown network {network!r}; known networks: {', '.join(C.NETWORKS)}")
+
+
+# --- pieces ----------------------------------------------------------------------------
+
+
+def _settings(network: str, options: DeploymentOptions, archive_url: str | None, defaults: dict[str, Any] | None = None):
+    from allora_gitops.render import DeploymentSettings
+
+    values = dict(defaults or {})
+    values.update(options.explicit())
+    return DeploymentSettings(network=network, archive_url=archive_url, **values)
+
+
+def _spec(manifest, sha256: str, size: int, network: str, options: DeploymentOptions, archive_url: str | None, defaults=None):
+    from allora_gitops.render import DeploymentSpec
+
+    return DeploymentSpec.complete(
+        manifest, sha256=sha256, archive_size=size, settings=_settings(network, options, archive_url, defaults)
+    )
+
+
+def _deployment_change(tree: dict[str, str], name: str, network: str, version: str) -> TreeChange:
+    """A re-rendered deployment replaces its directories whole (stale files go), builds of other versions stay."""
+    return TreeChange(
+        files=dict(tree),
+        replace_dirs=(C.deployment_base_dir(name), C.deployment_overlay_dir(name, network), C.build_dir(name, version)),
+    )
+
+
+def facts_of_tree(tree: dict[str, str], name: str, network: str) -> DeploymentFacts:
+    facts = DeploymentFacts(name=name, network=network)
+    overlay = C.deployment_overlay_dir(name, network) + "/"
+    for path in sorted(tree):
+        if path.startswith(overlay) and path.endswith((".yaml", ".yml")):
+            collect_facts(load_yaml_documents(tree[path]), facts)
+    if facts.version:
+        build = tree.get(f"{C.build_dir(name, facts.version)}/{C.BUILD_METADATA_FILE}")
+        if build:
+            docs = load_yaml_documents(build)
+            meta = docs[0] if docs and isinstance(docs[0], dict) else {}
+            facts.image = facts.image or meta.get("image")
+            if not facts.sha256 and isinstance(meta.get("archive"), dict):
+                facts.sha256 = meta["archive"].get("sha256")
+    return facts
+
+
+def current_facts(snapshot: Snapshot, name: str, network: str) -> DeploymentFacts | None:
+    for facts in read_deployments(snapshot, name=name):
+        if facts.network == network:
+            return facts
+    return None
+
+
+def review_hints(remote: Remote, repo_arg: str, persisted: Persisted) -> list[str]:
+    if persisted.branch == persisted.base_branch:
+        return [f"committed directly to {persisted.branch}: Argo CD deploys it at the next sync"]
+    lines = [
+        f"review branch: {persisted.branch} (from {persisted.base_branch})",
+        f"diff: allora-gitops diff --repo {remote.display if remote.local_path else repo_arg} --base {persisted.base_branch} {persisted.branch}",
+    ]
+    url = remote.display
+    if url.startswith(("https://", "http://")) and "@" not in url.split("//", 1)[1].split("/", 1)[0]:
+        web = url[:-4] if url.endswith(".git") else url
+        lines.append(f"compare: {web}/compare/{persisted.base_branch}...{persisted.branch}")
+    lines.append(f"then merge {persisted.branch} into {persisted.base_branch} (a pull request) to deploy")
+    return lines
+
+
+@contextlib.contextmanager
+def _records(database_url: str | None) -> Iterator[Any]:
+    from allora_gitops.db import open_records
+
+    records = open_records(database_url)
+    try:
+        yield records
+    finally:
+        with contextlib.suppress(Exception):
+            records.close()
+
+
+def _commit_and_record(
+    *,
+    records,
+    deployment,
+    remote: Remote,
+    change,
+    branch: str,
+    base_branch: str,
+    message: str,
+    step: StepFn,
+    heads: dict[str, str] | None = None,
+) -> Persisted:
+    """Steps 7–8: persist, then move the row to committed — or to failed with the reason."""
+    try:
+        persisted = persist(
+            remote, change, branch=branch, base_branch=base_branch, message=message,
+            on_step=lambda msg: step("commit", msg), heads=heads,
+        )  # fmt: skip
+    except AlloraGitopsError as exc:
+        if deployment is not None:
+            with contextlib.suppress(Exception):
+                records.set_deployment_status(deployment.id, "failed", message=exc.message)
+        raise
+    if deployment is not None:
+        records.set_deployment_status(deployment.id, "committed", commit_sha=persisted.commit)
+    return persisted
+
+
+def _announce_commit(step: StepFn, persisted: Persisted) -> None:
+    if persisted.created:
+        n = len(persisted.changed)
+        retry = f" after {persisted.attempts} attempts" if persisted.attempts > 1 else ""
+        step("commit", f"pushed {persisted.commit[:12]} to {persisted.branch} ({n} file(s) changed){retry}")
+    elif persisted.branch_existed or persisted.branch == persisted.base_branch:
+        step("commit", f"nothing to commit: {persisted.branch} already holds this change ({persisted.commit[:12]})")
+    else:
+        step("commit", f"nothing to commit: {persisted.base_branch} already holds this change ({persisted.commit[:12]})")
+
+
+# --- publish ------------------------------------------------------------------------------
+
+
+def publish_bundle(
+    source: Path,
+    network: str,
+    target: Target,
+    options: DeploymentOptions | None = None,
+    *,
+    step: StepFn = _quiet,
+) -> PublishResult:
+    from allora_gitops.bundle.source import resolve_source
+    from allora_gitops.render import render_deployment
+    from allora_gitops.storage.objects import open_store
+
+    options = options or DeploymentOptions()
+    check_network(network)
+    remote = parse_remote(target.repo)
+    # The repository check (git subprocesses, maybe network) runs beside validation and the database
+    # opening, on the other core; its verdict is awaited before anything is uploaded or recorded.
+    pool = ThreadPoolExecutor(max_workers=1)
+    checking = pool.submit(check_repository, remote, target.base_branch, None, every_branch=True)
+    pool.shutdown(wait=False)
+    with tempfile.TemporaryDirectory(prefix="allora-publish-") as tmp:
+        # 1. validate (and build a directory), check the settings: nothing touched yet
+        built = resolve_source(Path(source), Path(tmp))
+        manifest = built.manifest
+        name, version = manifest.name, manifest.version
+        step("validate", f"{name} {version} sha256 {built.sha256} ({built.size} bytes, {built.file_count} files)")
+        store = open_store(target.store_url)
+        key = C.archive_object_key(name, version, built.sha256)
+        archive_url = store.url_for(key)
+        spec = _spec(manifest, built.sha256, built.size, network, options, archive_url)
+        branch = target.branch or C.review_branch(name, network, version)
+        tree = render_deployment(spec)  # pure, so it can overlap the waits; announced at its place below
+
+        def repository_checked() -> dict[str, str]:
+            heads = checking.result()
+            step("repository", f"{remote.display} {target.base_branch} at {heads[target.base_branch][:12]} (initialised by allora-gitops)")
+            return heads
+
+        result = PublishResult(
+            action="publish", name=name, network=network, version=version, sha256=built.sha256,
+            repo=remote.display, branch=branch, base_branch=target.base_branch, dry_run=target.dry_run,
+            archive_url=archive_url, image=spec.image,
+        )  # fmt: skip
+
+        if target.dry_run:
+            heads = repository_checked()
+            step("render", f"{len(tree)} files")
+            old: list[DeploymentFacts | None] = [None]
+
+            def dry_change(snapshot: Snapshot) -> TreeChange:
+                old[0] = current_facts(snapshot, name, network)
+                return _deployment_change(tree, name, network, version)
+
+            persisted = persist(
+                remote, dry_change, branch=branch, base_branch=target.base_branch, message="dry run\n", dry_run=True, heads=heads
+            )
+            result.diff = persisted.diff
+            result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
+            result.summary = summarise_change(old[0], facts_of_tree(tree, name, network)) if persisted.changed else []
+            step("commit", f"dry run: {len(persisted.changed)} file(s) would change on {branch}; nothing was uploaded, recorded or pushed")
+            return result
+
+        try:
+            records_cm = _records(target.database_url)
+            records = records_cm.__enter__()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                checking.result()  # a repository problem is the more useful message when both fail
+            raise
+        with contextlib.ExitStack() as stack:
+            stack.push(records_cm.__exit__)
+            heads = repository_checked()
+            # 2. a version names one archive forever: refuse a clash before uploading anything
+            existing = records.get_bundle(name, version)
+            if existing is not None and existing.sha256 != built.sha256:
+                raise RecordConflict(
+                    f"bundle {name} {version} is already registered with sha256 {existing.sha256}, "
+                    f"not {built.sha256}; a version names one archive forever: bump the version"
+                )
+            step("records", "database ready" + (f"; {name} {version} already registered" if existing else ""))
+            # 3. upload (content-addressed: skipped when present)
+            put = store.put_file(key, built.path, built.sha256)
+            result.uploaded = put.uploaded
+            step("upload", f"{'uploaded' if put.uploaded else 'already stored'}: {put.url}")
+            # 4. register
+            bundle = records.register_bundle(
+                name=name, version=version, sha256=built.sha256, size=built.size, archive_url=put.url,
+                python_version=manifest.python.version, manifest=manifest,
+            )  # fmt: skip
+            result.bundle_registered = bundle.created
+            step("register", f"bundle {'registered' if bundle.created else 'already registered'} ({bundle.id})")
+            # 5. render (done above, while waiting for the repository and the database)
+            step("render", f"{len(tree)} files for {name} on {network}, image {spec.image}")
+            # 6. the deployment row
+            deployment = records.create_deployment(
+                bundle_id=bundle.id, network=network, topic_id=spec.topic_id, fee_tier=spec.fee_tier,
+                wallet_secret_name=spec.wallet_secret,
+                wallet_secret_kind="ExternalSecret" if spec.secret_store else "Secret",
+                repo_url=remote.display, repo_branch=branch, container_image=spec.image,
+            )  # fmt: skip
+            result.deployment_id, result.deployment_created = deployment.id, deployment.created
+            step("deployment", f"{'created' if deployment.created else 'reusing'} deployment {deployment.id} ({deployment.status})")
+            # 7–8. commit, push, record
+            old = [None]
+
+            def change(snapshot: Snapshot) -> TreeChange:
+                old[0] = current_facts(snapshot, name, network)
+                return _deployment_change(tree, name, network, version)
+
+            persisted = _commit_and_record(
+                records=records, deployment=deployment, remote=remote, change=change, branch=branch,
+                base_branch=target.base_branch, message=C.publish_commit_message(name, version, network, built.sha256),
+                step=step, heads=heads,
+            )  # fmt: skip
+            _announce_commit(step, persisted)
+            step("record", f"deployment {deployment.id} committed at {persisted.commit[:12]}")
+    return _finish(result, persisted, remote, target, old[0], facts_of_tree(tree, name, network))
+
+
+def _finish(result: PublishResult, persisted: Persisted, remote: Remote, target: Target, old, new) -> PublishResult:
+    result.commit = persisted.commit
+    result.committed = persisted.created
+    result.deployment_status = "committed" if result.deployment_id else None
+    result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
+    result.summary = summarise_change(old, new) if persisted.changed else []
+    result.review = review_hints(remote, target.repo, persisted)
+    return result
+
+
+# --- promote / rollback / retire --------------------------------------------------------------
+
+
+def _bundle_record(records, name: str, version: str):
+    bundle = records.get_bundle(name, version)
+    if bundle is None:
+        raise GitOpsError(f"no bundle {name} {version} in the records database; publish it first")
+    return bundle
+
+
+def _read_main(remote: Remote, base_branch: str) -> Snapshot:
+    from allora_gitops.gitops.repo import read_ref, require_marker
+
+    git, commit = read_ref(remote, base_branch)
+    require_marker(git, commit, remote, base_branch)
+    return Snapshot(git, commit)
+
+
+def _recorded_defaults(records, name: str, network: str, version: str | None = None) -> dict[str, Any]:
+    """Settings a previous deployment of ``name`` on ``network`` used (topic, fee tier, wallet), to keep them."""
+    for d in records.list_deployments(name=name, network=network):
+        if version is None or d.version == version:
+            out: dict[str, Any] = {"topic_id": d.topic_id, "fee_tier": d.fee_tier}
+            if d.wallet_secret_kind == "Secret":
+                out["wallet_secret"] = d.wallet_secret_name
+            if d.container_image and "/" in d.container_image:
+                out["image_registry"] = d.container_image.rsplit("/", 1)[0]
+            return out
+    return {}
+
+
+def _redeploy(
+    *,
+    action: str,
+    name: str,
+    network: str,
+    version: str,
+    target: Target,
+    options: DeploymentOptions,
+    defaults: dict[str, Any],
+    branch: str,
+    message: str,
+    need_archive: bool,
+    step: StepFn,
+) -> PublishResult:
+    """Render a recorded bundle version for ``network`` and commit it: promote and rollback."""
+    from allora_gitops.bundle.manifest import BundleManifest
+    from allora_gitops.render import render_deployment
+    from allora_gitops.storage.objects import open_store
+
+    check_network(network)
+    remote = parse_remote(target.repo)
+    heads = check_repository(remote, target.base_branch, branch)
+    with _records(target.database_url) as records, tempfile.TemporaryDirectory(prefix=f"allora-{action}-") as tmp:
+        bundle = _bundle_record(records, name, version)
+        step("records", f"{name} {version} sha256 {bundle.sha256}")
+        store = open_store(target.store_url)
+        key = C.archive_object_key(name, version, bundle.sha256)
+        if need_archive:
+            # fetched and re-read, so the rendering comes from the archive itself, not from the records
+            from allora_gitops.bundle.source import resolve_source
+
+            local = store.get_file(key, Path(tmp) / C.archive_filename(name, version), bundle.sha256)
+            built = resolve_source(local, Path(tmp))
+            manifest, size = built.manifest, built.size
+            step("fetch", f"archive {store.url_for(key)} verified")
+        else:
+            if not store.exists(key, bundle.sha256):
+                raise GitOpsError(f"the archive of {name} {version} is missing from the store {store.url}; publish it again")
+            manifest, size = BundleManifest.model_validate(bundle.manifest), bundle.size
+            step("fetch", f"archive {store.url_for(key)} present")
+        spec = _spec(manifest, bundle.sha256, size, network, options, bundle.archive_url, defaults)
+        tree = render_deployment(spec)
+        step("render", f"{len(tree)} files for {name} {version} on {network}, image {spec.image}")
+        result = PublishResult(
+            action=action, name=name, network=network, version=version, sha256=bundle.sha256, repo=remote.display,
+            branch=branch, base_branch=target.base_branch, dry_run=target.dry_run, archive_url=bundle.archive_url,
+            image=spec.image,
+        )  # fmt: skip
+        old = [None]
+
+        def change(snapshot: Snapshot) -> TreeChange:
+            old[0] = current_facts(snapshot, name, network)
+            return _deployment_change(tree, name, network, version)
+
+        if target.dry_run:
+            persisted = persist(remote, change, branch=branch, base_branch=target.base_branch, message=message, dry_run=True)
+            result.diff = persisted.diff
+            result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
+            result.summary = summarise_change(old[0], facts_of_tree(tree, name, network)) if persisted.changed else []
+            return result
+        deployment = records.create_deployment(
+            bundle_id=bundle.id, network=network, topic_id=spec.topic_id, fee_tier=spec.fee_tier,
+            wallet_secret_name=spec.wallet_secret, wallet_secret_kind="ExternalSecret" if spec.secret_store else "Secret",
+            repo_url=remote.display, repo_branch=branch, container_image=spec.image,
+        )  # fmt: skip
+        result.deployment_id, result.deployment_created = deployment.id, deployment.created
+        step("deployment", f"{'created' if deployment.created else 'reusing'} deployment {deployment.id}")
+        persisted = _commit_and_record(
+            records=records, deployment=deployment, remote=remote, change=change, branch=branch,
+            base_branch=target.base_branch, message=message, step=step, heads=heads,
+        )  # fmt: skip
+        _announce_commit(step, persisted)
+    return _finish(result, persisted, remote, target, old[0], facts_of_tree(tree, name, network))
+
+
+def promote(name: str, from_network: str, to_network: str, target: Target, options: DeploymentOptions | None = None, *, step: StepFn = _quiet) -> PublishResult:
+    """Deploy on ``to_network`` the version that runs on ``from_network`` (as the base branch says)."""
+    options = options or DeploymentOptions()
+    check_network(from_network)
+    check_network(to_network)
+    if from_network == to_network:
+        raise GitOpsError("--from and --to name the same network")
+    remote = parse_remote(target.repo)
+    facts = current_facts(_read_main(remote, target.base_branch), name, from_network)
+    if facts is None or not facts.version:
+        raise GitOpsError(f"{name} is not deployed on {from_network} in {target.base_branch}; nothing to promote")
+    step("read", f"{name} runs {facts.version} on {from_network}")
+    with _records(target.database_url) as records:
+        defaults = _recorded_defaults(records, name, to_network)
+    return _redeploy(
+        action="promote", name=name, network=to_network, version=facts.version, target=target, options=options,
+        defaults=defaults, branch=target.branch or C.promote_branch(name, to_network, facts.version),
+        message=C.promote_commit_message(name, facts.version, from_network, to_network, facts.sha256 or ""),
+        need_archive=False, step=step,
+    )  # fmt: skip
+
+
+def rollback(name: str, network: str, version: str, target: Target, options: DeploymentOptions | None = None, *, step: StepFn = _quiet) -> PublishResult:
+    """Deploy an earlier version again: its archive comes back from the store and is rendered anew."""
+    options = options or DeploymentOptions()
+    check_network(network)
+    with _records(target.database_url) as records:
+        bundle = _bundle_record(records, name, version)
+        defaults = _recorded_defaults(records, name, network, version) or _recorded_defaults(records, name, network)
+    return _redeploy(
+        action="rollback", name=name, network=network, version=version, target=target, options=options,
+        defaults=defaults, branch=target.branch or C.rollback_branch(name, network, version),
+        message=C.rollback_commit_message(name, version, network, bundle.sha256), need_archive=True, step=step,
+    )  # fmt: skip
+
+
+def retire(name: str, network: str, target: Target, *, step: StepFn = _quiet) -> PublishResult:
+    """Remove the overlay (Argo CD prunes what it deployed); the whole deployment when it was the last one."""
+    check_network(network)
+    remote = parse_remote(target.repo)
+    branch = target.branch or C.retire_branch(name, network)
+    result = PublishResult(
+        action="retire", name=name, network=network, version=None, sha256=None, repo=remote.display,
+        branch=branch, base_branch=target.base_branch, dry_run=target.dry_run,
+    )  # fmt: skip
+    old: list[DeploymentFacts | None] = [current_facts(_read_main(remote, target.base_branch), name, network)]
+    if old[0] is None:
+        raise GitOpsError(f"{name} is not deployed on {network} in {target.base_branch}; nothing to retire")
+
+    def change(snapshot: Snapshot) -> TreeChange:
+        if current_facts(snapshot, name, network) is None:
+            return TreeChange()  # a re-run: the branch already removes it
+        others = [f for f in read_deployments(snapshot, name=name) if f.network != network]
+        gone = C.deployment_dir(name) if not others else C.deployment_overlay_dir(name, network)
+        return TreeChange(delete_dirs=(gone,))
+
+    if target.dry_run:
+        persisted = persist(remote, change, branch=branch, base_branch=target.base_branch, message="dry run\n", dry_run=True)
+        result.diff = persisted.diff
+        result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
+        result.summary = summarise_change(old[0], None)
+        return result
+    with _records(target.database_url) as records:
+        live = [d for d in records.list_deployments(name=name, network=network) if d.status in ("pending", "committed", "synced")]
+        persisted = persist(
+            remote, change, branch=branch, base_branch=target.base_branch, message=C.retire_commit_message(name, network),
+            on_step=lambda msg: step("commit", msg),
+        )  # fmt: skip
+        _announce_commit(step, persisted)
+        for d in live:  # every live record of it: older versions too, none of them runs once this is merged
+            records.set_deployment_status(d.id, "retired", message=f"retired on {branch} at {persisted.commit[:12]}")
+            step("record", f"deployment {d.id} ({d.version}) retired")
+        if live:
+            result.deployment_id, result.deployment_status = live[0].id, "retired"
+    if old[0] is not None:
+        result.version, result.sha256 = old[0].version, old[0].sha256
+    result.commit, result.committed = persisted.commit, persisted.created
+    result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
+    result.summary = summarise_change(old[0], None) if persisted.changed else []
+    result.review = review_hints(remote, target.repo, persisted)
+    return result
