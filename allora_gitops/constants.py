@@ -54,6 +54,10 @@ BUILD_CONTEXT_ARCHIVE = "bundle.tar.gz"
 BUILD_CONTEXT_BOOTSTRAP = "bootstrap.py"
 BUILD_SECRET_PIP_CERT = "pipcert"  # CA bundle for pip, optional
 BUILD_SECRET_PIP_CONF = "pipconf"  # pip.conf with index credentials, optional
+BUILD_CONTEXT_DOCKERFILE = "Dockerfile"
+BUILD_CONTEXT_REQUIREMENTS = "requirements.txt"  # copied out of the archive: the dependency layer is keyed on it
+BUILD_CONTEXT_CONSTRAINTS = "constraints.txt"  # only when model.yaml sets environment.constraints
+BUILD_METADATA_FILE = "build.yaml"  # beside the Dockerfile in builds/<name>/<version>/
 
 # --- state on the operator's machine -------------------------------------------
 STATE_HOME_ENV = "ALLORA_GITOPS_HOME"
