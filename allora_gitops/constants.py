@@ -55,9 +55,12 @@ BUILD_CONTEXT_BOOTSTRAP = "bootstrap.py"
 BUILD_SECRET_PIP_CERT = "pipcert"  # CA bundle for pip, optional
 BUILD_SECRET_PIP_CONF = "pipconf"  # pip.conf with index credentials, optional
 BUILD_CONTEXT_DOCKERFILE = "Dockerfile"
-BUILD_CONTEXT_REQUIREMENTS = "requirements.txt"  # copied out of the archive: the dependency layer is keyed on it
-BUILD_CONTEXT_CONSTRAINTS = "constraints.txt"  # only when model.yaml sets environment.constraints
+BUILD_CONTEXT_REQUIREMENTS = "requirements.txt"  # copied out of the archive (environment.pip_requirements)
+BUILD_CONTEXT_CONSTRAINTS = "constraints.txt"  # copied out of the archive when environment.constraints is set
 BUILD_METADATA_FILE = "build.yaml"  # beside the Dockerfile in builds/<name>/<version>/
+# What the image installs beside the bundle's own requirements, pinned (the bootstrap needs them).
+RUNTIME_REQUIREMENTS = (f"allora-sdk=={ALLORA_SDK_VERSION}", "prometheus-client==0.26.0", "pyyaml==6.0.4")
+VENV_IN_IMAGE = "/opt/venv"
 
 # --- state on the operator's machine -------------------------------------------
 STATE_HOME_ENV = "ALLORA_GITOPS_HOME"
@@ -81,6 +84,18 @@ LABEL_NETWORK = f"{LABEL_PREFIX}/network"
 ANNOTATION_BUNDLE_SHA256 = f"{LABEL_PREFIX}/bundle-sha256"
 ANNOTATION_BUNDLE_VERSION = f"{LABEL_PREFIX}/bundle-version"
 MANAGED_BY = "allora-gitops"
+ANNOTATION_BUNDLE_NAME = f"{LABEL_PREFIX}/bundle-name"
+ANNOTATION_ARCHIVE_URL = f"{LABEL_PREFIX}/bundle-archive-url"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+PART_OF = "allora-models"
+KUBERNETES_VERSION = "1.32"  # the API version `verify` validates core kinds against (kubernetes-validate --strict)
+DEFAULT_IMAGE_REGISTRY = "localhost:5000/allora"
+DEFAULT_CPU = "250m"  # when neither runtime.cpu_cores nor --cpu says
+DEFAULT_MEMORY = "512Mi"  # when neither runtime.memory_mb nor --memory says
+DEFAULT_SECRET_STORE_KIND = "ClusterSecretStore"
+ARGOCD_NAMESPACE = "argocd"
+ARGOCD_PROJECT = "allora-models"
 
 
 def deployment_base_dir(name: str) -> str:
@@ -93,6 +108,19 @@ def deployment_overlay_dir(name: str, network: str) -> str:
 
 def build_dir(name: str, version: str) -> str:
     return f"{BUILDS_DIR}/{name}/{version}"
+
+
+def wallet_secret_name(name: str, network: str) -> str:
+    """The Secret holding a deployment's wallet, unless --wallet-secret names another."""
+    return f"{name}-{network}-wallet"
+
+
+def image_tag(version: str, sha256: str) -> str:
+    """``<version>-<first 12 hex of the bundle sha256>``: immutable per archive, readable, never ``latest``.
+
+    Docker tags allow ``[A-Za-z0-9_.-]``; semver build metadata (``+build``) becomes ``_build``.
+    """
+    return f"{version.replace('+', '_')}-{sha256[:12]}"
 
 
 def review_branch(name: str, network: str, version: str) -> str:

@@ -77,6 +77,12 @@ class RenderError(AlloraGitopsError):
     """Deployment settings or templates cannot produce a valid tree."""
 
 
+class SettingsError(RenderError):
+    """Deployment settings (flags, or publish's request) are invalid: a usage problem, exit 2."""
+
+    exit_code = 2
+
+
 class StorageError(AlloraGitopsError):
     """The object store refused, lost or corrupted an object."""
 
@@ -99,3 +105,9 @@ class GitOpsError(AlloraGitopsError):
 
 class ImageBuildError(AlloraGitopsError):
     """A container image could not be built, tagged or pushed."""
+
+
+class VerifyError(AlloraGitopsError):
+    """``verify`` could not run (missing tool, not a repository, bad git ref): exit 2, unlike findings (exit 1)."""
+
+    exit_code = 2

@@ -73,3 +73,7 @@ def cli_proc():
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     return _run
+
+from tests.fixtures.postgres import *  # noqa: E402,F401,F403
+from tests.fixtures.s3 import *  # noqa: E402,F401,F403
+from tests.fixtures.rendered import *  # noqa: F401,F403,E402

@@ -1,0 +1,136 @@
+"""Import the bundle's entrypoint in a child interpreter, so that user code that raises, hangs,
+calls ``sys.exit`` or crashes the interpreter gives a finding instead of taking the CLI down.
+
+The child writes one JSON result to a file (the user's code owns stdout and
+stderr) and leaves with ``os._exit`` so that atexit hooks and stray threads of
+the user's module cannot keep it alive. A timeout kills its whole process group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+DEFAULT_IMPORT_TIMEOUT = 60.0
+
+_PROBE = r"""
+import importlib, inspect, json, os, sys, traceback
+root, workdir, module, function, out = sys.argv[1:6]
+sys.path[:] = [root] + [p for p in sys.path if p not in ("", ".", root)]
+os.chdir(workdir)
+
+def done(**result):
+    with open(out, "w") as fh:
+        json.dump(result, fh)
+    sys.stdout.flush(); sys.stderr.flush()
+    os._exit(0)
+
+def where(exc):
+    frame = None
+    for fr in traceback.extract_tb(exc.__traceback__):
+        f = os.path.abspath(fr.filename)
+        if f.startswith(root + os.sep):
+            frame = (os.path.relpath(f, root), fr.lineno)
+    return frame
+
+try:
+    mod = importlib.import_module(module)
+except BaseException as exc:
+    loc = where(exc)
+    result = {"status": "raised", "type": type(exc).__name__, "message": str(exc)[:300]}
+    if isinstance(exc, SystemExit):
+        result = {"status": "exit", "code": repr(exc.code)}
+    if isinstance(exc, ModuleNotFoundError):
+        result["missing"] = exc.name or ""
+    if loc:
+        result["file"], result["line"] = loc
+    done(**result)
+
+fn = getattr(mod, function, inspect.Parameter.empty)
+if fn is inspect.Parameter.empty:
+    done(status="no-function")
+if not callable(fn):
+    done(status="not-callable", type=type(fn).__name__)
+try:
+    sig = inspect.signature(fn)
+except (TypeError, ValueError):
+    done(status="ok", arity="unknown")
+P = inspect.Parameter
+positional = [p for p in sig.parameters.values() if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)]
+required = [p for p in positional if p.default is P.empty]
+varargs = any(p.kind == P.VAR_POSITIONAL for p in sig.parameters.values())
+kw_required = [p.name for p in sig.parameters.values() if p.kind == P.KEYWORD_ONLY and p.default is P.empty]
+ok = len(required) <= 1 and (positional or varargs) and not kw_required
+line = None
+try:
+    line = inspect.getsourcelines(fn)[1]
+except (OSError, TypeError):
+    pass
+done(status="ok" if ok else "arity", signature=str(sig), line=line,
+     coroutine=inspect.iscoroutinefunction(fn))
+"""
+
+
+@dataclass
+class ImportResult:
+    status: str  # ok, raised, exit, no-function, not-callable, arity, timeout, crashed
+    data: dict[str, Any] = field(default_factory=dict)
+    stderr_tail: str = ""
+
+
+def probe_entrypoint(root: Path, workdir: Path, module: str, function: str, timeout: float = DEFAULT_IMPORT_TIMEOUT) -> ImportResult:
+    root = Path(root).resolve()
+    with tempfile.TemporaryDirectory(prefix="allora-import-") as tmp:
+        out = Path(tmp) / "result.json"
+        err_path = Path(tmp) / "stderr"
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME")}
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # leave no __pycache__ in the user's bundle
+        with open(err_path, "wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _PROBE, str(root), str(Path(workdir).resolve()), module, function, str(out)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                cwd=str(root),
+                env=env,
+                start_new_session=True,
+            )
+            try:
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                return ImportResult("timeout", {"timeout": timeout})
+            finally:
+                _kill_group(proc)  # whatever the module left running in the background
+        tail = err_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+        if out.exists():
+            try:
+                data = json.loads(out.read_text())
+                return ImportResult(data.pop("status"), data, tail)
+            except (ValueError, KeyError):
+                pass
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return ImportResult("crashed", {"signal": name}, tail)
+        return ImportResult("crashed", {"exit_code": code}, tail)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass

@@ -1,0 +1,139 @@
+"""Find wallet secrets that would ship inside a bundle: ``.env*`` files, BIP-39 mnemonics, hex and PEM private keys.
+
+Each finding names the file and line, never the secret itself. Binary files
+(a NUL byte in the first 8 KiB: weights, pickles) are not scanned; text files
+are, whatever their extension. A 64-hex string is a key unless its line says
+it is a digest (sha256, hash, checksum …), so pinned hashes do not trip it.
+A run of 12–24 BIP-39 words counts only when its checksum is valid, so prose
+does not trip it either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+SNIFF_BYTES = 8192
+MAX_SCAN_BYTES = 64 << 20  # text files larger than this are data, not configuration
+
+PEM_PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
+HEX_KEY = re.compile(rb"(?<![0-9A-Za-z])(?:0x)?([0-9a-fA-F]{64})(?![0-9A-Za-z])")
+DIGEST_CONTEXT = re.compile(rb"sha|blake|hash|digest|checksum|integrity|\bsum\b|commit|etag", re.IGNORECASE)
+# A candidate mnemonic: 12+ lowercase words of 3-8 letters separated by spaces, commas or quotes.
+WORD_RUN = re.compile(rb"(?<![A-Za-z])(?:[a-z]{3,8}[ \t,'\"]{1,3}){11,}[a-z]{3,8}(?![A-Za-z])")
+MNEMONIC_LENGTHS = (24, 21, 18, 15, 12)
+
+
+@dataclass(frozen=True)
+class SecretFinding:
+    path: str
+    line: int | None
+    col: int | None
+    kind: str
+
+    def message(self) -> str:
+        return {
+            "env": "environment file would ship in the bundle; delete it or add it to .allorabundleignore",
+            "pem": "PEM private key; keep keys out of the bundle (the platform passes the wallet as a Secret)",
+            "hex": "64-hex-digit string that looks like a private key; keep keys out of the bundle",
+            "mnemonic": "BIP-39 mnemonic phrase; keep the wallet out of the bundle (the platform passes it as a Secret)",
+        }[self.kind]
+
+
+@lru_cache(maxsize=1)
+def bip39_words() -> dict[str, int]:
+    text = (Path(__file__).with_name("bip39_english.txt")).read_text(encoding="ascii")
+    return {w: i for i, w in enumerate(text.split())}
+
+
+def is_mnemonic(words: list[str]) -> bool:
+    """Is ``words`` a BIP-39 English mnemonic with a valid checksum?"""
+    index = bip39_words()
+    if len(words) not in MNEMONIC_LENGTHS or any(w not in index for w in words):
+        return False
+    bits = 0
+    for w in words:
+        bits = (bits << 11) | index[w]
+    total = len(words) * 11
+    cs_len = total // 33
+    entropy_len = total - cs_len
+    entropy = (bits >> cs_len).to_bytes(entropy_len // 8, "big")
+    checksum = bits & ((1 << cs_len) - 1)
+    return hashlib.sha256(entropy).digest()[0] >> (8 - cs_len) == checksum
+
+
+def is_env_file(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name == ".env" or name.startswith(".env.") or name.endswith(".env")
+
+
+def _line_col(data: bytes, offset: int) -> tuple[int, int]:
+    line = data.count(b"\n", 0, offset) + 1
+    start = data.rfind(b"\n", 0, offset) + 1
+    return line, offset - start + 1
+
+
+def scan_bytes(path: str, data: bytes) -> list[SecretFinding]:
+    """Secrets in the text ``data`` of file ``path`` (one finding per line and kind)."""
+    found: list[SecretFinding] = []
+    seen: set[tuple[int, str]] = set()
+
+    def add(offset: int, kind: str) -> None:
+        line, col = _line_col(data, offset)
+        if (line, kind) not in seen:
+            seen.add((line, kind))
+            found.append(SecretFinding(path, line, col, kind))
+
+    for m in PEM_PRIVATE_KEY.finditer(data):
+        add(m.start(), "pem")
+    for m in HEX_KEY.finditer(data):
+        line_start = data.rfind(b"\n", 0, m.start()) + 1
+        line_end = data.find(b"\n", m.end())
+        line_text = data[line_start : line_end if line_end >= 0 else len(data)]
+        if DIGEST_CONTEXT.search(line_text):
+            continue
+        add(m.start(), "hex")
+    index = bip39_words()
+    for m in WORD_RUN.finditer(data):
+        tokens = [(t.start(), t.group().decode()) for t in re.finditer(rb"[a-z]+", m.group())]
+        # split into maximal runs of wordlist words, then try every window of a mnemonic length
+        run: list[tuple[int, str]] = []
+        for tok in tokens + [(-1, "")]:
+            if tok[1] in index:
+                run.append(tok)
+                continue
+            offset = _mnemonic_in(run) if len(run) >= 12 else None
+            if offset is not None:
+                add(m.start() + offset, "mnemonic")
+            run = []
+    found.sort(key=lambda f: (f.line or 0, f.col or 0))
+    return found
+
+
+def _mnemonic_in(run: list[tuple[int, str]]) -> int | None:
+    """Offset (within the match) of the first valid mnemonic window in ``run``, else None."""
+    words = [w for _, w in run]
+    for length in MNEMONIC_LENGTHS:
+        for i in range(0, len(words) - length + 1):
+            if is_mnemonic(words[i : i + length]):
+                return run[i][0]
+    return None
+
+
+def scan_file(path: str, abs_path: Path, size: int) -> list[SecretFinding]:
+    if is_env_file(path):
+        return [SecretFinding(path, None, None, "env")]
+    if size == 0 or size > MAX_SCAN_BYTES:
+        return []
+    try:
+        with open(abs_path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+            if b"\0" in head:
+                return []
+            data = head + fh.read()
+    except OSError:
+        return []
+    return scan_bytes(path, data)

@@ -1,0 +1,305 @@
+"""Check a bundle directory: every problem at once, each with ``file:line:col``.
+
+Parse → check → report, problems collected rather than raised: a user fixing
+a bundle wants the whole list, not one error per run. ``strict`` turns
+warnings into errors, except the ones about this machine (a requirement not
+installed here says nothing about the bundle).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Optional
+
+from allora_gitops import constants as C
+from allora_gitops.bundle.ignore import BundleTree, symlink_escapes, walk_bundle
+from allora_gitops.bundle.importcheck import DEFAULT_IMPORT_TIMEOUT, probe_entrypoint
+from allora_gitops.bundle.manifest import BundleManifest, LoadedManifest, load_manifest
+from allora_gitops.bundle.requirements import ParsedRequirement, parse_requirements, provided_by
+from allora_gitops.bundle.secrets import scan_file
+from allora_gitops.errors import ManifestError, Problem
+
+LOCAL_ONLY_CODES = frozenset({"not-installed"})  # warnings that --strict leaves as warnings
+
+
+@dataclass
+class ValidationReport:
+    path: Path
+    problems: list[Problem] = field(default_factory=list)
+    manifest: Optional[BundleManifest] = None
+    tree: Optional[BundleTree] = field(default=None, repr=False)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "ok": self.ok,
+            "name": self.manifest.name if self.manifest else None,
+            "version": self.manifest.version if self.manifest else None,
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "files": len(self.tree.files) if self.tree else None,
+            "size": self.tree.total_size if self.tree else None,
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+
+class _Checker:
+    def __init__(self, root: Path, display: str, import_timeout: float, extra_excludes: tuple[str, ...]):
+        self.root = root
+        self.display = display
+        self.import_timeout = import_timeout
+        self.extra_excludes = extra_excludes
+        self.problems: list[Problem] = []
+
+    def shown(self, rel: str) -> str:
+        """How a bundle path is printed: relative to where the user pointed us."""
+        return rel if self.display in ("", ".") else f"{self.display.rstrip('/')}/{rel}"
+
+    def add(self, message: str, rel: Optional[str] = None, line: Optional[int] = None, col: Optional[int] = None,
+            severity: str = "error", code: str = "") -> None:
+        self.problems.append(Problem(message, self.shown(rel) if rel is not None else self.display, line, col, severity, code))
+
+    # --- whole-tree checks -----------------------------------------------------
+
+    def check_tree(self, tree: BundleTree) -> None:
+        for path, target in tree.symlinks:
+            if symlink_escapes(self.root, path, target):
+                self.add(f"symbolic link to {target!r} points outside the bundle; copy what it points to into the bundle", path, code="link")
+            else:
+                self.add(f"symbolic link to {target!r}; archives hold no links, replace it with the file itself", path, code="link")
+        for path in tree.special:
+            self.add("not a regular file or directory (fifo, socket or device); it cannot ship", path, code="special")
+        total = tree.total_size
+        if total > C.MAX_BUNDLE_BYTES:
+            big = sorted(tree.files, key=lambda e: -e.size)[:3]
+            biggest = ", ".join(f"{e.path} ({_mb(e.size)})" for e in big)
+            self.add(
+                f"bundle is {_mb(total)}, over the {_mb(C.MAX_BUNDLE_BYTES)} limit (largest: {biggest}); "
+                f"exclude files with {C.IGNORE_FILE}",
+                code="size",
+            )
+        for entry in tree.files:
+            for finding in scan_file(entry.path, entry.abs_path, entry.size):
+                self.add(finding.message(), finding.path, finding.line, finding.col, code="secret")
+
+    # --- model.yaml-driven checks ------------------------------------------------
+
+    def check_manifest(self, loaded: LoadedManifest, tree: BundleTree) -> None:
+        m = loaded.manifest
+        reqs = self.check_requirements(loaded, tree)
+        self.check_paths(loaded, tree)
+        self.check_entrypoint(loaded, tree, reqs)
+
+    def check_requirements(self, loaded: LoadedManifest, tree: BundleTree) -> list[ParsedRequirement]:
+        m = loaded.manifest
+        reqs: list[ParsedRequirement] = []
+        files = [("pip_requirements", m.environment.pip_requirements)]
+        if m.environment.constraints:
+            files.append(("constraints", m.environment.constraints))
+        for key, rel in files:
+            path = self.root / rel
+            if not path.is_file():
+                self.problems.append(loaded.problem(f"{rel} not found (environment.{key}); create it, empty if the model needs no packages",
+                                                    "environment", key, code="requirements"))
+                continue
+            if not tree.ships(rel):
+                self.problems.append(loaded.problem(f"{rel} is excluded from the archive by the ignore rules", "environment", key, code="excluded"))
+            text = path.read_text(encoding="utf-8", errors="replace")
+            parsed, problems = parse_requirements(text, self.shown(rel))
+            if key == "constraints":  # constraints pin; they need not be pinned themselves twice
+                problems = [p for p in problems if p.code != "unpinned"]
+            else:
+                reqs = parsed
+            self.problems.extend(problems)
+        return reqs
+
+    def check_paths(self, loaded: LoadedManifest, tree: BundleTree) -> None:
+        m = loaded.manifest
+        workdir = m.entrypoint.workdir
+        if not (self.root / workdir).is_dir():
+            self.problems.append(loaded.problem(f"workdir {workdir!r} is not a directory of the bundle", "entrypoint", "workdir", code="workdir"))
+        artifacts = m.artifacts_path
+        where = ("artifacts", "root") if m.artifacts else ("entrypoint", "artifacts_dir")
+        if not (self.root / artifacts).is_dir():
+            self.problems.append(loaded.problem(f"artifacts directory {artifacts!r} does not exist", *where, severity="warning", code="artifacts"))
+        elif artifacts not in (".", "") and not tree.ships(artifacts.rstrip("/")):
+            self.problems.append(loaded.problem(f"artifacts directory {artifacts!r} is excluded from the archive by the ignore rules",
+                                                *where, code="excluded"))
+
+    def check_entrypoint(self, loaded: LoadedManifest, tree: BundleTree, reqs: list[ParsedRequirement]) -> None:
+        m = loaded.manifest
+        module, function = m.entrypoint.module, m.entrypoint.function
+        candidates = m.module_file_candidates
+        module_file = next((c for c in candidates if (self.root / c).is_file()), None)
+        if module_file is None:
+            self.problems.append(loaded.problem(
+                f"module {module!r} not found: expected {candidates[0]} or {candidates[1]}", "entrypoint", "module", code="entrypoint"))
+            return
+        if not tree.ships(module_file):
+            self.problems.append(loaded.problem(f"{module_file} is excluded from the archive by the ignore rules", "entrypoint", "module", code="excluded"))
+        workdir = self.root / m.entrypoint.workdir
+        if not workdir.is_dir():
+            return
+        result = probe_entrypoint(self.root, workdir, module, function, self.import_timeout)
+        d = result.data
+        file, line = d.get("file") or module_file, d.get("line")
+        if result.status == "ok":
+            return
+        if result.status == "raised" and "missing" in d:
+            missing = d["missing"]
+            top = missing.split(".", 1)[0]
+            req = provided_by(top, reqs)
+            if req is not None:
+                self.add(f"{top} is not installed here, so {module} was not imported; "
+                         "`allora-bundle run` checks in a real environment", file, line,
+                         severity="warning", code="not-installed")
+                self._static_function_check(loaded, module_file)
+            else:
+                self.add(f"importing {module} failed: no module named {missing!r}, and nothing in "
+                         f"{m.environment.pip_requirements} provides it; add the package that provides it", file, line,
+                         code="import")
+            return
+        if result.status == "raised":
+            self.add(f"importing {module} raised {d.get('type')}: {d.get('message')}", file, line, code="import")
+        elif result.status == "exit":
+            self.add(f"importing {module} called sys.exit({d.get('code')}); modules must not exit on import", file, line, code="import")
+        elif result.status == "timeout":
+            self.add(f"importing {module} did not finish within {d['timeout']:g} s (a hang, or a very slow load at import); "
+                     "raise it with --import-timeout", module_file, code="import-timeout")
+        elif result.status == "crashed":
+            how = f"was killed by {d['signal']}" if "signal" in d else f"exited with code {d.get('exit_code')}"
+            self.add(f"the interpreter {how} while importing {module}", module_file, code="import")
+        elif result.status == "no-function":
+            self.problems.append(loaded.problem(f"{module} has no function {function!r}", "entrypoint", "function", code="function"))
+        elif result.status == "not-callable":
+            self.problems.append(loaded.problem(f"{module}.{function} is a {d.get('type')}, not a function", "entrypoint", "function", code="function"))
+        elif result.status == "arity":
+            self.add(f"{function}{d.get('signature')} must take exactly one argument, the nonce: def {function}(nonce: int)",
+                     module_file, line, code="function")
+
+    def _static_function_check(self, loaded: LoadedManifest, module_file: str) -> None:
+        """When the module cannot be imported here, still check that the function is defined with one argument."""
+        import ast
+
+        function = loaded.manifest.entrypoint.function
+        try:
+            tree = ast.parse((self.root / module_file).read_bytes(), module_file)
+        except SyntaxError as exc:
+            self.add(f"syntax error: {exc.msg}", module_file, exc.lineno, exc.offset, code="import")
+            return
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function:
+                a = node.args
+                positional = a.posonlyargs + a.args
+                required = len(positional) - len(a.defaults)
+                kw_required = [k for k, d in zip(a.kwonlyargs, a.kw_defaults) if d is None]
+                if required > 1 or (not positional and not a.vararg) or kw_required:
+                    self.add(f"{function}() must take exactly one argument, the nonce: def {function}(nonce: int)",
+                             module_file, node.lineno, node.col_offset + 1, code="function")
+                return
+        # assigned, imported or generated: only an import can tell; say nothing
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MB"
+
+
+def validate_bundle(
+    path: Path,
+    strict: bool = False,
+    *,
+    import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
+    display: Optional[str] = None,
+    extra_excludes: tuple[str, ...] = (),
+) -> ValidationReport:
+    """Check the bundle directory ``path``. Never raises for a bad bundle: the report lists why."""
+    root = Path(path)
+    display = str(path) if display is None else display
+    report = ValidationReport(path=root)
+    checker = _Checker(root, display, import_timeout, extra_excludes)
+    if not root.is_dir():
+        checker.add("not a directory", code="missing")
+        report.problems = checker.problems
+        return report
+
+    loaded: Optional[LoadedManifest] = None
+    try:
+        loaded = load_manifest(root / C.MANIFEST_FILE, checker.shown(C.MANIFEST_FILE))
+        report.manifest = loaded.manifest
+    except ManifestError as exc:
+        checker.problems.extend(exc.problems)
+
+    try:
+        tree = walk_bundle(root, extra_excludes)
+    except OSError as exc:
+        checker.add(f"cannot read the bundle: {exc.strerror} ({exc.filename})", code="io")
+        report.problems = checker.problems
+        return report
+    report.tree = tree
+    if loaded is not None and not tree.ships(C.MANIFEST_FILE):
+        checker.add(f"{C.MANIFEST_FILE} is excluded from the archive by the ignore rules", C.MANIFEST_FILE, code="excluded")
+    checker.check_tree(tree)
+    if loaded is not None:
+        checker.check_manifest(loaded, tree)
+    else:  # the rest depends on model.yaml; the requirements file can still be checked
+        rel = _requirements_path_anyway(root / C.MANIFEST_FILE)
+        if rel and (root / rel).is_file():
+            text = (root / rel).read_text(encoding="utf-8", errors="replace")
+            checker.problems.extend(parse_requirements(text, checker.shown(rel))[1])
+
+    problems = checker.problems
+    if strict:
+        problems = [replace(p, severity="error") if p.severity == "warning" and p.code not in LOCAL_ONLY_CODES else p for p in problems]
+    report.problems = _ordered(problems)
+    return report
+
+
+def _requirements_path_anyway(manifest_file: Path) -> Optional[str]:
+    """environment.pip_requirements from a model.yaml that failed validation, if it can be read at all."""
+    default = "requirements.txt"
+    try:
+        from ruamel.yaml import YAML
+
+        data = YAML(typ="safe").load(manifest_file.read_text(encoding="utf-8"))
+        value = data["environment"]["pip_requirements"]
+    except Exception:  # noqa: BLE001 - a best effort on a file already reported as broken
+        return default
+    if isinstance(value, str) and value and not value.startswith("/") and ".." not in Path(value).parts:
+        return value
+    return default
+
+
+def _ordered(problems: list[Problem]) -> list[Problem]:
+    """model.yaml first, then by file and position; stable, so equal keys keep their discovery order."""
+    def key(p: Problem):
+        f = p.file or ""
+        return (not f.endswith(C.MANIFEST_FILE), f, p.line or 0, p.col or 0)
+
+    return sorted(problems, key=key)
+
+
+def require_valid(path: Path, *, strict: bool = False, display: Optional[str] = None, **kwargs) -> ValidationReport:
+    """validate_bundle, raising BundleError (with every problem) when the bundle is invalid."""
+    from allora_gitops.errors import BundleError
+
+    report = validate_bundle(path, strict, display=display, **kwargs)
+    if not report.ok:
+        n = len(report.errors)
+        raise BundleError(f"bundle {display or path} is invalid ({n} error{'s' if n != 1 else ''})", report.problems)
+    return report
+
+
+__all__ = ["ValidationReport", "validate_bundle", "require_valid"]

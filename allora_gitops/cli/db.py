@@ -1,0 +1,68 @@
+"""``allora-gitops db upgrade|status``: apply and show the records database migrations."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+DATABASE_URL_HELP = (
+    "PostgreSQL URL (postgresql://user@host/db). Default: $ALLORA_DATABASE_URL, "
+    "else the embedded PostgreSQL under the state directory."
+)
+
+
+def register(app: typer.Typer) -> None:
+    db = typer.Typer(name="db", help="The records database: apply and show migrations.", no_args_is_help=True)
+
+    @db.command("upgrade")
+    def upgrade_cmd(
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP, show_default=False),
+    ) -> None:
+        """Apply every pending migration (each in its own transaction; safe to run concurrently)."""
+        from allora_gitops.db import resolve_database_url
+        from allora_gitops.db.connection import display_url
+        from allora_gitops.db.migrate import MigrationRunner
+
+        url, _ = resolve_database_url(database_url)
+        applied = MigrationRunner(url).upgrade(on_applied=lambda m: typer.echo(f"applied {m.label}"))
+        state = MigrationRunner(url).check()
+        if not applied:
+            typer.echo(f"{display_url(url)}: up to date at version {state.current_version:04d}")
+        else:
+            typer.echo(f"{display_url(url)}: now at version {state.current_version:04d}")
+
+    @db.command("status")
+    def status_cmd(
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP, show_default=False),
+    ) -> None:
+        """Show applied and pending migrations. Exit 1 when a migration is pending or was edited after it was applied."""
+        from allora_gitops.db import resolve_database_url
+        from allora_gitops.db.connection import display_url
+        from allora_gitops.db.migrate import MigrationRunner
+
+        url, embedded = resolve_database_url(database_url)
+        state = MigrationRunner(url).status()
+        typer.echo(f"database: {display_url(url)}{' (embedded)' if embedded else ''}")
+        drifted = {m.version for m, _ in state.drifted}
+        applied = {a.version: a for a in state.applied}
+        for m in state.known:
+            a = applied.get(m.version)
+            if a is None:
+                typer.echo(f"  {m.label}  pending")
+            elif m.version in drifted:
+                typer.echo(f"  {m.label}  EDITED after it was applied {a.applied_at:%Y-%m-%d %H:%M:%S %Z}")
+            else:
+                typer.echo(f"  {m.label}  applied {a.applied_at:%Y-%m-%d %H:%M:%S %Z}")
+        for a in state.unknown:
+            typer.echo(f"  {a.version:04d}_{a.name}  applied, unknown to this version of allora-gitops")
+        if state.up_to_date:
+            typer.echo(f"up to date at version {state.current_version:04d}")
+            return
+        typer.echo(
+            f"{len(state.pending)} pending; run `allora-gitops db upgrade`" if state.pending and not (drifted or state.unknown)
+            else "the database does not match this version's migrations"
+        )
+        raise typer.Exit(1)
+
+    app.add_typer(db)

@@ -1,0 +1,39 @@
+"""``allora-gitops verify``: kustomize build, schemas, policy rules and hadolint over a GitOps repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify_cmd)
+
+
+def verify_cmd(
+    repo_dir: Path = typer.Argument(Path("."), help="GitOps repository checkout (default: the current directory)."),
+    changed_since: Optional[str] = typer.Option(None, "--changed-since", help="Only what changed since this git ref (e.g. origin/main)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="kustomize builds in parallel (default: CPU count)."),
+) -> None:
+    """Check every overlay, Dockerfile and Argo CD file. Exit 0 clean, 1 findings, 2 could not check."""
+    import json
+
+    from allora_gitops.verify import verify_repo
+
+    report = verify_repo(repo_dir, changed_since=changed_since, jobs=jobs)
+    if json_out:
+        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    else:
+        for problem in report.findings:
+            typer.echo(f"{problem} [{problem.code}]")
+        n = len(report.findings)
+        typer.echo(
+            f"verify: {len(report.overlays)} overlays, {len(report.dockerfiles)} Dockerfiles, "
+            f"{len(report.files)} Argo CD files checked; {n} finding{'s' if n != 1 else ''}",
+            err=True,
+        )
+    if not report.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,43 @@
+"""Opening connections, and saying which database we mean without leaking its password."""
+
+from __future__ import annotations
+
+import re
+
+from allora_gitops.errors import DatabaseError
+
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+def display_url(url: str) -> str:
+    """``url`` as it may be printed: a password (in the URL or as a parameter) is replaced by ``***``."""
+    shown = re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:?#]*):[^/@?#]+@", r"\1:***@", url)
+    shown = re.sub(r"(?i)\bpassword=[^&\s]*", "password=***", shown)
+    return shown
+
+
+def connect(database_url: str):
+    """An autocommit psycopg connection (callers open transactions explicitly); a clear error when unreachable."""
+    import psycopg
+
+    try:
+        return psycopg.connect(database_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+    except psycopg.Error as exc:
+        raise DatabaseError(f"cannot connect to the database {display_url(database_url)}: {_first_line(exc)}") from None
+
+
+def translate_error(exc: BaseException) -> str:
+    """One line for a database error: the server's message plus the constraint it names, never the parameters."""
+    diag = getattr(exc, "diag", None)
+    message = (getattr(diag, "message_primary", None) or _first_line(exc)).strip()
+    constraint = getattr(diag, "constraint_name", None)
+    if constraint and constraint not in message:
+        message += f" (constraint {constraint})"
+    return message
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    # libpq says "connection to server at "h" (addr), port p failed: <reason>"; keep the reason.
+    return line

@@ -1,0 +1,358 @@
+"""The records API the CLI uses: bundles, deployments and their status, submission results.
+
+The rules live here *and* in the database (CHECK constraints, a status trigger), so the
+API gives a clear message first and a hand-written UPDATE still cannot break them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from allora_gitops.errors import DatabaseError, RecordConflict
+
+DEPLOYMENT_STATUSES = ("pending", "committed", "synced", "failed", "retired")
+# pending → committed → synced / failed / retired; failed and synced can still be retired.
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    "pending": frozenset({"committed", "failed", "retired"}),
+    "committed": frozenset({"synced", "failed", "retired"}),
+    "synced": frozenset({"failed", "retired"}),
+    "failed": frozenset({"retired"}),
+    "retired": frozenset(),
+}
+SUBMISSION_STATUSES = ("success", "error", "timeout")
+WALLET_SECRET_KINDS = ("Secret", "ExternalSecret")
+# a deployment in one of these is "live": publishing the same settings again reuses it
+ACTIVE_STATUSES = ("pending", "committed", "synced")
+
+
+@dataclass(frozen=True)
+class BundleRecord:
+    id: str
+    name: str
+    version: str
+    sha256: str
+    size: int
+    archive_url: str
+    python_version: str
+    manifest: dict[str, Any]
+    published_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    created: bool = field(default=False, compare=False)  # True when the call that returned it inserted it
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    id: str
+    bundle_id: str
+    name: str
+    version: str
+    bundle_sha256: str
+    network: str
+    topic_id: int
+    fee_tier: str
+    status: str
+    status_message: str | None
+    container_image: str | None
+    wallet_secret_kind: str
+    wallet_secret_name: str
+    repo_url: str
+    repo_branch: str
+    commit_sha: str | None
+    created_at: datetime
+    updated_at: datetime
+    created: bool = field(default=False, compare=False)
+
+
+@dataclass(frozen=True)
+class SubmissionRecord:
+    id: str
+    deployment_id: str
+    nonce: int
+    prediction: str | None
+    tx_hash: str | None
+    status: str
+    error_message: str | None
+    created_at: datetime
+
+
+_BUNDLE_COLUMNS = "id::text, name, version, sha256, size_bytes, archive_url, python_version, manifest, published_by, created_at, updated_at"
+_DEPLOYMENT_SELECT = """
+SELECT d.id::text, d.bundle_id::text, b.name, b.version, b.sha256, d.network, d.topic_id, d.fee_tier, d.status,
+       d.status_message, d.container_image, d.wallet_secret_kind, d.wallet_secret_name, d.repo_url, d.repo_branch,
+       d.commit_sha, d.created_at, d.updated_at
+FROM deployments d JOIN model_bundles b ON b.id = d.bundle_id
+"""
+_SUBMISSION_COLUMNS = "id::text, deployment_id::text, nonce, prediction, tx_hash, status, error_message, created_at"
+
+
+class Records:
+    """A connection to a migrated records database. Use as a context manager, or call ``close()``."""
+
+    def __init__(self, database_url: str, conn=None):
+        from allora_gitops.db.connection import connect
+
+        self.database_url = database_url
+        self._conn = conn if conn is not None else connect(database_url)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "Records":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- bundles ------------------------------------------------------------------------------
+    def register_bundle(
+        self,
+        *,
+        name: str,
+        version: str,
+        sha256: str,
+        size: int,
+        archive_url: str,
+        python_version: str,
+        manifest: Any,
+        published_by: str | None = None,
+    ) -> BundleRecord:
+        """Record a stored archive. Idempotent on name + version + sha256; another sha256 for the same
+        name + version is refused (a version names one set of bytes forever)."""
+        manifest_doc = _manifest_dict(manifest)
+        with self._write("register the bundle"):
+            with self._conn.transaction():
+                row = self._conn.execute(
+                    f"""INSERT INTO model_bundles (name, version, sha256, size_bytes, archive_url, python_version, manifest, published_by)
+                        VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s)
+                        ON CONFLICT (name, version) DO NOTHING
+                        RETURNING {_BUNDLE_COLUMNS}""",
+                    (name, version, sha256, size, archive_url, python_version, json.dumps(manifest_doc), published_by),
+                ).fetchone()
+                if row is not None:
+                    return _bundle(row, created=True)
+                existing = self.get_bundle(name, version)
+        if existing is None:  # deleted between the two statements: unheard of, but say so
+            raise DatabaseError(f"bundle {name} {version} vanished while it was being registered; try again")
+        if existing.sha256 != sha256:
+            raise RecordConflict(
+                f"bundle {name} {version} is already registered with sha256 {existing.sha256}, "
+                f"not {sha256}; a version names one archive forever: bump the version"
+            )
+        return existing
+
+    def get_bundle(self, name: str, version: str) -> BundleRecord | None:
+        row = self._conn.execute(
+            f"SELECT {_BUNDLE_COLUMNS} FROM model_bundles WHERE name = %s AND version = %s", (name, version)
+        ).fetchone()
+        return _bundle(row) if row else None
+
+    def find_bundle_by_sha256(self, sha256: str) -> list[BundleRecord]:
+        rows = self._conn.execute(
+            f"SELECT {_BUNDLE_COLUMNS} FROM model_bundles WHERE sha256 = %s ORDER BY created_at", (sha256,)
+        ).fetchall()
+        return [_bundle(r) for r in rows]
+
+    def list_bundles(self, name: str | None = None) -> list[BundleRecord]:
+        """Newest first; only ``name``'s versions when given."""
+        if name is None:
+            rows = self._conn.execute(f"SELECT {_BUNDLE_COLUMNS} FROM model_bundles ORDER BY created_at DESC, name").fetchall()
+        else:
+            rows = self._conn.execute(
+                f"SELECT {_BUNDLE_COLUMNS} FROM model_bundles WHERE name = %s ORDER BY created_at DESC", (name,)
+            ).fetchall()
+        return [_bundle(r) for r in rows]
+
+    # --- deployments --------------------------------------------------------------------------
+    def create_deployment(
+        self,
+        *,
+        bundle_id: str,
+        network: str,
+        topic_id: int,
+        wallet_secret_name: str,
+        repo_url: str,
+        repo_branch: str,
+        fee_tier: str = "STANDARD",
+        wallet_secret_kind: str = "Secret",
+        container_image: str | None = None,
+    ) -> DeploymentRecord:
+        """A new deployment in ``pending``, or the live one with exactly these settings (``created`` False),
+        so publishing the same thing twice adds no row."""
+        if wallet_secret_kind not in WALLET_SECRET_KINDS:
+            raise DatabaseError(f"wallet secret kind must be one of {', '.join(WALLET_SECRET_KINDS)}, not {wallet_secret_kind!r}")
+        settings = (bundle_id, network, topic_id, fee_tier, wallet_secret_kind, wallet_secret_name, repo_url, repo_branch)
+        with self._write("create the deployment"):
+            with self._conn.transaction():
+                # serialise creators of the same bundle+network so "find or insert" is atomic
+                self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"deployment:{bundle_id}:{network}",))
+                existing = self._conn.execute(
+                    _DEPLOYMENT_SELECT
+                    + """WHERE d.bundle_id = %s AND d.network = %s AND d.topic_id = %s AND d.fee_tier = %s
+                         AND d.wallet_secret_kind = %s AND d.wallet_secret_name = %s AND d.repo_url = %s
+                         AND d.repo_branch = %s AND d.container_image IS NOT DISTINCT FROM %s
+                         AND d.status = ANY(%s)
+                         ORDER BY d.created_at DESC LIMIT 1""",
+                    (*settings, container_image, list(ACTIVE_STATUSES)),
+                ).fetchone()
+                if existing:
+                    return _deployment(existing)
+                new_id = self._conn.execute(
+                    """INSERT INTO deployments (bundle_id, network, topic_id, fee_tier, wallet_secret_kind,
+                                                wallet_secret_name, repo_url, repo_branch, container_image)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text""",
+                    (*settings, container_image),
+                ).fetchone()[0]
+                row = self._conn.execute(_DEPLOYMENT_SELECT + "WHERE d.id = %s", (new_id,)).fetchone()
+        return _deployment(row, created=True)
+
+    def set_deployment_status(
+        self,
+        deployment_id: str,
+        status: str,
+        *,
+        commit_sha: str | None = None,
+        message: str | None = None,
+        container_image: str | None = None,
+    ) -> DeploymentRecord:
+        """Move a deployment along pending → committed → synced / failed / retired.
+
+        Setting the status it already has is a no-op (besides updating the given fields); a
+        step the machine does not allow raises ``RecordConflict``. ``committed`` needs a commit sha.
+        """
+        if status not in DEPLOYMENT_STATUSES:
+            raise DatabaseError(f"unknown deployment status {status!r} (one of {', '.join(DEPLOYMENT_STATUSES)})")
+        with self._write("change the deployment status"):
+            with self._conn.transaction():
+                current = self._conn.execute(
+                    "SELECT status, commit_sha FROM deployments WHERE id = %s FOR UPDATE", (_uuid(deployment_id),)
+                ).fetchone()
+                if current is None:
+                    raise RecordConflict(f"no deployment {deployment_id}")
+                old = current[0]
+                if status != old and status not in ALLOWED_TRANSITIONS[old]:
+                    allowed = ", ".join(sorted(ALLOWED_TRANSITIONS[old])) or "none: it is final"
+                    raise RecordConflict(
+                        f"deployment {deployment_id} is {old}; it cannot become {status} (allowed: {allowed})"
+                    )
+                if status == "committed" and commit_sha is None and current[1] is None:
+                    raise DatabaseError(f"deployment {deployment_id}: status committed needs the commit sha")
+                self._conn.execute(
+                    """UPDATE deployments SET status = %s,
+                           commit_sha = coalesce(%s, commit_sha),
+                           status_message = CASE WHEN %s::text IS NULL THEN status_message ELSE allora_redact_secrets(%s::text) END,
+                           container_image = coalesce(%s, container_image)
+                       WHERE id = %s""",
+                    (status, commit_sha, message, message, container_image, deployment_id),
+                )
+                row = self._conn.execute(_DEPLOYMENT_SELECT + "WHERE d.id = %s", (deployment_id,)).fetchone()
+        return _deployment(row)
+
+    def get_deployment(self, deployment_id: str) -> DeploymentRecord | None:
+        row = self._conn.execute(_DEPLOYMENT_SELECT + "WHERE d.id = %s", (_uuid(deployment_id),)).fetchone()
+        return _deployment(row) if row else None
+
+    def list_deployments(
+        self, *, name: str | None = None, network: str | None = None, status: str | None = None
+    ) -> list[DeploymentRecord]:
+        """Newest change first, filtered by bundle name, network and status when given."""
+        where, params = [], []
+        for column, value in (("b.name", name), ("d.network", network), ("d.status", status)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+        sql = _DEPLOYMENT_SELECT + (f"WHERE {' AND '.join(where)} " if where else "") + "ORDER BY d.updated_at DESC, d.created_at DESC"
+        return [_deployment(r) for r in self._conn.execute(sql, params).fetchall()]
+
+    def current_deployment(self, name: str, network: str) -> DeploymentRecord | None:
+        """The most recent live (pending/committed/synced) deployment of ``name`` on ``network``."""
+        row = self._conn.execute(
+            _DEPLOYMENT_SELECT + "WHERE b.name = %s AND d.network = %s AND d.status = ANY(%s) ORDER BY d.created_at DESC LIMIT 1",
+            (name, network, list(ACTIVE_STATUSES)),
+        ).fetchone()
+        return _deployment(row) if row else None
+
+    # --- submissions --------------------------------------------------------------------------
+    def record_submission(
+        self,
+        deployment_id: str,
+        *,
+        nonce: int,
+        status: str,
+        prediction: Any = None,
+        tx_hash: str | None = None,
+        error_message: str | None = None,
+    ) -> SubmissionRecord:
+        """Store one submission outcome. Free text (prediction, error) is redacted of secret-looking parts."""
+        if status not in SUBMISSION_STATUSES:
+            raise DatabaseError(f"unknown submission status {status!r} (one of {', '.join(SUBMISSION_STATUSES)})")
+        if prediction is not None and not isinstance(prediction, str):
+            prediction = json.dumps(prediction, sort_keys=True, default=str) if isinstance(prediction, dict) else str(prediction)
+        with self._write("record the submission"):
+            row = self._conn.execute(
+                f"""INSERT INTO submission_results (deployment_id, nonce, prediction, tx_hash, status, error_message)
+                    VALUES (%s, %s, allora_redact_secrets(%s), %s, %s, allora_redact_secrets(%s))
+                    RETURNING {_SUBMISSION_COLUMNS}""",
+                (_uuid(deployment_id), nonce, prediction, tx_hash, status, error_message),
+            ).fetchone()
+        return SubmissionRecord(*row)
+
+    def list_submissions(self, deployment_id: str, limit: int = 100) -> list[SubmissionRecord]:
+        rows = self._conn.execute(
+            f"SELECT {_SUBMISSION_COLUMNS} FROM submission_results WHERE deployment_id = %s ORDER BY created_at DESC LIMIT %s",
+            (_uuid(deployment_id), limit),
+        ).fetchall()
+        return [SubmissionRecord(*r) for r in rows]
+
+    # --- plumbing -----------------------------------------------------------------------------
+    def _write(self, what: str) -> "_Refusal":
+        return _Refusal(what)
+
+
+class _Refusal:
+    """Turns a database refusal (constraint, trigger, lost connection) into one ``DatabaseError`` line."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None or isinstance(exc, DatabaseError):
+            return False
+        import psycopg
+
+        from allora_gitops.db.connection import translate_error
+
+        if isinstance(exc, psycopg.Error):
+            raise DatabaseError(f"the database refused to {self.what}: {translate_error(exc)}") from None
+        return False
+
+
+def _uuid(value: str) -> str:
+    import uuid
+
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise DatabaseError(f"not a record id: {value!r}") from None
+
+
+def _manifest_dict(manifest: Any) -> dict[str, Any]:
+    if hasattr(manifest, "model_dump"):
+        return manifest.model_dump(mode="json", exclude_none=True)
+    if isinstance(manifest, dict):
+        return manifest
+    raise DatabaseError(f"manifest must be a mapping or a BundleManifest, not {type(manifest).__name__}")
+
+
+def _bundle(row, created: bool = False) -> BundleRecord:
+    return BundleRecord(*row, created=created)
+
+
+def _deployment(row, created: bool = False) -> DeploymentRecord:
+    return DeploymentRecord(*row, created=created)

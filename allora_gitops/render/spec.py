@@ -1,0 +1,277 @@
+"""The one model every template receives: a deployment, complete and checked.
+
+Loading follows parse → validate → complete: ``DeploymentSettings`` holds what
+the user said (flags, or publish's request; anything may be left out),
+``DeploymentSpec.complete`` fills the gaps from the bundle's model.yaml and the
+platform defaults, and pydantic checks the result. Every problem is reported
+at once as a ``SettingsError`` (a ``RenderError``); nothing is rendered from a half-valid spec.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from allora_gitops import constants as C
+from allora_gitops.bundle.manifest import BundleManifest
+from allora_gitops.errors import Problem, SettingsError
+
+# Kubernetes resource quantities (a subset: no negatives, no exponents), e.g. 500m, 0.5, 2, 512Mi, 1.5Gi.
+_QUANTITY = re.compile(r"^(?P<num>\d+(\.\d+)?|\.\d+)(?P<unit>m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# An image repository without tag/digest: registry[:port]/path, lowercase path components.
+_REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(\.[a-z0-9-]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$")
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _quantity(value: str, what: str, allow_milli: bool) -> str:
+    match = _QUANTITY.match(value.strip()) if isinstance(value, str) else None
+    example = "250m, 0.5 or 2" if allow_milli else "512Mi or 2Gi"
+    if not match or (match["unit"] == "m" and not allow_milli):
+        raise ValueError(f"{value!r} is not a Kubernetes {what} quantity like {example}")
+    if Decimal(match["num"]) == 0:
+        raise ValueError(f"{what} must be more than zero")
+    return value.strip()
+
+
+def cpu_millicores(quantity: str) -> int:
+    match = _QUANTITY.match(quantity)
+    assert match, quantity
+    value = Decimal(match["num"])
+    unit = match["unit"] or ""
+    if unit == "m":
+        return max(1, int(value))
+    scale = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9}.get(unit, 1)
+    return max(1, int(value * scale * 1000))
+
+
+def cpu_from_cores(cores: float) -> str:
+    try:
+        return f"{max(1, int(Decimal(str(cores)) * 1000))}m"
+    except InvalidOperation:  # pragma: no cover - pydantic already checked it is a positive number
+        return C.DEFAULT_CPU
+
+
+def default_archive_url(name: str, version: str, sha256: str) -> str:
+    """Where the archive lives when nobody said: the configured store, else the local default store.
+
+    ``render`` has no store of its own; ``publish`` passes the URL the store returned.
+    """
+    base = os.environ.get(C.STORE_URL_ENV, "").strip().rstrip("/")
+    if not base:
+        home = os.environ.get(C.STATE_HOME_ENV, "").strip()
+        if home:
+            root = Path(home).expanduser()
+        else:
+            xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+            root = (Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share") / "allora-gitops"
+        base = (root.resolve() / "objects").as_uri()
+    return f"{base}/{C.archive_object_key(name, version, sha256)}"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeploymentSettings(_Model):
+    """What the operator asked for. ``None`` means "from model.yaml, else the platform default"."""
+
+    network: str
+    topic_id: Optional[int] = None
+    fee_tier: Optional[str] = None
+    polling_interval: Optional[int] = None
+    cpu: Optional[str] = None
+    cpu_limit: Optional[str] = None
+    memory: Optional[str] = None
+    image_registry: Optional[str] = None
+    wallet_secret: Optional[str] = None
+    secret_store: Optional[str] = None
+    secret_store_kind: Optional[str] = None
+    wallet_remote_key: Optional[str] = None
+    base_image: Optional[str] = None
+    archive_url: Optional[str] = None
+    namespace: Optional[str] = None
+
+
+class DeploymentSpec(_Model):
+    """Everything the templates need for one bundle version on one network."""
+
+    manifest: BundleManifest
+    sha256: str = Field(description="hex sha256 of the bundle archive (.tar.gz bytes)")
+    archive_size: int = Field(ge=0)
+    archive_url: str
+    network: Literal["testnet", "mainnet"]
+    topic_id: int = Field(gt=0)
+    fee_tier: Literal["ECO", "STANDARD", "PRIORITY"]
+    polling_interval: int = Field(gt=0)
+    cpu: str
+    cpu_limit: str
+    memory: str
+    image_registry: str = C.DEFAULT_IMAGE_REGISTRY
+    wallet_secret: str
+    secret_store: Optional[str] = None
+    secret_store_kind: Literal["SecretStore", "ClusterSecretStore"] = C.DEFAULT_SECRET_STORE_KIND
+    wallet_remote_key: str
+    base_image: str
+    namespace: str = C.NAMESPACE
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha256(cls, v: str) -> str:
+        if not _HEX64.match(v):
+            raise ValueError("must be 64 lowercase hex digits")
+        return v
+
+    @field_validator("cpu", "cpu_limit")
+    @classmethod
+    def _cpu(cls, v: str) -> str:
+        return _quantity(v, "CPU", allow_milli=True)
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        return _quantity(v, "memory", allow_milli=False)
+
+    @field_validator("image_registry")
+    @classmethod
+    def _registry(cls, v: str) -> str:
+        v = v.rstrip("/")
+        if not _REPOSITORY.match(v):
+            raise ValueError(f"{v!r} is not an image registry/repository prefix like registry.example.com/team")
+        return v
+
+    @field_validator("base_image")
+    @classmethod
+    def _base_image(cls, v: str) -> str:
+        if not _IMAGE.match(v) or v.endswith(":latest"):
+            raise ValueError(f"{v!r} is not a pinned image reference like python:3.11-slim or repo@sha256:…")
+        return v
+
+    @field_validator("wallet_secret", "secret_store", "namespace")
+    @classmethod
+    def _k8s_name(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and (len(v) > 253 or not _DNS_SUBDOMAIN.match(v)):
+            raise ValueError(f"{v!r} is not a Kubernetes object name (lowercase letters, digits, '-' and '.')")
+        return v
+
+    @field_validator("archive_url", "wallet_remote_key")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        if not v or any(ch in v for ch in "\r\n\t\"'\\ ") or "@" in v.split("://", 1)[-1].split("/", 1)[0]:
+            raise ValueError("must be one line without quotes, spaces or credentials")
+        return v
+
+    @model_validator(mode="after")
+    def _limits(self) -> "DeploymentSpec":
+        if cpu_millicores(self.cpu_limit) < cpu_millicores(self.cpu):
+            raise ValueError(f"cpu-limit: {self.cpu_limit} is below the cpu request {self.cpu}")
+        if len(C.image_tag(self.manifest.version, self.sha256)) > 128:
+            raise ValueError("version: too long for an image tag (at most 114 characters)")
+        return self
+
+    # --- derived values the templates use ------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def python_version(self) -> str:
+        return self.manifest.python.version
+
+    @property
+    def image_repository(self) -> str:
+        return f"{self.image_registry}/{self.name}"
+
+    @property
+    def image_tag(self) -> str:
+        return C.image_tag(self.version, self.sha256)
+
+    @property
+    def image(self) -> str:
+        """The full image reference the overlay runs: ``<registry>/<name>:<version>-<sha256[:12]>``."""
+        return f"{self.image_repository}:{self.image_tag}"
+
+    @property
+    def instance(self) -> str:
+        return f"{self.name}-{self.network}"
+
+    @property
+    def heartbeat_max_age(self) -> int:
+        """Liveness must tolerate one slow prediction plus a poll: never less than the default."""
+        return max(C.HEARTBEAT_MAX_AGE_SECONDS, int(self.manifest.runtime.max_seconds) * 2 + self.polling_interval)
+
+    @classmethod
+    def complete(cls, manifest: BundleManifest, *, sha256: str, archive_size: int, settings: DeploymentSettings) -> "DeploymentSpec":
+        """Fill what ``settings`` left out from model.yaml and platform defaults, then check it all."""
+        s = settings
+        allora = manifest.allora
+        runtime = manifest.runtime
+        cpu = s.cpu or (cpu_from_cores(runtime.cpu_cores) if runtime.cpu_cores else C.DEFAULT_CPU)
+        memory = s.memory or (f"{runtime.memory_mb}Mi" if runtime.memory_mb else C.DEFAULT_MEMORY)
+        cpu_limit = s.cpu_limit
+        if cpu_limit is None:
+            try:
+                cpu_limit = f"{cpu_millicores(_quantity(cpu, 'CPU', True)) * 2}m"
+            except ValueError:
+                cpu_limit = C.DEFAULT_CPU  # the cpu problem itself is reported below, once
+        topic_id = s.topic_id if s.topic_id is not None else allora.topic_id
+        data = {
+            "manifest": manifest,
+            "sha256": sha256,
+            "archive_size": archive_size,
+            "archive_url": s.archive_url or default_archive_url(manifest.name, manifest.version, sha256),
+            "network": s.network,
+            "topic_id": topic_id,
+            "fee_tier": s.fee_tier or allora.fee_tier,
+            "polling_interval": s.polling_interval if s.polling_interval is not None else allora.polling_interval,
+            "cpu": cpu,
+            "cpu_limit": cpu_limit,
+            "memory": memory,
+            "image_registry": s.image_registry or C.DEFAULT_IMAGE_REGISTRY,
+            "wallet_secret": s.wallet_secret or C.wallet_secret_name(manifest.name, s.network),
+            "secret_store": s.secret_store,
+            "secret_store_kind": s.secret_store_kind or C.DEFAULT_SECRET_STORE_KIND,
+            "wallet_remote_key": s.wallet_remote_key or f"allora/{manifest.name}/{s.network}",
+            "base_image": s.base_image or f"python:{manifest.python.version}-slim",
+            "namespace": s.namespace or C.NAMESPACE,
+        }
+        if topic_id is None:
+            raise settings_error([Problem("topic-id: no topic id; pass --topic-id or set allora.topic_id in model.yaml", code="settings")])
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise settings_error([_problem(e) for e in exc.errors(include_url=False)]) from None
+
+
+def settings_error(problems: list[Problem]) -> SettingsError:
+    """One problem reads as one line (``error: memory: …``); several get a heading."""
+    if len(problems) == 1:
+        return SettingsError(problems[0].message)
+    return SettingsError("invalid deployment settings", problems)
+
+
+_FLAG = {"archive_size": "archive size", "sha256": "sha256"}
+
+
+def _problem(err: dict) -> Problem:
+    loc = [str(p) for p in err["loc"]]
+    field = loc[0] if loc else ""
+    label = _FLAG.get(field, field.replace("_", "-"))
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    value = err.get("input")
+    shown = ""
+    if err["type"] in ("greater_than", "literal_error", "int_parsing", "int_type") and not isinstance(value, (dict, list)):
+        shown = f" (got {value!r})"
+    return Problem(f"{label}: {msg}{shown}" if label else msg, code="settings")

@@ -1,0 +1,165 @@
+"""Render pure, write separately: a tree is ``{repo-relative path: text}``.
+
+``render_deployment`` and ``render_argocd`` touch no disk; ``write_tree``
+parses every YAML file back (and refuses the whole tree on the first broken
+one) before writing anything.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from allora_gitops import constants as C
+from allora_gitops.errors import Problem, RenderError
+from allora_gitops.render.environment import render_template
+from allora_gitops.render.spec import DeploymentSpec
+
+# checkov rules the rendered Deployment cannot satisfy, each with the reason (also listed in the README).
+CHECKOV_SKIPS = (
+    ("CKV_K8S_40", "the runtime contract fixes UID 1000 (guide: Container Security); runAsNonRoot is enforced"),
+    ("CKV_K8S_43", "the image is built after rendering; its tag is derived from the bundle sha256 and never reused"),
+)
+HEALTHCHECK_COMMAND = ("python", C.BOOTSTRAP_IN_IMAGE, "--healthcheck")
+# Never egress to cluster-internal or link-local networks (cloud metadata endpoints live there).
+PRIVATE_CIDRS = ("10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16")
+
+_BASE = ("kustomization.yaml", "serviceaccount.yaml", "deployment.yaml", "networkpolicy.yaml", "poddisruptionbudget.yaml")
+
+
+@dataclass(frozen=True)
+class ArgoCDSettings:
+    """Where Argo CD finds the GitOps repository and where the models run."""
+
+    repo_url: str
+    target_revision: str = "main"
+    namespace: str = C.NAMESPACE
+    argocd_namespace: str = C.ARGOCD_NAMESPACE
+    project: str = C.ARGOCD_PROJECT
+    destination_server: str = "https://kubernetes.default.svc"
+
+
+# Every kind the deployment templates render: the AppProject allows exactly these.
+ALLOWED_KINDS = (
+    ("", "ServiceAccount"),
+    ("apps", "Deployment"),
+    ("external-secrets.io", "ExternalSecret"),
+    ("networking.k8s.io", "NetworkPolicy"),
+    ("policy", "PodDisruptionBudget"),
+)
+
+
+def _context(spec: DeploymentSpec) -> dict:
+    return {
+        "spec": spec,
+        "C": C,
+        "checkov_skips": CHECKOV_SKIPS,
+        "healthcheck": list(HEALTHCHECK_COMMAND),
+        "private_cidrs": PRIVATE_CIDRS,
+        "constraints": spec.manifest.environment.constraints,
+        "extra_index_urls": spec.manifest.environment.extra_index_urls,
+        "version_label": spec.version.replace("+", "_"),
+    }
+
+
+def render_base(spec: DeploymentSpec) -> dict[str, str]:
+    """``deployments/<name>/base/``: depends on the bundle name only, so every network shares it."""
+    ctx = _context(spec)
+    base = C.deployment_base_dir(spec.name)
+    return {f"{base}/{f}": render_template(f"kustomize/base/{f}.j2", **ctx) for f in _BASE}
+
+
+def render_overlay(spec: DeploymentSpec) -> dict[str, str]:
+    """``deployments/<name>/overlays/<network>/``: image, settings, resources, wallet reference."""
+    ctx = _context(spec)
+    overlay = C.deployment_overlay_dir(spec.name, spec.network)
+    files = ["kustomization.yaml", "deployment-patch.yaml"] + (["externalsecret.yaml"] if spec.secret_store else [])
+    return {f"{overlay}/{f}": render_template(f"kustomize/overlay/{f}.j2", **ctx) for f in files}
+
+
+def render_build(spec: DeploymentSpec) -> dict[str, str]:
+    """``builds/<name>/<version>/``: the Dockerfile and the metadata a CI job builds the image from."""
+    ctx = _context(spec)
+    build = C.build_dir(spec.name, spec.version)
+    return {
+        f"{build}/Dockerfile": render_template("dockerfile/Dockerfile.j2", **ctx),
+        f"{build}/{C.BUILD_METADATA_FILE}": render_template("builds/build.yaml.j2", **ctx),
+    }
+
+
+def render_deployment(spec: DeploymentSpec) -> dict[str, str]:
+    """Every file one deployment needs in the GitOps repository, sorted by path."""
+    tree = {**render_base(spec), **render_overlay(spec), **render_build(spec)}
+    return dict(sorted(tree.items()))
+
+
+def render_argocd(settings: ArgoCDSettings) -> dict[str, str]:
+    """``argocd/``: the AppProject and the ApplicationSet over ``deployments/*/overlays/*``."""
+    ctx = {
+        "argocd": settings,
+        "C": C,
+        "allowed_kinds": ALLOWED_KINDS,
+        # Go templates, filled in by the ApplicationSet controller for each overlay directory.
+        "app_name": "{{index .path.segments 1}}-{{.path.basename}}",
+        "app_network": "{{.path.basename}}",
+        "app_path": "{{.path.path}}",
+    }
+    return {
+        f"{C.ARGOCD_DIR}/appproject.yaml": render_template("argocd/appproject.yaml.j2", **ctx),
+        f"{C.ARGOCD_DIR}/applicationset.yaml": render_template("argocd/applicationset.yaml.j2", **ctx),
+    }
+
+
+def check_tree(tree: Mapping[str, str]) -> None:
+    """Parse every YAML file back; one RenderError listing each broken file."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    yaml = YAML(typ="safe", pure=False)
+    problems = []
+    for path, text in tree.items():
+        if Path(path).is_absolute() or ".." in Path(path).parts:
+            problems.append(Problem("path escapes the output directory", path, code="path"))
+            continue
+        if path.endswith((".yaml", ".yml")):
+            try:
+                docs = list(yaml.load_all(text))
+            except YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                problems.append(
+                    Problem(
+                        f"rendered YAML does not parse: {getattr(exc, 'problem', None) or exc}",
+                        path,
+                        mark.line + 1 if mark else None,
+                        mark.column + 1 if mark else None,
+                        code="yaml",
+                    )
+                )
+                continue
+            if not docs or any(not isinstance(d, dict) for d in docs):
+                problems.append(Problem("rendered YAML is not a mapping", path, code="yaml"))
+    if problems:
+        raise RenderError("the rendered tree is invalid; nothing was written", problems)
+
+
+def write_tree(tree: Mapping[str, str], root: Path) -> list[Path]:
+    """Check the whole tree, then write each file atomically under ``root``; returns the paths written."""
+    check_tree(tree)
+    written = []
+    for rel, text in sorted(tree.items()):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written.append(path)
+    return written

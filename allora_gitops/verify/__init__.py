@@ -1,0 +1,7 @@
+"""Checking a GitOps repository: kustomize builds, schemas (core + CRDs), policy rules, hadolint."""
+
+from __future__ import annotations
+
+from allora_gitops.verify.repo import VerifyReport, check_objects, verify_repo
+
+__all__ = ["VerifyReport", "check_objects", "verify_repo"]

@@ -1,0 +1,170 @@
+"""Our policy rules over built objects: PRODUCT.md's security defaults plus no secret values and pinned images.
+
+Each rule yields ``(rule, message)`` for one object; ``verify`` turns them
+into one finding per object and rule. Rules read plain dicts (kustomize output).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any, Iterator
+
+from allora_gitops import constants as C
+
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
+RULES = (
+    "run-as-non-root",
+    "read-only-root-filesystem",
+    "no-privilege-escalation",
+    "drop-all-capabilities",
+    "seccomp-runtime-default",
+    "no-service-account-token",
+    "resources",
+    "liveness-probe",
+    "host-namespaces",
+    "image-pinned",
+    "secret-value",
+    "network-policy",
+)
+_HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+_WORDS = re.compile(r"^[a-z]{3,8}( [a-z]{3,8}){11,23}$")
+_SECRETISH = re.compile(r"(mnemonic|private|secret|passw|token|seed|key)", re.IGNORECASE)
+
+
+def pod_spec(obj: dict) -> dict | None:
+    kind = obj.get("kind")
+    spec = obj.get("spec") or {}
+    if kind == "Pod":
+        return spec
+    if kind == "CronJob":
+        return (((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}).get("spec")
+    if kind in WORKLOAD_KINDS:
+        return (spec.get("template") or {}).get("spec")
+    return None
+
+
+def _containers(pod: dict) -> list[dict]:
+    return [c for key in ("initContainers", "containers") for c in (pod.get(key) or []) if isinstance(c, dict)]
+
+
+def check_object(obj: dict) -> Iterator[tuple[str, str]]:
+    yield from _secret_values(obj)
+    pod = pod_spec(obj)
+    if pod is None:
+        return
+    pod_sc = pod.get("securityContext") or {}
+    if pod.get("automountServiceAccountToken") is not False:
+        yield "no-service-account-token", "automountServiceAccountToken must be false (models never call the Kubernetes API)"
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(key):
+            yield "host-namespaces", f"{key} must not be true"
+    for c in _containers(pod):
+        name = c.get("name", "?")
+        sc = c.get("securityContext") or {}
+
+        def eff(key: str) -> Any:
+            return sc.get(key, pod_sc.get(key))
+
+        uid = eff("runAsUser")
+        if uid == 0 or (eff("runAsNonRoot") is not True) or sc.get("runAsGroup") == 0:
+            yield "run-as-non-root", f"container {name} may run as root: set runAsNonRoot: true and runAsUser: {C.RUNTIME_UID}"
+        if sc.get("readOnlyRootFilesystem") is not True:
+            yield "read-only-root-filesystem", f"container {name} needs readOnlyRootFilesystem: true"
+        if sc.get("allowPrivilegeEscalation") is not False or sc.get("privileged"):
+            yield "no-privilege-escalation", f"container {name} needs allowPrivilegeEscalation: false and no privileged mode"
+        drop = [str(d).upper() for d in ((sc.get("capabilities") or {}).get("drop") or [])]
+        if "ALL" not in drop or (sc.get("capabilities") or {}).get("add"):
+            yield "drop-all-capabilities", f"container {name} must drop ALL capabilities and add none"
+        seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            yield "seccomp-runtime-default", f"container {name} needs seccompProfile RuntimeDefault"
+        res = c.get("resources") or {}
+        missing = [
+            f"{part}.{what}"
+            for part in ("requests", "limits")
+            for what in ("cpu", "memory")
+            if not (res.get(part) or {}).get(what)
+        ]
+        if missing:
+            yield "resources", f"container {name} has no {', '.join(missing)}"
+        if c in (pod.get("containers") or []) and not (c.get("livenessProbe") or {}).get("exec"):
+            yield "liveness-probe", f"container {name} needs an exec livenessProbe (python {C.BOOTSTRAP_IN_IMAGE} --healthcheck)"
+        problem = image_problem(c.get("image"))
+        if problem:
+            yield "image-pinned", f"container {name}: {problem}"
+        for env in c.get("env") or []:
+            env_name = str(env.get("name", ""))
+            if "value" in env and (env_name in ("ALLORA_MNEMONIC", "ALLORA_PRIVATE_KEY") or looks_secret(env_name, env["value"])):
+                yield "secret-value", f"container {name}: env {env_name} holds a literal credential; mount the wallet Secret as files"
+
+
+def image_problem(image: Any) -> str | None:
+    if not isinstance(image, str) or not image:
+        return "no image"
+    if "@sha256:" in image:
+        return None
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return f"image {image} has no tag or digest"
+    if last.rsplit(":", 1)[1] == "latest":
+        return f"image {image} uses the mutable tag latest"
+    return None
+
+
+def _secret_values(obj: dict) -> Iterator[tuple[str, str]]:
+    kind = obj.get("kind")
+    if kind == "Secret" and (obj.get("data") or obj.get("stringData")):
+        yield "secret-value", "Secret holds values in the repository; use an ExternalSecret or a Secret created out of band"
+        return
+    if kind == "ConfigMap":
+        for section in ("data", "binaryData"):
+            for key, value in (obj.get(section) or {}).items():
+                if looks_secret(str(key), value):
+                    yield "secret-value", f"ConfigMap key {key} holds what looks like a wallet mnemonic or private key"
+
+
+def looks_secret(key: str, value: Any) -> bool:
+    """A BIP-39-looking phrase anywhere, or a 64-hex value under a key that names a secret."""
+    if not isinstance(value, str):
+        return False
+    text = " ".join(value.split())
+    if _WORDS.match(text) and _all_bip39(text.split()):
+        return True
+    return bool(_HEX64.match(text) and _SECRETISH.search(key))
+
+
+def _all_bip39(words: list[str]) -> bool:
+    wordlist = _bip39()
+    return len(words) in (12, 15, 18, 21, 24) and (not wordlist or all(w in wordlist for w in words))
+
+
+@lru_cache(maxsize=1)
+def _bip39() -> frozenset[str]:
+    """The English BIP-39 list when the `mnemonic` package is present (allora-sdk brings it), else shape only."""
+    try:
+        from mnemonic import Mnemonic
+    except ImportError:  # pragma: no cover - depends on the environment
+        return frozenset()
+    return frozenset(Mnemonic("english").wordlist)
+
+
+def check_network_policies(objects: list[dict]) -> Iterator[tuple[dict, str, str]]:
+    """Every workload needs a NetworkPolicy that selects its pods and restricts both directions."""
+    policies = [o for o in objects if o.get("kind") == "NetworkPolicy"]
+    for obj in objects:
+        pod = pod_spec(obj)
+        if pod is None:
+            continue
+        spec = obj.get("spec") or {}
+        template = spec.get("template") or ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
+        labels = ((template.get("metadata") or {}) if obj.get("kind") != "Pod" else (obj.get("metadata") or {})).get("labels") or {}
+        ok = False
+        for pol in policies:
+            pspec = pol.get("spec") or {}
+            match = (pspec.get("podSelector") or {}).get("matchLabels") or {}
+            if all(labels.get(k) == v for k, v in match.items()) and {"Ingress", "Egress"} <= set(pspec.get("policyTypes") or []):
+                ok = True
+                break
+        if not ok:
+            yield obj, "network-policy", "no NetworkPolicy selects these pods with both Ingress and Egress policy types"

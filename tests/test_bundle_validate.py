@@ -1,0 +1,394 @@
+"""validate_bundle: every check of PRODUCT.md, every bad input of the issue, each with file:line:col."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from allora_gitops.bundle.validate import validate_bundle
+from tests.conftest import EXAMPLES
+
+MODEL = """\
+schema_version: "0.1"
+name: "demo"
+version: "1.0.0"
+python:
+  version: "3.11"
+entrypoint:
+  kind: "python_function"
+  module: "src.demo.runner"
+  function: "run"
+  workdir: "."
+  artifacts_dir: "artifacts"
+environment:
+  pip_requirements: "requirements.txt"
+"""
+RUNNER = "def run(nonce: int) -> float:\n    return 42.0\n"
+
+
+@pytest.fixture
+def make(tmp_path):
+    """Write a small valid bundle, with ``files`` overriding or adding (None deletes)."""
+
+    def _make(files: dict[str, str | bytes | None] | None = None) -> Path:
+        root = tmp_path / "b"
+        base: dict[str, str | bytes | None] = {
+            "model.yaml": MODEL,
+            "requirements.txt": "",
+            "src/demo/runner.py": RUNNER,  # src/ has no __init__.py: a namespace package, as upstream
+            "artifacts/.gitkeep": "",
+        }
+        base.update(files or {})
+        for rel, text in base.items():
+            if text is None:
+                continue
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        return root
+
+    return _make
+
+
+def lines(root: Path, strict: bool = False, **kwargs) -> list[str]:
+    return [str(p) for p in validate_bundle(root, strict, display="b", **kwargs).problems]
+
+
+def test_valid_bundle_with_a_namespace_package(make):
+    report = validate_bundle(make(), display="b")
+    assert report.problems == []
+    assert report.ok
+    assert report.manifest.name == "demo"
+    assert not (make() / "src/demo/__pycache__").exists()  # the import check leaves no bytecode behind
+
+
+def test_example_bundle_is_valid():
+    report = validate_bundle(EXAMPLES / "linear-forecaster")
+    assert [p for p in report.problems if p.code != "not-installed"] == []
+
+
+# --- model.yaml ----------------------------------------------------------------
+
+
+def test_missing_model_yaml(make):
+    assert lines(make({"model.yaml": None})) == ["b/model.yaml: error: model.yaml not found"]
+
+
+def test_empty_model_yaml(make):
+    assert lines(make({"model.yaml": ""})) == ["b/model.yaml:1:1: error: file is empty; run 'allora-bundle init' for a template"]
+
+
+def test_malformed_model_yaml_names_line_and_column(make):
+    (line,) = lines(make({"model.yaml": MODEL.replace('name: "demo"', 'name: "demo')}))
+    assert line.startswith("b/model.yaml:3:")
+    assert ": error: invalid YAML" in line
+
+
+def test_wrong_types_and_unknown_key_all_at_once(make):
+    text = MODEL.replace('version: "1.0.0"', "version: 1").replace('  function: "run"', "  function: 7\n  entry: x")
+    assert lines(make({"model.yaml": text})) == [
+        "b/model.yaml:3:10: error: version: Input should be a valid string; write the version quoted, e.g. version: \"1.0.0\" (got 1)",
+        "b/model.yaml:9:13: error: entrypoint.function: Input should be a valid string (got 7)",
+        "b/model.yaml:10:3: error: unknown key 'entrypoint.entry' (typo? unknown keys are not allowed)",
+    ]
+
+
+@pytest.mark.parametrize("version", ["3.8", "3.14"])
+def test_unsupported_python(make, version):
+    text = MODEL.replace('version: "3.11"', f'version: "{version}"')
+    assert lines(make({"model.yaml": text})) == [
+        f"b/model.yaml:5:12: error: python.version: Python {version} is not supported; use one of 3.10, 3.11, 3.12, 3.13"
+    ]
+
+
+def test_unsupported_entrypoint_kind(make):
+    text = MODEL.replace('kind: "python_function"', 'kind: "docker_image"')
+    assert lines(make({"model.yaml": text})) == [
+        "b/model.yaml:7:9: error: entrypoint.kind: Input should be 'python_function' (got 'docker_image')"
+    ]
+
+
+def test_file_checks_still_run_when_model_yaml_is_invalid(make):
+    got = lines(make({"model.yaml": MODEL.replace('name: "demo"', 'name: "Demo"'), ".env.local": "X=1\n"}))
+    assert got[0].startswith("b/model.yaml:2:7: error: name:")
+    assert got[1] == "b/.env.local: error: environment file would ship in the bundle; delete it or add it to .allorabundleignore"
+
+
+# --- requirements --------------------------------------------------------------
+
+
+def test_missing_requirements_file(make):
+    assert lines(make({"requirements.txt": None})) == [
+        "b/model.yaml:13:21: error: requirements.txt not found (environment.pip_requirements); "
+        "create it, empty if the model needs no packages"
+    ]
+
+
+def test_unparseable_requirement_line(make):
+    got = lines(make({"requirements.txt": "numpy==1.26.4\n\n  pandas=2.2\n"}))
+    assert got == [
+        "b/requirements.txt:3:3: error: not a valid PEP 508 requirement: "
+        "Expected semicolon (after name with no version specifier) or end"
+    ]
+
+
+def test_unpinned_requirement_warns_and_strict_makes_it_an_error(make):
+    root = make({"requirements.txt": "# pinned and not\nnumpy==1.26.4  # inline comment\nrequests>=2\nscipy\n"})
+    report = validate_bundle(root, display="b")
+    assert report.ok
+    assert [str(p) for p in report.problems] == [
+        "b/requirements.txt:3:1: warning: 'requests>=2' is not pinned; use an exact version (requests==X.Y.Z) so every image build installs the same code",
+        "b/requirements.txt:4:1: warning: 'scipy' is not pinned; use an exact version (scipy==X.Y.Z) so every image build installs the same code",
+    ]
+    strict = validate_bundle(root, True, display="b")
+    assert not strict.ok
+    assert [p.severity for p in strict.problems] == ["error", "error"]
+
+
+def test_requirement_options(make):
+    text = "numpy==1.26.4 --hash=sha256:" + "a" * 64 + "\n-e ./lib\n--extra-index-url https://pypi.example/simple\n--prefer-binary\n"
+    assert lines(make({"requirements.txt": text})) == [
+        "b/requirements.txt:2:1: error: editable requirements cannot be installed in an image; pin a released version",
+        "b/requirements.txt:3:1: error: --extra-index-url does not belong in the requirements file; use "
+        "environment.extra_index_urls in model.yaml (credentials go in build secrets)",
+        "b/requirements.txt:4:1: warning: pip option --prefer-binary is passed to pip unchecked",
+    ]
+
+
+# --- entrypoint ------------------------------------------------------------------
+
+
+def test_module_file_missing(make):
+    assert lines(make({"src/demo/runner.py": None})) == [
+        "b/model.yaml:8:11: error: module 'src.demo.runner' not found: expected src/demo/runner.py or src/demo/runner/__init__.py"
+    ]
+
+
+def test_module_raising_on_import_names_file_and_line(make):
+    code = "import os\n\nraise ValueError('no weights')\n\ndef run(nonce):\n    return 1.0\n"
+    assert lines(make({"src/demo/runner.py": code})) == [
+        "b/src/demo/runner.py:3: error: importing src.demo.runner raised ValueError: no weights"
+    ]
+
+
+def test_error_in_a_helper_module_points_at_the_helper(make):
+    files = {"src/demo/runner.py": "from .helper import x\n" + RUNNER, "src/demo/helper.py": "x = 1 / 0\n"}
+    assert lines(make(files)) == [
+        "b/src/demo/helper.py:1: error: importing src.demo.runner raised ZeroDivisionError: division by zero"
+    ]
+
+
+def test_module_hanging_on_import_times_out(make):
+    import time
+
+    root = make({"src/demo/runner.py": "import time\nwhile True:\n    time.sleep(1)\n" + RUNNER})
+    started = time.monotonic()
+    got = lines(root, import_timeout=1.5)
+    assert time.monotonic() - started < 10
+    assert got == [
+        "b/src/demo/runner.py: error: importing src.demo.runner did not finish within 1.5 s (a hang, or a very slow "
+        "load at import); raise it with --import-timeout"
+    ]
+
+
+def test_module_calling_sys_exit_on_import(make):
+    assert lines(make({"src/demo/runner.py": "import sys\nsys.exit(3)\n"})) == [
+        "b/src/demo/runner.py:2: error: importing src.demo.runner called sys.exit(3); modules must not exit on import"
+    ]
+
+
+def test_module_crashing_the_interpreter(make):
+    code = "import ctypes\nctypes.string_at(0)\n" + RUNNER
+    assert lines(make({"src/demo/runner.py": code})) == [
+        "b/src/demo/runner.py: error: the interpreter was killed by SIGSEGV while importing src.demo.runner"
+    ]
+
+
+def test_module_exiting_hard(make):
+    code = "import os\nos._exit(5)\n"
+    assert lines(make({"src/demo/runner.py": code})) == [
+        "b/src/demo/runner.py: error: the interpreter exited with code 5 while importing src.demo.runner"
+    ]
+
+
+def test_function_missing(make):
+    assert lines(make({"src/demo/runner.py": "def predict(nonce):\n    return 1.0\n"})) == [
+        "b/model.yaml:9:13: error: src.demo.runner has no function 'run'"
+    ]
+
+
+def test_function_not_callable(make):
+    assert lines(make({"src/demo/runner.py": "run = 42.0\n"})) == [
+        "b/model.yaml:9:13: error: src.demo.runner.run is a float, not a function"
+    ]
+
+
+@pytest.mark.parametrize(
+    "signature, ok",
+    [
+        ("nonce", True),
+        ("nonce: int = 0", True),
+        ("*args", True),
+        ("nonce, scale=1.0", True),
+        ("", False),
+        ("nonce, other", False),
+        ("nonce, *, key", False),
+    ],
+)
+def test_function_arity(make, signature, ok):
+    code = f"import asyncio\n\n\nasync def run({signature}):\n    return 1.0\n"
+    got = lines(make({"src/demo/runner.py": code}))
+    if ok:
+        assert got == []
+    else:
+        assert got == [f"b/src/demo/runner.py:4: error: run({signature}) must take exactly one argument, the nonce: def run(nonce: int)"]
+
+
+def test_missing_module_listed_in_requirements_is_a_warning_here(make):
+    root = make({
+        "requirements.txt": "allora-test-not-installed==1.0.0\n",
+        "src/demo/runner.py": "import allora_test_not_installed\n\n\ndef run(nonce, extra):\n    return 1.0\n",
+    })
+    report = validate_bundle(root, display="b")
+    assert [str(p) for p in report.problems] == [
+        "b/src/demo/runner.py:1: warning: allora_test_not_installed is not installed here, so src.demo.runner was not "
+        "imported; `allora-bundle run` checks in a real environment",
+        # the function is still checked, from the source
+        "b/src/demo/runner.py:4:1: error: run() must take exactly one argument, the nonce: def run(nonce: int)",
+    ]
+    # --strict does not fail a bundle for what this machine lacks
+    strict = validate_bundle(root, True, display="b")
+    assert [p.severity for p in strict.problems] == ["warning", "error"]
+
+
+def test_missing_module_with_a_different_import_name(make):
+    root = make({"requirements.txt": "scikit-learn==1.5.0\n", "src/demo/runner.py": "import sklearn.linear_model\n" + RUNNER})
+    report = validate_bundle(root, display="b")
+    if "sklearn" in sys.modules or _importable("sklearn"):
+        pytest.skip("scikit-learn is installed here")
+    assert [p.code for p in report.problems] == ["not-installed"]
+    assert report.ok
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def test_missing_module_not_in_requirements_is_an_error(make):
+    root = make({"requirements.txt": "numpy==1.26.4\n", "src/demo/runner.py": "import allora_test_not_installed\n" + RUNNER})
+    assert lines(root) == [
+        "b/src/demo/runner.py:1: error: importing src.demo.runner failed: no module named 'allora_test_not_installed', "
+        "and nothing in requirements.txt provides it; add the package that provides it"
+    ]
+
+
+def test_missing_bundle_module_is_an_error(make):
+    root = make({"src/demo/runner.py": "from .featurs import f\n" + RUNNER})
+    assert lines(root) == [
+        "b/src/demo/runner.py:1: error: importing src.demo.runner failed: no module named 'src.demo.featurs', "
+        "and nothing in requirements.txt provides it; add the package that provides it"
+    ]
+
+
+def test_bundle_root_shadows_installed_packages_and_workdir_is_the_cwd(make):
+    code = "import os\nassert os.path.isdir('artifacts'), os.getcwd()\n" + RUNNER
+    assert lines(make({"src/demo/runner.py": code})) == []
+
+
+def test_workdir_missing(make):
+    root = make({"model.yaml": MODEL.replace('workdir: "."', 'workdir: "app"')})
+    assert lines(root) == ["b/model.yaml:10:12: error: workdir 'app' is not a directory of the bundle"]
+
+
+# --- artifacts, size, ignore rules ------------------------------------------------
+
+
+def test_artifacts_missing_is_a_warning(make):
+    root = make({"artifacts/.gitkeep": None})
+    assert not (root / "artifacts").exists()
+    report = validate_bundle(root, display="b")
+    assert report.ok
+    assert [str(p) for p in report.problems] == ["b/model.yaml:11:18: warning: artifacts directory 'artifacts' does not exist"]
+
+
+def test_oversize_bundle(make):
+    root = make()
+    with open(root / "artifacts" / "huge.bin", "wb") as fh:  # sparse: costs no disk
+        fh.truncate(501 << 20)
+    assert lines(root) == [
+        "b: error: bundle is 501.0 MB, over the 500.0 MB limit (largest: artifacts/huge.bin (501.0 MB), "
+        "model.yaml (0.0 MB), src/demo/runner.py (0.0 MB)); exclude files with .allorabundleignore"
+    ]
+    (root / ".allorabundleignore").write_text("*.bin\n")
+    assert lines(root) == []
+
+
+def test_entrypoint_excluded_by_ignore_rules(make):
+    root = make({".allorabundleignore": "src/\n"})
+    assert lines(root) == ["b/model.yaml:8:11: error: src/demo/runner.py is excluded from the archive by the ignore rules"]
+
+
+# --- secrets, links ---------------------------------------------------------------
+
+MNEMONIC = "abandon " * 11 + "about"  # the BIP-39 test vector: a valid checksum
+HEX_KEY = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+PEM = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBk\n-----END EC PRIVATE KEY-----\n"
+
+
+def test_secrets_of_each_kind_name_file_and_line(make):
+    root = make({
+        ".env.production": "ALLORA_MNEMONIC=x\n",
+        ".env": "ignored: excluded by default\n",
+        "config/wallet.py": f'# wallet\nMNEMONIC = "{MNEMONIC}"\n',
+        "src/demo/keys.py": f"\n\nKEY = '0x{HEX_KEY}'\n",
+        "artifacts/deploy.pem": PEM,
+    })
+    assert lines(root) == [
+        "b/.env.production: error: environment file would ship in the bundle; delete it or add it to .allorabundleignore",
+        "b/artifacts/deploy.pem:1:1: error: PEM private key; keep keys out of the bundle (the platform passes the wallet as a Secret)",
+        "b/config/wallet.py:2:13: error: BIP-39 mnemonic phrase; keep the wallet out of the bundle (the platform passes it as a Secret)",
+        "b/src/demo/keys.py:3:8: error: 64-hex-digit string that looks like a private key; keep keys out of the bundle",
+    ]
+
+
+def test_secret_messages_never_contain_the_secret(make):
+    root = make({"w.txt": MNEMONIC + "\n" + HEX_KEY + "\n" + PEM})
+    report = validate_bundle(root, display="b")
+    text = "\n".join(str(p) for p in report.problems)
+    assert len(report.problems) == 3
+    assert "abandon" not in text and HEX_KEY not in text and "MHcCAQEEIBk" not in text
+
+
+def test_no_false_positives_on_digests_prose_and_binaries(make):
+    root = make({
+        "requirements.txt": f"numpy==1.26.4 --hash=sha256:{HEX_KEY}\n",
+        "artifacts/checksums.json": f'{{"weights.bin": {{"sha256": "{HEX_KEY}"}}}}\n',
+        "README.md": "abandon ability able about above absent absorb abstract absurd abuse access accident account\n",
+        "artifacts/weights.bin": b"\0\1\2" + (MNEMONIC + HEX_KEY).encode(),
+        ".allorabundleignore": ".env.*\n",
+        ".env.local": "X=1\n",  # ignored, so it does not ship
+    })
+    assert lines(root) == []
+
+
+def test_escaping_symlink_is_an_error(make, tmp_path):
+    root = make()
+    outside = tmp_path / "secret.txt"
+    outside.write_text("x")
+    (root / "artifacts" / "model.pkl").symlink_to(outside)
+    (root / "artifacts" / "up").symlink_to("../../")
+    (root / "artifacts" / "inside.pkl").symlink_to(".gitkeep")
+    assert lines(root) == [
+        "b/artifacts/inside.pkl: error: symbolic link to '.gitkeep'; archives hold no links, replace it with the file itself",
+        f"b/artifacts/model.pkl: error: symbolic link to '{outside}' points outside the bundle; copy what it points to into the bundle",
+        "b/artifacts/up: error: symbolic link to '../../' points outside the bundle; copy what it points to into the bundle",
+    ]
+
+
+def test_not_a_directory(tmp_path):
+    report = validate_bundle(tmp_path / "nope", display="nope")
+    assert [str(p) for p in report.problems] == ["nope: error: not a directory"]

@@ -1,0 +1,36 @@
+"""state_home(): one directory for everything the CLI keeps locally."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from allora_gitops.state import state_dir, state_home
+
+
+def test_explicit_home_wins(monkeypatch, tmp_path):
+    monkeypatch.setenv("ALLORA_GITOPS_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert state_home() == (tmp_path / "h").resolve()
+    assert not (tmp_path / "h").exists()  # state_home() creates nothing
+
+
+def test_xdg_data_home(monkeypatch, tmp_path):
+    monkeypatch.delenv("ALLORA_GITOPS_HOME", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert state_home() == (tmp_path / "xdg" / "allora-gitops").resolve()
+
+
+def test_default_and_relative_xdg_ignored(monkeypatch, tmp_path):
+    monkeypatch.delenv("ALLORA_GITOPS_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/dir")
+    assert state_home() == (tmp_path / ".local" / "share" / "allora-gitops").resolve()
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert state_home() == (tmp_path / ".local" / "share" / "allora-gitops").resolve()
+
+
+def test_state_dir_creates_private_subdir(monkeypatch, tmp_path):
+    monkeypatch.setenv("ALLORA_GITOPS_HOME", str(tmp_path / "h"))
+    d = state_dir("objects")
+    assert d == (tmp_path / "h" / "objects").resolve() and d.is_dir()
+    assert Path(d).stat().st_mode & 0o077 == 0

@@ -1,0 +1,196 @@
+"""``allora-gitops verify``: clean repositories pass, planted problems are each found, exit codes 0/1/2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+BIP39_TEST_VECTOR = " ".join(["abandon"] * 11 + ["about"])  # the BIP-39 specification's first test vector
+
+
+def add_to_kustomization(overlay: Path, key: str, item) -> None:
+    path = overlay / "kustomization.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.setdefault(key, []).append(item)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def plant(repo: Path, make_spec, name: str) -> Path:
+    """Render another deployment (named ``name``) into ``repo`` and return its testnet overlay."""
+    from allora_gitops.render import render_deployment, write_tree
+
+    write_tree(render_deployment(make_spec("testnet", name=name)), repo)
+    return repo / "deployments" / name / "overlays" / "testnet"
+
+
+def findings_by_overlay(report) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for p in report.findings:
+        out.setdefault(p.file, []).append(p.code)
+    return out
+
+
+def test_a_rendered_repository_is_clean(cli, example_repo):
+    result = cli("gitops", "verify", example_repo)
+    assert (result.code, result.out) == (0, "")
+    assert result.err == "verify: 2 overlays, 1 Dockerfiles, 2 Argo CD files checked; 0 findings\n"
+    result = cli("gitops", "verify", example_repo, "--json")
+    report = json.loads(result.out)
+    assert result.code == 0 and report["ok"] is True and report["findings"] == []
+    assert report["checked"]["overlays"] == [
+        "deployments/linear-forecaster/overlays/mainnet",
+        "deployments/linear-forecaster/overlays/testnet",
+    ]
+    assert report["checked"]["dockerfiles"] == ["builds/linear-forecaster/1.0.0/Dockerfile"]
+
+
+def test_planted_problems_each_get_their_own_finding(cli, example_repo, make_spec):
+    from allora_gitops.verify import verify_repo
+
+    root = plant(example_repo, make_spec, "root-model")
+    (root / "root-patch.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: root-model\nspec:\n  template:\n    spec:\n"
+        "      containers:\n        - name: model\n          securityContext:\n            runAsUser: 0\n            runAsNonRoot: false\n"
+    )
+    add_to_kustomization(root, "patches", {"path": "root-patch.yaml"})
+
+    nomem = plant(example_repo, make_spec, "nomem-model")
+    add_to_kustomization(
+        nomem,
+        "patches",
+        {"target": {"kind": "Deployment"}, "patch": "- op: remove\n  path: /spec/template/spec/containers/0/resources/limits/memory\n"},
+    )
+
+    leak = plant(example_repo, make_spec, "leak-model")
+    (leak / "configmap.yaml").write_text(
+        yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"wallet": BIP39_TEST_VECTOR}})
+    )
+    add_to_kustomization(leak, "resources", "configmap.yaml")
+
+    latest = plant(example_repo, make_spec, "latest-model")
+    k = yaml.safe_load((latest / "kustomization.yaml").read_text())
+    k["images"][0]["newTag"] = "latest"
+    (latest / "kustomization.yaml").write_text(yaml.safe_dump(k, sort_keys=False))
+
+    broken = plant(example_repo, make_spec, "broken-model")
+    add_to_kustomization(broken, "resources", "missing.yaml")
+
+    report = verify_repo(example_repo)
+    assert findings_by_overlay(report) == {
+        "deployments/root-model/overlays/testnet": ["run-as-non-root"],
+        "deployments/nomem-model/overlays/testnet": ["resources"],
+        "deployments/leak-model/overlays/testnet": ["secret-value"],
+        "deployments/latest-model/overlays/testnet": ["image-pinned"],
+        "deployments/broken-model/overlays/testnet": ["kustomize"],
+    }
+    messages = {p.file.split("/")[1]: p.message for p in report.findings}
+    assert messages["root-model"] == (
+        "Deployment/root-model-testnet: container model may run as root: set runAsNonRoot: true and runAsUser: 1000"
+    )
+    assert messages["nomem-model"] == "Deployment/nomem-model-testnet: container model has no limits.memory"
+    assert messages["leak-model"] == (
+        "ConfigMap/settings-testnet: ConfigMap key wallet holds what looks like a wallet mnemonic or private key"
+    )
+    assert messages["latest-model"] == (
+        "Deployment/latest-model-testnet: container model: image localhost:5000/allora/latest-model:latest uses the mutable tag latest"
+    )
+    assert messages["broken-model"].startswith("kustomize build failed: ") and "missing.yaml" in messages["broken-model"]
+    assert BIP39_TEST_VECTOR not in json.dumps(report.to_dict())  # a finding never repeats the secret
+
+    result = cli("gitops", "verify", example_repo)
+    assert result.code == 1
+    assert len(result.out.splitlines()) == 5
+    assert (
+        "deployments/nomem-model/overlays/testnet: error: Deployment/nomem-model-testnet: "
+        "container model has no limits.memory [resources]"
+    ) in result.out.splitlines()
+
+
+def test_schema_typos_secrets_and_lint_findings(example_repo):
+    from allora_gitops.verify import verify_repo
+
+    overlay = example_repo / "deployments/linear-forecaster/overlays/mainnet"
+    patch = overlay / "deployment-patch.yaml"
+    patch.write_text(patch.read_text().replace("      volumes:", "      restartPolicyy: Always\n      volumes:"))
+    (overlay / "secret.yaml").write_text("apiVersion: v1\nkind: Secret\nmetadata:\n  name: wallet\nstringData:\n  mnemonic: x\n")
+    add_to_kustomization(overlay, "resources", "secret.yaml")
+    dockerfile = example_repo / "builds/linear-forecaster/1.0.0/Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace("FROM ${BASE_IMAGE}\n", "FROM python\n"))
+    appset = example_repo / "argocd/applicationset.yaml"
+    appset.write_text(appset.read_text().replace("selfHeal: true", "selfHeal: true\n          selfHealing: true"))
+
+    report = verify_repo(example_repo)
+    got = sorted((p.file, p.code) for p in report.findings)
+    assert got == [
+        ("argocd/applicationset.yaml", "schema"),
+        ("builds/linear-forecaster/1.0.0/Dockerfile", "hadolint:DL3006"),
+        ("deployments/linear-forecaster/overlays/mainnet", "schema"),
+        ("deployments/linear-forecaster/overlays/mainnet", "secret-value"),
+    ], report.findings
+    schema = [p.message for p in report.findings if p.code == "schema"]
+    assert "Deployment/linear-forecaster-mainnet: schema: spec.template.spec: Additional properties are not allowed ('restartPolicyy' was unexpected)" in schema
+    lint = next(p for p in report.findings if p.code.startswith("hadolint"))
+    assert lint.line is not None and lint.message.startswith("DL3006: ")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+def test_changed_since_limits_work_to_what_the_branch_touched(cli, example_repo, make_spec):
+    from allora_gitops.render import render_deployment, write_tree
+
+    write_tree(render_deployment(make_spec("testnet", name="other-model")), example_repo)
+    git(example_repo, "init", "-q", "-b", "main")
+    git(example_repo, "add", "-A")
+    git(example_repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init")
+    git(example_repo, "checkout", "-qb", "deploy/linear-forecaster/mainnet/1.0.1")
+
+    result = cli("gitops", "verify", example_repo, "--changed-since", "main", "--json")
+    assert result.code == 0
+    assert json.loads(result.out)["checked"] == {"overlays": [], "dockerfiles": [], "files": []}
+
+    patch = example_repo / "deployments/linear-forecaster/overlays/mainnet/deployment-patch.yaml"
+    patch.write_text(patch.read_text().replace('"42"', '"43"'))
+    result = cli("gitops", "verify", example_repo, "--changed-since", "main", "--json")
+    assert json.loads(result.out)["checked"]["overlays"] == ["deployments/linear-forecaster/overlays/mainnet"]
+
+    # A base change concerns every network of that model, and nothing else.
+    base = example_repo / "deployments/linear-forecaster/base/deployment.yaml"
+    base.write_text(base.read_text().replace("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"))
+    result = cli("gitops", "verify", example_repo, "--changed-since", "main", "--json")
+    report = json.loads(result.out)
+    assert result.code == 1
+    assert report["checked"]["overlays"] == [
+        "deployments/linear-forecaster/overlays/mainnet",
+        "deployments/linear-forecaster/overlays/testnet",
+    ]
+    assert sorted(f["code"] for f in report["findings"]) == ["read-only-root-filesystem"] * 2
+
+    result = cli("gitops", "verify", example_repo, "--changed-since", "no-such-ref")
+    assert result.code == 2
+    assert result.lines[0].startswith("error: --changed-since no-such-ref: ")
+
+
+def test_verify_cannot_check_a_missing_directory(cli, tmp_path):
+    result = cli("gitops", "verify", tmp_path / "nope")
+    assert (result.code, result.lines) == (2, [f"error: {tmp_path / 'nope'} is not a directory"])
+
+
+@pytest.mark.parametrize(
+    "value, key, secret",
+    [
+        (BIP39_TEST_VECTOR, "notes", True),
+        ("the quick brown fox jumps over the lazy dog and then some more", "notes", False),
+        ("ab" * 32, "private_key", True),
+        ("ab" * 32, "bundle-sha256", False),
+    ],
+)
+def test_secret_detection(value, key, secret):
+    from allora_gitops.verify.policy import looks_secret
+
+    assert looks_secret(key, value) is secret
