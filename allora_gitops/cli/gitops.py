@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from allora_gitops.cli import db, render, verify
+from allora_gitops.cli import db, image, render, verify
 from allora_gitops.cli.app import entry, new_app
 
 app = new_app("allora-gitops", "Publish Allora model bundles to a GitOps repository that Argo CD syncs.")
 db.register(app)
+image.register(app)
 render.register(app)
 verify.register(app)
 
