@@ -248,11 +248,6 @@ def build_image(request: ImageBuildRequest, log: LogSink = terminal_log) -> Imag
             plan, archive = plan_from_build_dir(target, work, request.store_url)
         else:
             plan, archive = plan_from_source(target, work, request.image_registry, request.base_image)
-        base = request.base_image or plan.base_image
-        check_reference(base, "base image")
-        base_ref = qualify_reference(base) if builder.name == "buildah" else base
-        _ensure_base_image(builder, base_ref, base)
-
         context = assemble_context(
             work / "context",
             dockerfile=plan.dockerfile,
@@ -260,6 +255,10 @@ def build_image(request: ImageBuildRequest, log: LogSink = terminal_log) -> Imag
             archive_sha256=plan.sha256,
             archive_origin=plan.origin,
         )
+        base = request.base_image or plan.base_image
+        check_reference(base, "base image")
+        base_ref = qualify_reference(base) if builder.name == "buildah" else base
+        _ensure_base_image(builder, base_ref, base)
         tags = list(dict.fromkeys([plan.image, *request.tags]))
         log(f"building {plan.image} ({plan.name} {plan.version}, bundle sha256 {plan.sha256[:12]}) on {base_ref} with {builder.name}")
         image_id = builder.build(
