@@ -333,7 +333,8 @@ class BuildahBuilder(Builder):
 
     def build(self, request: BuildRequest) -> str:
         iidfile = request.context.parent / f".{request.context.name}.iid"
-        args = [*self._global(), "bud", "--isolation", self._env()["BUILDAH_ISOLATION"], "--pull=false"]
+        # docker format: the OCI image config has no HEALTHCHECK, and the Dockerfile declares one.
+        args = [*self._global(), "bud", "--isolation", self._env()["BUILDAH_ISOLATION"], "--pull=false", "--format", "docker"]
         if request.layers:
             args.append("--layers")
         args += ["--file", str(request.dockerfile), "--iidfile", str(iidfile)]
