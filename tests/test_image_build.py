@@ -26,6 +26,7 @@ import pytest
 
 from allora_gitops import constants as C
 from tests.conftest import EXAMPLES, cli_env
+from tests.fixtures.postgres import _migrated_template  # noqa: F401 - a fixture the conftest star import leaves out
 from tests.test_image import IMAGE_REPO, make_build_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -80,7 +81,7 @@ def first_build(base_image, tmp_path_factory, pg_server_url, _migrated_template)
     with Records(database_url) as records:
         bundle = records.register_bundle(
             name="linear-forecaster", version="1.0.0", sha256=archive.sha256, size=archive.size,
-            archive_url=(root / "store").as_uri(), python_version="3.11", manifest=archive.manifest,
+            archive_url=(root / "store" / C.archive_object_key("linear-forecaster", "1.0.0", archive.sha256)).as_uri(), python_version="3.11", manifest=archive.manifest,
         )
         deployment = records.create_deployment(
             bundle_id=bundle.id, network="testnet", topic_id=69, wallet_secret_name="linear-forecaster-testnet-wallet",
@@ -260,3 +261,26 @@ def test_code_only_change_reuses_the_requirements_layers(first_build, base_image
     assert len(first_layers) - shared <= 2
     assert seconds < first_build.seconds
     buildah("rmi", second["image"], check=False)
+
+
+def test_a_failing_build_names_its_dockerfile_step_and_tags_nothing(first_build, base_image, tmp_path):
+    """A bundle whose function fails: pip is cached, the smoke test step fails, the error names its line."""
+    from allora_gitops.render import DeploymentSettings, DeploymentSpec, render_build
+    from allora_gitops.bundle.manifest import load_manifest
+    from tests.fixtures.images import buildah_images
+
+    bundle = tmp_path / "linear-forecaster"
+    shutil.copytree(EXAMPLE, bundle)
+    runner = bundle / "src" / "linear_forecaster" / "runner.py"
+    runner.write_text(runner.read_text().replace("    return round(", "    raise RuntimeError('model broke')\n    return round("))
+    before = buildah_images()
+    proc = gitops("build-image", bundle, "--base-image", base_image.ref, "--pip-cert", host_ca_bundle(), "--no-record")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    spec = DeploymentSpec.complete(
+        load_manifest(bundle / "model.yaml").manifest, sha256="0" * 64, archive_size=1, settings=DeploymentSettings(network="testnet")
+    )
+    dockerfile = render_build(spec)[f"{C.build_dir(spec.name, spec.version)}/Dockerfile"].splitlines()
+    line = next(i for i, text in enumerate(dockerfile, start=1) if text.startswith("RUN [") and "--check" in text)
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
+    assert errors[0] == f"error: the image build failed at Dockerfile:{line}: {dockerfile[line - 1]}"
+    assert buildah_images() == before  # nothing new tagged

@@ -447,9 +447,12 @@ class DockerBuilder(Builder):
 
 
 def _problems(tail: list[str]):
+    """The builder's own last words, as one more line under the error."""
     from allora_gitops.errors import Problem
 
-    return [Problem(f"{line}") for line in (tail[-1:] if tail else [])]
+    reason = _last_error(tail)
+    reason = re.sub(r"^(level=)?(error|Error|ERROR):?\s*", "", reason)
+    return [Problem(f"{reason}")] if reason and reason != "no output" else []
 
 
 def select_builder(choice: str = "auto", log: LogSink = terminal_log) -> Builder:
