@@ -38,6 +38,12 @@ SOURCE_DATE_EPOCH_DEFAULT = 315532800  # 1980-01-01T00:00:00Z, the earliest a zi
 
 # --- the runtime -------------------------------------------------------------
 ALLORA_SDK_VERSION = "1.3.0"
+# bootstrap.py's own third-party imports besides the SDK, pinned for images and local runs alike.
+RUNTIME_PYYAML_REQUIREMENT = "PyYAML==6.0.4"
+RUNTIME_PROMETHEUS_REQUIREMENT = "prometheus-client==0.26.0"
+# What `allora-bundle run` adds to a bundle's requirements: dry-run never imports the SDK.
+RUNTIME_DRY_RUN_REQUIREMENTS = (RUNTIME_PYYAML_REQUIREMENT, RUNTIME_PROMETHEUS_REQUIREMENT)
+SAMPLE_NONCE = 1000  # the nonce `bootstrap.py --check` and `allora-bundle run` use when given none
 BUNDLE_ROOT_IN_IMAGE = "/workspace/bundle"
 BOOTSTRAP_IN_IMAGE = "/workspace/bootstrap.py"
 RUNTIME_UID = 1000

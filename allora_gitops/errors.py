@@ -111,3 +111,14 @@ class VerifyError(AlloraGitopsError):
     """``verify`` could not run (missing tool, not a repository, bad git ref): exit 2, unlike findings (exit 1)."""
 
     exit_code = 2
+
+
+class RunError(AlloraGitopsError):
+    """A local run could not happen: its environment did not build, or the bundle did not load in it."""
+
+    def __init__(self, message: str = "", problems: list[Problem] | None = None, details: list[str] | None = None):
+        super().__init__(message, problems)
+        self.details = list(details or [])
+
+    def lines(self) -> list[str]:
+        return super().lines() + [f"  {line}" for line in self.details]

@@ -639,6 +639,15 @@ def _check_scalar(value: Any, what: str) -> Any:
     raise PredictionRefused("invalid_value", f"{what} has type {name}; return a float, int, str or Decimal")
 
 
+def _plain(value: Any) -> Any:
+    """Float subclasses (numpy.float64) as plain floats, so the SDK signs exactly what was checked."""
+    if isinstance(value, float) and type(value) is not float:
+        return float(value)
+    if isinstance(value, dict):
+        return {label: _plain(item) for label, item in value.items()}
+    return value
+
+
 # --- metrics --------------------------------------------------------------------------------
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0)
 
@@ -823,6 +832,7 @@ class Adapter:
         self._thread: Optional[CallThread] = None
         self._stuck: list[CallThread] = []
         self.failed: Optional[str] = None
+        self.last_nonce: Optional[int] = None  # the SDK submits right after each prediction, one at a time
 
     async def __call__(self, context: Any) -> Any:
         """The SDK's callback: RunContext in, a checked value out (or PredictionRefused: nothing is submitted)."""
@@ -854,7 +864,9 @@ class Adapter:
         except PredictionRefused as refused:
             return self._refused(nonce, started, refused.reason, refused.message, type(value).__name__)
         latency = time.perf_counter() - started
+        value = _plain(value)
         self.metrics.prediction(latency)
+        self.last_nonce = nonce
         self.log.emit("prediction", nonce=nonce, value=shown, latency_ms=round(latency * 1000, 3))
         return Outcome(nonce=nonce, ok=True, latency=latency, value=value, shown=shown)
 
@@ -1105,7 +1117,7 @@ async def run_live(settings: Settings, wallet: WalletSecret, adapter: Adapter, s
                     adapter.metrics.submission("ok")
                     tx = getattr(result, "tx_result", None)
                     LOG.emit(
-                        "submission", value=check_prediction(result.submission) if result.submission is not None else None,
+                        "submission", nonce=adapter.last_nonce, value=check_prediction(result.submission) if result.submission is not None else None,
                         tx_hash=getattr(tx, "txhash", None), code=getattr(tx, "code", None),
                     )
             if stop.is_set():
@@ -1282,6 +1294,11 @@ def _main(args: argparse.Namespace, env: dict[str, str], mode: str) -> int:
     bundle_root = Path(args.bundle_root or _env(env, "BUNDLE_ROOT") or DEFAULT_BUNDLE_ROOT).resolve()
     LOG.emit("start", mode=mode, pid=os.getpid(), python=sys.version.split()[0], bundle_root=str(bundle_root))
     settings = load_settings(bundle_root, env, timeout=args.timeout)
+    if mode != "live":  # local modes open no port and write no file unless asked to
+        if not (mode == "dry_run" and settings.metrics_port_explicit):
+            settings.metrics_port = 0
+        if not (mode == "dry_run" and settings.heartbeat_file_explicit):
+            settings.heartbeat_file = ""
     _install_logging(LOG, settings.debug)
     wallet = None
     if mode in ("live", "print_config"):
@@ -1303,17 +1320,12 @@ def _main(args: argparse.Namespace, env: dict[str, str], mode: str) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     supervisor = _Supervisor(grace=STOP_GRACE_SECONDS if mode == "live" else 0.0)
-    if mode == "live":
-        metrics = start_metrics(settings, required=True)
-    elif mode == "dry_run" and settings.metrics_port_explicit:
-        metrics = start_metrics(settings, required=False)
-    else:
-        metrics = Metrics(False)
+    metrics = start_metrics(settings, required=mode == "live")
     adapter = Adapter(user, settings.max_seconds, metrics, LOG, settings.topic_id, settings.max_stuck_calls, supervisor.fail)
 
     async def body() -> int:
         beat = None
-        if mode == "live" or (mode == "dry_run" and settings.heartbeat_file_explicit):
+        if settings.heartbeat_file:
             beat = asyncio.ensure_future(heartbeat_loop(settings.heartbeat_file, settings.heartbeat_interval))
         try:
             if mode == "check":

@@ -61,6 +61,12 @@ def run(nonce: int):
     if nonce == 12:
         import numpy
         return numpy.array([1.0])
+    if nonce == 14:
+        import numpy
+        return numpy.float64(2.5)  # a float subclass: accepted
+    if nonce == 15:
+        import numpy
+        return numpy.float32(2.5)  # not a float: refused with the fix to apply
     return nonce / 10
 """
 
@@ -83,13 +89,13 @@ def test_dry_run_predicts_each_nonce_and_every_line_is_json(tmp_path):
 
 def test_refused_values_are_logged_with_a_reason_and_the_loop_goes_on(tmp_path):
     bundle = make_bundle(tmp_path / "b", VARIED)
-    nonces = [str(n) for n in range(1, 14)]
+    nonces = [str(n) for n in range(1, 16)]
     args = [a for n in nonces for a in ("--nonce", n)]
     result = run_bootstrap(bundle, "--dry-run", *args)
     assert result.code == EXIT_INVALID_PREDICTION
     refused = by_nonce(result, "prediction_refused")
     ok = by_nonce(result, "prediction")
-    assert sorted(refused) == [1, 2, 3, 4, 5, 6, 7, 12]
+    assert sorted(refused) == [1, 2, 3, 4, 5, 6, 7, 12, 15]
     assert refused[1]["message"] == "the prediction is None; return a number"
     assert refused[2]["message"] == "the prediction is nan; NaN and infinity cannot be submitted"
     assert refused[3]["message"] == "the prediction is a list; return one scalar, e.g. float(values[0])"
@@ -101,11 +107,13 @@ def test_refused_values_are_logged_with_a_reason_and_the_loop_goes_on(tmp_path):
     assert refused[6]["message"] == "the prediction is -inf; NaN and infinity cannot be submitted"
     assert refused[7]["message"] == "the prediction is the string 'abc', not a finite decimal number"
     assert refused[12]["message"] == "the prediction is an array (numpy.ndarray); return one scalar, e.g. float(values[0])"
-    assert {n: r["reason"] for n, r in refused.items() if n != 5} == {n: "invalid_value" for n in (1, 2, 3, 4, 6, 7, 12)}
+    assert refused[15]["message"] == "the prediction is a numpy.float32; return float(value)"
+    assert {n: r["reason"] for n, r in refused.items() if n != 5} == {n: "invalid_value" for n in (1, 2, 3, 4, 6, 7, 12, 15)}
     assert ok[8]["value"] == {"y": 1.5, "z": "2.25"}
     assert ok[9]["value"] == "3.5" and ok[10]["value"] == 7 and ok[11]["value"] == "12.5"
     assert ok[13]["value"] == 1.3  # after eight refusals the worker still predicts
-    assert result.one("dry_run_finished")["refused"] == 8
+    assert ok[14]["value"] == 2.5
+    assert result.one("dry_run_finished")["refused"] == 9
 
 
 def test_debug_adds_the_traceback(tmp_path):

@@ -35,6 +35,35 @@ RUNNER = """
 def run(nonce: int) -> float:
     return 42.0
 """
+# Drives the SDK's own Inferer.submit() (what the worker calls for each window) with bootstrap's adapter as callback.
+SUBMIT_DRIVER = """
+import asyncio, importlib.util, os, sys
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location("bootstrap", sys.argv[1])
+bs = importlib.util.module_from_spec(spec)
+sys.modules["bootstrap"] = bs
+spec.loader.exec_module(bs)
+sys.stdout = bs.PrintCapture(bs.LOG)
+
+async def main():
+    env = dict(os.environ)
+    settings = bs.load_settings(Path(sys.argv[2]), env)
+    bs._install_logging(bs.LOG, False)
+    adapter = bs.Adapter(bs.load_user_function(settings), 5.0, bs.Metrics(False), bs.LOG, settings.topic_id)
+    worker = bs.build_worker(settings, bs.read_wallet(env), adapter)
+    for nonce in (1, 2):
+        result = await asyncio.wait_for(worker.use_case.submit(nonce, 0), 60)
+        bs.LOG.emit("submit_result", nonce=nonce, result_type=type(result).__name__)
+
+asyncio.run(main())
+"""
+CONTEXT_RUNNER = """
+def run(ctx):
+    print("context", type(ctx).__module__, type(ctx).__name__, ctx.nonce, ctx.topic_id)
+    return None if ctx.nonce == 1 else 3.5
+"""
+
 # The private key of the BIP-39 test vector above (m/44'/118'/0'/0/0), so both wallet kinds derive one address.
 TEST_PRIVATE_KEY = "c4a48e2fce1481cd3294b4490f6678090ea98d3d0e5cd984558ab0968741b104"
 
@@ -96,8 +125,20 @@ def runs(tmp_path_factory):
         ),
         "bad_mnemonic": (["--print-config"], {"ALLORA_MNEMONIC": "abandon " * 11 + "zebra-not-a-word"}),
     }
+    context_bundle = make_bundle(root / "context", CONTEXT_RUNNER, topic_id=11)
+    driver = root / "submit_driver.py"
+    driver.write_text(SUBMIT_DRIVER)
     procs = {}
     started = {}
+    started["submit"] = time.monotonic()
+    procs["submit"] = subprocess.Popen(
+        [sys.executable, str(driver), str(BOOTSTRAP), str(context_bundle)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=bootstrap_env(**custom, ALLORA_MNEMONIC=TEST_MNEMONIC),
+    )
     for name, (args, extra) in plans.items():
         started[name] = time.monotonic()
         procs[name] = subprocess.Popen(
@@ -216,3 +257,19 @@ def test_sigterm_during_backoff_exits_zero_quickly(runs):
     assert result.seconds < 10
     events = [e["event"] for e in result.events]
     assert events[-2:] == ["stopping", "stopped"]
+
+
+def test_the_sdk_calls_the_adapter_with_its_run_context_and_refused_values_are_not_submitted(runs):
+    result = runs["submit"]
+    assert result.code == 0, result.out + result.err
+    prints = [e["message"] for e in result.events if e["event"] == "print"]
+    assert prints == ["context allora_sdk.worker.context RunContext 1 11", "context allora_sdk.worker.context RunContext 2 11"]
+    refused = result.one("prediction_refused")
+    assert (refused["nonce"], refused["message"]) == (1, "the prediction is None; return a number")
+    assert result.one("prediction")["value"] == 3.5
+    outcomes = {e["nonce"]: e["result_type"] for e in result.events if e["event"] == "submit_result"}
+    # nonce 1 never reaches the chain; nonce 2 is handed to the SDK's transaction path (nothing listens: refused)
+    assert outcomes == {1: "PredictionRefused", 2: "ConnectionRefusedError"}
+    # The SDK's own "Prediction function failed" traceback is not repeated for a refusal the adapter logged.
+    assert not any(e["event"] == "log" and "Prediction function failed" in e.get("message", "") for e in result.events)
+    assert "Traceback" not in result.out + result.err

@@ -319,8 +319,11 @@ def test_resolve_source_refuses_an_invalid_bundle_with_every_problem(bundle, tmp
     (bundle / ".env.local").write_text("ALLORA_MNEMONIC=x\n")
     with pytest.raises(BundleError) as info:
         resolve_source(bundle, tmp_path / "work")
-    assert info.value.message == f"bundle {bundle} is invalid (2 errors)"
-    assert [p.code for p in info.value.problems] == ["requirements", "secret"]
+    assert info.value.lines() == [
+        f"{bundle}/model.yaml:17:21: error: requirements.txt not found (environment.pip_requirements); "
+        "create it, empty if the model needs no packages",
+        f"{bundle}/.env.local: error: environment file would ship in the bundle; delete it or add it to .allorabundleignore",
+    ]
     assert not (tmp_path / "work").exists()
 
 
@@ -331,3 +334,46 @@ def test_resolve_source_refuses_other_things(tmp_path):
         resolve_source(other, tmp_path)
     with pytest.raises(BundleError, match="no such bundle directory or archive"):
         resolve_source(tmp_path / "nope", tmp_path)
+
+
+def test_progress_reports_every_byte_of_file_content(bundle, tmp_path):
+    seen: list[int] = []
+    built = build_archive(bundle, tmp_path / "out", progress=seen.append)
+    assert sum(seen) == built.unpacked_size == sum(f.size for f in built.files)
+
+
+def test_an_unwritable_output_is_a_clean_error(bundle, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(BundleError, match=f"cannot create the output directory {blocker}/out"):
+        build_archive(bundle, blocker / "out")
+
+
+def test_a_file_vanishing_during_the_build_leaves_nothing(bundle, tmp_path):
+    from allora_gitops.bundle.ignore import walk_bundle
+
+    tree = walk_bundle(bundle)
+    (bundle / "README.md").unlink()
+    with pytest.raises(BundleError, match="cannot read README.md: No such file or directory"):
+        build_archive(bundle, tmp_path / "out", tree=tree)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_write_error_in_the_writer_thread_reaches_the_caller(bundle):
+    import errno
+
+    from allora_gitops.bundle.archive import write_tar_gz
+    from allora_gitops.bundle.ignore import walk_bundle
+
+    (bundle / "artifacts" / "big.bin").write_bytes(os.urandom(9 << 20))
+
+    class DiskFull:
+        written = 0
+
+        def write(self, data: bytes) -> None:
+            self.written += len(data)
+            if self.written > 1 << 20:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left on device"):
+        write_tar_gz(walk_bundle(bundle), DiskFull(), name="x", version="1.0.0", mtime=0)

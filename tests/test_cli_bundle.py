@@ -290,3 +290,21 @@ def test_help_imports_no_heavy_module():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), check=True).stdout
     assert out.strip() == "[]"
+
+
+# --- the console script itself ----------------------------------------------------------
+
+
+def test_version_debug_anywhere_and_completion(cli_proc, tmp_path):
+    from allora_gitops import __version__
+
+    assert cli_proc("bundle", "--version").out == f"allora-bundle {__version__}\n"
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_text("not an archive")
+    plain = cli_proc("bundle", "inspect", junk)
+    assert plain.code == 1 and "Traceback" not in plain.err
+    assert plain.lines[0].startswith(f"error: {junk} is not a valid .tar.gz")
+    debug = cli_proc("bundle", "inspect", junk, "--debug")
+    assert debug.code == 1 and "Traceback (most recent call last)" in debug.err
+    completion = cli_proc("bundle", "--show-completion", "bash")
+    assert completion.code == 0 and "_allora_bundle_completion" in completion.out

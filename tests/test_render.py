@@ -113,7 +113,7 @@ def test_filters_escape_instead_of_templates():
 
     assert yaml_scalar('a: "b"\nc') == '"a: \\"b\\"\\nc"'
     assert yaml.safe_load(yaml_scalar("yes")) == "yes"  # never a YAML 1.1 boolean
-    assert to_yaml({"b": [1, {"c": "x"}], "a": {}}, indent=2) == '"a": {}\n  "b":\n    - 1\n    - "c": "x"'
+    assert to_yaml({"b": [1, {"c": "x"}], "a": {}, "on": "a/b"}, indent=2) == 'a: {}\n  b:\n    - 1\n    - c: "x"\n  "on": "a/b"'
     assert docker_json('say "hi"\n') == '"say \\"hi\\"\\n"'
     assert in_single_quotes("https://pypi.example.com/simple") == "https://pypi.example.com/simple"
     with pytest.raises(ValueError, match="cannot be placed in a shell string"):
@@ -296,6 +296,42 @@ def test_render_cli_refuses_a_bundle_that_fails_validation(cli_proc, tmp_path):
     out = tmp_path / "repo"
     result = cli_proc("gitops", "render", bundle, "--network", "testnet", "-o", out)
     assert result.code == 1
-    assert len(result.lines) == 1 and "name 'Linear_Forecaster' must be a lowercase DNS-1123 label" in result.lines[0]
-    assert result.lines[0].startswith(f"{bundle}/model.yaml:3:7: error: ")
+    problem = [line for line in result.lines if "model.yaml:3:7: error: " in line]
+    assert len(problem) == 1 and "name 'Linear_Forecaster' must be a lowercase DNS-1123 label" in problem[0]
     assert not out.exists()
+
+
+def test_render_from_a_directory_or_its_built_archive_gives_the_same_tree(cli_proc, tmp_path):
+    from allora_gitops.bundle.archive import build_archive
+
+    bundle = Path(__file__).parent.parent / "examples" / "linear-forecaster"
+    built = build_archive(bundle, tmp_path / "dist")
+    args = ["--network", "mainnet", "--archive-url", "s3://b/k.tar.gz", "--repo-url", "https://git.example.com/r.git"]
+    from_dir = cli_proc("gitops", "render", bundle, *args, "-o", tmp_path / "a")
+    from_archive = cli_proc("gitops", "render", built.path, *args, "-o", tmp_path / "b")
+    assert from_dir.code == 0 and from_archive.code == 0, from_dir.err + from_archive.err
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    assert files_a == files_b and len(files_a) == 11
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files_a)
+    build = yaml.safe_load((tmp_path / "b/builds/linear-forecaster/1.0.0/build.yaml").read_text())
+    assert build["archive"] == {"url": "s3://b/k.tar.gz", "sha256": built.sha256, "size": built.size}
+    assert build["image"] == f"localhost:5000/allora/linear-forecaster:1.0.0-{built.sha256[:12]}"
+    assert from_archive.err.strip() == f"rendered linear-forecaster 1.0.0 for mainnet: image {build['image']}"
+
+
+def test_the_default_archive_url_is_the_stores_url_for_the_archive(example_manifest, monkeypatch, tmp_path):
+    from allora_gitops.render import DeploymentSettings, DeploymentSpec
+
+    def url(**env):
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        return DeploymentSpec.complete(
+            example_manifest, sha256=EXAMPLE_SHA256, archive_size=1, settings=DeploymentSettings(network="testnet")
+        ).archive_url
+
+    monkeypatch.delenv(C.STORE_URL_ENV, raising=False)
+    key = C.archive_object_key("linear-forecaster", "1.0.0", EXAMPLE_SHA256)
+    assert url(ALLORA_GITOPS_HOME=str(tmp_path)) == (tmp_path / "objects" / key).as_uri()
+    assert url(ALLORA_STORE_URL="s3://bundles/prod") == f"s3://bundles/prod/{key}"
+    assert not (tmp_path / "objects").exists()  # rendering creates nothing

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 DEFAULT_IMPORT_TIMEOUT = 60.0
 
@@ -85,16 +85,22 @@ class ImportResult:
     stderr_tail: str = ""
 
 
-def probe_entrypoint(root: Path, workdir: Path, module: str, function: str, timeout: float = DEFAULT_IMPORT_TIMEOUT) -> ImportResult:
-    root = Path(root).resolve()
-    with tempfile.TemporaryDirectory(prefix="allora-import-") as tmp:
-        out = Path(tmp) / "result.json"
-        err_path = Path(tmp) / "stderr"
+class ImportProbe:
+    """The child interpreter, started now and awaited later, so the import overlaps the rest of validation."""
+
+    def __init__(self, root: Path, workdir: Path, module: str, function: str, timeout: float = DEFAULT_IMPORT_TIMEOUT):
+        import time
+
+        self.timeout = timeout
+        self._tmp = tempfile.TemporaryDirectory(prefix="allora-import-")
+        self._out = Path(self._tmp.name) / "result.json"
+        self._err_path = Path(self._tmp.name) / "stderr"
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME")}
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # leave no __pycache__ in the user's bundle
-        with open(err_path, "wb") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", _PROBE, str(root), str(Path(workdir).resolve()), module, function, str(out)],
+        root = Path(root).resolve()
+        with open(self._err_path, "wb") as err:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _PROBE, str(root), str(Path(workdir).resolve()), module, function, str(self._out)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
@@ -102,27 +108,39 @@ def probe_entrypoint(root: Path, workdir: Path, module: str, function: str, time
                 env=env,
                 start_new_session=True,
             )
+        self._deadline = time.monotonic() + timeout
+
+    def result(self) -> ImportResult:
+        import time
+
+        try:
             try:
-                code = proc.wait(timeout=timeout)
+                code = self._proc.wait(timeout=max(0.0, self._deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                return ImportResult("timeout", {"timeout": timeout})
+                return ImportResult("timeout", {"timeout": self.timeout})
             finally:
-                _kill_group(proc)  # whatever the module left running in the background
-        tail = err_path.read_text(encoding="utf-8", errors="replace")[-2000:]
-        if out.exists():
-            try:
-                data = json.loads(out.read_text())
-                return ImportResult(data.pop("status"), data, tail)
-            except (ValueError, KeyError):
-                pass
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            return ImportResult("crashed", {"signal": name}, tail)
-        return ImportResult("crashed", {"exit_code": code}, tail)
+                _kill_group(self._proc)  # whatever the module left running in the background
+            tail = self._err_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+            if self._out.exists():
+                try:
+                    data = json.loads(self._out.read_text())
+                    return ImportResult(data.pop("status"), data, tail)
+                except (ValueError, KeyError):
+                    pass
+            if code < 0:
+                try:
+                    name = signal.Signals(-code).name
+                except ValueError:
+                    name = f"signal {-code}"
+                return ImportResult("crashed", {"signal": name}, tail)
+            return ImportResult("crashed", {"exit_code": code}, tail)
+        finally:
+            self._tmp.cleanup()
+
+
+def probe_entrypoint(root: Path, workdir: Path, module: str, function: str, timeout: float = DEFAULT_IMPORT_TIMEOUT) -> ImportResult:
+    """Import ``module`` from the bundle at ``root`` in a child interpreter and check ``function``."""
+    return ImportProbe(root, workdir, module, function, timeout).result()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

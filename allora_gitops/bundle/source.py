@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from allora_gitops.bundle.archive import BuiltArchive, build_archive, inspect_archive
+from allora_gitops.bundle.archive import BuiltArchive, archive_excludes, build_archive, inspect_archive
 from allora_gitops.errors import BundleError
 
 
@@ -18,8 +18,8 @@ def resolve_source(source: Path, work_dir: Path) -> BuiltArchive:
 
     source = Path(source)
     if source.is_dir():
-        require_valid(source)
-        return build_archive(source, Path(work_dir))
+        report = require_valid(source, extra_excludes=archive_excludes(source, Path(work_dir)))
+        return build_archive(source, Path(work_dir), tree=report.tree)
     if source.is_file():
         if not source.name.endswith((".tar.gz", ".tgz")):
             raise BundleError(f"{source} is neither a bundle directory nor a .tar.gz archive")

@@ -14,7 +14,7 @@ from typing import Optional
 
 from allora_gitops import constants as C
 from allora_gitops.bundle.ignore import BundleTree, symlink_escapes, walk_bundle
-from allora_gitops.bundle.importcheck import DEFAULT_IMPORT_TIMEOUT, probe_entrypoint
+from allora_gitops.bundle.importcheck import DEFAULT_IMPORT_TIMEOUT, ImportProbe, ImportResult
 from allora_gitops.bundle.manifest import BundleManifest, LoadedManifest, load_manifest
 from allora_gitops.bundle.requirements import ParsedRequirement, parse_requirements, provided_by
 from allora_gitops.bundle.secrets import scan_file
@@ -97,11 +97,30 @@ class _Checker:
 
     # --- model.yaml-driven checks ------------------------------------------------
 
-    def check_manifest(self, loaded: LoadedManifest, tree: BundleTree) -> None:
+    def start_import(self, loaded: LoadedManifest) -> Optional[tuple[ImportProbe, str]]:
+        """Start importing the entrypoint (it runs while the tree is walked and scanned); None when it cannot be."""
         m = loaded.manifest
+        candidates = m.module_file_candidates
+        module_file = next((c for c in candidates if (self.root / c).is_file()), None)
+        if module_file is None:
+            self.problems.append(loaded.problem(
+                f"module {m.entrypoint.module!r} not found: expected {candidates[0]} or {candidates[1]}",
+                "entrypoint", "module", code="entrypoint"))
+            return None
+        workdir = self.root / m.entrypoint.workdir
+        if not workdir.is_dir():
+            return None
+        return ImportProbe(self.root, workdir, m.entrypoint.module, m.entrypoint.function, self.import_timeout), module_file
+
+    def check_manifest(self, loaded: LoadedManifest, tree: BundleTree, started: Optional[tuple[ImportProbe, str]]) -> None:
         reqs = self.check_requirements(loaded, tree)
         self.check_paths(loaded, tree)
-        self.check_entrypoint(loaded, tree, reqs)
+        if started is not None:
+            probe, module_file = started
+            if not tree.ships(module_file):
+                self.problems.append(loaded.problem(f"{module_file} is excluded from the archive by the ignore rules",
+                                                    "entrypoint", "module", code="excluded"))
+            self.check_import(loaded, module_file, probe.result(), reqs)
 
     def check_requirements(self, loaded: LoadedManifest, tree: BundleTree) -> list[ParsedRequirement]:
         m = loaded.manifest
@@ -139,21 +158,9 @@ class _Checker:
             self.problems.append(loaded.problem(f"artifacts directory {artifacts!r} is excluded from the archive by the ignore rules",
                                                 *where, code="excluded"))
 
-    def check_entrypoint(self, loaded: LoadedManifest, tree: BundleTree, reqs: list[ParsedRequirement]) -> None:
+    def check_import(self, loaded: LoadedManifest, module_file: str, result: ImportResult, reqs: list[ParsedRequirement]) -> None:
         m = loaded.manifest
         module, function = m.entrypoint.module, m.entrypoint.function
-        candidates = m.module_file_candidates
-        module_file = next((c for c in candidates if (self.root / c).is_file()), None)
-        if module_file is None:
-            self.problems.append(loaded.problem(
-                f"module {module!r} not found: expected {candidates[0]} or {candidates[1]}", "entrypoint", "module", code="entrypoint"))
-            return
-        if not tree.ships(module_file):
-            self.problems.append(loaded.problem(f"{module_file} is excluded from the archive by the ignore rules", "entrypoint", "module", code="excluded"))
-        workdir = self.root / m.entrypoint.workdir
-        if not workdir.is_dir():
-            return
-        result = probe_entrypoint(self.root, workdir, module, function, self.import_timeout)
         d = result.data
         file, line = d.get("file") or module_file, d.get("line")
         if result.status == "ok":
@@ -241,10 +248,13 @@ def validate_bundle(
         report.manifest = loaded.manifest
     except ManifestError as exc:
         checker.problems.extend(exc.problems)
+    started = checker.start_import(loaded) if loaded is not None else None
 
     try:
         tree = walk_bundle(root, extra_excludes)
     except OSError as exc:
+        if started is not None:
+            started[0].result()
         checker.add(f"cannot read the bundle: {exc.strerror} ({exc.filename})", code="io")
         report.problems = checker.problems
         return report
@@ -253,7 +263,7 @@ def validate_bundle(
         checker.add(f"{C.MANIFEST_FILE} is excluded from the archive by the ignore rules", C.MANIFEST_FILE, code="excluded")
     checker.check_tree(tree)
     if loaded is not None:
-        checker.check_manifest(loaded, tree)
+        checker.check_manifest(loaded, tree, started)
     else:  # the rest depends on model.yaml; the requirements file can still be checked
         rel = _requirements_path_anyway(root / C.MANIFEST_FILE)
         if rel and (root / rel).is_file():
@@ -292,13 +302,16 @@ def _ordered(problems: list[Problem]) -> list[Problem]:
 
 
 def require_valid(path: Path, *, strict: bool = False, display: Optional[str] = None, **kwargs) -> ValidationReport:
-    """validate_bundle, raising BundleError (with every problem) when the bundle is invalid."""
+    """validate_bundle, raising BundleError when the bundle is invalid.
+
+    The error carries every problem and no headline: each line already says
+    ``file:line:col: error: …``, which is what callers (render, publish) print.
+    """
     from allora_gitops.errors import BundleError
 
     report = validate_bundle(path, strict, display=display, **kwargs)
     if not report.ok:
-        n = len(report.errors)
-        raise BundleError(f"bundle {display or path} is invalid ({n} error{'s' if n != 1 else ''})", report.problems)
+        raise BundleError(problems=report.problems)
     return report
 
 

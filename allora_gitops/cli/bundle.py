@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import Enum
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from allora_gitops.cli import run
 from allora_gitops.cli.app import entry, new_app
 
 app = new_app("allora-bundle", "Create, check, build and run Allora model bundles.")
@@ -27,10 +27,6 @@ class PythonVersion(str, Enum):  # mirrors constants.SUPPORTED_PYTHON (a test ke
 class Network(str, Enum):
     testnet = "testnet"
     mainnet = "mainnet"
-
-
-def _display(path: Path) -> str:
-    return str(path)
 
 
 def _human_size(n: int) -> str:
@@ -83,6 +79,12 @@ _CHECKLIST = (
 )
 
 
+def _print_json(data) -> None:
+    import json
+
+    print(json.dumps(data, indent=2))
+
+
 def _print_report(report) -> None:
     out = sys.stdout
     for problem in report.problems:
@@ -114,11 +116,11 @@ def validate_cmd(
     """
     from allora_gitops.bundle.validate import validate_bundle
 
-    report = validate_bundle(path, strict, import_timeout=import_timeout, display=_display(path))
+    report = validate_bundle(path, strict, import_timeout=import_timeout, display=str(path))
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+        _print_json(report.to_dict())
     else:
-        print(f"Validating bundle at: {_display(path)}")
+        print(f"Validating bundle at: {path}")
         _print_report(report)
         if report.ok:
             suffix = f" ({_counts(report)})" if report.warnings else ""
@@ -141,23 +143,24 @@ def build_cmd(
     import_timeout: float = typer.Option(60.0, "--import-timeout", min=0.1, help="Seconds the entrypoint may take to import."),
 ) -> None:
     """Validate, then write DIR/NAME-VERSION.tar.gz and its .sha256: reproducible, byte for byte."""
+    from allora_gitops.bundle.archive import archive_excludes, build_archive
     from allora_gitops.bundle.validate import validate_bundle
 
-    report = validate_bundle(path, strict, import_timeout=import_timeout, display=_display(path))
+    target_dir = out_dir if out_dir is not None else path / "dist"
+    excludes = archive_excludes(path, target_dir)
+    report = validate_bundle(path, strict, import_timeout=import_timeout, display=str(path), extra_excludes=excludes)
     if not report.ok:
         if as_json:
-            print(json.dumps({"ok": False, "validation": report.to_dict()}, indent=2))
+            _print_json({"ok": False, "validation": report.to_dict()})
             raise typer.Exit(1)
         from allora_gitops.errors import BundleError
 
-        raise BundleError(f"bundle {_display(path)} is invalid ({_counts(report)}); nothing was built", report.problems)
+        raise BundleError(f"bundle {path} is invalid ({_counts(report)}); nothing was built", report.problems)
     for warning in report.warnings:
         print(str(warning), file=sys.stderr)
 
     from allora_gitops import constants as C
-    from allora_gitops.bundle.archive import build_archive
 
-    target_dir = out_dir if out_dir is not None else path / "dist"
     target = target_dir / C.archive_filename(report.manifest.name, report.manifest.version)
     if not as_json:
         print(f"Building archive: {target}")
@@ -169,15 +172,15 @@ def build_cmd(
         columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
         with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
             task = bar.add_task("archiving", total=total)
-            built = build_archive(path, target_dir, progress=lambda n: bar.advance(task, n))
+            built = build_archive(path, target_dir, progress=lambda n: bar.advance(task, n), tree=report.tree)
     else:
-        built = build_archive(path, target_dir)
+        built = build_archive(path, target_dir, tree=report.tree)
     if as_json:
         data = built.to_dict()
         data["ok"] = True
         data["sha256_file"] = str(built.sha256_path)
         data["warnings"] = [p.to_dict() for p in report.warnings]
-        print(json.dumps(data, indent=2))
+        _print_json(data)
         return
     print("✅ Bundle built successfully!")
     print(f"   Archive: {built.path}")
@@ -202,7 +205,7 @@ def inspect_cmd(
 
     info = inspect_archive(archive)
     if as_json:
-        print(json.dumps(info.to_dict(), indent=2))
+        _print_json(info.to_dict())
         return
     m = info.manifest
     print(f"Archive:  {info.path}")
@@ -225,8 +228,12 @@ def schema_cmd() -> None:
     """Print the JSON schema of model.yaml (for editors: yaml-language-server, VS Code)."""
     from allora_gitops.bundle.manifest import manifest_json_schema
 
+    import json
+
     print(json.dumps(manifest_json_schema(), indent=2, sort_keys=True))
 
+
+run.register(app)
 
 main = entry(app)
 

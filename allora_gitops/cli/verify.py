@@ -29,11 +29,14 @@ def verify_cmd(
     else:
         for problem in report.findings:
             typer.echo(f"{problem} [{problem.code}]")
-        n = len(report.findings)
         typer.echo(
-            f"verify: {len(report.overlays)} overlays, {len(report.dockerfiles)} Dockerfiles, "
-            f"{len(report.files)} Argo CD files checked; {n} finding{'s' if n != 1 else ''}",
+            f"verify: {_count(report.overlays, 'overlay')}, {_count(report.dockerfiles, 'Dockerfile')}, "
+            f"{_count(report.files, 'Argo CD file')} checked; {_count(report.findings, 'finding')}",
             err=True,
         )
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _count(items: list, noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"

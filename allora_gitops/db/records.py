@@ -89,6 +89,18 @@ FROM deployments d JOIN model_bundles b ON b.id = d.bundle_id
 _SUBMISSION_COLUMNS = "id::text, deployment_id::text, nonce, prediction, tx_hash, status, error_message, created_at"
 
 
+def _reading(method):
+    """Reads fail as one ``DatabaseError`` line too (e.g. the server went away)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with _Refusal("read the records"):
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
 class Records:
     """A connection to a migrated records database. Use as a context manager, or call ``close()``."""
 
@@ -144,18 +156,21 @@ class Records:
             )
         return existing
 
+    @_reading
     def get_bundle(self, name: str, version: str) -> BundleRecord | None:
         row = self._conn.execute(
             f"SELECT {_BUNDLE_COLUMNS} FROM model_bundles WHERE name = %s AND version = %s", (name, version)
         ).fetchone()
         return _bundle(row) if row else None
 
+    @_reading
     def find_bundle_by_sha256(self, sha256: str) -> list[BundleRecord]:
         rows = self._conn.execute(
             f"SELECT {_BUNDLE_COLUMNS} FROM model_bundles WHERE sha256 = %s ORDER BY created_at", (sha256,)
         ).fetchall()
         return [_bundle(r) for r in rows]
 
+    @_reading
     def list_bundles(self, name: str | None = None) -> list[BundleRecord]:
         """Newest first; only ``name``'s versions when given."""
         if name is None:
@@ -251,10 +266,12 @@ class Records:
                 row = self._conn.execute(_DEPLOYMENT_SELECT + "WHERE d.id = %s", (deployment_id,)).fetchone()
         return _deployment(row)
 
+    @_reading
     def get_deployment(self, deployment_id: str) -> DeploymentRecord | None:
         row = self._conn.execute(_DEPLOYMENT_SELECT + "WHERE d.id = %s", (_uuid(deployment_id),)).fetchone()
         return _deployment(row) if row else None
 
+    @_reading
     def list_deployments(
         self, *, name: str | None = None, network: str | None = None, status: str | None = None
     ) -> list[DeploymentRecord]:
@@ -267,6 +284,7 @@ class Records:
         sql = _DEPLOYMENT_SELECT + (f"WHERE {' AND '.join(where)} " if where else "") + "ORDER BY d.updated_at DESC, d.created_at DESC"
         return [_deployment(r) for r in self._conn.execute(sql, params).fetchall()]
 
+    @_reading
     def current_deployment(self, name: str, network: str) -> DeploymentRecord | None:
         """The most recent live (pending/committed/synced) deployment of ``name`` on ``network``."""
         row = self._conn.execute(
@@ -300,6 +318,7 @@ class Records:
             ).fetchone()
         return SubmissionRecord(*row)
 
+    @_reading
     def list_submissions(self, deployment_id: str, limit: int = 100) -> list[SubmissionRecord]:
         rows = self._conn.execute(
             f"SELECT {_SUBMISSION_COLUMNS} FROM submission_results WHERE deployment_id = %s ORDER BY created_at DESC LIMIT %s",

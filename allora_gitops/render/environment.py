@@ -10,10 +10,17 @@ names the template and the line.
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from typing import Any
 
 from allora_gitops.errors import RenderError
+
+# Strings json.dumps would leave unchanged inside its quotes (the common case: names, digests, URLs).
+_PLAIN = re.compile(r'[ !#-\[\]-~]*')
+# Mapping keys that read the same unquoted in YAML 1.1 and 1.2 (label keys, field names).
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*")
+_YAML11_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
 
 
 def yaml_scalar(value: Any) -> str:
@@ -24,7 +31,10 @@ def yaml_scalar(value: Any) -> str:
         return "null"
     if isinstance(value, (int, float)):
         return json.dumps(value)
-    return json.dumps(str(value), ensure_ascii=False)
+    text = str(value)
+    if _PLAIN.fullmatch(text):
+        return f'"{text}"'
+    return json.dumps(text, ensure_ascii=False)
 
 
 def to_yaml(value: Any, indent: int = 0) -> str:
@@ -45,10 +55,10 @@ def _block(value: Any, level: int) -> list[str]:
         for key in sorted(value):
             item = value[key]
             if isinstance(item, (dict, list, tuple)) and item:
-                out.append(f"{pad}{yaml_scalar(str(key))}:")
+                out.append(f"{pad}{_key(key)}:")
                 out.extend(_block(item, level + 1))
             else:
-                out.append(f"{pad}{yaml_scalar(str(key))}: {_empty_or_scalar(item)}")
+                out.append(f"{pad}{_key(key)}: {_empty_or_scalar(item)}")
         return out
     if not value:
         return [pad + "[]"]
@@ -60,6 +70,13 @@ def _block(value: Any, level: int) -> list[str]:
         else:
             out.append(f"{pad}- {_empty_or_scalar(item)}")
     return out
+
+
+def _key(key: Any) -> str:
+    text = str(key)
+    if _PLAIN_KEY.fullmatch(text) and text.lower() not in _YAML11_WORDS:
+        return text
+    return yaml_scalar(text)
 
 
 def _empty_or_scalar(item: Any) -> str:
@@ -96,6 +113,7 @@ def environment():
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
+        auto_reload=False,  # templates do not change under a running process; skips a stat per render
         trim_blocks=True,
         lstrip_blocks=True,
     )

@@ -9,10 +9,8 @@ at once as a ``SettingsError`` (a ``RenderError``); nothing is rendered from a h
 
 from __future__ import annotations
 
-import os
 import re
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -59,20 +57,13 @@ def cpu_from_cores(cores: float) -> str:
 
 
 def default_archive_url(name: str, version: str, sha256: str) -> str:
-    """Where the archive lives when nobody said: the configured store, else the local default store.
+    """Where the archive lives when nobody said: its URL in the configured (else the local default) store.
 
-    ``render`` has no store of its own; ``publish`` passes the URL the store returned.
+    ``render`` uploads nothing; ``publish`` passes the URL its upload returned, which is the same.
     """
-    base = os.environ.get(C.STORE_URL_ENV, "").strip().rstrip("/")
-    if not base:
-        home = os.environ.get(C.STATE_HOME_ENV, "").strip()
-        if home:
-            root = Path(home).expanduser()
-        else:
-            xdg = os.environ.get("XDG_DATA_HOME", "").strip()
-            root = (Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share") / "allora-gitops"
-        base = (root.resolve() / "objects").as_uri()
-    return f"{base}/{C.archive_object_key(name, version, sha256)}"
+    from allora_gitops.storage.objects import open_store
+
+    return open_store(None).url_for(C.archive_object_key(name, version, sha256))
 
 
 class _Model(BaseModel):

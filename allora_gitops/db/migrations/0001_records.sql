@@ -313,7 +313,7 @@ CREATE TABLE deployments (
     CONSTRAINT deployments_topic_id_positive CHECK (topic_id > 0),
     CONSTRAINT deployments_fee_tier_valid CHECK (fee_tier IN ('ECO', 'STANDARD', 'PRIORITY')),
     CONSTRAINT deployments_status_valid CHECK (status IN ('pending', 'committed', 'synced', 'failed', 'retired')),
-    CONSTRAINT deployments_committed_has_commit CHECK (status IN ('pending', 'failed', 'retired') OR commit_sha IS NOT NULL),
+    CONSTRAINT deployments_committed_has_commit CHECK (status NOT IN ('committed', 'synced') OR commit_sha IS NOT NULL),
     CONSTRAINT deployments_status_message_text CHECK (
         status_message IS NULL OR (length(status_message) <= 4000 AND NOT allora_looks_like_secret(status_message))),
     CONSTRAINT deployments_container_image_format CHECK (
@@ -378,7 +378,7 @@ CREATE TABLE submission_results (
     CONSTRAINT submission_results_nonce_nonnegative CHECK (nonce >= 0),
     CONSTRAINT submission_results_status_valid CHECK (status IN ('success', 'error', 'timeout')),
     CONSTRAINT submission_results_success_has_prediction CHECK (status <> 'success' OR prediction IS NOT NULL),
-    CONSTRAINT submission_results_failure_has_error CHECK (status = 'success' OR error_message IS NOT NULL),
+    CONSTRAINT submission_results_failure_has_error CHECK (status NOT IN ('error', 'timeout') OR error_message IS NOT NULL),
     CONSTRAINT submission_results_prediction_text CHECK (
         prediction IS NULL OR (length(prediction) <= 10000 AND NOT allora_looks_like_secret(prediction))),
     CONSTRAINT submission_results_tx_hash_format CHECK (tx_hash IS NULL OR tx_hash ~ '^[0-9A-F]{64}$'),

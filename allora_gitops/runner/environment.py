@@ -1,0 +1,165 @@
+"""The isolated virtualenv a bundle runs in locally, cached by what decides its contents.
+
+The key is a hash of the bundle's requirements (and constraints, extra index
+URLs), the runtime's own pins and the interpreter version, so a second run with
+the same inputs reuses the environment at once and a changed requirement builds
+a new one. Environments live under ``state_home()/runtimes/<key>``; a marker
+file written last says an environment is complete, a lock file serialises
+concurrent builders.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+from allora_gitops import constants as C
+from allora_gitops.errors import RunError
+from allora_gitops.state import state_home
+
+READY_MARKER = ".allora-ready.json"
+KEY_VERSION = "1"  # bump when the layout or the build recipe of an environment changes
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """What goes into an environment; everything here is part of its key."""
+
+    requirements: str  # text of the requirements file
+    requirements_dir: Path  # where relative paths inside it resolve (-r, -c, local wheels)
+    constraints: Optional[str] = None
+    extra_index_urls: tuple[str, ...] = ()
+    runtime_requirements: tuple[str, ...] = C.RUNTIME_DRY_RUN_REQUIREMENTS
+
+    def key(self, python: str = sys.executable) -> str:
+        digest = hashlib.sha256()
+        for part in (
+            KEY_VERSION,
+            interpreter_id(python),
+            self.requirements,
+            self.constraints or "",
+            "\n".join(self.extra_index_urls),
+            "\n".join(self.runtime_requirements),
+        ):
+            digest.update(part.encode())
+            digest.update(b"\0")
+        return digest.hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class RunnerEnvironment:
+    path: Path
+    python: Path
+    created: bool  # False when it came from the cache
+
+
+def interpreter_id(python: str = sys.executable) -> str:
+    """Implementation, full version and machine of an interpreter: wheels differ across these."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        return f"{sys.implementation.name}-{'.'.join(map(str, sys.version_info[:3]))}-{platform.machine()}"
+    probe = "import sys, platform; print(f'{sys.implementation.name}-{sys.version_info[0]}.{sys.version_info[1]}.{sys.version_info[2]}-{platform.machine()}')"
+    return subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def environments_dir() -> Path:
+    return state_home() / "runtimes"
+
+
+def venv_python(path: Path) -> Path:
+    return path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+@contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_environment(
+    spec: EnvironmentSpec,
+    *,
+    rebuild: bool = False,
+    progress: Callable[[str], None] = lambda line: None,
+) -> RunnerEnvironment:
+    """Return the cached environment for ``spec``, building it first when missing, incomplete or ``rebuild``."""
+    key = spec.key()
+    path = environments_dir() / key
+    with _locked(path.with_name(key + ".lock")):
+        if not rebuild and (path / READY_MARKER).is_file() and venv_python(path).exists():
+            return RunnerEnvironment(path, venv_python(path), created=False)
+        if path.exists():
+            shutil.rmtree(path)
+        progress(f"creating the run environment {path} (once per set of requirements)")
+        started = time.monotonic()
+        try:
+            _build(spec, path)
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        (path / READY_MARKER).write_text(
+            json.dumps(
+                {
+                    "key": key,
+                    "python": interpreter_id(),
+                    "runtime_requirements": list(spec.runtime_requirements),
+                    "seconds": round(time.monotonic() - started, 1),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        progress(f"run environment ready in {time.monotonic() - started:.0f} s")
+        return RunnerEnvironment(path, venv_python(path), created=True)
+
+
+def _pip_here() -> bool:
+    """pip in the current interpreter can install into another one (``pip --python``, pip >= 22.3)."""
+    try:
+        import pip
+    except ImportError:
+        return False
+    major, minor = (int(x) for x in pip.__version__.split(".")[:2])
+    return (major, minor) >= (22, 3)
+
+
+def _build(spec: EnvironmentSpec, path: Path) -> None:
+    borrow_pip = _pip_here()  # skipping ensurepip saves seconds per environment
+    venv_cmd = [sys.executable, "-m", "venv", *(["--without-pip"] if borrow_pip else []), str(path)]
+    _run(venv_cmd, "creating the virtualenv")
+    python = venv_python(path)
+    pip = [sys.executable, "-m", "pip", "--python", str(python)] if borrow_pip else [str(python), "-m", "pip"]
+    requirements_file = path / "bundle-requirements.txt"
+    requirements_file.write_text(spec.requirements)
+    install = [*pip, "install", "--disable-pip-version-check", "--no-input", "-q", *spec.runtime_requirements]
+    if spec.requirements.strip():
+        install += ["-r", str(requirements_file)]
+    if spec.constraints is not None:
+        constraints_file = path / "bundle-constraints.txt"
+        constraints_file.write_text(spec.constraints)
+        install += ["-c", str(constraints_file)]
+    for url in spec.extra_index_urls:
+        install += ["--extra-index-url", url]
+    _run(install, "installing the bundle's requirements", cwd=spec.requirements_dir)
+
+
+def _run(command: list[str], what: str, cwd: Optional[Path] = None) -> None:
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=cwd, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        tail = [line for line in (proc.stderr or proc.stdout).splitlines() if line.strip()][-12:]
+        raise RunError(f"{what} failed (exit {proc.returncode}):", problems=[], details=tail)

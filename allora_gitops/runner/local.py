@@ -1,0 +1,219 @@
+"""Run a bundle's predictions locally through exactly the container's path: ``bootstrap.py --dry-run``.
+
+The bootstrap runs in a subprocess (an isolated virtualenv by default, or the
+current interpreter), so a crash, a hang or a stray ``sys.exit`` in the model
+cannot take the CLI down; its JSON lines are read back as they come.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from allora_gitops import constants as C
+from allora_gitops.errors import RunError
+from allora_gitops.resources import bootstrap_script
+
+# bootstrap.py's exit codes (bootstrap.py cannot import them from here: it ships alone).
+BOOTSTRAP_EXIT_OK = 0
+BOOTSTRAP_EXIT_CONFIG = 3
+BOOTSTRAP_EXIT_IMPORT = 4
+BOOTSTRAP_EXIT_RUNTIME = 5
+BOOTSTRAP_EXIT_INVALID_PREDICTION = 7
+_ERROR_EVENTS = ("config_error", "import_error", "runtime_error", "connection_error")
+# Never handed to the model's process: a local run needs no wallet.
+_SECRET_ENV = ("ALLORA_MNEMONIC", "ALLORA_PRIVATE_KEY", "ALLORA_MNEMONIC_FILE", "ALLORA_PRIVATE_KEY_FILE", "ALLORA_API_KEY")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    bundle_dir: Path
+    nonces: tuple[int, ...] = (C.SAMPLE_NONCE,)
+    timeout: Optional[float] = None  # seconds per call; default model.yaml runtime.max_seconds
+    here: bool = False  # use the current interpreter instead of the cached virtualenv
+    rebuild: bool = False  # rebuild the cached virtualenv
+
+
+@dataclass
+class Prediction:
+    nonce: int
+    ok: bool
+    latency_ms: float
+    value: Any = None
+    reason: str = ""
+    message: str = ""
+    error_type: str = ""
+    where: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in ("", None) or k == "value"}
+
+
+@dataclass
+class RunReport:
+    bundle: str
+    version: str
+    python: str
+    environment: str  # "here" or the virtualenv directory
+    predictions: list[Prediction] = field(default_factory=list)
+    output: list[str] = field(default_factory=list)  # lines the model printed
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.predictions) and all(p.ok for p in self.predictions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bundle": self.bundle,
+            "version": self.version,
+            "ok": self.ok,
+            "python": self.python,
+            "environment": self.environment,
+            "predictions": [p.to_dict() for p in self.predictions],
+        }
+
+
+def run_bundle(
+    request: RunRequest,
+    *,
+    on_prediction: Callable[[Prediction], None] = lambda p: None,
+    on_output: Callable[[str], None] = lambda line: None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> RunReport:
+    """Predict ``request.nonces`` with the bundle; each prediction is reported as soon as it is made."""
+    from allora_gitops.bundle.manifest import load_manifest
+
+    bundle_dir = request.bundle_dir.resolve()
+    manifest = load_manifest(bundle_dir / C.MANIFEST_FILE, display=str(request.bundle_dir / C.MANIFEST_FILE)).manifest
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if manifest.python.version != here:
+        progress(f"warning: model.yaml asks for Python {manifest.python.version}; this run uses {here} (the image uses {manifest.python.version})")
+
+    if request.here:
+        python, environment = sys.executable, "here"
+    else:
+        from allora_gitops.runner.environment import EnvironmentSpec, ensure_environment
+
+        spec = EnvironmentSpec(
+            requirements=_read(bundle_dir, manifest.environment.pip_requirements, "environment.pip_requirements"),
+            requirements_dir=bundle_dir,
+            constraints=_read(bundle_dir, manifest.environment.constraints, "environment.constraints")
+            if manifest.environment.constraints
+            else None,
+            extra_index_urls=tuple(manifest.environment.extra_index_urls),
+        )
+        env_info = ensure_environment(spec, rebuild=request.rebuild, progress=progress)
+        python, environment = str(env_info.python), str(env_info.path)
+
+    command = [python, str(bootstrap_script()), "--dry-run", "--bundle-root", str(bundle_dir)]
+    for nonce in request.nonces:
+        command += ["--nonce", str(nonce)]
+    if request.timeout is not None:
+        command += ["--timeout", repr(float(request.timeout))]
+    report = RunReport(manifest.name, manifest.version, python, environment)
+    error: Optional[dict[str, Any]] = None
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=_child_env(keep_pythonpath=request.here),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        for line in proc.stdout:
+            event = _parse(line)
+            if event is None:
+                if line.strip():
+                    on_output(line.rstrip("\n"))
+                continue
+            kind = event.get("event")
+            if kind in ("prediction", "prediction_refused"):
+                prediction = _prediction(event)
+                report.predictions.append(prediction)
+                on_prediction(prediction)
+            elif kind == "print":
+                report.output.append(str(event.get("message", "")))
+                on_output(str(event.get("message", "")))
+            elif kind in _ERROR_EVENTS:
+                error = event
+        stderr = proc.stderr.read()
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(timeout=15)
+        raise
+    if code in (BOOTSTRAP_EXIT_OK, BOOTSTRAP_EXIT_INVALID_PREDICTION) and error is None:
+        return report
+    if error is not None:
+        details = [f"at {error['where']}"] if error.get("where") else []
+        if error.get("traceback"):
+            details += error["traceback"].rstrip().splitlines()
+        raise RunError(str(error.get("message", "the bundle failed")), details=details)
+    tail = [line for line in stderr.splitlines() if line.strip()][-12:]
+    raise RunError(f"bootstrap.py exited with code {code}", details=tail)
+
+
+def _read(bundle_dir: Path, relative: str, field_name: str) -> str:
+    path = bundle_dir / relative
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunError(f"{relative} not found (model.yaml {field_name})") from None
+
+
+def _child_env(keep_pythonpath: bool) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV and k != "BUNDLE_ROOT"}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep __pycache__ out of the user's bundle
+    if not keep_pythonpath:
+        env.pop("PYTHONPATH", None)  # the isolated environment sees the bundle root only
+    return env
+
+
+def _parse(line: str) -> Optional[dict[str, Any]]:
+    text = line.strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        event = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
+
+
+def _prediction(event: dict[str, Any]) -> Prediction:
+    ok = event["event"] == "prediction"
+    return Prediction(
+        nonce=int(event["nonce"]),
+        ok=ok,
+        latency_ms=float(event.get("latency_ms", 0.0)),
+        value=event.get("value") if ok else None,
+        reason="" if ok else str(event.get("reason", "")),
+        message="" if ok else str(event.get("message", "")),
+        error_type="" if ok else str(event.get("error_type", "")),
+        where=str(event.get("where", "")),
+    )
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{label}={format_value(item)}" for label, item in value.items())
+    return str(value)
+
+
+def format_latency(ms: float) -> str:
+    return f"{ms:.1f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
+
+
+def format_prediction(prediction: Prediction) -> str:
+    """``nonce → value (latency)``; a refused one says why."""
+    if prediction.ok:
+        return f"{prediction.nonce} → {format_value(prediction.value)} ({format_latency(prediction.latency_ms)})"
+    return f"{prediction.nonce} → invalid: {prediction.message} ({format_latency(prediction.latency_ms)})"
