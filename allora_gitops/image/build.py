@@ -196,10 +196,10 @@ def plan_from_build_dir(build_dir: Path, work: Path, store_url: Optional[str]) -
 
 def plan_from_source(source: Path, work: Path, image_registry: Optional[str], base_image: Optional[str]) -> tuple[BuildPlan, Path]:
     """Build (or inspect) the bundle, then render its ``builds/`` files exactly as ``render`` would."""
+    from allora_gitops.bundle.source import resolve_source
     from allora_gitops.render import DeploymentSettings, DeploymentSpec, render_build
-    from allora_gitops.render.source import resolve
 
-    bundle = resolve(source, work)
+    bundle = resolve_source(source, work)
     manifest = bundle.manifest
     # builds/ depends on the bundle, the registry and the base image only: network and topic are placeholders.
     settings = DeploymentSettings(
