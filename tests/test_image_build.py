@@ -26,7 +26,6 @@ import pytest
 
 from allora_gitops import constants as C
 from tests.conftest import EXAMPLES, cli_env
-from tests.fixtures.postgres import _migrated_template  # noqa: F401 - a fixture the conftest star import leaves out
 from tests.test_image import IMAGE_REPO, make_build_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -67,17 +66,16 @@ class Built:
 
 
 @pytest.fixture(scope="module")
-def first_build(base_image, tmp_path_factory, pg_server_url, _migrated_template) -> Built:
+def first_build(base_image, tmp_path_factory, shared_database_url) -> Built:
     """The example published the way publish leaves it (archive in a store, builds/ rendered, a live
     deployment row), then ``build-image builds/linear-forecaster/1.0.0``."""
     from allora_gitops.bundle.archive import build_archive
     from allora_gitops.db.records import Records
-    from tests.fixtures.postgres import _fresh_database, _with_database
 
     root = tmp_path_factory.mktemp("image-e2e")
     archive = build_archive(EXAMPLE, root / "dist")
     build_dir = make_build_dir(root / "repo", archive, store_root=root / "store")
-    database_url = _with_database(pg_server_url, _fresh_database(pg_server_url, _migrated_template))
+    database_url = shared_database_url
     with Records(database_url) as records:
         bundle = records.register_bundle(
             name="linear-forecaster", version="1.0.0", sha256=archive.sha256, size=archive.size,
