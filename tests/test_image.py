@@ -207,6 +207,38 @@ def test_archive_is_fetched_from_the_store_build_yaml_names(tmp_path, example_ar
     assert plan.base_image == "python:3.11-slim" and plan.python_version == "3.11"
 
 
+def test_archive_is_fetched_from_an_s3_store(tmp_path, example_archive, s3_store_url):
+    from allora_gitops.image.build import plan_from_build_dir
+    from allora_gitops.render import DeploymentSettings, DeploymentSpec, render_build, write_tree
+    from allora_gitops.storage.objects import open_store
+
+    key = C.archive_object_key("linear-forecaster", "1.0.0", example_archive.sha256)
+    put = open_store(s3_store_url).put_file(key, example_archive.path, example_archive.sha256)
+    assert put.url == f"{s3_store_url}/{key}"
+    spec = DeploymentSpec.complete(
+        example_archive.manifest, sha256=example_archive.sha256, archive_size=example_archive.size,
+        settings=DeploymentSettings(network="testnet", archive_url=put.url),
+    )
+    write_tree(render_build(spec), tmp_path / "repo")
+    work = tmp_path / "work"
+    work.mkdir()
+    plan, archive = plan_from_build_dir(tmp_path / "repo" / C.build_dir("linear-forecaster", "1.0.0"), work, None)
+    assert archive.read_bytes() == example_archive.path.read_bytes() and plan.sha256 == example_archive.sha256
+
+
+def test_an_archive_url_outside_any_store_needs_store(tmp_path, example_archive):
+    from allora_gitops.image.build import fetch_archive
+
+    with pytest.raises(ImageBuildError) as err:
+        fetch_archive("https://example.com/x.tar.gz", tmp_path / "a.tar.gz", example_archive.sha256,
+                      name="linear-forecaster", version="1.0.0", store_url=None)
+    key = C.archive_object_key("linear-forecaster", "1.0.0", example_archive.sha256)
+    assert err.value.message == (
+        f"cannot fetch https://example.com/x.tar.gz: it is not under the key {key} of a store; "
+        "pass --store URL to say where the archive lives"
+    )
+
+
 # --- the command: bad inputs fail before any build, and no image is tagged ---------------------------
 
 
