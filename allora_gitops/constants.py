@@ -60,6 +60,7 @@ BUILD_CONTEXT_ARCHIVE = "bundle.tar.gz"
 BUILD_CONTEXT_BOOTSTRAP = "bootstrap.py"
 BUILD_SECRET_PIP_CERT = "pipcert"  # CA bundle for pip, optional
 BUILD_SECRET_PIP_CONF = "pipconf"  # pip.conf with index credentials, optional
+BUILD_CONTEXT_DOCKERFILE = "Dockerfile"
 BUILD_CONTEXT_REQUIREMENTS = "requirements.txt"  # copied out of the archive (environment.pip_requirements)
 BUILD_CONTEXT_CONSTRAINTS = "constraints.txt"  # copied out of the archive when environment.constraints is set
 BUILD_METADATA_FILE = "build.yaml"  # beside the Dockerfile in builds/<name>/<version>/

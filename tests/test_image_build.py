@@ -1,0 +1,284 @@
+"""End to end: build the rendered Dockerfile of the example bundle into a real image, run it, look inside.
+
+No registry is reachable here, so the base image is the debootstrap stand-in for
+``python:3.11-slim`` (tests/fixtures/images.py), and pip inside the build reaches
+PyPI only through the host's CA bundle, passed as the ``pipcert`` build secret.
+Two builds in all (vfs storage is slow): the GitOps build directory, then a
+code-only change of the bundle from its source directory, which must reuse the
+requirements layers.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from allora_gitops import constants as C
+from tests.conftest import EXAMPLES, cli_env
+from tests.test_image import IMAGE_REPO, make_build_dir
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+
+EXAMPLE = EXAMPLES / "linear-forecaster"
+
+
+def host_ca_bundle() -> Path:
+    for candidate in (os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    pytest.fail("no CA bundle on this machine to hand pip as the pipcert build secret")
+
+
+def gitops(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "allora_gitops.cli.gitops", *map(str, args)],
+        capture_output=True, text=True, env=cli_env(), timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+
+
+def buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["buildah", "--storage-driver", "vfs", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"buildah {' '.join(args)} failed: {proc.stderr}")
+    return proc
+
+
+@dataclass
+class Built:
+    result: dict
+    log: str
+    seconds: float
+    archive_sha256: str
+    oci_archive: Path
+    database_url: str
+    deployment_id: str
+
+
+@pytest.fixture(scope="module")
+def first_build(base_image, tmp_path_factory, shared_database_url) -> Built:
+    """The example published the way publish leaves it (archive in a store, builds/ rendered, a live
+    deployment row), then ``build-image builds/linear-forecaster/1.0.0``."""
+    from allora_gitops.bundle.archive import build_archive
+    from allora_gitops.db.records import Records
+
+    root = tmp_path_factory.mktemp("image-e2e")
+    archive = build_archive(EXAMPLE, root / "dist")
+    build_dir = make_build_dir(root / "repo", archive, store_root=root / "store")
+    database_url = shared_database_url
+    with Records(database_url) as records:
+        bundle = records.register_bundle(
+            name="linear-forecaster", version="1.0.0", sha256=archive.sha256, size=archive.size,
+            archive_url=(root / "store" / C.archive_object_key("linear-forecaster", "1.0.0", archive.sha256)).as_uri(), python_version="3.11", manifest=archive.manifest,
+        )
+        deployment = records.create_deployment(
+            bundle_id=bundle.id, network="testnet", topic_id=69, wallet_secret_name="linear-forecaster-testnet-wallet",
+            repo_url="https://git.example.com/platform/gitops.git", repo_branch="deploy/linear-forecaster/testnet/1.0.0",
+        )
+    oci = root / "image.oci.tar"
+    started = time.perf_counter()
+    proc = gitops(
+        "build-image", build_dir, "--base-image", base_image.ref, "--pip-cert", host_ca_bundle(),
+        "--output", f"oci-archive:{oci}", "--database-url", database_url, "--json",
+    )
+    seconds = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    print(f"\nfirst build (GitOps build dir, empty cache): {seconds:.1f}s")
+    return Built(json.loads(proc.stdout), proc.stderr, seconds, archive.sha256, oci, database_url, deployment.id)
+
+
+@pytest.fixture(scope="module")
+def container(first_build):
+    """A working container of the built image (its config: USER 1000:1000, the venv on PATH)."""
+    name = buildah("from", "--pull=false", first_build.result["image"]).stdout.strip().splitlines()[-1]
+    yield name
+    buildah("rm", name, check=False)
+
+
+def run_in(container: str, *command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["buildah", "--storage-driver", "vfs", "run", "--isolation", "chroot", container, "--", *command],
+        capture_output=True, text=True, timeout=300,
+    )
+
+
+def expected_prediction(nonce: int) -> float:
+    """The example's own run(nonce), computed here with the host's numpy."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from src.linear_forecaster.runner import run; print(repr(run(int(sys.argv[2]))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(EXAMPLE), str(nonce)], capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+# --- the image is built, tagged as the overlay expects, exported, and recorded ------------------------
+
+
+def test_image_is_tagged_exported_and_recorded(first_build):
+    from allora_gitops.db.records import Records
+    from tests.fixtures.images import buildah_images
+
+    image = f"{IMAGE_REPO}:1.0.0-{first_build.archive_sha256[:12]}"
+    assert first_build.result["image"] == image and first_build.result["reference"] == image
+    assert image in buildah_images()
+    assert "[2/2] STEP" in first_build.log and "pip install" in first_build.log  # the build streamed its log
+    with tarfile.open(first_build.oci_archive) as tar:
+        index = json.load(tar.extractfile("index.json"))
+    assert index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] == image
+    with Records(first_build.database_url) as records:
+        assert records.get_deployment(first_build.deployment_id).container_image == image
+    assert first_build.result["recorded_deployments"] == [first_build.deployment_id]
+
+
+# --- it runs: check, dry-run, as UID 1000, the bundle read-only -------------------------------------------
+
+
+def test_image_runs_check_and_a_dry_run_prediction(container):
+    check = run_in(container, "python", C.BOOTSTRAP_IN_IMAGE, "--check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    dry = run_in(container, "python", C.BOOTSTRAP_IN_IMAGE, "--dry-run", "--nonce", "1000")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    events = [json.loads(line) for line in dry.stdout.splitlines() if line.startswith("{")]
+    predictions = [e for e in events if e["event"] == "prediction"]
+    assert [p["nonce"] for p in predictions] == [1000]
+    assert float(predictions[0]["value"]) == expected_prediction(1000)
+
+
+def test_image_runs_as_uid_1000(container):
+    ids = run_in(container, "sh", "-c", "id -u; id -g")
+    assert ids.returncode == 0, ids.stderr
+    assert ids.stdout.split() == ["1000", "1000"]
+
+
+def test_bundle_is_read_only_to_the_runtime_user(container):
+    probe = (
+        "set -u; cd /workspace/bundle; "
+        "for f in model.yaml src/linear_forecaster/runner.py artifacts/weights.npy; do "
+        "  [ -r \"$f\" ] || echo \"unreadable $f\"; [ -w \"$f\" ] && echo \"writable $f\"; "
+        "  echo \"owner $(stat -c %u:%g \"$f\")\"; "
+        "done; "
+        "touch /workspace/bundle/new 2>/dev/null && echo 'created a file'; "
+        "echo x >> /workspace/bundle/model.yaml 2>/dev/null && echo 'appended'; "
+        "true"
+    )
+    out = run_in(container, "sh", "-c", probe)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:-1] == ["owner 0:0"] * 3
+
+
+# --- what is not in it ---------------------------------------------------------------------------------
+
+
+def layer_members(oci_archive: Path):
+    """(layer index, member, file bytes or None) of every layer of the exported image."""
+    with tarfile.open(oci_archive) as outer:
+        index = json.load(outer.extractfile("index.json"))
+        digest = index["manifests"][0]["digest"].split(":", 1)[1]
+        manifest = json.load(outer.extractfile(f"blobs/sha256/{digest}"))
+        for i, layer in enumerate(manifest["layers"]):
+            blob = outer.extractfile(f"blobs/sha256/{layer['digest'].split(':', 1)[1]}")
+            with tarfile.open(fileobj=blob, mode="r|*") as tar:
+                for member in tar:
+                    yield i, member, tar
+
+
+TOOLCHAIN = {"gcc", "cc", "c++", "g++", "x86_64-linux-gnu-gcc", "x86_64-linux-gnu-gcc-12", "as", "ld", "make", "cc1"}
+
+
+def test_image_layers_hold_no_toolchain_pip_cache_env_file_or_build_secret(first_build):
+    ca = host_ca_bundle().read_bytes()
+    ca_digest, ca_size = hashlib.sha256(ca).hexdigest(), len(ca)
+    found: list[str] = []
+    names = 0
+    for i, member, tar in layer_members(first_build.oci_archive):
+        names += 1
+        path = member.name.lstrip("./")
+        base = path.rsplit("/", 1)[-1]
+        if base in TOOLCHAIN and ("/bin/" in f"/{path}" or "/libexec/" in f"/{path}"):
+            found.append(f"layer {i}: compiler toolchain {path}")
+        if "/.cache/pip" in f"/{path}" or path.startswith("root/.cache"):
+            found.append(f"layer {i}: pip cache {path}")
+        if base == ".env" or base.startswith(".env."):
+            found.append(f"layer {i}: env file {path}")
+        if base in ("pip.conf", "pipconf", "pipcert") or path.startswith("run/secrets/") and member.isfile():
+            found.append(f"layer {i}: build secret {path}")
+        if path.endswith(C.BUILD_CONTEXT_ARCHIVE):
+            found.append(f"layer {i}: the bundle archive {path}")
+        if member.isfile() and member.size == ca_size:
+            data = tar.extractfile(member).read()
+            if hashlib.sha256(data).hexdigest() == ca_digest:
+                found.append(f"layer {i}: the host CA bundle handed to pip, at {path}")
+    assert names > 1000  # really looked at the whole image
+    assert found == []
+    config = buildah("inspect", "--type", "image", first_build.result["image"]).stdout
+    assert "PIP_CERT" not in config and "PIP_CONFIG_FILE" not in config
+
+
+# --- a code-only change reuses the requirements layers ----------------------------------------------------
+
+
+def diff_ids(image: str) -> list[str]:
+    data = json.loads(buildah("inspect", "--type", "image", image).stdout)
+    return data["OCIv1"]["rootfs"]["diff_ids"]
+
+
+def test_code_only_change_reuses_the_requirements_layers(first_build, base_image, tmp_path):
+    bundle = tmp_path / "linear-forecaster"
+    shutil.copytree(EXAMPLE, bundle)
+    runner = bundle / "src" / "linear_forecaster" / "runner.py"
+    runner.write_text(runner.read_text() + "\n# a code-only change: same requirements, new bundle digest\n")
+    started = time.perf_counter()
+    proc = gitops(
+        "build-image", bundle, "--base-image", base_image.ref, "--pip-cert", host_ca_bundle(), "--no-record", "--json",
+    )
+    seconds = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    second = json.loads(proc.stdout)
+    print(f"\nfirst build {first_build.seconds:.1f}s, code-only rebuild {seconds:.1f}s ({first_build.seconds / seconds:.2f}x)")
+    assert second["sha256"] != first_build.archive_sha256 and second["image"] != first_build.result["image"]
+    assert "Installing collected packages" not in proc.stderr  # pip did not run again
+
+    first_layers, second_layers = diff_ids(first_build.result["image"]), diff_ids(second["image"])
+    base_layers = diff_ids(base_image.ref)
+    # base + venv + bootstrap (+ metadata-only steps) are the same layers; only the bundle and what follows differ
+    shared = 0
+    while shared < min(len(first_layers), len(second_layers)) and first_layers[shared] == second_layers[shared]:
+        shared += 1
+    assert shared >= len(base_layers) + 2, (first_layers, second_layers)
+    assert len(first_layers) - shared <= 2
+    assert seconds < first_build.seconds
+    buildah("rmi", second["image"], check=False)
+
+
+def test_a_failing_build_names_its_dockerfile_step_and_tags_nothing(first_build, base_image, tmp_path):
+    """A bundle whose function fails: pip is cached, the smoke test step fails, the error names its line."""
+    from allora_gitops.render import DeploymentSettings, DeploymentSpec, render_build
+    from allora_gitops.bundle.manifest import load_manifest
+    from tests.fixtures.images import buildah_images
+
+    bundle = tmp_path / "linear-forecaster"
+    shutil.copytree(EXAMPLE, bundle)
+    runner = bundle / "src" / "linear_forecaster" / "runner.py"
+    runner.write_text(runner.read_text().replace("    return round(", "    raise RuntimeError('model broke')\n    return round("))
+    before = buildah_images()
+    proc = gitops("build-image", bundle, "--base-image", base_image.ref, "--pip-cert", host_ca_bundle(), "--no-record")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    spec = DeploymentSpec.complete(
+        load_manifest(bundle / "model.yaml").manifest, sha256="0" * 64, archive_size=1, settings=DeploymentSettings(network="testnet")
+    )
+    dockerfile = render_build(spec)[f"{C.build_dir(spec.name, spec.version)}/Dockerfile"].splitlines()
+    line = next(i for i, text in enumerate(dockerfile, start=1) if text.startswith("RUN [") and "--check" in text)
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
+    assert errors[0] == f"error: the image build failed at Dockerfile:{line}: {dockerfile[line - 1]}"
+    assert buildah_images() == before  # nothing new tagged
