@@ -286,6 +286,26 @@ def test_render_cli_writes_the_tree_and_refuses_bad_inputs(cli_proc, tmp_path):
         assert not bad.exists()
 
 
+def test_render_into_a_file_or_a_blocked_path_is_one_line_and_writes_nothing(cli_proc, tmp_path):
+    from allora_gitops.render import write_tree
+
+    bundle = Path(__file__).parent.parent / "examples" / "linear-forecaster"
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine\n")
+    result = cli_proc("gitops", "render", bundle, "--network", "testnet", "--archive-url", "s3://b/k.tar.gz", "-o", a_file)
+    assert (result.code, result.lines) == (1, [f"error: {a_file} is not a directory; nothing was written"])
+    assert a_file.read_text() == "mine\n"
+
+    # "b/" is a file in the output: "a/ok.yaml" (sorted first) must not be written either, nor its directory left behind
+    out = tmp_path / "repo"
+    out.mkdir()
+    (out / "b").write_text("in the way\n")
+    with pytest.raises(RenderError) as err:
+        write_tree({"a/ok.yaml": "a: 1\n", "b/c/d.yaml": "a: 2\n"}, out)
+    assert err.value.lines() == [f"error: cannot write {out / 'b/c/d.yaml'}: Not a directory; nothing was written"]
+    assert sorted(p.name for p in out.iterdir()) == ["b"]
+
+
 def test_render_cli_refuses_a_bundle_that_fails_validation(cli_proc, tmp_path):
     import shutil
 

@@ -34,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Optional
 
 from allora_gitops import constants as C
+from allora_gitops.atomic import write_atomic
 from allora_gitops.bundle.ignore import BundleTree, walk_bundle
 from allora_gitops.bundle.manifest import BundleManifest, load_manifest, load_manifest_text
 from allora_gitops.errors import ArchiveError, BundleError, ManifestError, Problem
@@ -336,7 +337,7 @@ def build_archive(
         tmp.unlink(missing_ok=True)
         raise
     sha_path = final.with_name(final.name + ".sha256")
-    _write_atomic(sha_path, f"{sha256}  {final.name}\n".encode())
+    write_atomic(sha_path, f"{sha256}  {final.name}\n".encode())
     return BuiltArchive(
         path=final,
         sha256=sha256,
@@ -358,18 +359,6 @@ def archive_excludes(bundle_dir: Path, out_dir: Path) -> tuple[str, ...]:
     if str(rel) in ("", "."):
         return ("/*.tar.gz", "/*.tar.gz.sha256", "/.*.partial")
     return ("/" + rel.as_posix() + "/",)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 # --- reading ------------------------------------------------------------------

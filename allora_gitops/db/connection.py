@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 from allora_gitops.errors import DatabaseError
+from allora_gitops.redact import display_url, redact_message
+
+__all__ = ["connect", "display_url", "translate_error"]
 
 CONNECT_TIMEOUT_SECONDS = 10
-
-
-def display_url(url: str) -> str:
-    """``url`` as it may be printed: a password (in the URL or as a parameter) is replaced by ``***``."""
-    shown = re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:?#]*):[^/@?#]+@", r"\1:***@", url)
-    shown = re.sub(r"(?i)\bpassword=[^&\s]*", "password=***", shown)
-    return shown
 
 
 def connect(database_url: str):
@@ -23,7 +17,8 @@ def connect(database_url: str):
     try:
         return psycopg.connect(database_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
     except psycopg.Error as exc:
-        raise DatabaseError(f"cannot connect to the database {display_url(database_url)}: {_first_line(exc)}") from None
+        reason = redact_message(_first_line(exc), database_url)
+        raise DatabaseError(f"cannot connect to the database {display_url(database_url)}: {reason}") from None
 
 
 def translate_error(exc: BaseException) -> str:

@@ -7,8 +7,6 @@ one) before writing anything.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -153,20 +151,16 @@ def check_tree(tree: Mapping[str, str]) -> None:
 
 
 def write_tree(tree: Mapping[str, str], root: Path) -> list[Path]:
-    """Check the whole tree, then write each file atomically under ``root``; returns the paths written."""
+    """Check the whole tree, then write all of it under ``root`` or nothing; returns the paths written."""
+    from allora_gitops.atomic import write_files_atomic
+
     check_tree(tree)
-    written = []
-    for rel, text in sorted(tree.items()):
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        written.append(path)
-    return written
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise RenderError(f"{root} is not a directory; nothing was written")
+    files = {root / rel: text.encode("utf-8") for rel, text in sorted(tree.items())}
+    try:
+        write_files_atomic(files)
+    except OSError as exc:
+        raise RenderError(f"cannot write {exc.filename}: {exc.strerror}; nothing was written") from None
+    return list(files)

@@ -254,7 +254,7 @@ class S3Store(ObjectStore):
 
     @property
     def endpoint(self) -> str:
-        from allora_gitops.db.connection import display_url
+        from allora_gitops.redact import display_url
 
         return display_url(self.client.meta.endpoint_url)
 

@@ -1,0 +1,80 @@
+"""Saying which server we mean without printing its credentials.
+
+One place for it, because every error that names a database or store URL goes through here, and
+because the messages of the libraries underneath (libpq above all) quote what they could not parse.
+"""
+
+from __future__ import annotations
+
+import re
+
+MASK = "***"
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)")
+# key=value connection strings: password='quoted \' value' or password=bare
+_PASSWORD_PARAM = re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^&\s]*)")
+
+
+def display_url(url: str) -> str:
+    """``url`` as it may be printed: the password (in the userinfo or as a parameter) becomes ``***``.
+
+    The userinfo runs to the *last* ``@``: a password holding an unencoded ``@`` must not leak its tail.
+    A string that is neither a URL nor a ``key=value`` list is not shown at all: it may be a pasted secret.
+    """
+    m = _SCHEME.match(url)
+    if m:
+        rest = url[m.end():]
+        if "@" in rest:
+            userinfo, host = rest.rsplit("@", 1)
+            user = userinfo.split(":", 1)[0]
+            shown_userinfo = f"{user}:{MASK}" if ":" in userinfo else user
+            # userinfo without a password may still hold '/' or '?' (a mangled URL): show only the user.
+            rest = f"{shown_userinfo}@{host}"
+        return m.group(1) + _PASSWORD_PARAM.sub(rf"\g<1>{MASK}", rest)
+    if "=" in url:
+        return _PASSWORD_PARAM.sub(rf"\g<1>{MASK}", url)
+    return "(not a URL)" if url.strip() else "(empty)"
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of ``url`` that must never be printed: its password(s), raw and percent-decoded, longest first."""
+    from urllib.parse import unquote
+
+    found: list[str] = []
+    m = _SCHEME.match(url)
+    if m and "@" in url[m.end():]:
+        userinfo = url[m.end():].rsplit("@", 1)[0]
+        if ":" in userinfo:
+            found.append(userinfo.split(":", 1)[1])
+    for pm in _PASSWORD_PARAM.finditer(url):
+        found.append(pm.group(2).strip("'"))
+    if not m and "=" not in url:
+        found.append(url.strip())  # not a connection string at all: treat the whole of it as secret
+    out = {s for s in found if s}
+    out |= {unquote(s) for s in out}
+    return sorted((s for s in out if s), key=len, reverse=True)
+
+
+def redact_message(message: str, url: str) -> str:
+    """A library's error ``message`` about ``url`` with the URL shown as ``display_url`` and no piece of its password.
+
+    libpq quotes the token it could not parse (``invalid percent-encoded token: "pa%zzss"``): a quoted
+    fragment that shares a run of 4+ characters with a password is masked too.
+    """
+    secrets = url_secrets(url)
+    if url:
+        message = message.replace(url, display_url(url))
+    for secret in secrets:
+        if len(secret) >= 4:  # shorter ones would mangle ordinary words; the quoted check below catches them
+            message = message.replace(secret, MASK)
+
+    def _quoted(q: re.Match) -> str:
+        text = q.group(2)
+        return f"{q.group(1)}{MASK}{q.group(1)}" if any(_shares_run(text, s) for s in secrets) else q.group(0)
+
+    return re.sub(r"([\"'])(.*?)\1", _quoted, message)
+
+
+def _shares_run(text: str, secret: str, run: int = 4) -> bool:
+    if len(secret) < run:
+        return secret in text
+    return any(secret[i:i + run] in text for i in range(len(secret) - run + 1))
