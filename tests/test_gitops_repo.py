@@ -238,3 +238,35 @@ def test_a_corrupt_cache_is_rebuilt(gitops_remote, gitops_home):
     persist(remote, TreeChange(files={"b": "2\n"}), branch="main", message="two\n", cache=RepoCache(remote, root=gitops_home / "elsewhere"))
     assert persist(remote, TreeChange(files={"c": "3\n"}), branch="main", message="three\n").created
     assert remote_file(gitops_remote, "main", "c") == "3\n"
+
+
+def test_tree_editing_matches_what_git_index_would_write(tmp_path):
+    """build_tree computes tree objects itself: they must be exactly the ones git's own index would write."""
+    from allora_gitops.gitops.repo import GitDir, build_tree
+
+    bare = tmp_path / "t.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    g = GitDir(bare)
+    base_files = {
+        "README.md": "r\n", "a-b/x.txt": "1\n", "a/b/c.txt": "2\n", "a/b/d.txt": "3\n", "a/e.txt": "4\n",
+        "a.txt": "5\n", "deployments/m/base/k.yaml": "6\n", "deployments/m/overlays/t/k.yaml": "7\n", "z/y/x/w.txt": "8\n",
+    }  # fmt: skip
+    base_tree = build_tree(g, None, TreeChange(files=base_files))
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    base = subprocess.run(["git", "--git-dir", str(bare), "commit-tree", base_tree, "-m", "b"], capture_output=True, text=True, env=env, check=True).stdout.strip()
+    change = TreeChange(
+        files={"a/b/c.txt": "changed\n", "a/new/f.txt": "n\n", "deployments/m/base/k.yaml": "6b\n", "deployments/n/base/k.yaml": "9\n"},
+        replace_dirs=("deployments/m/base",), delete_dirs=("z/y", "a/b/missing"), delete_files=("a/e.txt", "nope.txt"),
+    )  # fmt: skip
+    ours = build_tree(g, base, change)
+    index = {"GIT_INDEX_FILE": str(tmp_path / "index"), **env}
+
+    def git_(*args, stdin=None):
+        return subprocess.run(["git", "--git-dir", str(bare), *args], input=stdin, capture_output=True, text=True, env=index, check=True).stdout
+
+    git_("read-tree", base)
+    blobs = {p: subprocess.run(["git", "--git-dir", str(bare), "hash-object", "-w", "--stdin"], input=t, capture_output=True, text=True, check=True).stdout.strip() for p, t in change.files.items()}
+    removed = [p for p in git_("ls-files").split() if p.startswith(("z/y/", "deployments/m/base/")) or p in ("a/e.txt",)]
+    git_("update-index", "--index-info", stdin="".join(f"0 {'0' * 40}\t{p}\n" for p in removed) + "".join(f"100644 {s}\t{p}\n" for p, s in blobs.items()))
+    assert ours == git_("write-tree").strip()
+    assert build_tree(g, base, TreeChange()) == subprocess.run(["git", "--git-dir", str(bare), "rev-parse", f"{base}^{{tree}}"], capture_output=True, text=True, check=True).stdout.strip()

@@ -391,42 +391,124 @@ def _commit_env() -> dict[str, str]:
 
 
 def build_tree(git: GitDir, base: str | None, change: TreeChange) -> str:
-    """Write ``change`` applied on ``base``'s tree into the object database; return the new tree id."""
-    fd, index_path = tempfile.mkstemp(prefix="allora-index-", dir=git.path)
-    os.close(fd)
-    os.unlink(index_path)  # git wants to create it
-    env = {"GIT_INDEX_FILE": index_path}
-    try:
-        git.run("read-tree", base if base else "--empty", env=env)
-        removals: set[str] = set(change.delete_files)
-        deleted = tuple(d.rstrip("/") + "/" for d in change.delete_dirs)
-        replaced = tuple(d.rstrip("/") + "/" for d in change.replace_dirs)
-        if deleted or replaced:  # one ls-files for every directory involved
-            for p in _files_under(git, env, *deleted, *replaced):
-                if p.startswith(deleted) or p not in change.files:
-                    removals.add(p)
-        lines: list[str] = [f"0 {ZERO_SHA}\t{p}\n" for p in sorted(removals - set(change.files))]
-        if change.files:
-            with tempfile.TemporaryDirectory(prefix="allora-blobs-", dir=git.path) as tmp:
-                names = sorted(change.files)
-                blob_paths = []
-                for i, name in enumerate(names):
-                    bp = Path(tmp) / str(i)
-                    bp.write_bytes(change.files[name].encode())
-                    blob_paths.append(str(bp))
-                shas = git.run("hash-object", "-w", "--no-filters", "--stdin-paths", stdin=("\n".join(blob_paths) + "\n").encode()).out.split()
-            lines += [f"100644 {sha}\t{name}\n" for sha, name in zip(shas, names)]
-        if lines:
-            git.run("update-index", "--index-info", env=env, stdin="".join(lines).encode())
-        return git.run("write-tree", env=env).out.strip()
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(index_path)
+    """Write ``change`` applied on ``base``'s tree into the object database; return the new tree id.
+
+    Only the directories on the way to a changed path are read (``ls-tree`` of one directory each)
+    and written again (tree objects computed here, stored with one ``hash-object``): the cost follows
+    the size of those directories, not of the repository — no index of every file is built.
+    """
+    tree = _TreeEditor(git, base)
+    for d in change.delete_dirs:
+        tree.remove(d)
+    for d in change.replace_dirs:  # "every file not in files is removed" = drop the directory, then write the files
+        tree.remove(d)
+    for f in change.delete_files:
+        tree.remove(f)
+    if change.files:
+        names = sorted(change.files)
+        with tempfile.TemporaryDirectory(prefix="allora-blobs-", dir=git.path) as tmp:
+            blob_paths = []
+            for i, name in enumerate(names):
+                bp = Path(tmp) / str(i)
+                bp.write_bytes(change.files[name].encode())
+                blob_paths.append(str(bp))
+            shas = git.run("hash-object", "-w", "--no-filters", "--stdin-paths", stdin=("\n".join(blob_paths) + "\n").encode()).out.split()
+        for name, sha in zip(names, shas):
+            tree.put(name, "100644", sha)
+    return tree.write()
 
 
-def _files_under(git: GitDir, env: dict[str, str], *directories: str) -> list[str]:
-    r = git.run("ls-files", "-z", "--", *(d.rstrip("/") + "/" for d in directories), env=env)
-    return [p for p in r.out.split("\0") if p]
+_TREE_MODE = "40000"
+
+
+class _TreeEditor:
+    """A tree being edited: directories are loaded from git when first entered and written back bottom-up."""
+
+    def __init__(self, git: GitDir, base: str | None):
+        self.git = git
+        self.base = base
+        # a loaded directory: name → (mode, sha) for untouched entries, or a nested dict for loaded subdirectories
+        self.root: dict = self._load("") if base else {}
+
+    def _load(self, path: str) -> dict:
+        spec = f"{self.base}^{{tree}}" if not path else f"{self.base}:{path}"
+        r = self.git.run("ls-tree", "-z", spec, check=False)
+        entries: dict = {}
+        if r.status != 0:
+            return entries
+        for item in r.out.split("\0"):
+            meta, _, name = item.partition("\t")
+            if name:
+                mode, _kind, sha = meta.split(" ")
+                entries[name] = (_TREE_MODE if mode == "040000" else mode, sha)
+        return entries
+
+    def _enter(self, parts: list[str], create: bool) -> dict | None:
+        node, path = self.root, ""
+        for part in parts:
+            path = f"{path}/{part}" if path else part
+            child = node.get(part)
+            if isinstance(child, tuple):
+                if child[0] != _TREE_MODE:
+                    if not create:
+                        return None
+                    child = {}  # a file where a directory must go: replaced, as the index would
+                else:
+                    child = self._load(path) if self.base else {}
+                node[part] = child
+            elif child is None:
+                if not create:
+                    return None
+                child = node[part] = {}
+            node = child
+        return node
+
+    def put(self, path: str, mode: str, sha: str) -> None:
+        *dirs, name = path.strip("/").split("/")
+        node = self._enter(dirs, create=True)
+        node[name] = (mode, sha)
+
+    def remove(self, path: str) -> None:
+        *dirs, name = path.strip("/").split("/")
+        node = self._enter(dirs, create=False)
+        if node is not None:
+            node.pop(name, None)
+
+    def write(self) -> str:
+        objects: list[bytes] = []
+        sha = self._write(self.root, objects)
+        if objects:
+            with tempfile.TemporaryDirectory(prefix="allora-trees-", dir=self.git.path) as tmp:
+                paths = []
+                for i, data in enumerate(objects):
+                    p = Path(tmp) / str(i)
+                    p.write_bytes(data)
+                    paths.append(str(p))
+                written = self.git.run("hash-object", "-w", "-t", "tree", "--stdin-paths", stdin=("\n".join(paths) + "\n").encode()).out.split()
+            if written[-1] != sha:  # git must agree with the ids computed here
+                raise GitOpsError(f"internal error: tree {written[-1]} written, {sha} expected")
+        return sha
+
+    def _write(self, node: dict, objects: list[bytes]) -> str:
+        import hashlib as _hashlib
+
+        entries = []
+        for name, child in node.items():
+            if isinstance(child, dict):
+                sub = self._write(child, objects)
+                if sub == EMPTY_TREE:
+                    continue  # git has no empty directories
+                entries.append((name, _TREE_MODE, sub))
+            else:
+                entries.append((name, child[0], child[1]))
+        # git orders entries by name, a directory's name compared as if it ended with "/"
+        entries.sort(key=lambda e: (e[0] + "/" if e[1] == _TREE_MODE else e[0]).encode())
+        body = b"".join(f"{mode} {name}".encode() + b"\0" + bytes.fromhex(sha) for name, mode, sha in entries)
+        data = b"tree %d\0" % len(body) + body
+        sha = _hashlib.sha1(data).hexdigest()
+        if sha != EMPTY_TREE:
+            objects.append(body)
+        return sha
 
 
 def _tree_of(git: GitDir, commit: str | None) -> str:
