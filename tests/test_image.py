@@ -328,3 +328,82 @@ def test_help_lists_the_flags(cli_proc):
     assert result.code == 0
     for flag in ("--builder", "--base-image", "--tag", "--push", "--output", "--pip-cert", "--pip-conf", "--store"):
         assert flag in result.out
+
+
+# --- the GitOps repository's CI builds changed builds/ directories with this command -----------------
+
+
+def test_repo_init_adds_an_images_workflow_that_passes_zizmor(gitops_template_repo, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.fixtures.git import remote_file
+
+    text = remote_file(gitops_template_repo, "main", C.CI_IMAGES_WORKFLOW_FILE)
+    workflow = tmp_path / "images.yaml"
+    workflow.write_text(text)
+    zizmor = shutil.which("zizmor") or str(Path(sys.executable).parent / "zizmor")
+    proc = subprocess.run([zizmor, "--offline", "--persona=pedantic", "--format=json", str(workflow)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout) == []
+    assert "{%" not in text and "cookiecutter" not in text
+    doc = yaml.safe_load(text)
+    assert doc[True]["pull_request"]["paths"] == ["builds/**"] and doc[True]["push"]["paths"] == ["builds/**"]
+    script = doc["jobs"]["build"]["steps"][-1]["run"]
+    assert '"$RUNNER_TEMP/venv/bin/allora-gitops" build-image "$dir" --builder buildah --no-record $push' in script
+    assert "git diff --name-only --diff-filter=AM \"$base\" HEAD -- builds/" in script
+
+
+def test_the_images_workflow_picks_changed_build_directories(gitops_template_repo, tmp_path):
+    """The workflow's selection of build directories, run on a real diff (the build itself is replaced by echo)."""
+    import subprocess
+
+    import yaml
+
+    from tests.fixtures.git import remote_file
+
+    text = remote_file(gitops_template_repo, "main", C.CI_IMAGES_WORKFLOW_FILE)
+    script = yaml.safe_load(text)["jobs"]["build"]["steps"][-1]["run"]
+    script = script.replace('sudo --preserve-env=AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY,AWS_ENDPOINT_URL,AWS_DEFAULT_REGION \\\n', "")
+    script = script.replace('"$RUNNER_TEMP/venv/bin/allora-gitops"', "echo allora-gitops")
+    repo = tmp_path / "repo"
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+    repo.mkdir()
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "t@example.com")
+    git("config", "user.name", "t")
+    for rel in ("builds/a/1.0.0/build.yaml", "builds/a/1.0.0/Dockerfile", "deployments/a/base/x.yaml"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text("x\n")
+    git("add", ".")
+    git("commit", "-qm", "one")
+    git("branch", "base")
+    for rel in ("builds/a/1.1.0/build.yaml", "builds/a/1.1.0/Dockerfile", "builds/b/2.0.0/build.yaml", "deployments/b/base/x.yaml"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text("y\n")
+    (repo / "builds/README.md").write_text("readme\n")
+    git("add", ".")
+    git("commit", "-qm", "two")
+    runner_temp = tmp_path / "runner"
+    runner_temp.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "RUNNER_TEMP": str(runner_temp), "EVENT": "pull_request", "BASE_REF": "base"}
+    subprocess.run(["git", "-C", str(repo), "update-ref", "refs/remotes/origin/base", "base"], check=True)
+    proc = subprocess.run(["bash", "-e", "-c", script], cwd=repo, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    built = [line for line in proc.stdout.splitlines() if line.startswith("allora-gitops")]
+    assert built == [
+        "allora-gitops build-image builds/a/1.1.0 --builder buildah --no-record",
+        "allora-gitops build-image builds/b/2.0.0 --builder buildah --no-record",
+    ]
+    env.update(EVENT="push", BEFORE=subprocess.run(["git", "-C", str(repo), "rev-parse", "base"], capture_output=True, text=True).stdout.strip())
+    proc = subprocess.run(["bash", "-e", "-c", script], cwd=repo, env=env, capture_output=True, text=True)
+    assert [line for line in proc.stdout.splitlines() if line.startswith("allora-gitops")] == [
+        "allora-gitops build-image builds/a/1.1.0 --builder buildah --no-record --push",
+        "allora-gitops build-image builds/b/2.0.0 --builder buildah --no-record --push",
+    ]
