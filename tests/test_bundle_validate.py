@@ -157,6 +157,31 @@ def test_requirement_options(make):
     ]
 
 
+def test_requirement_urls_with_credentials_are_refused_without_quoting_them(make):
+    text = (
+        "ok @ git+ssh://git@github.com/acme/ok.git\n"  # an ssh user, not a secret
+        "acme @ https://deploy:hunter2pass@pkgs.example/acme-1.0.whl\n"
+        "git+https://ghp_tokenTOKENtoken@github.com/acme/private.git\n"
+        "bad>=1 @ https://u:s3cr3tpw@h/x\n"  # invalid PEP 508 too: the parser's message must not quote it either
+    )
+    report = validate_bundle(make({"requirements.txt": text}), display="b")
+    message = (
+        "error: a URL with credentials (user:token@) would ship in the archive and the image; "
+        "install from an index configured in a pip.conf build secret instead"
+    )
+    assert [str(p) for p in report.problems] == [f"b/requirements.txt:{n}:1: {message}" for n in (2, 3, 4)]
+    shown = repr(report.to_dict()) if hasattr(report, "to_dict") else repr(report.problems)
+    assert not any(s in shown for s in ("hunter2pass", "ghp_tokenTOKENtoken", "s3cr3tpw"))
+
+
+def test_a_huge_requirement_is_quoted_shortened(make):
+    got = lines(make({"requirements.txt": "a" * 200_000 + "\n"}))
+    assert got == [
+        f"b/requirements.txt:1:1: warning: '{'a' * 79}…' is not pinned; use an exact version ({'a' * 79}…==X.Y.Z) "
+        "so every image build installs the same code"
+    ]
+
+
 # --- entrypoint ------------------------------------------------------------------
 
 
