@@ -347,6 +347,10 @@ def test_an_unwritable_output_is_a_clean_error(bundle, tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(BundleError, match=f"cannot create the output directory {blocker}/out"):
         build_archive(bundle, blocker / "out")
+    with pytest.raises(BundleError) as err:
+        build_archive(bundle, blocker)
+    assert err.value.lines() == [f"error: the output directory {blocker} is a file; name a directory with -o"]
+    assert blocker.read_text() == "not a directory"
 
 
 def test_a_file_vanishing_during_the_build_leaves_nothing(bundle, tmp_path):

@@ -306,6 +306,8 @@ def build_archive(
         raise BundleError(f"{bundle_dir} is not a directory")
     manifest = load_manifest(bundle_dir / C.MANIFEST_FILE, str(bundle_dir / C.MANIFEST_FILE)).manifest
     out_dir = Path(out_dir) if out_dir is not None else bundle_dir / "dist"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BundleError(f"the output directory {out_dir} is a file; name a directory with -o")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
