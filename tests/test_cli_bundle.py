@@ -138,12 +138,21 @@ def test_fresh_bundle_validates_and_builds_with_no_edits(cli_proc, tmp_path):
 # --- validate ---------------------------------------------------------------------
 
 
-def test_validate_ok(cli, example):
-    res = cli("bundle", "validate", example)
-    assert res.code == 0, res.out
-    assert res.out.startswith(f"Validating bundle at: {example}\n")
-    assert "✓ model.yaml structure is valid\n" in res.out
-    assert res.out.endswith("✅ Bundle validation passed!\n") or "warning" in res.out
+def test_validate_ok(cli):
+    # seasonal-profile needs no third-party package, so no "not installed here" warning can differ between machines
+    bundle = EXAMPLE.parent / "seasonal-profile"
+    res = cli("bundle", "validate", bundle)
+    assert (res.code, res.err) == (0, "")
+    assert res.out == (
+        f"Validating bundle at: {bundle}\n"
+        "✓ model.yaml structure is valid\n"
+        "✓ requirements parse and are pinned\n"
+        "✓ entrypoint module found, imports, and its function takes the nonce\n"
+        "✓ artifacts directory exists\n"
+        "✓ no secrets, links, excluded essentials or oversize content\n"
+        "\n"
+        "✅ Bundle validation passed!\n"
+    )
 
 
 def test_validate_invalid_lists_every_problem_and_exits_1(cli, example):
