@@ -191,6 +191,20 @@ def test_module_file_missing(make):
     ]
 
 
+@pytest.mark.parametrize(
+    ("source", "line", "message"),
+    [
+        (b"def run(nonce):\n    return 1.0\n\xff\xfe\n", 3, "(unicode error) 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte (runner.py, line 3)"),
+        (b"def run(nonce):\n    return (1.0\n", 2, "'(' was never closed (runner.py, line 2)"),
+    ],
+)
+def test_a_module_that_does_not_compile_points_at_its_own_line(make, source, line, message):
+    """Not at importlib's frozen frames, which resolve into the bundle's directory."""
+    assert lines(make({"src/demo/runner.py": source})) == [
+        f"b/src/demo/runner.py:{line}: error: importing src.demo.runner raised SyntaxError: {message}"
+    ]
+
+
 def test_module_raising_on_import_names_file_and_line(make):
     code = "import os\n\nraise ValueError('no weights')\n\ndef run(nonce):\n    return 1.0\n"
     assert lines(make({"src/demo/runner.py": code})) == [
