@@ -174,6 +174,13 @@ def test_requirement_urls_with_credentials_are_refused_without_quoting_them(make
     assert not any(s in shown for s in ("hunter2pass", "ghp_tokenTOKENtoken", "s3cr3tpw"))
 
 
+def test_a_requirements_file_that_is_not_utf8_is_named_with_its_position(make):
+    # errors="replace" used to turn the byte into U+FFFD and report a PEP 508 parse error instead
+    assert lines(make({"requirements.txt": b"numpy==1.26.4\nscipy==1.1\xff\n"})) == [
+        "b/requirements.txt:2:11: error: not UTF-8 text (byte 0xff)"
+    ]
+
+
 def test_a_huge_requirement_is_quoted_shortened(make):
     got = lines(make({"requirements.txt": "a" * 200_000 + "\n"}))
     assert got == [

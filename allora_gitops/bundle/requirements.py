@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from allora_gitops.errors import Problem
 
@@ -33,6 +34,20 @@ class ParsedRequirement:
     text: str
     line: int
     pinned: bool
+
+
+def read_requirements(path: Path, file: str) -> tuple[str | None, list[Problem]]:
+    """The text of a requirements file, or the problem that stops it being read (unreadable, not UTF-8: pip refuses it too)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return None, [Problem(f"cannot read: {exc.strerror}", file, code="requirements")]
+    try:
+        return raw.decode("utf-8"), []
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        return None, [Problem(f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", file, line, col, code="requirements")]
 
 
 def parse_requirements(text: str, file: str) -> tuple[list[ParsedRequirement], list[Problem]]:
