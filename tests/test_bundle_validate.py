@@ -124,6 +124,10 @@ def test_missing_requirements_file(make):
         "b/model.yaml:13:21: error: requirements.txt not found (environment.pip_requirements); "
         "create it, empty if the model needs no packages"
     ]
+    assert lines(make({"requirements.txt": None, "requirements.txt/x": ""})) == [
+        "b/model.yaml:13:21: error: requirements.txt is not a file (environment.pip_requirements); "
+        "create it, empty if the model needs no packages"
+    ]
 
 
 def test_unparseable_requirement_line(make):

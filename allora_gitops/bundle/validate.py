@@ -131,7 +131,8 @@ class _Checker:
         for key, rel in files:
             path = self.root / rel
             if not path.is_file():
-                self.problems.append(loaded.problem(f"{rel} not found (environment.{key}); create it, empty if the model needs no packages",
+                what = "is not a file" if path.exists() else "not found"
+                self.problems.append(loaded.problem(f"{rel} {what} (environment.{key}); create it, empty if the model needs no packages",
                                                     "environment", key, code="requirements"))
                 continue
             if not tree.ships(rel):
