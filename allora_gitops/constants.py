@@ -13,6 +13,7 @@ SUPPORTED_PYTHON = ("3.10", "3.11", "3.12", "3.13")
 DEFAULT_PYTHON = "3.11"
 MAX_NAME_LENGTH = 53  # leaves room for suffixes in Kubernetes object names (63)
 MAX_BUNDLE_BYTES = 500 * 1024 * 1024
+MAX_TOPIC_ID = 2**63 - 1  # the records database keeps topic ids as bigint (the chain's are uint64)
 DEFAULT_MAX_SECONDS = 25.0
 FEE_TIERS = ("ECO", "STANDARD", "PRIORITY")
 NETWORKS = ("testnet", "mainnet")

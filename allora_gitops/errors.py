@@ -55,6 +55,10 @@ class AlloraGitopsError(Exception):
         return out
 
 
+class StateError(AlloraGitopsError):
+    """The local state directory (``$ALLORA_GITOPS_HOME``) cannot be created or written."""
+
+
 class UsageError(AlloraGitopsError):
     """The command line itself is wrong (exit 2, like click's own usage errors)."""
 

@@ -78,3 +78,19 @@ def _shares_run(text: str, secret: str, run: int = 4) -> bool:
     if len(secret) < run:
         return secret in text
     return any(secret[i:i + run] in text for i in range(len(secret) - run + 1))
+
+
+_HEX_KEY = re.compile(r"(?<![0-9A-Fa-f])(0[xX])?[0-9A-Fa-f]{64}(?![0-9A-Fa-f])")
+SHOWN_VALUE_CHARS = 60
+
+
+def shown_value(value: object) -> str:
+    """A user's value as an error message may quote it (``(got …)``): credentials in a URL masked,
+    anything shaped like a key or a mnemonic withheld, and a long value cut short."""
+    if isinstance(value, str):
+        if _HEX_KEY.search(value) or len(value.split()) >= 12:
+            return "a value that looks like a secret, not shown"
+        if _SCHEME.match(value):
+            value = display_url(value)
+    shown = repr(value)
+    return shown if len(shown) <= SHOWN_VALUE_CHARS else shown[: SHOWN_VALUE_CHARS - 1] + "…"

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from allora_gitops.constants import STATE_HOME_ENV
+from allora_gitops.errors import StateError
 
 APP_DIR_NAME = "allora-gitops"
 
@@ -29,6 +30,15 @@ def state_home() -> Path:
 
 def state_dir(*parts: str) -> Path:
     """A sub-directory of the state directory, created (private to the user) when missing."""
-    path = state_home().joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return ensure_state_dir(state_home().joinpath(*parts))
+
+
+def ensure_state_dir(path: Path) -> Path:
+    """``path`` created (private to the user) when missing; a StateError naming it when that is impossible."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise StateError(
+            f"cannot create {path}: {exc.strerror}; set {STATE_HOME_ENV} to a writable directory"
+        ) from None
     return path

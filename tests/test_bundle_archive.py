@@ -347,6 +347,10 @@ def test_an_unwritable_output_is_a_clean_error(bundle, tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(BundleError, match=f"cannot create the output directory {blocker}/out"):
         build_archive(bundle, blocker / "out")
+    with pytest.raises(BundleError) as err:
+        build_archive(bundle, blocker)
+    assert err.value.lines() == [f"error: the output directory {blocker} is a file; name a directory with -o"]
+    assert blocker.read_text() == "not a directory"
 
 
 def test_a_file_vanishing_during_the_build_leaves_nothing(bundle, tmp_path):
@@ -377,3 +381,24 @@ def test_a_write_error_in_the_writer_thread_reaches_the_caller(bundle):
 
     with pytest.raises(OSError, match="No space left on device"):
         write_tar_gz(walk_bundle(bundle), DiskFull(), name="x", version="1.0.0", mtime=0)
+
+
+def test_inspect_refuses_an_archive_that_carries_secrets(bundle, tmp_path, cli):
+    """An archive not vetted by validate (hand-made, or an older build) is scanned before anyone uploads it."""
+    mnemonic = "abandon " * 11 + "about"  # the BIP-39 test vector: a valid checksum
+    (bundle / "config").mkdir()
+    (bundle / "config" / "wallet.py").write_text(f'# wallet\nMNEMONIC = "{mnemonic}"\n')
+    (bundle / ".env.local").write_text("API_KEY=x\n")
+    built = build_archive(bundle, tmp_path / "out")  # build_archive alone does not validate
+    shown = str(built.path)
+    with pytest.raises(ArchiveError) as err:
+        inspect_archive(built.path)
+    assert err.value.lines() == [
+        f"error: {shown} holds secrets; refusing the archive",
+        f"{shown}!.env.local: error: environment file would ship in the bundle; delete it or add it to .allorabundleignore",
+        f"{shown}!config/wallet.py:2:13: error: BIP-39 mnemonic phrase; keep the wallet out of the bundle "
+        "(the platform passes it as a Secret)",
+    ]
+    assert mnemonic not in "\n".join(err.value.lines())
+    res = cli("bundle", "inspect", built.path)
+    assert res.code == 1 and res.lines[0] == f"error: {shown} holds secrets; refusing the archive"

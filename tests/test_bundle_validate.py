@@ -124,6 +124,10 @@ def test_missing_requirements_file(make):
         "b/model.yaml:13:21: error: requirements.txt not found (environment.pip_requirements); "
         "create it, empty if the model needs no packages"
     ]
+    assert lines(make({"requirements.txt": None, "requirements.txt/x": ""})) == [
+        "b/model.yaml:13:21: error: requirements.txt is not a file (environment.pip_requirements); "
+        "create it, empty if the model needs no packages"
+    ]
 
 
 def test_unparseable_requirement_line(make):
@@ -157,12 +161,58 @@ def test_requirement_options(make):
     ]
 
 
+def test_requirement_urls_with_credentials_are_refused_without_quoting_them(make):
+    text = (
+        "ok @ git+ssh://git@github.com/acme/ok.git\n"  # an ssh user, not a secret
+        "acme @ https://deploy:hunter2pass@pkgs.example/acme-1.0.whl\n"
+        "git+https://ghp_tokenTOKENtoken@github.com/acme/private.git\n"
+        "bad>=1 @ https://u:s3cr3tpw@h/x\n"  # invalid PEP 508 too: the parser's message must not quote it either
+    )
+    report = validate_bundle(make({"requirements.txt": text}), display="b")
+    message = (
+        "error: a URL with credentials (user:token@) would ship in the archive and the image; "
+        "install from an index configured in a pip.conf build secret instead"
+    )
+    assert [str(p) for p in report.problems] == [f"b/requirements.txt:{n}:1: {message}" for n in (2, 3, 4)]
+    shown = repr(report.to_dict()) if hasattr(report, "to_dict") else repr(report.problems)
+    assert not any(s in shown for s in ("hunter2pass", "ghp_tokenTOKENtoken", "s3cr3tpw"))
+
+
+def test_a_requirements_file_that_is_not_utf8_is_named_with_its_position(make):
+    # errors="replace" used to turn the byte into U+FFFD and report a PEP 508 parse error instead
+    assert lines(make({"requirements.txt": b"numpy==1.26.4\nscipy==1.1\xff\n"})) == [
+        "b/requirements.txt:2:11: error: not UTF-8 text (byte 0xff)"
+    ]
+
+
+def test_a_huge_requirement_is_quoted_shortened(make):
+    got = lines(make({"requirements.txt": "a" * 200_000 + "\n"}))
+    assert got == [
+        f"b/requirements.txt:1:1: warning: '{'a' * 79}…' is not pinned; use an exact version ({'a' * 79}…==X.Y.Z) "
+        "so every image build installs the same code"
+    ]
+
+
 # --- entrypoint ------------------------------------------------------------------
 
 
 def test_module_file_missing(make):
     assert lines(make({"src/demo/runner.py": None})) == [
         "b/model.yaml:8:11: error: module 'src.demo.runner' not found: expected src/demo/runner.py or src/demo/runner/__init__.py"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "line", "message"),
+    [
+        (b"def run(nonce):\n    return 1.0\n\xff\xfe\n", 3, "(unicode error) 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte (runner.py, line 3)"),
+        (b"def run(nonce):\n    return (1.0\n", 2, "'(' was never closed (runner.py, line 2)"),
+    ],
+)
+def test_a_module_that_does_not_compile_points_at_its_own_line(make, source, line, message):
+    """Not at importlib's frozen frames, which resolve into the bundle's directory."""
+    assert lines(make({"src/demo/runner.py": source})) == [
+        f"b/src/demo/runner.py:{line}: error: importing src.demo.runner raised SyntaxError: {message}"
     ]
 
 

@@ -79,6 +79,28 @@ def test_every_problem_reported_at_once_with_positions():
     ]
 
 
+def test_a_value_quoted_back_never_carries_a_credential_and_is_cut_short():
+    text = VALID.replace(
+        '  pip_requirements: "requirements.txt"',
+        '  pip_requirements: "requirements.txt"\n  extra_index_urls: "https://user:tok3nSECRET@pkgs.example/simple"',
+    )
+    (msg,) = problems(text)
+    assert msg == (
+        "model.yaml:14:21: error: environment.extra_index_urls: Input should be a valid list "
+        "(got 'https://user:***@pkgs.example/simple')"
+    )
+    (msg,) = problems(VALID.replace("topic_id: 69", "topic_id: " + "x" * 500))
+    assert msg == (
+        "model.yaml:15:13: error: allora.topic_id: Input should be a valid integer, unable to parse string as an integer "
+        f"(got '{'x' * 58}…)"
+    )
+
+
+def test_topic_id_fits_the_records_database():
+    (msg,) = problems(VALID.replace("topic_id: 69", "topic_id: " + "9" * 30))
+    assert msg.startswith("model.yaml:15:13: error: allora.topic_id: Input should be less than or equal to 9223372036854775807")
+
+
 def test_unquoted_python_version_gets_a_hint():
     (msg,) = problems(VALID.replace('version: "3.11"', "version: 3.10"))
     assert msg.startswith("model.yaml:5:12: error: python.version: Input should be a valid string")

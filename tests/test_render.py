@@ -279,6 +279,10 @@ def test_render_cli_writes_the_tree_and_refuses_bad_inputs(cli_proc, tmp_path):
     for args, line in [
         (["--network", "devnet"], "error: network: Input should be 'testnet' or 'mainnet' (got 'devnet')"),
         (["--network", "testnet", "--topic-id", "0"], "error: topic-id: Input should be greater than 0 (got 0)"),
+        (
+            ["--network", "testnet", "--topic-id", "9" * 20],
+            f"error: topic-id: Input should be less than or equal to 9223372036854775807 (got {'9' * 20})",
+        ),
         (["--network", "testnet", "--memory", "2 GB"], "error: memory: '2 GB' is not a Kubernetes memory quantity like 512Mi or 2Gi"),
     ]:
         result = cli_proc("gitops", "render", bundle, *args, "-o", bad)

@@ -398,3 +398,26 @@ def test_s3_objects_carry_a_server_checked_checksum(s3_store_url, tmp_path):
     assert head["ChecksumSHA256"] == base64.b64encode(bytes.fromhex(sha)).decode()
     _, head = heads["large"]
     assert head["ChecksumCRC32"].endswith("-5") and head["ETag"].endswith('-5"')  # 40 MB in 8 MB parts
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "s3://AKIAEXAMPLE:wJalrSECRETKEY@bucket/prefix",
+            "store URL 's3://AKIAEXAMPLE:***@bucket/prefix' holds credentials; "
+            "give them as AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE",
+        ),
+        (
+            "https://AKIAEXAMPLE:wJalrSECRETKEY@s3.example.com/bucket",
+            "store URL 'https://AKIAEXAMPLE:***@s3.example.com/bucket': expected file://DIR or s3://bucket/prefix",
+        ),
+    ],
+)
+def test_a_store_url_with_credentials_is_refused_without_echoing_them(url, message):
+    from allora_gitops.errors import UsageError
+
+    with pytest.raises(UsageError) as err:
+        open_store(url)
+    assert str(err.value) == message
+    assert "wJalrSECRETKEY" not in str(err.value)

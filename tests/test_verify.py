@@ -181,6 +181,16 @@ def test_verify_cannot_check_a_missing_directory(cli, tmp_path):
     assert (result.code, result.lines) == (2, [f"error: {tmp_path / 'nope'} is not a directory"])
 
 
+def test_verify_refuses_a_directory_that_is_not_a_gitops_repository(cli, tmp_path):
+    """Run from the wrong directory (a bundle, say), verify must not report success after checking nothing."""
+    (tmp_path / "src").mkdir()
+    result = cli("gitops", "verify", tmp_path)
+    assert (result.code, result.lines) == (
+        2,
+        [f"error: {tmp_path} is not a GitOps repository: no deployments/, builds/ or argocd/ (create one with `allora-gitops repo init`)"],
+    )
+
+
 @pytest.mark.parametrize(
     "value, key, secret",
     [

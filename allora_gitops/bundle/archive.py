@@ -306,6 +306,8 @@ def build_archive(
         raise BundleError(f"{bundle_dir} is not a directory")
     manifest = load_manifest(bundle_dir / C.MANIFEST_FILE, str(bundle_dir / C.MANIFEST_FILE)).manifest
     out_dir = Path(out_dir) if out_dir is not None else bundle_dir / "dist"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BundleError(f"the output directory {out_dir} is a file; name a directory with -o")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -419,6 +421,10 @@ def inspect_archive(archive: Path) -> ArchiveInfo:
     manifest_doc: Optional[bytes] = None
     model_yaml: Optional[bytes] = None
     unpacked = 0
+    # An archive may not come from `allora-bundle build` (or from this version of it): it is scanned like a
+    # bundle directory, because render/publish upload it and bake it into an image.
+    leaks: list[SecretFinding] = []
+    from allora_gitops.bundle.secrets import MAX_SCAN_BYTES, SNIFF_BYTES, SecretFinding, is_env_file, scan_bytes
 
     def bad(message: str, where: Optional[str] = None) -> None:
         problems.append(Problem(message, f"{display}!{where}" if where else display, code="archive"))
@@ -447,9 +453,12 @@ def inspect_archive(archive: Path) -> ArchiveInfo:
                     if unpacked > C.MAX_BUNDLE_BYTES:
                         bad(f"unpacks to more than {C.MAX_BUNDLE_BYTES // (1 << 20)} MB; refusing the archive")
                         break
+                    if is_env_file(name):
+                        leaks.append(SecretFinding(name, None, None, "env"))
                     fh = tar.extractfile(member)
                     h = hashlib.sha256()
-                    keep = name in (C.ARCHIVE_MANIFEST, C.MANIFEST_FILE)
+                    scan = name != C.ARCHIVE_MANIFEST and 0 < member.size <= MAX_SCAN_BYTES
+                    keep = scan or name in (C.ARCHIVE_MANIFEST, C.MANIFEST_FILE)
                     kept = bytearray()
                     while True:
                         block = fh.read(READ_SIZE)
@@ -461,6 +470,8 @@ def inspect_archive(archive: Path) -> ArchiveInfo:
                     if name == C.ARCHIVE_MANIFEST:
                         manifest_doc = bytes(kept)
                         continue
+                    if scan and b"\0" not in kept[:SNIFF_BYTES]:  # text: the same secret scan validate runs
+                        leaks.extend(scan_bytes(name, bytes(kept)))
                     if name == C.MANIFEST_FILE:
                         model_yaml = bytes(kept)
                     digests[name] = ArchiveFile(name, member.size, h.hexdigest(), member.mode & 0o7777)
@@ -495,6 +506,11 @@ def inspect_archive(archive: Path) -> ArchiveInfo:
             bad("sha256 does not match the archive manifest (corrupted or altered)", path)
     if problems:
         raise ArchiveError(f"{display} does not match its manifest", problems)
+    if leaks:
+        raise ArchiveError(
+            f"{display} holds secrets; refusing the archive",
+            [Problem(f.message(), f"{display}!{f.path}", f.line, f.col, code="secret") for f in leaks],
+        )
 
     try:
         manifest = load_manifest_text(model_yaml, f"{display}!{C.MANIFEST_FILE}").manifest

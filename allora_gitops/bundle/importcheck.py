@@ -34,10 +34,15 @@ def done(**result):
 
 def where(exc):
     frame = None
-    for fr in traceback.extract_tb(exc.__traceback__):
-        f = os.path.abspath(fr.filename)
+    places = [(fr.filename, fr.lineno) for fr in traceback.extract_tb(exc.__traceback__)]
+    if isinstance(exc, SyntaxError) and exc.filename:  # the bad line is not a frame: the compiler reports it
+        places.append((exc.filename, exc.lineno))
+    for filename, lineno in places:
+        if filename.startswith("<"):  # <frozen importlib._bootstrap>: would resolve into the cwd, inside the bundle
+            continue
+        f = os.path.abspath(filename)
         if f.startswith(root + os.sep):
-            frame = (os.path.relpath(f, root), fr.lineno)
+            frame = (os.path.relpath(f, root), lineno)
     return frame
 
 try:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from allora_gitops import constants as C
 from allora_gitops.errors import ManifestError, Problem
+from allora_gitops.redact import shown_value
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # semver.org 2.0.0, the official pattern
@@ -105,7 +106,7 @@ class Environment(_Section):
 
 
 class AlloraSettings(_Section):
-    topic_id: Optional[int] = Field(default=None, gt=0, description="Allora topic to submit predictions to.")
+    topic_id: Optional[int] = Field(default=None, gt=0, le=C.MAX_TOPIC_ID, description="Allora topic to submit predictions to.")
     polling_interval: int = Field(default=120, gt=0, description="Seconds between polls for a new submission window.")
     fee_tier: Literal["ECO", "STANDARD", "PRIORITY"] = Field(default="STANDARD")
     network: Literal["testnet", "mainnet"] = Field(default="testnet")
@@ -273,7 +274,7 @@ def _format_error(err: dict, data: Any, file: str) -> Problem:
     if hint and kind in ("string_type", "literal_error"):
         msg = f"{msg}; {hint}"
     value = err.get("input")
-    shown = "" if isinstance(value, (dict, list)) or kind.startswith("value_error") else f" (got {value!r})"
+    shown = "" if isinstance(value, (dict, list)) or kind.startswith("value_error") else f" (got {shown_value(value)})"
     return Problem(f"{dotted}: {msg}{shown}", file, line, col, code="schema")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from allora_gitops.errors import Problem
 
@@ -11,6 +12,20 @@ _COMMENT = re.compile(r"(^|\s)#.*$")
 # Options that change where packages come from: they belong in model.yaml (extra_index_urls) or build secrets.
 _INDEX_OPTIONS = ("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--trusted-host", "--no-index")
 _EDITABLE = ("-e", "--editable")
+_URL_USERINFO = re.compile(r"://([^/\s@]+)@")  # no scheme part: that would backtrack quadratically on a long line
+SHOWN_CHARS = 80  # a requirement is quoted in messages up to this length: a pasted blob must not flood the terminal
+
+
+def _has_credentials(line: str) -> bool:
+    """A URL with a password or token in it; ``git+ssh://git@host`` names a user, not a secret."""
+    for m in _URL_USERINFO.finditer(line):
+        if ":" in m.group(1) or not line[: m.start()].endswith("ssh"):
+            return True
+    return False
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -19,6 +34,20 @@ class ParsedRequirement:
     text: str
     line: int
     pinned: bool
+
+
+def read_requirements(path: Path, file: str) -> tuple[str | None, list[Problem]]:
+    """The text of a requirements file, or the problem that stops it being read (unreadable, not UTF-8: pip refuses it too)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return None, [Problem(f"cannot read: {exc.strerror}", file, code="requirements")]
+    try:
+        return raw.decode("utf-8"), []
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        return None, [Problem(f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", file, line, col, code="requirements")]
 
 
 def parse_requirements(text: str, file: str) -> tuple[list[ParsedRequirement], list[Problem]]:
@@ -56,6 +85,15 @@ def parse_requirements(text: str, file: str) -> tuple[list[ParsedRequirement], l
             else:
                 problems.append(Problem(f"pip option {option} is passed to pip unchecked", file, start, col, "warning", "requirements"))
             continue
+        if _has_credentials(line):  # checked before parsing, so no message below can quote the credential
+            problems.append(
+                Problem(
+                    "a URL with credentials (user:token@) would ship in the archive and the image; "
+                    "install from an index configured in a pip.conf build secret instead",
+                    file, start, col, code="secret",
+                )
+            )
+            continue
         spec = re.split(r"\s+--?[a-z]", line, maxsplit=1)[0].strip()  # drop per-requirement options (--hash=…)
         try:
             req = Requirement(spec)
@@ -69,7 +107,7 @@ def parse_requirements(text: str, file: str) -> tuple[list[ParsedRequirement], l
         if not pinned:
             problems.append(
                 Problem(
-                    f"'{spec}' is not pinned; use an exact version ({req.name}==X.Y.Z) so every image build installs the same code",
+                    f"'{_shown(spec)}' is not pinned; use an exact version ({_shown(req.name)}==X.Y.Z) so every image build installs the same code",
                     file, start, col, "warning", "unpinned",
                 )
             )

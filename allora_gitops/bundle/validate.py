@@ -16,7 +16,7 @@ from allora_gitops import constants as C
 from allora_gitops.bundle.ignore import BundleTree, symlink_escapes, walk_bundle
 from allora_gitops.bundle.importcheck import DEFAULT_IMPORT_TIMEOUT, ImportProbe, ImportResult
 from allora_gitops.bundle.manifest import BundleManifest, LoadedManifest, load_manifest
-from allora_gitops.bundle.requirements import ParsedRequirement, parse_requirements, provided_by
+from allora_gitops.bundle.requirements import ParsedRequirement, parse_requirements, provided_by, read_requirements
 from allora_gitops.bundle.secrets import scan_file
 from allora_gitops.errors import ManifestError, Problem
 
@@ -131,13 +131,15 @@ class _Checker:
         for key, rel in files:
             path = self.root / rel
             if not path.is_file():
-                self.problems.append(loaded.problem(f"{rel} not found (environment.{key}); create it, empty if the model needs no packages",
+                what = "is not a file" if path.exists() else "not found"
+                self.problems.append(loaded.problem(f"{rel} {what} (environment.{key}); create it, empty if the model needs no packages",
                                                     "environment", key, code="requirements"))
                 continue
             if not tree.ships(rel):
                 self.problems.append(loaded.problem(f"{rel} is excluded from the archive by the ignore rules", "environment", key, code="excluded"))
-            text = path.read_text(encoding="utf-8", errors="replace")
-            parsed, problems = parse_requirements(text, self.shown(rel))
+            text, problems = read_requirements(path, self.shown(rel))
+            parsed, more = parse_requirements(text, self.shown(rel)) if text is not None else ([], [])
+            problems += more
             if key == "constraints":  # constraints pin; they need not be pinned themselves twice
                 problems = [p for p in problems if p.code != "unpinned"]
             else:
@@ -267,8 +269,8 @@ def validate_bundle(
     else:  # the rest depends on model.yaml; the requirements file can still be checked
         rel = _requirements_path_anyway(root / C.MANIFEST_FILE)
         if rel and (root / rel).is_file():
-            text = (root / rel).read_text(encoding="utf-8", errors="replace")
-            checker.problems.extend(parse_requirements(text, checker.shown(rel))[1])
+            text, problems = read_requirements(root / rel, checker.shown(rel))
+            checker.problems.extend(problems if text is None else parse_requirements(text, checker.shown(rel))[1])
 
     problems = checker.problems
     if strict:

@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 
 from allora_gitops.errors import DatabaseError
+from allora_gitops.state import ensure_state_dir
 
 DATABASE_NAME = "allora_gitops"
 _lock = threading.Lock()
@@ -45,7 +46,7 @@ class EmbeddedPostgres:
         """Start the server if needed, register this process as a user, and return the database URL."""
         if self.url is not None:
             return self.url
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_state_dir(self.root)
         with _flock(self.root / "control.lock", fcntl.LOCK_EX):
             try:
                 self._start()

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from allora_gitops import constants as C
 from allora_gitops.bundle.manifest import BundleManifest
 from allora_gitops.errors import Problem, SettingsError
+from allora_gitops.redact import shown_value
 
 # Kubernetes resource quantities (a subset: no negatives, no exponents), e.g. 500m, 0.5, 2, 512Mi, 1.5Gi.
 _QUANTITY = re.compile(r"^(?P<num>\d+(\.\d+)?|\.\d+)(?P<unit>m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
@@ -98,7 +99,7 @@ class DeploymentSpec(_Model):
     archive_size: int = Field(ge=0)
     archive_url: str
     network: Literal["testnet", "mainnet"]
-    topic_id: int = Field(gt=0)
+    topic_id: int = Field(gt=0, le=C.MAX_TOPIC_ID)
     fee_tier: Literal["ECO", "STANDARD", "PRIORITY"]
     polling_interval: int = Field(gt=0)
     cpu: str
@@ -263,6 +264,6 @@ def _problem(err: dict) -> Problem:
         msg = msg[len("Value error, "):]
     value = err.get("input")
     shown = ""
-    if err["type"] in ("greater_than", "literal_error", "int_parsing", "int_type") and not isinstance(value, (dict, list)):
-        shown = f" (got {value!r})"
+    if err["type"] in ("greater_than", "less_than_equal", "literal_error", "int_parsing", "int_type") and not isinstance(value, (dict, list)):
+        shown = f" (got {shown_value(value)})"
     return Problem(f"{label}: {msg}{shown}" if label else msg, code="settings")

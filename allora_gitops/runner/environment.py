@@ -26,7 +26,7 @@ from typing import Callable, Iterator, Optional
 
 from allora_gitops import constants as C
 from allora_gitops.errors import RunError
-from allora_gitops.state import state_home
+from allora_gitops.state import ensure_state_dir, state_home
 
 READY_MARKER = ".allora-ready.json"
 KEY_VERSION = "1"  # bump when the layout or the build recipe of an environment changes
@@ -82,7 +82,7 @@ def venv_python(path: Path) -> Path:
 
 @contextmanager
 def _locked(lock_path: Path) -> Iterator[None]:
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_state_dir(lock_path.parent)
     with open(lock_path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

@@ -64,17 +64,24 @@ def open_store(url: str | None = None) -> ObjectStore:
         from allora_gitops.state import state_home
 
         return FileStore(state_home() / "objects")
+    from allora_gitops.redact import display_url
+
+    shown = display_url(url)  # every message below may quote the URL: never its credentials
     if url.startswith("file://"):
         raw = url[len("file://"):]
         if not raw:
-            raise UsageError(f"store URL {url!r} names no directory (file:///absolute/dir)")
+            raise UsageError(f"store URL {shown!r} names no directory (file:///absolute/dir)")
         return FileStore(Path(raw).expanduser())
     if url.startswith("s3://"):
         bucket, _, prefix = url[len("s3://"):].partition("/")
+        if "@" in bucket:
+            raise UsageError(
+                f"store URL {shown!r} holds credentials; give them as AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+            )
         if not bucket:
-            raise UsageError(f"store URL {url!r} names no bucket (s3://bucket/prefix)")
+            raise UsageError(f"store URL {shown!r} names no bucket (s3://bucket/prefix)")
         return S3Store(bucket, prefix.strip("/"))
-    raise UsageError(f"store URL {url!r}: expected file://DIR or s3://bucket/prefix")
+    raise UsageError(f"store URL {shown!r}: expected file://DIR or s3://bucket/prefix")
 
 
 def _check_key(key: str) -> str:

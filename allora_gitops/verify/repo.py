@@ -111,6 +111,12 @@ def select_changed(root: Path, paths: list[str], overlays: list[Path], dockerfil
 def verify_repo(root: Path, changed_since: str | None = None, jobs: int | None = None) -> VerifyReport:
     if not root.is_dir():
         raise VerifyError(f"{root} is not a directory")
+    if not any((root / d).is_dir() for d in (C.DEPLOYMENTS_DIR, C.BUILDS_DIR, C.ARGOCD_DIR)):
+        # A CI job run in the wrong directory must not pass by checking nothing.
+        raise VerifyError(
+            f"{root} is not a GitOps repository: no {C.DEPLOYMENTS_DIR}/, {C.BUILDS_DIR}/ or {C.ARGOCD_DIR}/ "
+            "(create one with `allora-gitops repo init`)"
+        )
     overlays, dockerfiles, argocd = find_overlays(root), find_dockerfiles(root), find_argocd_files(root)
     if changed_since:
         overlays, dockerfiles, argocd = select_changed(root, changed_paths(root, changed_since), overlays, dockerfiles, argocd)
