@@ -235,6 +235,30 @@ class Builder(ABC):
         except sh.CommandNotFound:
             raise ImageBuildError(f"{self.name} is not installed (or not on PATH)") from None
 
+    def _build_with(self, head: list[str], request: BuildRequest) -> str:
+        """Run ``head`` + the flags both tools spell alike (file, iidfile, build args, secrets, tags,
+        context); return the image ID from the iidfile, or raise with the failing Dockerfile step."""
+        iidfile = request.context.parent / f".{request.context.name}.iid"
+        args = [*head, "--file", str(request.dockerfile), "--iidfile", str(iidfile)]
+        for key, value in request.build_args.items():
+            args += ["--build-arg", f"{key}={value}"]
+        for sid, src in request.secrets.items():
+            args += ["--secret", f"id={sid},src={src}"]
+        for tag in request.tags:
+            args += ["--tag", tag]
+        args.append(str(request.context))
+        tracker = StepTracker.for_dockerfile(request.dockerfile.read_text(encoding="utf-8"))
+        code, tail = self._run_streaming(*args, tracker=tracker)
+        if code != 0:
+            raise ImageBuildError(
+                f"the image build failed at {tracker.describe_failure(request.dockerfile.name)}",
+                _problems(tail),
+            )
+        try:
+            return iidfile.read_text().strip()
+        finally:
+            iidfile.unlink(missing_ok=True)
+
     def _run_quiet(self, *args: str, env: Optional[dict[str, str]] = None) -> tuple[int, str, str]:
         import sh
 
@@ -332,30 +356,11 @@ class BuildahBuilder(Builder):
             raise ImageBuildError(f"cannot pull {ref}: {_last_error(tail)}")
 
     def build(self, request: BuildRequest) -> str:
-        iidfile = request.context.parent / f".{request.context.name}.iid"
         # docker format: the OCI image config has no HEALTHCHECK, and the Dockerfile declares one.
         args = [*self._global(), "bud", "--isolation", self._env()["BUILDAH_ISOLATION"], "--pull=false", "--format", "docker"]
         if request.layers:
             args.append("--layers")
-        args += ["--file", str(request.dockerfile), "--iidfile", str(iidfile)]
-        for key, value in request.build_args.items():
-            args += ["--build-arg", f"{key}={value}"]
-        for sid, src in request.secrets.items():
-            args += ["--secret", f"id={sid},src={src}"]
-        for tag in request.tags:
-            args += ["--tag", tag]
-        args.append(str(request.context))
-        tracker = StepTracker.for_dockerfile(request.dockerfile.read_text(encoding="utf-8"))
-        code, tail = self._run_streaming(*args, tracker=tracker)
-        if code != 0:
-            raise ImageBuildError(
-                f"the image build failed at {tracker.describe_failure(request.dockerfile.name)}",
-                _problems(tail),
-            )
-        try:
-            return iidfile.read_text().strip()
-        finally:
-            iidfile.unlink(missing_ok=True)
+        return self._build_with(args, request)
 
     def push(self, ref: str) -> Optional[str]:
         digest_file = Path(os.environ.get("TMPDIR", "/tmp")) / f".allora-push-{os.getpid()}.digest"
@@ -406,26 +411,7 @@ class DockerBuilder(Builder):
             raise ImageBuildError(f"cannot pull {ref}: {_last_error(tail)}")
 
     def build(self, request: BuildRequest) -> str:
-        iidfile = request.context.parent / f".{request.context.name}.iid"
-        args = ["build", "--progress=plain", "--pull=false", "--file", str(request.dockerfile), "--iidfile", str(iidfile)]
-        for key, value in request.build_args.items():
-            args += ["--build-arg", f"{key}={value}"]
-        for sid, src in request.secrets.items():
-            args += ["--secret", f"id={sid},src={src}"]
-        for tag in request.tags:
-            args += ["--tag", tag]
-        args.append(str(request.context))
-        tracker = StepTracker.for_dockerfile(request.dockerfile.read_text(encoding="utf-8"))
-        code, tail = self._run_streaming(*args, tracker=tracker)
-        if code != 0:
-            raise ImageBuildError(
-                f"the image build failed at {tracker.describe_failure(request.dockerfile.name)}",
-                _problems(tail),
-            )
-        try:
-            return iidfile.read_text().strip()
-        finally:
-            iidfile.unlink(missing_ok=True)
+        return self._build_with(["build", "--progress=plain", "--pull=false"], request)
 
     def push(self, ref: str) -> Optional[str]:
         code, tail = self._run_streaming("push", ref)

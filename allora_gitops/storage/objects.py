@@ -189,6 +189,15 @@ def _source_size(path: Path) -> int:
         raise StorageError(f"cannot read {path}: {_os_reason(exc)}") from None
 
 
+def _discard_temp(tmp_name: str | None) -> None:
+    """Remove a temp file left by a failed write; failing to remove it must not hide the first error."""
+    if tmp_name is not None:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+
+
 def _atomic_copy(source: Path, target: Path, sha256: str, label: str, progress, *, on_error, on_mismatch) -> None:
     """Copy ``source`` to ``target`` through a temp file in the same directory, renamed only if it hashes to ``sha256``."""
     tmp_name = None
@@ -217,11 +226,7 @@ def _atomic_copy(source: Path, target: Path, sha256: str, label: str, progress, 
     except OSError as exc:
         raise StorageError(on_error(_os_reason(exc))) from None
     finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
+        _discard_temp(tmp_name)
 
 
 # --- s3:// --------------------------------------------------------------------------------------
@@ -443,11 +448,7 @@ class S3Store(ObjectStore):
         except Exception as exc:  # noqa: BLE001
             raise self._error(exc, f"download {self.url_for(key)}") from None
         finally:
-            if tmp_name is not None:
-                try:
-                    os.unlink(tmp_name)
-                except OSError:
-                    pass
+            _discard_temp(tmp_name)
         return dest
 
     def _refuse_missing_bucket(self) -> None:
