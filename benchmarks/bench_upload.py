@@ -4,7 +4,7 @@
     python benchmarks/bench_upload.py [--archive PATH] [--rounds N]
 
 Starts a local SeaweedFS (``weed mini``), builds the 146 MB benchmark archive from
-``/work/shared/bench/make_bundle.py`` unless ``--archive`` is given, then alternates the two
+``benchmarks/make_bundle.py`` unless ``--archive`` is given, then alternates the two
 uploads (a fresh key each time, so nothing is skipped) and prints the median wall times and
 their ratio. Finally it uploads the same archive again through ``put_file`` and counts the S3
 requests that costs (botocore ``before-call`` events): the target is exactly one HEAD.
@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 from allora_gitops.storage.objects import S3Store, file_sha256  # noqa: E402
 from tests.fixtures.s3 import start_s3_server, stop_s3_server  # noqa: E402
 
-MAKE_BUNDLE = Path("/work/shared/bench/make_bundle.py")
+MAKE_BUNDLE = Path(__file__).resolve().parent / "make_bundle.py"
 
 
 def build_archive(work: Path) -> Path:

@@ -195,8 +195,6 @@ def find_checkov() -> str:
 
     beside = Path(sys.executable).parent / "checkov"
     found = str(beside) if beside.exists() else shutil.which("checkov")
-    if not found and Path("/work/venv-checkov/bin/checkov").exists():
-        found = "/work/venv-checkov/bin/checkov"
     assert found, "checkov is needed (bash .ci/setup links it beside the interpreter)"
     return found
 

@@ -1,6 +1,6 @@
 """The CRD schemas ``verify`` validates custom resources against, shipped in the package.
 
-Each served version of each CustomResourceDefinition in ``/work/shared/crds``
+Each served version of each CustomResourceDefinition in the team's ``shared/crds``
 (Argo CD Application, ApplicationSet, AppProject; external-secrets
 ExternalSecret) is stored as its ``openAPIV3Schema`` alone, as gzip-compressed
 JSON (``crds/<group>_<version>_<Kind>.json.gz``, about 5% of the YAML size).
