@@ -160,3 +160,41 @@ def test_pin_kustomization_keeps_comments_and_changes_one_line():
     text = "# keep me\nimages:\n  - name: a\n    newName: r/a\n    newTag: 1-abc\n"
     out = pin_kustomization(text, "a", "r/a:1-abc", "sha256:" + "b" * 64)
     assert out == text + f"    digest: sha256:{'b' * 64}\n"
+
+
+def test_verify_on_the_base_branch_requires_mainnet_pinned_and_passes_once_it_is(cli, gitops_remote, pushed, tmp_path):
+    image, digest = pushed
+    main = tmp_path / "main"
+    subprocess.run(["git", "clone", "-q", "-b", "main", str(gitops_remote), str(main)], check=True)
+
+    r = cli("gitops", "verify", main)
+
+    assert r.code == 1
+    findings = [line for line in r.out.splitlines() if line.endswith("[image-digest]")]
+    assert findings == [
+        f"{C.deployment_overlay_dir(NAME, 'mainnet')}: error: Deployment/{NAME}-mainnet: container model: image {image} is not pinned "
+        "by digest (required on the base branch for mainnet: build-image --push --write-back, or pin-image) [image-digest]"
+    ]  # testnet may run the tag until it is pinned
+    assert cli("gitops", "verify", main, "--no-require-digest").code == 0
+
+    assert cli("gitops", "pin-image", NAME, "--image", image, "--digest", digest, "--repo", gitops_remote, "--network", "mainnet", "--branch", "main").code == 0
+    subprocess.run(["git", "-C", str(main), "pull", "-q", "--ff-only"], check=True)
+    r = cli("gitops", "verify", main)
+    assert r.code == 0, r.out
+
+
+def test_diff_shows_a_digest_change_as_one_summary_line(cli, gitops_remote, pushed):
+    image, digest = pushed
+    assert cli("gitops", "pin-image", NAME, "--image", image, "--digest", digest, "--repo", gitops_remote, "--network", "testnet", "--version", "1.0.0").code == 0
+
+    r = cli("gitops", "diff", "--repo", gitops_remote, "--base", "main", C.pin_branch(NAME, "testnet", "1.0.0"))
+
+    assert r.code == 1, r.err
+    summary = [line for line in r.out.splitlines() if line.startswith("#     ")]
+    assert summary == [f"#     image: {image} → {image}@{digest}"]
+    changed = [line for line in r.out.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert sorted(changed) == sorted([
+        "-    checkov.io/skip2: CKV_K8S_43=the image is built after rendering; its tag is derived from the bundle sha256 and never reused",
+        f"-        image: {image}",
+        f"+        image: {image}@{digest}",
+    ])  # the rendered objects: the image line, and the skip that no longer holds
