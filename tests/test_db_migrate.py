@@ -42,7 +42,8 @@ def tables(url: str) -> set[str]:
 
 def test_migrations_ship_in_the_package_and_are_well_formed():
     migrations = load_migrations()
-    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    versions = [m.version for m in migrations]
+    assert versions == sorted(set(versions)) and versions[0] == 1  # numbered per issue, so gaps are allowed until all land
     assert all(m.path.parent == MIGRATIONS_DIR for m in migrations)
     assert migrations[0].label == "0001_records"
 
