@@ -52,6 +52,7 @@ class ArgoCDSettings:
 ALLOWED_KINDS = (
     ("", "ServiceAccount"),
     ("apps", "Deployment"),
+    ("batch", "Job"),  # sandboxes/<name>-<sha12>/ (render/sandbox.py)
     ("external-secrets.io", "ExternalSecret"),
     ("networking.k8s.io", "NetworkPolicy"),
     ("policy", "PodDisruptionBudget"),
@@ -115,9 +116,11 @@ def render_argocd(settings: ArgoCDSettings) -> dict[str, str]:
         "argocd": settings,
         "C": C,
         "allowed_kinds": ALLOWED_KINDS,
-        # Go templates, filled in by the ApplicationSet controller for each overlay directory.
-        "app_name": "{{index .path.segments 1}}-{{.path.basename}}",
-        "app_network": "{{.path.basename}}",
+        # Go templates, filled in by the ApplicationSet controller for each overlay (or sandbox) directory.
+        "app_name": f'{{{{if eq (index .path.segments 0) "{C.SANDBOXES_DIR}"}}}}sandbox-{{{{.path.basename}}}}'
+        "{{else}}{{index .path.segments 1}}-{{.path.basename}}{{end}}",
+        "app_network": f'{{{{if eq (index .path.segments 0) "{C.SANDBOXES_DIR}"}}}}{C.SANDBOX_NETWORK}{{{{else}}}}{{{{.path.basename}}}}{{{{end}}}}',
+
         "app_path": "{{.path.path}}",
     }
     return {

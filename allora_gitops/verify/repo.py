@@ -46,10 +46,9 @@ class VerifyReport:
 
 
 def find_overlays(root: Path) -> list[Path]:
-    base = root / C.DEPLOYMENTS_DIR
-    return sorted(
-        d for d in base.glob("*/overlays/*") if d.is_dir() and any((d / k).is_file() for k in KUSTOMIZATION_FILES)
-    )
+    """Every directory Argo CD builds: ``deployments/*/overlays/*`` and ``sandboxes/*``."""
+    candidates = [*(root / C.DEPLOYMENTS_DIR).glob("*/overlays/*"), *(root / C.SANDBOXES_DIR).glob("*")]
+    return sorted(d for d in candidates if d.is_dir() and any((d / k).is_file() for k in KUSTOMIZATION_FILES))
 
 
 def find_dockerfiles(root: Path) -> list[Path]:
@@ -95,6 +94,8 @@ def select_changed(root: Path, paths: list[str], overlays: list[Path], dockerfil
                 touched_overlays.add("/".join(parts[:4]))
             else:
                 names_with_base.add(parts[1])  # base or anything shared: every overlay of the name
+        elif parts[0] == C.SANDBOXES_DIR and len(parts) >= 2:
+            touched_overlays.add("/".join(parts[:2]))
         elif parts[0] == C.BUILDS_DIR and len(parts) >= 3:
             touched_builds.add("/".join(parts[:3]))
         elif parts[0] == C.ARGOCD_DIR:
@@ -134,7 +135,7 @@ def verify_repo(
 ) -> VerifyReport:
     if not root.is_dir():
         raise VerifyError(f"{root} is not a directory")
-    if not any((root / d).is_dir() for d in (C.DEPLOYMENTS_DIR, C.BUILDS_DIR, C.ARGOCD_DIR)):
+    if not any((root / d).is_dir() for d in (C.DEPLOYMENTS_DIR, C.BUILDS_DIR, C.ARGOCD_DIR, C.SANDBOXES_DIR)):
         # A CI job run in the wrong directory must not pass by checking nothing.
         raise VerifyError(
             f"{root} is not a GitOps repository: no {C.DEPLOYMENTS_DIR}/, {C.BUILDS_DIR}/ or {C.ARGOCD_DIR}/ "
