@@ -146,6 +146,7 @@ def archive_object_key(name: str, version: str, sha256: str) -> str:
 DEFAULT_BRANCH = "main"
 CI_WORKFLOW_FILE = ".github/workflows/allora-gitops.yaml"
 CI_IMAGES_WORKFLOW_FILE = ".github/workflows/images.yaml"  # build-image for changed builds/ directories
+CI_SANDBOXES_WORKFLOW_FILE = ".github/workflows/sandboxes.yaml"  # scheduled `sandbox prune`
 REPO_MARKER_KIND = "AlloraGitopsRepository"  # the `kind:` inside REPO_MARKER_FILE
 REPO_LAYOUT_VERSION = 1
 # Commits made by the tool: a fixed identity, so the same change always reads the same in `git log`.

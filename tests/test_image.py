@@ -402,8 +402,10 @@ def test_the_images_workflow_picks_changed_build_directories(gitops_template_rep
         "allora-gitops build-image builds/b/2.0.0 --builder buildah --no-record",
     ]
     env.update(EVENT="push", BEFORE=subprocess.run(["git", "-C", str(repo), "rev-parse", "base"], capture_output=True, text=True).stdout.strip())
+    env.update(GH_TOKEN="t0ken", GITHUB_SERVER_URL="https://github.com", GITHUB_REPOSITORY="org/deployments")
     proc = subprocess.run(["bash", "-e", "-c", script], cwd=repo, env=env, capture_output=True, text=True)
+    write_back = "--write-back https://x-access-token:t0ken@github.com/org/deployments.git"  # the digests go back on pin/ branches
     assert [line for line in proc.stdout.splitlines() if line.startswith("allora-gitops")] == [
-        "allora-gitops build-image builds/a/1.1.0 --builder buildah --no-record --push",
-        "allora-gitops build-image builds/b/2.0.0 --builder buildah --no-record --push",
+        f"allora-gitops build-image builds/a/1.1.0 --builder buildah --no-record --push {write_back}",
+        f"allora-gitops build-image builds/b/2.0.0 --builder buildah --no-record --push {write_back}",
     ]
