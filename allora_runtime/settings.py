@@ -22,6 +22,7 @@ from allora_runtime.contract import (
     DEFAULT_POLLING_INTERVAL,
     DEFAULT_RETRY_BACKOFF,
     DEFAULT_WALLET_DIR,
+    ENV_MAX_RUNTIME,
     FALSE_WORDS,
     FEE_TIERS,
 )
@@ -67,6 +68,7 @@ class Settings:
     connect_retries: int
     retry_backoff: float
     max_stuck_calls: int
+    max_runtime: Optional[float] = None  # ALLORA_MAX_RUNTIME seconds: stop and exit 0 when reached (None: run until stopped)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -83,6 +85,7 @@ class Settings:
             "fee_tier": self.fee_tier,
             "polling_interval": self.polling_interval,
             "max_seconds": self.max_seconds,
+            "max_runtime": self.max_runtime,
             "api_key": "set" if self.api_key else "unset",
             "metrics_port": self.metrics_port,
             "heartbeat_file": self.heartbeat_file,
@@ -257,6 +260,7 @@ def load_settings(bundle_root: Path, env: dict[str, str], timeout: Optional[floa
         connect_retries=_positive_int(_env(env, "ALLORA_CONNECT_RETRIES") or DEFAULT_CONNECT_RETRIES, "ALLORA_CONNECT_RETRIES"),
         retry_backoff=_number(_env(env, "ALLORA_RETRY_BACKOFF") or DEFAULT_RETRY_BACKOFF, "ALLORA_RETRY_BACKOFF"),
         max_stuck_calls=_positive_int(_env(env, "ALLORA_MAX_STUCK_CALLS") or DEFAULT_MAX_STUCK_CALLS, "ALLORA_MAX_STUCK_CALLS"),
+        max_runtime=_number(_env(env, ENV_MAX_RUNTIME), ENV_MAX_RUNTIME) if _env(env, ENV_MAX_RUNTIME) is not None else None,
     )
 
 
