@@ -39,7 +39,7 @@ class PinRequest:
     name: str
     image: str
     digest: str
-    version: Optional[str] = None  # finds the review branch; default: the tag's version part is not parsed, so pass it
+    version: Optional[str] = None  # finds the open review branch deploy/NAME/NETWORK/VERSION; names the pin/ branch
     networks: tuple[str, ...] = ()  # default: every network whose overlay references the image
     branch: Optional[str] = None  # commit here instead of the review branch / pin branch
     base_branch: str = C.DEFAULT_BRANCH
@@ -61,10 +61,6 @@ class PinResult:
     image: str
     digest: str
     overlays: list[PinnedOverlay] = field(default_factory=list)
-
-    @property
-    def reference(self) -> str:
-        return f"{self.image}@{self.digest}"
 
     def to_dict(self) -> dict:
         return {"name": self.name, "image": self.image, "digest": self.digest, "overlays": [asdict(o) for o in self.overlays]}
@@ -96,7 +92,7 @@ def pin_image(request: PinRequest, say: Callable[[str], None] = lambda _m: None)
     base = Snapshot(cache.git, cache.fetch(request.base_branch, heads[request.base_branch]))
     result = PinResult(name=request.name, image=request.image, digest=request.digest)
     for network in request.networks or C.NETWORKS:
-        branch = request.branch or _target_branch(cache, heads, base, request, network)
+        branch = _target_branch(cache, heads, base, request, network)
         if branch is None:
             continue
         persisted = persist(
@@ -124,6 +120,10 @@ def _pinned(network: str, persisted: Persisted) -> PinnedOverlay:
 
 
 def _target_branch(cache: RepoCache, heads: dict[str, str], base: Snapshot, request: PinRequest, network: str) -> Optional[str]:
+    """The branch to pin ``network``'s overlay on, or None when no overlay of that network runs the image."""
+    if request.branch:
+        where = base if request.branch not in heads else Snapshot(cache.git, cache.fetch(request.branch, heads[request.branch]))
+        return request.branch if _references(where, request.name, network, request.image) else None
     on_base = _references(base, request.name, network, request.image)
     if request.version:
         review = C.review_branch(request.name, network, request.version)
