@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -178,17 +177,12 @@ def test_per_user_limit_and_prune_with_a_fake_clock(cli, env, gitops_remote, rec
 
 
 def test_repo_init_adds_a_scheduled_prune_workflow_that_passes_zizmor(gitops_template_repo, tmp_path):
-    import sys
-
     import yaml
 
+    from tests.fixtures.workflows import zizmor_findings
+
     text = remote_file(gitops_template_repo, "main", C.CI_SANDBOXES_WORKFLOW_FILE)
-    workflow = tmp_path / "sandboxes.yaml"
-    workflow.write_text(text)
-    zizmor = shutil.which("zizmor") or str(Path(sys.executable).parent / "zizmor")
-    proc = subprocess.run([zizmor, "--offline", "--persona=pedantic", "--format=json", str(workflow)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert json.loads(proc.stdout) == []
+    assert zizmor_findings(text, tmp_path / "sandboxes.yaml") == []
     doc = yaml.safe_load(text)
     assert doc[True]["schedule"] == [{"cron": "*/10 * * * *"}]
     assert '"$RUNNER_TEMP/venv/bin/allora-gitops" sandbox prune --no-record --base "main"' in doc["jobs"]["prune"]["steps"][-1]["run"]

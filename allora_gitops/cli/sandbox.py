@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
-REPO_HELP = "The GitOps repository: a URL or a path (a bare repository works). Must be initialised by `repo init`."
+from allora_gitops.cli.publish import REPO_HELP
 
 
 class _StartByDefault(TyperGroup):
