@@ -296,22 +296,16 @@ def _to_plain(node: Any) -> Any:
 
 
 def parse_yaml_with_positions(text: str, file: str) -> Any:
-    """Parse YAML text with ruamel round-trip; syntax errors become a ManifestError with a position."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    """model.yaml text as ruamel round-trip data (``.lc`` positions), bounded by :mod:`allora_gitops.boundedyaml`.
 
-    yaml = YAML(typ="rt")
-    yaml.allow_duplicate_keys = False
+    Raises ManifestError with one ``file:line:col`` problem for a syntax error or a file over the bounds.
+    """
+    from allora_gitops.boundedyaml import YamlError, load_yaml
+
     try:
-        return yaml.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        col = mark.column + 1 if mark else None
-        reason = (exc.problem or exc.context or "invalid YAML").strip()
-        raise ManifestError(problems=[Problem(f"invalid YAML: {reason}", file, line, col, code="yaml")]) from None
-    except YAMLError as exc:
-        raise ManifestError(problems=[Problem(f"invalid YAML: {exc}", file, code="yaml")]) from None
+        return load_yaml(text, file, positions=True)
+    except YamlError as exc:
+        raise ManifestError(problems=exc.problems) from None
 
 
 def load_manifest(path: Path, display: Optional[str] = None) -> LoadedManifest:
