@@ -133,8 +133,46 @@ def test_missing_requirements_file(make):
 def test_unparseable_requirement_line(make):
     got = lines(make({"requirements.txt": "numpy==1.26.4\n\n  pandas=2.2\n"}))
     assert got == [
-        "b/requirements.txt:3:3: error: not a valid PEP 508 requirement: "
-        "Expected semicolon (after name with no version specifier) or end"
+        "b/requirements.txt:3:3: error: invalid requirement 'pandas=2.2': "
+        "Expected semicolon (after name with no version specifier) or end (= is not a valid operator. Did you mean == ?)"
+    ]
+    # the line is quoted as pip quotes it: the user sees what they wrote
+    assert lines(make({"requirements.txt": "numpy=>1.0\n"})) == [
+        "b/requirements.txt:1:1: error: invalid requirement 'numpy=>1.0': Expected semicolon (after name with no version specifier) or end"
+    ]
+    # a line holding a secret is never quoted
+    key = "0x" + "4f3edf983ac636a65a842ce7c78d9aa706d3b113bce9c46f30d7d21715b23b1d"
+    assert lines(make({"requirements.txt": f"wallet={key}\n"})) == [
+        "b/requirements.txt:1:1: error: invalid requirement (not shown: it holds a secret): Expected semicolon "
+        "(after name with no version specifier) or end (= is not a valid operator. Did you mean == ?)",
+        "b/requirements.txt:1:8: error: 64-hex-digit string that looks like a private key; keep keys out of the bundle",
+    ]
+
+
+def test_requirements_follow_pips_grammar(make):
+    """A full-line comment ending in a backslash does not swallow the next line (pip's join_lines)."""
+    text = (
+        "# pinned for the demo \\\n"
+        "numpy==1.26.4\n"
+        "pandas==2.2.0 \\\n"
+        "    --hash=sha256:" + "a" * 64 + "\n"
+        'requests[socks]==2.31.0 ; python_version >= "3.8"  # trailing comment\n'
+    )
+    report = validate_bundle(make({"requirements.txt": text}), display="b")
+    assert [str(p) for p in report.problems] == []
+    from allora_gitops.bundle.requirements import parse_requirements
+
+    reqs, _ = parse_requirements(text, "r.txt")
+    assert [(r.name, r.line, r.pinned) for r in reqs] == [("numpy", 2, True), ("pandas", 3, True), ("requests", 5, True)]
+
+
+def test_nested_requirement_files_are_refused_not_left_to_fail_in_the_image(make):
+    got = lines(make({"requirements.txt": "-r base.txt\n--constraint c.txt\n", "base.txt": "numpy==1.26.4\n"}))
+    assert got == [
+        "b/requirements.txt:1:1: error: -r names another requirements file, which would be missing where the image "
+        "installs this one; list its requirements here",
+        "b/requirements.txt:2:1: error: --constraint names a constraints file from inside the requirements file; "
+        "set environment.constraints in model.yaml instead",
     ]
 
 
@@ -181,8 +219,32 @@ def test_requirement_urls_with_credentials_are_refused_without_quoting_them(make
 def test_a_requirements_file_that_is_not_utf8_is_named_with_its_position(make):
     # errors="replace" used to turn the byte into U+FFFD and report a PEP 508 parse error instead
     assert lines(make({"requirements.txt": b"numpy==1.26.4\nscipy==1.1\xff\n"})) == [
-        "b/requirements.txt:2:11: error: not UTF-8 text (byte 0xff)"
+        "b/requirements.txt:2:11: error: not UTF-8 text (byte 0xff; it looks like Windows-1252 / Latin-1); re-save it as UTF-8"
     ]
+
+
+@pytest.mark.parametrize("codec, bom", [("utf-8", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff"),
+                                        ("utf-32-le", b"\xff\xfe\x00\x00")])
+def test_bom_marked_text_is_decoded_as_pip_and_git_do(make, codec, bom):
+    """PowerShell's `pip freeze > requirements.txt` writes UTF-16 LE with a BOM; pip installs from it."""
+    enc = lambda text: bom + text.encode(codec)  # noqa: E731
+    root = make({
+        "requirements.txt": enc("numpy\r\n"),
+        "constraints.txt": enc("numpy==1.26.4\n"),
+        ".allorabundleignore": enc("notes/\n"),
+        "notes/secret.txt": "abandon " * 11 + "about\n",  # excluded by the ignore file, so not scanned
+        "model.yaml": enc(MODEL + '  constraints: "constraints.txt"\n'),
+    })
+    report = validate_bundle(root, display="b")
+    assert [str(p) for p in report.problems] == [
+        "b/requirements.txt:1:1: warning: 'numpy' is not pinned; use an exact version (numpy==X.Y.Z) so every image build installs the same code"
+    ]
+    assert report.manifest.environment.constraints == "constraints.txt"
+
+
+def test_utf16_without_a_bom_is_refused_naming_what_it_looks_like(make):
+    got = lines(make({"requirements.txt": "numpy==1.26.4\n".encode("utf-16-le")}))
+    assert got == ["b/requirements.txt:1:2: error: not UTF-8 text (byte 0x00; it looks like UTF-16 LE without a byte-order mark); re-save it as UTF-8"]
 
 
 def test_a_huge_requirement_is_quoted_shortened(make):

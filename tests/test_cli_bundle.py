@@ -164,7 +164,7 @@ def test_validate_invalid_lists_every_problem_and_exits_1(cli, example):
     out = res.out.splitlines()
     assert out[1] == f"{example}/model.yaml:7:12: error: python.version: Python 3.14 is not supported; use one of 3.10, 3.11, 3.12, 3.13"
     assert out[2].startswith(f"{example}/requirements.txt:1:1: warning: 'numpy>=1' is not pinned")
-    assert out[3].startswith(f"{example}/requirements.txt:2:1: error: not a valid PEP 508 requirement")
+    assert out[3].startswith(f"{example}/requirements.txt:2:1: error: invalid requirement 'not a requirement!': Expected semicolon")
     assert "✗ model.yaml structure is valid" in out
     assert "✗ requirements parse and are pinned" in out
     assert out[-1] == "❌ Bundle validation failed: 2 errors, 1 warning"

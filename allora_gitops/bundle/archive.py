@@ -424,7 +424,7 @@ def inspect_archive(archive: Path) -> ArchiveInfo:
     # An archive may not come from `allora-bundle build` (or from this version of it): it is scanned like a
     # bundle directory, because render/publish upload it and bake it into an image.
     leaks: list[SecretFinding] = []
-    from allora_gitops.bundle.secrets import MAX_SCAN_BYTES, SNIFF_BYTES, SecretFinding, is_env_file, scan_bytes
+    from allora_gitops.bundle.secrets import MAX_SCAN_BYTES, SecretFinding, is_env_file, scan_bytes, text_for_scan
 
     def bad(message: str, where: Optional[str] = None) -> None:
         problems.append(Problem(message, f"{display}!{where}" if where else display, code="archive"))
@@ -470,8 +470,9 @@ def inspect_archive(archive: Path) -> ArchiveInfo:
                     if name == C.ARCHIVE_MANIFEST:
                         manifest_doc = bytes(kept)
                         continue
-                    if scan and b"\0" not in kept[:SNIFF_BYTES]:  # text: the same secret scan validate runs
-                        leaks.extend(scan_bytes(name, bytes(kept)))
+                    scanned = text_for_scan(bytes(kept)) if scan else None
+                    if scanned is not None:  # text: the same secret scan validate runs
+                        leaks.extend(scan_bytes(name, scanned))
                     if name == C.MANIFEST_FILE:
                         model_yaml = bytes(kept)
                     digests[name] = ArchiveFile(name, member.size, h.hexdigest(), member.mode & 0o7777)

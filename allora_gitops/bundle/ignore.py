@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from allora_gitops import constants as C
+from allora_gitops.bundle.text import decode_text
 
 
 @dataclass(frozen=True)
@@ -48,15 +49,18 @@ class BundleTree:
 
 
 class IgnoreRules:
-    """Gitignore-style rules: the defaults, then the bundle's ``.allorabundleignore``, then ``extra``."""
+    """Gitignore-style rules: the defaults, then the bundle's ``.allorabundleignore``, then ``extra``.
+
+    Raises BundleTextError when the ignore file is in an encoding git would not read the same way.
+    """
 
     def __init__(self, root: Path, extra: tuple[str, ...] = ()):
         import pathspec
 
         lines = list(C.DEFAULT_EXCLUDES) + ["/" + C.IGNORE_FILE]
         ignore_file = root / C.IGNORE_FILE
-        if ignore_file.is_file():
-            lines += ignore_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        if ignore_file.is_file():  # decoded as git reads .gitignore (a UTF-8 BOM is skipped); BundleTextError otherwise
+            lines += decode_text(ignore_file.read_bytes(), C.IGNORE_FILE).splitlines()
         lines += list(extra)
         self._spec = pathspec.GitIgnoreSpec.from_lines(lines)
 

@@ -322,10 +322,12 @@ def load_manifest(path: Path, display: Optional[str] = None) -> LoadedManifest:
 
 def load_manifest_text(raw: bytes | str, file: str) -> LoadedManifest:
     if isinstance(raw, bytes):
+        from allora_gitops.bundle.text import BundleTextError, decode_text
+
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ManifestError(problems=[Problem(f"not UTF-8 text (byte {exc.start})", file, code="yaml")]) from None
+            text = decode_text(raw, file, code="yaml")
+        except BundleTextError as exc:
+            raise ManifestError(problems=exc.problems) from None
     else:
         text = raw
     data = parse_yaml_with_positions(text, file)

@@ -2,7 +2,7 @@
 
 Each finding names the file and line, never the secret itself. Binary files
 (a NUL byte in the first 8 KiB: weights, pickles) are not scanned; text files
-are, whatever their extension. A 64-hex string is a key unless its line says
+are, whatever their extension, UTF-16/32 ones with a byte-order mark included. A 64-hex string is a key unless its line says
 it is a digest (sha256, hash, checksum …), so pinned hashes do not trip it.
 A run of 12–24 BIP-39 words counts only when its checksum is valid, so prose
 does not trip it either.
@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from allora_gitops.bundle.text import bom_encoding
 
 SNIFF_BYTES = 8192
 MAX_SCAN_BYTES = 64 << 20  # text files larger than this are data, not configuration
@@ -145,6 +147,20 @@ def _mnemonic_in(run: list[tuple[int, str]]) -> int | None:
     return None
 
 
+def text_for_scan(data: bytes) -> bytes | None:
+    """``data`` as the scan reads it (UTF-8 bytes), or None when it is binary.
+
+    BOM-marked UTF-16/32 text is re-encoded as UTF-8, so newlines and thus line numbers survive
+    (PowerShell writes UTF-16 by default: a mnemonic saved there must not ship as "binary").
+    Otherwise a NUL byte in the first ``SNIFF_BYTES`` means binary, and text is scanned as it is.
+    """
+    codec = bom_encoding(data)
+    if codec is not None and codec != "utf-8":
+        bom_len = 4 if codec.startswith("utf-32") else 2
+        return data[bom_len:].decode(codec, errors="replace").encode("utf-8")
+    return None if b"\0" in data[:SNIFF_BYTES] else data
+
+
 def scan_file(path: str, abs_path: Path, size: int) -> list[SecretFinding]:
     if is_env_file(path):
         return [SecretFinding(path, None, None, "env")]
@@ -153,9 +169,9 @@ def scan_file(path: str, abs_path: Path, size: int) -> list[SecretFinding]:
     try:
         with open(abs_path, "rb") as fh:
             head = fh.read(SNIFF_BYTES)
-            if b"\0" in head:
-                return []
-            data = head + fh.read()
+            if b"\0" in head and bom_encoding(head) in (None, "utf-8"):
+                return []  # binary: not read further
+            data = text_for_scan(head + fh.read())
     except OSError:
         return []
-    return scan_bytes(path, data)
+    return scan_bytes(path, data) if data is not None else []

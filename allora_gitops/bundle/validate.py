@@ -18,6 +18,7 @@ from allora_gitops.bundle.importcheck import DEFAULT_IMPORT_TIMEOUT, ImportProbe
 from allora_gitops.bundle.manifest import BundleManifest, LoadedManifest, load_manifest
 from allora_gitops.bundle.requirements import ParsedRequirement, parse_requirements, provided_by, read_requirements
 from allora_gitops.bundle.secrets import scan_file
+from allora_gitops.bundle.text import BundleTextError
 from allora_gitops.errors import ManifestError, Problem
 
 LOCAL_ONLY_CODES = frozenset({"not-installed"})  # warnings that --strict leaves as warnings
@@ -254,10 +255,13 @@ def validate_bundle(
 
     try:
         tree = walk_bundle(root, extra_excludes)
-    except OSError as exc:
+    except (OSError, BundleTextError) as exc:
         if started is not None:
             started[0].result()
-        checker.add(f"cannot read the bundle: {exc.strerror} ({exc.filename})", code="io")
+        if isinstance(exc, BundleTextError):  # the ignore file: what ships cannot be known without it
+            checker.problems.extend(replace(p, file=checker.shown(p.file or C.IGNORE_FILE)) for p in exc.problems)
+        else:
+            checker.add(f"cannot read the bundle: {exc.strerror} ({exc.filename})", code="io")
         report.problems = checker.problems
         return report
     report.tree = tree
@@ -283,9 +287,10 @@ def _requirements_path_anyway(manifest_file: Path) -> Optional[str]:
     """environment.pip_requirements from a model.yaml that failed validation, if it can be read at all."""
     default = "requirements.txt"
     try:
-        from ruamel.yaml import YAML
+        from allora_gitops.boundedyaml import load_yaml
+        from allora_gitops.bundle.text import decode_text
 
-        data = YAML(typ="safe").load(manifest_file.read_text(encoding="utf-8"))
+        data = load_yaml(decode_text(manifest_file.read_bytes(), str(manifest_file)), str(manifest_file))
         value = data["environment"]["pip_requirements"]
     except Exception:  # noqa: BLE001 - a best effort on a file already reported as broken
         return default

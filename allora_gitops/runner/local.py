@@ -161,11 +161,15 @@ def run_bundle(
 
 
 def _read(bundle_dir: Path, relative: str, field_name: str) -> str:
+    from allora_gitops.bundle.text import BundleTextError, decode_text
+
     path = bundle_dir / relative
     try:
-        return path.read_text(encoding="utf-8")
+        return decode_text(path.read_bytes(), relative)  # as validate and pip read it: a BOM-marked UTF-16 file installs
     except FileNotFoundError:
         raise RunError(f"{relative} not found (model.yaml {field_name})") from None
+    except BundleTextError as exc:
+        raise RunError(problems=exc.problems) from None
 
 
 def _child_env(keep_pythonpath: bool) -> dict[str, str]:
