@@ -390,19 +390,53 @@ def _importable(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def test_missing_module_not_in_requirements_is_an_error(make):
-    root = make({"requirements.txt": "numpy==1.26.4\n", "src/demo/runner.py": "import allora_test_not_installed\n" + RUNNER})
-    assert lines(root) == [
-        "b/src/demo/runner.py:1: error: importing src.demo.runner failed: no module named 'allora_test_not_installed', "
-        "and nothing in requirements.txt provides it; add the package that provides it"
+def test_a_module_no_requirement_is_known_to_provide_is_a_warning_naming_a_candidate(make):
+    """Import names differ from distribution names: without the installed environment this is never certain."""
+    root = make({"requirements.txt": "numpy==1.26.4\nallora-test-lib==1.0\n",
+                 "src/demo/runner.py": "import allora_test_not_installed\n" + RUNNER})
+    report = validate_bundle(root, display="b")
+    assert report.ok
+    assert [str(p) for p in report.problems] == [
+        "b/src/demo/runner.py:1: warning: importing src.demo.runner failed: no module named 'allora_test_not_installed' "
+        "here, and no requirement in requirements.txt is known to provide it (import and distribution names can differ; "
+        "perhaps allora-test-lib provides it); if none does, add the package that provides it (`allora-bundle run` checks for certain)"
     ]
 
 
+def test_an_import_of_the_cli_environment_is_an_error_with_empty_requirements(make, cli):
+    """boto3 is installed beside this CLI; the bundle would not have it, so validate must not see it either."""
+    import importlib.util
+
+    assert importlib.util.find_spec("boto3") is not None  # the point of the test: it IS importable here
+    root = make({"src/demo/runner.py": "import boto3\n" + RUNNER})
+    result = cli("bundle", "validate", root, "--strict")
+    assert result.code == 1
+    assert (f"{root}/src/demo/runner.py:1: error: importing src.demo.runner failed: no module named 'boto3', and "
+            "requirements.txt lists no packages; add the package that provides it") in result.out.splitlines()
+
+
+def test_every_third_party_import_is_checked_not_only_the_first(make):
+    code = "import json\nimport numpy\n\ntry:\n    import ujson\nexcept ImportError:\n    ujson = None\n" \
+           "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pandas\n\n\ndef run(nonce):\n    import boto3\n    return 1.0\n"
+    got = lines(make({"requirements.txt": "numpy==1.26.4\n", "src/demo/runner.py": code}))
+    assert [g.split(": warning: ")[0] for g in got] == ["b/src/demo/runner.py:2", "b/src/demo/runner.py:14"]
+    assert got[1].startswith("b/src/demo/runner.py:14: warning: no module named 'boto3' here, and no requirement in "
+                             "requirements.txt is known to provide it")
+
+
+def test_a_distribution_named_unlike_its_import_is_not_an_error(make):
+    root = make({"requirements.txt": "azure-storage-blob==12.19.0\n",
+                 "src/demo/runner.py": "from azure.storage.blob import BlobClient\n" + RUNNER})
+    report = validate_bundle(root, True, display="b")
+    assert report.ok, [str(p) for p in report.problems]
+    assert [p.code for p in report.problems] == ["not-installed"]
+
+
 def test_missing_bundle_module_is_an_error(make):
-    root = make({"src/demo/runner.py": "from .featurs import f\n" + RUNNER})
+    root = make({"src/demo/runner.py": "from .featurs import f\n" + RUNNER, "src/demo/features.py": "f = 1\n"})
     assert lines(root) == [
-        "b/src/demo/runner.py:1: error: importing src.demo.runner failed: no module named 'src.demo.featurs', "
-        "and nothing in requirements.txt provides it; add the package that provides it"
+        "b/src/demo/runner.py:1: error: importing src.demo.runner failed: no module named 'src.demo.featurs' in the "
+        "bundle (src/demo/featurs.py does not exist; did you mean src.demo.features?)"
     ]
 
 
@@ -417,6 +451,27 @@ def test_workdir_missing(make):
 
 
 # --- artifacts, size, ignore rules ------------------------------------------------
+
+
+def test_ignoring_a_module_the_entrypoint_imports_is_an_error_naming_the_file(make):
+    root = make({
+        "src/demo/runner.py": "from src.demo.features import scale\n" + RUNNER,
+        "src/demo/features.py": "from .helpers import h\nscale = 2\n",
+        "src/demo/helpers.py": "h = 1\n",
+        ".allorabundleignore": "helpers.py\n",
+    })
+    assert lines(root) == [
+        "b/src/demo/helpers.py: error: src/demo/helpers.py is imported by b/src/demo/features.py:1 but excluded from the "
+        "archive by the ignore rules (.allorabundleignore or the defaults); `run` and the image would fail to import it"
+    ]
+
+
+def test_excluding_every_artifact_is_a_warning(make):
+    root = make({"artifacts/model.pkl": b"\x80\x04N.", ".allorabundleignore": "*.pkl\n"})
+    assert lines(root) == [
+        "b/model.yaml:11:18: warning: every file under the artifacts directory 'artifacts' is excluded by the ignore "
+        "rules (e.g. artifacts/model.pkl); the model would ship without them"
+    ]
 
 
 def test_artifacts_missing_is_a_warning(make):
@@ -436,7 +491,10 @@ def test_oversize_bundle(make):
         "model.yaml (0.0 MB), src/demo/runner.py (0.0 MB)); exclude files with .allorabundleignore"
     ]
     (root / ".allorabundleignore").write_text("*.bin\n")
-    assert lines(root) == []
+    assert lines(root) == [  # the only artifact is gone: allowed, but said
+        "b/model.yaml:11:18: warning: every file under the artifacts directory 'artifacts' is excluded by the ignore "
+        "rules (e.g. artifacts/huge.bin); the model would ship without them"
+    ]
 
 
 def test_entrypoint_excluded_by_ignore_rules(make):

@@ -173,16 +173,30 @@ _MODULE_TO_DISTS = {
     "allora_sdk": ("allora-sdk",),
     "dateparser": ("dateparser",),
     "pandas_ta": ("pandas-ta",),
+    "pkg_resources": ("setuptools",),
+    "OpenSSL": ("pyopenssl",),
+    "serial": ("pyserial",),
+    "magic": ("python-magic",),
+    "Cryptodome": ("pycryptodomex",),
+    "lightgbm": ("lightgbm",),
+    "xgboost": ("xgboost",),
 }
 
 
 def provided_by(module: str, reqs: list[ParsedRequirement]) -> ParsedRequirement | None:
-    """The requirement that would provide top-level ``module``, if any."""
+    """The requirement that would provide top-level ``module``, if any can be told from names alone.
+
+    Matches: the known differing names above; the distribution's own name (``-``/``_``/case aside);
+    its first word, after a ``python-``/``py-`` prefix (``azure-storage-blob`` → ``azure``,
+    ``google-cloud-storage`` → ``google``, ``python-telegram-bot`` → ``telegram``).
+    """
     from packaging.utils import canonicalize_name
 
     top = module.split(".", 1)[0]
+    wanted = top.lower().replace("_", "")
     candidates = {canonicalize_name(top)} | {canonicalize_name(d) for d in _MODULE_TO_DISTS.get(top, ())}
     for req in reqs:
-        if req.name in candidates or req.name.replace("-", "") == top.lower().replace("_", ""):
+        words = req.name.removeprefix("python-").removeprefix("py-").split("-")
+        if req.name in candidates or req.name.replace("-", "") == wanted or words[0] == wanted:
             return req
     return None

@@ -128,6 +128,19 @@ def ensure_environment(
         return RunnerEnvironment(path, venv_python(path), created=True)
 
 
+def cached_environment(spec: EnvironmentSpec) -> Optional[Path]:
+    """The complete cached environment for ``spec`` (built by an earlier ``run``), or None; never builds one."""
+    path = environments_dir() / spec.key()
+    return path if (path / READY_MARKER).is_file() and venv_python(path).exists() else None
+
+
+def site_packages(path: Path) -> Path:
+    """The ``site-packages`` directory of the virtualenv at ``path`` (built by this interpreter)."""
+    import sysconfig
+
+    return Path(sysconfig.get_path("purelib", vars={"base": str(path), "platbase": str(path)}))
+
+
 def _pip_here() -> bool:
     """pip in the current interpreter can install into another one (``pip --python``, pip >= 22.3)."""
     try:
