@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -562,3 +563,14 @@ def test_escaping_symlink_is_an_error(make, tmp_path):
 def test_not_a_directory(tmp_path):
     report = validate_bundle(tmp_path / "nope", display="nope")
     assert [str(p) for p in report.problems] == ["nope: error: not a directory"]
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_without_a_traceback(make, cli_proc):
+    root = make()
+    with open(os.path.join(os.fsencode(root / "artifacts"), b"caf\xe9.pkl"), "wb") as fh:
+        fh.write(b"\x80\x04N.")
+    result = cli_proc("bundle", "validate", root, env={"PYTHONIOENCODING": "ascii"})  # a strict terminal, too
+    assert result.code == 1, result.out + result.err
+    assert (f"{root}/artifacts/caf\\xe9.pkl: error: file name is not valid UTF-8; rename it (such names break "
+            "Dockerfile COPY, tar and terminals)") in result.out.splitlines()
+    assert "Traceback" not in result.out + result.err

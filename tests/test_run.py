@@ -176,3 +176,21 @@ def test_a_failing_install_is_reported_and_leaves_no_half_environment(cli_proc, 
     assert lines[1] == "error: installing the bundle's requirements failed (exit 1):"
     assert any("No matching distribution found for allora-gitops-no-such-package==0.0.1" in line for line in lines[2:])
     assert [p.suffix for p in (state / "runtimes").iterdir()] == [".lock"]
+
+
+def test_run_archive_predicts_what_run_dir_predicts(cli, tmp_path):
+    """Before, `run bundle.tar.gz` failed with "Not a directory"."""
+    from allora_gitops.bundle.archive import build_archive
+
+    runner = "import json, pathlib\n\ndef run(nonce):\n    return nonce * json.loads(pathlib.Path('artifacts/w.json').read_text())['w']\n"
+    bundle = make_bundle(tmp_path / "b", runner)
+    (bundle / "artifacts" / "w.json").write_text('{"w": 0.5}')
+    built = build_archive(bundle, tmp_path / "out")
+    from_dir = cli("bundle", "run", bundle, "--here", "-n", "7")
+    from_archive = cli("bundle", "run", built.path, "--here", "-n", "7")
+    assert (from_dir.code, from_archive.code) == (0, 0), from_archive.err
+    assert parse_lines(from_archive.out) == parse_lines(from_dir.out) == [(7, "3.5")]
+    corrupt = tmp_path / "corrupt.tar.gz"
+    corrupt.write_bytes(built.path.read_bytes()[:-100])
+    result = cli("bundle", "run", corrupt, "--here")
+    assert result.code == 1 and result.err.startswith(f"error: {corrupt} is not a valid .tar.gz"), result.err

@@ -35,6 +35,7 @@ class BundleTree:
     entries: list[BundleEntry] = field(default_factory=list)  # sorted, directories before their content
     symlinks: list[tuple[str, str]] = field(default_factory=list)  # (path, target as written)
     special: list[str] = field(default_factory=list)  # fifos, sockets, devices
+    undecodable: list[str] = field(default_factory=list)  # names that are not UTF-8 (surrogate-escaped); not descended into
 
     @property
     def files(self) -> list[BundleEntry]:
@@ -83,6 +84,9 @@ def walk_bundle(root: Path, extra_excludes: tuple[str, ...] = ()) -> BundleTree:
             children = sorted(it, key=lambda d: d.name)
         for child in children:
             rel = prefix + child.name
+            if not is_utf8_name(child.name):
+                tree.undecodable.append(rel)
+                continue
             st = child.stat(follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
                 if not rules.excluded(rel, False):
@@ -105,6 +109,15 @@ def walk_bundle(root: Path, extra_excludes: tuple[str, ...] = ()) -> BundleTree:
     visit(root, "")
     tree.entries.sort(key=lambda e: _sort_key(e.path))
     return tree
+
+
+def is_utf8_name(name: str) -> bool:
+    """Was this (os.fsdecode'd) name valid UTF-8 on disk? Other names break Dockerfile COPY, tar and terminals."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def symlink_escapes(root: Path, link: str, target: str) -> bool:

@@ -22,6 +22,7 @@ from allora_gitops.bundle.secrets import scan_file
 from allora_gitops.bundle.text import BundleTextError
 from allora_gitops.errors import ManifestError, Problem
 
+NOT_UTF8_NAME = "file name is not valid UTF-8; rename it (such names break Dockerfile COPY, tar and terminals)"
 LOCAL_ONLY_CODES = frozenset({"not-installed"})  # warnings that --strict leaves as warnings
 
 
@@ -66,6 +67,7 @@ class _Checker:
         self.extra_excludes = extra_excludes
         self.problems: list[Problem] = []
         self.env_site: Optional[Path] = None  # site-packages of `run`'s environment for these requirements
+        self.requirements_read = False  # the requirements file was read: an empty list then means "no packages"
 
     def shown(self, rel: str) -> str:
         """How a bundle path is printed: relative to where the user pointed us."""
@@ -85,6 +87,8 @@ class _Checker:
                 self.add(f"symbolic link to {target!r}; archives hold no links, replace it with the file itself", path, code="link")
         for path in tree.special:
             self.add("not a regular file or directory (fifo, socket or device); it cannot ship", path, code="special")
+        for path in tree.undecodable:
+            self.add(NOT_UTF8_NAME, path, code="name")
         total = tree.total_size
         if total > C.MAX_BUNDLE_BYTES:
             big = sorted(tree.files, key=lambda e: -e.size)[:3]
@@ -166,7 +170,7 @@ class _Checker:
                         "check which package provides it", "import")
             return ("error", f"no module named {top!r} in the run environment built from {req_file}; "
                     "add the package that provides it", "import")
-        if req is not None:
+        if req is not None or not self.requirements_read:  # unreadable requirements are reported on their own
             return None
         if not reqs:
             return ("error", f"no module named {top!r}, and {req_file} lists no packages; add the package that provides it", "import")
@@ -200,6 +204,7 @@ class _Checker:
                 problems = [p for p in problems if p.code != "unpinned"]
             else:
                 reqs = parsed
+                self.requirements_read = text is not None
             self.problems.extend(problems)
         return reqs
 
@@ -240,6 +245,9 @@ class _Checker:
             if is_local(self.root, missing):
                 self.add(f"importing {module} failed: no module named {missing!r} in the bundle"
                          f"{_did_you_mean(self.root, missing)}", file, line, code="import")
+                return top
+            if not self.requirements_read:  # what the bundle installs is unknown; that problem is reported already
+                self._static_function_check(loaded, module_file)
                 return top
             verdict = self.missing_package(top, reqs, m.environment.pip_requirements)
             if verdict is None:  # a requirement provides it, not installed here

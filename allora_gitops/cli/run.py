@@ -13,7 +13,7 @@ from allora_gitops.cli.app import eprint
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_cmd(
-        path: Path = typer.Argument(Path("."), help="The bundle directory (holding model.yaml)."),
+        path: Path = typer.Argument(Path("."), help="The bundle directory (holding model.yaml), or an archive built by 'build'."),
         nonce: Optional[list[int]] = typer.Option(
             None, "--nonce", "-n", metavar="N", help="A nonce (block height) to predict; repeat for more. Default: 1000."
         ),
@@ -28,28 +28,38 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Predict locally, exactly as the container does: import, timeout, value checks.
 
-        Runs bootstrap.py --dry-run in an isolated virtualenv built from the bundle's
+        PATH is a bundle directory or a built .tar.gz (checked, then unpacked to a
+        temporary directory). Runs bootstrap.py --dry-run in an isolated virtualenv built from the bundle's
         requirements (cached, so later runs start at once). Prints `nonce → value
         (latency)` per nonce; exits 1 when any prediction is invalid.
         """
+        import contextlib
         import json
+        import tempfile
 
         from allora_gitops import constants as C
         from allora_gitops.runner.local import RunRequest, format_prediction, run_bundle
 
-        request = RunRequest(
-            bundle_dir=path,
-            nonces=tuple(nonce) if nonce else (C.SAMPLE_NONCE,),
-            timeout=timeout,
-            here=here,
-            rebuild=rebuild,
-        )
-        report = run_bundle(
-            request,
-            on_prediction=(lambda p: None) if json_output else (lambda p: typer.echo(format_prediction(p))),
-            on_output=eprint,
-            progress=eprint,
-        )
+        with contextlib.ExitStack() as stack:
+            bundle_dir = path
+            if path.is_file():  # a built archive: run what ships, unpacked as the image unpacks it
+                from allora_gitops.bundle.archive import extract_archive
+
+                bundle_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="allora-run-"))) / "bundle"
+                extract_archive(path, bundle_dir)
+            request = RunRequest(
+                bundle_dir=bundle_dir,
+                nonces=tuple(nonce) if nonce else (C.SAMPLE_NONCE,),
+                timeout=timeout,
+                here=here,
+                rebuild=rebuild,
+            )
+            report = run_bundle(
+                request,
+                on_prediction=(lambda p: None) if json_output else (lambda p: typer.echo(format_prediction(p))),
+                on_output=eprint,
+                progress=eprint,
+            )
         if json_output:
             typer.echo(json.dumps(report.to_dict(), indent=2))
         if not report.ok:
