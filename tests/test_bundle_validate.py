@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -146,7 +147,9 @@ def test_unparseable_requirement_line(make):
     assert lines(make({"requirements.txt": f"wallet={key}\n"})) == [
         "b/requirements.txt:1:1: error: invalid requirement (not shown: it holds a secret): Expected semicolon "
         "(after name with no version specifier) or end (= is not a valid operator. Did you mean == ?)",
-        "b/requirements.txt:1:8: error: 64-hex-digit string that looks like a private key; keep keys out of the bundle",
+        "b/requirements.txt:1:8: error: 64-hex-digit string that looks like a private key; keep keys out of the bundle; "
+        f"if it is a public value (an event topic hash, say), allow it: add sha256:{hashlib.sha256(key[2:].encode()).hexdigest()} "
+        "to .allorasecretsignore",
     ]
 
 
@@ -522,8 +525,40 @@ def test_secrets_of_each_kind_name_file_and_line(make):
         "b/.env.production: error: environment file would ship in the bundle; delete it or add it to .allorabundleignore",
         "b/artifacts/deploy.pem:1:1: error: PEM private key; keep keys out of the bundle (the platform passes the wallet as a Secret)",
         "b/config/wallet.py:2:13: error: BIP-39 mnemonic phrase; keep the wallet out of the bundle (the platform passes it as a Secret)",
-        "b/src/demo/keys.py:3:8: error: 64-hex-digit string that looks like a private key; keep keys out of the bundle",
+        "b/src/demo/keys.py:3:8: error: 64-hex-digit string that looks like a private key; keep keys out of the bundle; "
+        f"if it is a public value (an event topic hash, say), allow it: add sha256:{hashlib.sha256(HEX_KEY.lower().encode()).hexdigest()} "
+        "to .allorasecretsignore",
     ]
+
+
+def test_a_mnemonic_one_word_per_line_is_found_at_its_line(make):
+    words = MNEMONIC.split()
+    layouts = {
+        "one-per-line.txt": "\n".join(words),
+        "numbered.md": "My wallet:\n" + "\n".join(f"{i}. {w.capitalize()}" for i, w in enumerate(words, 1)),
+        "list.yaml": "seed:\n" + "".join(f"  - {w.upper()}\n" for w in words),
+    }
+    assert lines(make(layouts)) == [
+        "b/list.yaml:2:5: error: BIP-39 mnemonic phrase; keep the wallet out of the bundle (the platform passes it as a Secret)",
+        "b/numbered.md:2:4: error: BIP-39 mnemonic phrase; keep the wallet out of the bundle (the platform passes it as a Secret)",
+        "b/one-per-line.txt:1:1: error: BIP-39 mnemonic phrase; keep the wallet out of the bundle (the platform passes it as a Secret)",
+    ]
+
+
+def test_an_allow_listed_public_hash_passes_validate_and_inspect(make, tmp_path):
+    """A topic hash is public; it is allowed by its fingerprint in the committed allow-list, the scan stays on."""
+    from allora_gitops.bundle.archive import build_archive, inspect_archive
+
+    topic = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"  # ERC-20 Transfer(address,address,uint256)
+    root = make({"src/demo/events.py": f'TRANSFER = "0x{topic}"\nOTHER = "0x{HEX_KEY}"\n'})
+    got = lines(root)
+    assert len(got) == 2 and all(g.startswith("b/src/demo/events.py:") for g in got)
+    (root / ".allorasecretsignore").write_text(f"# ERC-20 Transfer event topic, public\nsha256:{hashlib.sha256(topic.encode()).hexdigest()}\n")
+    assert [g.split(": error: ")[0] for g in lines(root)] == ["b/src/demo/events.py:2:10"]  # only the other value
+    (root / "src/demo/events.py").write_text(f'TRANSFER = "0x{topic}"\n')
+    assert lines(root) == []
+    built = build_archive(root, tmp_path / "out")
+    assert inspect_archive(built.path).file_count == built.file_count  # the archive passes too: the list ships
 
 
 def test_secret_messages_never_contain_the_secret(make):

@@ -437,7 +437,10 @@ def inspect_archive(archive: Path) -> ArchiveInfo:
     # An archive may not come from `allora-bundle build` (or from this version of it): it is scanned like a
     # bundle directory, because render/publish upload it and bake it into an image.
     leaks: list[SecretFinding] = []
-    from allora_gitops.bundle.secrets import MAX_SCAN_BYTES, SecretFinding, is_env_file, scan_bytes, text_for_scan
+    from allora_gitops.bundle.secrets import (
+        ALLOW_FILE, MAX_SCAN_BYTES, SecretFinding, is_env_file, not_allowed, parse_allow_list, scan_bytes, text_for_scan,
+    )
+    allow_text: Optional[bytes] = None
 
     def bad(message: str, where: Optional[str] = None) -> None:
         problems.append(Problem(message, f"{display}!{where}" if where else display, code="archive"))
@@ -473,7 +476,7 @@ def inspect_archive(archive: Path) -> ArchiveInfo:
                     fh = tar.extractfile(member)
                     h = hashlib.sha256()
                     scan = name != C.ARCHIVE_MANIFEST and 0 < member.size <= MAX_SCAN_BYTES
-                    keep = scan or name in (C.ARCHIVE_MANIFEST, C.MANIFEST_FILE)
+                    keep = scan or name in (C.ARCHIVE_MANIFEST, C.MANIFEST_FILE, ALLOW_FILE)
                     kept = bytearray()
                     while True:
                         block = fh.read(READ_SIZE)
@@ -490,6 +493,8 @@ def inspect_archive(archive: Path) -> ArchiveInfo:
                         leaks.extend(scan_bytes(name, scanned))
                     if name == C.MANIFEST_FILE:
                         model_yaml = bytes(kept)
+                    if name == ALLOW_FILE:
+                        allow_text = bytes(kept)
                     digests[name] = ArchiveFile(name, member.size, h.hexdigest(), member.mode & 0o7777)
             while gz.read(READ_SIZE):  # read to the gzip trailer (tar stops at its end marker): checks the CRC
                 pass
@@ -522,6 +527,13 @@ def inspect_archive(archive: Path) -> ArchiveInfo:
             bad("sha256 does not match the archive manifest (corrupted or altered)", path)
     if problems:
         raise ArchiveError(f"{display} does not match its manifest", problems)
+    if allow_text is not None:
+        from allora_gitops.bundle.text import BundleTextError, decode_text
+
+        try:
+            leaks = not_allowed(leaks, parse_allow_list(decode_text(allow_text, f"{display}!{ALLOW_FILE}")))
+        except BundleTextError as exc:
+            raise ArchiveError(f"{display} holds an unreadable {ALLOW_FILE}", exc.problems) from None
     if leaks:
         raise ArchiveError(
             f"{display} holds secrets; refusing the archive",

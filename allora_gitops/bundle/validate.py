@@ -18,8 +18,8 @@ from allora_gitops.bundle.importcheck import DEFAULT_IMPORT_TIMEOUT, ImportProbe
 from allora_gitops.bundle.imports import ImportGraph, is_local, scan_imports
 from allora_gitops.bundle.manifest import BundleManifest, LoadedManifest, load_manifest
 from allora_gitops.bundle.requirements import ParsedRequirement, parse_requirements, provided_by, read_requirements
-from allora_gitops.bundle.secrets import scan_file
-from allora_gitops.bundle.text import BundleTextError
+from allora_gitops.bundle.secrets import ALLOW_FILE, not_allowed, parse_allow_list, scan_file
+from allora_gitops.bundle.text import BundleTextError, decode_text
 from allora_gitops.errors import ManifestError, Problem
 
 NOT_UTF8_NAME = "file name is not valid UTF-8; rename it (such names break Dockerfile COPY, tar and terminals)"
@@ -98,9 +98,22 @@ class _Checker:
                 f"exclude files with {C.IGNORE_FILE}",
                 code="size",
             )
+        allowed = self.allowed_fingerprints(tree)
         for entry in tree.files:
-            for finding in scan_file(entry.path, entry.abs_path, entry.size):
+            for finding in not_allowed(scan_file(entry.path, entry.abs_path, entry.size), allowed):
                 self.add(finding.message(), finding.path, finding.line, finding.col, code="secret")
+
+    def allowed_fingerprints(self, tree: BundleTree) -> set[str]:
+        """The allow-list, when it ships (inspect reads it from the archive: both must agree)."""
+        if not tree.ships(ALLOW_FILE):
+            return set()
+        try:
+            return parse_allow_list(decode_text((self.root / ALLOW_FILE).read_bytes(), self.shown(ALLOW_FILE)))
+        except BundleTextError as exc:
+            self.problems.extend(exc.problems)
+        except OSError as exc:
+            self.add(f"cannot read: {exc.strerror}", ALLOW_FILE, code="io")
+        return set()
 
     # --- model.yaml-driven checks ------------------------------------------------
 
