@@ -609,3 +609,11 @@ def test_a_file_name_that_is_not_utf8_is_refused_without_a_traceback(make, cli_p
     assert (f"{root}/artifacts/caf\\xe9.pkl: error: file name is not valid UTF-8; rename it (such names break "
             "Dockerfile COPY, tar and terminals)") in result.out.splitlines()
     assert "Traceback" not in result.out + result.err
+
+
+def test_a_module_path_without_src_gets_a_did_you_mean(make):
+    root = make({"model.yaml": MODEL.replace('module: "src.demo.runner"', 'module: "demo.runner"')})
+    assert lines(root) == [
+        "b/model.yaml:8:11: error: module 'demo.runner' not found: expected demo/runner.py or demo/runner/__init__.py; "
+        "did you mean src.demo.runner?"
+    ]

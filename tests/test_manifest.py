@@ -156,3 +156,43 @@ def test_json_schema_export_is_usable(cli):
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) == {"schema_version", "name", "version", "python", "entrypoint"}
     assert schema == BundleManifest.json_schema()
+
+
+def test_a_misspelt_key_gets_the_closest_valid_key(tmp_path):
+    from allora_gitops.bundle.manifest import load_manifest_text
+    from allora_gitops.errors import ManifestError
+
+    text = EXAMPLE_MODEL_FOR_TYPOS.replace("  function:", "  funtion:").replace("environment:", "enviroment:")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest_text(text, "model.yaml")
+    messages = [p.message for p in caught.value.problems]
+    assert "unknown key 'entrypoint.funtion' (did you mean 'function'? unknown keys are not allowed)" in messages
+    assert "unknown key 'enviroment' (did you mean 'environment'? unknown keys are not allowed)" in messages
+
+
+@pytest.mark.parametrize("written, meant", [("src/demo/runner.py", "src.demo.runner"), ("./src/demo/runner.py", "src.demo.runner"),
+                                            ("src/demo/__init__.py", "src.demo")])
+def test_a_module_written_as_a_file_path_gets_the_dotted_form(written, meant):
+    from allora_gitops.bundle.manifest import load_manifest_text
+    from allora_gitops.errors import ManifestError
+
+    with pytest.raises(ManifestError) as caught:
+        load_manifest_text(EXAMPLE_MODEL_FOR_TYPOS.replace("src.demo.runner", written), "model.yaml")
+    assert caught.value.problems[0].message == (
+        f"entrypoint.module: '{written}' is not a dotted Python module path like src.my_model.runner; did you mean {meant}?"
+    )
+
+
+EXAMPLE_MODEL_FOR_TYPOS = """\
+schema_version: "0.1"
+name: "demo"
+version: "1.0.0"
+python:
+  version: "3.11"
+entrypoint:
+  kind: "python_function"
+  module: "src.demo.runner"
+  function: "run"
+environment:
+  pip_requirements: "requirements.txt"
+"""

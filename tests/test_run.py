@@ -97,7 +97,8 @@ def test_import_errors_are_reported_as_errors(cli, tmp_path):
     assert result.code == 1
     assert result.out == ""
     assert result.err.splitlines()[0] == (
-        "error: cannot import src.demo.runner: a module it imports is missing (No module named 'numpy_that_does_not_exist')"
+        "error: cannot import src.demo.runner: a module it imports is missing (No module named 'numpy_that_does_not_exist'); "
+        "add numpy-that-does-not-exist to requirements.txt"
     )
 
 
@@ -194,3 +195,31 @@ def test_run_archive_predicts_what_run_dir_predicts(cli, tmp_path):
     corrupt.write_bytes(built.path.read_bytes()[:-100])
     result = cli("bundle", "run", corrupt, "--here")
     assert result.code == 1 and result.err.startswith(f"error: {corrupt} is not a valid .tar.gz"), result.err
+
+
+@pytest.mark.parametrize("pickled, expected", [
+    (b"csklearn.linear_model\nLinearRegression\n.",
+     "No module named 'sklearn'); add scikit-learn to requirements.txt (needed while loading artifacts/model.pkl)"),
+    (b"c_loss\nCyHalfSquaredError\n.",
+     "No module named '_loss'); this looks like a version mismatch while loading artifacts/model.pkl: the artifact was "
+     "saved with another version of a package than the one installed; pin in requirements.txt the version it was saved with"),
+])
+def test_a_missing_module_while_unpickling_names_the_artifact_and_the_fix(cli, tmp_path, pickled, expected):
+    runner = "import pickle\n\nMODEL = pickle.load(open('artifacts/model.pkl', 'rb'))\n\n\ndef run(nonce):\n    return 1.0\n"
+    bundle = make_bundle(tmp_path / "b", runner)
+    (bundle / "artifacts" / "model.pkl").write_bytes(pickled)
+    result = cli("bundle", "run", bundle, "--here")
+    assert result.code == 1
+    lines = result.err.splitlines()
+    assert lines[0].endswith(expected), lines[0]
+    assert lines[1] == f"  at {bundle.resolve()}/src/demo/runner.py:3"  # the user's line, not pickle's
+
+
+def test_run_json_prints_one_document_when_the_bundle_does_not_load(cli, tmp_path):
+    bundle = make_bundle(tmp_path / "b", "import numpy_that_does_not_exist\n")
+    result = cli("bundle", "run", bundle, "--here", "--json")
+    assert result.code == 1
+    document = json.loads(result.out)
+    assert document["ok"] is False
+    assert document["error"]["message"].startswith("cannot import src.demo.runner: a module it imports is missing")
+    assert document["error"]["where"].endswith("/src/demo/runner.py:1")

@@ -200,3 +200,10 @@ def provided_by(module: str, reqs: list[ParsedRequirement]) -> ParsedRequirement
         if req.name in candidates or req.name.replace("-", "") == wanted or words[0] == wanted:
             return req
     return None
+
+
+def distribution_for(module: str) -> str:
+    """The distribution to add for a missing top-level ``module``: the well-known one, else the module's own name."""
+    top = module.split(".", 1)[0]
+    return _MODULE_TO_DISTS.get(top, (top.replace("_", "-").lower(),))[0]
+

@@ -123,8 +123,12 @@ class _Checker:
         candidates = m.module_file_candidates
         module_file = next((c for c in candidates if (self.root / c).is_file()), None)
         if module_file is None:
+            hint = ""
+            if not m.entrypoint.module.startswith("src.") and ((self.root / "src" / candidates[0]).is_file()
+                                                              or (self.root / "src" / candidates[1]).is_file()):
+                hint = f"; did you mean src.{m.entrypoint.module}?"
             self.problems.append(loaded.problem(
-                f"module {m.entrypoint.module!r} not found: expected {candidates[0]} or {candidates[1]}",
+                f"module {m.entrypoint.module!r} not found: expected {candidates[0]} or {candidates[1]}{hint}",
                 "entrypoint", "module", code="entrypoint"))
             return None
         workdir = self.root / m.entrypoint.workdir

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from allora_gitops.cli.app import eprint
+from allora_gitops.errors import AlloraGitopsError
 
 
 def register(app: typer.Typer) -> None:
@@ -54,13 +55,36 @@ def register(app: typer.Typer) -> None:
                 here=here,
                 rebuild=rebuild,
             )
-            report = run_bundle(
-                request,
-                on_prediction=(lambda p: None) if json_output else (lambda p: typer.echo(format_prediction(p))),
-                on_output=eprint,
-                progress=eprint,
-            )
+            try:
+                report = run_bundle(
+                    request,
+                    on_prediction=(lambda p: None) if json_output else (lambda p: typer.echo(format_prediction(p))),
+                    on_output=eprint,
+                    progress=eprint,
+                )
+            except AlloraGitopsError as exc:
+                if not json_output:
+                    raise
+                # --json promises one document on stdout, also when the bundle does not load
+                typer.echo(json.dumps({"ok": False, "error": _error_document(exc)}, indent=2))
+                for line in exc.lines():
+                    eprint(line)
+                raise typer.Exit(exc.exit_code) from None
         if json_output:
             typer.echo(json.dumps(report.to_dict(), indent=2))
         if not report.ok:
             raise typer.Exit(1)
+
+
+def _error_document(exc: AlloraGitopsError) -> dict:
+    """What ``run --json`` prints when there is no prediction: the error as the text lines say it, as data."""
+    doc: dict = {"type": type(exc).__name__, "message": exc.message}
+    if exc.problems:
+        doc["problems"] = [p.to_dict() for p in exc.problems]
+    details = list(getattr(exc, "details", []))
+    if details and details[0].startswith("at "):
+        doc["where"] = details.pop(0)[3:]
+    if details:
+        doc["details"] = details
+    return doc
+

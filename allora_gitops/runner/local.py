@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -155,9 +156,46 @@ def run_bundle(
         details = [f"at {error['where']}"] if error.get("where") else []
         if error.get("traceback"):
             details += error["traceback"].rstrip().splitlines()
-        raise RunError(str(error.get("message", "the bundle failed")), details=details)
+        message = str(error.get("message", "the bundle failed"))
+        raise RunError(message + missing_module_hint(message, error.get("where", ""), manifest.environment.pip_requirements),
+                       details=details)
     tail = [line for line in stderr.splitlines() if line.strip()][-12:]
     raise RunError(f"bootstrap.py exited with code {code}", details=tail)
+
+
+_NO_MODULE = re.compile(r"No module named '([^']+)'")
+_ARTIFACT_IN_SOURCE = re.compile(r"""["']([^"'\s]+\.(?:pkl|pickle|joblib|jbl|sav|pt|pth|ckpt|h5|keras|onnx|cbm|ubj|npz|npy|model))["']""")
+
+
+def missing_module_hint(message: str, where: str, requirements_file: str) -> str:
+    """What to do about ``No module named 'X'``: the requirement to add, or a version mismatch to pin away.
+
+    A private module (``_loss``, ``sklearn._loss``) missing while unpickling means the artifact was saved
+    by another version of the package than the one installed. ``where`` (``file:line``) names the user's
+    line; an artifact path quoted on it is named too.
+    """
+    m = _NO_MODULE.search(message)
+    if not m:
+        return ""
+    from allora_gitops.bundle.requirements import distribution_for
+
+    missing = m.group(1)
+    artifact = _artifact_at(where)
+    loading = f" while loading {artifact}" if artifact else ""
+    if missing.startswith("_") or "._" in missing:
+        return (f"; this looks like a version mismatch{loading}: the artifact was saved with another version of a "
+                f"package than the one installed; pin in {requirements_file} the version it was saved with")
+    return f"; add {distribution_for(missing)} to {requirements_file}{' (needed' + loading + ')' if artifact else ''}"
+
+
+def _artifact_at(where: str) -> str:
+    path, _, line = where.rpartition(":")
+    try:
+        source = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()[int(line) - 1]
+    except (OSError, ValueError, IndexError):
+        return ""
+    m = _ARTIFACT_IN_SOURCE.search(source)
+    return m.group(1) if m else ""
 
 
 def _read(bundle_dir: Path, relative: str, field_name: str) -> str:
