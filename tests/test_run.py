@@ -223,3 +223,43 @@ def test_run_json_prints_one_document_when_the_bundle_does_not_load(cli, tmp_pat
     assert document["ok"] is False
     assert document["error"]["message"].startswith("cannot import src.demo.runner: a module it imports is missing")
     assert document["error"]["where"].endswith("/src/demo/runner.py:1")
+
+
+def test_pip_progress_lines_are_passed_on_as_they_come():
+    import sys
+
+    from allora_gitops.runner.environment import _run
+
+    shown: list[str] = []
+    _run([sys.executable, "-c", "print('Collecting numpy==2.4.6'); print('  Downloading numpy.whl (16 MB)'); print('noise')"],
+         "installing", progress=shown.append)
+    assert shown == ["  Collecting numpy==2.4.6", "  Downloading numpy.whl (16 MB)"]
+
+
+@pytest.mark.slow
+def test_utf16_requirements_install_and_validate_then_sees_the_run_environment(cli_proc, tmp_path):
+    """PowerShell's `pip freeze >` writes UTF-16 LE with a BOM: validate accepts it, so run must install from it.
+
+    Once run has built the environment, validate's import check uses it: a module it lacks is a certain error.
+    """
+    from allora_gitops import constants as C
+
+    env = {"ALLORA_GITOPS_HOME": str(tmp_path / "state")}
+    bundle = make_bundle(tmp_path / "b", "import yaml\n\n\ndef run(nonce):\n    return float(len(yaml.safe_dump([nonce])))\n")
+    (bundle / "requirements.txt").write_bytes(b"\xff\xfe" + f"{C.RUNTIME_PYYAML_REQUIREMENT}\r\n".encode("utf-16-le"))
+    assert cli_proc("bundle", "validate", bundle, env=env).code == 0
+    first = cli_proc("bundle", "run", bundle, "-n", "7", env=env, timeout=900)
+    assert first.code == 0, first.err
+    assert parse_lines(first.out) == [(7, "4.0")]  # len("- 7\n")
+
+    runner = bundle / "src" / "demo" / "runner.py"
+    runner.write_text("import boto3\n" + runner.read_text())  # installed beside the CLI, not in the bundle's environment
+    result = cli_proc("bundle", "validate", bundle, env=env)
+    assert result.code == 1
+    assert (f"{bundle}/src/demo/runner.py:1: error: importing src.demo.runner failed: no module named 'boto3' in the run "
+            "environment built from requirements.txt; add the package that provides it") in result.out.splitlines()
+
+    pruned = cli_proc("bundle", "run", "--prune", env=env)
+    assert pruned.code == 0, pruned.err
+    assert pruned.out.splitlines()[-1].startswith(f"1 cached environment removed from {tmp_path / 'state' / 'runtimes'}, ")
+    assert not [p for p in (tmp_path / "state" / "runtimes").iterdir() if p.is_dir()]

@@ -26,6 +26,9 @@ def register(app: typer.Typer) -> None:
             False, "--here", help="Use the current interpreter instead of the bundle's cached virtualenv."
         ),
         rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild the cached virtualenv first."),
+        prune: bool = typer.Option(
+            False, "--prune", help="List and remove the cached virtualenvs (of every bundle), then exit; runs nothing."
+        ),
     ) -> None:
         """Predict locally, exactly as the container does: import, timeout, value checks.
 
@@ -36,7 +39,12 @@ def register(app: typer.Typer) -> None:
         """
         import contextlib
         import json
+        import sys
         import tempfile
+
+        if prune:
+            _prune()
+            return
 
         from allora_gitops import constants as C
         from allora_gitops.runner.local import RunRequest, format_prediction, run_bundle
@@ -54,6 +62,7 @@ def register(app: typer.Typer) -> None:
                 timeout=timeout,
                 here=here,
                 rebuild=rebuild,
+                verbose=sys.stderr.isatty(),
             )
             try:
                 report = run_bundle(
@@ -87,4 +96,17 @@ def _error_document(exc: AlloraGitopsError) -> dict:
     if details:
         doc["details"] = details
     return doc
+
+
+def _prune() -> None:
+    from allora_gitops.runner.environment import environments_dir, prune_environments
+
+    removed, busy = prune_environments()
+    for env in removed:
+        typer.echo(f"removed {env.path} ({env.size / (1 << 20):.1f} MB{'' if env.ready else ', incomplete'})")
+    for env in busy:
+        eprint(f"warning: {env.path} is in use by a running 'allora-bundle run'; kept")
+    total = sum(e.size for e in removed)
+    typer.echo(f"{len(removed)} cached environment{'s' if len(removed) != 1 else ''} removed from {environments_dir()}, "
+               f"{total / (1 << 20):.1f} MB freed")
 

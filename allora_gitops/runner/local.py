@@ -38,6 +38,7 @@ class RunRequest:
     timeout: Optional[float] = None  # seconds per call; default model.yaml runtime.max_seconds
     here: bool = False  # use the current interpreter instead of the cached virtualenv
     rebuild: bool = False  # rebuild the cached virtualenv
+    verbose: bool = False  # show pip's progress while the virtualenv builds (the CLI sets it on a terminal)
 
 
 @dataclass
@@ -108,7 +109,7 @@ def run_bundle(
             else None,
             extra_index_urls=tuple(manifest.environment.extra_index_urls),
         )
-        env_info = ensure_environment(spec, rebuild=request.rebuild, progress=progress)
+        env_info = ensure_environment(spec, rebuild=request.rebuild, progress=progress, verbose=request.verbose)
         python, environment = str(env_info.python), str(env_info.path)
 
     command = [python, str(bootstrap_script()), "--dry-run", "--bundle-root", str(bundle_dir)]
