@@ -1,4 +1,4 @@
-"""``allora-bundle run``: local predictions through the container's own runtime (bootstrap.py --dry-run)."""
+"""``allora-bundle run``: local predictions through the container's own runtime (bootstrap.pyz --dry-run)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         """Predict locally, exactly as the container does: import, timeout, value checks.
 
         PATH is a bundle directory or a built .tar.gz (checked, then unpacked to a
-        temporary directory). Runs bootstrap.py --dry-run in an isolated virtualenv built from the bundle's
+        temporary directory). Runs bootstrap.pyz --dry-run in an isolated virtualenv built from the bundle's
         requirements (cached, so later runs start at once). Prints `nonce → value
         (latency)` per nonce; exits 1 when any prediction is invalid.
         """
