@@ -617,3 +617,10 @@ def test_a_module_path_without_src_gets_a_did_you_mean(make):
         "b/model.yaml:8:11: error: module 'demo.runner' not found: expected demo/runner.py or demo/runner/__init__.py; "
         "did you mean src.demo.runner?"
     ]
+
+
+def test_the_runtimes_own_packages_need_no_requirement(make):
+    """The image installs PyYAML, prometheus-client and allora-sdk for the runtime: importing them is no error."""
+    root = make({"src/demo/runner.py": "import yaml\nimport prometheus_client\n" + RUNNER})
+    report = validate_bundle(root, True, display="b")
+    assert report.ok and [p.code for p in report.problems] == ["not-installed"]  # the probe sees only the stdlib

@@ -178,6 +178,8 @@ class _Checker:
         and lacks the module. Otherwise an import name that matches no requirement is a warning naming
         the requirement that might provide it (distribution and import names differ: scikit-learn/sklearn).
         """
+        if provided_by(top, _RUNTIME_PACKAGES) is not None:
+            return None  # the image installs the runtime's own packages (PyYAML, prometheus-client, allora-sdk)
         req = provided_by(top, reqs)
         if self.env_site is not None:
             if _installed(self.env_site, top):
@@ -316,6 +318,11 @@ class _Checker:
                              module_file, node.lineno, node.col_offset + 1, code="function")
                 return
         # assigned, imported or generated: only an import can tell; say nothing
+
+
+_RUNTIME_PACKAGES = [
+    ParsedRequirement(r.split("==")[0].lower(), r, 0, True) for r in C.RUNTIME_REQUIREMENTS
+]
 
 
 def _run_environment_site(root: Path, manifest: BundleManifest) -> Optional[Path]:
