@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from allora_gitops import constants as C
@@ -46,7 +47,11 @@ class BundleTree:
         return sum(e.size for e in self.entries)
 
     def ships(self, path: str) -> bool:
-        return any(e.path == path for e in self.entries)
+        return path in self._paths
+
+    @cached_property
+    def _paths(self) -> frozenset[str]:  # ships() is asked once per imported module: a set, not a scan
+        return frozenset(e.path for e in self.entries)
 
 
 class IgnoreRules:
@@ -113,6 +118,8 @@ def walk_bundle(root: Path, extra_excludes: tuple[str, ...] = ()) -> BundleTree:
 
 def is_utf8_name(name: str) -> bool:
     """Was this (os.fsdecode'd) name valid UTF-8 on disk? Other names break Dockerfile COPY, tar and terminals."""
+    if name.isascii():
+        return True
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
