@@ -115,3 +115,15 @@ def test_inspect_refuses_an_archive_whose_model_yaml_is_an_alias_bomb(tmp_path):
     assert code == 1, err
     assert f"{archive}!{C.MANIFEST_FILE}:7:4: error: YAML holds more than 1,000,000 values" in err
     assert seconds < 2.0 and rss_mb < 200, (seconds, rss_mb)
+
+
+def test_repository_files_read_by_verify_and_publish_are_bounded_too(tmp_path):
+    from allora_gitops.gitops.layout import load_yaml_documents
+    from allora_gitops.verify.repo import check_yaml_file
+
+    path = tmp_path / "build.yaml"
+    path.write_text(BOMB)
+    assert [str(p) for p in check_yaml_file(path, "builds/x/1.0.0/build.yaml")] == [
+        "builds/x/1.0.0/build.yaml:7:4: error: YAML holds more than 1,000,000 values once aliases are expanded (an alias bomb?); refused"
+    ]
+    assert load_yaml_documents(BOMB) == []  # facts from a hostile file: none, and verify says why
