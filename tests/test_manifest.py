@@ -158,41 +158,19 @@ def test_json_schema_export_is_usable(cli):
     assert schema == BundleManifest.json_schema()
 
 
-def test_a_misspelt_key_gets_the_closest_valid_key(tmp_path):
-    from allora_gitops.bundle.manifest import load_manifest_text
-    from allora_gitops.errors import ManifestError
-
-    text = EXAMPLE_MODEL_FOR_TYPOS.replace("  function:", "  funtion:").replace("environment:", "enviroment:")
-    with pytest.raises(ManifestError) as caught:
-        load_manifest_text(text, "model.yaml")
-    messages = [p.message for p in caught.value.problems]
-    assert "unknown key 'entrypoint.funtion' (did you mean 'function'? unknown keys are not allowed)" in messages
-    assert "unknown key 'enviroment' (did you mean 'environment'? unknown keys are not allowed)" in messages
+def test_a_misspelt_key_gets_the_closest_valid_key():
+    text = VALID.replace("  function:", "  funtion:").replace("environment:", "enviroment:")
+    got = problems(text)
+    assert "model.yaml:9:3: error: unknown key 'entrypoint.funtion' (did you mean 'function'? unknown keys are not allowed)" in got
+    assert "model.yaml:12:1: error: unknown key 'enviroment' (did you mean 'environment'? unknown keys are not allowed)" in got
 
 
-@pytest.mark.parametrize("written, meant", [("src/demo/runner.py", "src.demo.runner"), ("./src/demo/runner.py", "src.demo.runner"),
-                                            ("src/demo/__init__.py", "src.demo")])
+@pytest.mark.parametrize("written, meant", [("src/my_model/runner.py", "src.my_model.runner"),
+                                            ("./src/my_model/runner.py", "src.my_model.runner"),
+                                            ("src/my_model/__init__.py", "src.my_model")])
 def test_a_module_written_as_a_file_path_gets_the_dotted_form(written, meant):
-    from allora_gitops.bundle.manifest import load_manifest_text
-    from allora_gitops.errors import ManifestError
+    assert problems(VALID.replace("src.my_model.runner", written)) == [
+        f"model.yaml:8:11: error: entrypoint.module: '{written}' is not a dotted Python module path like "
+        f"src.my_model.runner; did you mean {meant}?"
+    ]
 
-    with pytest.raises(ManifestError) as caught:
-        load_manifest_text(EXAMPLE_MODEL_FOR_TYPOS.replace("src.demo.runner", written), "model.yaml")
-    assert caught.value.problems[0].message == (
-        f"entrypoint.module: '{written}' is not a dotted Python module path like src.my_model.runner; did you mean {meant}?"
-    )
-
-
-EXAMPLE_MODEL_FOR_TYPOS = """\
-schema_version: "0.1"
-name: "demo"
-version: "1.0.0"
-python:
-  version: "3.11"
-entrypoint:
-  kind: "python_function"
-  module: "src.demo.runner"
-  function: "run"
-environment:
-  pip_requirements: "requirements.txt"
-"""
