@@ -81,6 +81,8 @@ ARGOCD_DIR = "argocd"
 REPO_MARKER_FILE = ".allora-gitops.yaml"  # says "this repository was initialised by allora-gitops"
 NAMESPACE = "allora-models"
 MONITORING_NAMESPACE = "monitoring"
+# AlloraLowWalletBalance fires below this balance (uallo; 1 ALLO = 10**18 uallo): 1 ALLO pays many submissions.
+LOW_BALANCE_THRESHOLD_UALLO = 10**18
 
 LABEL_PREFIX = "allora.network"
 LABEL_NAME = "app.kubernetes.io/name"

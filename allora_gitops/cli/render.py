@@ -29,6 +29,7 @@ def render_cmd(
     base_image: Optional[str] = typer.Option(None, "--base-image", help="Base image (default: python:VER-slim; repo@sha256:… pins it)."),
     archive_url: Optional[str] = typer.Option(None, "--archive-url", help="Where the archive is stored (default: the local store's URL for it)."),
     namespace: Optional[str] = typer.Option(None, "--namespace", help="Namespace of the models (default: allora-models)."),
+    monitoring: Optional[bool] = typer.Option(None, "--monitoring/--no-monitoring", help="Render a PodMonitor and PrometheusRule (default: on)."),
     repo_url: Optional[str] = typer.Option(None, "--repo-url", help="Also render argocd/ for this GitOps repository URL."),
     target_revision: str = typer.Option("main", "--target-revision", help="Branch Argo CD follows (with --repo-url)."),
     output: Path = typer.Option(Path("."), "-o", "--output", help="GitOps repository directory to write into."),
@@ -55,6 +56,7 @@ def render_cmd(
         base_image=base_image,
         archive_url=archive_url,
         namespace=namespace,
+        monitoring=monitoring,
     )
     with tempfile.TemporaryDirectory(prefix="allora-render-") as work:
         spec = spec_from_source(source, settings, Path(work))

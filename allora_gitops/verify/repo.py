@@ -3,7 +3,8 @@
 For each overlay ``deployments/<name>/overlays/<network>``: kustomize builds
 it, every object validates against its schema, and our policy rules hold; each
 ``builds/<name>/<version>/Dockerfile`` passes hadolint; ``argocd/*.yaml``
-validate against the Argo CD CRDs. Findings are ``Problem`` s with the rule as
+validate against the Argo CD CRDs; every PrometheusRule passes ``promtool
+check rules``. Findings are ``Problem`` s with the rule as
 ``code``; the command exits 1 on any finding, 2 when it cannot check at all.
 """
 
@@ -18,6 +19,7 @@ from allora_gitops import constants as C
 from allora_gitops.errors import Problem, VerifyError
 from allora_gitops.verify.kustomize import build_overlays
 from allora_gitops.verify.policy import check_network_policies, check_object
+from allora_gitops.verify.rules import check_prometheus_rules
 from allora_gitops.verify.schemas import schema_errors
 from allora_gitops.verify.tools import find_tool
 
@@ -133,9 +135,13 @@ def verify_repo(root: Path, changed_since: str | None = None, jobs: int | None =
             result.findings = check_objects(result.objects, where)
 
     lint = start_hadolint(dockerfiles)  # runs beside the kustomize builds
+    rules: list[tuple[str, dict]] = []
     try:
         for result in build_overlays(overlays, jobs, after=check):
             report.findings.extend(result.findings)
+            where = result.overlay.relative_to(root).as_posix()
+            rules += [(where, o) for o in result.objects or () if o.get("kind") == "PrometheusRule"]
+        report.findings.extend(check_prometheus_rules(rules))
         for path in argocd:
             report.findings.extend(check_yaml_file(path, path.relative_to(root).as_posix()))
     finally:
