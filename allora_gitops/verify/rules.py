@@ -8,6 +8,7 @@ one ``promtool`` process; each failure becomes one finding on its overlay.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Iterable
 from allora_gitops.errors import Problem, VerifyError
 from allora_gitops.verify.tools import find_tool
 
+_POSITION = re.compile(r"^\d+:\d+: ")
 PROMTOOL_HINT = "install the Debian package prometheus (bash .ci/setup does)"
 
 
@@ -62,8 +64,9 @@ def _parse(output: str, files: dict[str, tuple[str, str]]) -> list[Problem]:
             continue
         if not text or text.startswith(("SUCCESS", "FAILED")) or current is None:
             continue
-        for path in files:  # drop the temporary file name: the overlay names the place
+        for path in files:  # drop the temporary file and its line: the overlay and the group/rule name the place
             text = text.replace(f"{path}: ", "").replace(path, "rule file")
+        text = _POSITION.sub("", text)
         where, ident = current
         findings.append(Problem(f"{ident}: promtool: {text}", where, code="promtool"))
     return findings

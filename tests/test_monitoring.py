@@ -1,0 +1,70 @@
+"""Monitoring objects in the rendered tree: switchable, strictly valid against the CRDs, every rule through promtool."""
+
+from __future__ import annotations
+
+import yaml
+
+OVERLAY = "deployments/linear-forecaster/overlays/testnet"
+
+
+def test_monitoring_is_on_by_default_and_off_with_no_monitoring(make_spec, cli, tmp_path):
+    from allora_gitops.render import render_deployment
+
+    on = render_deployment(make_spec("testnet"))
+    off = render_deployment(make_spec("testnet", monitoring=False))
+    assert set(on) - set(off) == {f"{OVERLAY}/podmonitor.yaml", f"{OVERLAY}/prometheusrule.yaml"}
+    assert "podmonitor.yaml" not in off[f"{OVERLAY}/kustomization.yaml"]
+    assert yaml.safe_load(on[f"{OVERLAY}/kustomization.yaml"])["resources"][-2:] == ["podmonitor.yaml", "prometheusrule.yaml"]
+
+    from tests.conftest import EXAMPLES
+
+    result = cli("gitops", "render", EXAMPLES / "linear-forecaster", "--network", "testnet", "--no-monitoring", "-o", tmp_path)
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in (tmp_path / OVERLAY).iterdir()) == ["deployment-patch.yaml", "kustomization.yaml"]
+
+
+def test_the_scrape_target_and_rules_select_only_their_own_deployment(example_repo):
+    from allora_gitops.verify.kustomize import build_overlay
+
+    objects = {o["kind"]: o for o in build_overlay(example_repo / OVERLAY).objects}
+    pm, rule, deployment = objects["PodMonitor"], objects["PrometheusRule"], objects["Deployment"]
+    assert pm["metadata"]["name"] == rule["metadata"]["name"] == "linear-forecaster-testnet"
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selector = pm["spec"]["selector"]["matchLabels"]
+    assert selector == {"app.kubernetes.io/name": "linear-forecaster", "app.kubernetes.io/instance": "linear-forecaster-testnet"}
+    assert all(pod_labels[k] == v for k, v in selector.items())
+    port = pm["spec"]["podMetricsEndpoints"][0]["port"]
+    assert [p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]] == [port]
+    # The relabelled source labels exist on the pod (Prometheus turns '.', '/' and '-' into '_').
+    sources = {r["sourceLabels"][0] for r in pm["spec"]["podMetricsEndpoints"][0]["relabelings"]}
+    assert sources == {"__meta_kubernetes_pod_label_" + "".join(c if c.isalnum() else "_" for c in k) for k in pod_labels} & sources
+    assert len(sources) == 3
+    for r in rule["spec"]["groups"][0]["rules"]:
+        assert r["labels"]["allora_deployment"] == "linear-forecaster-testnet", r["alert"]
+        assert "linear-forecaster-testnet" in r["expr"] and "mainnet" not in r["expr"], r["alert"]
+
+
+def test_verify_finds_a_broken_rule_expression_and_a_misspelt_podmonitor_field(example_repo):
+    from allora_gitops.verify import verify_repo
+
+    rules = example_repo / OVERLAY / "prometheusrule.yaml"
+    doc = yaml.safe_load(rules.read_text())
+    doc["spec"]["groups"][0]["rules"][1]["expr"] = "rate(allora_predictions_total[5m] > 1"
+    rules.write_text(yaml.safe_dump(doc))
+    monitor = example_repo / OVERLAY / "podmonitor.yaml"
+    doc = yaml.safe_load(monitor.read_text())
+    doc["spec"]["podMetricsEndpoint"] = doc["spec"].pop("podMetricsEndpoints")
+    monitor.write_text(yaml.safe_dump(doc))
+
+    report = verify_repo(example_repo)
+    mine = sorted((p.code, p.message) for p in report.findings if p.file == OVERLAY)
+    assert mine == [
+        (
+            "promtool",
+            'PrometheusRule/linear-forecaster-testnet: promtool: group "allora.linear-forecaster-testnet", rule 2,'
+            ' "AlloraConsecutiveFailures": could not parse expression: 1:38: parse error: unclosed left parenthesis',
+        ),
+        ("schema", "PodMonitor/linear-forecaster-testnet: schema: spec: Additional properties are not allowed ('podMetricsEndpoint' was unexpected)"),
+    ]
+    # the other network's overlay stays clean
+    assert not [p for p in report.findings if p.file != OVERLAY]
