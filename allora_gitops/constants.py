@@ -78,6 +78,7 @@ STORE_URL_ENV = "ALLORA_STORE_URL"
 DEPLOYMENTS_DIR = "deployments"
 BUILDS_DIR = "builds"
 ARGOCD_DIR = "argocd"
+MONITORING_DIR = "monitoring"  # the shared Grafana dashboard (ConfigMap for the monitoring namespace)
 REPO_MARKER_FILE = ".allora-gitops.yaml"  # says "this repository was initialised by allora-gitops"
 NAMESPACE = "allora-models"
 MONITORING_NAMESPACE = "monitoring"

@@ -68,3 +68,52 @@ def test_verify_finds_a_broken_rule_expression_and_a_misspelt_podmonitor_field(e
     ]
     # the other network's overlay stays clean
     assert not [p for p in report.findings if p.file != OVERLAY]
+
+
+def test_the_shared_dashboard_matches_its_snapshot_and_every_query_parses(snapshot, tmp_path):
+    """One dashboard for all deployments; each panel's PromQL (variables filled in) passes promtool."""
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from allora_gitops.render.dashboard import render_dashboard
+
+    tree = render_dashboard()
+    snapshot.snapshot_dir = Path(__file__).parent / "snapshots" / "test_monitoring"
+    snapshot.assert_match_dir({"monitoring": {Path(p).name: t for p, t in tree.items()}}, "dashboard")
+    cm = yaml.safe_load(tree["monitoring/grafana-dashboard.yaml"])
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    model = json.loads(cm["data"]["allora-models.json"])
+    assert [v["name"] for v in model["templating"]["list"]] == ["datasource", "deployment", "namespace"]
+    titles = [p["title"] for p in model["panels"] if p["type"] != "row"]
+    assert titles == [
+        "Success rate", "Consecutive failures", "Latency p50 / p95 / p99", "Predictions and failures by reason",
+        "Submissions by result", "Fees paid and gas used (per hour)", "Wallet balance", "CPU against the limit",
+        "Memory against the limit", "Restarts (per hour)",
+    ]  # fmt: skip
+    exprs = [t["expr"] for p in model["panels"] for t in p.get("targets") or []]
+    filled = [
+        e.replace("$__rate_interval", "2m").replace("$deployment", "linear-forecaster-testnet").replace("$namespace", "allora-models")
+        for e in exprs
+    ]
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:query{i}", "expr": e} for i, e in enumerate(filled)]}]}
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
+    proc = subprocess.run([shutil.which("promtool"), "check", "rules", str(tmp_path / "rules.yaml")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in proc.stdout
+
+
+def test_verify_checks_the_dashboard_configmap(example_repo):
+    from allora_gitops.render import write_tree
+    from allora_gitops.render.dashboard import render_dashboard
+    from allora_gitops.verify import verify_repo
+
+    write_tree(render_dashboard(), example_repo)
+    report = verify_repo(example_repo)
+    assert "monitoring/grafana-dashboard.yaml" in report.files and report.findings == []
+    path = example_repo / "monitoring/grafana-dashboard.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["metadata"]["lables"] = doc["metadata"].pop("labels")
+    path.write_text(yaml.safe_dump(doc))
+    assert [(p.file, p.code) for p in verify_repo(example_repo).findings] == [("monitoring/grafana-dashboard.yaml", "schema")]

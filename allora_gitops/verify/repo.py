@@ -59,7 +59,10 @@ def find_dockerfiles(root: Path) -> list[Path]:
 
 
 def find_argocd_files(root: Path) -> list[Path]:
-    return sorted(p for p in (root / C.ARGOCD_DIR).glob("*.y*ml") if p.is_file())
+    """``argocd/*.yaml`` and the objects of ``monitoring/`` (the dashboard ConfigMap; not its kustomization)."""
+    files = [p for p in (root / C.ARGOCD_DIR).glob("*.y*ml") if p.is_file()]
+    files += [p for p in (root / C.MONITORING_DIR).glob("*.y*ml") if p.is_file() and p.name not in KUSTOMIZATION_FILES]
+    return sorted(files)
 
 
 def changed_paths(root: Path, ref: str) -> list[str]:
@@ -99,7 +102,7 @@ def select_changed(root: Path, paths: list[str], overlays: list[Path], dockerfil
                 names_with_base.add(parts[1])  # base or anything shared: every overlay of the name
         elif parts[0] == C.BUILDS_DIR and len(parts) >= 3:
             touched_builds.add("/".join(parts[:3]))
-        elif parts[0] == C.ARGOCD_DIR:
+        elif parts[0] in (C.ARGOCD_DIR, C.MONITORING_DIR):
             argocd_touched = True
 
     def rel(p: Path) -> str:
