@@ -117,3 +117,37 @@ def test_verify_checks_the_dashboard_configmap(example_repo):
     doc["metadata"]["lables"] = doc["metadata"].pop("labels")
     path.write_text(yaml.safe_dump(doc))
     assert [(p.file, p.code) for p in verify_repo(example_repo).findings] == [("monitoring/grafana-dashboard.yaml", "schema")]
+
+
+def test_repo_init_ships_the_dashboard_and_an_alertmanager_route_amtool_accepts(tmp_path):
+    import shutil
+    import subprocess
+
+    from allora_gitops.gitops.scaffold import RepoSettings, render_repo
+
+    tree = render_repo(RepoSettings(repo_url="https://git.example.com/platform/models.git"))
+    assert {"monitoring/kustomization.yaml", "monitoring/grafana-dashboard.yaml", "monitoring/alertmanager/alertmanager.yml"} <= set(tree)
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(tree["monitoring/alertmanager/alertmanager.yml"])
+    amtool = shutil.which("amtool")
+    assert amtool, "amtool is needed (Debian package prometheus-alertmanager; bash .ci/setup installs it)"
+    proc = subprocess.run([amtool, "check-config", str(config)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+    def receiver(*labels: str) -> str:
+        out = subprocess.run([amtool, "config", "routes", "test", f"--config.file={config}", *labels], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    dep = "allora_deployment=linear-forecaster-testnet"
+    assert receiver("alertname=AlloraModelDown", "severity=critical", dep) == "allora-critical"
+    assert receiver("alertname=AlloraConsecutiveFailures", "severity=warning", dep) == "allora-warning"
+    assert receiver("alertname=KubeNodeNotReady", "severity=critical") == "default"
+    # kustomize builds monitoring/ into the monitoring namespace
+    from allora_gitops.render import write_tree
+
+    write_tree(tree, tmp_path / "repo")
+    built = subprocess.run(["kubectl", "kustomize", str(tmp_path / "repo/monitoring")], capture_output=True, text=True, check=True)
+    cm = yaml.safe_load(built.stdout)
+    assert (cm["kind"], cm["metadata"]["namespace"]) == ("ConfigMap", "monitoring")
