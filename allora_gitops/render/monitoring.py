@@ -67,6 +67,7 @@ class MonitoringContext:
     """What the monitoring templates receive besides the spec."""
 
     alerts: tuple[Alert, ...]
+    labels: Mapping[str, str]  # what every alert of the deployment carries besides its severity
     target_labels: tuple[tuple[str, str], ...] = TARGET_LABELS
     sample_limit: int = SAMPLE_LIMIT
     scrape_interval: str = SCRAPE_INTERVAL
@@ -82,12 +83,17 @@ def pod_selector(namespace: str, instance: str) -> str:
     return f'namespace="{namespace}",pod=~"{instance}-[a-z0-9]+-[a-z0-9]+",container="{CONTAINER}"'
 
 
+def alert_labels(spec) -> dict[str, str]:
+    """The labels every alert of a deployment carries (besides ``severity``): what Alertmanager routes on."""
+    return {"allora_model": spec.name, "allora_network": spec.network, "allora_deployment": spec.instance, "namespace": spec.namespace}
+
+
 def alerts(spec) -> tuple[Alert, ...]:
     """The alerts of one deployment (a ``DeploymentSpec``), in README order."""
     ns, inst = spec.namespace, spec.instance
     rt = runtime_selector(ns, inst)
     pod = pod_selector(ns, inst)
-    labels = {"allora_model": spec.name, "allora_network": spec.network, "allora_deployment": inst, "namespace": ns}
+    labels = alert_labels(spec)
     no_success_after = NO_SUCCESS_POLLS * spec.polling_interval + int(spec.manifest.runtime.max_seconds)
     threshold = spec.low_balance_threshold
     ratio = RESOURCE_LIMIT_RATIO
@@ -173,7 +179,7 @@ def monitoring_context(spec, for_overrides: Optional[Mapping[str, str]] = None) 
     table = alerts(spec)
     if for_overrides:
         table = tuple(replace(a, for_=for_overrides.get(a.name, a.for_)) for a in table)
-    return MonitoringContext(alerts=table)
+    return MonitoringContext(alerts=table, labels=alert_labels(spec))
 
 
 def render_rule_file(spec, for_overrides: Optional[Mapping[str, str]] = None) -> str:
