@@ -201,7 +201,7 @@ def find_checkov() -> str:
 
 @pytest.mark.slow
 def test_checkov_and_hadolint_report_nothing(example_repo, tmp_path):
-    """checkov scans what the cluster receives (kustomize output) plus the Dockerfile and argocd/."""
+    """checkov scans what the cluster receives (kustomize output, monitoring on) plus the Dockerfile, argocd/ and the dashboard."""
     from allora_gitops.verify.kustomize import build_overlays
     from allora_gitops.verify.tools import find_tool
 
@@ -216,6 +216,9 @@ def test_checkov_and_hadolint_report_nothing(example_repo, tmp_path):
     (scan / "Dockerfile").write_text(dockerfile.read_text())
     for f in (example_repo / "argocd").iterdir():
         (scan / f.name).write_text(f.read_text())
+    from allora_gitops.render.dashboard import render_dashboard
+
+    (scan / "grafana-dashboard.yaml").write_text(render_dashboard()["monitoring/grafana-dashboard.yaml"])
     proc = subprocess.run(
         [find_checkov(), "-d", str(scan), "--framework", "kubernetes,dockerfile", "--skip-download", "-o", "json"],
         capture_output=True,
