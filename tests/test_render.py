@@ -216,9 +216,12 @@ def test_checkov_and_hadolint_report_nothing(example_repo, tmp_path):
     (scan / "Dockerfile").write_text(dockerfile.read_text())
     for f in (example_repo / "argocd").iterdir():
         (scan / f.name).write_text(f.read_text())
+    from allora_gitops.render import write_tree
     from allora_gitops.render.dashboard import render_dashboard
 
-    (scan / "grafana-dashboard.yaml").write_text(render_dashboard()["monitoring/grafana-dashboard.yaml"])
+    write_tree(render_dashboard(), example_repo)
+    proc = subprocess.run(["kubectl", "kustomize", str(example_repo / "monitoring")], capture_output=True, text=True, check=True)
+    (scan / "monitoring.yaml").write_text(proc.stdout)
     proc = subprocess.run(
         [find_checkov(), "-d", str(scan), "--framework", "kubernetes,dockerfile", "--skip-download", "-o", "json"],
         capture_output=True,
