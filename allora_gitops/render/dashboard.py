@@ -52,6 +52,10 @@ def dashboard_model() -> dict:
             .with_target(query(expr))
         )  # fmt: skip
 
+    def against_limit(resource: str, unit: str, used: str, legend: str):
+        limit = f'max(kube_pod_container_resource_limits{{{POD},resource="{resource.lower()}"}})'
+        return series(f"{resource} against the limit", unit, query(used, legend, "A"), query(limit, "limit", "B"), width=8)
+
     rate = "[$__rate_interval]"
     builder = (
         db.Dashboard("Allora models")
@@ -127,24 +131,8 @@ def dashboard_model() -> dict:
         )
         .with_panel(series("Wallet balance", "short", query(f"min(allora_wallet_balance_uallo{{{RT}}})", "uallo")))
         .with_row(db.Row("Container").id(103))
-        .with_panel(
-            series(
-                "CPU against the limit",
-                "short",
-                query(f"sum(rate(container_cpu_usage_seconds_total{{{POD}}}[5m]))", "used (cores)", "A"),
-                query(f'max(kube_pod_container_resource_limits{{{POD},resource="cpu"}})', "limit", "B"),
-                width=8,
-            )
-        )
-        .with_panel(
-            series(
-                "Memory against the limit",
-                "bytes",
-                query(f"max(container_memory_working_set_bytes{{{POD}}})", "working set", "A"),
-                query(f'max(kube_pod_container_resource_limits{{{POD},resource="memory"}})', "limit", "B"),
-                width=8,
-            )
-        )
+        .with_panel(against_limit("CPU", "short", f"sum(rate(container_cpu_usage_seconds_total{{{POD}}}[5m]))", "used (cores)"))
+        .with_panel(against_limit("Memory", "bytes", f"max(container_memory_working_set_bytes{{{POD}}})", "working set"))
         .with_panel(
             series(
                 "Restarts (per hour)",
