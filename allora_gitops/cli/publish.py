@@ -101,6 +101,7 @@ def register(app: typer.Typer) -> None:
         topic_id: Optional[int] = typer.Option(None, "--topic-id", help="Topic on the target network (default: the last one used there, else model.yaml)."),
         fee_tier: Optional[str] = typer.Option(None, "--fee-tier"),
         wallet_secret: Optional[str] = typer.Option(None, "--wallet-secret"),
+        monitoring: Optional[bool] = typer.Option(None, "--monitoring/--no-monitoring", help=MONITORING_HELP),
         store: Optional[str] = typer.Option(None, "--store"),
         database_url: Optional[str] = typer.Option(None, "--database-url"),
         branch: Optional[str] = typer.Option(None, "--branch", help="Default promote/NAME/NETWORK/VERSION."),
@@ -112,7 +113,7 @@ def register(app: typer.Typer) -> None:
         from allora_gitops.publish import Target, promote
 
         target = Target(repo=repo, branch=branch, base_branch=base, store_url=store, database_url=database_url, dry_run=dry_run)
-        options = _options(topic_id=topic_id, fee_tier=fee_tier, wallet_secret=wallet_secret)
+        options = _options(topic_id=topic_id, fee_tier=fee_tier, wallet_secret=wallet_secret, monitoring=monitoring)
         _print(promote(name, from_network, to_network, target, options, step=_step(as_json)), as_json)
 
     @app.command("rollback")
@@ -122,6 +123,7 @@ def register(app: typer.Typer) -> None:
         to: str = typer.Option(..., "--to", help="The version to deploy again (its archive is fetched from the store)."),
         repo: str = typer.Option(..., "--repo", help=REPO_HELP),
         topic_id: Optional[int] = typer.Option(None, "--topic-id", help="Default: what that version used on this network."),
+        monitoring: Optional[bool] = typer.Option(None, "--monitoring/--no-monitoring", help=MONITORING_HELP),
         store: Optional[str] = typer.Option(None, "--store"),
         database_url: Optional[str] = typer.Option(None, "--database-url"),
         branch: Optional[str] = typer.Option(None, "--branch", help="Default rollback/NAME/NETWORK/VERSION."),
@@ -133,7 +135,7 @@ def register(app: typer.Typer) -> None:
         from allora_gitops.publish import Target, rollback
 
         target = Target(repo=repo, branch=branch, base_branch=base, store_url=store, database_url=database_url, dry_run=dry_run)
-        _print(rollback(name, network, to, target, _options(topic_id=topic_id), step=_step(as_json)), as_json)
+        _print(rollback(name, network, to, target, _options(topic_id=topic_id, monitoring=monitoring), step=_step(as_json)), as_json)
 
     @app.command("retire")
     def retire_cmd(
