@@ -247,3 +247,26 @@ def test_prune_works_in_batches(records, deployment, monkeypatch):
     record_results(records.connection, deployment.id, [ResultRow("prediction", n, "success", old, value="1") for n in range(10)])
     assert prune_results(records.connection, timedelta(days=30)) == 10
     assert count_rows(records) == 0
+
+
+SECRET_TEXTS = [
+    None, "", "3.25", "no data for nonce 15", "/workspace/bundle/src/model/runner.py:42",
+    HEX_KEY, "1f" * 32, f"key={HEX_KEY}.", f"sha256:{'a' * 64}", "a" * 63, "g" * 64,
+    "abandon ability able about above absent absorb abstract absurd abuse access accident",  # 12 words, 84 chars
+    "act add age aim air all act add age aim air all",  # 12 of the shortest words: 47 characters
+    "act add age aim air all act add age aim air",  # 11
+    "ACT-ADD-AGE-AIM-AIR-ALL-ACT-ADD-AGE-AIM-AIR-ALL", "act add age aim air all act add age aim air zzz",
+    "the model failed because the upstream price feed returned an empty list for this window",
+]
+
+
+def test_the_fast_secret_test_answers_exactly_as_the_full_one(records):
+    """0006 put cheap necessary conditions in front of 0001's secret test; the answers must not change."""
+    for text in SECRET_TEXTS:
+        fast, full, redacted, redacted_full = records.connection.execute(
+            """SELECT allora_looks_like_secret(%(t)s), coalesce(allora_has_hex_key(%(t)s) OR allora_bip39_run(%(t)s) >= 12, false),
+                      allora_redact_secrets(%(t)s), allora_redact_secrets_full(%(t)s)""",
+            {"t": text},
+        ).fetchone()
+        assert (fast, redacted) == (full, redacted_full), text
+    assert records.connection.execute("SELECT allora_looks_like_secret(%s)", (SECRET_TEXTS[12],)).fetchone()[0] is True
