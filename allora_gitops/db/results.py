@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
 import re
-from dataclasses import astuple, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
@@ -117,6 +118,7 @@ class ResultRow:
 
 
 _COLUMNS = tuple(f.name for f in fields(ResultRow))
+_values = operator.attrgetter(*_COLUMNS)  # a row's values in column order (dataclasses.astuple deep-copies: ~20x slower)
 # the table's names for ResultRow's fields: observed_at is created_at, value is prediction
 _TABLE_COLUMNS = ", ".join({"observed_at": "created_at", "value": "prediction"}.get(c, c) for c in _COLUMNS)
 _STAGE_TYPES = {
@@ -149,7 +151,7 @@ def record_results(conn, deployment_id: str, rows: Iterable[ResultRow]) -> int:
         )
     if not batch:
         return 0
-    columns = list(zip(*(astuple(row) for row in batch)))
+    columns = list(zip(*(_values(row) for row in batch)))
     unnest = ", ".join(f"%s::{_STAGE_TYPES[c]}[]" for c in _COLUMNS)
     with _refusal("record the results"):
         with conn.transaction():
@@ -193,7 +195,7 @@ def import_results(conn, deployment_id: str, rows: Iterable[ResultRow]) -> Impor
             with conn.cursor() as cur:
                 with cur.copy(f"COPY allora_results_import ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
                     for row in rows:
-                        copy.write_row(astuple(row))
+                        copy.write_row(_values(row))
                         staged += 1
             cur = conn.execute(
                 f"""INSERT INTO submission_results (deployment_id, {_TABLE_COLUMNS})
