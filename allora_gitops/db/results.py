@@ -127,9 +127,10 @@ _STAGE_TYPES = {
     "gas_used": "bigint", "fee": "text",
 }  # fmt: skip
 # staged (or unnested) columns → the stored row, with free text redacted and a missing time meaning now
+_REDACTED = "CASE WHEN allora_may_hold_secret({0}) THEN allora_redact_secrets({0}) ELSE {0} END"  # see 0006
 _STORED_EXPRESSIONS = (
-    "kind, nonce, status, coalesce(observed_at, now()), allora_redact_secrets(value), tx_hash, reason, error_type, "
-    "allora_redact_secrets(error_message), allora_redact_secrets(error_where), latency_ms, gas_used, fee"
+    f"kind, nonce, status, coalesce(observed_at, now()), {_REDACTED.format('value')}, tx_hash, reason, error_type, "
+    f"{_REDACTED.format('error_message')}, {_REDACTED.format('error_where')}, latency_ms, gas_used, fee"
 )
 
 

@@ -17,7 +17,8 @@
 -- nothing: a secret is at least 47 characters long (a key is 64 hex digits; a mnemonic is 12 words of
 -- at least 3 letters, 11 separators), a key needs a 64-hex run, a mnemonic at least 12 letter runs in
 -- allora_bip39_run's own tokenisation (lower(), split on [^a-z]+). Numbers, short messages and
--- file:line never reach the slow part; every text gets the same answer as before.
+-- file:line never reach the slow part; every text gets the same answer as before. Writers of many
+-- rows redact with `CASE WHEN allora_may_hold_secret(t) THEN allora_redact_secrets(t) ELSE t END`.
 CREATE FUNCTION allora_may_hold_secret(t text) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
 SELECT length(t) >= 47 AND (t ~ '[0-9A-Fa-f]{64}' OR lower(t) ~ '([a-z]+[^a-z]+){11}[a-z]')
@@ -29,32 +30,6 @@ SELECT CASE
     WHEN length(t) < 47 OR t IS NULL THEN false
     ELSE (t ~ '[0-9A-Fa-f]{64}' AND allora_has_hex_key(t))
       OR (lower(t) ~ '([a-z]+[^a-z]+){11}[a-z]' AND allora_bip39_run(t) >= 12)
-END
-$fn$;
-
--- 0001's redaction, unchanged, under a new name: allora_redact_secrets below calls it only for texts
--- that might hold a secret (see above); for all others it returned the text as it was.
-CREATE FUNCTION allora_redact_secrets_full(t text) RETURNS text
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $fn$
-DECLARE
-    cleaned text;
-BEGIN
-    IF t IS NULL THEN
-        RETURN NULL;
-    END IF;
-    cleaned := regexp_replace(t, '(^|[^0-9A-Fa-f:])(0[xX])?[0-9A-Fa-f]{64}(?![0-9A-Fa-f])', '\1[redacted]', 'g');
-    IF allora_looks_like_secret(cleaned) THEN
-        RETURN '[redacted: the text looked like a wallet secret]';
-    END IF;
-    RETURN cleaned;
-END
-$fn$;
-
-CREATE OR REPLACE FUNCTION allora_redact_secrets(t text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
-SELECT CASE
-    WHEN allora_may_hold_secret(t) THEN allora_redact_secrets_full(t)
-    ELSE t
 END
 $fn$;
 
