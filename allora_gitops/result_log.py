@@ -1,4 +1,4 @@
-"""The runtime's JSON-lines log (``kubectl logs``, ``bootstrap.py --dry-run``) read as submission results.
+"""The runtime's JSON-lines log (``kubectl logs``, ``python -m allora_runtime --dry-run``) read as submission results.
 
 Every stdout line of the runtime is one JSON object with ``ts``, ``level`` and ``event``. Four events are
 results; each becomes one ``ResultRow``:
@@ -15,7 +15,7 @@ A result line with a missing or wrong field is a problem naming its line; ``Resu
 good rows and, once the input is exhausted, raises ``ResultsError`` listing every problem, so a caller
 writing inside a transaction (``db.results.import_results``) writes nothing.
 
-Today's runtime (bootstrap.py) writes ``submission_failed`` without a nonce: such a line cannot be tied
+Today's runtime (allora_runtime/live.py) writes ``submission_failed`` without a nonce: such a line cannot be tied
 to a result, so it is counted as ``unattributed`` and skipped rather than refused.
 """
 
@@ -28,9 +28,9 @@ from typing import Any, Iterable, Iterator
 from allora_gitops.db.results import MAX_MESSAGE_CHARS, ResultRow, utc, value_text
 from allora_gitops.errors import Problem, ResultsError
 
-# The runtime's event names (bootstrap.py's LOG.emit calls; allora_runtime.contract once that package lands).
-EVENT_PREDICTION = "prediction"
-EVENT_PREDICTION_REFUSED = "prediction_refused"
+from allora_runtime.contract import EVENT_PREDICTION, EVENT_PREDICTION_REFUSED
+
+# allora_runtime/live.py writes these two as literals; they belong in allora_runtime.contract beside the others.
 EVENT_SUBMISSION = "submission"
 EVENT_SUBMISSION_FAILED = "submission_failed"
 RESULT_EVENTS = (EVENT_PREDICTION, EVENT_PREDICTION_REFUSED, EVENT_SUBMISSION, EVENT_SUBMISSION_FAILED)
