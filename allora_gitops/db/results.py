@@ -47,6 +47,13 @@ _TX_HASH = re.compile(r"^[0-9A-F]{64}$")
 _REASON = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _ERROR_TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,199}$")
 _FEE = re.compile(r"^[0-9]+[a-zA-Z][a-zA-Z0-9/:._-]{2,127}(,[0-9]+[a-zA-Z][a-zA-Z0-9/:._-]{2,127})*$")
+_TEXT_LIMITS = (("value", MAX_VALUE_CHARS), ("error_message", MAX_MESSAGE_CHARS), ("error_where", MAX_WHERE_CHARS))
+_TEXT_FORMATS = (
+    ("tx_hash", _TX_HASH, "64 upper-case hex digits"),
+    ("reason", _REASON, "lower-case letters, digits and _ (e.g. timeout)"),
+    ("error_type", _ERROR_TYPE, "a Python class name (e.g. ValueError)"),
+    ("fee", _FEE, "Cosmos coins (e.g. 1250uallo)"),
+)
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -94,16 +101,11 @@ class ResultRow:
             out.append(f"a result with status {self.status} needs an error message")
         if self.observed_at is not None and self.observed_at.tzinfo is None:
             out.append("the time must carry a timezone (e.g. 2026-01-31T12:00:00Z)")
-        for name, limit in (("value", MAX_VALUE_CHARS), ("error_message", MAX_MESSAGE_CHARS), ("error_where", MAX_WHERE_CHARS)):
+        for name, limit in _TEXT_LIMITS:
             text = getattr(self, name)
             if text is not None and not (isinstance(text, str) and 0 < len(text) <= limit):
                 out.append(f"{name} must be text of 1 to {limit} characters")
-        for name, pattern, shape in (
-            ("tx_hash", _TX_HASH, "64 upper-case hex digits"),
-            ("reason", _REASON, "lower-case letters, digits and _ (e.g. timeout)"),
-            ("error_type", _ERROR_TYPE, "a Python class name (e.g. ValueError)"),
-            ("fee", _FEE, "Cosmos coins (e.g. 1250uallo)"),
-        ):
+        for name, pattern, shape in _TEXT_FORMATS:
             text = getattr(self, name)
             if text is not None and not (isinstance(text, str) and pattern.match(text)):
                 out.append(f"{name} must be {shape}, not {text!r}"[:300])
@@ -398,6 +400,8 @@ def value_text(value: Any) -> str | None:
     """A prediction as stored: text as it is, numbers and dicts as compact JSON (keys sorted)."""
     if value is None or isinstance(value, str):
         return value
+    if type(value) is float and math.isfinite(value) or type(value) is int:
+        return repr(value)  # what json.dumps writes for them, without its encoder
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
