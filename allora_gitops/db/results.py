@@ -200,11 +200,16 @@ def import_results(conn, deployment_id: str, rows: Iterable[ResultRow]) -> Impor
                     for row in rows:
                         copy.write_row(_values(row))
                         staged += 1
+            # a temp table has no statistics until asked; with them, rows already recorded (a log imported
+            # again, overlapping kubectl logs) are dropped by one hash anti-join instead of an index probe each
+            conn.execute("ANALYZE allora_results_import")
             cur = conn.execute(
                 f"""INSERT INTO submission_results (deployment_id, {_TABLE_COLUMNS})
-                    SELECT %s, {_STORED_EXPRESSIONS} FROM allora_results_import
+                    SELECT %s, {_STORED_EXPRESSIONS} FROM allora_results_import i
+                    WHERE NOT EXISTS (SELECT 1 FROM submission_results r
+                                      WHERE r.deployment_id = %s AND r.nonce = i.nonce AND r.kind = i.kind)
                     ON CONFLICT (deployment_id, nonce, kind) DO NOTHING""",
-                (deployment_id,),
+                (deployment_id, deployment_id),
             )
             return ImportCounts(staged=staged, inserted=cur.rowcount)
 
