@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import statistics
@@ -56,6 +57,12 @@ def write_log(path: Path, lines: int) -> int:
     return results
 
 
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a local process (the database backend), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def new_deployment(records, i: int) -> str:
     sha = f"{i:064x}"
     bundle = records.register_bundle(
@@ -77,16 +84,26 @@ def bench_import(records, work: Path, lines: int, sample: int) -> None:
     expected = write_log(log_path, lines)
     print(f"wrote {lines:,} lines ({expected:,} results, {log_path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s")
 
+    t, cpu = time.perf_counter(), time.process_time()
+    with log_path.open() as handle:
+        parsed = sum(1 for _ in ResultLog(str(log_path)).rows(handle))
+    print(f"reading and checking the lines alone (no database): {time.perf_counter() - t:.1f} s wall, {time.process_time() - cpu:.1f} s CPU")
+
     target = new_deployment(records, 0)
     log = ResultLog(str(log_path))
-    t = time.perf_counter()
+    backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    t, cpu, server_cpu = time.perf_counter(), time.process_time(), process_cpu(backend)
     with log_path.open() as handle:
         counts = import_results(conn, target, log.rows(handle))
     seconds = time.perf_counter() - t
-    assert counts.inserted == expected, counts
+    cpu, server_cpu = time.process_time() - cpu, process_cpu(backend) - server_cpu
+    assert counts.inserted == expected == parsed, counts
     import_rate = counts.inserted / seconds
     print(f"import (COPY + INSERT … ON CONFLICT): {counts.inserted:,} rows in {seconds:.1f} s = {import_rate:,.0f} rows/s"
           f" (target ≥ 20,000) [{'ok' if import_rate >= 20000 else 'MISSED'}]")  # fmt: skip
+    print(f"  CPU: client {cpu:.1f} s, database backend {server_cpu:.1f} s of {seconds:.1f} s wall"
+          f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores); per CPU-second of the backend:"
+          f" {counts.inserted / max(server_cpu, 0.001):,.0f} rows")  # fmt: skip
 
     t = time.perf_counter()
     with log_path.open() as handle:
@@ -176,8 +193,6 @@ def main() -> None:
     parser.add_argument("--per-deployment", type=int, default=1000)
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
-
-    import os
 
     from allora_gitops.db.embedded import EmbeddedPostgres
     from allora_gitops.db.migrate import MigrationRunner
