@@ -271,3 +271,35 @@ def test_the_fast_secret_test_answers_exactly_as_the_full_one(records):
         ).fetchone()
         assert (fast, redacted) == (full, redacted_full), text
     assert records.connection.execute("SELECT allora_looks_like_secret(%s)", (SECRET_TEXTS[12],)).fetchone()[0] is True
+
+
+def test_0006_keeps_the_newest_of_duplicate_rows_written_before_it(empty_database_url, tmp_path):
+    """Rows recorded before 0006 had no (deployment, nonce, kind) key: the migration keeps the newest of each nonce."""
+    import shutil
+
+    import psycopg
+
+    from allora_gitops.db.migrate import MIGRATIONS_DIR, MigrationRunner
+    from allora_gitops.db.records import Records
+
+    before = tmp_path / "before"
+    before.mkdir()
+    for path in MIGRATIONS_DIR.glob("*.sql"):
+        if path.name < "0006":
+            shutil.copy(path, before)
+    MigrationRunner(empty_database_url, before).upgrade()
+    with Records(empty_database_url) as old:
+        d = old.create_deployment(**deployment_args(old.register_bundle(**bundle_args()).id))
+        old.record_submission(d.id, nonce=5, status="error", error_message="first try failed")
+        old.record_submission(d.id, nonce=5, status="success", prediction=1.5, tx_hash="AB" * 32)
+        old.record_submission(d.id, nonce=6, status="success", prediction=2.5)
+    MigrationRunner(empty_database_url).upgrade()
+    with psycopg.connect(empty_database_url) as conn:
+        rows = conn.execute("SELECT nonce, kind, status, tx_hash FROM submission_results ORDER BY nonce").fetchall()
+    assert rows == [(5, "submission", "success", "AB" * 32), (6, "submission", "success", None)]
+
+
+def test_status_says_when_a_deployment_has_reported_nothing_yet(cli, database_url, deployment):
+    status = cli("gitops", "status", NAME, "--database-url", database_url)
+    assert status.code == 0, status.err
+    assert "  results: none reported yet" in status.out.splitlines()
