@@ -116,6 +116,10 @@ class MigrationError(DatabaseError):
     """A migration failed, or an applied migration was edited."""
 
 
+class ResultsError(DatabaseError):
+    """Reported submission results are malformed (one problem per result, with its line when from a log)."""
+
+
 class RecordConflict(DatabaseError):
     """A record contradicts one already stored (e.g. same name+version, other sha256)."""
 
