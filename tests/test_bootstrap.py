@@ -417,6 +417,17 @@ def test_a_secret_printed_by_user_code_is_redacted(tmp_path):
     assert result.one("prediction_refused")["message"] == "key is [redacted]"
 
 
+@pytest.mark.parametrize("codec, bom", [("utf-8", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe")])
+def test_the_runtime_reads_a_bom_marked_model_yaml_as_validate_does(tmp_path, codec, bom):
+    """validate accepts a model.yaml with a byte-order mark (Windows editors write them); so must the container."""
+    bundle = make_bundle(tmp_path / "b", VARIED)
+    manifest = bundle / "model.yaml"
+    manifest.write_bytes(bom + manifest.read_text().encode(codec))
+    result = run_bootstrap(bundle, "--check")
+    assert result.code == EXIT_OK, result.out + result.err
+    assert result.one("check_passed")["nonce"] == 1000
+
+
 def test_max_runtime_ends_a_dry_run_cleanly_with_exit_zero(tmp_path):
     """ALLORA_MAX_RUNTIME=3: a run that would go on forever stops after ~3 s, exit 0, so a sandbox Job completes."""
     bundle = make_bundle(tmp_path / "b", CONSTANT)

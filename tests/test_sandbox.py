@@ -76,6 +76,12 @@ def test_the_sandbox_job_is_bounded_and_has_the_deployments_pod(make_spec, tmp_p
     assert pod["securityContext"] == base_pod["securityContext"]
     assert container["securityContext"] == base_pod["containers"][0]["securityContext"]
     assert container["livenessProbe"] == base_pod["containers"][0]["livenessProbe"]
+    monitor = next(o for o in objects if o["kind"] == "PodMonitor")  # scraped like a deployment, this sandbox's pods only
+    assert monitor["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": NAME, "app.kubernetes.io/instance": f"{NAME}-{EXAMPLE_SHA256[:12]}", "allora.network/sandbox": "true",
+    }  # fmt: skip
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= job["spec"]["template"]["metadata"]["labels"].items()
+    assert "PrometheusRule" not in {o["kind"] for o in objects}
     policy = next(o for o in objects if o["kind"] == "NetworkPolicy")
     assert policy["spec"]["podSelector"]["matchLabels"]["allora.network/sandbox"] == "true"
     assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == f"{NAME}-{EXAMPLE_SHA256[:12]}"

@@ -38,7 +38,7 @@ def sandbox_name(spec: DeploymentSpec) -> str:
 
 
 def render_sandbox(spec: DeploymentSpec, run: SandboxRun) -> dict[str, str]:
-    """Every file of ``sandboxes/<name>-<sha12>/``: kustomization, ServiceAccount, NetworkPolicy, Job."""
+    """Every file of ``sandboxes/<name>-<sha12>/``: kustomization, ServiceAccount, NetworkPolicy, Job (+ PodMonitor)."""
     ctx = _context(spec)
     base = render_base(spec, ctx)
     overlay = render_overlay(spec, ctx)
@@ -50,12 +50,25 @@ def render_sandbox(spec: DeploymentSpec, run: SandboxRun) -> dict[str, str]:
     kustomization = render_template(
         "sandbox/kustomization.yaml.j2", spec=spec, run=run, C=C, sandbox=sandbox_name(spec), sandbox_label=SANDBOX_LABEL
     )
-    return {
+    tree = {
         f"{root}/kustomization.yaml": kustomization,
         f"{root}/serviceaccount.yaml": base[f"{base_dir}/serviceaccount.yaml"],
         f"{root}/networkpolicy.yaml": base[f"{base_dir}/networkpolicy.yaml"],
         f"{root}/job.yaml": render_template("sandbox/job.yaml.j2", job=job, run=run),
     }
+    podmonitor = overlay.get(f"{overlay_dir}/podmonitor.yaml")
+    if podmonitor is not None:  # scraped like a deployment; no PrometheusRule: an hour-long trial pages nobody
+        tree[f"{root}/podmonitor.yaml"] = render_template("sandbox/podmonitor.yaml.j2", podmonitor=_sandbox_podmonitor(podmonitor, spec))
+    return tree
+
+
+def _sandbox_podmonitor(text: str, spec: DeploymentSpec) -> dict:
+    """The deployment's PodMonitor, selecting this sandbox's pods (kustomize leaves a CRD's selector alone)."""
+    podmonitor = _load(text)
+    labels = podmonitor["spec"]["selector"]["matchLabels"]
+    labels[C.LABEL_INSTANCE] = sandbox_name(spec)
+    labels[SANDBOX_LABEL] = "true"
+    return podmonitor
 
 
 def _job(deployment: dict, patch: dict, spec: DeploymentSpec, run: SandboxRun) -> dict:
