@@ -164,6 +164,56 @@ def test_alert_fires_at_the_expected_time_with_its_labels_and_not_just_below(nam
     assert "SUCCESS" in proc.stdout
 
 
+# Second ways in: (alert, input series, minute it fires, labels from the expression, description). Each
+# isolates one branch of an `or` that the main case above never reaches.
+BRANCHES = {
+    "crash loop of this deployment's pod, replicas still reported available": (
+        "AlloraModelDown",
+        [
+            (f'kube_deployment_status_replicas_available{{namespace="{NS}",deployment="{DEP}"}}', "1x17"),
+            (f'kube_pod_container_status_waiting_reason{{{KPOD},reason="CrashLoopBackOff"}}', "0 0 1x15"),
+        ],
+        7,  # waiting from 2m, for: 5m
+        {"namespace": NS, "pod": POD},
+        "The model linear-forecaster on testnet has had no running replica for 5 minutes; it submits nothing.",
+    ),
+    "no success yet: counted from the process start, not from 0": (
+        "AlloraNoRecentSuccess",
+        [(f"allora_last_success_timestamp_seconds{{{RT}}}", "0x20"), (f"process_start_time_seconds{{{RT}}}", "120x20")],
+        14,  # 780 - 120 > 610 at 13m, for: 1m
+        {"namespace": NS, "allora_deployment": DEP},
+        "The runtime runs but has not produced a valid prediction for 12m 0s.",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BRANCHES))
+def test_each_branch_of_an_alert_fires_on_its_own(case, testnet_spec, promtool, tmp_path):
+    name, series, minutes, expr_labels, description = BRANCHES[case]
+    alert = next(a for a in alerts(testnet_spec) if a.name == name)
+    (tmp_path / "rules.yaml").write_text(render_rule_file(testnet_spec))
+    expected = {
+        "exp_labels": {**expr_labels, **alert.labels},
+        "exp_annotations": {"summary": alert.summary, "description": description, "runbook_url": alert.runbook_url},
+    }
+    quiet = [{"eval_time": f"{m}m", "alertname": name, "exp_alerts": []} for m in range(0, minutes)]
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": _series(series),
+                "alert_rule_test": [*quiet, {"eval_time": f"{minutes}m", "alertname": name, "exp_alerts": [expected]}],
+            }
+        ],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    proc = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
 def test_promtool_would_catch_a_wrong_expectation(testnet_spec, promtool, tmp_path):
     """The harness can fail: 3 consecutive failures are expected to fire, and promtool says they do not."""
     (tmp_path / "rules.yaml").write_text(render_rule_file(testnet_spec))
