@@ -379,3 +379,43 @@ def test_publish_a_built_archive(gitops, cli, gitops_remote, records, tmp_path):
     assert r.code == 0, r.err
     assert records.get_bundle(NAME, "1.0.0").sha256 == (tmp_path / "dist" / f"{NAME}-1.0.0.tar.gz.sha256").read_text().split()[0]
     assert "deploy/linear-forecaster/mainnet/1.0.0" in remote_branches(gitops_remote)
+
+
+def test_the_repository_sets_the_monitoring_default_and_the_flag_overrides_it(gitops, cli, records, tmp_path):
+    """A cluster without prometheus-operator: `repo init --no-monitoring`, and no publish/promote/rollback renders a PodMonitor
+    unless asked to with --monitoring."""
+    remote = tmp_path / "no-monitoring.git"
+    r = cli("gitops", "repo", "init", "--bare", "--no-monitoring", remote)
+    assert r.code == 0, r.err
+    assert "\nmonitoring: false\n" in remote_file(remote, "main", C.REPO_MARKER_FILE)
+    overlay = f"deployments/{NAME}/overlays"
+
+    def monitoring_files(network: str) -> list[str]:
+        return sorted(p.rsplit("/", 1)[1] for p in tree_at(remote, "main", f"{overlay}/{network}") if "monitor" in p or "rule" in p)
+
+    assert gitops("publish", make_bundle(tmp_path), "--repo", remote, "--network", "testnet", "--branch", "main").code == 0
+    assert monitoring_files("testnet") == []
+    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", remote, "--branch", "main")
+    assert r.code == 0, r.err
+    assert monitoring_files("mainnet") == []
+    r = gitops("publish", make_bundle(tmp_path, version="1.0.1"), "--repo", remote, "--network", "testnet", "--branch", "main", "--monitoring")
+    assert r.code == 0, r.err
+    assert monitoring_files("testnet") == ["podmonitor.yaml", "prometheusrule.yaml"]
+    r = gitops("rollback", NAME, "--network", "testnet", "--to", "1.0.0", "--repo", remote, "--branch", "main")
+    assert r.code == 0, r.err
+    assert monitoring_files("testnet") == []
+
+
+def test_a_malformed_monitoring_setting_is_named(gitops, cli, records, tmp_path):
+    remote = tmp_path / "bad.git"
+    assert cli("gitops", "repo", "init", "--bare", remote).code == 0
+    work = tmp_path / "work"
+    subprocess.run(["git", "clone", "-q", str(remote), str(work)], check=True)
+    marker = work / C.REPO_MARKER_FILE
+    marker.write_text(marker.read_text().replace("monitoring: true", "monitoring: sometimes"))
+    ident = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "-C", str(work), *ident, "commit", "-qam", "edit"], check=True)
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "main"], check=True)
+    r = gitops("publish", make_bundle(tmp_path), "--repo", remote, "--network", "testnet", "--branch", "main")
+    assert (r.code, r.err.splitlines()[-1]) == (1, "error: .allora-gitops.yaml: monitoring must be true or false, not 'sometimes'")
+    assert "Traceback" not in r.err

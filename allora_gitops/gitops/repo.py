@@ -525,6 +525,28 @@ def file_diff(git: GitDir, old_tree: str, new_tree: str) -> str:
     return git.run("diff", "--no-color", "--no-renames", old_tree, new_tree).out
 
 
+def repository_monitoring(git: GitDir, commit: str) -> bool:
+    """The ``monitoring`` setting of the repository marker at ``commit`` (True when absent: repositories made before it).
+
+    Raises GitOpsError naming the file when the marker is not a YAML mapping or the value is not a boolean.
+    """
+    import yaml
+
+    text = git.run("show", f"{commit}:{C.REPO_MARKER_FILE}").out
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise GitOpsError(f"{C.REPO_MARKER_FILE}{where}: not valid YAML") from None
+    if not isinstance(doc, dict):
+        raise GitOpsError(f"{C.REPO_MARKER_FILE}: not a YAML mapping")
+    value = doc.get("monitoring", True)
+    if not isinstance(value, bool):
+        raise GitOpsError(f"{C.REPO_MARKER_FILE}: monitoring must be true or false, not {value!r}")
+    return value
+
+
 def require_marker(git: GitDir, commit: str, remote: Remote, branch: str) -> None:
     if not git.exists(f"{commit}:{C.REPO_MARKER_FILE}"):
         raise GitOpsError(

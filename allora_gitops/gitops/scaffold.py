@@ -25,6 +25,7 @@ class RepoSettings:
     default_branch: str = C.DEFAULT_BRANCH
     networks: tuple[str, ...] = C.NETWORKS
     namespace: str = C.NAMESPACE
+    monitoring: bool = True  # the repository's default for --monitoring/--no-monitoring
 
 
 @dataclass
@@ -51,6 +52,7 @@ def render_repo(settings: RepoSettings) -> dict[str, str]:
         "default_branch": settings.default_branch,
         "networks": ",".join(settings.networks),
         "namespace": settings.namespace,
+        "monitoring": "true" if settings.monitoring else "false",
         "tool_version": __version__,
         "marker_kind": C.REPO_MARKER_KIND,
         "layout_version": str(C.REPO_LAYOUT_VERSION),
