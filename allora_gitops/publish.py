@@ -36,7 +36,7 @@ from allora_gitops import constants as C
 from allora_gitops.errors import AlloraGitopsError, GitOpsError, RecordConflict
 from allora_gitops.gitops.layout import DeploymentFacts, collect_facts, load_yaml_documents, read_deployments, summarise_change
 from allora_gitops.gitops.repo import (
-    Persisted, Remote, RepoCache, Snapshot, TreeChange, check_repository, parse_remote, persist, repository_monitoring,
+    Persisted, Remote, RepoCache, Snapshot, TreeChange, check_repository, parse_remote, persist, repository_settings,
 )  # fmt: skip
 
 StepFn = Callable[[str, str], None]  # (step name, what happened)
@@ -59,7 +59,8 @@ class DeploymentOptions:
     secret_store: Optional[str] = None
     secret_store_kind: Optional[str] = None
     base_image: Optional[str] = None
-    monitoring: Optional[bool] = None  # PodMonitor + PrometheusRule in the overlay (default: on)
+    monitoring: Optional[bool] = None  # PodMonitor + PrometheusRule in the overlay (default: the repository's, else on)
+    low_balance_threshold: Optional[int] = None  # uallo, AlloraLowWalletBalance (default: the repository's, else 1 ALLO)
 
     def explicit(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -131,10 +132,15 @@ def _settings(network: str, options: DeploymentOptions, archive_url: str | None,
 
 def _with_repository_defaults(options: DeploymentOptions, remote: Remote, heads: dict[str, str], base_branch: str) -> DeploymentOptions:
     """``options`` with what the command line left unset taken from the repository marker on ``base_branch``
-    (``monitoring``); ``heads`` comes from :func:`check_repository`, which fetched that tip into the cache."""
-    if options.monitoring is not None:
+    (``monitoring``, ``low_balance_threshold``); ``heads`` comes from :func:`check_repository`, which fetched that tip into the cache."""
+    if options.monitoring is not None and options.low_balance_threshold is not None:
         return options
-    return replace(options, monitoring=repository_monitoring(RepoCache(remote).git, heads[base_branch]))
+    repo = repository_settings(RepoCache(remote).git, heads[base_branch])
+    return replace(
+        options,
+        monitoring=repo.monitoring if options.monitoring is None else options.monitoring,
+        low_balance_threshold=repo.low_balance_threshold if options.low_balance_threshold is None else options.low_balance_threshold,
+    )
 
 
 def _spec(manifest, sha256: str, size: int, network: str, options: DeploymentOptions, archive_url: str | None, defaults=None):
@@ -284,7 +290,7 @@ def publish_bundle(
             heads = checking.result()
             step("repository", f"{remote.display} {target.base_branch} at {heads[target.base_branch][:12]} (initialised by allora-gitops)")
             settled = _with_repository_defaults(options, remote, heads, target.base_branch)
-            if settled.monitoring != spec.monitoring:  # rendered ahead with the platform default; the repository says otherwise
+            if settled != options:  # rendered ahead with the platform defaults; render again (~1 ms) with the repository's
                 spec = _spec(manifest, built.sha256, built.size, network, settled, archive_url)
                 tree = render_deployment(spec)
             return heads

@@ -30,7 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Union
+from typing import Callable, Iterator, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from allora_gitops import constants as C
@@ -525,10 +525,19 @@ def file_diff(git: GitDir, old_tree: str, new_tree: str) -> str:
     return git.run("diff", "--no-color", "--no-renames", old_tree, new_tree).out
 
 
-def repository_monitoring(git: GitDir, commit: str) -> bool:
-    """The ``monitoring`` setting of the repository marker at ``commit`` (True when absent: repositories made before it).
+@dataclass(frozen=True)
+class RepositorySettings:
+    """The defaults a repository's marker (``.allora-gitops.yaml``) sets for publish, promote and rollback."""
 
-    Raises GitOpsError naming the file when the marker is not a YAML mapping or the value is not a boolean.
+    monitoring: bool = True  # render a PodMonitor and a PrometheusRule per deployment
+    low_balance_threshold: Optional[int] = None  # AlloraLowWalletBalance below this many uallo (None: the platform default)
+
+
+def repository_settings(git: GitDir, commit: str) -> RepositorySettings:
+    """The settings in the repository marker at ``commit``; a key that is absent keeps its default (older repositories).
+
+    Raises GitOpsError naming the file (and line, for bad YAML) when the marker is not a YAML mapping,
+    ``monitoring`` is not a boolean, or ``low_balance_threshold_uallo`` is not a non-negative integer.
     """
     import yaml
 
@@ -541,10 +550,13 @@ def repository_monitoring(git: GitDir, commit: str) -> bool:
         raise GitOpsError(f"{C.REPO_MARKER_FILE}{where}: not valid YAML") from None
     if not isinstance(doc, dict):
         raise GitOpsError(f"{C.REPO_MARKER_FILE}: not a YAML mapping")
-    value = doc.get("monitoring", True)
-    if not isinstance(value, bool):
-        raise GitOpsError(f"{C.REPO_MARKER_FILE}: monitoring must be true or false, not {value!r}")
-    return value
+    monitoring = doc.get("monitoring", True)
+    if not isinstance(monitoring, bool):
+        raise GitOpsError(f"{C.REPO_MARKER_FILE}: monitoring must be true or false, not {monitoring!r}")
+    threshold = doc.get("low_balance_threshold_uallo")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0):
+        raise GitOpsError(f"{C.REPO_MARKER_FILE}: low_balance_threshold_uallo must be a whole number of uallo >= 0, not {threshold!r}")
+    return RepositorySettings(monitoring=monitoring, low_balance_threshold=threshold)
 
 
 def require_marker(git: GitDir, commit: str, remote: Remote, branch: str) -> None:
