@@ -61,6 +61,7 @@ class DeploymentOptions:
     base_image: Optional[str] = None
     monitoring: Optional[bool] = None  # PodMonitor + PrometheusRule in the overlay (default: the repository's, else on)
     low_balance_threshold: Optional[int] = None  # uallo, AlloraLowWalletBalance (default: the repository's, else 1 ALLO)
+    monitoring_namespace: Optional[str] = None  # from the repository marker, never the command line (default: monitoring)
 
     def explicit(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -132,14 +133,13 @@ def _settings(network: str, options: DeploymentOptions, archive_url: str | None,
 
 def _with_repository_defaults(options: DeploymentOptions, remote: Remote, heads: dict[str, str], base_branch: str) -> DeploymentOptions:
     """``options`` with what the command line left unset taken from the repository marker on ``base_branch``
-    (``monitoring``, ``low_balance_threshold``); ``heads`` comes from :func:`check_repository`, which fetched that tip into the cache."""
-    if options.monitoring is not None and options.low_balance_threshold is not None:
-        return options
+    (``monitoring``, ``low_balance_threshold``, ``monitoring_namespace``: a repository setting only); ``heads`` comes from :func:`check_repository`, which fetched that tip into the cache."""
     repo = repository_settings(RepoCache(remote).git, heads[base_branch])
     return replace(
         options,
         monitoring=repo.monitoring if options.monitoring is None else options.monitoring,
         low_balance_threshold=repo.low_balance_threshold if options.low_balance_threshold is None else options.low_balance_threshold,
+        monitoring_namespace=repo.monitoring_namespace,
     )
 
 

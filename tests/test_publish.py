@@ -458,3 +458,20 @@ def test_a_malformed_repository_setting_is_named(old, new, message, gitops, cli,
     assert (r.code, r.err.splitlines()[-1]) == (1, f"error: .allora-gitops.yaml: {message}")
     assert "Traceback" not in r.err
     assert records.list_bundles() == []  # refused before anything was uploaded or recorded
+
+
+def test_the_monitoring_namespace_is_a_repository_setting(gitops, cli, records, tmp_path):
+    """Prometheus in `observability`: repo init says so once; the dashboard goes there and every NetworkPolicy admits it."""
+    remote = tmp_path / "obs.git"
+    r = cli("gitops", "repo", "init", "--bare", "--monitoring-namespace", "observability", remote)
+    assert r.code == 0, r.err
+    assert "\nmonitoring_namespace: observability\n" in remote_file(remote, "main", C.REPO_MARKER_FILE)
+    assert yaml.safe_load(remote_file(remote, "main", "monitoring/kustomization.yaml"))["namespace"] == "observability"
+    assert gitops("publish", make_bundle(tmp_path), "--repo", remote, "--network", "testnet", "--branch", "main").code == 0
+    policy = yaml.safe_load(remote_file(remote, "main", f"deployments/{NAME}/base/networkpolicy.yaml"))
+    admitted = [peer["namespaceSelector"]["matchLabels"] for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    assert admitted == [{"kubernetes.io/metadata.name": "observability"}]
+
+    r = cli("gitops", "repo", "init", "--bare", "--monitoring-namespace", "Observability!", tmp_path / "bad.git")
+    assert (r.code, r.err.splitlines()[-1]) == (1, "error: --monitoring-namespace: 'Observability!' is not a namespace name (RFC 1123 label)")
+    assert not (tmp_path / "bad.git").exists()

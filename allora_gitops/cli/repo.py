@@ -26,6 +26,10 @@ def register(app: typer.Typer) -> None:
             True, "--monitoring/--no-monitoring",
             help="The repository's default for publish, promote and rollback: a PodMonitor and PrometheusRule per deployment.",
         ),
+        monitoring_namespace: str = typer.Option(
+            "monitoring", "--monitoring-namespace",
+            help="The namespace Prometheus and Grafana's dashboard sidecar run in: admitted to the models' metrics port.",
+        ),
     ) -> None:
         """Scaffold a GitOps repository: README, argocd/, deployments/, builds/, and a CI workflow for pull requests."""
         from allora_gitops import constants as C
@@ -38,6 +42,7 @@ def register(app: typer.Typer) -> None:
             default_branch=branch,
             networks=tuple(network) if network else C.NETWORKS,
             monitoring=monitoring,
+            monitoring_namespace=monitoring_namespace,
         )
         result = init_repo(path, settings, bare=bare)
         kind = "bare repository" if result.bare else "repository"

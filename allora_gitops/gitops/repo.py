@@ -531,13 +531,15 @@ class RepositorySettings:
 
     monitoring: bool = True  # render a PodMonitor and a PrometheusRule per deployment
     low_balance_threshold: Optional[int] = None  # AlloraLowWalletBalance below this many uallo (None: the platform default)
+    monitoring_namespace: Optional[str] = None  # where Prometheus runs (None: the platform default, ``monitoring``)
 
 
 def repository_settings(git: GitDir, commit: str) -> RepositorySettings:
     """The settings in the repository marker at ``commit``; a key that is absent keeps its default (older repositories).
 
     Raises GitOpsError naming the file (and line, for bad YAML) when the marker is not a YAML mapping,
-    ``monitoring`` is not a boolean, or ``low_balance_threshold_uallo`` is not a non-negative integer.
+    ``monitoring`` is not a boolean, ``low_balance_threshold_uallo`` is not a non-negative integer, or
+    ``monitoring_namespace`` is not a string (its form is checked with the other deployment settings).
     """
     import yaml
 
@@ -556,7 +558,10 @@ def repository_settings(git: GitDir, commit: str) -> RepositorySettings:
     threshold = doc.get("low_balance_threshold_uallo")
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0):
         raise GitOpsError(f"{C.REPO_MARKER_FILE}: low_balance_threshold_uallo must be a whole number of uallo >= 0, not {threshold!r}")
-    return RepositorySettings(monitoring=monitoring, low_balance_threshold=threshold)
+    namespace = doc.get("monitoring_namespace")
+    if namespace is not None and not isinstance(namespace, str):
+        raise GitOpsError(f"{C.REPO_MARKER_FILE}: monitoring_namespace must be a namespace name, not {namespace!r}")
+    return RepositorySettings(monitoring=monitoring, low_balance_threshold=threshold, monitoring_namespace=namespace)
 
 
 def require_marker(git: GitDir, commit: str, remote: Remote, branch: str) -> None:
