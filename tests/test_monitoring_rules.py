@@ -130,15 +130,20 @@ def _series(pairs):
     return [{"series": s, "values": v} for s, v in pairs]
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_alert_fires_at_the_expected_time_with_its_labels_and_not_just_below(name, testnet_spec, promtool, tmp_path):
-    firing, minutes, expr_labels, description, under = CASES[name]
-    alert = next(a for a in alerts(testnet_spec) if a.name == name)
-    (tmp_path / "rules.yaml").write_text(render_rule_file(testnet_spec))
-    expected = {
+def _firing(spec, name: str, expr_labels: dict, description: str, tmp_path) -> dict:
+    """Write the deployment's rule file beside the test; the ``exp_alerts`` entry of ``name`` firing with its labels."""
+    alert = next(a for a in alerts(spec) if a.name == name)
+    (tmp_path / "rules.yaml").write_text(render_rule_file(spec))
+    return {
         "exp_labels": {**expr_labels, **alert.labels},
         "exp_annotations": {"summary": alert.summary, "description": description, "runbook_url": alert.runbook_url},
     }
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_alert_fires_at_the_expected_time_with_its_labels_and_not_just_below(name, testnet_spec, promtool, tmp_path):
+    firing, minutes, expr_labels, description, under = CASES[name]
+    expected = _firing(testnet_spec, name, expr_labels, description, tmp_path)
     tests = {
         "rule_files": ["rules.yaml"],
         "evaluation_interval": "1m",
@@ -190,12 +195,7 @@ BRANCHES = {
 @pytest.mark.parametrize("case", sorted(BRANCHES))
 def test_each_branch_of_an_alert_fires_on_its_own(case, testnet_spec, promtool, tmp_path):
     name, series, minutes, expr_labels, description = BRANCHES[case]
-    alert = next(a for a in alerts(testnet_spec) if a.name == name)
-    (tmp_path / "rules.yaml").write_text(render_rule_file(testnet_spec))
-    expected = {
-        "exp_labels": {**expr_labels, **alert.labels},
-        "exp_annotations": {"summary": alert.summary, "description": description, "runbook_url": alert.runbook_url},
-    }
+    expected = _firing(testnet_spec, name, expr_labels, description, tmp_path)
     quiet = [{"eval_time": f"{m}m", "alertname": name, "exp_alerts": []} for m in range(0, minutes)]
     tests = {
         "rule_files": ["rules.yaml"],
