@@ -30,6 +30,12 @@ def render_cmd(
     archive_url: Optional[str] = typer.Option(None, "--archive-url", help="Where the archive is stored (default: the local store's URL for it)."),
     namespace: Optional[str] = typer.Option(None, "--namespace", help="Namespace of the models (default: allora-models)."),
     monitoring: Optional[bool] = typer.Option(None, "--monitoring/--no-monitoring", help="Render a PodMonitor and PrometheusRule (default: on)."),
+    low_balance_threshold: Optional[int] = typer.Option(
+        None, "--low-balance-threshold", min=0, metavar="UALLO", help="AlloraLowWalletBalance fires below this many uallo (default: 10^18 = 1 ALLO)."
+    ),
+    monitoring_namespace: Optional[str] = typer.Option(
+        None, "--monitoring-namespace", help="The namespace Prometheus runs in, admitted to the metrics port (default: monitoring)."
+    ),
     repo_url: Optional[str] = typer.Option(None, "--repo-url", help="Also render argocd/ for this GitOps repository URL, and monitoring/ (the Grafana dashboard)."),
     target_revision: str = typer.Option("main", "--target-revision", help="Branch Argo CD follows (with --repo-url)."),
     output: Path = typer.Option(Path("."), "-o", "--output", help="GitOps repository directory to write into."),
@@ -57,6 +63,8 @@ def render_cmd(
         archive_url=archive_url,
         namespace=namespace,
         monitoring=monitoring,
+        low_balance_threshold=low_balance_threshold,
+        monitoring_namespace=monitoring_namespace,
     )
     with tempfile.TemporaryDirectory(prefix="allora-render-") as work:
         spec = spec_from_source(source, settings, Path(work))
@@ -65,7 +73,7 @@ def render_cmd(
         from allora_gitops.render.dashboard import render_dashboard
 
         tree.update(render_argocd(ArgoCDSettings(repo_url=repo_url, target_revision=target_revision, namespace=spec.namespace)))
-        tree.update(render_dashboard())
+        tree.update(render_dashboard(spec.monitoring_namespace))
     for path in write_tree(tree, output):
         typer.echo(str(path))
     typer.echo(f"rendered {spec.name} {spec.version} for {spec.network}: image {spec.image}", err=True)

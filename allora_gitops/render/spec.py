@@ -91,6 +91,7 @@ class DeploymentSettings(_Model):
     namespace: Optional[str] = None
     monitoring: Optional[bool] = None
     low_balance_threshold: Optional[int] = None
+    monitoring_namespace: Optional[str] = None
 
 
 class DeploymentSpec(_Model):
@@ -116,6 +117,7 @@ class DeploymentSpec(_Model):
     namespace: str = C.NAMESPACE
     monitoring: bool = Field(True, description="render the PodMonitor and PrometheusRule (prometheus-operator)")
     low_balance_threshold: int = Field(C.LOW_BALANCE_THRESHOLD_UALLO, ge=0, description="AlloraLowWalletBalance below this many uallo")
+    monitoring_namespace: str = Field(C.MONITORING_NAMESPACE, description="where Prometheus runs: the NetworkPolicy admits it to the metrics port")
 
     @field_validator("sha256")
     @classmethod
@@ -149,7 +151,7 @@ class DeploymentSpec(_Model):
             raise ValueError(f"{v!r} is not a pinned image reference like python:3.11-slim or repo@sha256:…")
         return v
 
-    @field_validator("wallet_secret", "secret_store", "namespace")
+    @field_validator("wallet_secret", "secret_store", "namespace", "monitoring_namespace")
     @classmethod
     def _k8s_name(cls, v: Optional[str]) -> Optional[str]:
         if v is not None and (len(v) > 253 or not _DNS_SUBDOMAIN.match(v)):
@@ -242,6 +244,7 @@ class DeploymentSpec(_Model):
             "namespace": s.namespace or C.NAMESPACE,
             "monitoring": True if s.monitoring is None else s.monitoring,
             "low_balance_threshold": C.LOW_BALANCE_THRESHOLD_UALLO if s.low_balance_threshold is None else s.low_balance_threshold,
+            "monitoring_namespace": s.monitoring_namespace or C.MONITORING_NAMESPACE,
         }
         if topic_id is None:
             raise settings_error([Problem("topic-id: no topic id; pass --topic-id or set allora.topic_id in model.yaml", code="settings")])
