@@ -148,12 +148,11 @@ def _check_request(request: SandboxRequest, settings) -> int:
     return parse_duration(request.duration)
 
 
-def _base_settings(remote, base_branch: str):
-    from allora_gitops.gitops.repo import read_ref
-    from allora_gitops.gitops.settings import repository_settings
+def _base_settings(remote, heads: dict[str, str], base_branch: str):
+    from allora_gitops.gitops.repo import RepoCache, repository_settings
 
-    git, commit = read_ref(remote, base_branch)
-    return Snapshot(git, commit), repository_settings(Snapshot(git, commit).read(C.REPO_MARKER_FILE), C.REPO_MARKER_FILE)
+    git = RepoCache(remote).git  # check_repository fetched the base tip into the cache
+    return Snapshot(git, heads[base_branch]), repository_settings(git, heads[base_branch])
 
 
 def start_sandbox(request: SandboxRequest, *, clock: Clock = utc_now, step: Callable[[str, str], None] = lambda _s, _m: None) -> SandboxResult:
@@ -163,13 +162,13 @@ def start_sandbox(request: SandboxRequest, *, clock: Clock = utc_now, step: Call
     (before anything is stored or recorded); :class:`UsageError` for a bad duration or owner.
     """
     from allora_gitops.bundle.source import resolve_source
-    from allora_gitops.publish import DeploymentOptions, _commit_and_record, _records, _spec
+    from allora_gitops.publish import DeploymentOptions, _commit_and_record, _records, _spec, _with_repository_defaults
     from allora_gitops.render.sandbox import SandboxRun, render_sandbox
     from allora_gitops.storage.objects import open_store
 
     remote = parse_remote(request.repo)
     heads = check_repository(remote, request.base_branch)
-    base, settings = _base_settings(remote, request.base_branch)
+    base, settings = _base_settings(remote, heads, request.base_branch)
     seconds = _check_request(request, settings)
     now = clock()
     expires = now + timedelta(seconds=seconds)
@@ -182,6 +181,7 @@ def start_sandbox(request: SandboxRequest, *, clock: Clock = utc_now, step: Call
         store = open_store(request.store_url)
         key = C.archive_object_key(name, version, built.sha256)
         options = DeploymentOptions(topic_id=request.topic_id, image_registry=request.image_registry, wallet_secret=settings.sandbox_wallet_secret)
+        options = _with_repository_defaults(options, remote, heads, request.base_branch)  # monitoring, as for deployments
         spec = _spec(manifest, built.sha256, built.size, request.network, options, store.url_for(key))
         run = SandboxRun(duration_seconds=seconds, expires_at=rfc3339(expires), owner=request.owner, wallet_secret=settings.sandbox_wallet_secret)
         tree = render_sandbox(spec, run)

@@ -192,3 +192,13 @@ def test_repo_init_adds_a_scheduled_prune_workflow_that_passes_zizmor(gitops_tem
     doc = yaml.safe_load(text)
     assert doc[True]["schedule"] == [{"cron": "*/10 * * * *"}]
     assert '"$RUNNER_TEMP/venv/bin/allora-gitops" sandbox prune --no-record --base "main"' in doc["jobs"]["prune"]["steps"][-1]["run"]
+
+
+def test_a_bad_sandbox_setting_is_one_line_naming_the_marker(cli, env, gitops_remote):
+    set_repo_settings(gitops_remote, "sandbox:\n  commit: sometimes\n")
+    before = git(gitops_remote, "for-each-ref", "--format=%(refname) %(objectname)")
+
+    r = cli("gitops", "sandbox", EXAMPLES / NAME, "--repo", gitops_remote, "--owner", "alice")
+
+    assert (r.code, r.err.splitlines()) == (1, ["error: .allora-gitops.yaml: sandbox.commit must be one of review, direct, not 'sometimes'"])
+    assert git(gitops_remote, "for-each-ref", "--format=%(refname) %(objectname)") == before

@@ -121,7 +121,7 @@ def digest_networks(root: Path, require_digest: bool | None) -> tuple[str, ...]:
     marker's ``default_branch``, else main); the networks come from the ``images.require_digest``
     setting (default: mainnet; testnet may run a tag until it is pinned).
     """
-    from allora_gitops.gitops.settings import repository_settings
+    from allora_gitops.gitops.repo import RepositorySettings, parse_repository_settings
 
     marker = root / C.REPO_MARKER_FILE
     text = marker.read_text(encoding="utf-8") if marker.is_file() else None
@@ -132,7 +132,9 @@ def digest_networks(root: Path, require_digest: bool | None) -> tuple[str, ...]:
         base = (docs[0].get("default_branch") if docs and isinstance(docs[0], dict) else None) or C.DEFAULT_BRANCH
         proc = subprocess.run(["git", "-C", str(root), "symbolic-ref", "--short", "-q", "HEAD"], capture_output=True, text=True)
         require_digest = proc.returncode == 0 and proc.stdout.strip() == str(base)
-    return repository_settings(text, C.REPO_MARKER_FILE).require_digest if require_digest else ()
+    if not require_digest:
+        return ()
+    return (parse_repository_settings(text) if text is not None else RepositorySettings()).require_digest
 
 
 def verify_repo(
