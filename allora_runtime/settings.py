@@ -23,6 +23,7 @@ from allora_runtime.contract import (
     DEFAULT_POLLING_INTERVAL,
     DEFAULT_RETRY_BACKOFF,
     DEFAULT_WALLET_DIR,
+    ENV_MAX_RUNTIME,
     FALSE_WORDS,
     FEE_TIERS,
 )
@@ -69,6 +70,7 @@ class Settings:
     retry_backoff: float
     max_stuck_calls: int
     bundle_sha256: str = ""  # ALLORA_BUNDLE_SHA256: the archive digest, for allora_model_info (the Deployment sets it)
+    max_runtime: Optional[float] = None  # ALLORA_MAX_RUNTIME seconds: stop and exit 0 when reached (None: run until stopped)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -85,6 +87,7 @@ class Settings:
             "fee_tier": self.fee_tier,
             "polling_interval": self.polling_interval,
             "max_seconds": self.max_seconds,
+            "max_runtime": self.max_runtime,
             "api_key": "set" if self.api_key else "unset",
             "metrics_port": self.metrics_port,
             "heartbeat_file": self.heartbeat_file,
@@ -272,6 +275,7 @@ def load_settings(bundle_root: Path, env: dict[str, str], timeout: Optional[floa
         retry_backoff=_number(_env(env, "ALLORA_RETRY_BACKOFF") or DEFAULT_RETRY_BACKOFF, "ALLORA_RETRY_BACKOFF"),
         max_stuck_calls=_positive_int(_env(env, "ALLORA_MAX_STUCK_CALLS") or DEFAULT_MAX_STUCK_CALLS, "ALLORA_MAX_STUCK_CALLS"),
         bundle_sha256=_sha256(_env(env, ENV_BUNDLE_SHA256)),
+        max_runtime=_number(_env(env, ENV_MAX_RUNTIME), ENV_MAX_RUNTIME) if _env(env, ENV_MAX_RUNTIME) is not None else None,
     )
 
 
