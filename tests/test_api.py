@@ -320,3 +320,114 @@ def test_openapi_lists_every_endpoint_and_errors_are_problems(platform_server):
     assert httpx.get(f"{platform.url}/api/health").json()["status"] == "ok"
     assert_problem(httpx.get(f"{platform.url}/api/nothing-here"), 404)
     assert_problem(httpx.delete(f"{platform.url}/api/bundles"), 405)
+
+
+class RssSampler:
+    """Peak RSS of a process, sampled every 20 ms in a thread while the block runs."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.peak = self.process.memory_info().rss
+        self.baseline = self.peak
+
+    def __enter__(self):
+        import threading
+
+        self._stop = threading.Event()
+
+        def sample():
+            while not self._stop.wait(0.02):
+                self.peak = max(self.peak, self.process.memory_info().rss)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def _zeros_form(total: int, sent: list[int]):
+    """A multipart body with ``total`` bytes of file data, generated as it is sent (chunked: no Content-Length)."""
+    boundary = "testboundary1234"
+    yield (f'--{boundary}\r\nContent-Disposition: form-data; name="bundle"; filename="big.tar.gz"\r\n\r\n').encode()
+    chunk = b"\0" * (1 << 20)
+    while sent[0] < total:
+        sent[0] += len(chunk)
+        yield chunk
+    yield f"\r\n--{boundary}--\r\n".encode()
+
+
+def _post_unbounded(platform, token: str, total: int) -> tuple[int | None, int]:
+    """(status or None when the server closed before answering, bytes the client got to send)."""
+    sent = [0]
+    headers = {"Content-Type": "multipart/form-data; boundary=testboundary1234", **platform.headers(token)}
+    try:
+        r = httpx.post(f"{platform.url}/api/bundles", content=_zeros_form(total, sent), headers=headers, timeout=300)
+        status = r.status_code
+        if status == 413:
+            assert_problem(r, 413, "larger than the limit")
+    except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
+        status = None
+    return status, sent[0]
+
+
+def test_an_upload_over_the_limit_is_cut_off_while_streaming(platform_server, tmp_path):
+    platform = platform_server
+    token = platform.token("alice")
+    subprocess.run(
+        [sys.executable, "-m", "allora_gitops.cli.gitops", "user-limits", "alice", "--max-upload-mb", "2"],
+        env=platform.env, check=True, capture_output=True,
+    )  # fmt: skip
+    # declared too large: refused before a byte of the body is read (only the headers are sent)
+    import socket
+
+    host, port = platform.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(
+            f"POST /api/bundles HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {3 << 20}\r\n\r\n".encode()
+        )
+        reply = sock.recv(65536).decode()
+    assert reply.startswith("HTTP/1.1 413 "), reply
+    assert "application/problem+json" in reply and "limit of 2 MB" in reply
+    # chunked (no length): cut off once past the limit, the rest never read
+    status, sent = _post_unbounded(platform, token, 64 << 20)
+    assert status in (413, None)
+    assert sent < 48 << 20, f"the server read {sent >> 20} MB of a 64 MB body with a 2 MB limit"
+    assert count_bundles(platform.database_url) == 0
+
+
+@pytest.mark.slow
+def test_600_mb_is_cut_off_and_a_170_mb_upload_is_never_held_in_memory(platform_server, tmp_path):
+    """Memory does not follow the upload's size. The server is warmed up first (one small upload loads the
+    archive reader, boto3 and its S3 client: code, not data), then its RSS is sampled during the big ones."""
+    platform = platform_server
+    token = platform.token("alice")
+    small = make_bundle(tmp_path / "small")
+    status, _ = curl_upload(platform, build(small), token, cwd=small)
+    assert status == 201
+
+    with RssSampler(platform.process.pid) as cut:
+        status, sent = _post_unbounded(platform, token, 600 << 20)
+    assert status in (413, None)
+    assert sent < 590 << 20, f"the server read {sent >> 20} MB of a 600 MB body"
+
+    big = make_bundle(tmp_path, version="2.0.0")
+    import os
+
+    with open(big / "artifacts" / "weights.bin", "wb") as fh:
+        for _ in range(170):
+            fh.write(os.urandom(1 << 20))
+    archive = build(big)
+    with RssSampler(platform.process.pid) as rss:
+        status, body = curl_upload(platform, archive, token, cwd=big)
+    assert status == 201, body
+    assert body["size"] == archive.stat().st_size > 170 << 20
+    print(f"\nserver RSS: warm {rss.baseline >> 20} MB; peak {cut.peak >> 20} MB while refusing 600 MB; "
+          f"peak {rss.peak >> 20} MB during a {body['size'] >> 20} MB upload")  # fmt: skip
+    assert cut.peak - cut.baseline < 32 << 20, f"RSS grew by {(cut.peak - cut.baseline) >> 20} MB while refusing 600 MB"
+    assert rss.peak - rss.baseline < 32 << 20, f"RSS grew by {(rss.peak - rss.baseline) >> 20} MB during a 170 MB upload"

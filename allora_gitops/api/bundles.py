@@ -21,6 +21,9 @@ router = APIRouter(tags=["bundles"])
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 VERSION_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
 UPLOAD_FIELD = "bundle"
+# one S3 part of the minimum size in flight per stored upload: the server's memory stays bounded under concurrent uploads
+STORE_UPLOAD_CONCURRENCY = 1
+STORE_PART_SIZE = 5 << 20
 
 
 class BundleOut(BaseModel):
@@ -68,6 +71,8 @@ def store_uploaded_bundle(path: Path, sha256: str, principal: Principal, setting
             )
         return existing, False
     store = open_store(settings.store_url)
+    if hasattr(store, "upload_concurrency"):  # an S3 store
+        store.upload_concurrency, store.part_size = STORE_UPLOAD_CONCURRENCY, STORE_PART_SIZE
     put = store.put_file(C.archive_object_key(name, version, sha256), path, sha256)
     record = records.register_bundle(
         name=name, version=version, sha256=sha256, size=info.size, archive_url=put.url,

@@ -37,8 +37,12 @@ def safe_filename(raw: Optional[str], default: str = "bundle.tar.gz") -> str:
     return base[:200] if base.endswith((".tar.gz", ".tgz")) else default
 
 
+# Refusing mid-body: the connection is closed with the answer, so the rest of the body is not even received.
+CLOSE = {"Connection": "close"}
+
+
 def _too_large(limit: int) -> ApiError:
-    return ApiError(413, f"the upload is larger than the limit of {limit >> 20} MB; nothing was stored")
+    return ApiError(413, f"the upload is larger than the limit of {limit >> 20} MB; nothing was stored", headers=CLOSE)
 
 
 async def receive_file(request: Request, directory: Path, *, field: str, limit: int) -> ReceivedFile:
@@ -53,7 +57,7 @@ async def receive_file(request: Request, directory: Path, *, field: str, limit: 
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
-        raise ApiError(415, f"send the bundle as multipart/form-data with a file field {field!r} (curl -F \"{field}=@FILE\")")
+        raise ApiError(415, f"send the bundle as multipart/form-data with a file field {field!r} (curl -F \"{field}=@FILE\")", headers=CLOSE)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
         raise _too_large(limit)
@@ -118,7 +122,7 @@ async def receive_file(request: Request, directory: Path, *, field: str, limit: 
             parser.write(chunk)
         parser.finalize()
     except MultipartParseError:
-        raise ApiError(422, "the multipart body is malformed") from None
+        raise ApiError(422, "the multipart body is malformed", headers=CLOSE) from None
     finally:
         if state["out"] is not None:
             state["out"].close()
