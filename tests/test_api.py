@@ -431,3 +431,35 @@ def test_600_mb_is_cut_off_and_a_170_mb_upload_is_never_held_in_memory(platform_
           f"peak {rss.peak >> 20} MB during a {body['size'] >> 20} MB upload")  # fmt: skip
     assert cut.peak - cut.baseline < 32 << 20, f"RSS grew by {(cut.peak - cut.baseline) >> 20} MB while refusing 600 MB"
     assert rss.peak - rss.baseline < 32 << 20, f"RSS grew by {(rss.peak - rss.baseline) >> 20} MB during a 170 MB upload"
+
+
+def test_eight_clients_push_at_once_and_the_same_bundle_twice_makes_one_row(platform_server, tmp_path):
+    platform = platform_server
+    token = platform.token("alice", wallets=(WALLET,))
+    archives = [build(make_bundle(tmp_path / str(i), name=f"model-{i}")) for i in range(8)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "allora_gitops.cli.bundle", "push", str(a), "--deploy", "--platform", platform.url],
+            env=dict(platform.env, ALLORA_PLATFORM_TOKEN=token), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for a in archives
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    branches = remote_branches(platform.repo)
+    assert sorted(b for b in branches if b.startswith("deploy/")) == sorted(f"deploy/model-{i}/testnet/1.0.0" for i in range(8))
+    assert count_bundles(platform.database_url) == 8
+    listed = httpx.get(f"{platform.url}/api/deployments", headers=platform.headers(token)).json()
+    assert sorted(d["name"] for d in listed) == sorted(f"model-{i}" for i in range(8))
+    assert {d["status"] for d in listed} == {"committed"}
+
+    # the same new bundle twice at once: one row, one 201 and one 200
+    twin = make_bundle(tmp_path / "twin", name="twin")
+    archive = build(twin)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: curl_upload(platform, archive, token, cwd=twin), range(2)))
+    assert sorted(status for status, _ in results) == [200, 201]
+    assert count_bundles(platform.database_url) == 9
