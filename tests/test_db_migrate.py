@@ -42,7 +42,9 @@ def tables(url: str) -> set[str]:
 
 def test_migrations_ship_in_the_package_and_are_well_formed():
     migrations = load_migrations()
-    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    versions = [m.version for m in migrations]
+    # numbers are reserved per piece of work (coord: 0002 runtime, 0003 GitOps, 0004 platform…): gaps are allowed, order is not optional
+    assert versions == sorted(set(versions)) and versions[0] == 1
     assert all(m.path.parent == MIGRATIONS_DIR for m in migrations)
     assert migrations[0].label == "0001_records"
 
