@@ -246,7 +246,7 @@ def test_rendered_manifests_carry_the_security_defaults(example_repo):
     }
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert container["livenessProbe"]["exec"]["command"] == ["python", "/workspace/bootstrap.py", "--healthcheck"]
+    assert container["livenessProbe"]["exec"]["command"] == ["python", "/workspace/bootstrap.pyz", "--healthcheck"]
     assert container["resources"] == {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
     assert container["image"] == f"localhost:5000/allora/linear-forecaster:1.0.0-{EXAMPLE_SHA256[:12]}"
     env = {e["name"]: e.get("value") for e in container["env"]}

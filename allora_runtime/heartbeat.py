@@ -1,0 +1,50 @@
+"""The heartbeat file the liveness probe (``--healthcheck``) reads."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+
+from allora_runtime.contract import DEFAULT_HEARTBEAT_FILE, DEFAULT_HEARTBEAT_MAX_AGE, EXIT_OK, EXIT_UNHEALTHY
+from allora_runtime.errors import ConfigError
+from allora_runtime.log import LOG
+from allora_runtime.settings import _env, _number
+
+def touch_heartbeat(path: str) -> bool:
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+        os.utime(path, None)
+        return True
+    except OSError:
+        return False
+
+
+async def heartbeat_loop(path: str, interval: float) -> None:
+    warned = False
+    while True:
+        if not touch_heartbeat(path) and not warned:
+            LOG.emit("heartbeat_failed", level="warning", file=path)
+            warned = True
+        await asyncio.sleep(interval)
+
+
+def healthcheck(env: dict[str, str]) -> int:
+    path = _env(env, "ALLORA_HEARTBEAT_FILE") or DEFAULT_HEARTBEAT_FILE
+    try:
+        max_age = _number(_env(env, "ALLORA_HEARTBEAT_MAX_AGE") or DEFAULT_HEARTBEAT_MAX_AGE, "ALLORA_HEARTBEAT_MAX_AGE")
+    except ConfigError as exc:
+        sys.stderr.write(f"unhealthy: {exc}\n")
+        return EXIT_UNHEALTHY
+    try:
+        age = time.time() - os.stat(path).st_mtime
+    except OSError:
+        sys.stderr.write(f"unhealthy: no heartbeat file {path}\n")
+        return EXIT_UNHEALTHY
+    if age > max_age:
+        sys.stderr.write(f"unhealthy: heartbeat is {age:.0f} s old (max {max_age:g} s)\n")
+        return EXIT_UNHEALTHY
+    return EXIT_OK
+

@@ -1,0 +1,173 @@
+"""Live mode: build the SDK worker around the adapter, connect, run; transient failures retry with a bound."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from allora_runtime.adapter import Adapter
+from allora_runtime.contract import CONNECT_TIMEOUT, EXIT_OK, MAX_RETRY_BACKOFF, SDK_REQUIREMENT, STABLE_RUN_SECONDS
+from allora_runtime.errors import BootstrapError, ConfigError, ConnectionFailure, ImportFailure, RuntimeFailure
+from allora_runtime.log import LOG
+from allora_runtime.settings import Settings, WalletSecret, redact_url
+from allora_runtime.user import check_prediction
+
+def _import_sdk() -> Any:
+    try:
+        import allora_sdk
+    except ImportError as exc:
+        raise ImportFailure(f"allora-sdk cannot be imported ({exc}); the image must install {SDK_REQUIREMENT}") from None
+    return allora_sdk
+
+
+def _sdk_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("allora-sdk")
+    except Exception:  # noqa: BLE001 - informational only
+        return "unknown"
+
+
+def build_worker(settings: Settings, wallet: WalletSecret, adapter: Adapter) -> Any:
+    """AlloraWorker.inferer(...). Must run inside the event loop; makes no network connection."""
+    sdk = _import_sdk()
+    from allora_sdk import AlloraNetworkConfig, AlloraWalletConfig, AlloraWorker, FeeTier
+
+    if settings.topic_id is None:
+        raise ConfigError("no topic: set allora.topic_id in model.yaml or ALLORA_TOPIC_ID")
+    net = settings.network
+    if net.name == "testnet":
+        network = AlloraNetworkConfig.testnet()
+    elif net.name == "mainnet":
+        network = AlloraNetworkConfig.mainnet()
+    else:
+        network = AlloraNetworkConfig(
+            chain_id=net.chain_id or "", url=net.url or "", websocket_url=net.websocket_url, faucet_url=net.faucet_url
+        )
+    try:
+        if wallet.kind == "mnemonic":
+            local = sdk.LocalWallet.from_mnemonic(wallet.value, "allo")
+        else:
+            key = wallet.value[2:] if wallet.value.startswith("0x") else wallet.value
+            local = sdk.LocalWallet(sdk.PrivateKey(bytes.fromhex(key)), prefix="allo")
+    except Exception:  # noqa: BLE001 - the exception text may quote the secret
+        words = len(wallet.value.split())
+        detail = f"{words} words" if wallet.kind == "mnemonic" else f"{len(wallet.value)} characters"
+        raise ConfigError(f"the wallet {wallet.kind} from {wallet.source} is not valid ({detail})") from None
+    try:
+        return AlloraWorker.inferer(
+            run=adapter,
+            wallet=AlloraWalletConfig(wallet=local),
+            network=network,
+            api_key=settings.api_key,
+            topic_id=settings.topic_id,
+            fee_tier=FeeTier[settings.fee_tier],
+            polling_interval=settings.polling_interval,
+            debug=settings.debug,
+            show_banner=False,
+        )
+    except (ValueError, RuntimeError) as exc:  # e.g. cosmpy: "Unsupported url scheme"
+        raise ConfigError(f"the SDK refused the configuration: {LOG.scrub(str(exc))}") from None
+
+
+def worker_summary(worker: Any, adapter: Adapter) -> dict[str, Any]:
+    network = worker.client.network
+    return {
+        "sdk_version": _sdk_version(),
+        "role": worker.use_case.name(),
+        "topic_id": worker.topic_id,
+        "fee_tier": worker.fee_tier.name,
+        "polling_interval": worker.polling_interval,
+        "address": worker.address,
+        "chain_id": network.chain_id,
+        "grpc_url": redact_url(network.url),
+        "websocket_url": redact_url(network.websocket_url),
+        "faucet_url": redact_url(network.faucet_url),
+        "api_key": "set" if worker.api_key else "unset",
+        "callback": "adapter" if worker.use_case.predict_fn is adapter else "other",
+        "function": adapter.user.name,
+        "passes": "RunContext" if adapter.user.wants_context else "nonce",
+    }
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, (OSError, asyncio.TimeoutError, ConnectionError, EOFError)):
+        return True
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"StreamTerminatedError", "WebSocketException", "ConnectionClosed", "InvalidHandshake", "ProtocolError"}:
+        return True
+    if "GRPCError" in names:
+        status = getattr(getattr(exc, "status", None), "name", "")
+        return status in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN", "INTERNAL", "RESOURCE_EXHAUSTED")
+    return False
+
+
+async def _close_worker(worker: Any) -> None:
+    try:
+        await asyncio.wait_for(worker.client.close(), 5)
+    except Exception:  # noqa: BLE001 - best effort on the way to a retry or exit
+        pass
+
+
+async def run_live(settings: Settings, wallet: WalletSecret, adapter: Adapter, stop: asyncio.Event, holder: dict) -> int:
+    """Build the worker, check the chain, run; transient failures retry with backoff up to a bound."""
+    failures = 0
+    worker = None
+    while True:
+        if worker is None:
+            worker = build_worker(settings, wallet, adapter)
+            holder["worker"] = worker
+            LOG.emit("worker_constructed", **worker_summary(worker, adapter))
+        started = time.monotonic()
+        ran = False
+        try:
+            try:
+                chain_id = await asyncio.wait_for(worker.client.raise_for_chain_id_mismatch(), CONNECT_TIMEOUT)
+            except ValueError as exc:
+                raise ConfigError(f"chain id mismatch: {exc}") from None
+            LOG.emit("connected", chain_id=chain_id)
+            ran = True
+            async for result in worker.run():
+                if isinstance(result, Exception):
+                    adapter.metrics.submission("error")
+                    LOG.emit("submission_failed", level="error", error_type=type(result).__name__, message=LOG.scrub(str(result))[:500])
+                else:
+                    adapter.metrics.submission("ok")
+                    tx = getattr(result, "tx_result", None)
+                    LOG.emit(
+                        "submission", nonce=adapter.last_nonce, value=check_prediction(result.submission) if result.submission is not None else None,
+                        tx_hash=getattr(tx, "txhash", None), code=getattr(tx, "code", None),
+                    )
+            if stop.is_set():
+                return EXIT_OK
+            raise RuntimeFailure("the SDK worker stopped on its own (see its log lines above)")
+        except BootstrapError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - sorted into retry or crash below
+            if stop.is_set():
+                return EXIT_OK
+            if not _is_transient(exc):
+                raise RuntimeFailure(f"the worker failed: {type(exc).__name__}: {LOG.scrub(str(exc))[:500]}") from exc
+            if time.monotonic() - started > STABLE_RUN_SECONDS:
+                failures = 0
+            failures += 1
+            error = {"error_type": type(exc).__name__, "message": LOG.scrub(str(exc))[:300]}
+            if failures > settings.connect_retries:
+                await _close_worker(worker)
+                raise ConnectionFailure(
+                    f"the chain is unreachable after {settings.connect_retries} retries"
+                    f" ({error['error_type']}: {error['message']})"
+                ) from None
+            delay = min(settings.retry_backoff * 2 ** (failures - 1), MAX_RETRY_BACKOFF)
+            LOG.emit("connection_retry", level="warning", attempt=failures, of=settings.connect_retries, delay_s=delay, **error)
+            if ran:  # run() leaves the SDK worker half-initialised: build a fresh one
+                await _close_worker(worker)
+                worker = None
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+                return EXIT_OK
+            except asyncio.TimeoutError:
+                pass
+
