@@ -8,6 +8,7 @@ project's own errors are mapped by kind, anything else is a 500 that says only "
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
 from fastapi import Depends, FastAPI, Request
@@ -173,3 +174,17 @@ def current_principal(request: Request, session=Depends(open_session)) -> Princi
             headers={"WWW-Authenticate": 'Bearer realm="allora-gitops"'},
         )
     return principal
+
+
+@dataclass
+class Caller:
+    """What a route needs about one request: who calls, the records and accounts, the server's settings."""
+
+    principal: Principal
+    records: Any
+    accounts: Accounts
+    settings: ApiSettings
+
+
+def caller(principal: Principal = Depends(current_principal), session=Depends(open_session), settings: ApiSettings = Depends(get_settings)) -> Caller:
+    return Caller(principal, session[0], session[1], settings)

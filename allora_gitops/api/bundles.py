@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from allora_gitops import constants as C
-from allora_gitops.api.app import ApiError, current_principal, get_settings, open_session
+from allora_gitops.api.app import ApiError, Caller, caller
 from allora_gitops.api.auth import Principal
 from allora_gitops.api.settings import ApiSettings
 
@@ -97,22 +97,16 @@ def store_uploaded_bundle(path: Path, sha256: str, principal: Principal, setting
         }
     },  # fmt: skip
 )
-async def upload_bundle(
-    request: Request,
-    principal: Principal = Depends(current_principal),
-    session=Depends(open_session),
-    settings: ApiSettings = Depends(get_settings),
-):
+async def upload_bundle(request: Request, c: Caller = Depends(caller)):
     from allora_gitops.api.upload import receive_file
 
-    limit = min(settings.max_upload_bytes, principal.max_upload_bytes or settings.max_upload_bytes)
-    spool = tempfile.mkdtemp(prefix="allora-upload-", dir=settings.upload_dir)
+    limit = min(c.settings.max_upload_bytes, c.principal.max_upload_bytes or c.settings.max_upload_bytes)
+    spool = tempfile.mkdtemp(prefix="allora-upload-", dir=c.settings.upload_dir)
     request.state.scrub = (spool + "/", spool)
     try:
         received = await receive_file(request, Path(spool), field=UPLOAD_FIELD, limit=limit)
-        records, accounts = session
         record, created = await run_in_threadpool(
-            store_uploaded_bundle, received.path, received.sha256, principal, settings, records, accounts
+            store_uploaded_bundle, received.path, received.sha256, c.principal, c.settings, c.records, c.accounts
         )
     finally:
         shutil.rmtree(spool, ignore_errors=True)
@@ -120,21 +114,18 @@ async def upload_bundle(
 
 
 @router.get("/bundles", summary="The bundles the caller owns (every bundle for an admin), newest first", response_model=list[BundleOut])
-def list_bundles(principal: Principal = Depends(current_principal), session=Depends(open_session)):
-    records, accounts = session
-    names = accounts.owned_names(principal)
-    return [bundle_out(b) for b in records.list_bundles() if names is None or b.name in names]
+def list_bundles(c: Caller = Depends(caller)):
+    names = c.accounts.owned_names(c.principal)
+    return [bundle_out(b) for b in c.records.list_bundles() if names is None or b.name in names]
 
 
 @router.get("/bundles/{name}/{version}", summary="One bundle version", response_model=BundleOut, responses={404: {}})
 def get_bundle(
     name: str = PathParam(..., pattern=NAME_PATTERN, max_length=C.MAX_NAME_LENGTH),
     version: str = PathParam(..., pattern=VERSION_PATTERN, max_length=64),
-    principal: Principal = Depends(current_principal),
-    session=Depends(open_session),
+    c: Caller = Depends(caller),
 ):
-    records, accounts = session
-    record = records.get_bundle(name, version) if accounts.may_see(principal, name) else None
+    record = c.records.get_bundle(name, version) if c.accounts.may_see(c.principal, name) else None
     if record is None:
         raise ApiError(404, f"no bundle {name} {version}")
     return bundle_out(record)

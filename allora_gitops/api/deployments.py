@@ -9,8 +9,7 @@ from fastapi import APIRouter, Depends, Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from allora_gitops import constants as C
-from allora_gitops.api.app import ApiError, current_principal, get_settings, open_session
-from allora_gitops.api.auth import Principal
+from allora_gitops.api.app import ApiError, Caller, caller
 from allora_gitops.api.bundles import NAME_PATTERN, VERSION_PATTERN
 from allora_gitops.api.settings import ApiSettings
 
@@ -138,86 +137,78 @@ def _target(settings: ApiSettings):
     return Target(repo=settings.repo, base_branch=settings.base_branch, store_url=settings.store_url, database_url=settings.database_url)
 
 
-def _owned_deployment(deployment_id: str, principal: Principal, session):
+def _owned_deployment(deployment_id: str, c: Caller):
     """The deployment when the caller may see it; 404 otherwise (whether it exists is not the caller's business)."""
-    records, accounts = session
-    d = records.get_deployment(deployment_id)
-    if d is None or not accounts.may_see(principal, d.name):
+    d = c.records.get_deployment(deployment_id)
+    if d is None or not c.accounts.may_see(c.principal, d.name):
         raise ApiError(404, f"no deployment {deployment_id}")
     return d
 
 
-def _check_wallet(principal: Principal, accounts, wallet: str) -> None:
-    if not accounts.may_use_wallet(principal, wallet):
-        raise ApiError(403, f"the wallet Secret {wallet!r} is not assigned to {principal.name}; an admin assigns wallets (`allora-gitops wallet assign`)")
+def _check_wallet(c: Caller, wallet: str) -> None:
+    if not c.accounts.may_use_wallet(c.principal, wallet):
+        raise ApiError(403, f"the wallet Secret {wallet!r} is not assigned to {c.principal.name}; an admin assigns wallets (`allora-gitops wallet assign`)")
 
 
-def _only_wallet(principal: Principal, accounts) -> str:
-    names = accounts.wallets_of(principal.name)
+def _only_wallet(c: Caller) -> str:
+    names = c.accounts.wallets_of(c.principal.name)
     if len(names) != 1:
         assigned = ", ".join(names) if names else "none"
-        raise ApiError(422, f"name the wallet Secret to use (field 'wallet'); assigned to {principal.name}: {assigned}")
+        raise ApiError(422, f"name the wallet Secret to use (field 'wallet'); assigned to {c.principal.name}: {assigned}")
     return names[0]
 
 
-def _check_live_limit(principal: Principal, accounts, settings: ApiSettings, name: str, network: str, records) -> None:
-    limit = principal.max_live_deployments if principal.max_live_deployments is not None else settings.max_live_deployments
-    already = records.current_deployment(name, network) is not None  # a new version of a live deployment replaces it
-    if not already and accounts.live_deployments(principal) >= limit:
-        raise ApiError(403, f"{principal.name} has {limit} live deployment(s), the limit; retire one first")
+def _check_live_limit(c: Caller, name: str, network: str) -> None:
+    p = c.principal
+    limit = p.max_live_deployments if p.max_live_deployments is not None else c.settings.max_live_deployments
+    already = c.records.current_deployment(name, network) is not None  # a new version of a live deployment replaces it
+    if not already and c.accounts.live_deployments(p) >= limit:
+        raise ApiError(403, f"{p.name} has {limit} live deployment(s), the limit; retire one first")
 
 
 @router.post("/deployments", summary="Deploy an uploaded bundle: the publish pipeline onto a review branch", status_code=201,
              response_model=ChangeOut, responses={403: {}, 404: {}, 409: {}, 422: {}})  # fmt: skip
 def create_deployment(
     body: DeploymentRequest,
-    principal: Principal = Depends(current_principal),
-    session=Depends(open_session),
-    settings: ApiSettings = Depends(get_settings),
+    c: Caller = Depends(caller),
 ):
     from allora_gitops.publish import DeploymentOptions, publish_recorded
 
-    records, accounts = session
     ref = body.bundle
     if ref.sha256:
-        found = [b for b in records.find_bundle_by_sha256(ref.sha256) if accounts.may_see(principal, b.name)]
+        found = [b for b in c.records.find_bundle_by_sha256(ref.sha256) if c.accounts.may_see(c.principal, b.name)]
         found = [b for b in found if (ref.name in (None, b.name)) and (ref.version in (None, b.version))]
         bundle = found[0] if len(found) == 1 else None
     else:
-        bundle = records.get_bundle(ref.name, ref.version) if accounts.may_see(principal, ref.name) else None
+        bundle = c.records.get_bundle(ref.name, ref.version) if c.accounts.may_see(c.principal, ref.name) else None
     if bundle is None:
         raise ApiError(404, "no such bundle: upload it first (POST /api/bundles)")
-    wallet = body.wallet or _only_wallet(principal, accounts)
-    _check_wallet(principal, accounts, wallet)
-    _check_live_limit(principal, accounts, settings, bundle.name, body.network, records)
+    wallet = body.wallet or _only_wallet(c)
+    _check_wallet(c, wallet)
+    _check_live_limit(c, bundle.name, body.network)
     options = DeploymentOptions(
         topic_id=body.topic_id, fee_tier=body.fee_tier, polling_interval=body.polling_interval, cpu=body.resources.cpu,
         cpu_limit=body.resources.cpu_limit, memory=body.resources.memory, wallet_secret=wallet,
     )  # fmt: skip
-    return change_out(publish_recorded(bundle.name, bundle.version, body.network, _target(settings), options))
+    return change_out(publish_recorded(bundle.name, bundle.version, body.network, _target(c.settings), options))
 
 
 @router.get("/deployments", summary="The caller's deployments (every one for an admin), newest change first", response_model=list[DeploymentOut])
 def list_deployments(
     network: Optional[Network] = None,
-    principal: Principal = Depends(current_principal),
-    session=Depends(open_session),
-    settings: ApiSettings = Depends(get_settings),
+    c: Caller = Depends(caller),
 ):
-    records, accounts = session
-    names = accounts.owned_names(principal)
-    return [deployment_out(d, settings) for d in records.list_deployments(network=network) if names is None or d.name in names]
+    names = c.accounts.owned_names(c.principal)
+    return [deployment_out(d, c.settings) for d in c.records.list_deployments(network=network) if names is None or d.name in names]
 
 
 @router.get("/deployments/{deployment_id}", summary="One deployment: version, image, topic, status, branch, commit",
             response_model=DeploymentOut, responses={404: {}})  # fmt: skip
 def get_deployment(
     deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
-    principal: Principal = Depends(current_principal),
-    session=Depends(open_session),
-    settings: ApiSettings = Depends(get_settings),
+    c: Caller = Depends(caller),
 ):
-    return deployment_out(_owned_deployment(deployment_id, principal, session), settings)
+    return deployment_out(_owned_deployment(deployment_id, c), c.settings)
 
 
 @router.post("/deployments/{deployment_id}/promote", summary="Deploy this deployment's running version on another network",
@@ -225,19 +216,16 @@ def get_deployment(
 def promote_deployment(
     body: PromoteRequest,
     deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
-    principal: Principal = Depends(current_principal),
-    session=Depends(open_session),
-    settings: ApiSettings = Depends(get_settings),
+    c: Caller = Depends(caller),
 ):
     from allora_gitops.publish import DeploymentOptions, promote
 
-    records, accounts = session
-    d = _owned_deployment(deployment_id, principal, session)
+    d = _owned_deployment(deployment_id, c)
     wallet = body.wallet or d.wallet_secret_name
-    _check_wallet(principal, accounts, wallet)
-    _check_live_limit(principal, accounts, settings, d.name, body.network, records)
+    _check_wallet(c, wallet)
+    _check_live_limit(c, d.name, body.network)
     options = DeploymentOptions(topic_id=body.topic_id, fee_tier=body.fee_tier, wallet_secret=wallet)
-    return change_out(promote(d.name, d.network, body.network, _target(settings), options))
+    return change_out(promote(d.name, d.network, body.network, _target(c.settings), options))
 
 
 @router.post("/deployments/{deployment_id}/rollback", summary="Deploy an earlier version of this deployment's bundle again",
@@ -245,30 +233,25 @@ def promote_deployment(
 def rollback_deployment(
     body: RollbackRequest,
     deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
-    principal: Principal = Depends(current_principal),
-    session=Depends(open_session),
-    settings: ApiSettings = Depends(get_settings),
+    c: Caller = Depends(caller),
 ):
     from allora_gitops.publish import DeploymentOptions, rollback
 
-    records, accounts = session
-    d = _owned_deployment(deployment_id, principal, session)
-    _check_wallet(principal, accounts, d.wallet_secret_name)
-    if records.get_bundle(d.name, body.version) is None:
+    d = _owned_deployment(deployment_id, c)
+    _check_wallet(c, d.wallet_secret_name)
+    if c.records.get_bundle(d.name, body.version) is None:
         raise ApiError(404, f"no bundle {d.name} {body.version}")
     options = DeploymentOptions(topic_id=body.topic_id, wallet_secret=d.wallet_secret_name)
-    return change_out(rollback(d.name, d.network, body.version, _target(settings), options))
+    return change_out(rollback(d.name, d.network, body.version, _target(c.settings), options))
 
 
 @router.post("/deployments/{deployment_id}/retire", summary="Remove this deployment (a review branch; Argo CD prunes it once merged)",
              status_code=201, response_model=ChangeOut, responses={404: {}, 409: {}})  # fmt: skip
 def retire_deployment(
     deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
-    principal: Principal = Depends(current_principal),
-    session=Depends(open_session),
-    settings: ApiSettings = Depends(get_settings),
+    c: Caller = Depends(caller),
 ):
     from allora_gitops.publish import retire
 
-    d = _owned_deployment(deployment_id, principal, session)
-    return change_out(retire(d.name, d.network, _target(settings)))
+    d = _owned_deployment(deployment_id, c)
+    return change_out(retire(d.name, d.network, _target(c.settings)))

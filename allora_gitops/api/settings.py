@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from allora_gitops import constants as C
@@ -28,7 +28,6 @@ class ApiSettings:
     max_upload_bytes: int = C.MAX_BUNDLE_BYTES
     max_live_deployments: int = DEFAULT_MAX_LIVE_DEPLOYMENTS
     upload_dir: Optional[str] = None  # where uploads are spooled (None: the system temp dir)
-    extra: dict = field(default_factory=dict)
 
 
 def _int_env(name: str, default: int) -> int:
