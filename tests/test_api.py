@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -19,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import EXAMPLES
+from tests.fixtures.bundles import make_bundle
 from tests.fixtures.git import git, merge_into_main, remote_branches, remote_file
 from tests.fixtures.platform import platform_server  # noqa: F401  (fixture)
 
@@ -30,19 +29,6 @@ except ImportError:
 
 NAME = "linear-forecaster"
 WALLET = "alice-wallet"
-
-
-def make_bundle(root: Path, name: str = NAME, version: str = "1.0.0", *, note: str | None = None) -> Path:
-    """A copy of the example bundle under another name/version (and optionally other bytes)."""
-    target = root / f"{name}-{version}"
-    shutil.copytree(EXAMPLES / "linear-forecaster", target, ignore=shutil.ignore_patterns("dist", "__pycache__"))
-    text = (target / "model.yaml").read_text()
-    text = re.sub(r"^name: .*$", f'name: "{name}"', text, flags=re.M)
-    text = re.sub(r"^version: .*$", f'version: "{version}"', text, flags=re.M)
-    (target / "model.yaml").write_text(text)
-    if note is not None:
-        (target / "artifacts" / "note.txt").write_text(note)
-    return target
 
 
 def build(bundle_dir: Path) -> Path:
@@ -105,7 +91,7 @@ def test_guide_curl_then_push_deploy_then_status(platform_server, tmp_path):
     assert count_bundles(platform.database_url) == 1
 
     # allora-bundle push --deploy of a new version: built, uploaded, deployed on a review branch
-    v2 = make_bundle(tmp_path, version="1.0.1", note="v2")
+    v2 = make_bundle(tmp_path, version="1.0.1", weight="v2")
     proc = bundle_push(platform, str(v2), "--deploy", token=token)
     assert proc.returncode == 0, proc.stderr
     assert f"uploaded: {NAME} 1.0.1 sha256 " in proc.stdout
@@ -198,7 +184,7 @@ def test_tokens_owners_and_wallets(platform_server, tmp_path):
     assert api.get(f"/api/deployments/{dep}", headers=platform.headers(admin)).status_code == 200
 
     # same name + version with other bytes: 409, the first stays
-    other = make_bundle(tmp_path / "other", note="other bytes")
+    other = make_bundle(tmp_path / "other", weight="other bytes")
     status, clash = curl_upload(platform, build(other), alice, cwd=other)
     assert status == 409 and "already registered with sha256" in clash["detail"]
 
@@ -391,7 +377,10 @@ def test_an_upload_over_the_limit_is_cut_off_while_streaming(platform_server, tm
             f"POST /api/bundles HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
             f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {3 << 20}\r\n\r\n".encode()
         )
-        reply = sock.recv(65536).decode()
+        chunks = []
+        while chunk := sock.recv(65536):  # the server answers and closes: read to the end
+            chunks.append(chunk)
+        reply = b"".join(chunks).decode()
     assert reply.startswith("HTTP/1.1 413 "), reply
     assert "application/problem+json" in reply and "limit of 2 MB" in reply
     # chunked (no length): cut off once past the limit, the rest never read

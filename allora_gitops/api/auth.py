@@ -125,7 +125,7 @@ class Accounts:
         user_id = self.ensure_user(user, admin=admin)
         token, prefix = new_token()
         self._conn.execute(
-            "INSERT INTO api_tokens (user_id, prefix, token_sha256, expires_at) VALUES (%s, %s, %s, %s)",
+            "INSERT INTO api_tokens (user_id, prefix, sha256, expires_at) VALUES (%s, %s, %s, %s)",
             (user_id, prefix, token_sha256(token), expires_at),
         )
         return token, self._tokens("WHERE t.prefix = %s", (prefix,))[0]
@@ -152,7 +152,7 @@ class Accounts:
         if not m:
             return None
         row = self._conn.execute(
-            """SELECT t.token_sha256, u.id::text, u.name, u.is_admin, u.max_live_deployments, u.max_upload_bytes
+            """SELECT t.sha256, u.id::text, u.name, u.is_admin, u.max_live_deployments, u.max_upload_bytes
                FROM api_tokens t JOIN platform_users u ON u.id = t.user_id
                WHERE t.prefix = %s AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())""",
             (TOKEN_PREFIX + m.group(1),),

@@ -18,13 +18,13 @@ CREATE TABLE api_tokens (
     id            uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
     user_id       uuid        NOT NULL REFERENCES platform_users (id) ON DELETE CASCADE,
     prefix        text        NOT NULL UNIQUE,
-    token_sha256  text        NOT NULL UNIQUE,
+    sha256        text        NOT NULL UNIQUE,  -- of the whole token; the token itself is never stored
     created_at    timestamptz NOT NULL DEFAULT now(),
     expires_at    timestamptz,
     revoked_at    timestamptz,
     last_used_at  timestamptz,
     CONSTRAINT api_tokens_prefix_format CHECK (prefix ~ '^agp_[0-9a-f]{8}$'),
-    CONSTRAINT api_tokens_sha256_format CHECK (token_sha256 ~ '^[0-9a-f]{64}$')
+    CONSTRAINT api_tokens_sha256_format CHECK (sha256 ~ '^[0-9a-f]{64}$')
 );
 CREATE INDEX api_tokens_user_idx ON api_tokens (user_id);
 
