@@ -6,7 +6,7 @@ file store and the same bare repository. Both start from a built archive (not ti
 run, so every run uploads, inspects, stores, records, renders, commits and pushes. The server's peak RSS is
 sampled during the pushes.
 
-    python benchmarks/bench_push.py [--runs 3] [--weights-mb 140]
+    python benchmarks/bench_push.py [--runs 3] [--weights-mb 150]
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ def make_archives(work: Path, weights_mb: int, versions: list[str], name: str) -
     from allora_gitops.bundle.archive import build_archive
 
     src = work / f"src-{name}"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "make_bundle.py"), str(src), "--weights-mb", str(weights_mb),
-                    "--src-files", "50", "--junk-files", "0"], check=True, capture_output=True)  # fmt: skip
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "make_bundle.py"), str(src), "--weights-mb", str(weights_mb)],
+                   check=True, capture_output=True)  # the benchmark bundle: 146 MB archive with the defaults
     text = (src / "model.yaml").read_text()
     out = []
     for v in versions:
@@ -46,7 +46,7 @@ def make_archives(work: Path, weights_mb: int, versions: list[str], name: str) -
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--weights-mb", type=int, default=140)
+    ap.add_argument("--weights-mb", type=int, default=150)
     args = ap.parse_args()
 
     import httpx

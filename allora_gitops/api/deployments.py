@@ -46,7 +46,7 @@ class DeploymentRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     bundle: BundleRef
-    network: Network
+    network: Optional[Network] = Field(None, description="Default: allora.network in the bundle's model.yaml")
     wallet: Optional[str] = Field(None, pattern=SECRET_NAME_PATTERN, max_length=253, description="Default: the caller's only assigned wallet")
     topic_id: Optional[int] = Field(None, gt=0, le=C.MAX_TOPIC_ID)
     fee_tier: Optional[FeeTier] = None
@@ -183,14 +183,15 @@ def create_deployment(
         bundle = c.records.get_bundle(ref.name, ref.version) if c.accounts.may_see(c.principal, ref.name) else None
     if bundle is None:
         raise ApiError(404, "no such bundle: upload it first (POST /api/bundles)")
+    network = body.network or (bundle.manifest.get("allora") or {}).get("network") or "testnet"
     wallet = body.wallet or _only_wallet(c)
     _check_wallet(c, wallet)
-    _check_live_limit(c, bundle.name, body.network)
+    _check_live_limit(c, bundle.name, network)
     options = DeploymentOptions(
         topic_id=body.topic_id, fee_tier=body.fee_tier, polling_interval=body.polling_interval, cpu=body.resources.cpu,
         cpu_limit=body.resources.cpu_limit, memory=body.resources.memory, wallet_secret=wallet,
     )  # fmt: skip
-    return change_out(publish_recorded(bundle.name, bundle.version, body.network, _target(c.settings), options))
+    return change_out(publish_recorded(bundle.name, bundle.version, network, _target(c.settings), options))
 
 
 @router.get("/deployments", summary="The caller's deployments (every one for an admin), newest change first", response_model=list[DeploymentOut])

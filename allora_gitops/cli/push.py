@@ -40,33 +40,44 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Upload a bundle to the platform, and with --deploy ask for its deployment (prints the review branch)."""
         from allora_gitops.api.client import PlatformClient, load_credentials
-        from allora_gitops.bundle.source import resolve_source
         from allora_gitops.cli.app import eprint
 
         credentials = load_credentials(platform)
         with tempfile.TemporaryDirectory(prefix="allora-push-") as tmp, PlatformClient(credentials) as client:
-            built = resolve_source(path, Path(tmp))  # a directory is validated and built, an archive inspected
-            name, version = built.manifest.name, built.manifest.version
-            eprint(f"==> push: {name} {version} ({built.size} bytes, sha256 {built.sha256[:12]}) to {credentials.platform}")
-            uploaded = _upload(client, built.path, built.size, as_json)
+            archive = _archive(path, Path(tmp))
+            eprint(f"==> push: {archive.name} ({archive.stat().st_size} bytes) to {credentials.platform}")
+            uploaded = _upload(client, archive, archive.stat().st_size, as_json)
+            name, version = uploaded["name"], uploaded["version"]
             result = {"bundle": uploaded}
             if not as_json:
                 state = "uploaded" if uploaded.get("created") else "already on the platform"
-                typer.echo(f"{state}: {uploaded['name']} {uploaded['version']} sha256 {uploaded['sha256']}")
+                typer.echo(f"{state}: {name} {version} sha256 {uploaded['sha256']}")
                 for warning in uploaded.get("warnings") or []:
                     eprint(f"warning: {warning}")
             if deploy:
-                request = {"bundle": {"name": name, "version": version}, "network": network or built.manifest.allora.network}
-                if wallet:
-                    request["wallet"] = wallet
-                if topic_id:
-                    request["topic_id"] = topic_id
-                eprint(f"==> deploy: {name} {version} on {request['network']} (the publish pipeline runs on the platform)")
+                request: dict = {"bundle": {"name": name, "version": version}}  # the platform defaults the rest from model.yaml
+                for key, value in (("network", network), ("wallet", wallet), ("topic_id", topic_id)):
+                    if value:
+                        request[key] = value
+                eprint(f"==> deploy: {name} {version} (the publish pipeline runs on the platform)")
                 result["deployment"] = change = client.deploy(request)
                 if not as_json:
                     _print_change(change)
         if as_json:
             typer.echo(json.dumps(result, indent=2))
+
+
+def _archive(path: Path, work_dir: Path) -> Path:
+    """A built archive to send: a directory is validated and built here (so mistakes show before any upload);
+    an archive is sent as it is — the platform inspects it with the same checks as `allora-bundle inspect`."""
+    from allora_gitops.bundle.source import resolve_source
+    from allora_gitops.errors import BundleError
+
+    if path.is_file():
+        if not path.name.endswith((".tar.gz", ".tgz")):
+            raise BundleError(f"{path} is neither a bundle directory nor a .tar.gz archive")
+        return path
+    return resolve_source(path, work_dir).path
 
 
 def _upload(client, archive: Path, size: int, quiet: bool) -> dict:
