@@ -452,3 +452,25 @@ def test_eight_clients_push_at_once_and_the_same_bundle_twice_makes_one_row(plat
         results = list(pool.map(lambda _: curl_upload(platform, archive, token, cwd=twin), range(2)))
     assert sorted(status for status, _ in results) == [200, 201]
     assert count_bundles(platform.database_url) == 9
+
+
+def test_the_live_deployment_limit_holds_under_concurrent_requests(platform_server, tmp_path):
+    platform = platform_server
+    token = platform.token("carol", wallets=("carol-wallet",))
+    subprocess.run(
+        [sys.executable, "-m", "allora_gitops.cli.gitops", "user-limits", "carol", "--max-live-deployments", "1"],
+        env=platform.env, check=True, capture_output=True,
+    )  # fmt: skip
+    api = httpx.Client(base_url=platform.url, timeout=300, headers=platform.headers(token))
+    for name in ("first", "second"):
+        d = make_bundle(tmp_path, name=name)
+        with open(build(d), "rb") as fh:
+            assert api.post("/api/bundles", files={"bundle": (f"{name}.tar.gz", fh)}).status_code == 201
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda n: api.post("/api/deployments", json={"bundle": {"name": n, "version": "1.0.0"}}), ("first", "second")))
+    assert sorted(r.status_code for r in answers) == [201, 403], [r.text for r in answers]
+    refused = next(r for r in answers if r.status_code == 403)
+    assert_problem(refused, 403, "carol has 1 live deployment(s), the limit")
+    assert len(api.get("/api/deployments").json()) == 1

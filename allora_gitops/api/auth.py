@@ -11,13 +11,14 @@ Everything here works on one psycopg connection (autocommit), so the API and the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Optional
+from typing import Iterator, Optional
 
 from allora_gitops.errors import DatabaseError, RecordConflict, UsageError
 
@@ -195,6 +196,18 @@ class Accounts:
             (principal.user_id, list(LIVE_STATUSES)),
         ).fetchone()
         return int(row[0])
+
+    @contextlib.contextmanager
+    def deploying(self, principal: Principal) -> Iterator[None]:
+        """One deployment change of ``principal`` at a time (a session advisory lock, shared by every replica),
+        so the live-deployment limit is checked and used atomically; released when the connection closes anyway."""
+        key = f"allora-platform-deploy:{principal.user_id}"
+        self._conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                self._conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
 
     # --- wallets ------------------------------------------------------------------------------
     def assign_wallet(self, user: str, secret_name: str) -> None:

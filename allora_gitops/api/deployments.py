@@ -186,12 +186,13 @@ def create_deployment(
     network = body.network or (bundle.manifest.get("allora") or {}).get("network") or "testnet"
     wallet = body.wallet or _only_wallet(c)
     _check_wallet(c, wallet)
-    _check_live_limit(c, bundle.name, network)
     options = DeploymentOptions(
         topic_id=body.topic_id, fee_tier=body.fee_tier, polling_interval=body.polling_interval, cpu=body.resources.cpu,
         cpu_limit=body.resources.cpu_limit, memory=body.resources.memory, wallet_secret=wallet,
     )  # fmt: skip
-    return change_out(publish_recorded(bundle.name, bundle.version, network, _target(c.settings), options))
+    with c.accounts.deploying(c.principal):
+        _check_live_limit(c, bundle.name, network)
+        return change_out(publish_recorded(bundle.name, bundle.version, network, _target(c.settings), options))
 
 
 @router.get("/deployments", summary="The caller's deployments (every one for an admin), newest change first", response_model=list[DeploymentOut])
@@ -224,9 +225,10 @@ def promote_deployment(
     d = _owned_deployment(deployment_id, c)
     wallet = body.wallet or d.wallet_secret_name
     _check_wallet(c, wallet)
-    _check_live_limit(c, d.name, body.network)
     options = DeploymentOptions(topic_id=body.topic_id, fee_tier=body.fee_tier, wallet_secret=wallet)
-    return change_out(promote(d.name, d.network, body.network, _target(c.settings), options))
+    with c.accounts.deploying(c.principal):
+        _check_live_limit(c, d.name, body.network)
+        return change_out(promote(d.name, d.network, body.network, _target(c.settings), options))
 
 
 @router.post("/deployments/{deployment_id}/rollback", summary="Deploy an earlier version of this deployment's bundle again",
