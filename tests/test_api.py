@@ -474,3 +474,32 @@ def test_the_live_deployment_limit_holds_under_concurrent_requests(platform_serv
     refused = next(r for r in answers if r.status_code == 403)
     assert_problem(refused, 403, "carol has 1 live deployment(s), the limit")
     assert len(api.get("/api/deployments").json()) == 1
+
+
+def test_promote_and_rollback_through_the_api(platform_server, tmp_path):
+    platform = platform_server
+    token = platform.token("alice", wallets=(WALLET,))
+    api = httpx.Client(base_url=platform.url, timeout=300, headers=platform.headers(token))
+    for version in ("1.0.0", "1.1.0"):
+        d = make_bundle(tmp_path, version=version, weight=version)
+        with open(build(d), "rb") as fh:
+            assert api.post("/api/bundles", files={"bundle": (f"{version}.tar.gz", fh)}).status_code == 201
+
+    def deploy(version: str) -> dict:
+        r = api.post("/api/deployments", json={"bundle": {"name": NAME, "version": version}, "network": "testnet"})
+        assert r.status_code == 201, r.text
+        merge_into_main(platform.repo, r.json()["branch"])
+        return r.json()
+
+    first = deploy("1.0.0")
+    r = api.post(f"/api/deployments/{first['deployment_id']}/promote", json={"network": "mainnet"})
+    assert r.status_code == 201, r.text
+    assert (r.json()["action"], r.json()["branch"]) == ("promote", f"promote/{NAME}/mainnet/1.0.0")
+    assert remote_file(platform.repo, r.json()["branch"], f"deployments/{NAME}/overlays/mainnet/kustomization.yaml")
+
+    second = deploy("1.1.0")
+    r = api.post(f"/api/deployments/{second['deployment_id']}/rollback", json={"version": "1.0.0"})
+    assert r.status_code == 201, r.text
+    assert (r.json()["action"], r.json()["branch"], r.json()["version"]) == ("rollback", f"rollback/{NAME}/testnet/1.0.0", "1.0.0")
+    assert_problem(api.post(f"/api/deployments/{second['deployment_id']}/rollback", json={"version": "0.9.0"}), 404, "no bundle")
+    assert_problem(api.post(f"/api/deployments/{second['deployment_id']}/promote", json={"network": "devnet"}), 422, "network")
