@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from allora_runtime.contract import (
+    ENV_BUNDLE_SHA256,
     DEFAULT_CONNECT_RETRIES,
     DEFAULT_FEE_TIER,
     DEFAULT_HEARTBEAT_FILE,
@@ -67,6 +68,7 @@ class Settings:
     connect_retries: int
     retry_backoff: float
     max_stuck_calls: int
+    bundle_sha256: str = ""  # ALLORA_BUNDLE_SHA256: the archive digest, for allora_model_info (the Deployment sets it)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -148,6 +150,18 @@ def _section(data: dict, key: str, file: str) -> dict:
     return value
 
 
+def _decode(raw: bytes) -> str:
+    """model.yaml as `allora-bundle validate` reads it (allora_gitops/bundle/text.py, which this package
+    cannot import): a UTF-8/16/32 byte-order mark decides, else UTF-8."""
+    import codecs
+
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
+                       (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if raw.startswith(bom):
+            return raw[len(bom):].decode(codec)
+    return raw.decode("utf-8")
+
+
 def load_manifest(bundle_root: Path) -> dict:
     path = bundle_root / "model.yaml"
     try:
@@ -155,7 +169,7 @@ def load_manifest(bundle_root: Path) -> dict:
     except ImportError:
         raise ImportFailure("PyYAML is not installed; the runtime needs it to read model.yaml") from None
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _decode(path.read_bytes())
     except FileNotFoundError:
         raise ConfigError(f"{path} not found (BUNDLE_ROOT={bundle_root})") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -257,7 +271,16 @@ def load_settings(bundle_root: Path, env: dict[str, str], timeout: Optional[floa
         connect_retries=_positive_int(_env(env, "ALLORA_CONNECT_RETRIES") or DEFAULT_CONNECT_RETRIES, "ALLORA_CONNECT_RETRIES"),
         retry_backoff=_number(_env(env, "ALLORA_RETRY_BACKOFF") or DEFAULT_RETRY_BACKOFF, "ALLORA_RETRY_BACKOFF"),
         max_stuck_calls=_positive_int(_env(env, "ALLORA_MAX_STUCK_CALLS") or DEFAULT_MAX_STUCK_CALLS, "ALLORA_MAX_STUCK_CALLS"),
+        bundle_sha256=_sha256(_env(env, ENV_BUNDLE_SHA256)),
     )
+
+
+def _sha256(value: Optional[str]) -> str:
+    if value is None:
+        return ""
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ConfigError(f"{ENV_BUNDLE_SHA256} must be 64 lowercase hex digits, got {value[:80]!r}")
+    return value
 
 
 URL_SCHEMES = ("grpc+https", "grpc+http", "rest+https", "rest+http")

