@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-<<<<<<< HEAD
-from allora_gitops.cli import db, diff, image, publish, render, repo, serve, status, verify
-=======
-from allora_gitops.cli import db, diff, image, publish, render, repo, results, status, verify
->>>>>>> main
+from allora_gitops.cli import db, diff, image, publish, render, repo, results, serve, status, verify
 from allora_gitops.cli.app import entry, new_app
 
 app = new_app("allora-gitops", "Publish Allora model bundles to a GitOps repository that Argo CD syncs.", platform=True)
@@ -18,11 +14,8 @@ diff.register(app)
 status.register(app)
 image.register(app)
 db.register(app)
-<<<<<<< HEAD
-serve.register(app)
-=======
 results.register(app)
->>>>>>> main
+serve.register(app)
 
 main = entry(app)
 

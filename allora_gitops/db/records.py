@@ -110,11 +110,6 @@ class Records:
         self.database_url = database_url
         self._conn = conn if conn is not None else connect(database_url)
 
-    @property
-    def connection(self):
-        """The psycopg connection (autocommit), for modules that keep their own tables in this database."""
-        return self._conn
-
     def close(self) -> None:
         self._conn.close()
 
