@@ -17,6 +17,7 @@ from allora_gitops.errors import MigrationError
 from tests.conftest import REPO_ROOT, cli_env
 
 TABLES = {"schema_migrations", "model_bundles", "deployments", "submission_results"}
+LATEST = load_migrations()[-1].version
 
 
 def schema_snapshot(url: str) -> list[tuple]:
@@ -42,7 +43,8 @@ def tables(url: str) -> set[str]:
 
 def test_migrations_ship_in_the_package_and_are_well_formed():
     migrations = load_migrations()
-    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    versions = [m.version for m in migrations]
+    assert versions == sorted(set(versions)) and versions[0] == 1  # in order; gaps are allowed (parallel branches)
     assert all(m.path.parent == MIGRATIONS_DIR for m in migrations)
     assert migrations[0].label == "0001_records"
 
@@ -83,7 +85,7 @@ def test_four_concurrent_cli_upgrades_apply_each_migration_once(empty_database_u
     assert [code for code, _, _ in results] == [0, 0, 0, 0], results
     applied_lines = [line for _, out, _ in results for line in out.splitlines() if line.startswith("applied ")]
     assert sorted(applied_lines) == [f"applied {m.label}" for m in load_migrations()]
-    assert sum("up to date at version 0001" in out for _, out, _ in results) == 3
+    assert sum(f"up to date at version {LATEST:04d}" in out for _, out, _ in results) == 3
     with psycopg.connect(empty_database_url) as conn:
         assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(load_migrations())
 
@@ -98,17 +100,17 @@ def migrations_copy(tmp_path):
 def test_broken_migration_leaves_the_schema_as_it_was(empty_database_url, migrations_copy):
     MigrationRunner(empty_database_url, migrations_copy).upgrade()
     before = schema_snapshot(empty_database_url)
-    (migrations_copy / "0002_half_done.sql").write_text(
+    (migrations_copy / "9002_half_done.sql").write_text(
         "CREATE TABLE half_done (id integer PRIMARY KEY);\n"
         "ALTER TABLE model_bundles ADD COLUMN extra integer;\n"
         "SELECT 1 / 0;\n"
     )
     with pytest.raises(MigrationError) as err:
         MigrationRunner(empty_database_url, migrations_copy).upgrade()
-    assert err.value.lines() == ["error: migration 0002_half_done.sql failed, nothing of it was applied: division by zero"]
+    assert err.value.lines() == ["error: migration 9002_half_done.sql failed, nothing of it was applied: division by zero"]
     assert schema_snapshot(empty_database_url) == before
     assert "half_done" not in tables(empty_database_url)
-    assert [m.label for m in MigrationRunner(empty_database_url, migrations_copy).status().pending] == ["0002_half_done"]
+    assert [m.label for m in MigrationRunner(empty_database_url, migrations_copy).status().pending] == ["9002_half_done"]
 
 
 def test_broken_first_migration_leaves_an_empty_database(empty_database_url, tmp_path):
@@ -126,7 +128,7 @@ def test_checksum_drift_is_refused(empty_database_url, migrations_copy):
     old = hashlib.sha256(path.read_bytes()).hexdigest()
     path.write_text(path.read_text() + "\n-- an innocent-looking edit\n")
     new = hashlib.sha256(path.read_bytes()).hexdigest()
-    (migrations_copy / "0002_next.sql").write_text("CREATE TABLE next_one (id int);\n")
+    (migrations_copy / "9002_next.sql").write_text("CREATE TABLE next_one (id int);\n")
     runner = MigrationRunner(empty_database_url, migrations_copy)
     with pytest.raises(MigrationError) as err:
         runner.upgrade()
@@ -140,7 +142,7 @@ def test_checksum_drift_is_refused(empty_database_url, migrations_copy):
 def test_database_newer_than_the_code_is_refused(database_url):
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("INSERT INTO schema_migrations (version, name, sha256) VALUES (9999, 'future', %s)", ("0" * 64,))
-    with pytest.raises(MigrationError, match=r"^the database schema is at version 9999, newer than this allora-gitops knows \(0001\); upgrade allora-gitops$"):
+    with pytest.raises(MigrationError, match=r"^the database schema is at version 9999, newer than this allora-gitops knows \(" + f"{LATEST:04d}" + r"\); upgrade allora-gitops$"):
         MigrationRunner(database_url).upgrade()
 
 
@@ -156,7 +158,7 @@ def test_misnamed_and_duplicate_migration_files_are_refused(tmp_path, migrations
 
 
 def test_open_records_on_a_real_server_wants_an_explicit_upgrade(empty_database_url):
-    with pytest.raises(MigrationError, match=r"^the database schema is at version 0000 and 1 migration\(s\) are pending; run `allora-gitops db upgrade`$"):
+    with pytest.raises(MigrationError, match=rf"^the database schema is at version 0000 and {len(load_migrations())} migration\(s\) are pending; run `allora-gitops db upgrade`$"):
         open_records(empty_database_url)
     with open_records(empty_database_url, migrate=True) as records:
         assert records.list_bundles() == []
@@ -165,12 +167,13 @@ def test_open_records_on_a_real_server_wants_an_explicit_upgrade(empty_database_
 def test_cli_status_and_upgrade(cli_proc, empty_database_url):
     status = cli_proc("gitops", "db", "status", "--database-url", empty_database_url)
     assert status.code == 1
-    assert status.out.splitlines()[1:] == ["  0001_records  pending", "1 pending; run `allora-gitops db upgrade`"]
+    labels = [m.label for m in load_migrations()]
+    assert status.out.splitlines()[1:] == [f"  {label}  pending" for label in labels] + [f"{len(labels)} pending; run `allora-gitops db upgrade`"]
     up = cli_proc("gitops", "db", "upgrade", env={"ALLORA_DATABASE_URL": empty_database_url})
-    assert up.code == 0 and up.out.splitlines()[0] == "applied 0001_records", up
+    assert up.code == 0 and up.out.splitlines()[:-1] == [f"applied {label}" for label in labels], up
     status = cli_proc("gitops", "db", "status", env={"ALLORA_DATABASE_URL": empty_database_url})
     assert status.code == 0, status
-    assert status.out.splitlines()[-1] == "up to date at version 0001"
+    assert status.out.splitlines()[-1] == f"up to date at version {LATEST:04d}"
 
 
 def _free_port() -> int:
@@ -219,5 +222,5 @@ def test_embedded_default_is_shared_by_concurrent_commands_and_stopped_after(tmp
                            capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120)
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[0].endswith("(embedded)")
-    assert again.stdout.splitlines()[-1] == "up to date at version 0001"
+    assert again.stdout.splitlines()[-1] == f"up to date at version {LATEST:04d}"
     assert running() == []
