@@ -177,3 +177,35 @@ def test_without_pinned_search_paths_a_restore_loses_rows_and_db_status_says_so(
     status = MigrationRunner(empty_database_url, only_first).status()
     assert status.missing_tables == ("submission_results",)
     assert "allora_looks_like_secret" in status.unpinned_functions and not status.up_to_date
+
+
+def test_a_stale_postmaster_pid_naming_a_live_unrelated_process_does_not_stop_the_next_command(tmp_path):
+    import tempfile
+
+    from allora_gitops.db.embedded import EmbeddedPostgres
+
+    home = Path(tempfile.mkdtemp(prefix="allora-stale-"))  # short: the server's socket lives in its data dir
+    try:
+        server = EmbeddedPostgres(home / "postgres")
+        server.attach()
+        pid_file = server.data_dir / "postmaster.pid"
+        lines = pid_file.read_text().splitlines()
+        server.detach()  # the last user: the server stops and removes its postmaster.pid
+        assert not pid_file.exists()
+        unrelated = subprocess.Popen(["sleep", "120"])  # the crashed server's PID, now reused
+        try:
+            pid_file.write_text("\n".join([str(unrelated.pid), *lines[1:]]) + "\n")
+            env = cli_env({"ALLORA_GITOPS_HOME": str(home)})
+            env.pop("ALLORA_DATABASE_URL", None)
+            status = subprocess.run(
+                [sys.executable, "-m", "allora_gitops.cli.gitops", "db", "upgrade"],
+                capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=180,
+            )
+            assert unrelated.poll() is None  # left alone
+        finally:
+            unrelated.kill()
+            unrelated.wait()
+        assert status.returncode == 0, status.stderr
+        assert status.stdout.splitlines()[0] == "applied 0001_records"
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
