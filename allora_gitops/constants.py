@@ -85,9 +85,12 @@ STORE_URL_ENV = "ALLORA_STORE_URL"
 DEPLOYMENTS_DIR = "deployments"
 BUILDS_DIR = "builds"
 ARGOCD_DIR = "argocd"
+MONITORING_DIR = "monitoring"  # the shared Grafana dashboard (ConfigMap for the monitoring namespace)
 REPO_MARKER_FILE = ".allora-gitops.yaml"  # says "this repository was initialised by allora-gitops"
 NAMESPACE = "allora-models"
 MONITORING_NAMESPACE = "monitoring"
+# AlloraLowWalletBalance fires below this balance (uallo; 1 ALLO = 10**18 uallo): 1 ALLO pays many submissions.
+LOW_BALANCE_THRESHOLD_UALLO = 10**18
 
 LABEL_PREFIX = "allora.network"
 LABEL_NAME = "app.kubernetes.io/name"

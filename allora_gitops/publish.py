@@ -57,6 +57,7 @@ class DeploymentOptions:
     secret_store: Optional[str] = None
     secret_store_kind: Optional[str] = None
     base_image: Optional[str] = None
+    monitoring: Optional[bool] = None  # PodMonitor + PrometheusRule in the overlay (default: on)
 
     def explicit(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

@@ -249,13 +249,13 @@ def _main(args: argparse.Namespace, env: dict[str, str], mode: str) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     supervisor = _Supervisor(grace=STOP_GRACE_SECONDS if mode == "live" else 0.0)
-    metrics = start_metrics(settings, required=mode == "live")
+    metrics = start_metrics(settings, required=mode == "live", settle_on_submission=mode == "live")
     adapter = Adapter(user, settings.max_seconds, metrics, LOG, settings.topic_id, settings.max_stuck_calls, supervisor.fail)
 
     async def body() -> int:
         beat = None
-        if settings.heartbeat_file:
-            beat = asyncio.ensure_future(heartbeat_loop(settings.heartbeat_file, settings.heartbeat_every))
+        if settings.heartbeat_file or metrics.enabled:
+            beat = asyncio.ensure_future(heartbeat_loop(settings.heartbeat_file, settings.heartbeat_every, metrics.beat))
         if startup is not None:
             startup.stop()  # the event loop beats from here on
         try:

@@ -42,6 +42,7 @@ ENV_PRIVATE_KEY_FILE = "ALLORA_PRIVATE_KEY_FILE"
 ENV_CONNECT_RETRIES = "ALLORA_CONNECT_RETRIES"
 ENV_RETRY_BACKOFF = "ALLORA_RETRY_BACKOFF"
 ENV_MAX_STUCK_CALLS = "ALLORA_MAX_STUCK_CALLS"
+ENV_BUNDLE_SHA256 = "ALLORA_BUNDLE_SHA256"  # the archive's sha256, shown in allora_model_info
 # prometheus-client's own variable: multiprocess mode, which the runtime does not use (one process serves metrics)
 ENV_PROMETHEUS_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # Values that are secrets: scrubbed from every log line, and never handed to a local run's model process.

@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 import time
+from typing import Callable, Optional
 
 from allora_runtime.contract import DEFAULT_HEARTBEAT_FILE, DEFAULT_HEARTBEAT_MAX_AGE, EXIT_OK, EXIT_UNHEALTHY
 from allora_runtime.errors import ConfigError
@@ -22,12 +23,15 @@ def touch_heartbeat(path: str) -> bool:
         return False
 
 
-async def heartbeat_loop(path: str, interval: float) -> None:
+async def heartbeat_loop(path: str, interval: float, on_beat: Optional[Callable[[], None]] = None) -> None:
+    """Every ``interval`` s: touch ``path`` (if any) and call ``on_beat`` (the heartbeat gauge)."""
     warned = False
     while True:
-        if not touch_heartbeat(path) and not warned:
+        if path and not touch_heartbeat(path) and not warned:
             LOG.emit("heartbeat_failed", level="warning", file=path)
             warned = True
+        if on_beat is not None:
+            on_beat()
         await asyncio.sleep(interval)
 
 

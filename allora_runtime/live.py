@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Optional
 
 from allora_runtime.adapter import Adapter
 from allora_runtime.contract import CONNECT_TIMEOUT, EXIT_OK, MAX_RETRY_BACKOFF, SDK_REQUIREMENT, STABLE_RUN_SECONDS
@@ -92,6 +92,48 @@ def worker_summary(worker: Any, adapter: Adapter) -> dict[str, Any]:
     }
 
 
+BALANCE_READ_INTERVAL = 300.0  # seconds between wallet balance reads (one bank query each)
+
+
+def submission_costs(tx: Any) -> tuple[Optional[int], Optional[int]]:
+    """(gas used, fee paid in uallo) of a Cosmos ``TxResponse``, each None when the response does not say.
+
+    The fee is the ``fee`` attribute of the ``tx`` event (Cosmos SDK x/auth ante
+    handler), a coin list like ``"1234uallo"``; other denominations are ignored.
+    """
+    gas = getattr(tx, "gas_used", None)
+    fee = None
+    for event in getattr(tx, "events", None) or ():
+        if getattr(event, "type", "") != "tx":
+            continue
+        for attr in getattr(event, "attributes", None) or ():
+            if getattr(attr, "key", "") == "fee":
+                coins = [c.strip() for c in str(getattr(attr, "value", "")).split(",")]
+                amounts = [int(c[: -len("uallo")]) for c in coins if c.endswith("uallo") and c[: -len("uallo")].isdigit()]
+                fee = sum(amounts) if amounts else fee
+    return (gas if isinstance(gas, int) and gas > 0 else None), fee
+
+
+async def read_balance(worker: Any, metrics: Any, last_read: float) -> float:
+    """Set the wallet balance gauge from one bank query, at most every BALANCE_READ_INTERVAL; returns the read time.
+
+    Best effort: a failed query changes nothing (the alert then sees the last value).
+    """
+    now = time.monotonic()
+    if not metrics.enabled or (last_read and now - last_read < BALANCE_READ_INTERVAL):
+        return last_read
+    try:
+        from allora_sdk.rpc_client.protos.cosmos.bank.v1beta1 import QueryBalanceRequest
+
+        request = QueryBalanceRequest(address=worker.address, denom="uallo")
+        resp = await asyncio.wait_for(worker.client.bank.query.balance(request), CONNECT_TIMEOUT)
+        if resp.balance is not None:
+            metrics.wallet_balance(int(resp.balance.amount))
+    except Exception as exc:  # noqa: BLE001 - a metric must never stop the worker
+        LOG.emit("balance_unavailable", level="warning", error_type=type(exc).__name__)
+    return now
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (OSError, asyncio.TimeoutError, ConnectionError, EOFError)):
         return True
@@ -129,17 +171,20 @@ async def run_live(settings: Settings, wallet: WalletSecret, adapter: Adapter, s
                 raise ConfigError(f"chain id mismatch: {exc}") from None
             LOG.emit("connected", chain_id=chain_id)
             ran = True
+            balance_read = await read_balance(worker, adapter.metrics, 0.0)
             async for result in worker.run():
                 if isinstance(result, Exception):
-                    adapter.metrics.submission("error")
+                    adapter.metrics.submission("error", type(result).__name__)
                     LOG.emit("submission_failed", level="error", error_type=type(result).__name__, message=LOG.scrub(str(result))[:500])
                 else:
-                    adapter.metrics.submission("ok")
                     tx = getattr(result, "tx_result", None)
+                    gas, fee = submission_costs(tx)
+                    adapter.metrics.submission("ok", gas_used=gas, fee_uallo=fee)
                     LOG.emit(
                         "submission", nonce=adapter.last_nonce, value=check_prediction(result.submission) if result.submission is not None else None,
                         tx_hash=getattr(tx, "txhash", None), code=getattr(tx, "code", None),
                     )
+                balance_read = await read_balance(worker, adapter.metrics, balance_read)
             if stop.is_set():
                 return EXIT_OK
             raise RuntimeFailure("the SDK worker stopped on its own (see its log lines above)")

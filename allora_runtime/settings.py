@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from allora_runtime.contract import (
+    ENV_BUNDLE_SHA256,
     DEFAULT_CONNECT_RETRIES,
     DEFAULT_FEE_TIER,
     DEFAULT_HEARTBEAT_FILE,
@@ -73,6 +74,7 @@ class Settings:
     connect_retries: int
     retry_backoff: float
     max_stuck_calls: int
+    bundle_sha256: str = ""  # ALLORA_BUNDLE_SHA256: the archive digest, for allora_model_info (the Deployment sets it)
 
     @property
     def heartbeat_every(self) -> float:
@@ -271,7 +273,16 @@ def load_settings(bundle_root: Path, env: dict[str, str], timeout: Optional[floa
         connect_retries=_positive_int(_env(env, "ALLORA_CONNECT_RETRIES") or DEFAULT_CONNECT_RETRIES, "ALLORA_CONNECT_RETRIES"),
         retry_backoff=_number(_env(env, "ALLORA_RETRY_BACKOFF") or DEFAULT_RETRY_BACKOFF, "ALLORA_RETRY_BACKOFF"),
         max_stuck_calls=_positive_int(_env(env, "ALLORA_MAX_STUCK_CALLS") or DEFAULT_MAX_STUCK_CALLS, "ALLORA_MAX_STUCK_CALLS"),
+        bundle_sha256=_sha256(_env(env, ENV_BUNDLE_SHA256)),
     )
+
+
+def _sha256(value: Optional[str]) -> str:
+    if value is None:
+        return ""
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ConfigError(f"{ENV_BUNDLE_SHA256} must be 64 lowercase hex digits, got {value[:80]!r}")
+    return value
 
 
 URL_SCHEMES = ("grpc+https", "grpc+http", "rest+https", "rest+http")

@@ -48,6 +48,9 @@ def _print(result, as_json: bool) -> None:
             typer.echo(f"    {line}")
 
 
+MONITORING_HELP = "Render a PodMonitor and PrometheusRule for the deployment (default: on)."
+
+
 def _options(**kw):
     from allora_gitops.publish import DeploymentOptions
 
@@ -70,6 +73,7 @@ def register(app: typer.Typer) -> None:
         wallet_secret: Optional[str] = typer.Option(None, "--wallet-secret", help="Name of the Kubernetes Secret holding the wallet."),
         secret_store: Optional[str] = typer.Option(None, "--secret-store", help="An external-secrets store to create the wallet Secret from."),
         base_image: Optional[str] = typer.Option(None, "--base-image", help="Base image (default python:<version>-slim); pin with @sha256:…"),
+        monitoring: Optional[bool] = typer.Option(None, "--monitoring/--no-monitoring", help=MONITORING_HELP),
         store: Optional[str] = typer.Option(None, "--store", help="Object store: file://DIR or s3://bucket/prefix (default: under the state directory)."),
         database_url: Optional[str] = typer.Option(None, "--database-url", help="PostgreSQL URL (default: $ALLORA_DATABASE_URL, else an embedded server)."),
         branch: Optional[str] = typer.Option(None, "--branch", help="Branch to commit on (default deploy/NAME/NETWORK/VERSION; `main` commits directly)."),
@@ -84,7 +88,7 @@ def register(app: typer.Typer) -> None:
         options = _options(
             topic_id=topic_id, fee_tier=fee_tier, polling_interval=polling_interval, cpu=cpu, cpu_limit=cpu_limit,
             memory=memory, image_registry=image_registry, wallet_secret=wallet_secret, secret_store=secret_store,
-            base_image=base_image,
+            base_image=base_image, monitoring=monitoring,
         )  # fmt: skip
         _print(publish_bundle(source, network, target, options, step=_step(as_json)), as_json)
 
@@ -97,6 +101,7 @@ def register(app: typer.Typer) -> None:
         topic_id: Optional[int] = typer.Option(None, "--topic-id", help="Topic on the target network (default: the last one used there, else model.yaml)."),
         fee_tier: Optional[str] = typer.Option(None, "--fee-tier"),
         wallet_secret: Optional[str] = typer.Option(None, "--wallet-secret"),
+        monitoring: Optional[bool] = typer.Option(None, "--monitoring/--no-monitoring", help=MONITORING_HELP),
         store: Optional[str] = typer.Option(None, "--store"),
         database_url: Optional[str] = typer.Option(None, "--database-url"),
         branch: Optional[str] = typer.Option(None, "--branch", help="Default promote/NAME/NETWORK/VERSION."),
@@ -108,7 +113,7 @@ def register(app: typer.Typer) -> None:
         from allora_gitops.publish import Target, promote
 
         target = Target(repo=repo, branch=branch, base_branch=base, store_url=store, database_url=database_url, dry_run=dry_run)
-        options = _options(topic_id=topic_id, fee_tier=fee_tier, wallet_secret=wallet_secret)
+        options = _options(topic_id=topic_id, fee_tier=fee_tier, wallet_secret=wallet_secret, monitoring=monitoring)
         _print(promote(name, from_network, to_network, target, options, step=_step(as_json)), as_json)
 
     @app.command("rollback")
@@ -118,6 +123,7 @@ def register(app: typer.Typer) -> None:
         to: str = typer.Option(..., "--to", help="The version to deploy again (its archive is fetched from the store)."),
         repo: str = typer.Option(..., "--repo", help=REPO_HELP),
         topic_id: Optional[int] = typer.Option(None, "--topic-id", help="Default: what that version used on this network."),
+        monitoring: Optional[bool] = typer.Option(None, "--monitoring/--no-monitoring", help=MONITORING_HELP),
         store: Optional[str] = typer.Option(None, "--store"),
         database_url: Optional[str] = typer.Option(None, "--database-url"),
         branch: Optional[str] = typer.Option(None, "--branch", help="Default rollback/NAME/NETWORK/VERSION."),
@@ -129,7 +135,7 @@ def register(app: typer.Typer) -> None:
         from allora_gitops.publish import Target, rollback
 
         target = Target(repo=repo, branch=branch, base_branch=base, store_url=store, database_url=database_url, dry_run=dry_run)
-        _print(rollback(name, network, to, target, _options(topic_id=topic_id), step=_step(as_json)), as_json)
+        _print(rollback(name, network, to, target, _options(topic_id=topic_id, monitoring=monitoring), step=_step(as_json)), as_json)
 
     @app.command("retire")
     def retire_cmd(

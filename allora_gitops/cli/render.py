@@ -29,7 +29,8 @@ def render_cmd(
     base_image: Optional[str] = typer.Option(None, "--base-image", help="Base image (default: python:VER-slim; repo@sha256:… pins it)."),
     archive_url: Optional[str] = typer.Option(None, "--archive-url", help="Where the archive is stored (default: the local store's URL for it)."),
     namespace: Optional[str] = typer.Option(None, "--namespace", help="Namespace of the models (default: allora-models)."),
-    repo_url: Optional[str] = typer.Option(None, "--repo-url", help="Also render argocd/ for this GitOps repository URL."),
+    monitoring: Optional[bool] = typer.Option(None, "--monitoring/--no-monitoring", help="Render a PodMonitor and PrometheusRule (default: on)."),
+    repo_url: Optional[str] = typer.Option(None, "--repo-url", help="Also render argocd/ for this GitOps repository URL, and monitoring/ (the Grafana dashboard)."),
     target_revision: str = typer.Option("main", "--target-revision", help="Branch Argo CD follows (with --repo-url)."),
     output: Path = typer.Option(Path("."), "-o", "--output", help="GitOps repository directory to write into."),
 ) -> None:
@@ -55,12 +56,16 @@ def render_cmd(
         base_image=base_image,
         archive_url=archive_url,
         namespace=namespace,
+        monitoring=monitoring,
     )
     with tempfile.TemporaryDirectory(prefix="allora-render-") as work:
         spec = spec_from_source(source, settings, Path(work))
     tree = render_deployment(spec)
     if repo_url:
+        from allora_gitops.render.dashboard import render_dashboard
+
         tree.update(render_argocd(ArgoCDSettings(repo_url=repo_url, target_revision=target_revision, namespace=spec.namespace)))
+        tree.update(render_dashboard())
     for path in write_tree(tree, output):
         typer.echo(str(path))
     typer.echo(f"rendered {spec.name} {spec.version} for {spec.network}: image {spec.image}", err=True)

@@ -62,6 +62,9 @@ def render_repo(settings: RepoSettings) -> dict[str, str]:
         out = Path(generate_files(str(blueprint), full_context, output_dir=tmp, accept_hooks=False))
         tree = {p.relative_to(out).as_posix(): p.read_text() for p in sorted(out.rglob("*")) if p.is_file()}
     tree.update(render_argocd_tree(settings))
+    from allora_gitops.render.dashboard import render_dashboard
+
+    tree.update(render_dashboard())
     return tree
 
 

@@ -89,6 +89,8 @@ class DeploymentSettings(_Model):
     base_image: Optional[str] = None
     archive_url: Optional[str] = None
     namespace: Optional[str] = None
+    monitoring: Optional[bool] = None
+    low_balance_threshold: Optional[int] = None
 
 
 class DeploymentSpec(_Model):
@@ -112,6 +114,8 @@ class DeploymentSpec(_Model):
     wallet_remote_key: str
     base_image: str
     namespace: str = C.NAMESPACE
+    monitoring: bool = Field(True, description="render the PodMonitor and PrometheusRule (prometheus-operator)")
+    low_balance_threshold: int = Field(C.LOW_BALANCE_THRESHOLD_UALLO, ge=0, description="AlloraLowWalletBalance below this many uallo")
 
     @field_validator("sha256")
     @classmethod
@@ -236,6 +240,8 @@ class DeploymentSpec(_Model):
             "wallet_remote_key": s.wallet_remote_key or f"allora/{manifest.name}/{s.network}",
             "base_image": s.base_image or f"python:{manifest.python.version}-slim",
             "namespace": s.namespace or C.NAMESPACE,
+            "monitoring": True if s.monitoring is None else s.monitoring,
+            "low_balance_threshold": C.LOW_BALANCE_THRESHOLD_UALLO if s.low_balance_threshold is None else s.low_balance_threshold,
         }
         if topic_id is None:
             raise settings_error([Problem("topic-id: no topic id; pass --topic-id or set allora.topic_id in model.yaml", code="settings")])
