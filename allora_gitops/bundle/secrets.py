@@ -166,19 +166,22 @@ def _mnemonics(data: bytes):
         end = shape.find(b"#", at)
         end = len(shape) if end == -1 else end
         words = data[start:end].translate(_TO_WORDS).split()
-        # A labelled list first: when the label is a wordlist word, the plain run mixes labels and words.
-        lists = list(_labelled_lists(words)) if len(words) >= 24 else []
-        hits = [found for ws in lists or [words] for run in _listed_runs(ws, index) if (found := _mnemonic_in(run)) is not None]
-        if lists and not hits:
-            hits = [found for run in _listed_runs(words, index) if (found := _mnemonic_in(run)) is not None]
-        for found in hits:
-            yield _offset_of(data, start, end, found), found
+        listed = bytes(map(index.__contains__, words))  # 1 per wordlist word, computed in C
+        if listed.count(1) >= 12:
+            # A labelled list first: when the label is a wordlist word, the plain run mixes labels and words.
+            lists = list(_labelled_lists(words)) if len(words) >= 24 else []
+            hits = [found for ws in lists for run in _listed_runs(ws, index) if (found := _mnemonic_in(run)) is not None]
+            if not hits:
+                hits = [found for run in _listed_runs(words, index, listed) if (found := _mnemonic_in(run)) is not None]
+            for found in hits:
+                yield _offset_of(data, start, end, found), found
         at = shape.find(_WORD_RUN, end)
 
 
-def _listed_runs(words: list[bytes], index: frozenset[bytes]):
-    """Each maximal run of 12 or more wordlist words in ``words``, decoded."""
-    listed = bytes(map(index.__contains__, words))  # 1 per wordlist word, computed in C
+def _listed_runs(words: list[bytes], index: frozenset[bytes], listed: bytes | None = None):
+    """Each maximal run of 12 or more wordlist words in ``words`` (``listed``: 1 per wordlist word), decoded."""
+    if listed is None:
+        listed = bytes(map(index.__contains__, words))  # computed in C
     run_at = listed.find(_TWELVE_LISTED)
     while run_at != -1:
         run_end = listed.find(b"\0", run_at)
@@ -220,11 +223,20 @@ def _offset_of(data: bytes, start: int, end: int, words: list[str]) -> int:
 
 
 def _mnemonic_in(words: list[str]) -> list[str] | None:
-    """The first window of ``words`` that is a valid mnemonic (longest lengths first), else None."""
+    """The first window of ``words`` that is a valid mnemonic (longest lengths first), else None.
+
+    A window already checked is not checked again: data repeating one wordlist word ("label1,
+    label2, …" in a CSV) would otherwise cost a checksum per word and length (~10 µs each).
+    """
     for length in MNEMONIC_LENGTHS:
+        checked: set[tuple[str, ...]] = set()
         for i in range(0, len(words) - length + 1):
-            if is_mnemonic(words[i : i + length]):
-                return words[i : i + length]
+            window = tuple(words[i : i + length])
+            if window in checked:
+                continue
+            checked.add(window)
+            if is_mnemonic(list(window)):
+                return list(window)
     return None
 
 
