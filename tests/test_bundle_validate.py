@@ -625,3 +625,16 @@ def test_the_runtimes_own_packages_need_no_requirement(make):
     root = make({"src/demo/runner.py": "import yaml\nimport prometheus_client\n" + RUNNER})
     report = validate_bundle(root, True, display="b")
     assert report.ok and [p.code for p in report.problems] == ["not-installed"]  # the probe sees only the stdlib
+
+
+@pytest.mark.parametrize("requirements, error", [
+    ("numpy=>1.0\n", "b/requirements.txt:1:1: error: invalid requirement 'numpy=>1.0': "
+                     "Expected semicolon (after name with no version specifier) or end"),
+    ("-r other.txt\n", "b/requirements.txt:1:1: error: -r names another requirements file, which would be missing "
+                       "where the image installs this one; list its requirements here"),
+])
+def test_a_refused_requirements_line_is_the_one_error_not_also_a_missing_import(make, requirements, error):
+    """The refused line may be the very package the code imports: 'lists no packages' would be false."""
+    root = make({"requirements.txt": requirements, "other.txt": "numpy==1.26.4\n",
+                 "src/demo/runner.py": "import numpy_not_installed_here\n" + RUNNER})
+    assert lines(root) == [error]
