@@ -245,12 +245,14 @@ def test_utf16_requirements_install_and_validate_then_sees_the_run_environment(c
     from allora_gitops import constants as C
 
     env = {"ALLORA_GITOPS_HOME": str(tmp_path / "state")}
-    bundle = make_bundle(tmp_path / "b", "import yaml\n\n\ndef run(nonce):\n    return float(len(yaml.safe_dump([nonce])))\n")
-    (bundle / "requirements.txt").write_bytes(b"\xff\xfe" + f"{C.RUNTIME_PYYAML_REQUIREMENT}\r\n".encode("utf-16-le"))
+    # six: a package only this file brings (PyYAML the run environment installs anyway, so alone it proves nothing)
+    bundle = make_bundle(tmp_path / "b", "import six\nimport yaml\n\n\ndef run(nonce):\n"
+                                         "    return float(len(yaml.safe_dump([nonce])) + six.PY3)\n")
+    (bundle / "requirements.txt").write_bytes(b"\xff\xfe" + f"{C.RUNTIME_PYYAML_REQUIREMENT}\r\nsix==1.17.0\r\n".encode("utf-16-le"))
     assert cli_proc("bundle", "validate", bundle, env=env).code == 0
     first = cli_proc("bundle", "run", bundle, "-n", "7", env=env, timeout=900)
     assert first.code == 0, first.err
-    assert parse_lines(first.out) == [(7, "4.0")]  # len("- 7\n")
+    assert parse_lines(first.out) == [(7, "5.0")]  # len("- 7\n") + True
 
     runner = bundle / "src" / "demo" / "runner.py"
     runner.write_text("import boto3\n" + runner.read_text())  # installed beside the CLI, not in the bundle's environment
