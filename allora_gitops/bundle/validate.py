@@ -106,6 +106,9 @@ class _Checker:
     def allowed_fingerprints(self, tree: BundleTree) -> set[str]:
         """The allow-list, when it ships (inspect reads it from the archive: both must agree)."""
         if not tree.ships(ALLOW_FILE):
+            if (self.root / ALLOW_FILE).is_file():  # else "add it to .allorasecretsignore" would send the user in circles
+                self.add(f"{ALLOW_FILE} is excluded from the archive by the ignore rules, so its fingerprints allow "
+                         "nothing (inspect reads them from the archive); ship it", ALLOW_FILE, severity="warning", code="excluded")
             return set()
         try:
             return parse_allow_list(decode_text((self.root / ALLOW_FILE).read_bytes(), self.shown(ALLOW_FILE)))
