@@ -158,6 +158,39 @@ def _pin_change(name: str, network: str, image: str, digest: str) -> Callable[[S
     return change
 
 
+def carry_pins(snapshot: Snapshot, tree: dict[str, str], name: str) -> dict[str, str]:
+    """``tree`` (a fresh render of deployment ``name``) with the digests ``snapshot`` already pins for its images.
+
+    A re-render (``publish`` with other settings, ``promote``, ``rollback``) writes the overlay whole
+    and would otherwise drop a pin made by ``pin-image`` — on the base branch that is an overlay
+    ``verify`` refuses. An image tag is derived from the bundle sha256 and never reused, so a digest
+    pinned for ``REPO:TAG`` in any overlay of ``name`` holds for the same ``REPO:TAG`` wherever it is
+    rendered again. Overlays whose image no overlay pins are returned unchanged; ``tree`` is not modified.
+    """
+    known: dict[str, str] = {}
+    for network in C.NETWORKS:
+        text = snapshot.read(f"{C.deployment_overlay_dir(name, network)}/{KUSTOMIZATION}")
+        for entry in (_load(text).get("images") or []) if text else []:
+            if isinstance(entry, dict) and entry.get("name") == name and entry.get("digest"):
+                known[f"{entry.get('newName') or name}:{entry.get('newTag')}"] = str(entry["digest"])
+    if not known:
+        return tree
+    out = dict(tree)
+    for network in C.NETWORKS:
+        overlay = C.deployment_overlay_dir(name, network)
+        text = tree.get(f"{overlay}/{KUSTOMIZATION}")
+        entries = (_load(text).get("images") or []) if text else []
+        for entry in entries:
+            if not isinstance(entry, dict) or entry.get("name") != name or entry.get("digest"):
+                continue
+            image = f"{entry.get('newName') or name}:{entry.get('newTag')}"
+            if image in known:
+                out[f"{overlay}/{KUSTOMIZATION}"] = pin_kustomization(text, name, image, known[image], f"{overlay}/{KUSTOMIZATION}")
+                if f"{overlay}/{DEPLOYMENT_PATCH}" in tree:
+                    out[f"{overlay}/{DEPLOYMENT_PATCH}"] = drop_digest_skip(tree[f"{overlay}/{DEPLOYMENT_PATCH}"])
+    return out
+
+
 def pin_kustomization(text: str, name: str, image: str, digest: str, where: str = KUSTOMIZATION) -> str:
     """``text`` with ``digest:`` set on the ``images:`` entry of ``name`` that renders ``image``; comments kept.
 
