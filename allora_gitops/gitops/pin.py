@@ -69,18 +69,14 @@ class PinResult:
 def pin_image(request: PinRequest, say: Callable[[str], None] = lambda _m: None) -> PinResult:
     """Check the digest against the registry, then commit it into every overlay that runs ``request.image``.
 
-    Raises :class:`~allora_gitops.errors.ImageBuildError` when the registry does not hold
-    ``REPO@digest`` (or cannot be reached) — nothing is written then — and :class:`GitOpsError`
-    when no overlay references the image or a push keeps being rejected.
+    Raises :class:`~allora_gitops.errors.UsageError` for a malformed image, digest or network
+    (before the registry is asked); :class:`~allora_gitops.errors.ImageBuildError` when the
+    registry does not hold ``REPO@digest`` (or cannot be reached) — nothing is written then — and
+    :class:`GitOpsError` when no overlay references the image or a push keeps being rejected.
     """
-    from allora_gitops.image.builder import check_reference, split_tag
-    from allora_gitops.image.registry import check_digest, require_manifest
+    from allora_gitops.image.registry import require_manifest
 
-    check_reference(request.image, "image")
-    check_digest(request.digest)
-    repository, tag = split_tag(request.image)
-    if tag is None:
-        raise GitOpsError(f"image {request.image!r}: expected REPO:TAG, as the overlays reference it")
+    repository = _check_request(request)
     if request.check_registry:
         require_manifest(repository, request.digest)
         say(f"{repository}@{request.digest} is in the registry")
@@ -113,6 +109,26 @@ def pin_image(request: PinRequest, say: Callable[[str], None] = lambda _m: None)
             "publish it first"
         )
     return result
+
+
+def _check_request(request: PinRequest) -> str:
+    """The image's repository, once the request's own values are well formed (each fault a usage error, exit 2)."""
+    from allora_gitops.errors import AlloraGitopsError, UsageError
+    from allora_gitops.image.builder import check_reference, split_tag
+    from allora_gitops.image.registry import check_digest
+
+    try:
+        check_reference(request.image, "--image")
+        check_digest(request.digest, "--digest")
+    except AlloraGitopsError as exc:
+        raise UsageError(exc.message) from None
+    repository, tag = split_tag(request.image)
+    if tag is None or "@" in request.image:
+        raise UsageError(f"--image {request.image!r}: expected REPO:TAG, as the overlays reference it (the digest goes in --digest)")
+    unknown = [n for n in request.networks if n not in C.NETWORKS]
+    if unknown:
+        raise UsageError(f"--network {unknown[0]!r}: expected one of {', '.join(C.NETWORKS)}")
+    return repository
 
 
 def _pinned(network: str, persisted: Persisted) -> PinnedOverlay:
