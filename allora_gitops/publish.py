@@ -540,6 +540,9 @@ def promote(name: str, from_network: str, to_network: str, target: Target, optio
     step("read", f"{name} runs {facts.version} on {from_network}")
     with _records(target.database_url) as records:
         defaults = _recorded_defaults(records, name, to_network)
+    if facts.image and "/" in facts.image.partition("@")[0]:
+        # the same image moves on: from the registry it runs from (and was pinned in), not the platform default
+        defaults["image_registry"] = facts.image.partition("@")[0].rsplit("/", 1)[0]
     return _redeploy(
         action="promote", name=name, network=to_network, version=facts.version, target=target, options=options,
         defaults=defaults, branch=target.branch or C.promote_branch(name, to_network, facts.version),

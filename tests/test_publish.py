@@ -190,8 +190,8 @@ def test_promote_testnet_to_mainnet(gitops, gitops_remote, records, tmp_path):
     assert (r.code, r.err.splitlines()[-1]) == (1, f"error: {NAME} is not deployed on mainnet in main; nothing to promote")
 
 
-def test_republish_keeps_the_pinned_digest(gitops, cli, gitops_remote, records, oci_registry, tmp_path):
-    """A re-render of the same image (other settings) keeps the pin: the overlay must not fall back to the tag."""
+def test_republish_and_promote_keep_the_pinned_image(gitops, cli, gitops_remote, records, oci_registry, tmp_path):
+    """A re-render of the same image (other settings, a promotion) keeps its registry and pin: never back to a tag or another registry."""
     from tests.fixtures.registry import push_tiny_image
 
     bundle = make_bundle(tmp_path)
@@ -210,7 +210,12 @@ def test_republish_keeps_the_pinned_digest(gitops, cli, gitops_remote, records, 
     assert pinned in remote_file(gitops_remote, "main", f"{overlay}/kustomization.yaml")
     assert "checkov.io/skip2: null" in remote_file(gitops_remote, "main", f"{overlay}/deployment-patch.yaml")
 
-    verify_ref(cli, gitops_remote, "main", tmp_path)
+    # promoted, the same image (same registry, same digest) runs on mainnet
+    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", gitops_remote, "--branch", "main")
+    assert r.code == 0, r.err
+    mainnet = remote_file(gitops_remote, "main", f"deployments/{NAME}/overlays/mainnet/kustomization.yaml")
+    assert f'newName: "{image.rsplit(":", 1)[0]}"' in mainnet and pinned in mainnet
+    verify_ref(cli, gitops_remote, "main", tmp_path)  # mainnet is pinned on the base branch
 
 
 # --- concurrency ---------------------------------------------------------------------------------
