@@ -151,10 +151,15 @@ def _spec(manifest, sha256: str, size: int, network: str, options: DeploymentOpt
     )
 
 
-def _deployment_change(tree: dict[str, str], name: str, network: str, version: str) -> TreeChange:
-    """A re-rendered deployment replaces its directories whole (stale files go), builds of other versions stay."""
+def _deployment_change(snapshot: Snapshot, tree: dict[str, str], name: str, network: str, version: str) -> TreeChange:
+    """A re-rendered deployment replaces its directories whole (stale files go), builds of other versions stay.
+
+    Digests already pinned on ``snapshot`` for the same image are kept (:func:`carry_pins`).
+    """
+    from allora_gitops.gitops.pin import carry_pins
+
     return TreeChange(
-        files=dict(tree),
+        files=carry_pins(snapshot, tree, name),
         replace_dirs=(C.deployment_base_dir(name), C.deployment_overlay_dir(name, network), C.build_dir(name, version)),
     )
 
@@ -312,18 +317,20 @@ def publish_bundle(
         if target.dry_run:
             heads = repository_checked()
             step("render", f"{len(tree)} files")
-            old: list[DeploymentFacts | None] = [None]
+            old: list[Any] = [None, tree]  # facts before, files after (pins carried)
 
             def dry_change(snapshot: Snapshot) -> TreeChange:
                 old[0] = current_facts(snapshot, name, network)
-                return _deployment_change(tree, name, network, version)
+                delta = _deployment_change(snapshot, tree, name, network, version)
+                old[1] = delta.files
+                return delta
 
             persisted = persist(
                 remote, dry_change, branch=branch, base_branch=target.base_branch, message="dry run\n", dry_run=True, heads=heads
             )
             result.diff = persisted.diff
             result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
-            result.summary = summarise_change(old[0], facts_of_tree(tree, name, network)) if persisted.changed else []
+            result.summary = summarise_change(old[0], facts_of_tree(old[1], name, network)) if persisted.changed else []
             step("commit", f"dry run: {len(persisted.changed)} file(s) would change on {branch}; nothing was uploaded, recorded or pushed")
             return result
 
@@ -368,11 +375,13 @@ def publish_bundle(
             result.deployment_id, result.deployment_created = deployment.id, deployment.created
             step("deployment", f"{'created' if deployment.created else 'reusing'} deployment {deployment.id} ({deployment.status})")
             # 7–8. commit, push, record
-            old = [None]
+            old: list[Any] = [None, tree]  # facts before, files after (pins carried)
 
             def change(snapshot: Snapshot) -> TreeChange:
                 old[0] = current_facts(snapshot, name, network)
-                return _deployment_change(tree, name, network, version)
+                delta = _deployment_change(snapshot, tree, name, network, version)
+                old[1] = delta.files
+                return delta
 
             persisted = _commit_and_record(
                 records=records, deployment=deployment, remote=remote, change=change, branch=branch,
@@ -381,7 +390,7 @@ def publish_bundle(
             )  # fmt: skip
             _announce_commit(step, persisted)
             step("record", f"deployment {deployment.id} committed at {persisted.commit[:12]}")
-    return _finish(result, persisted, remote, target, old[0], facts_of_tree(tree, name, network))
+    return _finish(result, persisted, remote, target, old[0], facts_of_tree(old[1], name, network))
 
 
 def _finish(result: PublishResult, persisted: Persisted, remote: Remote, target: Target, old, new) -> PublishResult:
@@ -474,17 +483,19 @@ def _redeploy(
             branch=branch, base_branch=target.base_branch, dry_run=target.dry_run, archive_url=bundle.archive_url,
             image=spec.image,
         )  # fmt: skip
-        old = [None]
+        old: list[Any] = [None, tree]  # facts before, files after (pins carried)
 
         def change(snapshot: Snapshot) -> TreeChange:
             old[0] = current_facts(snapshot, name, network)
-            return _deployment_change(tree, name, network, version)
+            delta = _deployment_change(snapshot, tree, name, network, version)
+            old[1] = delta.files
+            return delta
 
         if target.dry_run:
             persisted = persist(remote, change, branch=branch, base_branch=target.base_branch, message=message, dry_run=True)
             result.diff = persisted.diff
             result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
-            result.summary = summarise_change(old[0], facts_of_tree(tree, name, network)) if persisted.changed else []
+            result.summary = summarise_change(old[0], facts_of_tree(old[1], name, network)) if persisted.changed else []
             return result
         deployment = records.create_deployment(
             bundle_id=bundle.id, network=network, topic_id=spec.topic_id, fee_tier=spec.fee_tier,
@@ -498,7 +509,7 @@ def _redeploy(
             base_branch=target.base_branch, message=message, step=step, heads=heads,
         )  # fmt: skip
         _announce_commit(step, persisted)
-    return _finish(result, persisted, remote, target, old[0], facts_of_tree(tree, name, network))
+    return _finish(result, persisted, remote, target, old[0], facts_of_tree(old[1], name, network))
 
 
 def publish_recorded(name: str, version: str, network: str, target: Target, options: DeploymentOptions | None = None, *, step: StepFn = _quiet) -> PublishResult:
@@ -529,6 +540,9 @@ def promote(name: str, from_network: str, to_network: str, target: Target, optio
     step("read", f"{name} runs {facts.version} on {from_network}")
     with _records(target.database_url) as records:
         defaults = _recorded_defaults(records, name, to_network)
+    if facts.image and "/" in facts.image.partition("@")[0]:
+        # the same image moves on: from the registry it runs from (and was pinned in), not the platform default
+        defaults["image_registry"] = facts.image.partition("@")[0].rsplit("/", 1)[0]
     return _redeploy(
         action="promote", name=name, network=to_network, version=facts.version, target=target, options=options,
         defaults=defaults, branch=target.branch or C.promote_branch(name, to_network, facts.version),

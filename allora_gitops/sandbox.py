@@ -187,6 +187,12 @@ def start_sandbox(request: SandboxRequest, *, clock: Clock = utc_now, step: Call
         tree = render_sandbox(spec, run)
         directory = C.sandbox_dir(name, built.sha256)
         branch = request.base_branch if settings.sandbox_commit == "direct" else C.sandbox_branch(name, built.sha256)
+        _check_not_taken(read_sandboxes(base), directory, request.owner, now)
+        if branch in heads and branch != request.base_branch:
+            from allora_gitops.gitops.repo import RepoCache
+
+            cache = RepoCache(remote)
+            _check_not_taken(read_sandboxes(Snapshot(cache.git, cache.fetch(branch, heads[branch]))), directory, request.owner, now)
         with _records(request.database_url) as records:
             put = store.put_file(key, built.path, built.sha256)
             step("upload", f"{'uploaded' if put.uploaded else 'already stored'}: {put.url}")
@@ -203,7 +209,9 @@ def start_sandbox(request: SandboxRequest, *, clock: Clock = utc_now, step: Call
 
             def change(snapshot: Snapshot) -> TreeChange:
                 # re-checked on the tip every push attempt: two sandboxes started at once cannot both pass the limit
-                _check_limit(read_sandboxes(snapshot), request.owner, directory, settings.sandbox_max_per_user, now)
+                sandboxes = read_sandboxes(snapshot)
+                _check_not_taken(sandboxes, directory, request.owner, now)
+                _check_limit(sandboxes, request.owner, directory, settings.sandbox_max_per_user, now)
                 return TreeChange(files=tree, replace_dirs=(directory,))
 
             persisted = _commit_and_record(
@@ -216,6 +224,19 @@ def start_sandbox(request: SandboxRequest, *, clock: Clock = utc_now, step: Call
         committed=persisted.created, expires_at=run.expires_at, duration_seconds=seconds, owner=request.owner,
         image=spec.image, deployment_id=deployment.id,
     )  # fmt: skip
+
+
+def _check_not_taken(sandboxes: list[SandboxInfo], directory: str, owner: str, now: datetime) -> None:
+    """Refuse to replace another owner's running sandbox of the same bundle (its directory is NAME-SHA12, not per owner).
+
+    The same owner starting it again replaces it (a new end time); an expired one may be taken over.
+    """
+    for s in sandboxes:
+        if s.directory == directory and s.owner != owner and not expired(s, now):
+            raise GitOpsError(
+                f"{directory} already runs for {s.owner} until {rfc3339(s.expires_at)}; "
+                "one sandbox per bundle at a time: wait for it to end or run `allora-gitops sandbox prune`"
+            )
 
 
 def _check_limit(sandboxes: list[SandboxInfo], owner: str, directory: Optional[str], limit: int, now: datetime) -> None:

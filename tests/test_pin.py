@@ -120,11 +120,35 @@ def test_an_unreachable_registry_is_one_line_and_nothing_is_written(cli, gitops_
     assert git(gitops_remote, "for-each-ref", "--format=%(refname) %(objectname)") == before
 
 
-def test_bad_digest_is_a_usage_line(cli, gitops_remote, pushed):
-    image, _ = pushed
-    r = cli("gitops", "pin-image", NAME, "--image", image, "--digest", "sha256:xyz", "--repo", gitops_remote)
-    assert r.code == 1
-    assert r.err.splitlines() == ["error: digest 'sha256:xyz': expected sha256:<64 hex digits>"]
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--digest", "sha256:xyz"), "error: --digest 'sha256:xyz': expected sha256:<64 hex digits>"),
+        (("--image", "{repo}"), "error: --image '{repo}': expected REPO:TAG, as the overlays reference it (the digest goes in --digest)"),
+        (("--image", "{image}@{digest}"),
+         "error: --image '{image}@{digest}': expected REPO:TAG, as the overlays reference it (the digest goes in --digest)"),
+        (("--network", "devnet"), "error: --network 'devnet': expected one of testnet, mainnet"),
+    ],
+)
+def test_bad_arguments_are_one_usage_line_and_touch_nothing(cli, gitops_remote, pushed, args, message):
+    image, digest = pushed
+    values = {"image": image, "digest": digest, "repo": image.rsplit(":", 1)[0]}
+    given = dict(zip(args[::2], (a.format(**values) for a in args[1::2])))
+    before = git(gitops_remote, "for-each-ref", "--format=%(refname) %(objectname)")
+
+    r = cli("gitops", "pin-image", NAME, *[x for k, v in {"--image": image, "--digest": digest, **given}.items() for x in (k, v)], "--repo", gitops_remote)
+
+    assert (r.code, r.err.splitlines()) == (2, [message.format(**values)])  # before the registry is asked: no ==> line
+    assert git(gitops_remote, "for-each-ref", "--format=%(refname) %(objectname)") == before
+
+
+def test_tls_verification_is_off_for_loopback_registries_only():
+    from allora_gitops.image.registry import tls_verify_args
+
+    for ref in ("127.0.0.1:5000/a/b:1", "localhost:5000/a:1", "localhost/a:1", "[::1]:5000/a:1", "127.9.9.9/a@sha256:" + "a" * 64):
+        assert tls_verify_args(ref) == ["--tls-verify=false"], ref
+    for ref in ("ghcr.io/org/a:1", "localhost.example.com/a:1", "127.0.0.1.nip.io/a:1", "10.0.0.1:5000/a:1", "a/b:1", "python:3.11-slim"):
+        assert tls_verify_args(ref) == [], ref
 
 
 def test_two_write_backs_racing_on_one_branch_both_land(gitops_remote, pushed):

@@ -190,6 +190,34 @@ def test_promote_testnet_to_mainnet(gitops, gitops_remote, records, tmp_path):
     assert (r.code, r.err.splitlines()[-1]) == (1, f"error: {NAME} is not deployed on mainnet in main; nothing to promote")
 
 
+def test_republish_and_promote_keep_the_pinned_image(gitops, cli, gitops_remote, records, oci_registry, tmp_path):
+    """A re-render of the same image (other settings, a promotion) keeps its registry and pin: never back to a tag or another registry."""
+    from tests.fixtures.registry import push_tiny_image
+
+    bundle = make_bundle(tmp_path)
+    r = gitops("publish", bundle, "--repo", gitops_remote, "--network", "testnet", "--branch", "main", "--image-registry", oci_registry.prefix(), "--json")
+    assert r.code == 0, r.err
+    image = json.loads(r.out)["image"]
+    digest = push_tiny_image(image, tmp_path)
+    assert gitops("pin-image", NAME, "--image", image, "--digest", digest, "--repo", gitops_remote, "--branch", "main").code == 0
+    pinned = f"    digest: {digest}\n"
+
+    r = gitops("publish", bundle, "--repo", gitops_remote, "--network", "testnet", "--branch", "main", "--image-registry", oci_registry.prefix(), "--cpu", "300m")
+
+    assert r.code == 0, r.err
+    assert [line.strip() for line in r.out.splitlines() if line.startswith("    ") and "→" in line] == ["cpu request: 250m → 300m", "cpu limit: 500m → 600m"]
+    overlay = f"deployments/{NAME}/overlays/testnet"
+    assert pinned in remote_file(gitops_remote, "main", f"{overlay}/kustomization.yaml")
+    assert "checkov.io/skip2: null" in remote_file(gitops_remote, "main", f"{overlay}/deployment-patch.yaml")
+
+    # promoted, the same image (same registry, same digest) runs on mainnet
+    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", gitops_remote, "--branch", "main")
+    assert r.code == 0, r.err
+    mainnet = remote_file(gitops_remote, "main", f"deployments/{NAME}/overlays/mainnet/kustomization.yaml")
+    assert f'newName: "{image.rsplit(":", 1)[0]}"' in mainnet and pinned in mainnet
+    verify_ref(cli, gitops_remote, "main", tmp_path)  # mainnet is pinned on the base branch
+
+
 # --- concurrency ---------------------------------------------------------------------------------
 
 

@@ -149,6 +149,30 @@ def test_refusals_are_one_line_and_touch_nothing(cli, env, gitops_remote, record
     assert records.list_deployments(kind="sandbox") == [] and records.list_bundles() == []
 
 
+@pytest.mark.parametrize("commit", ["review", "direct"])
+def test_another_owners_running_sandbox_of_the_same_bundle_is_not_taken_over(cli, env, gitops_remote, records, commit):
+    from allora_gitops.errors import GitOpsError
+    from allora_gitops.sandbox import SandboxRequest, start_sandbox
+
+    set_repo_settings(gitops_remote, f"sandbox:\n  commit: {commit}\n")
+    t0 = datetime.now(timezone.utc).replace(microsecond=0)  # the CLI below runs on the real clock
+    alice = start_sandbox(SandboxRequest(source=EXAMPLES / NAME, repo=str(gitops_remote), owner="alice", duration="30m"), clock=lambda: t0)
+    before = git(gitops_remote, "for-each-ref", "--format=%(refname) %(objectname)")
+
+    r = cli("gitops", "sandbox", EXAMPLES / NAME, "--repo", gitops_remote, "--owner", "bob", "--duration", "10m")
+
+    assert (r.code, r.err.splitlines()[-1]) == (
+        1, f"error: {alice.directory} already runs for alice until {(t0 + timedelta(minutes=30)).strftime('%Y-%m-%dT%H:%M:%SZ')}; one sandbox per bundle at a time: "
+        "wait for it to end or run `allora-gitops sandbox prune`",
+    )  # fmt: skip
+    assert git(gitops_remote, "for-each-ref", "--format=%(refname) %(objectname)") == before
+    assert 'allora.network/sandbox-owner: "alice"' in remote_file(gitops_remote, alice.branch, f"{alice.directory}/kustomization.yaml")
+    # alice may start it again (a new end time); once it has ended, bob may take it
+    assert start_sandbox(SandboxRequest(source=EXAMPLES / NAME, repo=str(gitops_remote), owner="alice", duration="20m"), clock=lambda: t0).committed
+    late = start_sandbox(SandboxRequest(source=EXAMPLES / NAME, repo=str(gitops_remote), owner="bob", duration="10m"), clock=lambda: t0 + timedelta(minutes=21))
+    assert late.committed and 'allora.network/sandbox-owner: "bob"' in remote_file(gitops_remote, late.branch, f"{late.directory}/kustomization.yaml")
+
+
 def test_per_user_limit_and_prune_with_a_fake_clock(cli, env, gitops_remote, records, tmp_path):
     from allora_gitops.errors import GitOpsError
     from allora_gitops.sandbox import SandboxRequest, prune_sandboxes, start_sandbox

@@ -69,18 +69,14 @@ class PinResult:
 def pin_image(request: PinRequest, say: Callable[[str], None] = lambda _m: None) -> PinResult:
     """Check the digest against the registry, then commit it into every overlay that runs ``request.image``.
 
-    Raises :class:`~allora_gitops.errors.ImageBuildError` when the registry does not hold
-    ``REPO@digest`` (or cannot be reached) — nothing is written then — and :class:`GitOpsError`
-    when no overlay references the image or a push keeps being rejected.
+    Raises :class:`~allora_gitops.errors.UsageError` for a malformed image, digest or network
+    (before the registry is asked); :class:`~allora_gitops.errors.ImageBuildError` when the
+    registry does not hold ``REPO@digest`` (or cannot be reached) — nothing is written then — and
+    :class:`GitOpsError` when no overlay references the image or a push keeps being rejected.
     """
-    from allora_gitops.image.builder import check_reference, split_tag
-    from allora_gitops.image.registry import check_digest, require_manifest
+    from allora_gitops.image.registry import require_manifest
 
-    check_reference(request.image, "image")
-    check_digest(request.digest)
-    repository, tag = split_tag(request.image)
-    if tag is None:
-        raise GitOpsError(f"image {request.image!r}: expected REPO:TAG, as the overlays reference it")
+    repository = _check_request(request)
     if request.check_registry:
         require_manifest(repository, request.digest)
         say(f"{repository}@{request.digest} is in the registry")
@@ -113,6 +109,26 @@ def pin_image(request: PinRequest, say: Callable[[str], None] = lambda _m: None)
             "publish it first"
         )
     return result
+
+
+def _check_request(request: PinRequest) -> str:
+    """The image's repository, once the request's own values are well formed (each fault a usage error, exit 2)."""
+    from allora_gitops.errors import AlloraGitopsError, UsageError
+    from allora_gitops.image.builder import check_reference, split_tag
+    from allora_gitops.image.registry import check_digest
+
+    try:
+        check_reference(request.image, "--image")
+        check_digest(request.digest, "--digest")
+    except AlloraGitopsError as exc:
+        raise UsageError(exc.message) from None
+    repository, tag = split_tag(request.image)
+    if tag is None or "@" in request.image:
+        raise UsageError(f"--image {request.image!r}: expected REPO:TAG, as the overlays reference it (the digest goes in --digest)")
+    unknown = [n for n in request.networks if n not in C.NETWORKS]
+    if unknown:
+        raise UsageError(f"--network {unknown[0]!r}: expected one of {', '.join(C.NETWORKS)}")
+    return repository
 
 
 def _pinned(network: str, persisted: Persisted) -> PinnedOverlay:
@@ -156,6 +172,39 @@ def _pin_change(name: str, network: str, image: str, digest: str) -> Callable[[S
         return TreeChange(files=files)
 
     return change
+
+
+def carry_pins(snapshot: Snapshot, tree: dict[str, str], name: str) -> dict[str, str]:
+    """``tree`` (a fresh render of deployment ``name``) with the digests ``snapshot`` already pins for its images.
+
+    A re-render (``publish`` with other settings, ``promote``, ``rollback``) writes the overlay whole
+    and would otherwise drop a pin made by ``pin-image`` — on the base branch that is an overlay
+    ``verify`` refuses. An image tag is derived from the bundle sha256 and never reused, so a digest
+    pinned for ``REPO:TAG`` in any overlay of ``name`` holds for the same ``REPO:TAG`` wherever it is
+    rendered again. Overlays whose image no overlay pins are returned unchanged; ``tree`` is not modified.
+    """
+    known: dict[str, str] = {}
+    for network in C.NETWORKS:
+        text = snapshot.read(f"{C.deployment_overlay_dir(name, network)}/{KUSTOMIZATION}")
+        for entry in (_load(text).get("images") or []) if text else []:
+            if isinstance(entry, dict) and entry.get("name") == name and entry.get("digest"):
+                known[f"{entry.get('newName') or name}:{entry.get('newTag')}"] = str(entry["digest"])
+    if not known:
+        return tree
+    out = dict(tree)
+    for network in C.NETWORKS:
+        overlay = C.deployment_overlay_dir(name, network)
+        text = tree.get(f"{overlay}/{KUSTOMIZATION}")
+        entries = (_load(text).get("images") or []) if text else []
+        for entry in entries:
+            if not isinstance(entry, dict) or entry.get("name") != name or entry.get("digest"):
+                continue
+            image = f"{entry.get('newName') or name}:{entry.get('newTag')}"
+            if image in known:
+                out[f"{overlay}/{KUSTOMIZATION}"] = pin_kustomization(text, name, image, known[image], f"{overlay}/{KUSTOMIZATION}")
+                if f"{overlay}/{DEPLOYMENT_PATCH}" in tree:
+                    out[f"{overlay}/{DEPLOYMENT_PATCH}"] = drop_digest_skip(tree[f"{overlay}/{DEPLOYMENT_PATCH}"])
+    return out
 
 
 def pin_kustomization(text: str, name: str, image: str, digest: str, where: str = KUSTOMIZATION) -> str:
