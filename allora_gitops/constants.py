@@ -49,6 +49,8 @@ BUNDLE_ROOT_IN_IMAGE = "/workspace/bundle"
 BOOTSTRAP_IN_IMAGE = "/workspace/bootstrap.py"
 RUNTIME_UID = 1000
 METRICS_PORT = 9090
+HOME_IN_POD = "/tmp"  # the writable emptyDir: UID 1000 has no passwd entry, so HOME would be /
+XDG_CACHE_HOME_IN_POD = "/tmp/.cache"
 HEARTBEAT_FILE = "/tmp/allora-heartbeat"  # /tmp is a writable emptyDir; the root filesystem is read-only
 HEARTBEAT_MAX_AGE_SECONDS = 120  # `bootstrap.py --healthcheck` fails past this (liveness probe)
 # The wallet Secret is mounted as files (not env vars, so it never shows in `env` or /proc/*/environ):
@@ -102,6 +104,9 @@ DEFAULT_CPU = "250m"  # when neither runtime.cpu_cores nor --cpu says
 DEFAULT_MEMORY = "512Mi"  # when neither runtime.memory_mb nor --memory says
 DEFAULT_SECRET_STORE_KIND = "ClusterSecretStore"
 ARGOCD_NAMESPACE = "argocd"
+CLUSTER_DNS_NAMESPACE = "kube-system"  # where CoreDNS / kube-dns runs
+# NodeLocal DNSCache's documented link-local address (kubernetes.io: "Using NodeLocal DNSCache in Kubernetes Clusters").
+NODE_LOCAL_DNS_ADDRESS = "169.254.20.10"
 ARGOCD_PROJECT = "allora-models"
 
 

@@ -124,12 +124,13 @@ def main() -> None:
     os.environ.update({"ALLORA_GITOPS_HOME": str(home)})
     try:
         from allora_gitops.db.embedded import embedded_database_url
-        from allora_gitops.gitops.scaffold import RepoSettings, init_repo
+        from allora_gitops.gitops.scaffold import init_repo
+        from allora_gitops.gitops.settings import RepositorySettings
 
         embedded_database_url()  # start it once and hold it: the commands attach to the running server
         empty, big = work / "empty.git", work / "big.git"
         for repo in (empty, big):
-            init_repo(repo, RepoSettings(repo_url="https://git.example.com/p/d.git"), bare=True)
+            init_repo(repo, RepositorySettings(repo_url="https://git.example.com/p/d.git"), bare=True)
         fill = fill_repository(big, args.deployments)
         files = int(subprocess.run(["git", "--git-dir", str(big), "ls-tree", "-r", "--name-only", "main"], capture_output=True, text=True).stdout.count("\n"))
         print(f"repository with {args.deployments} deployments: {files} files (made in {fill:.1f} s)")

@@ -33,7 +33,7 @@ def test_repo_init_bare_creates_main_with_marker_readme_and_workflow(cli, tmp_pa
     for expected in (C.REPO_MARKER_FILE, C.CI_WORKFLOW_FILE, "README.md", "deployments/README.md", "builds/README.md"):
         assert expected in files
     marker = remote_file(target, "main", C.REPO_MARKER_FILE)
-    assert f"kind: {C.REPO_MARKER_KIND}\n" in marker and 'repo_url: "https://git.example.com/p/d.git"\n' in marker
+    assert f"kind: {C.REPO_MARKER_KIND}\n" in marker and "repo_url: https://git.example.com/p/d.git\n" in marker
     assert git(target, "log", "--format=%an|%s", "main").strip() == f"{C.COMMIT_AUTHOR_NAME}|{C.init_commit_message().strip()}"
 
 
@@ -62,7 +62,7 @@ def test_repo_init_refuses_a_non_empty_directory_and_unknown_network(cli, tmp_pa
     r = cli("gitops", "repo", "init", target)
     assert (r.code, r.err) == (1, f"error: {target} exists and is not empty; repo init only creates new repositories\n")
     r = cli("gitops", "repo", "init", tmp_path / "new", "--network", "devnet")
-    assert (r.code, r.err) == (1, "error: unknown network 'devnet'; known networks: testnet, mainnet\n")
+    assert (r.code, r.err) == (2, "error: networks: unknown network 'devnet'; known networks: testnet, mainnet\n")
     assert not (tmp_path / "new").exists()
 
 

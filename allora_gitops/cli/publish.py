@@ -3,11 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 
-REPO_HELP = "The GitOps repository: a URL or a path (a bare repository works). Must be initialised by `repo init`."
+from allora_gitops.cli.options import (
+    BaseBranchOpt,
+    BaseImageOpt,
+    BranchOpt,
+    CpuLimitOpt,
+    CpuOpt,
+    DatabaseUrlOpt,
+    DryRunOpt,
+    FeeTierOpt,
+    ImageRegistryOpt,
+    JsonOpt,
+    MemoryOpt,
+    NamespaceOpt,
+    NetworkOpt,
+    PollingIntervalOpt,
+    RepoOpt,
+    SecretStoreKindOpt,
+    SecretStoreOpt,
+    StoreOpt,
+    TopicIdOpt,
+    WalletRemoteKeyOpt,
+    WalletSecretOpt,
+    deployment_settings,
+)
 
 
 def _step(as_json: bool):
@@ -48,44 +71,37 @@ def _print(result, as_json: bool) -> None:
             typer.echo(f"    {line}")
 
 
-def _options(**kw):
-    from allora_gitops.publish import DeploymentOptions
-
-    return DeploymentOptions(**kw)
-
-
 def register(app: typer.Typer) -> None:
     @app.command("publish")
     def publish_cmd(
         source: Path = typer.Argument(..., help="A bundle directory (built first) or a built .tar.gz archive."),
-        repo: str = typer.Option(..., "--repo", help=REPO_HELP),
-        network: str = typer.Option(..., "--network", help="testnet or mainnet."),
-        topic_id: Optional[int] = typer.Option(None, "--topic-id", help="Topic to submit to (default: allora.topic_id)."),
-        fee_tier: Optional[str] = typer.Option(None, "--fee-tier", help="ECO, STANDARD or PRIORITY."),
-        polling_interval: Optional[int] = typer.Option(None, "--polling-interval", help="Seconds between polls."),
-        cpu: Optional[str] = typer.Option(None, "--cpu", help="CPU request, e.g. 250m."),
-        cpu_limit: Optional[str] = typer.Option(None, "--cpu-limit", help="CPU limit (default: twice the request)."),
-        memory: Optional[str] = typer.Option(None, "--memory", help="Memory request and limit, e.g. 512Mi."),
-        image_registry: Optional[str] = typer.Option(None, "--image-registry", help="Where images are pushed, e.g. ghcr.io/org."),
-        wallet_secret: Optional[str] = typer.Option(None, "--wallet-secret", help="Name of the Kubernetes Secret holding the wallet."),
-        secret_store: Optional[str] = typer.Option(None, "--secret-store", help="An external-secrets store to create the wallet Secret from."),
-        base_image: Optional[str] = typer.Option(None, "--base-image", help="Base image (default python:<version>-slim); pin with @sha256:…"),
-        store: Optional[str] = typer.Option(None, "--store", help="Object store: file://DIR or s3://bucket/prefix (default: under the state directory)."),
-        database_url: Optional[str] = typer.Option(None, "--database-url", help="PostgreSQL URL (default: $ALLORA_DATABASE_URL, else an embedded server)."),
-        branch: Optional[str] = typer.Option(None, "--branch", help="Branch to commit on (default deploy/NAME/NETWORK/VERSION; `main` commits directly)."),
-        base: str = typer.Option("main", "--base", help="The branch Argo CD deploys; review branches start from it."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Show the file diff; upload, record and push nothing."),
-        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (steps still go to stderr)."),
+        repo: RepoOpt = ...,
+        network: NetworkOpt = None,
+        topic_id: TopicIdOpt = None,
+        fee_tier: FeeTierOpt = None,
+        polling_interval: PollingIntervalOpt = None,
+        cpu: CpuOpt = None,
+        cpu_limit: CpuLimitOpt = None,
+        memory: MemoryOpt = None,
+        image_registry: ImageRegistryOpt = None,
+        wallet_secret: WalletSecretOpt = None,
+        secret_store: SecretStoreOpt = None,
+        secret_store_kind: SecretStoreKindOpt = None,
+        wallet_remote_key: WalletRemoteKeyOpt = None,
+        base_image: BaseImageOpt = None,
+        namespace: NamespaceOpt = None,
+        store: StoreOpt = None,
+        database_url: DatabaseUrlOpt = None,
+        branch: BranchOpt = None,
+        base: BaseBranchOpt = "main",
+        dry_run: DryRunOpt = False,
+        as_json: JsonOpt = False,
     ) -> None:
         """Validate, store, record, render and commit a bundle to the GitOps repository on a review branch."""
         from allora_gitops.publish import Target, publish_bundle
 
         target = Target(repo=repo, branch=branch, base_branch=base, store_url=store, database_url=database_url, dry_run=dry_run)
-        options = _options(
-            topic_id=topic_id, fee_tier=fee_tier, polling_interval=polling_interval, cpu=cpu, cpu_limit=cpu_limit,
-            memory=memory, image_registry=image_registry, wallet_secret=wallet_secret, secret_store=secret_store,
-            base_image=base_image,
-        )  # fmt: skip
+        options = deployment_settings(locals(), network=None)
         _print(publish_bundle(source, network, target, options, step=_step(as_json)), as_json)
 
     @app.command("promote")
@@ -93,54 +109,77 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Argument(..., help="The bundle name."),
         from_network: str = typer.Option(..., "--from", help="The network whose version is promoted."),
         to_network: str = typer.Option(..., "--to", help="The network to deploy it on."),
-        repo: str = typer.Option(..., "--repo", help=REPO_HELP),
-        topic_id: Optional[int] = typer.Option(None, "--topic-id", help="Topic on the target network (default: the last one used there, else model.yaml)."),
-        fee_tier: Optional[str] = typer.Option(None, "--fee-tier"),
-        wallet_secret: Optional[str] = typer.Option(None, "--wallet-secret"),
-        store: Optional[str] = typer.Option(None, "--store"),
-        database_url: Optional[str] = typer.Option(None, "--database-url"),
-        branch: Optional[str] = typer.Option(None, "--branch", help="Default promote/NAME/NETWORK/VERSION."),
-        base: str = typer.Option("main", "--base"),
-        dry_run: bool = typer.Option(False, "--dry-run"),
-        as_json: bool = typer.Option(False, "--json"),
+        repo: RepoOpt = ...,
+        topic_id: TopicIdOpt = None,
+        fee_tier: FeeTierOpt = None,
+        polling_interval: PollingIntervalOpt = None,
+        cpu: CpuOpt = None,
+        cpu_limit: CpuLimitOpt = None,
+        memory: MemoryOpt = None,
+        image_registry: ImageRegistryOpt = None,
+        wallet_secret: WalletSecretOpt = None,
+        secret_store: SecretStoreOpt = None,
+        secret_store_kind: SecretStoreKindOpt = None,
+        wallet_remote_key: WalletRemoteKeyOpt = None,
+        base_image: BaseImageOpt = None,
+        namespace: NamespaceOpt = None,
+        store: StoreOpt = None,
+        database_url: DatabaseUrlOpt = None,
+        branch: BranchOpt = None,
+        base: BaseBranchOpt = "main",
+        dry_run: DryRunOpt = False,
+        as_json: JsonOpt = False,
     ) -> None:
         """Deploy on another network the version that runs on --from (a review branch)."""
         from allora_gitops.publish import Target, promote
 
         target = Target(repo=repo, branch=branch, base_branch=base, store_url=store, database_url=database_url, dry_run=dry_run)
-        options = _options(topic_id=topic_id, fee_tier=fee_tier, wallet_secret=wallet_secret)
+        options = deployment_settings(locals())
         _print(promote(name, from_network, to_network, target, options, step=_step(as_json)), as_json)
 
     @app.command("rollback")
     def rollback_cmd(
         name: str = typer.Argument(..., help="The bundle name."),
-        network: str = typer.Option(..., "--network"),
         to: str = typer.Option(..., "--to", help="The version to deploy again (its archive is fetched from the store)."),
-        repo: str = typer.Option(..., "--repo", help=REPO_HELP),
-        topic_id: Optional[int] = typer.Option(None, "--topic-id", help="Default: what that version used on this network."),
-        store: Optional[str] = typer.Option(None, "--store"),
-        database_url: Optional[str] = typer.Option(None, "--database-url"),
-        branch: Optional[str] = typer.Option(None, "--branch", help="Default rollback/NAME/NETWORK/VERSION."),
-        base: str = typer.Option("main", "--base"),
-        dry_run: bool = typer.Option(False, "--dry-run"),
-        as_json: bool = typer.Option(False, "--json"),
+        repo: RepoOpt = ...,
+        network: NetworkOpt = None,
+        topic_id: TopicIdOpt = None,
+        fee_tier: FeeTierOpt = None,
+        polling_interval: PollingIntervalOpt = None,
+        cpu: CpuOpt = None,
+        cpu_limit: CpuLimitOpt = None,
+        memory: MemoryOpt = None,
+        image_registry: ImageRegistryOpt = None,
+        wallet_secret: WalletSecretOpt = None,
+        secret_store: SecretStoreOpt = None,
+        secret_store_kind: SecretStoreKindOpt = None,
+        wallet_remote_key: WalletRemoteKeyOpt = None,
+        base_image: BaseImageOpt = None,
+        namespace: NamespaceOpt = None,
+        store: StoreOpt = None,
+        database_url: DatabaseUrlOpt = None,
+        branch: BranchOpt = None,
+        base: BaseBranchOpt = "main",
+        dry_run: DryRunOpt = False,
+        as_json: JsonOpt = False,
     ) -> None:
         """Deploy an earlier version again, re-rendered from its stored archive (a review branch)."""
         from allora_gitops.publish import Target, rollback
 
         target = Target(repo=repo, branch=branch, base_branch=base, store_url=store, database_url=database_url, dry_run=dry_run)
-        _print(rollback(name, network, to, target, _options(topic_id=topic_id), step=_step(as_json)), as_json)
+        options = deployment_settings(locals(), network=None)
+        _print(rollback(name, network, to, target, options, step=_step(as_json)), as_json)
 
     @app.command("retire")
     def retire_cmd(
         name: str = typer.Argument(..., help="The bundle name."),
-        network: str = typer.Option(..., "--network"),
-        repo: str = typer.Option(..., "--repo", help=REPO_HELP),
-        database_url: Optional[str] = typer.Option(None, "--database-url"),
-        branch: Optional[str] = typer.Option(None, "--branch", help="Default retire/NAME/NETWORK."),
-        base: str = typer.Option("main", "--base"),
-        dry_run: bool = typer.Option(False, "--dry-run"),
-        as_json: bool = typer.Option(False, "--json"),
+        network: Annotated[str, typer.Option("--network", help="The network to retire it from.")] = ...,
+        repo: RepoOpt = ...,
+        database_url: DatabaseUrlOpt = None,
+        branch: BranchOpt = None,
+        base: BaseBranchOpt = "main",
+        dry_run: DryRunOpt = False,
+        as_json: JsonOpt = False,
     ) -> None:
         """Remove a deployment's overlay (Argo CD prunes it once merged) on a review branch."""
         from allora_gitops.publish import Target, retire

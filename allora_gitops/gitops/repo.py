@@ -525,12 +525,17 @@ def file_diff(git: GitDir, old_tree: str, new_tree: str) -> str:
     return git.run("diff", "--no-color", "--no-renames", old_tree, new_tree).out
 
 
-def require_marker(git: GitDir, commit: str, remote: Remote, branch: str) -> None:
-    if not git.exists(f"{commit}:{C.REPO_MARKER_FILE}"):
+def require_marker(git: GitDir, commit: str, remote: Remote, branch: str):
+    """The repository settings at ``commit`` (a ``RepositorySettings``); GitOpsError when the file is missing or invalid."""
+    from allora_gitops.gitops.settings import parse_repository_settings
+
+    text = git.read_text(commit, C.REPO_MARKER_FILE)
+    if text is None:
         raise GitOpsError(
             f"{remote.display} (branch {branch}) is not a GitOps repository initialised by allora-gitops: "
             f"{C.REPO_MARKER_FILE} is missing; create one with `allora-gitops repo init`"
         )
+    return parse_repository_settings(text, f"{C.REPO_MARKER_FILE} ({branch})")
 
 
 _RETRYABLE_REMOTE = ("failed to update ref", "cannot lock ref", "incorrect old value", "unable to lock", "failed to lock")

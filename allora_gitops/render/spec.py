@@ -32,7 +32,9 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 def _quantity(value: str, what: str, allow_milli: bool) -> str:
     match = _QUANTITY.match(value.strip()) if isinstance(value, str) else None
     example = "250m, 0.5 or 2" if allow_milli else "512Mi or 2Gi"
-    if not match or (match["unit"] == "m" and not allow_milli):
+    unit = match["unit"] if match else None
+    # CPU is counted in cores (decimal: m, k, M, G…); binary suffixes (Ki, Mi, Gi…) measure bytes.
+    if not match or (unit == "m" and not allow_milli) or (allow_milli and unit and unit.endswith("i")):
         raise ValueError(f"{value!r} is not a Kubernetes {what} quantity like {example}")
     if Decimal(match["num"]) == 0:
         raise ValueError(f"{what} must be more than zero")
@@ -72,9 +74,11 @@ class _Model(BaseModel):
 
 
 class DeploymentSettings(_Model):
-    """What the operator asked for. ``None`` means "from model.yaml, else the platform default"."""
+    """What the operator asked for (flags, or an API request). ``None`` means "from the repository settings,
+    else model.yaml, else the platform default". The one set of deployment options: every command that
+    renders a deployment takes it (``cli/options.py`` declares the matching flags once)."""
 
-    network: str
+    network: Optional[str] = None  # default: model.yaml's allora.network
     topic_id: Optional[int] = None
     fee_tier: Optional[str] = None
     polling_interval: Optional[int] = None
@@ -89,6 +93,17 @@ class DeploymentSettings(_Model):
     base_image: Optional[str] = None
     archive_url: Optional[str] = None
     namespace: Optional[str] = None
+    cluster_dns_namespace: Optional[str] = None  # from the repository settings (dns.*)
+    node_local_dns: Optional[str] = None  # "" = the cluster has no NodeLocal DNSCache
+
+    def explicit(self) -> dict:
+        """What was given, without the ``None`` gaps."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+    def over(self, defaults: dict) -> "DeploymentSettings":
+        """These settings, with the gaps filled from ``defaults`` (e.g. what a network used last time)."""
+        known = {k: v for k, v in defaults.items() if k in type(self).model_fields and v is not None}
+        return DeploymentSettings(**{**known, **self.explicit()})
 
 
 class DeploymentSpec(_Model):
@@ -112,6 +127,8 @@ class DeploymentSpec(_Model):
     wallet_remote_key: str
     base_image: str
     namespace: str = C.NAMESPACE
+    cluster_dns_namespace: str = C.CLUSTER_DNS_NAMESPACE
+    node_local_dns: Optional[str] = C.NODE_LOCAL_DNS_ADDRESS
 
     @field_validator("sha256")
     @classmethod
@@ -145,7 +162,19 @@ class DeploymentSpec(_Model):
             raise ValueError(f"{v!r} is not a pinned image reference like python:3.11-slim or repo@sha256:…")
         return v
 
-    @field_validator("wallet_secret", "secret_store", "namespace")
+    @field_validator("node_local_dns")
+    @classmethod
+    def _ip(cls, v: Optional[str]) -> Optional[str]:
+        import ipaddress
+
+        if v is not None:
+            try:
+                ipaddress.ip_address(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not an IP address") from None
+        return v
+
+    @field_validator("wallet_secret", "secret_store", "namespace", "cluster_dns_namespace")
     @classmethod
     def _k8s_name(cls, v: Optional[str]) -> Optional[str]:
         if v is not None and (len(v) > 253 or not _DNS_SUBDOMAIN.match(v)):
@@ -194,6 +223,13 @@ class DeploymentSpec(_Model):
         return f"{self.image_repository}:{self.image_tag}"
 
     @property
+    def node_local_dns_cidr(self) -> str:
+        """The NodeLocal DNSCache address as a one-address NetworkPolicy ``ipBlock`` (``/32``, ``/128`` for IPv6)."""
+        import ipaddress
+
+        return str(ipaddress.ip_network(self.node_local_dns))
+
+    @property
     def instance(self) -> str:
         return f"{self.name}-{self.network}"
 
@@ -205,7 +241,7 @@ class DeploymentSpec(_Model):
     @classmethod
     def complete(cls, manifest: BundleManifest, *, sha256: str, archive_size: int, settings: DeploymentSettings) -> "DeploymentSpec":
         """Fill what ``settings`` left out from model.yaml and platform defaults, then check it all."""
-        s = settings
+        s = settings.model_copy(update={"network": settings.network or manifest.allora.network})
         allora = manifest.allora
         runtime = manifest.runtime
         cpu = s.cpu or (cpu_from_cores(runtime.cpu_cores) if runtime.cpu_cores else C.DEFAULT_CPU)
@@ -236,6 +272,8 @@ class DeploymentSpec(_Model):
             "wallet_remote_key": s.wallet_remote_key or f"allora/{manifest.name}/{s.network}",
             "base_image": s.base_image or f"python:{manifest.python.version}-slim",
             "namespace": s.namespace or C.NAMESPACE,
+            "cluster_dns_namespace": s.cluster_dns_namespace or C.CLUSTER_DNS_NAMESPACE,
+            "node_local_dns": C.NODE_LOCAL_DNS_ADDRESS if s.node_local_dns is None else (s.node_local_dns or None),
         }
         if topic_id is None:
             raise settings_error([Problem("topic-id: no topic id; pass --topic-id or set allora.topic_id in model.yaml", code="settings")])

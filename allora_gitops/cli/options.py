@@ -1,0 +1,53 @@
+"""The options of allora-gitops commands, declared once (typer ``Annotated`` aliases).
+
+``render``, ``publish``, ``promote`` and ``rollback`` take the same deployment
+options with the same help; :func:`deployment_settings` turns them into the one
+settings model (``DeploymentSettings``). Light on purpose: typer only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+import typer
+
+REPO_HELP = "The GitOps repository: a URL or a path (a bare repository works). Must be initialised by `repo init`."
+
+# --- what the deployment runs with (DeploymentSettings) ------------------------------------
+NetworkOpt = Annotated[Optional[str], typer.Option("--network", help="testnet or mainnet (default: model.yaml's allora.network).")]
+TopicIdOpt = Annotated[Optional[int], typer.Option("--topic-id", help="Topic to submit to (default: the last one used on this network, else allora.topic_id).")]
+FeeTierOpt = Annotated[Optional[str], typer.Option("--fee-tier", help="ECO, STANDARD or PRIORITY (default: model.yaml's allora.fee_tier).")]
+PollingIntervalOpt = Annotated[Optional[int], typer.Option("--polling-interval", help="Seconds between polls for a submission window (default: allora.polling_interval).")]
+CpuOpt = Annotated[Optional[str], typer.Option("--cpu", help="CPU request in cores, e.g. 250m or 1 (default: runtime.cpu_cores, else 250m).")]
+CpuLimitOpt = Annotated[Optional[str], typer.Option("--cpu-limit", help="CPU limit (default: twice the request).")]
+MemoryOpt = Annotated[Optional[str], typer.Option("--memory", help="Memory request and limit, e.g. 512Mi (default: runtime.memory_mb, else 512Mi).")]
+ImageRegistryOpt = Annotated[Optional[str], typer.Option("--image-registry", help="Registry/prefix of the image (default: image_registry in .allora-gitops.yaml).")]
+WalletSecretOpt = Annotated[Optional[str], typer.Option("--wallet-secret", help="Kubernetes Secret holding the wallet (default: NAME-NETWORK-wallet).")]
+SecretStoreOpt = Annotated[Optional[str], typer.Option("--secret-store", help="Create the wallet Secret with an ExternalSecret from this external-secrets store.")]
+SecretStoreKindOpt = Annotated[Optional[str], typer.Option("--secret-store-kind", help="Kind of --secret-store: ClusterSecretStore (default) or SecretStore.")]
+WalletRemoteKeyOpt = Annotated[Optional[str], typer.Option("--wallet-remote-key", help="Key of the wallet in the store (default: allora/NAME/NETWORK).")]
+BaseImageOpt = Annotated[Optional[str], typer.Option("--base-image", help="Base image (default: python:VERSION-slim); pin it with repo@sha256:….")]
+NamespaceOpt = Annotated[Optional[str], typer.Option("--namespace", help="Namespace of the models (default: namespace in .allora-gitops.yaml, else allora-models).")]
+
+# --- where the change goes -------------------------------------------------------------------
+RepoOpt = Annotated[str, typer.Option("--repo", help=REPO_HELP)]
+StoreOpt = Annotated[Optional[str], typer.Option("--store", help="Object store, file://DIR or s3://bucket/prefix (default: object_store in .allora-gitops.yaml, else $ALLORA_STORE_URL, else under the state directory).")]
+DatabaseUrlOpt = Annotated[Optional[str], typer.Option("--database-url", help="PostgreSQL URL of the records (default: $ALLORA_DATABASE_URL, else an embedded server).")]
+BranchOpt = Annotated[Optional[str], typer.Option("--branch", help="Branch to commit on (default: a review branch named after the change; the base branch commits directly).")]
+BaseBranchOpt = Annotated[str, typer.Option("--base", help="The branch Argo CD deploys; review branches start from it.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the file diff; upload, record and push nothing.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (steps still go to stderr).")]
+
+SETTINGS_FIELDS = (
+    "network", "topic_id", "fee_tier", "polling_interval", "cpu", "cpu_limit", "memory", "image_registry",
+    "wallet_secret", "secret_store", "secret_store_kind", "wallet_remote_key", "base_image", "namespace",
+)  # fmt: skip
+
+
+def deployment_settings(values: dict[str, Any], **override: Any):
+    """The ``DeploymentSettings`` of a command's parameters (``locals()``): every deployment option it declares."""
+    from allora_gitops.render import DeploymentSettings
+
+    picked = {k: values[k] for k in SETTINGS_FIELDS if k in values}
+    picked.update(override)
+    return DeploymentSettings(**picked)
