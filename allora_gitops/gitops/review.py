@@ -65,7 +65,7 @@ class ReviewDiff:
         return bool(self.build_files or self.argocd or any(o.objects for o in self.overlays))
 
     def summary_lines(self) -> list[str]:
-        lines = [f"{self.base} ({self.base_commit[:12]}) → {self.head} ({self.head_commit[:12]})"]
+        lines = [f"{self.base}...{self.head}: merge base {self.base_commit[:12]} → {self.head} ({self.head_commit[:12]})"]
         for o in self.overlays:
             counts = {s: sum(1 for d in o.objects if d.status == s) for s in ("added", "changed", "removed")}
             detail = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no object changes"
@@ -217,17 +217,30 @@ def render_overlay(git: GitDir, commit: str, overlay: OverlayRef, work: Path) ->
 # --- the diff ------------------------------------------------------------------------
 
 
+def merge_base(git: GitDir, base_commit: str, head_commit: str) -> str:
+    """Where ``head`` forked from ``base`` (``git merge-base``), else ``base_commit`` itself (unrelated histories)."""
+    r = git.run("merge-base", base_commit, head_commit, check=False)
+    return r.out.strip() or base_commit if r.status == 0 else base_commit
+
+
 def diff_refs(remote: Remote, base: str, head: str) -> ReviewDiff:
-    git, base_commit = read_ref(remote, base)
+    """What merging ``head`` into ``base`` changes: ``head`` against its merge base with ``base`` (``base...head``).
+
+    Not against the tip of ``base``: what others merged since the branch was made is not this branch's change.
+    """
+    git, base_tip = read_ref(remote, base)
     git_head, head_commit = read_ref(remote, head)
     if git_head.path != git.path:  # cannot happen (same remote), but never mix object databases
         raise GitOpsError("base and head resolve to different repositories")
+    base_commit = merge_base(git, base_tip, head_commit)
     result = ReviewDiff(base, head, base_commit, head_commit)
     if base_commit == head_commit:
         return result
     changes = changed_paths(git, f"{base_commit}^{{tree}}", f"{head_commit}^{{tree}}")
     changed = [p for _, p in changes]
-    all_paths = set(git.list_files(base_commit, C.DEPLOYMENTS_DIR)) | set(git.list_files(head_commit, C.DEPLOYMENTS_DIR))
+    # Only the deployments the change touches are listed: a repository of thousands stays quick.
+    names = sorted({p.split("/")[1] for p in changed if p.startswith(C.DEPLOYMENTS_DIR + "/") and p.count("/") >= 2})
+    all_paths = {f for n in names for c in (base_commit, head_commit) for f in git.list_files(c, C.deployment_dir(n))}
     touched = overlays_touched(changed, all_paths)
     for status, path in changes:
         if path.startswith(C.BUILDS_DIR + "/"):
