@@ -78,6 +78,7 @@ STORE_URL_ENV = "ALLORA_STORE_URL"
 
 # --- the GitOps repository ---------------------------------------------------
 DEPLOYMENTS_DIR = "deployments"
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")  # the names kustomize looks for
 BUILDS_DIR = "builds"
 ARGOCD_DIR = "argocd"
 REPO_MARKER_FILE = ".allora-gitops.yaml"  # says "this repository was initialised by allora-gitops"

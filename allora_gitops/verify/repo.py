@@ -5,6 +5,8 @@ it, every object validates against its schema, and our policy rules hold; each
 ``builds/<name>/<version>/Dockerfile`` passes hadolint; ``argocd/*.yaml``
 validate against the Argo CD CRDs. Findings are ``Problem`` s with the rule as
 ``code``; the command exits 1 on any finding, 2 when it cannot check at all.
+Argo CD's own admission (destinations, allowed kinds, Application names) is
+checked against ``argocd/`` too (``verify/argocd.py``).
 """
 
 from __future__ import annotations
@@ -16,12 +18,11 @@ from pathlib import Path
 
 from allora_gitops import constants as C
 from allora_gitops.errors import Problem, VerifyError
+from allora_gitops.verify.argocd import check_admission, check_application_names, load_project
 from allora_gitops.verify.kustomize import build_overlays
 from allora_gitops.verify.policy import check_network_policies, check_object
 from allora_gitops.verify.schemas import schema_errors
 from allora_gitops.verify.tools import find_tool
-
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
 
 @dataclass
@@ -48,7 +49,7 @@ class VerifyReport:
 def find_overlays(root: Path) -> list[Path]:
     base = root / C.DEPLOYMENTS_DIR
     return sorted(
-        d for d in base.glob("*/overlays/*") if d.is_dir() and any((d / k).is_file() for k in KUSTOMIZATION_FILES)
+        d for d in base.glob("*/overlays/*") if d.is_dir() and any((d / k).is_file() for k in C.KUSTOMIZATION_FILES)
     )
 
 
@@ -118,6 +119,8 @@ def verify_repo(root: Path, changed_since: str | None = None, jobs: int | None =
             "(create one with `allora-gitops repo init`)"
         )
     overlays, dockerfiles, argocd = find_overlays(root), find_dockerfiles(root), find_argocd_files(root)
+    every_overlay = [o.relative_to(root).as_posix() for o in overlays]
+    project = load_project(root)
     if changed_since:
         overlays, dockerfiles, argocd = select_changed(root, changed_paths(root, changed_since), overlays, dockerfiles, argocd)
     report = VerifyReport(root=root)
@@ -131,6 +134,8 @@ def verify_repo(root: Path, changed_since: str | None = None, jobs: int | None =
             result.findings = [Problem(f"kustomize build failed: {result.error}", where, code="kustomize")]
         else:
             result.findings = check_objects(result.objects, where)
+            if project is not None:
+                result.findings += check_admission(result.objects, where, project)
 
     lint = start_hadolint(dockerfiles)  # runs beside the kustomize builds
     try:
@@ -138,6 +143,7 @@ def verify_repo(root: Path, changed_since: str | None = None, jobs: int | None =
             report.findings.extend(result.findings)
         for path in argocd:
             report.findings.extend(check_yaml_file(path, path.relative_to(root).as_posix()))
+        report.findings.extend(check_application_names(root, every_overlay))
     finally:
         lint_findings = finish_hadolint(lint, root)
     report.findings.extend(lint_findings)
