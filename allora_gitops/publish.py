@@ -250,6 +250,8 @@ def _commit_and_record(
         raise
     if deployment is not None:
         records.set_deployment_status(deployment.id, "committed", commit_sha=persisted.commit)
+        if persisted.branch == base_branch:  # committed straight to the base branch: merged as it lands
+            records.set_deployment_status(deployment.id, "merged", message=f"committed directly to {base_branch}")
     return persisted
 
 
@@ -399,7 +401,8 @@ def publish_bundle(
 def _finish(result: PublishResult, persisted: Persisted, remote: Remote, target: Target, old, new) -> PublishResult:
     result.commit = persisted.commit
     result.committed = persisted.created
-    result.deployment_status = "committed" if result.deployment_id else None
+    if result.deployment_id:
+        result.deployment_status = "merged" if persisted.branch == persisted.base_branch else "committed"
     result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
     result.summary = summarise_change(old, new) if persisted.changed else []
     result.review = review_hints(remote, target.repo, persisted)
@@ -600,17 +603,26 @@ def retire(name: str, network: str, target: Target, *, step: StepFn = _quiet) ->
         result.summary = summarise_change(old[0], None)
         return result
     with _records(target.database_url) as records:
-        live = [d for d in records.list_deployments(name=name, network=network) if d.status in ("pending", "committed", "synced")]
+        live = [d for d in records.list_deployments(name=name, network=network) if d.status in ("pending", "committed", "merged", "synced", "retiring")]
         persisted = persist(
             remote, change, branch=branch, base_branch=target.base_branch, message=C.retire_commit_message(name, network),
             on_step=lambda msg: step("commit", msg),
         )  # fmt: skip
         _announce_commit(step, persisted)
-        for d in live:  # every live record of it: older versions too, none of them runs once this is merged
-            records.set_deployment_status(d.id, "retired", message=f"retired on {branch} at {persisted.commit[:12]}")
-            step("record", f"deployment {d.id} ({d.version}) retired")
+        # Every live record of it (older versions too): none of them runs once this is merged. Until then
+        # it is `retiring`; `list`, `status` and `sync` move it to `retired` when git shows the merge.
+        state = "retired" if branch == target.base_branch else "retiring"
+        for d in live:
+            if d.status == "pending":
+                records.set_deployment_status(d.id, "retired", message=f"retired on {branch} before it was committed")
+                continue
+            records.set_deployment_status(
+                d.id, state, message=f"retired on {branch} at {persisted.commit[:12]}",
+                retire_branch=branch, retire_commit_sha=persisted.commit,
+            )  # fmt: skip
+            step("record", f"deployment {d.id} ({d.version}) {state}")
         if live:
-            result.deployment_id, result.deployment_status = live[0].id, "retired"
+            result.deployment_id, result.deployment_status = live[0].id, state
     if old[0] is not None:
         result.version, result.sha256 = old[0].version, old[0].sha256
     result.commit, result.committed = persisted.commit, persisted.created

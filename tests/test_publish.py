@@ -124,8 +124,10 @@ def test_publish_review_merge_v2_diff_rollback_retire(store_kind, request, gitop
     assert r.out.startswith(f"{NAME} 1.0.0 on testnet: already there, no new commit")
     assert git(gitops_remote, "rev-parse", branch).strip() == tip and len(rows(records)) == 1
 
-    # merge, publish v2, diff shows image and version
+    # merge: the records follow (list reconciles lazily), publish v2, diff shows image and version
     merge_into_main(gitops_remote, branch)
+    r = gitops("list", "--repo", repo, "--json")
+    assert [(x["version"], x["status"]) for x in json.loads(r.out)] == [("1.0.0", "merged")]
     r = gitops("publish", v2, "--repo", repo, "--network", "testnet")
     assert r.code == 0, r.err
     assert "    version: 1.0.0 → 1.1.0" in r.out.splitlines()
@@ -152,7 +154,7 @@ def test_publish_review_merge_v2_diff_rollback_retire(store_kind, request, gitop
     # status/list join the repository and the records
     r = gitops("status", NAME, "--repo", repo, "--json")
     [st] = json.loads(r.out)
-    assert (st["network"], st["version"], st["status"]) == ("testnet", "1.0.0", "committed")
+    assert (st["network"], st["version"], st["status"]) == ("testnet", "1.0.0", "merged")
 
     # retire removes the deployment (the last overlay: the whole directory)
     r = gitops("retire", NAME, "--network", "testnet", "--repo", repo)
@@ -160,10 +162,14 @@ def test_publish_review_merge_v2_diff_rollback_retire(store_kind, request, gitop
     rt = "retire/linear-forecaster/testnet"
     assert tree_at(gitops_remote, rt, f"deployments/{NAME}") == {}
     assert tree_at(gitops_remote, rt, f"builds/{NAME}")  # build inputs stay: old versions remain rebuildable
-    assert rows(records)[0].status == "retired"
+    assert {d.status for d in rows(records)} == {"retiring"}  # v1, v2 and the rollback row: none runs once merged
+    r = gitops("status", NAME, "--repo", repo, "--json")
+    assert [(x["version"], x["status"]) for x in json.loads(r.out)] == [("1.0.0", "retiring")]  # until merged
     merge_into_main(gitops_remote, rt)
     r = gitops("list", "--repo", repo)
     assert (r.code, r.out) == (0, "no deployments\n")
+    assert "retiring" not in {d.status for d in rows(records)}  # list reconciled them: retired once merged
+    assert [d.status for d in rows(records) if d.repo_branch == rb] == ["retired"]
 
 
 def test_dry_run_touches_nothing(gitops, gitops_remote, records, tmp_path):

@@ -274,3 +274,51 @@ def test_publish_warns_that_file_and_localhost_work_on_one_machine_only(gitops, 
         "the image registry localhost:5000",
     ]
     assert f"==> warning: {warnings[1]}" in r.err
+
+
+# --- records follow the repository ----------------------------------------------------------------
+
+
+def test_a_review_branch_deleted_unmerged_is_abandoned_and_not_listed(gitops, cli, records, tmp_path):
+    repo = init(cli, tmp_path / "d.git")
+    assert gitops("publish", make_bundle(tmp_path), "--repo", repo, "--network", "testnet").code == 0
+    branch = "deploy/linear-forecaster/testnet/1.0.0"
+    r = gitops("list", "--repo", repo, "--json")
+    assert [(x["status"], x["branch"], x["in_repo"]) for x in json.loads(r.out)] == [("committed", branch, False)]
+    git(repo, "branch", "-D", branch)
+    r = gitops("sync", "--repo", repo)
+    assert r.code == 0, r.err
+    assert r.out.splitlines() == [
+        f"{NAME} 1.0.0 on testnet: committed → abandoned ({branch} was deleted without being merged into main)",
+        f"records follow {repo} main: 1 change(s)",
+    ]
+    assert [d.status for d in rows(records)] == ["abandoned"]
+    assert (gitops("list", "--repo", repo).out) == "no deployments\n"
+
+
+def test_history_shows_each_network_with_commit_date_and_state(gitops, cli, records, tmp_path):
+    repo = init(cli, tmp_path / "d.git")
+    assert gitops("publish", make_bundle(tmp_path), "--repo", repo, "--network", "testnet", "--branch", "main").code == 0
+    assert gitops("publish", make_bundle(tmp_path, version="1.1.0"), "--repo", repo, "--network", "testnet").code == 0
+    assert gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", repo).code == 0
+    merge_into_main(repo, "promote/linear-forecaster/mainnet/1.0.0")
+    r = gitops("history", NAME, "--repo", repo, "--json")
+    assert r.code == 0, r.err
+    got = [(h["network"], h["version"], h["status"], h["branch"]) for h in json.loads(r.out)]
+    assert got == [
+        ("mainnet", "1.0.0", "merged", "promote/linear-forecaster/mainnet/1.0.0"),
+        ("testnet", "1.1.0", "committed", "deploy/linear-forecaster/testnet/1.1.0"),
+        ("testnet", "1.0.0", "merged", "main"),
+    ]
+    assert all(h["commit"] and h["date"] for h in json.loads(r.out))
+    text = gitops("history", NAME).out.splitlines()
+    assert text[0] == "mainnet" and text[1].split() == ["VERSION", "STATUS", "COMMIT", "DATE", "BRANCH"]
+
+
+def test_list_json_fills_topic_fee_tier_and_resources(gitops, cli, records, tmp_path):
+    repo = init(cli, tmp_path / "d.git")
+    assert gitops("publish", make_bundle(tmp_path), "--repo", repo, "--network", "testnet", "--branch", "main", "--cpu", "500m").code == 0
+    [row] = json.loads(gitops("list", "--repo", repo, "--json").out)
+    assert (row["topic_id"], row["fee_tier"], row["cpu_request"], row["cpu_limit"], row["memory_request"], row["status"]) == (
+        "69", "STANDARD", "500m", "1000m", "256Mi", "merged"
+    )
