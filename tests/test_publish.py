@@ -193,7 +193,7 @@ def test_json_result(gitops, gitops_remote, records, tmp_path):
     )
     assert result["commit"] == git(gitops_remote, "rev-parse", "main").strip()
     assert result["review"] == ["committed directly to main: Argo CD deploys it at the next sync"]
-    assert result["deployment_status"] == "committed" and result["uploaded"] is True
+    assert result["deployment_status"] == "merged" and result["uploaded"] is True
 
 
 def test_promote_testnet_to_mainnet(gitops, gitops_remote, records, tmp_path):
@@ -204,7 +204,7 @@ def test_promote_testnet_to_mainnet(gitops, gitops_remote, records, tmp_path):
     overlay = remote_file(gitops_remote, branch, f"deployments/{NAME}/overlays/mainnet/deployment-patch.yaml")
     assert "ALLORA_TOPIC_ID" in overlay and '"7"' in overlay
     assert remote_file(gitops_remote, branch, f"deployments/{NAME}/overlays/testnet/kustomization.yaml") is not None
-    assert {(d.network, d.status) for d in rows(records)} == {("testnet", "committed"), ("mainnet", "committed")}
+    assert {(d.network, d.status) for d in rows(records)} == {("testnet", "merged"), ("mainnet", "committed")}
     r = gitops("promote", NAME, "--from", "mainnet", "--to", "testnet", "--repo", gitops_remote)
     assert (r.code, r.err.splitlines()[-1]) == (1, f"error: {NAME} is not deployed on mainnet in main; nothing to promote")
 
