@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Scaffold a GitOps repository: .allora-gitops.yaml, README, argocd/, deployments/, builds/, and CI workflows."""
         from allora_gitops import constants as C
-        from allora_gitops.gitops.repo import redact_url
+        from allora_gitops.redact import display_url
         from allora_gitops.gitops.scaffold import default_repo_url, init_repo
         from allora_gitops.gitops.settings import RepositorySettings, validate_settings
 
@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         result = init_repo(path, settings, bare=bare)
         kind = "bare repository" if result.bare else "repository"
         typer.echo(f"created {kind} {result.path} ({len(result.files)} files, commit {result.commit[:12]} on {result.branch})")
-        typer.echo(f"Argo CD will clone {redact_url(settings.repo_url)}")
+        typer.echo(f"Argo CD will clone {display_url(settings.repo_url)}")
         typer.echo(f"CI installs {settings.ci.install} (change it with `allora-gitops repo config ci.install VALUE`)")
         typer.echo("next:")
         if result.bare:

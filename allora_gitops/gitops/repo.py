@@ -31,9 +31,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Union
-from urllib.parse import urlsplit, urlunsplit
 
 from allora_gitops import constants as C
+from allora_gitops.redact import display_url, redact_urls_in_text
 from allora_gitops.errors import GitOpsError
 
 ZERO_SHA = "0" * 40
@@ -41,26 +41,6 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 
 # --- remotes -------------------------------------------------------------------
-
-
-def redact_url(url: str) -> str:
-    """Drop any user:password@ from a URL, so it can be printed or stored."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.scheme and "@" in parts.netloc:
-        host = parts.netloc.rsplit("@", 1)[1]
-        return urlunsplit((parts.scheme, "***@" + host, parts.path, parts.query, parts.fragment))
-    return url
-
-
-_CREDENTIALS_IN_TEXT = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
-
-
-def redact_text(text: str) -> str:
-    """Redact ``scheme://user:password@`` anywhere in free text (git's messages quote URLs)."""
-    return _CREDENTIALS_IN_TEXT.sub(r"\1***@", text)
 
 
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")  # git@github.com:org/repo.git
@@ -87,7 +67,7 @@ def parse_remote(url_or_path: str | os.PathLike) -> Remote:
     if not text:
         raise GitOpsError("no repository given: pass --repo URL or a path")
     if "://" in text and not text.startswith("file://"):
-        return Remote(url=text, display=redact_url(text))
+        return Remote(url=text, display=display_url(text))
     if _SCP_LIKE.match(text):
         return Remote(url=text, display=text)
     path = Path(text[len("file://"):] if text.startswith("file://") else text).expanduser().resolve()
@@ -216,7 +196,7 @@ class GitDir:
 
 
 def _last_lines(text: str, n: int = 3) -> str:
-    lines = [redact_text(l.strip()) for l in text.strip().splitlines() if l.strip()]
+    lines = [redact_urls_in_text(l.strip()) for l in text.strip().splitlines() if l.strip()]
     lines = [l for l in lines if not l.startswith("hint:")]
     return " / ".join(lines[-n:]) if lines else "no message"
 
@@ -557,7 +537,7 @@ def _push(git: GitDir, remote: Remote, commit: str, branch: str) -> tuple[bool, 
     if "[remote rejected]" in text:
         if any(s in text for s in _RETRYABLE_REMOTE):
             return False, "the remote could not lock the branch"
-        remote_lines = [redact_text(l[len("remote:"):].strip()) for l in r.err.splitlines() if l.startswith("remote:")]
+        remote_lines = [redact_urls_in_text(l[len("remote:"):].strip()) for l in r.err.splitlines() if l.startswith("remote:")]
         remote_lines = [l for l in remote_lines if l]
         reason = re.search(r"\[remote rejected\] \(([^)]*)\)", text)
         why = reason.group(1) if reason else "refused"

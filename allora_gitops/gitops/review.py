@@ -10,8 +10,6 @@ file shows no diff and a changed image shows exactly one line.
 from __future__ import annotations
 
 import difflib
-import shutil
-import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +28,6 @@ from allora_gitops.gitops.layout import (
 )
 from allora_gitops.gitops.repo import GitDir, Remote, changed_paths, read_ref
 
-KUSTOMIZE_TIMEOUT = 120
 
 
 @dataclass
@@ -179,16 +176,13 @@ def diff_objects(old: dict[str, str], new: dict[str, str], base_label: str, head
 
 
 def kustomize(directory: Path) -> list[Any]:
-    kubectl = shutil.which("kubectl")
-    if not kubectl:
-        raise GitOpsError("kubectl is not installed; diff needs `kubectl kustomize`")
-    try:
-        proc = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=KUSTOMIZE_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise GitOpsError(f"kubectl kustomize {directory.name} timed out") from None
-    if proc.returncode != 0:
-        raise GitOpsError(f"kubectl kustomize failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'no message'}")
-    return load_yaml_documents(proc.stdout)
+    """The objects ``kubectl kustomize directory`` builds (the one runner: ``verify.kustomize``)."""
+    from allora_gitops.verify.kustomize import build_overlay
+
+    result = build_overlay(directory)
+    if result.error is not None:
+        raise GitOpsError(f"kubectl kustomize failed: {result.error}")
+    return result.objects
 
 
 def materialise(git: GitDir, commit: str, prefix: str, dest: Path) -> bool:
