@@ -101,6 +101,7 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 PART_OF = "allora-models"
 KUBERNETES_VERSION = "1.32"  # the API version `verify` validates core kinds against (kubernetes-validate --strict)
 DEFAULT_IMAGE_REGISTRY = "localhost:5000/allora"
+BASE_IMAGE_PLACEHOLDER_TAG = "set-by-overlay"  # the tag of the image in base/: every overlay replaces it
 DEFAULT_CPU = "250m"  # when neither runtime.cpu_cores nor --cpu says
 DEFAULT_MEMORY = "512Mi"  # when neither runtime.memory_mb nor --memory says
 DEFAULT_SECRET_STORE_KIND = "ClusterSecretStore"

@@ -322,3 +322,27 @@ def test_list_json_fills_topic_fee_tier_and_resources(gitops, cli, records, tmp_
     assert (row["topic_id"], row["fee_tier"], row["cpu_request"], row["cpu_limit"], row["memory_request"], row["status"]) == (
         "69", "STANDARD", "500m", "1000m", "256Mi", "merged"
     )
+
+
+@pytest.mark.slow
+def test_checkov_kustomize_mode_on_a_published_repository_fails_nothing(gitops, cli, records, tmp_path):
+    """checkov -d REPO --framework kustomize scans bases and overlays as they are in the repository."""
+    from tests.test_render import find_checkov
+
+    repo = init(cli, tmp_path / "d.git")
+    bundle = make_bundle(tmp_path)
+    assert gitops("publish", bundle, "--repo", repo, "--network", "testnet", "--branch", "main", "--secret-store", "vault").code == 0
+    assert gitops("publish", bundle, "--repo", repo, "--network", "mainnet", "--branch", "main").code == 0
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(repo), str(work))
+    proc = subprocess.run(
+        [find_checkov(), "-d", str(work), "--framework", "kustomize", "--skip-download", "-o", "json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    reports = json.loads(proc.stdout)
+    [report] = reports if isinstance(reports, list) else [reports]
+    assert report["check_type"] == "kustomize"
+    assert (report["summary"]["failed"], report["summary"]["parsing_errors"]) == (0, 0), report["results"]["failed_checks"]
+    assert report["summary"]["passed"] > 200
+    skipped = sorted({c["check_id"] for c in report["results"]["skipped_checks"]})
+    assert skipped == ["CKV_K8S_40", "CKV_K8S_43"]  # each skip carries its reason (README, annotations)
