@@ -1,13 +1,16 @@
 """The options of allora-gitops commands, declared once (typer ``Annotated`` aliases).
 
 ``render``, ``publish``, ``promote`` and ``rollback`` take the same deployment
-options with the same help; :func:`deployment_settings` turns them into the one
-settings model (``DeploymentSettings``). Light on purpose: typer only.
+options with the same help (:func:`with_deployment_options` adds them and hands
+the command the one settings model, ``DeploymentSettings``). Light on purpose:
+typer only.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+import functools
+import inspect
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -38,16 +41,45 @@ BaseBranchOpt = Annotated[str, typer.Option("--base", help="The branch Argo CD d
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the file diff; upload, record and push nothing.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (steps still go to stderr).")]
 
-SETTINGS_FIELDS = (
-    "network", "topic_id", "fee_tier", "polling_interval", "cpu", "cpu_limit", "memory", "image_registry",
-    "wallet_secret", "secret_store", "secret_store_kind", "wallet_remote_key", "base_image", "namespace",
+# Every option DeploymentSettings holds, in the order --help lists them.
+DEPLOYMENT_OPTIONS = (
+    ("network", NetworkOpt), ("topic_id", TopicIdOpt), ("fee_tier", FeeTierOpt), ("polling_interval", PollingIntervalOpt),
+    ("cpu", CpuOpt), ("cpu_limit", CpuLimitOpt), ("memory", MemoryOpt), ("image_registry", ImageRegistryOpt),
+    ("wallet_secret", WalletSecretOpt), ("secret_store", SecretStoreOpt), ("secret_store_kind", SecretStoreKindOpt),
+    ("wallet_remote_key", WalletRemoteKeyOpt), ("base_image", BaseImageOpt), ("namespace", NamespaceOpt),
 )  # fmt: skip
 
 
-def deployment_settings(values: dict[str, Any], **override: Any):
-    """The ``DeploymentSettings`` of a command's parameters (``locals()``): every deployment option it declares."""
-    from allora_gitops.render import DeploymentSettings
+def with_deployment_options(*, network: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command every deployment option (``DEPLOYMENT_OPTIONS``), declared here once.
 
-    picked = {k: values[k] for k in SETTINGS_FIELDS if k in values}
-    picked.update(override)
-    return DeploymentSettings(**picked)
+    The command receives them as one ``settings: DeploymentSettings`` keyword (``network`` too when
+    ``network`` is False: the command names the network its own way, e.g. promote's ``--to``).
+    """
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        names = [name for name, _ in DEPLOYMENT_OPTIONS if network or name != "network"]
+        signature = inspect.signature(func)
+        own = [  # typer needs the annotations themselves (the modules use `from __future__ import annotations`)
+            p.replace(annotation=eval(p.annotation, func.__globals__)) if isinstance(p.annotation, str) else p  # noqa: S307
+            for p in signature.parameters.values()
+            if p.name != "settings"
+        ]
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=alias)
+            for name, alias in DEPLOYMENT_OPTIONS
+            if name in names
+        ]
+
+        @functools.wraps(func)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            from allora_gitops.render import DeploymentSettings
+
+            given = {name: kwargs.pop(name) for name in names}
+            return func(*args, settings=DeploymentSettings(**given), **kwargs)
+
+        command.__signature__ = signature.replace(parameters=own + added)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in own + added if p.annotation is not inspect.Parameter.empty}
+        return command
+
+    return decorate

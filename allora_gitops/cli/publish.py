@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from allora_gitops.cli.options import (
     BaseBranchOpt,
-    BaseImageOpt,
     BranchOpt,
-    CpuLimitOpt,
-    CpuOpt,
     DatabaseUrlOpt,
     DryRunOpt,
-    FeeTierOpt,
-    ImageRegistryOpt,
     JsonOpt,
-    MemoryOpt,
-    NamespaceOpt,
-    NetworkOpt,
-    PollingIntervalOpt,
     RepoOpt,
-    SecretStoreKindOpt,
-    SecretStoreOpt,
     StoreOpt,
-    TopicIdOpt,
-    WalletRemoteKeyOpt,
-    WalletSecretOpt,
-    deployment_settings,
+    with_deployment_options,
 )
+
+if TYPE_CHECKING:
+    from allora_gitops.render import DeploymentSettings
 
 
 def _step(as_json: bool):
@@ -73,102 +62,68 @@ def _print(result, as_json: bool) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command("publish")
+    @with_deployment_options()
     def publish_cmd(
         source: Path = typer.Argument(..., help="A bundle directory (built first) or a built .tar.gz archive."),
         repo: RepoOpt = ...,
-        network: NetworkOpt = None,
-        topic_id: TopicIdOpt = None,
-        fee_tier: FeeTierOpt = None,
-        polling_interval: PollingIntervalOpt = None,
-        cpu: CpuOpt = None,
-        cpu_limit: CpuLimitOpt = None,
-        memory: MemoryOpt = None,
-        image_registry: ImageRegistryOpt = None,
-        wallet_secret: WalletSecretOpt = None,
-        secret_store: SecretStoreOpt = None,
-        secret_store_kind: SecretStoreKindOpt = None,
-        wallet_remote_key: WalletRemoteKeyOpt = None,
-        base_image: BaseImageOpt = None,
-        namespace: NamespaceOpt = None,
         store: StoreOpt = None,
         database_url: DatabaseUrlOpt = None,
         branch: BranchOpt = None,
         base: BaseBranchOpt = "main",
         dry_run: DryRunOpt = False,
         as_json: JsonOpt = False,
+        *,
+        settings: "DeploymentSettings",
     ) -> None:
         """Validate, store, record, render and commit a bundle to the GitOps repository on a review branch."""
         from allora_gitops.publish import Target, publish_bundle
 
         target = Target(repo=repo, branch=branch, base_branch=base, store_url=store, database_url=database_url, dry_run=dry_run)
-        options = deployment_settings(locals(), network=None)
-        _print(publish_bundle(source, network, target, options, step=_step(as_json)), as_json)
+        network = settings.network
+        _print(publish_bundle(source, network, target, settings, step=_step(as_json)), as_json)
 
     @app.command("promote")
+    @with_deployment_options(network=False)
     def promote_cmd(
         name: str = typer.Argument(..., help="The bundle name."),
         from_network: str = typer.Option(..., "--from", help="The network whose version is promoted."),
         to_network: str = typer.Option(..., "--to", help="The network to deploy it on."),
         repo: RepoOpt = ...,
-        topic_id: TopicIdOpt = None,
-        fee_tier: FeeTierOpt = None,
-        polling_interval: PollingIntervalOpt = None,
-        cpu: CpuOpt = None,
-        cpu_limit: CpuLimitOpt = None,
-        memory: MemoryOpt = None,
-        image_registry: ImageRegistryOpt = None,
-        wallet_secret: WalletSecretOpt = None,
-        secret_store: SecretStoreOpt = None,
-        secret_store_kind: SecretStoreKindOpt = None,
-        wallet_remote_key: WalletRemoteKeyOpt = None,
-        base_image: BaseImageOpt = None,
-        namespace: NamespaceOpt = None,
         store: StoreOpt = None,
         database_url: DatabaseUrlOpt = None,
         branch: BranchOpt = None,
         base: BaseBranchOpt = "main",
         dry_run: DryRunOpt = False,
         as_json: JsonOpt = False,
+        *,
+        settings: "DeploymentSettings",
     ) -> None:
         """Deploy on another network the version that runs on --from (a review branch)."""
         from allora_gitops.publish import Target, promote
 
         target = Target(repo=repo, branch=branch, base_branch=base, store_url=store, database_url=database_url, dry_run=dry_run)
-        options = deployment_settings(locals())
-        _print(promote(name, from_network, to_network, target, options, step=_step(as_json)), as_json)
+        _print(promote(name, from_network, to_network, target, settings, step=_step(as_json)), as_json)
 
     @app.command("rollback")
+    @with_deployment_options()
     def rollback_cmd(
         name: str = typer.Argument(..., help="The bundle name."),
         to: str = typer.Option(..., "--to", help="The version to deploy again (its archive is fetched from the store)."),
         repo: RepoOpt = ...,
-        network: NetworkOpt = None,
-        topic_id: TopicIdOpt = None,
-        fee_tier: FeeTierOpt = None,
-        polling_interval: PollingIntervalOpt = None,
-        cpu: CpuOpt = None,
-        cpu_limit: CpuLimitOpt = None,
-        memory: MemoryOpt = None,
-        image_registry: ImageRegistryOpt = None,
-        wallet_secret: WalletSecretOpt = None,
-        secret_store: SecretStoreOpt = None,
-        secret_store_kind: SecretStoreKindOpt = None,
-        wallet_remote_key: WalletRemoteKeyOpt = None,
-        base_image: BaseImageOpt = None,
-        namespace: NamespaceOpt = None,
         store: StoreOpt = None,
         database_url: DatabaseUrlOpt = None,
         branch: BranchOpt = None,
         base: BaseBranchOpt = "main",
         dry_run: DryRunOpt = False,
         as_json: JsonOpt = False,
+        *,
+        settings: "DeploymentSettings",
     ) -> None:
         """Deploy an earlier version again, re-rendered from its stored archive (a review branch)."""
         from allora_gitops.publish import Target, rollback
 
         target = Target(repo=repo, branch=branch, base_branch=base, store_url=store, database_url=database_url, dry_run=dry_run)
-        options = deployment_settings(locals(), network=None)
-        _print(rollback(name, network, to, target, options, step=_step(as_json)), as_json)
+        _print(rollback(name, settings.network, to, target, settings, step=_step(as_json)), as_json)
 
     @app.command("retire")
     def retire_cmd(

@@ -3,52 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from allora_gitops.cli.options import (
-    BaseImageOpt,
-    CpuLimitOpt,
-    CpuOpt,
-    FeeTierOpt,
-    ImageRegistryOpt,
-    MemoryOpt,
-    NamespaceOpt,
-    NetworkOpt,
-    PollingIntervalOpt,
-    SecretStoreKindOpt,
-    SecretStoreOpt,
-    TopicIdOpt,
-    WalletRemoteKeyOpt,
-    WalletSecretOpt,
-)
+from allora_gitops.cli.options import with_deployment_options
+
+if TYPE_CHECKING:
+    from allora_gitops.render import DeploymentSettings
 
 
 def register(app: typer.Typer) -> None:
     app.command("render")(render_cmd)
 
 
+@with_deployment_options()
 def render_cmd(
     source: Path = typer.Argument(..., help="Bundle directory or built archive (.tar.gz)."),
-    network: NetworkOpt = None,
-    topic_id: TopicIdOpt = None,
-    fee_tier: FeeTierOpt = None,
-    polling_interval: PollingIntervalOpt = None,
-    cpu: CpuOpt = None,
-    cpu_limit: CpuLimitOpt = None,
-    memory: MemoryOpt = None,
-    image_registry: ImageRegistryOpt = None,
-    wallet_secret: WalletSecretOpt = None,
-    secret_store: SecretStoreOpt = None,
-    secret_store_kind: SecretStoreKindOpt = None,
-    wallet_remote_key: WalletRemoteKeyOpt = None,
-    base_image: BaseImageOpt = None,
-    namespace: NamespaceOpt = None,
     archive_url: Optional[str] = typer.Option(None, "--archive-url", help="Where the archive is stored (default: the local store's URL for it)."),
     repo_url: Optional[str] = typer.Option(None, "--repo-url", help="Also render argocd/ for this GitOps repository URL (not into a repository with .allora-gitops.yaml: its settings own argocd/)."),
     target_revision: str = typer.Option("main", "--target-revision", help="Branch Argo CD follows (with --repo-url)."),
     output: Path = typer.Option(Path("."), "-o", "--output", help="GitOps repository directory to write into."),
+    *,
+    settings: "DeploymentSettings",
 ) -> None:
     """Render the Dockerfile, build metadata and Kustomize base/overlay of a bundle (and argocd/ with --repo-url).
 
@@ -57,23 +34,22 @@ def render_cmd(
     """
     import tempfile
 
-    from allora_gitops.cli.options import deployment_settings
     from allora_gitops.render import ArgoCDSettings, render_argocd, render_deployment, write_tree
     from allora_gitops.render.source import spec_from_source
 
-    settings = deployment_settings(locals(), archive_url=archive_url)
+    settings = settings.model_copy(update={"archive_url": archive_url})
     repo_settings = _repository_settings(output)
     if repo_settings is not None:
         from allora_gitops.gitops.settings import check_flags
 
         check_flags(
-            repo_settings, str(output / ".allora-gitops.yaml"), namespace=namespace, image_registry=image_registry,
-            repo_url=repo_url, network=network,
+            repo_settings, str(output / ".allora-gitops.yaml"), namespace=settings.namespace,
+            image_registry=settings.image_registry, repo_url=repo_url, network=settings.network,
         )  # fmt: skip
         settings = settings.over(repo_settings.deployment_defaults())
     with tempfile.TemporaryDirectory(prefix="allora-render-") as work:
         spec = spec_from_source(source, settings, Path(work))
-    if repo_settings is not None and network is None:
+    if repo_settings is not None and settings.network is None:
         from allora_gitops.gitops.settings import check_flags
 
         check_flags(repo_settings, str(output / ".allora-gitops.yaml"), network=spec.network)
