@@ -50,36 +50,60 @@ DEPLOYMENT_OPTIONS = (
 )  # fmt: skip
 
 
+def _with_options(func: Callable[..., Any], options: list[tuple[str, Any, Any]], keyword: str, build: Callable[[dict], Any]):
+    """``func`` with ``options`` (name, Annotated alias, default) appended to its signature for typer; the
+    command gets them as one ``keyword`` argument, made by ``build`` from their values."""
+    signature = inspect.signature(func)
+    own = [  # typer needs the annotations themselves (the modules use `from __future__ import annotations`)
+        p.replace(annotation=eval(p.annotation, func.__globals__)) if isinstance(p.annotation, str) else p  # noqa: S307
+        for p in signature.parameters.values()
+        if p.name != keyword
+    ]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=alias) for name, alias, default in options]
+    names = [name for name, _, _ in options]
+
+    @functools.wraps(func)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name) for name in names}
+        return func(*args, **{keyword: build(given)}, **kwargs)
+
+    command.__signature__ = signature.replace(parameters=own + added)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in own + added if p.annotation is not inspect.Parameter.empty}
+    return command
+
+
 def with_deployment_options(*, network: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command every deployment option (``DEPLOYMENT_OPTIONS``), declared here once.
 
-    The command receives them as one ``settings: DeploymentSettings`` keyword (``network`` too when
-    ``network`` is False: the command names the network its own way, e.g. promote's ``--to``).
+    The command receives them as one ``settings: DeploymentSettings`` keyword (without ``network``
+    when ``network`` is False: the command names the network its own way, e.g. promote's ``--to``).
     """
 
-    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        names = [name for name, _ in DEPLOYMENT_OPTIONS if network or name != "network"]
-        signature = inspect.signature(func)
-        own = [  # typer needs the annotations themselves (the modules use `from __future__ import annotations`)
-            p.replace(annotation=eval(p.annotation, func.__globals__)) if isinstance(p.annotation, str) else p  # noqa: S307
-            for p in signature.parameters.values()
-            if p.name != "settings"
-        ]
-        added = [
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=alias)
-            for name, alias in DEPLOYMENT_OPTIONS
-            if name in names
-        ]
+    def build(values: dict) -> Any:
+        from allora_gitops.render import DeploymentSettings
 
-        @functools.wraps(func)
-        def command(*args: Any, **kwargs: Any) -> Any:
-            from allora_gitops.render import DeploymentSettings
+        return DeploymentSettings(**values)
 
-            given = {name: kwargs.pop(name) for name in names}
-            return func(*args, settings=DeploymentSettings(**given), **kwargs)
+    options = [(name, alias, None) for name, alias in DEPLOYMENT_OPTIONS if network or name != "network"]
+    return lambda func: _with_options(func, options, "settings", build)
 
-        command.__signature__ = signature.replace(parameters=own + added)  # type: ignore[attr-defined]
-        command.__annotations__ = {p.name: p.annotation for p in own + added if p.annotation is not inspect.Parameter.empty}
-        return command
 
-    return decorate
+TARGET_OPTIONS = (
+    ("repo", RepoOpt, ...), ("store", StoreOpt, None), ("database_url", DatabaseUrlOpt, None), ("branch", BranchOpt, None),
+    ("base", BaseBranchOpt, "main"), ("dry_run", DryRunOpt, False),
+)  # fmt: skip
+
+
+def with_target_options(*, store: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the options saying where a change goes (``TARGET_OPTIONS``); it receives one ``target: Target``."""
+
+    def build(values: dict) -> Any:
+        from allora_gitops.publish import Target
+
+        return Target(
+            repo=values["repo"], branch=values["branch"], base_branch=values["base"], store_url=values.get("store"),
+            database_url=values["database_url"], dry_run=values["dry_run"],
+        )  # fmt: skip
+
+    options = [o for o in TARGET_OPTIONS if store or o[0] != "store"]
+    return lambda func: _with_options(func, options, "target", build)

@@ -7,18 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from allora_gitops.cli.options import (
-    BaseBranchOpt,
-    BranchOpt,
-    DatabaseUrlOpt,
-    DryRunOpt,
-    JsonOpt,
-    RepoOpt,
-    StoreOpt,
-    with_deployment_options,
-)
+from allora_gitops.cli.options import JsonOpt, with_deployment_options, with_target_options
 
 if TYPE_CHECKING:
+    from allora_gitops.publish import Target
     from allora_gitops.render import DeploymentSettings
 
 
@@ -62,82 +54,63 @@ def _print(result, as_json: bool) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command("publish")
+    @with_target_options()
     @with_deployment_options()
     def publish_cmd(
         source: Path = typer.Argument(..., help="A bundle directory (built first) or a built .tar.gz archive."),
-        repo: RepoOpt = ...,
-        store: StoreOpt = None,
-        database_url: DatabaseUrlOpt = None,
-        branch: BranchOpt = None,
-        base: BaseBranchOpt = "main",
-        dry_run: DryRunOpt = False,
         as_json: JsonOpt = False,
         *,
         settings: "DeploymentSettings",
+        target: "Target",
     ) -> None:
         """Validate, store, record, render and commit a bundle to the GitOps repository on a review branch."""
-        from allora_gitops.publish import Target, publish_bundle
+        from allora_gitops.publish import publish_bundle
 
-        target = Target(repo=repo, branch=branch, base_branch=base, store_url=store, database_url=database_url, dry_run=dry_run)
-        network = settings.network
-        _print(publish_bundle(source, network, target, settings, step=_step(as_json)), as_json)
+        _print(publish_bundle(source, settings.network, target, settings, step=_step(as_json)), as_json)
 
     @app.command("promote")
+    @with_target_options()
     @with_deployment_options(network=False)
     def promote_cmd(
         name: str = typer.Argument(..., help="The bundle name."),
         from_network: str = typer.Option(..., "--from", help="The network whose version is promoted."),
         to_network: str = typer.Option(..., "--to", help="The network to deploy it on."),
-        repo: RepoOpt = ...,
-        store: StoreOpt = None,
-        database_url: DatabaseUrlOpt = None,
-        branch: BranchOpt = None,
-        base: BaseBranchOpt = "main",
-        dry_run: DryRunOpt = False,
         as_json: JsonOpt = False,
         *,
         settings: "DeploymentSettings",
+        target: "Target",
     ) -> None:
         """Deploy on another network the version that runs on --from (a review branch)."""
-        from allora_gitops.publish import Target, promote
+        from allora_gitops.publish import promote
 
-        target = Target(repo=repo, branch=branch, base_branch=base, store_url=store, database_url=database_url, dry_run=dry_run)
         _print(promote(name, from_network, to_network, target, settings, step=_step(as_json)), as_json)
 
     @app.command("rollback")
+    @with_target_options()
     @with_deployment_options()
     def rollback_cmd(
         name: str = typer.Argument(..., help="The bundle name."),
         to: str = typer.Option(..., "--to", help="The version to deploy again (its archive is fetched from the store)."),
-        repo: RepoOpt = ...,
-        store: StoreOpt = None,
-        database_url: DatabaseUrlOpt = None,
-        branch: BranchOpt = None,
-        base: BaseBranchOpt = "main",
-        dry_run: DryRunOpt = False,
         as_json: JsonOpt = False,
         *,
         settings: "DeploymentSettings",
+        target: "Target",
     ) -> None:
         """Deploy an earlier version again, re-rendered from its stored archive (a review branch)."""
-        from allora_gitops.publish import Target, rollback
+        from allora_gitops.publish import rollback
 
-        target = Target(repo=repo, branch=branch, base_branch=base, store_url=store, database_url=database_url, dry_run=dry_run)
         _print(rollback(name, settings.network, to, target, settings, step=_step(as_json)), as_json)
 
     @app.command("retire")
+    @with_target_options(store=False)
     def retire_cmd(
         name: str = typer.Argument(..., help="The bundle name."),
         network: Annotated[str, typer.Option("--network", help="The network to retire it from.")] = ...,
-        repo: RepoOpt = ...,
-        database_url: DatabaseUrlOpt = None,
-        branch: BranchOpt = None,
-        base: BaseBranchOpt = "main",
-        dry_run: DryRunOpt = False,
         as_json: JsonOpt = False,
+        *,
+        target: "Target",
     ) -> None:
         """Remove a deployment's overlay (Argo CD prunes it once merged) on a review branch."""
-        from allora_gitops.publish import Target, retire
+        from allora_gitops.publish import retire
 
-        target = Target(repo=repo, branch=branch, base_branch=base, database_url=database_url, dry_run=dry_run)
         _print(retire(name, network, target, step=_step(as_json)), as_json)

@@ -24,7 +24,6 @@ from allora_gitops.errors import GitOpsError, Problem, UsageError
 
 # A Kubernetes namespace is a DNS label (RFC 1123): at most 63 characters.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_REGISTRY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(\.[a-z0-9-]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$")
 HEADER = (
     "# Repository-wide settings of this GitOps repository (allora-gitops reads them from the base branch).\n"
     "# Change them with `allora-gitops repo config KEY VALUE`; publish, promote, rollback and render refuse\n"
@@ -116,10 +115,9 @@ class RepositorySettings(_Section):
     @field_validator("image_registry")
     @classmethod
     def _registry(cls, v: str) -> str:
-        v = v.rstrip("/")
-        if not _REGISTRY.match(v):
-            raise ValueError(f"{v!r} is not an image registry/repository prefix like registry.example.com/team")
-        return v
+        from allora_gitops.render.spec import check_image_registry
+
+        return check_image_registry(v)
 
     @field_validator("object_store")
     @classmethod

@@ -41,6 +41,14 @@ def _quantity(value: str, what: str, allow_milli: bool) -> str:
     return value.strip()
 
 
+def check_image_registry(value: str) -> str:
+    """``registry[:port]/path`` without tag or digest (trailing ``/`` dropped); ValueError otherwise."""
+    value = value.rstrip("/")
+    if not _REPOSITORY.match(value):
+        raise ValueError(f"{value!r} is not an image registry/repository prefix like registry.example.com/team")
+    return value
+
+
 def cpu_millicores(quantity: str) -> int:
     match = _QUANTITY.match(quantity)
     assert match, quantity
@@ -150,10 +158,7 @@ class DeploymentSpec(_Model):
     @field_validator("image_registry")
     @classmethod
     def _registry(cls, v: str) -> str:
-        v = v.rstrip("/")
-        if not _REPOSITORY.match(v):
-            raise ValueError(f"{v!r} is not an image registry/repository prefix like registry.example.com/team")
-        return v
+        return check_image_registry(v)
 
     @field_validator("base_image")
     @classmethod
