@@ -6,6 +6,8 @@ change of layout or label is a change here.
 
 from __future__ import annotations
 
+from allora_runtime import contract as _runtime
+
 # --- the bundle -------------------------------------------------------------
 MANIFEST_FILE = "model.yaml"
 SCHEMA_VERSION = "0.1"
@@ -14,8 +16,8 @@ DEFAULT_PYTHON = "3.11"
 MAX_NAME_LENGTH = 53  # leaves room for suffixes in Kubernetes object names (63)
 MAX_BUNDLE_BYTES = 500 * 1024 * 1024
 MAX_TOPIC_ID = 2**63 - 1  # the records database keeps topic ids as bigint (the chain's are uint64)
-DEFAULT_MAX_SECONDS = 25.0
-FEE_TIERS = ("ECO", "STANDARD", "PRIORITY")
+DEFAULT_MAX_SECONDS = _runtime.DEFAULT_MAX_SECONDS
+FEE_TIERS = _runtime.FEE_TIERS
 NETWORKS = ("testnet", "mainnet")
 IGNORE_FILE = ".allorabundleignore"
 ARCHIVE_MANIFEST = ".allora-manifest.json"  # per-file sha256, written by build, checked by inspect
@@ -37,38 +39,38 @@ DEFAULT_EXCLUDES = (
 )
 SOURCE_DATE_EPOCH_DEFAULT = 315532800  # 1980-01-01T00:00:00Z, the earliest a zip can say too
 
-# --- the runtime -------------------------------------------------------------
-ALLORA_SDK_VERSION = "1.3.0"
-# bootstrap.py's own third-party imports besides the SDK, pinned for images and local runs alike.
+# --- the runtime (its contract is allora_runtime.contract; these name it for templates and commands) ---
+ALLORA_SDK_VERSION = _runtime.SDK_VERSION
+# The runtime's own third-party imports besides the SDK, pinned for images and local runs alike.
 RUNTIME_PYYAML_REQUIREMENT = "PyYAML==6.0.4"
 RUNTIME_PROMETHEUS_REQUIREMENT = "prometheus-client==0.26.0"
 # What `allora-bundle run` adds to a bundle's requirements: dry-run never imports the SDK.
 RUNTIME_DRY_RUN_REQUIREMENTS = (RUNTIME_PYYAML_REQUIREMENT, RUNTIME_PROMETHEUS_REQUIREMENT)
-SAMPLE_NONCE = 1000  # the nonce `bootstrap.py --check` and `allora-bundle run` use when given none
-BUNDLE_ROOT_IN_IMAGE = "/workspace/bundle"
-BOOTSTRAP_IN_IMAGE = "/workspace/bootstrap.py"
+SAMPLE_NONCE = _runtime.SAMPLE_NONCE  # the nonce `bootstrap.pyz --check` and `allora-bundle run` use when given none
+BUNDLE_ROOT_IN_IMAGE = _runtime.DEFAULT_BUNDLE_ROOT
+BOOTSTRAP_IN_IMAGE = "/workspace/bootstrap.pyz"  # the allora_runtime package as one zipapp (allora_gitops/runtime.py)
 RUNTIME_UID = 1000
-METRICS_PORT = 9090
+METRICS_PORT = _runtime.DEFAULT_METRICS_PORT
 HOME_IN_POD = "/tmp"  # the writable emptyDir: UID 1000 has no passwd entry, so HOME would be /
 XDG_CACHE_HOME_IN_POD = "/tmp/.cache"
-HEARTBEAT_FILE = "/tmp/allora-heartbeat"  # /tmp is a writable emptyDir; the root filesystem is read-only
-HEARTBEAT_MAX_AGE_SECONDS = 120  # `bootstrap.py --healthcheck` fails past this (liveness probe)
+HEARTBEAT_FILE = _runtime.DEFAULT_HEARTBEAT_FILE  # /tmp is a writable emptyDir; the root filesystem is read-only
+HEARTBEAT_MAX_AGE_SECONDS = int(_runtime.DEFAULT_HEARTBEAT_MAX_AGE)  # `bootstrap.pyz --healthcheck` fails past this
 # The wallet Secret is mounted as files (not env vars, so it never shows in `env` or /proc/*/environ):
 # the directory holds a `mnemonic` or a `private_key` file.
-WALLET_DIR_IN_POD = "/var/run/secrets/allora/wallet"
-WALLET_DIR_ENV = "ALLORA_WALLET_DIR"
-WALLET_SECRET_KEYS = ("mnemonic", "private_key")
+WALLET_DIR_IN_POD = _runtime.DEFAULT_WALLET_DIR
+WALLET_DIR_ENV = _runtime.ENV_WALLET_DIR
+WALLET_SECRET_KEYS = _runtime.WALLET_FILES
 # The image build context: Dockerfile + these two files beside it.
 BUILD_CONTEXT_ARCHIVE = "bundle.tar.gz"
-BUILD_CONTEXT_BOOTSTRAP = "bootstrap.py"
+BUILD_CONTEXT_BOOTSTRAP = "bootstrap.pyz"
 BUILD_SECRET_PIP_CERT = "pipcert"  # CA bundle for pip, optional
 BUILD_SECRET_PIP_CONF = "pipconf"  # pip.conf with index credentials, optional
 BUILD_CONTEXT_DOCKERFILE = "Dockerfile"
 BUILD_CONTEXT_REQUIREMENTS = "requirements.txt"  # copied out of the archive (environment.pip_requirements)
 BUILD_CONTEXT_CONSTRAINTS = "constraints.txt"  # copied out of the archive when environment.constraints is set
 BUILD_METADATA_FILE = "build.yaml"  # beside the Dockerfile in builds/<name>/<version>/
-# What the image installs beside the bundle's own requirements, pinned (the bootstrap needs them).
-RUNTIME_REQUIREMENTS = (f"allora-sdk=={ALLORA_SDK_VERSION}", "prometheus-client==0.26.0", "pyyaml==6.0.4")
+# What the image installs beside the bundle's own requirements, pinned (the runtime needs them).
+RUNTIME_REQUIREMENTS = (_runtime.SDK_REQUIREMENT, RUNTIME_PROMETHEUS_REQUIREMENT, RUNTIME_PYYAML_REQUIREMENT)
 VENV_IN_IMAGE = "/opt/venv"
 
 # --- state on the operator's machine -------------------------------------------
@@ -81,9 +83,12 @@ DEPLOYMENTS_DIR = "deployments"
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")  # the names kustomize looks for
 BUILDS_DIR = "builds"
 ARGOCD_DIR = "argocd"
+MONITORING_DIR = "monitoring"  # the shared Grafana dashboard (ConfigMap for the monitoring namespace)
 REPO_MARKER_FILE = ".allora-gitops.yaml"  # says "this repository was initialised by allora-gitops"
 NAMESPACE = "allora-models"
 MONITORING_NAMESPACE = "monitoring"
+# AlloraLowWalletBalance fires below this balance (uallo; 1 ALLO = 10**18 uallo): 1 ALLO pays many submissions.
+LOW_BALANCE_THRESHOLD_UALLO = 10**18
 
 LABEL_PREFIX = "allora.network"
 LABEL_NAME = "app.kubernetes.io/name"

@@ -1,6 +1,6 @@
 """Where the data directories live: inside an installed wheel, or beside the package in a checkout.
 
-The wheel carries ``templates/``, ``blueprints/`` and ``bootstrap/`` under ``allora_gitops/_data``
+The wheel carries ``templates/`` and ``blueprints/`` under ``allora_gitops/_data``
 (hatch force-include); a source checkout or an editable install has them at the repository root.
 """
 
@@ -14,7 +14,7 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 
 @lru_cache(maxsize=None)
 def data_dir(name: str) -> Path:
-    """Return the directory ``name`` (``templates``, ``blueprints`` or ``bootstrap``)."""
+    """Return the directory ``name`` (``templates`` or ``blueprints``)."""
     for candidate in (_PACKAGE_DIR / "_data" / name, _PACKAGE_DIR.parent / name):
         if candidate.is_dir():
             return candidate
@@ -27,7 +27,3 @@ def templates_dir() -> Path:
 
 def blueprints_dir() -> Path:
     return data_dir("blueprints")
-
-
-def bootstrap_script() -> Path:
-    return data_dir("bootstrap") / "bootstrap.py"

@@ -1,4 +1,4 @@
-"""What bootstrap.py's adapter costs per prediction, against calling the model directly.
+"""What the runtime's adapter costs per prediction, against calling the model directly.
 
 The adapter wraps each call with a timeout (a worker thread for sync functions,
 a task for async ones), the value check, Prometheus metrics and one JSON log
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import statistics
 import sys
@@ -25,11 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_bootstrap():
-    spec = importlib.util.spec_from_file_location("bootstrap_under_bench", ROOT / "bootstrap" / "bootstrap.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The runtime's modules under one name, imported from the checkout (the same source the zipapp packs)."""
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(ROOT))
+    from allora_runtime import adapter, log, metrics, user
+
+    return SimpleNamespace(**{k: getattr(m, k) for m in (adapter, log, metrics, user) for k in dir(m)})
 
 
 def model(nonce: int) -> float:

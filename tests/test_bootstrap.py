@@ -1,4 +1,4 @@
-"""bootstrap.py without a chain: the adapter, checks, modes, configuration errors and lifecycle, as a real subprocess."""
+"""The runtime (bootstrap.pyz) without a chain: the adapter, checks, modes, configuration errors and lifecycle, as a real subprocess."""
 
 from __future__ import annotations
 

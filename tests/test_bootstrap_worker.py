@@ -1,4 +1,4 @@
-"""bootstrap.py with the real allora-sdk 1.3.0: the worker it builds, and how it fails when the chain is unreachable.
+"""The runtime with the real allora-sdk 1.3.0: the worker it builds, and how it fails when the chain is unreachable.
 
 Building an AlloraWorker costs a few CPU seconds (the SDK imports and indexes its
 event classes), so every process here is started at once by one module fixture
@@ -37,13 +37,13 @@ def run(nonce: int) -> float:
 """
 # Drives the SDK's own Inferer.submit() (what the worker calls for each window) with bootstrap's adapter as callback.
 SUBMIT_DRIVER = """
-import asyncio, importlib.util, os, sys
+import asyncio, os, sys
 from pathlib import Path
+from types import SimpleNamespace
 
-spec = importlib.util.spec_from_file_location("bootstrap", sys.argv[1])
-bs = importlib.util.module_from_spec(spec)
-sys.modules["bootstrap"] = bs
-spec.loader.exec_module(bs)
+sys.path.insert(0, sys.argv[1])  # the packed runtime: a zipapp is importable as it is
+from allora_runtime import adapter, live, log, metrics, settings, user
+bs = SimpleNamespace(**{k: getattr(m, k) for m in (adapter, live, log, metrics, settings, user) for k in dir(m)})
 sys.stdout = bs.PrintCapture(bs.LOG)
 
 async def main():

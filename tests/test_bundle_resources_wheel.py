@@ -1,4 +1,4 @@
-"""templates/, blueprints/ and bootstrap/ are found from a checkout and from an installed wheel."""
+"""templates/ and blueprints/ are found from a checkout and from an installed wheel."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_found_in_an_installed_wheel_and_init_works_from_it(tmp_path):
     # (the force-include list names them all) get a placeholder
     src = tmp_path / "src"
     shutil.copytree(REPO_ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv*", "dist", "__pycache__", "*.egg-info"))
-    for name in ("templates", "blueprints", "bootstrap"):
+    for name in ("templates", "blueprints"):
         if not (src / name).is_dir():
             (src / name).mkdir()
             (src / name / "PLACEHOLDER").write_text("")
@@ -37,6 +37,7 @@ def test_found_in_an_installed_wheel_and_init_works_from_it(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "allora_gitops/_data/blueprints/bundle/cookiecutter.json" in names
     assert "allora_gitops/bundle/bip39_english.txt" in names
+    assert "allora_runtime/contract.py" in names  # allora_gitops imports the runtime's contract
     site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(site), str(wheel)],

@@ -111,7 +111,7 @@ def example_archive(tmp_path_factory):
 
 def test_context_holds_the_four_files_and_requirements_from_the_archive(tmp_path, example_archive, rendered_dockerfile):
     from allora_gitops.image.context import assemble_context
-    from allora_gitops.resources import bootstrap_script
+    from allora_gitops.runtime import render_runtime_archive
 
     ctx = assemble_context(
         tmp_path / "ctx",
@@ -120,9 +120,9 @@ def test_context_holds_the_four_files_and_requirements_from_the_archive(tmp_path
         archive_sha256=example_archive.sha256,
         archive_origin="test",
     )
-    assert sorted(p.name for p in ctx.root.iterdir()) == ["Dockerfile", "bootstrap.py", "bundle.tar.gz", "requirements.txt"]
+    assert sorted(p.name for p in ctx.root.iterdir()) == ["Dockerfile", "bootstrap.pyz", "bundle.tar.gz", "requirements.txt"]
     assert (ctx.root / "requirements.txt").read_bytes() == (EXAMPLE / "requirements.txt").read_bytes()
-    assert (ctx.root / "bootstrap.py").read_bytes() == bootstrap_script().read_bytes()
+    assert (ctx.root / "bootstrap.pyz").read_bytes() == render_runtime_archive()
     assert (ctx.root / "bundle.tar.gz").read_bytes() == example_archive.path.read_bytes()
     assert ctx.python_version == "3.11" and not ctx.has_constraints
 

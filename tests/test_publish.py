@@ -177,7 +177,7 @@ def test_dry_run_touches_nothing(gitops, gitops_remote, records, tmp_path):
     r = gitops("publish", v1, "--repo", gitops_remote, "--network", "testnet", "--dry-run")
     assert r.code == 0, r.err
     assert f"+++ b/deployments/{NAME}/overlays/testnet/kustomization.yaml" in r.out
-    assert "dry run: 9 file(s) would change on deploy/linear-forecaster/testnet/1.0.0; nothing was changed" in r.out.splitlines()
+    assert "dry run: 11 file(s) would change on deploy/linear-forecaster/testnet/1.0.0; nothing was changed" in r.out.splitlines()
     assert "    new deployment" in r.out.splitlines()
     assert remote_branches(gitops_remote) == ["main"]
     assert records.list_bundles() == [] and rows(records) == []

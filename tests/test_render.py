@@ -171,7 +171,7 @@ def test_every_overlay_builds_and_every_object_validates_strictly(example_repo):
             kinds.add(obj["kind"])
             assert schema_errors(obj) == [], obj["kind"]
             assert obj["metadata"]["namespace"] == C.NAMESPACE
-    assert kinds == {"Deployment", "ServiceAccount", "NetworkPolicy", "PodDisruptionBudget", "ExternalSecret"}
+    assert kinds == {"Deployment", "ServiceAccount", "NetworkPolicy", "PodDisruptionBudget", "ExternalSecret", "PodMonitor", "PrometheusRule"}
     argocd = [yaml.safe_load((example_repo / "argocd" / f).read_text()) for f in ("appproject.yaml", "applicationset.yaml")]
     for obj in argocd:
         assert schema_errors(obj) == []
@@ -204,7 +204,7 @@ def find_checkov() -> str:
 
 @pytest.mark.slow
 def test_checkov_and_hadolint_report_nothing(example_repo, tmp_path):
-    """checkov scans what the cluster receives (kustomize output) plus the Dockerfile and argocd/."""
+    """checkov scans what the cluster receives (kustomize output, monitoring on) plus the Dockerfile, argocd/ and the dashboard."""
     from allora_gitops.verify.kustomize import build_overlays
     from allora_gitops.verify.tools import find_tool
 
@@ -219,6 +219,12 @@ def test_checkov_and_hadolint_report_nothing(example_repo, tmp_path):
     (scan / "Dockerfile").write_text(dockerfile.read_text())
     for f in (example_repo / "argocd").iterdir():
         (scan / f.name).write_text(f.read_text())
+    from allora_gitops.render import write_tree
+    from allora_gitops.render.dashboard import render_dashboard
+
+    write_tree(render_dashboard(), example_repo)
+    proc = subprocess.run(["kubectl", "kustomize", str(example_repo / "monitoring")], capture_output=True, text=True, check=True)
+    (scan / "monitoring.yaml").write_text(proc.stdout)
     proc = subprocess.run(
         [find_checkov(), "-d", str(scan), "--framework", "kubernetes,dockerfile", "--skip-download", "-o", "json"],
         capture_output=True,
@@ -249,7 +255,7 @@ def test_rendered_manifests_carry_the_security_defaults(example_repo):
     }
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert container["livenessProbe"]["exec"]["command"] == ["python", "/workspace/bootstrap.py", "--healthcheck"]
+    assert container["livenessProbe"]["exec"]["command"] == ["python", "/workspace/bootstrap.pyz", "--healthcheck"]
     assert container["resources"] == {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
     assert container["image"] == f"localhost:5000/allora/linear-forecaster:1.0.0-{EXAMPLE_SHA256[:12]}"
     env = {e["name"]: e.get("value") for e in container["env"]}
@@ -337,7 +343,7 @@ def test_render_from_a_directory_or_its_built_archive_gives_the_same_tree(cli_pr
     assert from_dir.code == 0 and from_archive.code == 0, from_dir.err + from_archive.err
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
-    assert files_a == files_b and len(files_a) == 11
+    assert files_a == files_b and len(files_a) == 15
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files_a)
     build = yaml.safe_load((tmp_path / "b/builds/linear-forecaster/1.0.0/build.yaml").read_text())
     assert build["archive"] == {"url": "s3://b/k.tar.gz", "sha256": built.sha256, "size": built.size}

@@ -1,4 +1,4 @@
-"""``allora-bundle run``: local predictions through bootstrap.py --dry-run, in the current interpreter or a cached virtualenv."""
+"""``allora-bundle run``: local predictions through bootstrap.pyz --dry-run, in the current interpreter or a cached virtualenv."""
 
 from __future__ import annotations
 

@@ -235,6 +235,9 @@ def test_the_package_ships_the_crd_schemas_it_validates_against():
         ("argoproj.io/v1alpha1", "Application"),
         ("argoproj.io/v1alpha1", "ApplicationSet"),
         ("external-secrets.io/v1", "ExternalSecret"),
+        ("monitoring.coreos.com/v1", "PodMonitor"),
+        ("monitoring.coreos.com/v1", "PrometheusRule"),
+        ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ]
     upstream = Path(__file__).resolve().parents[2] / "shared" / "crds"  # shared/ beside the checkout
     if upstream.is_dir():  # where the originals live: regenerating gives the same bytes

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 def render_cmd(
     source: Path = typer.Argument(..., help="Bundle directory or built archive (.tar.gz)."),
     archive_url: Optional[str] = typer.Option(None, "--archive-url", help="Where the archive is stored (default: the local store's URL for it)."),
-    repo_url: Optional[str] = typer.Option(None, "--repo-url", help="Also render argocd/ for this GitOps repository URL (not into a repository with .allora-gitops.yaml: its settings own argocd/)."),
+    repo_url: Optional[str] = typer.Option(None, "--repo-url", help="Also render argocd/ for this GitOps repository URL, and monitoring/ (the Grafana dashboard); not into a repository with .allora-gitops.yaml: repo init wrote them."),
     target_revision: str = typer.Option("main", "--target-revision", help="Branch Argo CD follows (with --repo-url)."),
     output: Path = typer.Option(Path("."), "-o", "--output", help="GitOps repository directory to write into."),
     *,
@@ -55,7 +55,10 @@ def render_cmd(
         check_flags(repo_settings, str(output / ".allora-gitops.yaml"), network=spec.network)
     tree = render_deployment(spec)
     if repo_url and repo_settings is None:
+        from allora_gitops.render.dashboard import render_dashboard
+
         tree.update(render_argocd(ArgoCDSettings(repo_url=repo_url, target_revision=target_revision, namespace=spec.namespace)))
+        tree.update(render_dashboard())
     for path in write_tree(tree, output):
         typer.echo(str(path))
     typer.echo(f"rendered {spec.name} {spec.version} for {spec.network}: image {spec.image}", err=True)

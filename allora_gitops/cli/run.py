@@ -1,4 +1,4 @@
-"""``allora-bundle run``: local predictions through the container's own runtime (bootstrap.py --dry-run)."""
+"""``allora-bundle run``: local predictions through the container's own runtime (bootstrap.pyz --dry-run)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Predict locally, exactly as the container does: import, timeout, value checks.
 
-        Runs bootstrap.py --dry-run in an isolated virtualenv built from the bundle's
+        Runs bootstrap.pyz --dry-run in an isolated virtualenv built from the bundle's
         requirements (cached, so later runs start at once). Prints `nonce → value
         (latency)` per nonce; exits 1 when any prediction is invalid.
         """

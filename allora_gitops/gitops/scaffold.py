@@ -49,6 +49,9 @@ def render_repo(settings: RepositorySettings, repo_name: str = "allora-deploymen
         tree = {p.relative_to(out).as_posix(): p.read_text() for p in sorted(out.rglob("*")) if p.is_file()}
     tree[C.REPO_MARKER_FILE] = settings.to_yaml()
     tree.update(render_argocd_tree(settings))
+    from allora_gitops.render.dashboard import render_dashboard
+
+    tree.update(render_dashboard())
     return tree
 
 

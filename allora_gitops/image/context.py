@@ -1,4 +1,4 @@
-"""The image build context: Dockerfile, the bundle archive (sha256-checked), bootstrap.py, and the
+"""The image build context: Dockerfile, the bundle archive (sha256-checked), the runtime (bootstrap.pyz), and the
 requirements copied out of the archive so the dependency layer is keyed on them alone.
 """
 
@@ -73,7 +73,6 @@ def assemble_context(
     archive: Path,
     archive_sha256: str,
     archive_origin: str,
-    bootstrap: Optional[Path] = None,
 ) -> BuildContext:
     """Write the build context into ``dest`` (an empty or missing directory).
 
@@ -81,7 +80,7 @@ def assemble_context(
     """
     from allora_gitops.bundle.manifest import load_manifest_text
     from allora_gitops.errors import ManifestError
-    from allora_gitops.resources import bootstrap_script
+    from allora_gitops.runtime import write_runtime_archive
 
     check_archive_digest(archive, archive_sha256, archive_origin)
     dest.mkdir(parents=True, exist_ok=True)
@@ -104,11 +103,7 @@ def assemble_context(
     (dest / C.BUILD_CONTEXT_REQUIREMENTS).write_bytes(requirements)
     if constraints is not None:
         (dest / C.BUILD_CONTEXT_CONSTRAINTS).write_bytes(constraints)
-    try:
-        script = bootstrap or bootstrap_script()
-        shutil.copyfile(script, dest / C.BUILD_CONTEXT_BOOTSTRAP)
-    except FileNotFoundError as exc:
-        raise ImageBuildError(f"the in-container runtime bootstrap.py is missing: {exc}") from None
+    write_runtime_archive(dest / C.BUILD_CONTEXT_BOOTSTRAP)
     # Modes in the context are normalized so the COPY layers do not depend on the operator's umask.
     for path in dest.iterdir():
         path.chmod(0o644)

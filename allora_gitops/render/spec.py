@@ -103,6 +103,8 @@ class DeploymentSettings(_Model):
     namespace: Optional[str] = None
     cluster_dns_namespace: Optional[str] = None  # from the repository settings (dns.*)
     node_local_dns: Optional[str] = None  # "" = the cluster has no NodeLocal DNSCache
+    monitoring: Optional[bool] = None
+    low_balance_threshold: Optional[int] = None
 
     def explicit(self) -> dict:
         """What was given, without the ``None`` gaps."""
@@ -137,6 +139,8 @@ class DeploymentSpec(_Model):
     namespace: str = C.NAMESPACE
     cluster_dns_namespace: str = C.CLUSTER_DNS_NAMESPACE
     node_local_dns: Optional[str] = C.NODE_LOCAL_DNS_ADDRESS
+    monitoring: bool = Field(True, description="render the PodMonitor and PrometheusRule (prometheus-operator)")
+    low_balance_threshold: int = Field(C.LOW_BALANCE_THRESHOLD_UALLO, ge=0, description="AlloraLowWalletBalance below this many uallo")
 
     @field_validator("sha256")
     @classmethod
@@ -279,6 +283,8 @@ class DeploymentSpec(_Model):
             "namespace": s.namespace or C.NAMESPACE,
             "cluster_dns_namespace": s.cluster_dns_namespace or C.CLUSTER_DNS_NAMESPACE,
             "node_local_dns": C.NODE_LOCAL_DNS_ADDRESS if s.node_local_dns is None else (s.node_local_dns or None),
+            "monitoring": True if s.monitoring is None else s.monitoring,
+            "low_balance_threshold": C.LOW_BALANCE_THRESHOLD_UALLO if s.low_balance_threshold is None else s.low_balance_threshold,
         }
         if topic_id is None:
             raise settings_error([Problem("topic-id: no topic id; pass --topic-id or set allora.topic_id in model.yaml", code="settings")])

@@ -45,6 +45,8 @@ ALLOWED_KINDS = (
     ("", "ServiceAccount"),
     ("apps", "Deployment"),
     ("external-secrets.io", "ExternalSecret"),
+    ("monitoring.coreos.com", "PodMonitor"),
+    ("monitoring.coreos.com", "PrometheusRule"),
     ("networking.k8s.io", "NetworkPolicy"),
     ("policy", "PodDisruptionBudget"),
 )
@@ -81,6 +83,11 @@ def render_overlay(spec: DeploymentSpec, ctx: dict | None = None) -> dict[str, s
     ctx = ctx or _context(spec)
     overlay = C.deployment_overlay_dir(spec.name, spec.network)
     files = ["kustomization.yaml", "deployment-patch.yaml"] + (["externalsecret.yaml"] if spec.secret_store else [])
+    if spec.monitoring:
+        from allora_gitops.render.monitoring import MONITORING_FILES, monitoring_context
+
+        ctx = {**ctx, "monitoring": monitoring_context(spec)}
+        files += MONITORING_FILES
     return {f"{overlay}/{f}": render_template(f"kustomize/overlay/{f}.j2", **ctx) for f in files}
 
 

@@ -1,5 +1,5 @@
-"""Local predictions: ``allora-bundle run`` runs the container's bootstrap.py in dry-run mode.
+"""Local predictions: ``allora-bundle run`` runs the container's bootstrap.pyz in dry-run mode.
 
 ``environment`` builds and caches the isolated virtualenv a bundle runs in;
-``local`` runs bootstrap.py there and reads its JSON lines back.
+``local`` runs bootstrap.pyz there and reads its JSON lines back.
 """

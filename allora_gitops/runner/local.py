@@ -1,6 +1,6 @@
-"""Run a bundle's predictions locally through exactly the container's path: ``bootstrap.py --dry-run``.
+"""Run a bundle's predictions locally through exactly the container's path: ``bootstrap.pyz --dry-run``.
 
-The bootstrap runs in a subprocess (an isolated virtualenv by default, or the
+The runtime (the same zipapp the image carries) runs in a subprocess (an isolated virtualenv by default, or the
 current interpreter), so a crash, a hang or a stray ``sys.exit`` in the model
 cannot take the CLI down; its JSON lines are read back as they come.
 """
@@ -11,23 +11,17 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from allora_gitops import constants as C
 from allora_gitops.errors import RunError
-from allora_gitops.resources import bootstrap_script
+from allora_runtime import contract as R
 
-# bootstrap.py's exit codes (bootstrap.py cannot import them from here: it ships alone).
-BOOTSTRAP_EXIT_OK = 0
-BOOTSTRAP_EXIT_CONFIG = 3
-BOOTSTRAP_EXIT_IMPORT = 4
-BOOTSTRAP_EXIT_RUNTIME = 5
-BOOTSTRAP_EXIT_INVALID_PREDICTION = 7
-_ERROR_EVENTS = ("config_error", "import_error", "runtime_error", "connection_error")
 # Never handed to the model's process: a local run needs no wallet.
-_SECRET_ENV = ("ALLORA_MNEMONIC", "ALLORA_PRIVATE_KEY", "ALLORA_MNEMONIC_FILE", "ALLORA_PRIVATE_KEY_FILE", "ALLORA_API_KEY")
+_SECRET_ENV = (*R.WALLET_ENV, R.ENV_API_KEY)
 
 
 @dataclass(frozen=True)
@@ -110,12 +104,31 @@ def run_bundle(
         env_info = ensure_environment(spec, rebuild=request.rebuild, progress=progress)
         python, environment = str(env_info.python), str(env_info.path)
 
-    command = [python, str(bootstrap_script()), "--dry-run", "--bundle-root", str(bundle_dir)]
+    with tempfile.TemporaryDirectory(prefix="allora-runtime-") as scratch:
+        from allora_gitops.runtime import write_runtime_archive
+
+        runtime = Path(scratch) / C.BUILD_CONTEXT_BOOTSTRAP
+        write_runtime_archive(runtime)
+        return _run_runtime(
+            [python, str(runtime), "--dry-run", "--bundle-root", str(bundle_dir)],
+            request,
+            RunReport(manifest.name, manifest.version, python, environment),
+            on_prediction,
+            on_output,
+        )
+
+
+def _run_runtime(
+    command: list[str],
+    request: RunRequest,
+    report: RunReport,
+    on_prediction: Callable[[Prediction], None],
+    on_output: Callable[[str], None],
+) -> RunReport:
     for nonce in request.nonces:
         command += ["--nonce", str(nonce)]
     if request.timeout is not None:
         command += ["--timeout", repr(float(request.timeout))]
-    report = RunReport(manifest.name, manifest.version, python, environment)
     error: Optional[dict[str, Any]] = None
     proc = subprocess.Popen(
         command,
@@ -134,14 +147,14 @@ def run_bundle(
                     on_output(line.rstrip("\n"))
                 continue
             kind = event.get("event")
-            if kind in ("prediction", "prediction_refused"):
+            if kind in (R.EVENT_PREDICTION, R.EVENT_PREDICTION_REFUSED):
                 prediction = _prediction(event)
                 report.predictions.append(prediction)
                 on_prediction(prediction)
-            elif kind == "print":
+            elif kind == R.EVENT_PRINT:
                 report.output.append(str(event.get("message", "")))
                 on_output(str(event.get("message", "")))
-            elif kind in _ERROR_EVENTS:
+            elif kind in R.ERROR_EVENTS:
                 error = event
         stderr = proc.stderr.read()
         code = proc.wait()
@@ -149,7 +162,7 @@ def run_bundle(
         proc.terminate()
         proc.wait(timeout=15)
         raise
-    if code in (BOOTSTRAP_EXIT_OK, BOOTSTRAP_EXIT_INVALID_PREDICTION) and error is None:
+    if code in (R.EXIT_OK, R.EXIT_INVALID_PREDICTION) and error is None:
         return report
     if error is not None:
         details = [f"at {error['where']}"] if error.get("where") else []
@@ -157,7 +170,7 @@ def run_bundle(
             details += error["traceback"].rstrip().splitlines()
         raise RunError(str(error.get("message", "the bundle failed")), details=details)
     tail = [line for line in stderr.splitlines() if line.strip()][-12:]
-    raise RunError(f"bootstrap.py exited with code {code}", details=tail)
+    raise RunError(f"the runtime ({C.BUILD_CONTEXT_BOOTSTRAP}) exited with code {code}", details=tail)
 
 
 def _read(bundle_dir: Path, relative: str, field_name: str) -> str:
@@ -169,7 +182,7 @@ def _read(bundle_dir: Path, relative: str, field_name: str) -> str:
 
 
 def _child_env(keep_pythonpath: bool) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV and k != "BUNDLE_ROOT"}
+    env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV and k != R.ENV_BUNDLE_ROOT}
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep __pycache__ out of the user's bundle
     if not keep_pythonpath:
@@ -189,7 +202,7 @@ def _parse(line: str) -> Optional[dict[str, Any]]:
 
 
 def _prediction(event: dict[str, Any]) -> Prediction:
-    ok = event["event"] == "prediction"
+    ok = event["event"] == R.EVENT_PREDICTION
     return Prediction(
         nonce=int(event["nonce"]),
         ok=ok,

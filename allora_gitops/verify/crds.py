@@ -2,7 +2,7 @@
 
 Each served version of each CustomResourceDefinition in the team's ``shared/crds``
 (Argo CD Application, ApplicationSet, AppProject; external-secrets
-ExternalSecret) is stored as its ``openAPIV3Schema`` alone, as gzip-compressed
+ExternalSecret; prometheus-operator PodMonitor, ServiceMonitor, PrometheusRule) is stored as its ``openAPIV3Schema`` alone, as gzip-compressed
 JSON (``crds/<group>_<version>_<Kind>.json.gz``, about 5% of the YAML size).
 Regenerate after updating the upstream CRDs with::
 

@@ -3,7 +3,8 @@
 For each overlay ``deployments/<name>/overlays/<network>``: kustomize builds
 it, every object validates against its schema, and our policy rules hold; each
 ``builds/<name>/<version>/Dockerfile`` passes hadolint; ``argocd/*.yaml``
-validate against the Argo CD CRDs. Findings are ``Problem`` s with the rule as
+validate against the Argo CD CRDs; every PrometheusRule passes ``promtool
+check rules``. Findings are ``Problem`` s with the rule as
 ``code``; the command exits 1 on any finding, 2 when it cannot check at all.
 Argo CD's own admission (destinations, allowed kinds, Application names) is
 checked against ``argocd/`` too (``verify/argocd.py``).
@@ -21,6 +22,7 @@ from allora_gitops.errors import Problem, VerifyError
 from allora_gitops.verify.argocd import check_admission, check_application_names, load_project
 from allora_gitops.verify.kustomize import build_overlays
 from allora_gitops.verify.policy import check_network_policies, check_object
+from allora_gitops.verify.rules import check_prometheus_rules
 from allora_gitops.verify.schemas import schema_errors
 from allora_gitops.verify.tools import find_tool
 
@@ -58,7 +60,10 @@ def find_dockerfiles(root: Path) -> list[Path]:
 
 
 def find_argocd_files(root: Path) -> list[Path]:
-    return sorted(p for p in (root / C.ARGOCD_DIR).glob("*.y*ml") if p.is_file())
+    """``argocd/*.yaml`` and the objects of ``monitoring/`` (the dashboard ConfigMap; not its kustomization)."""
+    files = [p for p in (root / C.ARGOCD_DIR).glob("*.y*ml") if p.is_file()]
+    files += [p for p in (root / C.MONITORING_DIR).glob("*.y*ml") if p.is_file() and p.name not in KUSTOMIZATION_FILES]
+    return sorted(files)
 
 
 def changed_paths(root: Path, ref: str) -> list[str]:
@@ -98,7 +103,7 @@ def select_changed(root: Path, paths: list[str], overlays: list[Path], dockerfil
                 names_with_base.add(parts[1])  # base or anything shared: every overlay of the name
         elif parts[0] == C.BUILDS_DIR and len(parts) >= 3:
             touched_builds.add("/".join(parts[:3]))
-        elif parts[0] == C.ARGOCD_DIR:
+        elif parts[0] in (C.ARGOCD_DIR, C.MONITORING_DIR):
             argocd_touched = True
 
     def rel(p: Path) -> str:
@@ -138,9 +143,13 @@ def verify_repo(root: Path, changed_since: str | None = None, jobs: int | None =
                 result.findings += check_admission(result.objects, where, project)
 
     lint = start_hadolint(dockerfiles)  # runs beside the kustomize builds
+    rules: list[tuple[str, dict]] = []
     try:
         for result in build_overlays(overlays, jobs, after=check):
             report.findings.extend(result.findings)
+            where = result.overlay.relative_to(root).as_posix()
+            rules += [(where, o) for o in result.objects or () if o.get("kind") == "PrometheusRule"]
+        report.findings.extend(check_prometheus_rules(rules))
         for path in argocd:
             report.findings.extend(check_yaml_file(path, path.relative_to(root).as_posix()))
         report.findings.extend(check_application_names(root, every_overlay))

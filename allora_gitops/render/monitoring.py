@@ -1,0 +1,200 @@
+"""The monitoring objects of one deployment: a PodMonitor and a PrometheusRule (prometheus-operator).
+
+The alerts are a table here (name, PromQL, ``for``, severity, summary) so that the
+rendered ``prometheusrule.yaml``, the rule unit tests and the README runbooks
+all read the same definitions. Thresholds come from the guide's "Monitoring &
+Observability" section (more than 3 consecutive submission errors, resource
+usage above 80 % of limits, crashes and restarts) and from the deployment
+(polling interval, heartbeat age, low-balance threshold).
+
+Series the expressions rely on:
+
+* the runtime's own metrics (``allora_*``, see the README), scraped through the
+  PodMonitor, which copies the pod labels into ``allora_model``,
+  ``allora_network`` and ``allora_deployment``;
+* kube-state-metrics (``kube_deployment_status_replicas_available``,
+  ``kube_pod_container_status_waiting_reason``,
+  ``kube_pod_container_status_restarts_total``,
+  ``kube_pod_container_resource_limits``) and the kubelet's cAdvisor
+  (``container_memory_working_set_bytes``, ``container_cpu_usage_seconds_total``),
+  as kube-prometheus-stack scrapes them (``namespace``/``pod``/``container`` labels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Mapping, Optional
+
+from allora_gitops import constants as C
+
+# The rendered container's name (templates/kustomize/base/deployment.yaml.j2).
+CONTAINER = "model"
+RUNBOOK_URL = "https://github.com/allora-network/allora-gitops/blob/main/README.md#runbook-{anchor}"
+# Pod label → the target label every alert and dashboard panel selects on.
+TARGET_LABELS = (
+    ("allora_model", "__meta_kubernetes_pod_label_app_kubernetes_io_name"),
+    ("allora_network", "__meta_kubernetes_pod_label_allora_network_network"),
+    ("allora_deployment", "__meta_kubernetes_pod_label_app_kubernetes_io_instance"),
+)
+CONSECUTIVE_FAILURES_THRESHOLD = 3  # the guide: "more than 3 consecutive submission errors"
+RESOURCE_LIMIT_RATIO = 0.8  # the guide: "resource usage above 80 % of limits"
+NO_SUCCESS_POLLS = 5  # AlloraNoRecentSuccess: this many polling intervals (plus one run) without a valid prediction
+RESTARTS_PER_HOUR = 3  # AlloraRestarts: this many container restarts within an hour
+SAMPLE_LIMIT = 1000  # the runtime exposes ~60 series; far more means a label carries an unbounded value
+SCRAPE_INTERVAL = "30s"
+MONITORING_FILES = ["podmonitor.yaml", "prometheusrule.yaml"]  # in the overlay, beside kustomization.yaml
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alerting rule; ``for_`` is a Prometheus duration (``5m``)."""
+
+    name: str
+    expr: str
+    for_: str
+    severity: str
+    summary: str
+    description: str
+    labels: Mapping[str, str]
+
+    @property
+    def runbook_url(self) -> str:
+        return RUNBOOK_URL.format(anchor=self.name.lower())
+
+
+@dataclass(frozen=True)
+class MonitoringContext:
+    """What the monitoring templates receive besides the spec."""
+
+    alerts: tuple[Alert, ...]
+    labels: Mapping[str, str]  # what every alert of the deployment carries besides its severity
+    target_labels: tuple[tuple[str, str], ...] = TARGET_LABELS
+    sample_limit: int = SAMPLE_LIMIT
+    scrape_interval: str = SCRAPE_INTERVAL
+
+
+def runtime_selector(namespace: str, instance: str) -> str:
+    """The PromQL label matchers of a deployment's runtime series (the PodMonitor's target labels)."""
+    return f'namespace="{namespace}",allora_deployment="{instance}"'
+
+
+def pod_selector(namespace: str, instance: str) -> str:
+    """Matchers of the deployment's pods in cAdvisor/kube-state-metrics series: ``<instance>-<rs hash>-<pod hash>``."""
+    return f'namespace="{namespace}",pod=~"{instance}-[a-z0-9]+-[a-z0-9]+",container="{CONTAINER}"'
+
+
+def alert_labels(spec) -> dict[str, str]:
+    """The labels every alert of a deployment carries (besides ``severity``): what Alertmanager routes on."""
+    return {"allora_model": spec.name, "allora_network": spec.network, "allora_deployment": spec.instance, "namespace": spec.namespace}
+
+
+def alerts(spec) -> tuple[Alert, ...]:
+    """The alerts of one deployment (a ``DeploymentSpec``), in README order."""
+    ns, inst = spec.namespace, spec.instance
+    rt = runtime_selector(ns, inst)
+    pod = pod_selector(ns, inst)
+    labels = alert_labels(spec)
+    no_success_after = NO_SUCCESS_POLLS * spec.polling_interval + int(spec.manifest.runtime.max_seconds)
+    threshold = spec.low_balance_threshold
+    ratio = RESOURCE_LIMIT_RATIO
+
+    def alert(name, expr, for_, severity, summary, description) -> Alert:
+        return Alert(name, expr, for_, severity, summary, description, {**labels, "severity": severity})
+
+    return (
+        alert(
+            "AlloraModelDown",
+            f'max by (namespace, deployment) (kube_deployment_status_replicas_available{{namespace="{ns}",deployment="{inst}"}}) < 1'
+            f' or max by (namespace, pod) (kube_pod_container_status_waiting_reason{{{pod},reason="CrashLoopBackOff"}}) > 0',
+            "5m",
+            "critical",
+            f"{inst}: no available replica or the container is in CrashLoopBackOff",
+            f"The model {spec.name} on {spec.network} has had no running replica for 5 minutes; it submits nothing.",
+        ),
+        alert(
+            "AlloraConsecutiveFailures",
+            f"max by (namespace, allora_deployment) (allora_consecutive_failures{{{rt}}}) > {CONSECUTIVE_FAILURES_THRESHOLD}",
+            "1m",
+            "warning",
+            f"{inst}: more than {CONSECUTIVE_FAILURES_THRESHOLD} predictions in a row failed",
+            "{{ $value }} consecutive prediction or submission failures; see allora_prediction_failures_total by reason.",
+        ),
+        alert(
+            "AlloraNoRecentSuccess",
+            # Before the first success the gauge is 0: count from the process start instead.
+            f"time() - max by (namespace, allora_deployment) ((allora_last_success_timestamp_seconds{{{rt}}} > 0)"
+            f" or process_start_time_seconds{{{rt}}}) > {no_success_after}",
+            "1m",
+            "critical",
+            f"{inst}: no valid prediction for {no_success_after} s ({NO_SUCCESS_POLLS} polling intervals)",
+            "The runtime runs but has not produced a valid prediction for {{ $value | humanizeDuration }}.",
+        ),
+        alert(
+            "AlloraHighMemory",
+            f"max by (namespace, pod) (container_memory_working_set_bytes{{{pod}}})"
+            f" / max by (namespace, pod) (kube_pod_container_resource_limits{{{pod},resource=\"memory\"}}) > {ratio}",
+            "15m",
+            "warning",
+            f"{inst}: memory above {ratio:.0%} of its limit",
+            "The container uses {{ $value | humanizePercentage }} of its memory limit; it will be OOM-killed at 100 %.",
+        ),
+        alert(
+            "AlloraHighCPU",
+            f"max by (namespace, pod) (rate(container_cpu_usage_seconds_total{{{pod}}}[5m]))"
+            f" / max by (namespace, pod) (kube_pod_container_resource_limits{{{pod},resource=\"cpu\"}}) > {ratio}",
+            "15m",
+            "warning",
+            f"{inst}: CPU above {ratio:.0%} of its limit",
+            "The container uses {{ $value | humanizePercentage }} of its CPU limit and is being throttled.",
+        ),
+        alert(
+            "AlloraRestarts",
+            f"sum by (namespace) (increase(kube_pod_container_status_restarts_total{{{pod}}}[1h])) >= {RESTARTS_PER_HOUR}",
+            "0m",
+            "warning",
+            f"{inst}: the container restarted {RESTARTS_PER_HOUR} or more times within an hour",
+            "{{ $value | humanize }} restarts in the last hour (crash, OOM kill or failed liveness probe).",
+        ),
+        alert(
+            "AlloraHeartbeatStale",
+            f"time() - max by (namespace, allora_deployment) (allora_heartbeat_timestamp_seconds{{{rt}}}) > {spec.heartbeat_max_age}",
+            "2m",
+            "critical",
+            f"{inst}: the runtime's heartbeat is older than {spec.heartbeat_max_age} s",
+            "The event loop is stuck; the liveness probe will restart the container.",
+        ),
+        alert(
+            "AlloraLowWalletBalance",
+            f"min by (namespace, allora_deployment) (allora_wallet_balance_uallo{{{rt}}}) < {threshold}",
+            "10m",
+            "warning",
+            f"{inst}: wallet balance below {threshold} uallo",
+            "The wallet holds {{ $value }} uallo; submissions fail once it cannot pay the fees. Top it up.",
+        ),
+    )
+
+
+def monitoring_context(spec, for_overrides: Optional[Mapping[str, str]] = None) -> MonitoringContext:
+    """The template context; ``for_overrides`` (alert name → duration) shortens ``for:`` in tests."""
+    table = alerts(spec)
+    if for_overrides:
+        table = tuple(replace(a, for_=for_overrides.get(a.name, a.for_)) for a in table)
+    return MonitoringContext(alerts=table, labels=alert_labels(spec))
+
+
+def render_rule_file(spec, for_overrides: Optional[Mapping[str, str]] = None) -> str:
+    """The PrometheusRule's ``spec`` as a plain Prometheus rule file (``groups:``), for promtool and tests."""
+    from allora_gitops.render.environment import render_template
+    from allora_gitops.render.tree import _context
+
+    ctx = _context(spec)
+    ctx["monitoring"] = monitoring_context(spec, for_overrides)
+    return rule_file_of(render_template("kustomize/overlay/prometheusrule.yaml.j2", **ctx))
+
+
+def rule_file_of(prometheus_rule: str) -> str:
+    """The ``spec`` of a PrometheusRule document, as the text of a Prometheus rule file."""
+    import yaml
+
+    doc = yaml.safe_load(prometheus_rule)
+    return yaml.safe_dump(doc["spec"], sort_keys=False)

@@ -1,0 +1,192 @@
+"""The rendered alerts under the real ``promtool test rules``: each fires when it should, with its labels, and not just below.
+
+Each case feeds input series to the PrometheusRule of the example (testnet:
+polling 120 s, max_seconds 10, so AlloraNoRecentSuccess after 610 s and a
+heartbeat max age of 140 s) and states when the alert fires (one evaluation
+earlier it is at most pending), its labels and annotations, and a series just
+under the threshold that never fires.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from allora_gitops.render.monitoring import alerts, render_rule_file
+
+NS = "allora-models"
+DEP = "linear-forecaster-testnet"
+POD = f"{DEP}-5d9c7b6f4-x7k2p"
+RT = f'namespace="{NS}",allora_deployment="{DEP}",pod="{POD}",container="model",job="{NS}/linear-forecaster"'
+KPOD = f'namespace="{NS}",pod="{POD}",container="model"'
+MEMORY_LIMIT = 536870912  # 512Mi
+CPU_LIMIT = 0.5
+
+# alert → (input series (when it fires), minutes when it fires, labels from the expression, description,
+#          input series just under the threshold)
+CASES = {
+    "AlloraConsecutiveFailures": (
+        [(f"allora_consecutive_failures{{{RT}}}", "0 1 2 3 4 4 4 4")],
+        5,  # 4 failures at 4m, for: 1m
+        {"namespace": NS, "allora_deployment": DEP},
+        "4 consecutive prediction or submission failures; see allora_prediction_failures_total by reason.",
+        [(f"allora_consecutive_failures{{{RT}}}", "0 1 2 3 3 3 3 3 3 3 0 1")],
+    ),
+    "AlloraModelDown": (
+        [(f'kube_deployment_status_replicas_available{{namespace="{NS}",deployment="{DEP}"}}', "1 1 0x15")],
+        7,  # no replica from 2m, for: 5m
+        {"namespace": NS, "deployment": DEP},
+        "The model linear-forecaster on testnet has had no running replica for 5 minutes; it submits nothing.",
+        [
+            (f'kube_deployment_status_replicas_available{{namespace="{NS}",deployment="{DEP}"}}', "1 1 0x3 1x12"),
+            # another deployment's crash loop is not this one's
+            (f'kube_pod_container_status_waiting_reason{{namespace="{NS}",pod="linear-forecaster-mainnet-5d9c7b6f4-x7k2p",'
+             'container="model",reason="CrashLoopBackOff"}', "1x17"),
+        ],
+    ),
+    "AlloraNoRecentSuccess": (
+        [(f"allora_last_success_timestamp_seconds{{{RT}}}", "60x20"), (f"process_start_time_seconds{{{RT}}}", "0x20")],
+        13,  # 720 - 60 > 610 at 12m, for: 1m
+        {"namespace": NS, "allora_deployment": DEP},
+        "The runtime runs but has not produced a valid prediction for 12m 0s.",
+        [(f"allora_last_success_timestamp_seconds{{{RT}}}", "0+60x20"), (f"process_start_time_seconds{{{RT}}}", "0x20")],
+    ),
+    "AlloraHighMemory": (
+        [
+            (f"container_memory_working_set_bytes{{{KPOD}}}", f"{int(MEMORY_LIMIT * 0.85) + 1}x20"),
+            (f'kube_pod_container_resource_limits{{{KPOD},resource="memory",unit="byte"}}', f"{MEMORY_LIMIT}x20"),
+        ],
+        15,
+        {"namespace": NS, "pod": POD},
+        "The container uses 85% of its memory limit; it will be OOM-killed at 100 %.",
+        [
+            (f"container_memory_working_set_bytes{{{KPOD}}}", f"{int(MEMORY_LIMIT * 0.8)}x20"),
+            (f'kube_pod_container_resource_limits{{{KPOD},resource="memory",unit="byte"}}', f"{MEMORY_LIMIT}x20"),
+        ],
+    ),
+    "AlloraHighCPU": (
+        [
+            (f"container_cpu_usage_seconds_total{{{KPOD}}}", f"0+{CPU_LIMIT * 0.85 * 60}x25"),
+            (f'kube_pod_container_resource_limits{{{KPOD},resource="cpu",unit="core"}}', f"{CPU_LIMIT}x25"),
+        ],
+        20,  # rate() over [5m] reaches 85 % once the window is full (5m), for: 15m
+        {"namespace": NS, "pod": POD},
+        "The container uses 85% of its CPU limit and is being throttled.",
+        [
+            (f"container_cpu_usage_seconds_total{{{KPOD}}}", f"0+{CPU_LIMIT * 0.79 * 60}x25"),
+            (f'kube_pod_container_resource_limits{{{KPOD},resource="cpu",unit="core"}}', f"{CPU_LIMIT}x25"),
+        ],
+    ),
+    "AlloraRestarts": (
+        [(f"kube_pod_container_status_restarts_total{{{KPOD}}}", "0 0 1 2 3 3 3")],
+        4,  # the third restart, for: 0m
+        {"namespace": NS},
+        "3 restarts in the last hour (crash, OOM kill or failed liveness probe).",
+        [(f"kube_pod_container_status_restarts_total{{{KPOD}}}", "0 0 1 2 2 2 2 2")],
+    ),
+    "AlloraHeartbeatStale": (
+        [(f"allora_heartbeat_timestamp_seconds{{{RT}}}", "0 60 120 180x20")],
+        8,  # 360 - 180 > 140 at 6m, for: 2m
+        {"namespace": NS, "allora_deployment": DEP},
+        "The event loop is stuck; the liveness probe will restart the container.",
+        [(f"allora_heartbeat_timestamp_seconds{{{RT}}}", "0+60x20")],
+    ),
+    "AlloraLowWalletBalance": (
+        [(f"allora_wallet_balance_uallo{{{RT}}}", "2e18 9e17x20")],
+        11,  # below 1 ALLO from 1m, for: 10m
+        {"namespace": NS, "allora_deployment": DEP},
+        "The wallet holds 9e+17 uallo; submissions fail once it cannot pay the fees. Top it up.",
+        [(f"allora_wallet_balance_uallo{{{RT}}}", "2e18 1e18x20")],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def testnet_spec(make_spec):
+    return make_spec("testnet", secret_store="allora-vault")
+
+
+@pytest.fixture(scope="module")
+def promtool():
+    found = shutil.which("promtool")
+    assert found, "promtool is needed (Debian package prometheus; bash .ci/setup installs it)"
+    return found
+
+
+def test_every_rendered_alert_has_a_case_and_a_runbook(testnet_spec):
+    from tests.conftest import REPO_ROOT
+
+    names = [a.name for a in alerts(testnet_spec)]
+    assert sorted(names) == sorted(CASES)
+    readme = (REPO_ROOT / "README.md").read_text()
+    for name in names:
+        assert f'<a id="runbook-{name.lower()}"></a>' in readme, name
+
+
+def _series(pairs):
+    return [{"series": s, "values": v} for s, v in pairs]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_alert_fires_at_the_expected_time_with_its_labels_and_not_just_below(name, testnet_spec, promtool, tmp_path):
+    firing, minutes, expr_labels, description, under = CASES[name]
+    alert = next(a for a in alerts(testnet_spec) if a.name == name)
+    (tmp_path / "rules.yaml").write_text(render_rule_file(testnet_spec))
+    expected = {
+        "exp_labels": {**expr_labels, **alert.labels},
+        "exp_annotations": {"summary": alert.summary, "description": description, "runbook_url": alert.runbook_url},
+    }
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": _series(firing),
+                "alert_rule_test": [
+                    {"eval_time": f"{minutes - 1}m", "alertname": name, "exp_alerts": []},
+                    {"eval_time": f"{minutes}m", "alertname": name, "exp_alerts": [expected]},
+                ],
+            },
+            {
+                "interval": "1m",
+                "input_series": _series(under),
+                "alert_rule_test": [{"eval_time": f"{m}m", "alertname": name, "exp_alerts": []} for m in range(0, minutes + 6)],
+            },
+        ],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    proc = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
+def test_promtool_would_catch_a_wrong_expectation(testnet_spec, promtool, tmp_path):
+    """The harness can fail: 3 consecutive failures are expected to fire, and promtool says they do not."""
+    (tmp_path / "rules.yaml").write_text(render_rule_file(testnet_spec))
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": f"allora_consecutive_failures{{{RT}}}", "values": "3x10"}],
+                "alert_rule_test": [
+                    {"eval_time": "5m", "alertname": "AlloraConsecutiveFailures", "exp_alerts": [{"exp_labels": {"severity": "warning"}}]}
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    proc = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "FAILED" in proc.stdout + proc.stderr
+
+
+def test_a_short_for_copy_comes_from_the_same_template(testnet_spec):
+    normal = yaml.safe_load(render_rule_file(testnet_spec))["groups"][0]["rules"]
+    short = yaml.safe_load(render_rule_file(testnet_spec, {"AlloraConsecutiveFailures": "5s"}))["groups"][0]["rules"]
+    assert [r["for"] for r in short if r["alert"] == "AlloraConsecutiveFailures"] == ["5s"]
+    assert [dict(r, **{"for": "x"}) for r in normal] == [dict(r, **{"for": "x"}) for r in short]
