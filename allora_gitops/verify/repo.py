@@ -62,7 +62,7 @@ def find_dockerfiles(root: Path) -> list[Path]:
 def find_argocd_files(root: Path) -> list[Path]:
     """``argocd/*.yaml`` and the objects of ``monitoring/`` (the dashboard ConfigMap; not its kustomization)."""
     files = [p for p in (root / C.ARGOCD_DIR).glob("*.y*ml") if p.is_file()]
-    files += [p for p in (root / C.MONITORING_DIR).glob("*.y*ml") if p.is_file() and p.name not in KUSTOMIZATION_FILES]
+    files += [p for p in (root / C.MONITORING_DIR).glob("*.y*ml") if p.is_file() and p.name not in C.KUSTOMIZATION_FILES]
     return sorted(files)
 
 
