@@ -303,7 +303,8 @@ def publish_bundle(
     pool.shutdown(wait=False)
     with tempfile.TemporaryDirectory(prefix="allora-publish-") as tmp, contextlib.ExitStack() as stack:
         # 1. validate (and build a directory), check the settings: nothing touched yet
-        built = resolve_source(Path(source), Path(tmp))
+        validation_warnings: list = []
+        built = resolve_source(Path(source), Path(tmp), validation_warnings)
         manifest = built.manifest
         name, version = manifest.name, manifest.version
         network = network or manifest.allora.network
@@ -331,7 +332,7 @@ def publish_bundle(
             repo=remote.display, branch=branch, base_branch=target.base_branch, dry_run=target.dry_run,
             archive_url=archive_url, image=spec.image,
         )  # fmt: skip
-        _warn(result, step, works_on_one_machine(remote, archive_url, spec.image))
+        _warn(result, step, [str(p) for p in validation_warnings] + works_on_one_machine(remote, archive_url, spec.image))
 
         if target.dry_run:
             step("render", f"{len(tree)} files")

@@ -346,3 +346,16 @@ def test_checkov_kustomize_mode_on_a_published_repository_fails_nothing(gitops, 
     assert report["summary"]["passed"] > 200
     skipped = sorted({c["check_id"] for c in report["results"]["skipped_checks"]})
     assert skipped == ["CKV_K8S_40", "CKV_K8S_43"]  # each skip carries its reason (README, annotations)
+
+
+def test_publish_shows_validation_warnings_on_stderr_and_in_json(gitops, cli, records, tmp_path):
+    repo = init(cli, tmp_path / "d.git")
+    bundle = make_bundle(tmp_path)
+    (bundle / "requirements.txt").write_text((bundle / "requirements.txt").read_text() + "tinyfakepkg==1.0\n")
+    runner = bundle / "src" / "linear_forecaster" / "runner.py"
+    runner.write_text("import tinyfakepkg  # noqa: F401\n" + runner.read_text())
+    r = gitops("publish", bundle, "--repo", repo, "--network", "testnet", "--json")
+    assert r.code == 0, r.err
+    [warning] = json.loads(r.out)["warnings"]
+    assert warning.startswith(f"{bundle}/src/linear_forecaster/runner.py:1") and "warning: tinyfakepkg is not installed here" in warning
+    assert f"==> warning: {warning}" in r.err.splitlines()
