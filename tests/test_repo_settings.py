@@ -359,3 +359,14 @@ def test_publish_shows_validation_warnings_on_stderr_and_in_json(gitops, cli, re
     [warning] = json.loads(r.out)["warnings"]
     assert warning.startswith(f"{bundle}/src/linear_forecaster/runner.py:1") and "warning: tinyfakepkg is not installed here" in warning
     assert f"==> warning: {warning}" in r.err.splitlines()
+
+
+def test_promote_and_rollback_refuse_a_contradicting_flag_and_push_nothing(gitops, cli, records, tmp_path):
+    repo = init(cli, tmp_path / "d.git", "--network", "testnet")
+    assert gitops("publish", make_bundle(tmp_path), "--repo", repo, "--network", "testnet", "--branch", "main").code == 0
+    main, rows_before = git(repo, "rev-parse", "main"), len(rows(records))
+    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", repo)
+    assert r.code == 2 and r.err.splitlines()[-1].startswith("error: --network mainnet is not allowed by .allora-gitops.yaml on main"), r.err
+    r = gitops("rollback", NAME, "--to", "1.0.0", "--repo", repo, "--namespace", "team-b")
+    assert r.code == 2 and r.err.splitlines()[-1].startswith("error: --namespace team-b contradicts .allora-gitops.yaml on main"), r.err
+    assert remote_branches(repo) == ["main"] and git(repo, "rev-parse", "main") == main and len(rows(records)) == rows_before
