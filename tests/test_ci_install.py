@@ -33,11 +33,16 @@ def test_both_workflows_install_from_ci_install(cli, tmp_path, gitops_home):
         assert f'"$RUNNER_TEMP/venv/bin/pip" install --disable-pip-version-check --quiet "{req}"' in script
 
 
-def test_ci_install_default_is_where_this_tool_came_from_or_the_release_pin():
+def test_ci_install_default_is_where_this_tool_came_from_or_the_release_pin_with_a_warning(cli, tmp_path, gitops_home):
     from allora_gitops import __version__
     from allora_gitops.gitops.settings import default_ci_install
 
-    assert default_ci_install() in (f"allora-gitops=={__version__}",) or default_ci_install().startswith("allora-gitops @ ")
+    default = default_ci_install()
+    assert default == f"allora-gitops=={__version__}" or default.startswith("allora-gitops @ ")
+    r = cli("gitops", "repo", "init", tmp_path / "r.git", "--bare")
+    assert r.code == 0 and f"CI installs {default} (change it with" in r.out
+    pinned = f"warning: this allora-gitops was not installed from a VCS commit or a wheel URL, so CI installs the release pin {default}"
+    assert (pinned in r.err) == ("==" in default)  # an editable checkout install: the pin, and a warning saying so
 
 
 @pytest.mark.slow

@@ -50,6 +50,13 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"created {kind} {result.path} ({len(result.files)} files, commit {result.commit[:12]} on {result.branch})")
         typer.echo(f"Argo CD will clone {display_url(settings.repo_url)}")
         typer.echo(f"CI installs {settings.ci.install} (change it with `allora-gitops repo config ci.install VALUE`)")
+        if ci_install is None and "==" in settings.ci.install:
+            from allora_gitops.cli.app import eprint
+
+            eprint(
+                f"warning: this allora-gitops was not installed from a VCS commit or a wheel URL, so CI installs the "
+                f"release pin {settings.ci.install}: make sure the index CI uses has it, or pass --ci-install"
+            )
         typer.echo("next:")
         if result.bare:
             typer.echo(f"  allora-gitops publish BUNDLE --repo {result.path} --network testnet")
