@@ -248,7 +248,7 @@ def _commit_and_record(
             with contextlib.suppress(Exception):
                 records.set_deployment_status(deployment.id, "failed", message=exc.message)
         raise
-    if deployment is not None:
+    if deployment is not None and deployment.status not in ("merged", "synced"):  # a re-run of a merged change keeps its state
         records.set_deployment_status(deployment.id, "committed", commit_sha=persisted.commit)
         if persisted.branch == base_branch:  # committed straight to the base branch: merged as it lands
             records.set_deployment_status(deployment.id, "merged", message=f"committed directly to {base_branch}")

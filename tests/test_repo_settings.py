@@ -370,3 +370,13 @@ def test_promote_and_rollback_refuse_a_contradicting_flag_and_push_nothing(gitop
     r = gitops("rollback", NAME, "--to", "1.0.0", "--repo", repo, "--namespace", "team-b")
     assert r.code == 2 and r.err.splitlines()[-1].startswith("error: --namespace team-b contradicts .allora-gitops.yaml on main"), r.err
     assert remote_branches(repo) == ["main"] and git(repo, "rev-parse", "main") == main and len(rows(records)) == rows_before
+
+
+def test_publishing_a_merged_deployment_again_keeps_its_row_merged(gitops, cli, records, tmp_path):
+    repo = init(cli, tmp_path / "d.git")
+    bundle = make_bundle(tmp_path)
+    for _ in range(2):
+        r = gitops("publish", bundle, "--repo", repo, "--network", "testnet", "--branch", "main")
+        assert r.code == 0, r.err
+    assert r.out.startswith(f"{NAME} 1.0.0 on testnet: already there, no new commit")
+    assert [d.status for d in rows(records)] == ["merged"]
