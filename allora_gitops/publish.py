@@ -248,10 +248,16 @@ def _commit_and_record(
             with contextlib.suppress(Exception):
                 records.set_deployment_status(deployment.id, "failed", message=exc.message)
         raise
-    if deployment is not None and deployment.status not in ("merged", "synced"):  # a re-run of a merged change keeps its state
-        records.set_deployment_status(deployment.id, "committed", commit_sha=persisted.commit)
-        if persisted.branch == base_branch:  # committed straight to the base branch: merged as it lands
-            records.set_deployment_status(deployment.id, "merged", message=f"committed directly to {base_branch}")
+    if deployment is not None:
+        try:
+            records.set_deployment_status(deployment.id, "committed", commit_sha=persisted.commit)
+            if persisted.branch == base_branch:  # committed straight to the base branch: merged as it lands
+                records.set_deployment_status(deployment.id, "merged", message=f"committed directly to {base_branch}")
+        except RecordConflict:
+            # A re-run (or an identical publish running beside this one) found the change merged already: it stays so.
+            now = records.get_deployment(deployment.id)
+            if now is None or now.status not in ("merged", "synced"):
+                raise
     return persisted
 
 

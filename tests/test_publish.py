@@ -234,7 +234,7 @@ def test_eight_concurrent_publishes_to_main_all_land(env, gitops_remote, records
     assert len(subjects) == 9
     commits = set(git(gitops_remote, "rev-list", "main").split())
     recorded = [d for i in range(8) for d in records.list_deployments(name=f"model-{i}")]
-    assert len(recorded) == 8 and {d.status for d in recorded} == {"committed"}
+    assert len(recorded) == 8 and {d.status for d in recorded} == {"merged"}  # committed straight to main
     assert {d.commit_sha for d in recorded} <= commits and len({d.commit_sha for d in recorded}) == 8
     for i in range(8):
         assert remote_file(gitops_remote, "main", f"deployments/model-{i}/overlays/testnet/kustomization.yaml")
@@ -252,7 +252,7 @@ def test_two_identical_concurrent_publishes_make_one_commit(env, gitops_remote, 
     assert len(remote_log(gitops_remote)) == 2
     assert sorted(o.split(":")[0] for o in outs) == sorted([f"published {NAME} 1.0.0 on testnet", f"{NAME} 1.0.0 on testnet"])
     [row] = rows(records)
-    assert row.status == "committed" and row.commit_sha == git(gitops_remote, "rev-parse", "main").strip()
+    assert row.status == "merged" and row.commit_sha == git(gitops_remote, "rev-parse", "main").strip()
 
 
 # --- faults ----------------------------------------------------------------------------------------
