@@ -77,6 +77,9 @@ VENV_IN_IMAGE = "/opt/venv"
 STATE_HOME_ENV = "ALLORA_GITOPS_HOME"
 DATABASE_URL_ENV = "ALLORA_DATABASE_URL"
 STORE_URL_ENV = "ALLORA_STORE_URL"
+# how long `results prune` keeps submission results when --older-than is not given (e.g. 30d, 12h)
+RESULTS_RETENTION_ENV = "ALLORA_RESULTS_RETENTION"
+DEFAULT_RESULTS_RETENTION = "30d"
 
 # --- the GitOps repository ---------------------------------------------------
 DEPLOYMENTS_DIR = "deployments"

@@ -114,6 +114,16 @@ def submission_costs(tx: Any) -> tuple[Optional[int], Optional[int]]:
     return (gas if isinstance(gas, int) and gas > 0 else None), fee
 
 
+def already_submitted(result: Any) -> bool:
+    """Whether a worker result is the SDK's ``AlreadySubmittedError`` (emissions codes 68/75/78, or "already submitted").
+
+    The SDK yields it when the chain already holds this worker's payload for the nonce (it logs it as a
+    warning, not an error, in ``allora_sdk.worker.worker``): the round is done, not failed. Matched by
+    class name along the MRO so that this module never imports the SDK at import time.
+    """
+    return isinstance(result, Exception) and any(cls.__name__ == "AlreadySubmittedError" for cls in type(result).__mro__)
+
+
 async def read_balance(worker: Any, metrics: Any, last_read: float) -> float:
     """Set the wallet balance gauge from one bank query, at most every BALANCE_READ_INTERVAL; returns the read time.
 
@@ -173,7 +183,10 @@ async def run_live(settings: Settings, wallet: WalletSecret, adapter: Adapter, s
             ran = True
             balance_read = await read_balance(worker, adapter.metrics, 0.0)
             async for result in worker.run():
-                if isinstance(result, Exception):
+                if already_submitted(result):
+                    adapter.metrics.submission("already_submitted")
+                    LOG.emit("submission_skipped", nonce=adapter.last_nonce, reason="already_submitted")
+                elif isinstance(result, Exception):
                     adapter.metrics.submission("error", type(result).__name__)
                     LOG.emit("submission_failed", level="error", error_type=type(result).__name__, message=LOG.scrub(str(result))[:500])
                 else:

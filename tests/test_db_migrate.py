@@ -17,6 +17,8 @@ from allora_gitops.errors import MigrationError
 from tests.conftest import REPO_ROOT, cli_env
 
 TABLES = {"schema_migrations", "model_bundles", "deployments", "submission_results"}
+# the newest shipped migration, e.g. "0006": versions may have gaps (branches reserve their numbers)
+LATEST = f"{load_migrations()[-1].version:04d}"
 
 
 def schema_snapshot(url: str) -> list[tuple]:
@@ -43,7 +45,6 @@ def tables(url: str) -> set[str]:
 def test_migrations_ship_in_the_package_and_are_well_formed():
     migrations = load_migrations()
     versions = [m.version for m in migrations]
-    # strictly increasing; gaps are allowed (parallel branches reserve numbers: 0002 may land after 0003)
     assert versions == sorted(set(versions)) and versions[0] == 1
     assert all(m.path.parent == MIGRATIONS_DIR for m in migrations)
     assert migrations[0].label == "0001_records"
@@ -85,7 +86,7 @@ def test_four_concurrent_cli_upgrades_apply_each_migration_once(empty_database_u
     assert [code for code, _, _ in results] == [0, 0, 0, 0], results
     applied_lines = [line for _, out, _ in results for line in out.splitlines() if line.startswith("applied ")]
     assert sorted(applied_lines) == [f"applied {m.label}" for m in load_migrations()]
-    assert sum(f"up to date at version {load_migrations()[-1].version:04d}" in out for _, out, _ in results) == 3
+    assert sum(f"up to date at version {LATEST}" in out for _, out, _ in results) == 3
     with psycopg.connect(empty_database_url) as conn:
         assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(load_migrations())
 
@@ -142,7 +143,7 @@ def test_checksum_drift_is_refused(empty_database_url, migrations_copy):
 def test_database_newer_than_the_code_is_refused(database_url):
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("INSERT INTO schema_migrations (version, name, sha256) VALUES (9999, 'future', %s)", ("0" * 64,))
-    with pytest.raises(MigrationError, match=rf"^the database schema is at version 9999, newer than this allora-gitops knows \({load_migrations()[-1].version:04d}\); upgrade allora-gitops$"):
+    with pytest.raises(MigrationError, match=rf"^the database schema is at version 9999, newer than this allora-gitops knows \({LATEST}\); upgrade allora-gitops$"):
         MigrationRunner(database_url).upgrade()
 
 
@@ -167,13 +168,14 @@ def test_open_records_on_a_real_server_wants_an_explicit_upgrade(empty_database_
 def test_cli_status_and_upgrade(cli_proc, empty_database_url):
     status = cli_proc("gitops", "db", "status", "--database-url", empty_database_url)
     assert status.code == 1
-    shipped = load_migrations()
-    assert status.out.splitlines()[1:] == [f"  {m.label}  pending" for m in shipped] + [f"{len(shipped)} pending; run `allora-gitops db upgrade`"]
+    assert status.out.splitlines()[1:] == [f"  {m.label}  pending" for m in load_migrations()] + [
+        f"{len(load_migrations())} pending; run `allora-gitops db upgrade`"
+    ]
     up = cli_proc("gitops", "db", "upgrade", env={"ALLORA_DATABASE_URL": empty_database_url})
     assert up.code == 0 and up.out.splitlines()[:-1] == [f"applied {m.label}" for m in shipped], up
     status = cli_proc("gitops", "db", "status", env={"ALLORA_DATABASE_URL": empty_database_url})
     assert status.code == 0, status
-    assert status.out.splitlines()[-1] == f"up to date at version {shipped[-1].version:04d}"
+    assert status.out.splitlines()[-1] == f"up to date at version {LATEST}"
 
 
 def _free_port() -> int:
@@ -222,5 +224,5 @@ def test_embedded_default_is_shared_by_concurrent_commands_and_stopped_after(tmp
                            capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120)
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[0].endswith("(embedded)")
-    assert again.stdout.splitlines()[-1] == f"up to date at version {load_migrations()[-1].version:04d}"
+    assert again.stdout.splitlines()[-1] == f"up to date at version {LATEST}"
     assert running() == []

@@ -241,7 +241,7 @@ def test_valid_rows_are_accepted(conn):
     bundle_id = _insert(conn, "model_bundles", BUNDLE_ROW)
     deployment_id = _insert(conn, "deployments", {"bundle_id": bundle_id, **DEPLOYMENT_ROW})
     _insert(conn, "submission_results", {"deployment_id": deployment_id, **SUBMISSION_ROW})
-    _insert(conn, "submission_results", {"deployment_id": deployment_id, **SUBMISSION_ROW, "status": "error", "prediction": None, "error_message": "boom"})
+    _insert(conn, "submission_results", {"deployment_id": deployment_id, **SUBMISSION_ROW, "nonce": SUBMISSION_ROW["nonce"] + 1, "status": "error", "prediction": None, "error_message": "boom"})
     # the positive control every constraint test below relies on: these rows really are stored
     # (ids are random UUIDs: order by something the rows were given)
     rows = conn.execute("SELECT status, error_message FROM submission_results WHERE deployment_id = %s ORDER BY status", [deployment_id]).fetchall()

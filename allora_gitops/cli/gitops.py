@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from allora_gitops.cli import db, diff, image, publish, render, repo, status, verify
+from allora_gitops.cli import db, diff, image, publish, render, repo, results, status, verify
 from allora_gitops.cli.app import entry, new_app
 
 app = new_app("allora-gitops", "Publish Allora model bundles to a GitOps repository that Argo CD syncs.")
@@ -14,6 +14,7 @@ diff.register(app)
 status.register(app)
 image.register(app)
 db.register(app)
+results.register(app)
 
 main = entry(app)
 

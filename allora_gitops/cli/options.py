@@ -30,7 +30,8 @@ SecretStoreOpt = Annotated[Optional[str], typer.Option("--secret-store", help="C
 SecretStoreKindOpt = Annotated[Optional[str], typer.Option("--secret-store-kind", help="Kind of --secret-store: ClusterSecretStore (default) or SecretStore.")]
 WalletRemoteKeyOpt = Annotated[Optional[str], typer.Option("--wallet-remote-key", help="Key of the wallet in the store (default: allora/NAME/NETWORK).")]
 BaseImageOpt = Annotated[Optional[str], typer.Option("--base-image", help="Base image (default: python:VERSION-slim); pin it with repo@sha256:….")]
-MonitoringOpt = Annotated[Optional[bool], typer.Option("--monitoring/--no-monitoring", help="Render a PodMonitor and PrometheusRule for the deployment (default: on).")]
+MonitoringOpt = Annotated[Optional[bool], typer.Option("--monitoring/--no-monitoring", help="Render a PodMonitor and PrometheusRule for the deployment (default: monitoring in .allora-gitops.yaml, else on).")]
+LowBalanceThresholdOpt = Annotated[Optional[int], typer.Option("--low-balance-threshold", min=0, metavar="UALLO", help="AlloraLowWalletBalance fires below this many uallo (default: low_balance_threshold_uallo in .allora-gitops.yaml, else 10^18 = 1 ALLO).")]
 NamespaceOpt = Annotated[Optional[str], typer.Option("--namespace", help="Namespace of the models (default: namespace in .allora-gitops.yaml, else allora-models).")]
 
 # --- where the change goes -------------------------------------------------------------------
@@ -48,7 +49,7 @@ DEPLOYMENT_OPTIONS = (
     ("cpu", CpuOpt), ("cpu_limit", CpuLimitOpt), ("memory", MemoryOpt), ("image_registry", ImageRegistryOpt),
     ("wallet_secret", WalletSecretOpt), ("secret_store", SecretStoreOpt), ("secret_store_kind", SecretStoreKindOpt),
     ("wallet_remote_key", WalletRemoteKeyOpt), ("base_image", BaseImageOpt), ("namespace", NamespaceOpt),
-    ("monitoring", MonitoringOpt),
+    ("monitoring", MonitoringOpt), ("low_balance_threshold", LowBalanceThresholdOpt),
 )  # fmt: skip
 
 

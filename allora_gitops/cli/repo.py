@@ -28,6 +28,14 @@ def register(app: typer.Typer) -> None:
         image_registry: Optional[str] = typer.Option(None, "--image-registry", help="Registry/prefix every image is pushed to (default: localhost:5000/allora)."),
         store: Optional[str] = typer.Option(None, "--store", help="Object store of the bundle archives, file://DIR or s3://bucket/prefix (default: each operator's own)."),
         ci_install: Optional[str] = typer.Option(None, "--ci-install", help="The pip requirement the CI workflows install allora-gitops with (see `repo config ci.install`)."),
+        monitoring: bool = typer.Option(
+            True, "--monitoring/--no-monitoring",
+            help="The repository's default for publish, promote and rollback: a PodMonitor and PrometheusRule per deployment.",
+        ),
+        monitoring_namespace: str = typer.Option(
+            "monitoring", "--monitoring-namespace",
+            help="The namespace Prometheus and Grafana's dashboard sidecar run in: admitted to the models' metrics port.",
+        ),
     ) -> None:
         """Scaffold a GitOps repository: .allora-gitops.yaml, README, argocd/, deployments/, builds/, and CI workflows."""
         from allora_gitops import constants as C
@@ -43,6 +51,8 @@ def register(app: typer.Typer) -> None:
             "image_registry": image_registry,
             "object_store": store,
             "ci": {"install": ci_install} if ci_install else None,
+            "monitoring": monitoring,
+            "monitoring_namespace": monitoring_namespace,
         }
         settings: RepositorySettings = validate_settings({k: v for k, v in values.items() if v is not None})
         result = init_repo(path, settings, bare=bare)

@@ -73,9 +73,11 @@ def register(app: typer.Typer) -> None:
         ref: str = typer.Option("main", "--ref", help="The branch Argo CD deploys."),
         database_url: Optional[str] = typer.Option(None, "--database-url"),
         no_db: bool = typer.Option(False, "--no-db", help="Read the repository only."),
+        last: int = typer.Option(10, "--last", min=0, help="How many recent results to show."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
-        """Where NAME is deployed, and what each deployment runs (version, image, topic, resources, status)."""
+        """Where NAME is deployed, what each deployment runs (version, image, topic, resources, status), and
+        its submission results: the last ones, success rate and latency over 1 h / 24 h / 7 d, errors."""
         import json
 
         from allora_gitops.errors import GitOpsError, UsageError
@@ -85,7 +87,11 @@ def register(app: typer.Typer) -> None:
         rows = _rows(repo, ref, name, database_url, no_db)
         if not rows:
             raise GitOpsError(f"{name} is not deployed" + (f" on {ref}" if repo else "") + " and has no live deployment record")
+        summaries = {} if no_db else _result_summaries(rows, database_url, last)
         if as_json:
+            for r in rows:
+                if r.get("deployment_id") in summaries:
+                    r["results"] = summaries[r["deployment_id"]].to_dict()
             typer.echo(json.dumps(rows, indent=2))
             return
         for r in rows:
@@ -94,6 +100,9 @@ def register(app: typer.Typer) -> None:
             for key, value in r.items():
                 if key not in ("name", "network", "in_repo") and value not in (None, ""):
                     typer.echo(f"  {key}: {value}")
+            if r.get("deployment_id") in summaries:
+                for line in _summary_lines(summaries[r["deployment_id"]]):
+                    typer.echo(f"  {line}")
 
     @app.command("sync")
     def sync_cmd(
@@ -149,3 +158,53 @@ def register(app: typer.Typer) -> None:
             typer.echo(network)
             table = _table([r for r in rows if r["network"] == network], columns)
             typer.echo("\n".join("  " + line for line in table.splitlines()))
+
+
+def _result_summaries(rows: list[dict], database_url, last: int) -> dict:
+    """deployment id → ResultSummary for the rows the records database knows."""
+    from allora_gitops.db import open_records
+    from allora_gitops.db.results import deployment_result_summary
+
+    ids = [r["deployment_id"] for r in rows if r.get("deployment_id")]
+    if not ids:
+        return {}
+    with open_records(database_url) as records:
+        return {i: deployment_result_summary(records.connection, i, recent=last) for i in ids}
+
+
+def _summary_lines(summary) -> list[str]:
+    """The text form of a ResultSummary: windows, errors, recent results (newest first)."""
+    from allora_gitops.db.results import RESULT_KINDS, WINDOWS
+
+    if summary.last_result_at is None:
+        return ["results: none reported yet"]
+    lines = ["results:"]
+    for kind in RESULT_KINDS:
+        cells = []
+        for label, _ in WINDOWS:
+            w = summary.window(label, kind)
+            if w is None:
+                cells.append(f"{label} -")
+                continue
+            pct = " ".join(f"{k} {_ms(v)}" for k, v in w.latency_ms.items() if v is not None)
+            cells.append(f"{label} {w.success_rate:.1%} ({w.success}/{w.total})" + (f" latency {pct}" if pct else ""))
+        if any(not c.endswith(" -") for c in cells):
+            lines.append(f"  {kind}s: " + "; ".join(cells))
+    if summary.errors:
+        lines.append("errors (7d):")
+        for e in summary.errors:
+            what = e.error_type or e.reason or e.status
+            extra = f" at {e.last_where}" if e.last_where else ""
+            lines.append(f"  {e.kind} {e.status} {what} ({e.reason or '-'}) x{e.count}: {e.last_message or '-'}{extra}")
+    if summary.recent:
+        lines.append("recent:")
+        for r in summary.recent:
+            detail = r.value if r.status == "success" else f"{r.error_type or r.reason}: {r.error_message}"
+            tx = f" tx {r.tx_hash}" if r.tx_hash else ""
+            latency = f" {_ms(r.latency_ms)}" if r.latency_ms is not None else ""
+            lines.append(f"  {r.at:%Y-%m-%d %H:%M:%S} nonce {r.nonce} {r.kind} {r.status}{latency}{tx} {detail}")
+    return lines
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f} ms" if value < 10000 else f"{value / 1000:.2f} s"

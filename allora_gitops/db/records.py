@@ -120,6 +120,11 @@ class Records:
     def close(self) -> None:
         self._conn.close()
 
+    @property
+    def connection(self):
+        """The psycopg connection (autocommit), for the function APIs such as ``db.results``."""
+        return self._conn
+
     def __enter__(self) -> "Records":
         return self
 

@@ -40,6 +40,7 @@ def render_repo(settings: RepositorySettings, repo_name: str = "allora-deploymen
         "networks": ",".join(settings.networks),
         "namespace": settings.namespace,
         "ci_install": settings.ci.install,
+        "monitoring_namespace": settings.monitoring_namespace,
     }
     blueprint = blueprints_dir() / "gitops-repo"
     with tempfile.TemporaryDirectory(prefix="allora-repo-init-") as tmp:
@@ -51,7 +52,7 @@ def render_repo(settings: RepositorySettings, repo_name: str = "allora-deploymen
     tree.update(render_argocd_tree(settings))
     from allora_gitops.render.dashboard import render_dashboard
 
-    tree.update(render_dashboard())
+    tree.update(render_dashboard(settings.monitoring_namespace))
     return tree
 
 

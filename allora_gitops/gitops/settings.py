@@ -94,10 +94,13 @@ class RepositorySettings(_Section):
     networks: tuple[str, ...] = C.NETWORKS
     image_registry: str = Field(C.DEFAULT_IMAGE_REGISTRY, description="Registry/prefix every model image is pushed to.")
     object_store: Optional[str] = Field(None, description="file://DIR or s3://bucket/prefix for bundle archives (null: each operator's default).")
+    monitoring: bool = Field(True, description="Default of --monitoring/--no-monitoring: a PodMonitor and a PrometheusRule per deployment.")
+    monitoring_namespace: str = Field(C.MONITORING_NAMESPACE, description="Where Prometheus (and Grafana's dashboard sidecar) run: admitted to the metrics port.")
+    low_balance_threshold_uallo: Optional[int] = Field(None, ge=0, description="AlloraLowWalletBalance fires below this many uallo (null: 10^18 = 1 ALLO).")
     dns: DnsEgress = DnsEgress()
     ci: CiSettings = Field(default_factory=lambda: CiSettings(install=default_ci_install()))
 
-    @field_validator("namespace")
+    @field_validator("namespace", "monitoring_namespace")
     @classmethod
     def _namespace(cls, v: str) -> str:
         if not _DNS_LABEL.match(v):
@@ -144,6 +147,9 @@ class RepositorySettings(_Section):
             "image_registry": self.image_registry,
             "cluster_dns_namespace": self.dns.cluster_dns_namespace,
             "node_local_dns": self.dns.node_local_address or "",
+            "monitoring": self.monitoring,
+            "monitoring_namespace": self.monitoring_namespace,
+            "low_balance_threshold": self.low_balance_threshold_uallo,
         }
 
     def to_yaml(self) -> str:
@@ -251,13 +257,14 @@ def set_setting(settings: RepositorySettings, key: str, raw: str) -> RepositoryS
 def check_flags(settings: RepositorySettings, source: str, **flags: Optional[str]) -> None:
     """Refuse (UsageError, exit 2) a flag that contradicts the repository settings; ``None`` = not given.
 
-    Known flags: ``namespace``, ``image_registry``, ``store``, ``repo_url``, ``network``.
+    Known flags: ``namespace``, ``image_registry``, ``store``, ``repo_url``, ``monitoring_namespace``, ``network``.
     """
     pairs = {
         "namespace": ("--namespace", settings.namespace, "namespace"),
         "image_registry": ("--image-registry", settings.image_registry, "image_registry"),
         "store": ("--store", settings.object_store, "object_store"),
         "repo_url": ("--repo-url", settings.repo_url, "repo_url"),
+        "monitoring_namespace": ("--monitoring-namespace", settings.monitoring_namespace, "monitoring_namespace"),
     }
     for name, value in flags.items():
         if value is None:

@@ -105,6 +105,7 @@ class DeploymentSettings(_Model):
     node_local_dns: Optional[str] = None  # "" = the cluster has no NodeLocal DNSCache
     monitoring: Optional[bool] = None
     low_balance_threshold: Optional[int] = None
+    monitoring_namespace: Optional[str] = None
 
     def explicit(self) -> dict:
         """What was given, without the ``None`` gaps."""
@@ -141,6 +142,7 @@ class DeploymentSpec(_Model):
     node_local_dns: Optional[str] = C.NODE_LOCAL_DNS_ADDRESS
     monitoring: bool = Field(True, description="render the PodMonitor and PrometheusRule (prometheus-operator)")
     low_balance_threshold: int = Field(C.LOW_BALANCE_THRESHOLD_UALLO, ge=0, description="AlloraLowWalletBalance below this many uallo")
+    monitoring_namespace: str = Field(C.MONITORING_NAMESPACE, description="where Prometheus runs: the NetworkPolicy admits it to the metrics port")
 
     @field_validator("sha256")
     @classmethod
@@ -183,7 +185,7 @@ class DeploymentSpec(_Model):
                 raise ValueError(f"{v!r} is not an IP address") from None
         return v
 
-    @field_validator("wallet_secret", "secret_store", "namespace", "cluster_dns_namespace")
+    @field_validator("wallet_secret", "secret_store", "namespace", "cluster_dns_namespace", "monitoring_namespace")
     @classmethod
     def _k8s_name(cls, v: Optional[str]) -> Optional[str]:
         if v is not None and (len(v) > 253 or not _DNS_SUBDOMAIN.match(v)):
@@ -285,6 +287,7 @@ class DeploymentSpec(_Model):
             "node_local_dns": C.NODE_LOCAL_DNS_ADDRESS if s.node_local_dns is None else (s.node_local_dns or None),
             "monitoring": True if s.monitoring is None else s.monitoring,
             "low_balance_threshold": C.LOW_BALANCE_THRESHOLD_UALLO if s.low_balance_threshold is None else s.low_balance_threshold,
+            "monitoring_namespace": s.monitoring_namespace or C.MONITORING_NAMESPACE,
         }
         if topic_id is None:
             raise settings_error([Problem("topic-id: no topic id; pass --topic-id or set allora.topic_id in model.yaml", code="settings")])

@@ -1,0 +1,73 @@
+"""``allora-gitops results import|prune``: load the runtime's results from its log, and apply retention."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from allora_gitops.cli.db import DATABASE_URL_HELP
+
+
+def register(app: typer.Typer) -> None:
+    results = typer.Typer(name="results", help="Submission results: import a runtime log, prune old results.", no_args_is_help=True)
+
+    @results.command("import")
+    def import_cmd(
+        file: str = typer.Argument(..., metavar="FILE|-", help="The runtime's JSON-lines log (e.g. from kubectl logs); - reads stdin."),
+        name: str = typer.Option(..., "--name", help="The bundle name of the deployment the log belongs to."),
+        network: Optional[str] = typer.Option(None, "--network", help="Its network (needed when NAME is live on several)."),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP, show_default=False),
+    ) -> None:
+        """Record every prediction and submission in FILE for NAME's live deployment.
+
+        All or nothing: a malformed result line is reported with its line number and nothing is imported.
+        Lines that are not result events are skipped and counted. Results already recorded (same nonce
+        and kind) are left as they are, so importing the same log twice adds nothing.
+        """
+        import sys
+
+        from allora_gitops.db import open_records
+        from allora_gitops.db.results import import_results, live_deployment
+        from allora_gitops.errors import UsageError
+        from allora_gitops.result_log import ResultLog
+
+        source = "<stdin>" if file == "-" else file
+        with open_records(database_url) as records:
+            deployment = live_deployment(records, name, network)
+            log = ResultLog(source)
+            if file == "-":
+                counts = import_results(records.connection, deployment.id, log.rows(sys.stdin))
+            else:
+                try:
+                    handle = open(file, encoding="utf-8", errors="replace")
+                except OSError as exc:
+                    raise UsageError(f"{file}: cannot read it ({exc.strerror})") from None
+                with handle:
+                    counts = import_results(records.connection, deployment.id, log.rows(handle))
+        typer.echo(
+            f"{source}: imported {counts.inserted} new result(s) for {deployment.name} on {deployment.network}"
+            f" ({counts.duplicates} already recorded) from {log.lines} line(s); skipped {log.skipped} line(s)"
+            " that are not result events"
+            + (f", {log.unattributed} submission failure(s) without a nonce" if log.unattributed else "")
+        )
+
+    @results.command("prune")
+    def prune_cmd(
+        older_than: Optional[str] = typer.Option(
+            None, "--older-than", metavar="DURATION",
+            help="Delete results observed longer ago than this (30d, 12h, 2w). Default: $ALLORA_RESULTS_RETENTION, else 30d.",
+        ),  # fmt: skip
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP, show_default=False),
+    ) -> None:
+        """Apply the retention: delete every deployment's results older than the given age."""
+        from allora_gitops.db import open_records
+        from allora_gitops.db.results import prune_results, results_retention
+
+        text, span = results_retention(older_than)
+        with open_records(database_url) as records:
+            deleted = prune_results(records.connection, span)
+        typer.echo(f"pruned {deleted} result(s) older than {text}")
+
+    app.add_typer(results)
+

@@ -1,0 +1,453 @@
+"""Submission results: what each deployment's runtime predicted and submitted, stored once per nonce and kind.
+
+The functions take an open psycopg connection (``Records.connection``, autocommit) so the CLI, the
+platform API and tests share them:
+
+- ``record_results(conn, deployment_id, rows)``: a small batch (the runtime reporter's POST), validated,
+  one statement, idempotent on (deployment, nonce, kind);
+- ``import_results(conn, deployment_id, rows)``: a stream of any length (a log file), staged with COPY
+  in one transaction: all of it or nothing;
+- ``deployment_result_summary(conn, deployment_id)``: the last N results, success rate and latency
+  percentiles over 1 h / 24 h / 7 d, error types: all computed by PostgreSQL;
+- ``prune_results(conn, older_than)``: retention.
+
+The first report of a (deployment, nonce, kind) wins: a row is never overwritten by a later report.
+Free text (value, error message, where) is stored with secret-looking parts redacted by the database's
+``allora_redact_secrets`` (0001); the CHECK constraints stay the last line of defence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import os
+import re
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable
+
+from allora_gitops.constants import DEFAULT_RESULTS_RETENTION, RESULTS_RETENTION_ENV
+from allora_gitops.errors import DatabaseError, Problem, ResultsError, UsageError
+
+RESULT_KINDS = ("prediction", "submission")
+RESULT_STATUSES = ("success", "error", "timeout")  # the CHECK of 0001's submission_results.status
+# (label, span) of the summary's windows
+WINDOWS: tuple[tuple[str, timedelta], ...] = (("1h", timedelta(hours=1)), ("24h", timedelta(days=1)), ("7d", timedelta(days=7)))
+PERCENTILES = (0.5, 0.95, 0.99)
+RECORD_BATCH_MAX = 5000  # rows per record_results call: the API's batch bound
+PRUNE_BATCH = 20000  # rows deleted per transaction, so pruning never holds long locks
+MAX_VALUE_CHARS = 10000
+MAX_MESSAGE_CHARS = 4000
+MAX_WHERE_CHARS = 1000
+MAX_NONCE = 2**63 - 1  # bigint; the chain's block heights fit
+
+# Mirrors of 0006's CHECK constraints, so a bad row is refused with a clear message before the database sees it.
+_TX_HASH = re.compile(r"^[0-9A-F]{64}$")
+_REASON = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_ERROR_TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,199}$")
+_FEE = re.compile(r"^[0-9]+[a-zA-Z][a-zA-Z0-9/:._-]{2,127}(,[0-9]+[a-zA-Z][a-zA-Z0-9/:._-]{2,127})*$")
+_TEXT_LIMITS = (("value", MAX_VALUE_CHARS), ("error_message", MAX_MESSAGE_CHARS), ("error_where", MAX_WHERE_CHARS))
+_TEXT_FORMATS = (
+    ("tx_hash", _TX_HASH, "64 upper-case hex digits"),
+    ("reason", _REASON, "lower-case letters, digits and _ (e.g. timeout)"),
+    ("error_type", _ERROR_TYPE, "a Python class name (e.g. ValueError)"),
+    ("fee", _FEE, "Cosmos coins (e.g. 1250uallo)"),
+)
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRow:
+    """One reported result. ``observed_at`` (timezone-aware) is when the runtime saw it; None means now.
+
+    ``kind``: prediction (the model's value or refusal) or submission (its transaction).
+    ``status``: success, error or timeout; error and timeout carry ``error_message``.
+    ``value``: the prediction as text (JSON for numbers and dicts). ``tx_hash``: 64 upper-case hex.
+    ``reason``: the runtime's category (exception, timeout, invalid_value, tx_failed…); ``error_type``:
+    the exception class; ``error_where``: the user-code ``file:line`` that raised.
+    ``latency_ms``: how long the model took. ``gas_used``, ``fee`` (Cosmos coins, ``1250uallo``): when known.
+    """
+
+    kind: str
+    nonce: int
+    status: str
+    observed_at: datetime | None = None
+    value: str | None = None
+    tx_hash: str | None = None
+    reason: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    error_where: str | None = None
+    latency_ms: float | None = None
+    gas_used: int | None = None
+    fee: str | None = None
+
+    def problems(self) -> list[str]:
+        """What is wrong with this row, as messages (empty when it can be stored)."""
+        out = []
+        if self.kind not in RESULT_KINDS:
+            out.append(f"kind must be one of {', '.join(RESULT_KINDS)}, not {self.kind!r}")
+        if not isinstance(self.nonce, int) or isinstance(self.nonce, bool) or not 0 <= self.nonce <= MAX_NONCE:
+            out.append(f"nonce must be a whole number from 0 to {MAX_NONCE}, not {self.nonce!r}")
+        if self.status not in RESULT_STATUSES:
+            out.append(f"status must be one of {', '.join(RESULT_STATUSES)}, not {self.status!r}")
+        elif self.status == "success" and self.kind == "prediction" and self.value is None:
+            out.append("a successful prediction needs its value")
+        elif self.status == "success" and self.value is None and self.tx_hash is None:
+            out.append("a successful submission needs its value or tx hash")
+        elif self.status != "success" and not self.error_message:
+            out.append(f"a result with status {self.status} needs an error message")
+        if self.observed_at is not None and self.observed_at.tzinfo is None:
+            out.append("the time must carry a timezone (e.g. 2026-01-31T12:00:00Z)")
+        for name, limit in _TEXT_LIMITS:
+            text = getattr(self, name)
+            if text is not None and not (isinstance(text, str) and 0 < len(text) <= limit):
+                out.append(f"{name} must be text of 1 to {limit} characters")
+        for name, pattern, shape in _TEXT_FORMATS:
+            text = getattr(self, name)
+            if text is not None and not (isinstance(text, str) and pattern.match(text)):
+                out.append(f"{name} must be {shape}, not {text!r}"[:300])
+        if self.latency_ms is not None and not (
+            isinstance(self.latency_ms, (int, float)) and not isinstance(self.latency_ms, bool)
+            and math.isfinite(self.latency_ms) and 0 <= self.latency_ms < 86_400_000
+        ):  # fmt: skip
+            out.append(f"latency_ms must be a number of milliseconds from 0 to one day, not {self.latency_ms!r}")
+        if self.gas_used is not None and not (isinstance(self.gas_used, int) and not isinstance(self.gas_used, bool) and 0 <= self.gas_used <= MAX_NONCE):
+            out.append(f"gas_used must be a whole number ≥ 0, not {self.gas_used!r}")
+        return out
+
+
+_COLUMNS = tuple(f.name for f in fields(ResultRow))
+_values = operator.attrgetter(*_COLUMNS)  # a row's values in column order (dataclasses.astuple deep-copies: ~20x slower)
+# the table's names for ResultRow's fields: observed_at is created_at, value is prediction
+_TABLE_COLUMNS = ", ".join({"observed_at": "created_at", "value": "prediction"}.get(c, c) for c in _COLUMNS)
+_STAGE_TYPES = {
+    "kind": "text", "nonce": "bigint", "status": "text", "observed_at": "timestamptz", "value": "text", "tx_hash": "text",
+    "reason": "text", "error_type": "text", "error_message": "text", "error_where": "text", "latency_ms": "double precision",
+    "gas_used": "bigint", "fee": "text",
+}  # fmt: skip
+# staged (or unnested) columns → the stored row, with free text redacted and a missing time meaning now
+_REDACTED = "CASE WHEN allora_may_hold_secret({0}) THEN allora_redact_secrets({0}) ELSE {0} END"  # see 0006
+_STORED_EXPRESSIONS = (
+    f"kind, nonce, status, coalesce(observed_at, now()), {_REDACTED.format('value')}, tx_hash, reason, error_type, "
+    f"{_REDACTED.format('error_message')}, {_REDACTED.format('error_where')}, latency_ms, gas_used, fee"
+)
+
+
+def record_results(conn, deployment_id: str, rows: Iterable[ResultRow]) -> int:
+    """Store a batch of results for one deployment; return how many were new (the rest were already recorded).
+
+    Every row is validated first: any problem raises ``ResultsError`` (one problem per bad row, naming its
+    index and nonce) and nothing is written. At most ``RECORD_BATCH_MAX`` rows per call (``ResultsError``
+    beyond). A deployment that does not exist raises ``DatabaseError``. One INSERT … ON CONFLICT DO NOTHING.
+    """
+    batch = list(rows)
+    if len(batch) > RECORD_BATCH_MAX:
+        raise ResultsError(f"{len(batch)} results in one batch; send at most {RECORD_BATCH_MAX}")
+    bad = [(i, row, found) for i, row in enumerate(batch) if (found := row.problems())]
+    if bad:
+        raise ResultsError(
+            f"{len(bad)} of {len(batch)} results are malformed; none was stored",
+            [Problem(f"result {i} (nonce {row.nonce!r}): {message}", code="result") for i, row, found in bad for message in found],
+        )
+    if not batch:
+        return 0
+    columns = list(zip(*(_values(row) for row in batch)))
+    unnest = ", ".join(f"%s::{_STAGE_TYPES[c]}[]" for c in _COLUMNS)
+    with _refusal("record the results"):
+        with conn.transaction():
+            _require_deployment(conn, deployment_id)
+            cur = conn.execute(
+                f"""INSERT INTO submission_results (deployment_id, {_TABLE_COLUMNS})
+                    SELECT %s, {_STORED_EXPRESSIONS} FROM unnest({unnest}) AS r({", ".join(_COLUMNS)})
+                    ON CONFLICT (deployment_id, nonce, kind) DO NOTHING""",
+                (deployment_id, *[list(c) for c in columns]),
+            )
+            return cur.rowcount
+
+
+@dataclass(frozen=True)
+class ImportCounts:
+    """What ``import_results`` did: ``staged`` rows read, ``inserted`` of them new, the rest already recorded."""
+
+    staged: int
+    inserted: int
+
+    @property
+    def duplicates(self) -> int:
+        return self.staged - self.inserted
+
+
+def import_results(conn, deployment_id: str, rows: Iterable[ResultRow]) -> ImportCounts:
+    """Store a stream of results for one deployment in one transaction: all of them, or none.
+
+    Rows go through COPY into a temporary table, then one INSERT … SELECT … ON CONFLICT DO NOTHING, so
+    a million rows cost one statement, not a million. Rows are not validated here one by one (that is
+    the producer's job, e.g. ``result_log.ResultLog``): if ``rows`` raises, or the database refuses a row
+    (a CHECK constraint), the transaction rolls back and nothing is written. Within the stream, the
+    first (nonce, kind) wins. Raises ``DatabaseError`` for an unknown deployment or a refused row.
+    """
+    with _refusal("import the results"):
+        with conn.transaction():
+            _require_deployment(conn, deployment_id)
+            columns = ", ".join(f"{c} {_STAGE_TYPES[c]}" for c in _COLUMNS)
+            conn.execute(f"CREATE TEMPORARY TABLE allora_results_import ({columns}) ON COMMIT DROP")
+            staged = 0
+            with conn.cursor() as cur:
+                with cur.copy(f"COPY allora_results_import ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(_values(row))
+                        staged += 1
+            # a temp table has no statistics until asked; with them, rows already recorded (a log imported
+            # again, overlapping kubectl logs) are dropped by one hash anti-join instead of an index probe each
+            conn.execute("ANALYZE allora_results_import")
+            cur = conn.execute(
+                f"""INSERT INTO submission_results (deployment_id, {_TABLE_COLUMNS})
+                    SELECT %s, {_STORED_EXPRESSIONS} FROM allora_results_import i
+                    WHERE NOT EXISTS (SELECT 1 FROM submission_results r
+                                      WHERE r.deployment_id = %s AND r.nonce = i.nonce AND r.kind = i.kind)
+                    ON CONFLICT (deployment_id, nonce, kind) DO NOTHING""",
+                (deployment_id, deployment_id),
+            )
+            return ImportCounts(staged=staged, inserted=cur.rowcount)
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """Results of one kind within one window. ``success_rate`` is None when there were none;
+    ``latency_ms`` maps p50/p95/p99 to milliseconds (continuous percentiles of every result with a latency)."""
+
+    window: str
+    kind: str
+    total: int
+    success: int
+    error: int
+    timeout: int
+    success_rate: float | None
+    latency_ms: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class ErrorCount:
+    """One kind of failure within the longest window: how often, and the latest message and place."""
+
+    kind: str
+    status: str
+    reason: str | None
+    error_type: str | None
+    count: int
+    last_at: datetime
+    last_message: str | None
+    last_where: str | None
+
+
+@dataclass(frozen=True)
+class RecentResult:
+    kind: str
+    nonce: int
+    status: str
+    at: datetime
+    value: str | None
+    tx_hash: str | None
+    reason: str | None
+    error_type: str | None
+    error_message: str | None
+    error_where: str | None
+    latency_ms: float | None
+    gas_used: int | None
+    fee: str | None
+
+
+@dataclass(frozen=True)
+class ResultSummary:
+    """``deployment_result_summary``'s answer. ``windows`` lists every (window, kind) with results."""
+
+    deployment_id: str
+    as_of: datetime
+    last_result_at: datetime | None
+    last_success_at: dict[str, datetime | None]  # kind → newest success
+    recent: list[RecentResult]
+    windows: list[WindowStats]
+    errors: list[ErrorCount]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def window(self, label: str, kind: str) -> WindowStats | None:
+        return next((w for w in self.windows if w.window == label and w.kind == kind), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: times as ISO 8601 strings."""
+
+        def plain(value):
+            if isinstance(value, datetime):
+                return value.isoformat()
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [plain(v) for v in value]
+            if hasattr(value, "__dataclass_fields__"):
+                return {f: plain(getattr(value, f)) for f in value.__dataclass_fields__}
+            return value
+
+        return plain({f: getattr(self, f) for f in ("deployment_id", "as_of", "last_result_at", "last_success_at", "recent", "windows", "errors")})
+
+
+def deployment_result_summary(conn, deployment_id: str, *, recent: int = 10, now: datetime | None = None) -> ResultSummary:
+    """The monitoring view of one deployment, as of ``now`` (default: the database's clock).
+
+    - ``recent``: the newest ``recent`` results (both kinds), newest first;
+    - ``windows``: per window (1 h, 24 h, 7 d back from ``now``) and kind: counts by status, success rate,
+      p50/p95/p99 latency (``percentile_cont``, over every result that reported a latency);
+    - ``errors``: failures within 7 d grouped by kind, status, reason and error type, most frequent first.
+    Reads only the (deployment_id, created_at) window index; raises ``DatabaseError`` if the database fails.
+    """
+    longest = max(span for _, span in WINDOWS)
+    with _refusal("read the results"):
+        as_of = now or conn.execute("SELECT now()").fetchone()[0]
+        since = as_of - longest
+        recent_rows = conn.execute(
+            """SELECT kind, nonce, status, created_at, prediction, tx_hash, reason, error_type, error_message,
+                      error_where, latency_ms, gas_used, fee
+               FROM submission_results WHERE deployment_id = %s AND created_at <= %s
+               ORDER BY created_at DESC, nonce DESC, kind LIMIT %s""",
+            (deployment_id, as_of, recent),
+        ).fetchall()
+        values = ", ".join("(%s, %s::interval)" for _ in WINDOWS)
+        window_rows = conn.execute(
+            f"""SELECT w.label, r.kind, count(*),
+                       count(*) FILTER (WHERE r.status = 'success'),
+                       count(*) FILTER (WHERE r.status = 'error'),
+                       count(*) FILTER (WHERE r.status = 'timeout'),
+                       percentile_cont(%s::float8[]) WITHIN GROUP (ORDER BY r.latency_ms)
+                FROM submission_results r
+                JOIN (VALUES {values}) AS w(label, span) ON r.created_at > %s - w.span
+                WHERE r.deployment_id = %s AND r.created_at > %s AND r.created_at <= %s
+                GROUP BY w.label, r.kind""",
+            (list(PERCENTILES), *[x for label, span in WINDOWS for x in (label, span)], as_of, deployment_id, since, as_of),
+        ).fetchall()
+        error_rows = conn.execute(
+            """SELECT kind, status, reason, error_type, count(*), max(created_at),
+                      (array_agg(error_message ORDER BY created_at DESC))[1],
+                      (array_agg(error_where ORDER BY created_at DESC))[1]
+               FROM submission_results
+               WHERE deployment_id = %s AND created_at > %s AND created_at <= %s AND status <> 'success'
+               GROUP BY kind, status, reason, error_type
+               ORDER BY count(*) DESC, max(created_at) DESC""",
+            (deployment_id, since, as_of),
+        ).fetchall()
+        last = conn.execute(
+            """SELECT max(created_at), max(created_at) FILTER (WHERE kind = 'prediction' AND status = 'success'),
+                      max(created_at) FILTER (WHERE kind = 'submission' AND status = 'success')
+               FROM submission_results WHERE deployment_id = %s AND created_at <= %s""",
+            (deployment_id, as_of),
+        ).fetchone()
+    order = {label: i for i, (label, _) in enumerate(WINDOWS)}
+    windows = sorted(
+        (
+            WindowStats(
+                window=label, kind=kind, total=total, success=ok, error=err, timeout=timeout,
+                success_rate=round(ok / total, 6) if total else None,
+                latency_ms={f"p{round(p * 100)}": (round(v, 3) if v is not None else None) for p, v in zip(PERCENTILES, pct or [None] * 3)},
+            )
+            for label, kind, total, ok, err, timeout, pct in window_rows
+        ),
+        key=lambda w: (order[w.window], RESULT_KINDS.index(w.kind)),
+    )  # fmt: skip
+    return ResultSummary(
+        deployment_id=str(deployment_id),
+        as_of=as_of,
+        last_result_at=last[0],
+        last_success_at={"prediction": last[1], "submission": last[2]},
+        recent=[RecentResult(*r) for r in recent_rows],
+        windows=windows,
+        errors=[ErrorCount(*r) for r in error_rows],
+    )
+
+
+def prune_results(conn, older_than: timedelta, *, now: datetime | None = None) -> int:
+    """Delete results observed more than ``older_than`` before ``now`` (default: the database's clock), across
+    every deployment; return how many. Deletes in batches of ``PRUNE_BATCH`` rows, each its own transaction,
+    so writers are never blocked for long (an interrupted prune just leaves the rest for the next run)."""
+    if older_than <= timedelta(0):
+        raise UsageError("the retention must be longer than zero")
+    deleted = 0
+    with _refusal("prune the results"):
+        cutoff = (now or conn.execute("SELECT now()").fetchone()[0]) - older_than
+        while True:
+            with conn.transaction():
+                cur = conn.execute(
+                    """DELETE FROM submission_results WHERE id IN (
+                           SELECT id FROM submission_results WHERE created_at < %s LIMIT %s)""",
+                    (cutoff, PRUNE_BATCH),
+                )
+            deleted += cur.rowcount
+            if cur.rowcount < PRUNE_BATCH:
+                return deleted
+
+
+def parse_duration(text: str, *, what: str = "duration") -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` → timedelta; ``UsageError`` for anything else."""
+    match = _DURATION.match(text or "")
+    if not match or int(match.group(1)) == 0:
+        raise UsageError(f"{what} {text!r} is not a positive duration such as 30d, 12h, 90m or 2w")
+    return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def results_retention(explicit: str | None = None) -> tuple[str, timedelta]:
+    """(text, span) of the retention: ``explicit``, else ``$ALLORA_RESULTS_RETENTION``, else 30d."""
+    text = explicit or os.environ.get(RESULTS_RETENTION_ENV, "").strip() or DEFAULT_RESULTS_RETENTION
+    source = "--older-than" if explicit else (RESULTS_RETENTION_ENV if os.environ.get(RESULTS_RETENTION_ENV, "").strip() else "retention")
+    return text, parse_duration(text, what=source)
+
+
+def value_text(value: Any) -> str | None:
+    """A prediction as stored: text as it is, numbers and dicts as compact JSON (keys sorted)."""
+    if value is None or isinstance(value, str):
+        return value
+    if type(value) is float and math.isfinite(value) or type(value) is int:
+        return repr(value)  # what json.dumps writes for them, without its encoder
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def live_deployment(records, name: str, network: str | None):
+    """NAME's live deployment (on NETWORK when given); a clear error when there is none or the choice is ambiguous."""
+    from allora_gitops.db.records import ACTIVE_STATUSES
+
+    if network is not None:
+        found = records.current_deployment(name, network)
+        if found is None:
+            raise DatabaseError(f"{name} has no live deployment on {network}")
+        return found
+    live = [d for d in records.list_deployments(name=name) if d.status in ACTIVE_STATUSES]
+    networks = sorted({d.network for d in live})
+    if not networks:
+        raise DatabaseError(f"{name} has no live deployment")
+    if len(networks) > 1:
+        raise UsageError(f"{name} is live on {', '.join(networks)}: say which with --network")
+    return records.current_deployment(name, networks[0])
+
+
+def _require_deployment(conn, deployment_id: str) -> None:
+    import uuid
+
+    try:
+        uuid.UUID(str(deployment_id))
+    except ValueError:
+        raise DatabaseError(f"not a deployment id: {deployment_id!r}") from None
+    if conn.execute("SELECT 1 FROM deployments WHERE id = %s FOR KEY SHARE", (deployment_id,)).fetchone() is None:
+        raise DatabaseError(f"no deployment {deployment_id}")
+
+
+def _refusal(what: str):
+    from allora_gitops.db.records import _Refusal
+
+    return _Refusal(what)
+
+
+def utc(ts: str) -> datetime:
+    """An ISO 8601 time with a zone (``…Z`` or ``+00:00``) → aware datetime; ``ValueError`` otherwise."""
+    parsed = datetime.fromisoformat(ts)
+    if parsed.tzinfo is None:
+        raise ValueError("no timezone")
+    return parsed.astimezone(timezone.utc)

@@ -1,0 +1,175 @@
+"""The runtime's JSON-lines log (``kubectl logs``, ``python -m allora_runtime --dry-run``) read as submission results.
+
+Every stdout line of the runtime is one JSON object with ``ts``, ``level`` and ``event``. Four events are
+results; each becomes one ``ResultRow``:
+
+- ``prediction``          nonce, value, latency_ms               → kind prediction, success
+- ``prediction_refused``  nonce, reason, error_type, message,    → kind prediction, timeout when the reason
+                          latency_ms, where                        is timeout, else error
+- ``submission``          nonce, value, tx_hash, code            → kind submission, success (error when the
+                          (gas_used, fee when the runtime has them) chain's code is not 0)
+- ``submission_failed``   nonce, error_type, message             → kind submission, error
+
+Anything else (other events, lines that are not JSON: pip output, a shell's noise) is skipped and counted.
+A result line with a missing or wrong field is a problem naming its line; ``ResultLog.rows`` yields the
+good rows and, once the input is exhausted, raises ``ResultsError`` listing every problem, so a caller
+writing inside a transaction (``db.results.import_results``) writes nothing.
+
+Today's runtime (allora_runtime/live.py) writes ``submission_failed`` without a nonce: such a line cannot be tied
+to a result, so it is counted as ``unattributed`` and skipped rather than refused.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+from allora_gitops.db.results import MAX_MESSAGE_CHARS, ResultRow, utc, value_text
+from allora_gitops.errors import Problem, ResultsError
+
+from allora_runtime.contract import EVENT_PREDICTION, EVENT_PREDICTION_REFUSED
+
+# allora_runtime/live.py writes these two as literals; they belong in allora_runtime.contract beside the others.
+EVENT_SUBMISSION = "submission"
+EVENT_SUBMISSION_FAILED = "submission_failed"
+RESULT_EVENTS = (EVENT_PREDICTION, EVENT_PREDICTION_REFUSED, EVENT_SUBMISSION, EVENT_SUBMISSION_FAILED)
+MAX_REPORTED_PROBLEMS = 100  # lines named one by one; the rest are counted
+
+
+class _Malformed(ValueError):
+    pass
+
+
+@dataclass
+class ResultLog:
+    """Reads one log; ``source`` names it in problems (a path, or ``<stdin>``). Counts fill in as rows are read."""
+
+    source: str
+    lines: int = 0
+    results: int = 0
+    skipped: int = 0  # not JSON, or not a result event
+    unattributed: int = 0  # result events without a nonce (submission_failed from today's runtime)
+    malformed: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    def rows(self, text_lines: Iterable[str]) -> Iterator[ResultRow]:
+        """Yield a ``ResultRow`` per good result line; at the end raise ``ResultsError`` if any line was malformed."""
+        for number, line in enumerate(text_lines, start=1):
+            self.lines = number
+            event = _event(line)
+            if event is None:
+                self.skipped += 1
+                continue
+            try:
+                row = result_row(event)
+            except _Malformed as exc:
+                self._problem(number, f"{event['event']} line: {exc}")
+                continue
+            if row is None:
+                self.unattributed += 1
+                continue
+            found = row.problems()
+            if found:
+                self._problem(number, f"{event['event']} line: {'; '.join(found)}")
+                continue
+            self.results += 1
+            yield row
+        if self.malformed:
+            more = self.malformed - len(self.problems)
+            raise ResultsError(
+                f"{self.source}: {self.malformed} malformed result line(s); nothing was imported"
+                + (f" ({more} more not shown)" if more else ""),
+                self.problems,
+            )
+
+    def _problem(self, number: int, message: str) -> None:
+        self.malformed += 1
+        if len(self.problems) < MAX_REPORTED_PROBLEMS:
+            self.problems.append(Problem(message, file=self.source, line=number, code="result"))
+
+
+def _event(line: str) -> dict[str, Any] | None:
+    """The line's object when it is a result event, else None."""
+    if '"event"' not in line:  # cheap: most noise never reaches the JSON parser
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    if isinstance(event, dict) and event.get("event") in RESULT_EVENTS:
+        return event
+    return None
+
+
+def result_row(event: dict[str, Any]) -> ResultRow | None:
+    """One result event → ``ResultRow`` (None when it carries no nonce and cannot be attributed);
+    ``ValueError`` naming the field when a field has the wrong shape. Validation of ranges is ``ResultRow.problems``."""
+    kind = event["event"]
+    nonce = event.get("nonce")
+    if nonce is None:
+        if kind == EVENT_SUBMISSION_FAILED:
+            return None
+        raise _Malformed("nonce is missing")
+    if not isinstance(nonce, int) or isinstance(nonce, bool):
+        raise _Malformed(f"nonce must be a whole number, not {nonce!r}")
+    ts = event.get("ts")
+    try:
+        observed_at = utc(ts) if ts is not None else None
+    except (TypeError, ValueError):
+        raise _Malformed(f"ts must be an ISO 8601 time with a zone, not {ts!r}") from None
+    latency = _number(event, "latency_ms")
+    if kind == EVENT_PREDICTION:
+        if event.get("value") is None:
+            raise _Malformed("value is missing")
+        return ResultRow("prediction", nonce, "success", observed_at, value=value_text(event["value"]), latency_ms=latency)
+    if kind == EVENT_PREDICTION_REFUSED:
+        reason = _text(event, "reason") or "exception"
+        return ResultRow(
+            "prediction", nonce, "timeout" if reason == "timeout" else "error", observed_at,
+            reason=reason, error_type=_text(event, "error_type"), error_message=_message(event) or reason,
+            error_where=_text(event, "where"), latency_ms=latency,
+        )  # fmt: skip
+    tx_hash = _text(event, "tx_hash")
+    gas_used = event.get("gas_used")
+    if gas_used is not None and (not isinstance(gas_used, int) or isinstance(gas_used, bool)):
+        raise _Malformed(f"gas_used must be a whole number, not {gas_used!r}")
+    common = dict(
+        tx_hash=tx_hash.upper() if tx_hash else None, gas_used=gas_used, fee=_text(event, "fee"),
+        latency_ms=latency, value=value_text(event.get("value")),
+    )  # fmt: skip
+    if kind == EVENT_SUBMISSION:
+        code = event.get("code")
+        if code in (None, 0):
+            return ResultRow("submission", nonce, "success", observed_at, **common)
+        return ResultRow(
+            "submission", nonce, "error", observed_at, reason="tx_failed",
+            error_message=f"the chain rejected the transaction with code {code}", **common,
+        )  # fmt: skip
+    return ResultRow(
+        "submission", nonce, "error", observed_at, reason=_text(event, "reason") or "submit_failed",
+        error_type=_text(event, "error_type"), error_message=_message(event) or "the submission failed", **common,
+    )  # fmt: skip
+
+
+def _text(event: dict[str, Any], key: str) -> str | None:
+    value = event.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _Malformed(f"{key} must be text, not {value!r}"[:200])
+    return value
+
+
+def _message(event: dict[str, Any]) -> str | None:
+    text = _text(event, "message")
+    return text[:MAX_MESSAGE_CHARS] if text else None
+
+
+def _number(event: dict[str, Any], key: str) -> float | None:
+    value = event.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise _Malformed(f"{key} must be a number, not {value!r}"[:200])
+    return float(value)
