@@ -115,6 +115,19 @@ def test_an_invalid_settings_file_is_named_with_its_line(cli, tmp_path, gitops_h
     assert exc.value.lines()[1].startswith(".allora-gitops.yaml:3:12: error: namespace: 'Team_B' is not a Kubernetes namespace")
 
 
+def test_a_settings_file_that_expands_without_bound_is_refused_with_one_line():
+    from allora_gitops.errors import GitOpsError
+    from allora_gitops.gitops.settings import parse_repository_settings
+
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join('*' + chr(97 + i) for _ in range(9))}]\n" for i in range(8)
+    )
+    with pytest.raises(GitOpsError) as exc:
+        parse_repository_settings(laughs, ".allora-gitops.yaml")
+    assert exc.value.lines()[0] == "error: invalid repository settings in .allora-gitops.yaml"
+    assert len(exc.value.lines()) == 2 and exc.value.lines()[1].startswith(".allora-gitops.yaml")
+
+
 # --- render ---------------------------------------------------------------------------------------
 
 

@@ -190,14 +190,14 @@ def parse_repository_settings(text: str | bytes, file: str = C.REPO_MARKER_FILE)
 
     Raises GitOpsError with one ``file:line:col`` problem per mistake.
     """
-    from allora_gitops.bundle.manifest import _format_error, _to_plain, parse_yaml_with_positions
-    from allora_gitops.errors import ManifestError
+    from allora_gitops.boundedyaml import YamlError, load_yaml
+    from allora_gitops.bundle.manifest import _format_error, _to_plain
 
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
     try:
-        data = parse_yaml_with_positions(text, file)
-    except ManifestError as exc:
+        data = load_yaml(text, file, positions=True)  # bounded: size, depth, alias expansion
+    except YamlError as exc:
         raise GitOpsError(f"invalid repository settings in {file}", exc.problems) from None
     if not isinstance(data, dict):
         raise GitOpsError(f"invalid repository settings in {file}", [Problem("top level must be a mapping", file, 1, 1, code="schema")])
