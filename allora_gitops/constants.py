@@ -51,6 +51,8 @@ BUNDLE_ROOT_IN_IMAGE = _runtime.DEFAULT_BUNDLE_ROOT
 BOOTSTRAP_IN_IMAGE = "/workspace/bootstrap.pyz"  # the allora_runtime package as one zipapp (allora_gitops/runtime.py)
 RUNTIME_UID = 1000
 METRICS_PORT = _runtime.DEFAULT_METRICS_PORT
+HOME_IN_POD = "/tmp"  # the writable emptyDir: UID 1000 has no passwd entry, so HOME would be /
+XDG_CACHE_HOME_IN_POD = "/tmp/.cache"
 HEARTBEAT_FILE = _runtime.DEFAULT_HEARTBEAT_FILE  # /tmp is a writable emptyDir; the root filesystem is read-only
 HEARTBEAT_MAX_AGE_SECONDS = int(_runtime.DEFAULT_HEARTBEAT_MAX_AGE)  # `bootstrap.pyz --healthcheck` fails past this
 # The wallet Secret is mounted as files (not env vars, so it never shows in `env` or /proc/*/environ):
@@ -86,6 +88,7 @@ DEFAULT_RESULTS_RETENTION = "30d"
 
 # --- the GitOps repository ---------------------------------------------------
 DEPLOYMENTS_DIR = "deployments"
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")  # the names kustomize looks for
 BUILDS_DIR = "builds"
 ARGOCD_DIR = "argocd"
 MONITORING_DIR = "monitoring"  # the shared Grafana dashboard (ConfigMap for the monitoring namespace)
@@ -111,10 +114,14 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 PART_OF = "allora-models"
 KUBERNETES_VERSION = "1.32"  # the API version `verify` validates core kinds against (kubernetes-validate --strict)
 DEFAULT_IMAGE_REGISTRY = "localhost:5000/allora"
+BASE_IMAGE_PLACEHOLDER_TAG = "set-by-overlay"  # the tag of the image in base/: every overlay replaces it
 DEFAULT_CPU = "250m"  # when neither runtime.cpu_cores nor --cpu says
 DEFAULT_MEMORY = "512Mi"  # when neither runtime.memory_mb nor --memory says
 DEFAULT_SECRET_STORE_KIND = "ClusterSecretStore"
 ARGOCD_NAMESPACE = "argocd"
+CLUSTER_DNS_NAMESPACE = "kube-system"  # where CoreDNS / kube-dns runs
+# NodeLocal DNSCache's documented link-local address (kubernetes.io: "Using NodeLocal DNSCache in Kubernetes Clusters").
+NODE_LOCAL_DNS_ADDRESS = "169.254.20.10"
 ARGOCD_PROJECT = "allora-models"
 
 

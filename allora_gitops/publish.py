@@ -30,41 +30,30 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from allora_gitops import constants as C
 from allora_gitops.errors import AlloraGitopsError, GitOpsError, RecordConflict
 from allora_gitops.gitops.layout import DeploymentFacts, collect_facts, load_yaml_documents, read_deployments, summarise_change
 from allora_gitops.gitops.repo import (
-    Persisted, Remote, RepoCache, Snapshot, TreeChange, check_repository, parse_remote, persist, repository_settings,
-)  # fmt: skip
+    Persisted,
+    Remote,
+    RepoCache,
+    Snapshot,
+    TreeChange,
+    check_repository,
+    parse_remote,
+    persist,
+    require_marker,
+)
+
+if TYPE_CHECKING:
+    from allora_gitops.gitops.settings import RepositorySettings
+    from allora_gitops.render import DeploymentSettings
 
 StepFn = Callable[[str, str], None]  # (step name, what happened)
 
 PUBLISH_STEPS = ("validate", "repository", "records", "upload", "register", "render", "deployment", "commit", "record")
-
-
-@dataclass
-class DeploymentOptions:
-    """What the operator may set per deployment; None = from model.yaml, else the platform default."""
-
-    topic_id: Optional[int] = None
-    fee_tier: Optional[str] = None
-    polling_interval: Optional[int] = None
-    cpu: Optional[str] = None
-    cpu_limit: Optional[str] = None
-    memory: Optional[str] = None
-    image_registry: Optional[str] = None
-    wallet_secret: Optional[str] = None
-    secret_store: Optional[str] = None
-    secret_store_kind: Optional[str] = None
-    base_image: Optional[str] = None
-    monitoring: Optional[bool] = None  # PodMonitor + PrometheusRule in the overlay (default: the repository's, else on)
-    low_balance_threshold: Optional[int] = None  # uallo, AlloraLowWalletBalance (default: the repository's, else 1 ALLO)
-    monitoring_namespace: Optional[str] = None  # from the repository marker, never the command line (default: monitoring)
-
-    def explicit(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass
@@ -102,6 +91,7 @@ class PublishResult:
     changed_files: list[dict[str, str]] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
     review: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # also printed on stderr as they are found
     diff: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,32 +113,57 @@ def check_network(network: str) -> None:
 # --- pieces ----------------------------------------------------------------------------
 
 
-def _settings(network: str, options: DeploymentOptions, archive_url: str | None, defaults: dict[str, Any] | None = None):
-    from allora_gitops.render import DeploymentSettings
-
-    values = dict(defaults or {})
-    values.update(options.explicit())
-    return DeploymentSettings(network=network, archive_url=archive_url, **values)
-
-
-def _with_repository_defaults(options: DeploymentOptions, remote: Remote, heads: dict[str, str], base_branch: str) -> DeploymentOptions:
-    """``options`` with what the command line left unset taken from the repository marker on ``base_branch``
-    (``monitoring``, ``low_balance_threshold``, ``monitoring_namespace``: a repository setting only); ``heads`` comes from :func:`check_repository`, which fetched that tip into the cache."""
-    repo = repository_settings(RepoCache(remote).git, heads[base_branch])
-    return replace(
-        options,
-        monitoring=repo.monitoring if options.monitoring is None else options.monitoring,
-        low_balance_threshold=repo.low_balance_threshold if options.low_balance_threshold is None else options.low_balance_threshold,
-        monitoring_namespace=repo.monitoring_namespace,
-    )
-
-
-def _spec(manifest, sha256: str, size: int, network: str, options: DeploymentOptions, archive_url: str | None, defaults=None):
+def _spec(manifest, sha256: str, size: int, settings: "DeploymentSettings", archive_url: str | None):
     from allora_gitops.render import DeploymentSpec
 
     return DeploymentSpec.complete(
-        manifest, sha256=sha256, archive_size=size, settings=_settings(network, options, archive_url, defaults)
+        manifest, sha256=sha256, archive_size=size, settings=settings.model_copy(update={"archive_url": archive_url})
     )
+
+
+def apply_repository_settings(
+    repo: "RepositorySettings",
+    options: "DeploymentSettings",
+    target: Target,
+    network: str,
+    recorded: dict[str, Any] | None = None,
+) -> tuple["DeploymentSettings", Target]:
+    """Options completed by the repository settings (after what was given, before what was recorded).
+
+    Raises UsageError (exit 2) when a given option contradicts the settings: nothing is touched yet.
+    """
+    from allora_gitops.gitops.settings import check_flags
+
+    where = f"{C.REPO_MARKER_FILE} on {target.base_branch}"
+    check_flags(repo, where, namespace=options.namespace, image_registry=options.image_registry, store=target.store_url, network=network)
+    if repo.object_store and not target.store_url:
+        target = Target(**{**asdict(target), "store_url": repo.object_store})
+    return options.over({**(recorded or {}), **repo.deployment_defaults()}), target
+
+
+def works_on_one_machine(remote: Remote, archive_url: str | None, image: str | None) -> list[str]:
+    """Warnings for what a cluster elsewhere cannot reach: a file:// archive, a localhost registry — with a remote repository."""
+    if remote.local_path is not None:
+        return []
+    out = []
+    if archive_url and archive_url.startswith("file://"):
+        out.append(
+            f"the archive URL {archive_url} is a path on this machine, but {remote.display} is not: "
+            "set object_store (`allora-gitops repo config object_store s3://BUCKET/PREFIX`)"
+        )
+    host = (image or "").split("/", 1)[0]
+    if host.split(":", 1)[0] in ("localhost", "127.0.0.1", "[::1]"):
+        out.append(
+            f"the image registry {host} is this machine's, but {remote.display} is not: "
+            "set image_registry (`allora-gitops repo config image_registry REGISTRY/PREFIX`)"
+        )
+    return out
+
+
+def _warn(result: PublishResult, step: StepFn, warnings: list[str]) -> None:
+    for w in warnings:
+        result.warnings.append(w)
+        step("warning", w)
 
 
 def _deployment_change(snapshot: Snapshot, tree: dict[str, str], name: str, network: str, version: str) -> TreeChange:
@@ -247,7 +262,15 @@ def _commit_and_record(
                 records.set_deployment_status(deployment.id, "failed", message=exc.message)
         raise
     if deployment is not None:
-        records.set_deployment_status(deployment.id, "committed", commit_sha=persisted.commit)
+        try:
+            records.set_deployment_status(deployment.id, "committed", commit_sha=persisted.commit)
+            if persisted.branch == base_branch:  # committed straight to the base branch: merged as it lands
+                records.set_deployment_status(deployment.id, "merged", message=f"committed directly to {base_branch}")
+        except RecordConflict:
+            # A re-run (or an identical publish running beside this one) found the change merged already: it stays so.
+            now = records.get_deployment(deployment.id)
+            if now is None or now.status not in ("merged", "synced"):
+                raise
     return persisted
 
 
@@ -267,55 +290,70 @@ def _announce_commit(step: StepFn, persisted: Persisted) -> None:
 
 def publish_bundle(
     source: Path,
-    network: str,
+    network: str | None,
     target: Target,
-    options: DeploymentOptions | None = None,
+    options: "DeploymentSettings | None" = None,
     *,
     step: StepFn = _quiet,
 ) -> PublishResult:
+    """Publish ``source`` on ``network`` (None: model.yaml's ``allora.network``), following the steps above.
+
+    The repository settings (``.allora-gitops.yaml`` on the base branch) complete ``options``; an option that
+    contradicts them raises UsageError before anything is uploaded, recorded or pushed.
+    """
     from allora_gitops.bundle.source import resolve_source
-    from allora_gitops.render import render_deployment
+    from allora_gitops.render import DeploymentSettings, render_deployment
     from allora_gitops.storage.objects import open_store
 
-    options = options or DeploymentOptions()
-    check_network(network)
+    options = options or DeploymentSettings()
+    if network is not None:
+        check_network(network)
     remote = parse_remote(target.repo)
+    cache = RepoCache(remote)
+
+    def check() -> tuple[dict[str, str], "RepositorySettings"]:
+        heads = check_repository(remote, target.base_branch, None, cache, every_branch=True)
+        return heads, require_marker(cache.git, heads[target.base_branch], remote, target.base_branch)
+
     # The repository check (git subprocesses, maybe network) runs beside validation and the database
     # opening, on the other core; its verdict is awaited before anything is uploaded or recorded.
     pool = ThreadPoolExecutor(max_workers=1)
-    checking = pool.submit(check_repository, remote, target.base_branch, None, every_branch=True)
+    checking = pool.submit(check)
     pool.shutdown(wait=False)
-    with tempfile.TemporaryDirectory(prefix="allora-publish-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="allora-publish-") as tmp, contextlib.ExitStack() as stack:
         # 1. validate (and build a directory), check the settings: nothing touched yet
-        built = resolve_source(Path(source), Path(tmp))
+        validation_warnings: list = []
+        built = resolve_source(Path(source), Path(tmp), validation_warnings)
         manifest = built.manifest
         name, version = manifest.name, manifest.version
+        network = network or manifest.allora.network
         step("validate", f"{name} {version} sha256 {built.sha256} ({built.size} bytes, {built.file_count} files)")
+        records = None
+        if not target.dry_run:
+            try:
+                records = stack.enter_context(_records(target.database_url))
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    checking.result()  # a repository problem is the more useful message when both fail
+                raise
+        heads, repo_settings = checking.result()
+        step("repository", f"{remote.display} {target.base_branch} at {heads[target.base_branch][:12]} (initialised by allora-gitops)")
+        options, target = apply_repository_settings(repo_settings, options, target, network)
         store = open_store(target.store_url)
         key = C.archive_object_key(name, version, built.sha256)
         archive_url = store.url_for(key)
-        spec = _spec(manifest, built.sha256, built.size, network, options, archive_url)
+        spec = _spec(manifest, built.sha256, built.size, options.model_copy(update={"network": network}), archive_url)
         branch = target.branch or C.review_branch(name, network, version)
-        tree = render_deployment(spec)  # pure, so it can overlap the waits; announced at its place below
-
-        def repository_checked() -> dict[str, str]:
-            nonlocal spec, tree
-            heads = checking.result()
-            step("repository", f"{remote.display} {target.base_branch} at {heads[target.base_branch][:12]} (initialised by allora-gitops)")
-            settled = _with_repository_defaults(options, remote, heads, target.base_branch)
-            if settled != options:  # rendered ahead with the platform defaults; render again (~1 ms) with the repository's
-                spec = _spec(manifest, built.sha256, built.size, network, settled, archive_url)
-                tree = render_deployment(spec)
-            return heads
+        tree = render_deployment(spec)
 
         result = PublishResult(
             action="publish", name=name, network=network, version=version, sha256=built.sha256,
             repo=remote.display, branch=branch, base_branch=target.base_branch, dry_run=target.dry_run,
             archive_url=archive_url, image=spec.image,
         )  # fmt: skip
+        _warn(result, step, [str(p) for p in validation_warnings] + works_on_one_machine(remote, archive_url, spec.image))
 
         if target.dry_run:
-            heads = repository_checked()
             step("render", f"{len(tree)} files")
             old: list[Any] = [None, tree]  # facts before, files after (pins carried)
 
@@ -326,77 +364,69 @@ def publish_bundle(
                 return delta
 
             persisted = persist(
-                remote, dry_change, branch=branch, base_branch=target.base_branch, message="dry run\n", dry_run=True, heads=heads
-            )
+                remote, dry_change, branch=branch, base_branch=target.base_branch, message="dry run\n", dry_run=True,
+                heads=heads, cache=cache,
+            )  # fmt: skip
             result.diff = persisted.diff
             result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
             result.summary = summarise_change(old[0], facts_of_tree(old[1], name, network)) if persisted.changed else []
             step("commit", f"dry run: {len(persisted.changed)} file(s) would change on {branch}; nothing was uploaded, recorded or pushed")
             return result
 
-        try:
-            records_cm = _records(target.database_url)
-            records = records_cm.__enter__()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                checking.result()  # a repository problem is the more useful message when both fail
-            raise
-        with contextlib.ExitStack() as stack:
-            stack.push(records_cm.__exit__)
-            heads = repository_checked()
-            # 2. a version names one archive forever: refuse a clash before uploading anything
-            existing = records.get_bundle(name, version)
-            if existing is not None and existing.sha256 != built.sha256:
-                raise RecordConflict(
-                    f"bundle {name} {version} is already registered with sha256 {existing.sha256}, "
-                    f"not {built.sha256}; a version names one archive forever: bump the version"
-                )
-            step("records", "database ready" + (f"; {name} {version} already registered" if existing else ""))
-            # 3. upload (content-addressed: skipped when present)
-            put = store.put_file(key, built.path, built.sha256)
-            result.uploaded = put.uploaded
-            step("upload", f"{'uploaded' if put.uploaded else 'already stored'}: {put.url}")
-            # 4. register
-            bundle = records.register_bundle(
-                name=name, version=version, sha256=built.sha256, size=built.size, archive_url=put.url,
-                python_version=manifest.python.version, manifest=manifest,
-            )  # fmt: skip
-            result.bundle_registered = bundle.created
-            step("register", f"bundle {'registered' if bundle.created else 'already registered'} ({bundle.id})")
-            # 5. render (done above, while waiting for the repository and the database)
-            step("render", f"{len(tree)} files for {name} on {network}, image {spec.image}")
-            # 6. the deployment row
-            deployment = records.create_deployment(
-                bundle_id=bundle.id, network=network, topic_id=spec.topic_id, fee_tier=spec.fee_tier,
-                wallet_secret_name=spec.wallet_secret,
-                wallet_secret_kind="ExternalSecret" if spec.secret_store else "Secret",
-                repo_url=remote.display, repo_branch=branch, container_image=spec.image,
-            )  # fmt: skip
-            result.deployment_id, result.deployment_created = deployment.id, deployment.created
-            step("deployment", f"{'created' if deployment.created else 'reusing'} deployment {deployment.id} ({deployment.status})")
-            # 7–8. commit, push, record
-            old: list[Any] = [None, tree]  # facts before, files after (pins carried)
+        # 2. a version names one archive forever: refuse a clash before uploading anything
+        existing = records.get_bundle(name, version)
+        if existing is not None and existing.sha256 != built.sha256:
+            raise RecordConflict(
+                f"bundle {name} {version} is already registered with sha256 {existing.sha256}, "
+                f"not {built.sha256}; a version names one archive forever: bump the version"
+            )
+        step("records", "database ready" + (f"; {name} {version} already registered" if existing else ""))
+        # 3. upload (content-addressed: skipped when present)
+        put = store.put_file(key, built.path, built.sha256)
+        result.uploaded = put.uploaded
+        step("upload", f"{'uploaded' if put.uploaded else 'already stored'}: {put.url}")
+        # 4. register
+        bundle = records.register_bundle(
+            name=name, version=version, sha256=built.sha256, size=built.size, archive_url=put.url,
+            python_version=manifest.python.version, manifest=manifest,
+        )  # fmt: skip
+        result.bundle_registered = bundle.created
+        step("register", f"bundle {'registered' if bundle.created else 'already registered'} ({bundle.id})")
+        # 5. render (done above: pure)
+        step("render", f"{len(tree)} files for {name} on {network}, image {spec.image}")
+        # 6. the deployment row
+        deployment = records.create_deployment(
+            bundle_id=bundle.id, network=network, topic_id=spec.topic_id, fee_tier=spec.fee_tier,
+            wallet_secret_name=spec.wallet_secret,
+            wallet_secret_kind="ExternalSecret" if spec.secret_store else "Secret",
+            repo_url=remote.display, repo_branch=branch, container_image=spec.image,
+        )  # fmt: skip
+        result.deployment_id, result.deployment_created = deployment.id, deployment.created
+        step("deployment", f"{'created' if deployment.created else 'reusing'} deployment {deployment.id} ({deployment.status})")
+        # 7–8. commit, push, record
+        old: list[Any] = [None, tree]  # facts before, files after (pins carried)
 
-            def change(snapshot: Snapshot) -> TreeChange:
-                old[0] = current_facts(snapshot, name, network)
-                delta = _deployment_change(snapshot, tree, name, network, version)
-                old[1] = delta.files
-                return delta
+        def change(snapshot: Snapshot) -> TreeChange:
+            old[0] = current_facts(snapshot, name, network)
+            delta = _deployment_change(snapshot, tree, name, network, version)
+            old[1] = delta.files
+            return delta
 
-            persisted = _commit_and_record(
-                records=records, deployment=deployment, remote=remote, change=change, branch=branch,
-                base_branch=target.base_branch, message=C.publish_commit_message(name, version, network, built.sha256),
-                step=step, heads=heads,
-            )  # fmt: skip
-            _announce_commit(step, persisted)
-            step("record", f"deployment {deployment.id} committed at {persisted.commit[:12]}")
+        persisted = _commit_and_record(
+            records=records, deployment=deployment, remote=remote, change=change, branch=branch,
+            base_branch=target.base_branch, message=C.publish_commit_message(name, version, network, built.sha256),
+            step=step, heads=heads,
+        )  # fmt: skip
+        _announce_commit(step, persisted)
+        step("record", f"deployment {deployment.id} committed at {persisted.commit[:12]}")
     return _finish(result, persisted, remote, target, old[0], facts_of_tree(old[1], name, network))
 
 
 def _finish(result: PublishResult, persisted: Persisted, remote: Remote, target: Target, old, new) -> PublishResult:
     result.commit = persisted.commit
     result.committed = persisted.created
-    result.deployment_status = "committed" if result.deployment_id else None
+    if result.deployment_id:
+        result.deployment_status = "merged" if persisted.branch == persisted.base_branch else "committed"
     result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
     result.summary = summarise_change(old, new) if persisted.changed else []
     result.review = review_hints(remote, target.repo, persisted)
@@ -409,7 +439,9 @@ def _finish(result: PublishResult, persisted: Persisted, remote: Remote, target:
 def _bundle_record(records, name: str, version: str):
     bundle = records.get_bundle(name, version)
     if bundle is None:
-        raise GitOpsError(f"no bundle {name} {version} in the records database; publish it first")
+        known = [b.version for b in records.list_bundles(name)]
+        listed = f"; known versions: {', '.join(known)}" if known else "; publish it first"
+        raise GitOpsError(f"no bundle {name} {version} in the records database{listed}")
     return bundle
 
 
@@ -441,7 +473,7 @@ def _redeploy(
     network: str,
     version: str,
     target: Target,
-    options: DeploymentOptions,
+    options: "DeploymentSettings",
     defaults: dict[str, Any],
     branch: str,
     message: str,
@@ -455,8 +487,10 @@ def _redeploy(
 
     check_network(network)
     remote = parse_remote(target.repo)
-    heads = check_repository(remote, target.base_branch, branch)
-    options = _with_repository_defaults(options, remote, heads, target.base_branch)
+    cache = RepoCache(remote)
+    heads = check_repository(remote, target.base_branch, branch, cache)
+    repo_settings = require_marker(cache.git, heads[target.base_branch], remote, target.base_branch)
+    options, target = apply_repository_settings(repo_settings, options, target, network, defaults)
     with _records(target.database_url) as records, tempfile.TemporaryDirectory(prefix=f"allora-{action}-") as tmp:
         bundle = _bundle_record(records, name, version)
         step("records", f"{name} {version} sha256 {bundle.sha256}")
@@ -475,7 +509,7 @@ def _redeploy(
                 raise GitOpsError(f"the archive of {name} {version} is missing from the store {store.url}; publish it again")
             manifest, size = BundleManifest.model_validate(bundle.manifest), bundle.size
             step("fetch", f"archive {store.url_for(key)} present")
-        spec = _spec(manifest, bundle.sha256, size, network, options, bundle.archive_url, defaults)
+        spec = _spec(manifest, bundle.sha256, size, options.model_copy(update={"network": network}), bundle.archive_url)
         tree = render_deployment(spec)
         step("render", f"{len(tree)} files for {name} {version} on {network}, image {spec.image}")
         result = PublishResult(
@@ -483,6 +517,7 @@ def _redeploy(
             branch=branch, base_branch=target.base_branch, dry_run=target.dry_run, archive_url=bundle.archive_url,
             image=spec.image,
         )  # fmt: skip
+        _warn(result, step, works_on_one_machine(remote, bundle.archive_url, spec.image))
         old: list[Any] = [None, tree]  # facts before, files after (pins carried)
 
         def change(snapshot: Snapshot) -> TreeChange:
@@ -491,11 +526,17 @@ def _redeploy(
             old[1] = delta.files
             return delta
 
-        if target.dry_run:
-            persisted = persist(remote, change, branch=branch, base_branch=target.base_branch, message=message, dry_run=True)
-            result.diff = persisted.diff
-            result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
-            result.summary = summarise_change(old[0], facts_of_tree(old[1], name, network)) if persisted.changed else []
+        trial = persist(
+            remote, change, branch=branch, base_branch=target.base_branch, message=message, dry_run=True, heads=heads, cache=cache
+        )
+        if target.dry_run or (not trial.changed and not trial.branch_existed):
+            # A dry run, or a change the base branch already holds: nothing to commit, so no new row either.
+            result.diff = trial.diff if target.dry_run else ""
+            result.commit = trial.commit
+            result.changed_files = [{"status": s, "path": p} for s, p in trial.changed]
+            result.summary = summarise_change(old[0], facts_of_tree(old[1], name, network)) if trial.changed else []
+            if not target.dry_run:
+                step("commit", f"nothing to commit: {target.base_branch} already runs {name} {version} on {network} like this")
             return result
         deployment = records.create_deployment(
             bundle_id=bundle.id, network=network, topic_id=spec.topic_id, fee_tier=spec.fee_tier,
@@ -512,10 +553,12 @@ def _redeploy(
     return _finish(result, persisted, remote, target, old[0], facts_of_tree(old[1], name, network))
 
 
-def publish_recorded(name: str, version: str, network: str, target: Target, options: DeploymentOptions | None = None, *, step: StepFn = _quiet) -> PublishResult:
+def publish_recorded(name: str, version: str, network: str, target: Target, options: "DeploymentSettings | None" = None, *, step: StepFn = _quiet) -> PublishResult:
     """Publish a bundle that is already stored and recorded (an upload through the API): steps 5–8 of
     ``publish_bundle``, rendered from the recorded manifest — the same branch, commit message and rows."""
-    options = options or DeploymentOptions()
+    from allora_gitops.render import DeploymentSettings
+
+    options = options or DeploymentSettings()
     check_network(network)
     with _records(target.database_url) as records:
         bundle = _bundle_record(records, name, version)
@@ -526,9 +569,15 @@ def publish_recorded(name: str, version: str, network: str, target: Target, opti
     )  # fmt: skip
 
 
-def promote(name: str, from_network: str, to_network: str, target: Target, options: DeploymentOptions | None = None, *, step: StepFn = _quiet) -> PublishResult:
-    """Deploy on ``to_network`` the version that runs on ``from_network`` (as the base branch says)."""
-    options = options or DeploymentOptions()
+def promote(name: str, from_network: str, to_network: str, target: Target, options: "DeploymentSettings | None" = None, *, step: StepFn = _quiet) -> PublishResult:
+    """Deploy on ``to_network`` the version that runs on ``from_network`` (as the base branch says).
+
+    ``options`` are publish's (topic, fee tier, polling interval, resources, registry, wallet …); what they
+    leave out comes from the repository settings, then from the last deployment on ``to_network``.
+    """
+    from allora_gitops.render import DeploymentSettings
+
+    options = options or DeploymentSettings()
     check_network(from_network)
     check_network(to_network)
     if from_network == to_network:
@@ -551,12 +600,19 @@ def promote(name: str, from_network: str, to_network: str, target: Target, optio
     )  # fmt: skip
 
 
-def rollback(name: str, network: str, version: str, target: Target, options: DeploymentOptions | None = None, *, step: StepFn = _quiet) -> PublishResult:
-    """Deploy an earlier version again: its archive comes back from the store and is rendered anew."""
-    options = options or DeploymentOptions()
-    check_network(network)
+def rollback(name: str, network: str | None, version: str, target: Target, options: "DeploymentSettings | None" = None, *, step: StepFn = _quiet) -> PublishResult:
+    """Deploy an earlier version again: its archive comes back from the store and is rendered anew.
+
+    ``network`` None: that version's model.yaml ``allora.network``. An unknown version raises GitOpsError
+    listing the recorded ones.
+    """
+    from allora_gitops.render import DeploymentSettings
+
+    options = options or DeploymentSettings()
     with _records(target.database_url) as records:
         bundle = _bundle_record(records, name, version)
+        network = network or (bundle.manifest or {}).get("allora", {}).get("network") or C.NETWORKS[0]
+        check_network(network)
         defaults = _recorded_defaults(records, name, network, version) or _recorded_defaults(records, name, network)
     return _redeploy(
         action="rollback", name=name, network=network, version=version, target=target, options=options,
@@ -592,17 +648,26 @@ def retire(name: str, network: str, target: Target, *, step: StepFn = _quiet) ->
         result.summary = summarise_change(old[0], None)
         return result
     with _records(target.database_url) as records:
-        live = [d for d in records.list_deployments(name=name, network=network) if d.status in ("pending", "committed", "synced")]
+        live = [d for d in records.list_deployments(name=name, network=network) if d.status in ("pending", "committed", "merged", "synced", "retiring")]
         persisted = persist(
             remote, change, branch=branch, base_branch=target.base_branch, message=C.retire_commit_message(name, network),
             on_step=lambda msg: step("commit", msg),
         )  # fmt: skip
         _announce_commit(step, persisted)
-        for d in live:  # every live record of it: older versions too, none of them runs once this is merged
-            records.set_deployment_status(d.id, "retired", message=f"retired on {branch} at {persisted.commit[:12]}")
-            step("record", f"deployment {d.id} ({d.version}) retired")
+        # Every live record of it (older versions too): none of them runs once this is merged. Until then
+        # it is `retiring`; `list`, `status` and `sync` move it to `retired` when git shows the merge.
+        state = "retired" if branch == target.base_branch else "retiring"
+        for d in live:
+            if d.status == "pending":
+                records.set_deployment_status(d.id, "retired", message=f"retired on {branch} before it was committed")
+                continue
+            records.set_deployment_status(
+                d.id, state, message=f"retired on {branch} at {persisted.commit[:12]}",
+                retire_branch=branch, retire_commit_sha=persisted.commit,
+            )  # fmt: skip
+            step("record", f"deployment {d.id} ({d.version}) {state}")
         if live:
-            result.deployment_id, result.deployment_status = live[0].id, "retired"
+            result.deployment_id, result.deployment_status = live[0].id, state
     if old[0] is not None:
         result.version, result.sha256 = old[0].version, old[0].sha256
     result.commit, result.committed = persisted.commit, persisted.created

@@ -10,13 +10,21 @@ import re
 
 MASK = "***"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)")
-# key=value connection strings: password='quoted \' value' or password=bare
-_PASSWORD_PARAM = re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^&\s]*)")
+# key=value connection strings: password='quoted \' value' or password=bare; libpq's sslpassword too, and any
+# key that names a secret (…password, …passwd, …secret, …token).
+_PASSWORD_PARAM = re.compile(r"(?i)\b([a-z_]*(?:password|passwd|secret|token)\s*=\s*)('(?:[^'\\]|\\.)*'?|[^&\s]*)")
+# Schemes whose user name alone is an account, not a credential (peer or certificate authentication).
+_USER_IS_ACCOUNT = ("postgres://", "postgresql://", "mysql://")
+# A URL with userinfo inside free text (git quotes the URLs it failed on).
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
 def display_url(url: str) -> str:
-    """``url`` as it may be printed: the password (in the userinfo or as a parameter) becomes ``***``.
+    """``url`` as it may be printed: every credential in it becomes ``***``.
 
+    The one rule for URLs (database, object store, GitOps repository): the password of ``user:password@``
+    and any ``password=``/``sslpassword=``/``token=`` parameter are masked; a userinfo without a password
+    (``https://TOKEN@host``) is masked whole, except for database schemes, where it is the account name.
     The userinfo runs to the *last* ``@``: a password holding an unencoded ``@`` must not leak its tail.
     A string that is neither a URL nor a ``key=value`` list is not shown at all: it may be a pasted secret.
     """
@@ -26,13 +34,22 @@ def display_url(url: str) -> str:
         if "@" in rest:
             userinfo, host = rest.rsplit("@", 1)
             user = userinfo.split(":", 1)[0]
-            shown_userinfo = f"{user}:{MASK}" if ":" in userinfo else user
-            # userinfo without a password may still hold '/' or '?' (a mangled URL): show only the user.
+            if ":" in userinfo:
+                shown_userinfo = f"{user}:{MASK}"
+            elif url.lower().startswith(_USER_IS_ACCOUNT) and len(user) <= 63 and re.fullmatch(r"[A-Za-z0-9._-]+", user):
+                shown_userinfo = user
+            else:
+                shown_userinfo = MASK
             rest = f"{shown_userinfo}@{host}"
         return m.group(1) + _PASSWORD_PARAM.sub(rf"\g<1>{MASK}", rest)
     if "=" in url:
         return _PASSWORD_PARAM.sub(rf"\g<1>{MASK}", url)
     return "(not a URL)" if url.strip() else "(empty)"
+
+
+def redact_urls_in_text(text: str) -> str:
+    """Free text (a tool's message) with every URL in it shown as :func:`display_url` shows it."""
+    return _URL_IN_TEXT.sub(lambda m: display_url(m.group(0)) if "@" in m.group(0) or "=" in m.group(0) else m.group(0), text)
 
 
 def url_secrets(url: str) -> list[str]:

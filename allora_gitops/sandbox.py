@@ -138,9 +138,9 @@ def _check_request(request: SandboxRequest, settings) -> int:
             f"sandboxes run on {C.SANDBOX_NETWORK} only (with the platform's wallet), not {request.network}; "
             "use `allora-gitops publish` for mainnet"
         )
-    if request.wallet_secret is not None and request.wallet_secret != settings.sandbox_wallet_secret:
+    if request.wallet_secret is not None and request.wallet_secret != settings.sandbox.wallet_secret:
         raise GitOpsError(
-            f"a sandbox runs with the platform's sandbox wallet Secret {settings.sandbox_wallet_secret}, never a user's "
+            f"a sandbox runs with the platform's sandbox wallet Secret {settings.sandbox.wallet_secret}, never a user's "
             f"(--wallet-secret {request.wallet_secret} refused)"
         )
     if not _OWNER.match(request.owner or ""):
@@ -149,10 +149,10 @@ def _check_request(request: SandboxRequest, settings) -> int:
 
 
 def _base_settings(remote, heads: dict[str, str], base_branch: str):
-    from allora_gitops.gitops.repo import RepoCache, repository_settings
+    from allora_gitops.gitops.repo import RepoCache, require_marker
 
     git = RepoCache(remote).git  # check_repository fetched the base tip into the cache
-    return Snapshot(git, heads[base_branch]), repository_settings(git, heads[base_branch])
+    return Snapshot(git, heads[base_branch]), require_marker(git, heads[base_branch], remote, base_branch)
 
 
 def start_sandbox(request: SandboxRequest, *, clock: Clock = utc_now, step: Callable[[str, str], None] = lambda _s, _m: None) -> SandboxResult:
@@ -162,7 +162,8 @@ def start_sandbox(request: SandboxRequest, *, clock: Clock = utc_now, step: Call
     (before anything is stored or recorded); :class:`UsageError` for a bad duration or owner.
     """
     from allora_gitops.bundle.source import resolve_source
-    from allora_gitops.publish import DeploymentOptions, _commit_and_record, _records, _spec, _with_repository_defaults
+    from allora_gitops.publish import _commit_and_record, _records, _spec
+    from allora_gitops.render import DeploymentSettings
     from allora_gitops.render.sandbox import SandboxRun, render_sandbox
     from allora_gitops.storage.objects import open_store
 
@@ -172,7 +173,7 @@ def start_sandbox(request: SandboxRequest, *, clock: Clock = utc_now, step: Call
     seconds = _check_request(request, settings)
     now = clock()
     expires = now + timedelta(seconds=seconds)
-    _check_limit(read_sandboxes(base), request.owner, None, settings.sandbox_max_per_user, now)
+    _check_limit(read_sandboxes(base), request.owner, None, settings.sandbox.max_per_user, now)
     with tempfile.TemporaryDirectory(prefix="allora-sandbox-") as tmp:
         built = resolve_source(Path(request.source), Path(tmp))
         manifest = built.manifest
@@ -180,13 +181,15 @@ def start_sandbox(request: SandboxRequest, *, clock: Clock = utc_now, step: Call
         step("validate", f"{name} {version} sha256 {built.sha256}")
         store = open_store(request.store_url)
         key = C.archive_object_key(name, version, built.sha256)
-        options = DeploymentOptions(topic_id=request.topic_id, image_registry=request.image_registry, wallet_secret=settings.sandbox_wallet_secret)
-        options = _with_repository_defaults(options, remote, heads, request.base_branch)  # monitoring, as for deployments
-        spec = _spec(manifest, built.sha256, built.size, request.network, options, store.url_for(key))
-        run = SandboxRun(duration_seconds=seconds, expires_at=rfc3339(expires), owner=request.owner, wallet_secret=settings.sandbox_wallet_secret)
+        options = DeploymentSettings(
+            network=request.network, topic_id=request.topic_id, image_registry=request.image_registry,
+            wallet_secret=settings.sandbox.wallet_secret,
+        ).over(settings.deployment_defaults())  # namespace, DNS, monitoring: as for deployments
+        spec = _spec(manifest, built.sha256, built.size, options, store.url_for(key))
+        run = SandboxRun(duration_seconds=seconds, expires_at=rfc3339(expires), owner=request.owner, wallet_secret=settings.sandbox.wallet_secret)
         tree = render_sandbox(spec, run)
         directory = C.sandbox_dir(name, built.sha256)
-        branch = request.base_branch if settings.sandbox_commit == "direct" else C.sandbox_branch(name, built.sha256)
+        branch = request.base_branch if settings.sandbox.commit == "direct" else C.sandbox_branch(name, built.sha256)
         _check_not_taken(read_sandboxes(base), directory, request.owner, now)
         if branch in heads and branch != request.base_branch:
             from allora_gitops.gitops.repo import RepoCache
@@ -202,7 +205,7 @@ def start_sandbox(request: SandboxRequest, *, clock: Clock = utc_now, step: Call
             )  # fmt: skip
             deployment = records.create_deployment(
                 bundle_id=bundle.id, network=request.network, topic_id=spec.topic_id, fee_tier=spec.fee_tier,
-                wallet_secret_name=settings.sandbox_wallet_secret, repo_url=remote.display, repo_branch=branch,
+                wallet_secret_name=settings.sandbox.wallet_secret, repo_url=remote.display, repo_branch=branch,
                 container_image=spec.image, kind="sandbox", expires_at=expires, owner=request.owner,
             )  # fmt: skip
             step("deployment", f"sandbox row {deployment.id} until {run.expires_at}")
@@ -211,7 +214,7 @@ def start_sandbox(request: SandboxRequest, *, clock: Clock = utc_now, step: Call
                 # re-checked on the tip every push attempt: two sandboxes started at once cannot both pass the limit
                 sandboxes = read_sandboxes(snapshot)
                 _check_not_taken(sandboxes, directory, request.owner, now)
-                _check_limit(sandboxes, request.owner, directory, settings.sandbox_max_per_user, now)
+                _check_limit(sandboxes, request.owner, directory, settings.sandbox.max_per_user, now)
                 return TreeChange(files=tree, replace_dirs=(directory,))
 
             persisted = _commit_and_record(

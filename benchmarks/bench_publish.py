@@ -1,7 +1,7 @@
 """Publish into a GitOps repository holding 2,000 deployments vs. into an empty one.
 
 Targets (issue 6): one publish (local bare remote, embedded PostgreSQL, file store)
-≤ 1.5 s wall excluding the archive build, and ≤ 1.25× the same publish into an
+≤ 1.5 s wall excluding the archive build, and ≤ 1.1× (issue 11; 1.25× before) the same publish into an
 empty repository. For contrast, the obvious alternative — a fresh shallow
 clone with a checkout, write, commit, push — is timed on the big repository too.
 
@@ -124,12 +124,13 @@ def main() -> None:
     os.environ.update({"ALLORA_GITOPS_HOME": str(home)})
     try:
         from allora_gitops.db.embedded import embedded_database_url
-        from allora_gitops.gitops.scaffold import RepoSettings, init_repo
+        from allora_gitops.gitops.scaffold import init_repo
+        from allora_gitops.gitops.settings import RepositorySettings
 
         embedded_database_url()  # start it once and hold it: the commands attach to the running server
         empty, big = work / "empty.git", work / "big.git"
         for repo in (empty, big):
-            init_repo(repo, RepoSettings(repo_url="https://git.example.com/p/d.git"), bare=True)
+            init_repo(repo, RepositorySettings(repo_url="https://git.example.com/p/d.git"), bare=True)
         fill = fill_repository(big, args.deployments)
         files = int(subprocess.run(["git", "--git-dir", str(big), "ls-tree", "-r", "--name-only", "main"], capture_output=True, text=True).stdout.count("\n"))
         print(f"repository with {args.deployments} deployments: {files} files (made in {fill:.1f} s)")
@@ -161,7 +162,7 @@ def main() -> None:
         print(f"load average during the runs: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall times stretch with it)")
         print(f"publish into an empty repository:       median {med[empty]:.3f} s  (runs: {', '.join(f'{t:.2f}' for t in times[empty])})")
         print(f"publish into {args.deployments} deployments:          median {med[big]:.3f} s  (runs: {', '.join(f'{t:.2f}' for t in times[big])})")
-        print(f"ratio big / empty:                      {med[big] / med[empty]:.2f}×   (target ≤ 1.25×)")
+        print(f"ratio big / empty:                      {med[big] / med[empty]:.2f}×   (target ≤ 1.1×)")
         print(f"absolute (big):                         {med[big]:.3f} s   (target ≤ 1.5 s)")
         cpu = {repo: statistics.median(CPU[repo.name]) for repo in (empty, big)}
         print(f"CPU seconds (command + git), median:    empty {cpu[empty]:.3f} s, big {cpu[big]:.3f} s, ratio {cpu[big] / cpu[empty]:.2f}×")

@@ -121,7 +121,11 @@ ILLEGAL = [(old, new) for old in DEPLOYMENT_STATUSES for new in DEPLOYMENT_STATU
 def _force_status(database_url, deployment_id, status):
     with psycopg.connect(database_url, autocommit=True) as conn:
         # walk a legal path to `status` through SQL, so the trigger itself is what we test afterwards
-        path = {"pending": [], "committed": ["committed"], "synced": ["committed", "synced"], "failed": ["failed"], "retired": ["retired"]}[status]
+        path = {
+            "pending": [], "committed": ["committed"], "merged": ["committed", "merged"], "synced": ["committed", "synced"],
+            "failed": ["failed"], "abandoned": ["committed", "abandoned"], "retiring": ["committed", "retiring"],
+            "retired": ["retired"],
+        }[status]  # fmt: skip
         for step in path:
             conn.execute("UPDATE deployments SET status = %s, commit_sha = %s WHERE id = %s", (step, COMMIT, deployment_id))
 

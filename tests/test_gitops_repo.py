@@ -13,14 +13,16 @@ import pytest
 
 from allora_gitops import constants as C
 from allora_gitops.errors import GitOpsError
-from allora_gitops.gitops.repo import RepoCache, TreeChange, parse_remote, persist, redact_text, redact_url
+from allora_gitops.gitops.repo import RepoCache, TreeChange, parse_remote, persist
+from allora_gitops.redact import display_url, redact_urls_in_text
 from tests.conftest import REPO_ROOT
 from tests.fixtures.git import git, remote_branches, remote_file, remote_log
 
 
 def test_redact_url_drops_credentials():
-    assert redact_url("https://user:s3cret@git.example.com/a/b.git") == "https://***@git.example.com/a/b.git"
-    assert redact_url("https://git.example.com/a/b.git") == "https://git.example.com/a/b.git"
+    assert display_url("https://user:s3cret@git.example.com/a/b.git") == "https://user:***@git.example.com/a/b.git"
+    assert display_url("https://ghp_T0KEN@git.example.com/a/b.git") == "https://***@git.example.com/a/b.git"
+    assert display_url("https://git.example.com/a/b.git") == "https://git.example.com/a/b.git"
     assert "s3cret" not in parse_remote("https://x:s3cret@h/r.git").display
 
 
@@ -107,14 +109,15 @@ def test_unreachable_remote_is_a_clear_error(tmp_path, gitops_home):
     with pytest.raises(GitOpsError) as err:
         persist(parse_remote(tmp_path / "nowhere.git"), TreeChange(files={"a": "b"}), branch="main", message="x\n")
     assert err.value.message.startswith(f"cannot reach the GitOps repository {tmp_path / 'nowhere.git'}: ")
-    with pytest.raises(GitOpsError, match=r"^cannot reach the GitOps repository https://\*\*\*@127\.0\.0\.1:9/r\.git: ") as err:
+    with pytest.raises(GitOpsError, match=r"^cannot reach the GitOps repository https://u:\*\*\*@127\.0\.0\.1:9/r\.git: ") as err:
         persist(parse_remote("https://u:secretpw@127.0.0.1:9/r.git"), TreeChange(files={"a": "b"}), branch="main", message="x\n")
     assert "secretpw" not in err.value.message
 
 
 def test_redact_text_in_git_messages():
-    assert redact_text("fatal: unable to access 'https://u:pw@h/r.git/': 403") == "fatal: unable to access 'https://***@h/r.git/': 403"
-    assert redact_text("no url here") == "no url here"
+    assert redact_urls_in_text("fatal: unable to access 'https://u:pw@h/r.git/': 403") == "fatal: unable to access 'https://u:***@h/r.git/': 403"
+    assert redact_urls_in_text("fatal: 'https://TOKEN@h/r.git/' not found") == "fatal: 'https://***@h/r.git/' not found"
+    assert redact_urls_in_text("no url here") == "no url here"
 
 
 def test_pre_receive_hook_rejection_is_reported_and_not_retried(gitops_remote):

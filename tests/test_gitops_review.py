@@ -31,7 +31,7 @@ def test_repo_init_bare_creates_main_with_marker_readme_and_workflow(cli, tmp_pa
     for expected in (C.REPO_MARKER_FILE, C.CI_WORKFLOW_FILE, "README.md", "deployments/README.md", "builds/README.md"):
         assert expected in files
     marker = remote_file(target, "main", C.REPO_MARKER_FILE)
-    assert f"kind: {C.REPO_MARKER_KIND}\n" in marker and 'repo_url: "https://git.example.com/p/d.git"\n' in marker
+    assert f"kind: {C.REPO_MARKER_KIND}\n" in marker and "repo_url: https://git.example.com/p/d.git\n" in marker
     assert git(target, "log", "--format=%an|%s", "main").strip() == f"{C.COMMIT_AUTHOR_NAME}|{C.init_commit_message().strip()}"
 
 
@@ -60,7 +60,7 @@ def test_repo_init_refuses_a_non_empty_directory_and_unknown_network(cli, tmp_pa
     r = cli("gitops", "repo", "init", target)
     assert (r.code, r.err) == (1, f"error: {target} exists and is not empty; repo init only creates new repositories\n")
     r = cli("gitops", "repo", "init", tmp_path / "new", "--network", "devnet")
-    assert (r.code, r.err) == (1, "error: unknown network 'devnet'; known networks: testnet, mainnet\n")
+    assert (r.code, r.err) == (2, "error: networks: unknown network 'devnet'; known networks: testnet, mainnet\n")
     assert not (tmp_path / "new").exists()
 
 
@@ -92,7 +92,7 @@ def test_diff_shows_object_changes_and_a_summary(cli, v1_on_main_v2_on_branch):
     r = cli("gitops", "diff", "--repo", v1_on_main_v2_on_branch, "deploy/alpha/testnet/2.0.0")
     assert r.code == 1, r.err
     lines = r.out.splitlines()
-    assert lines[0].startswith("# main (") and " → deploy/alpha/testnet/2.0.0 (" in lines[0]
+    assert lines[0].startswith("# main...deploy/alpha/testnet/2.0.0: merge base ") and " → deploy/alpha/testnet/2.0.0 (" in lines[0]
     assert "#   alpha on testnet: changed (1 changed)" in lines
     assert "#     version: 1.0.0 → 2.0.0" in lines
     assert "#     image: registry.example.com/allora/alpha:1.0.0 → registry.example.com/allora/alpha:2.0.0" in lines
@@ -101,6 +101,17 @@ def test_diff_shows_object_changes_and_a_summary(cli, v1_on_main_v2_on_branch):
     assert "--- main: Deployment.apps/allora-models/alpha-testnet-model" in lines
     assert "-        image: registry.example.com/allora/alpha:1.0.0" in lines
     assert "+        image: registry.example.com/allora/alpha:2.0.0" in lines
+
+
+def test_diff_shows_only_the_branch_own_change_when_main_moved_on(cli, v1_on_main_v2_on_branch):
+    """Three-dot: a review branch made before another model was published on main does not "remove" that model."""
+    _publish(v1_on_main_v2_on_branch, sample_deployment("beta", "testnet", "1.0.0"), "main")
+    r = cli("gitops", "diff", "--repo", v1_on_main_v2_on_branch, "--json", "deploy/alpha/testnet/2.0.0")
+    assert r.code == 1, r.err
+    report = json.loads(r.out)
+    assert [(o["name"], o["network"], o["status"]) for o in report["overlays"]] == [("alpha", "testnet", "changed")]
+    assert report["base_commit"] == git(v1_on_main_v2_on_branch, "merge-base", "main", "deploy/alpha/testnet/2.0.0").strip()
+    assert "beta" not in r.out
 
 
 def test_diff_of_identical_refs_exits_0(cli, v1_on_main_v2_on_branch):
@@ -129,7 +140,11 @@ def test_diff_added_and_removed_overlays(cli, gitops_remote):
     assert "#   alpha on testnet: removed (1 removed)" in r.out.splitlines()
     assert "#     removed deployment (was 1.0.0)" in r.out.splitlines()
     r = cli("gitops", "diff", "--repo", gitops_remote, "--base", "retire", "main")
-    assert "#   alpha on testnet: added (1 added)" in r.out.splitlines()
+    # three-dot: main is where retire forked from, so merging main into retire changes nothing
+    assert (r.code, r.out.splitlines()[-1]) == (0, "#   no change in the rendered manifests")
+    _publish(gitops_remote, sample_deployment("alpha", "mainnet", "1.0.0"), "main")
+    r = cli("gitops", "diff", "--repo", gitops_remote, "--base", "retire", "main")
+    assert "#   alpha on mainnet: added (1 added)" in r.out.splitlines()
 
 
 def test_diff_json(cli, v1_on_main_v2_on_branch):

@@ -188,6 +188,52 @@ def test_bundle_is_read_only_to_the_runtime_user(container):
     assert out.stdout.split("\n")[:-1] == ["owner 0:0"] * 3
 
 
+def run_as_the_pod(container: str, *command: str) -> subprocess.CompletedProcess:
+    """``command`` in the image the way the Deployment runs it: UID 1000 (no passwd entry), the image's
+    environment, the root filesystem read-only and ``/tmp`` an empty writable volume (the emptyDir)."""
+    config = json.loads(buildah("inspect", "--type", "container", container).stdout)
+    env = config["OCIv1"]["config"].get("Env") or []
+    root = buildah("mount", container).stdout.strip()
+    script = (
+        'set -e; root="$1"; shift; mount --bind "$root" "$root"; mount -o remount,bind,ro "$root"; '
+        'mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"; exec chroot --userspec=1000:1000 "$root" /usr/bin/env -i "$@"'
+    )
+    try:
+        return subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", root, *env, *command],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        buildah("umount", container, check=False)
+
+
+def test_a_bundle_caching_under_home_predicts_with_a_read_only_root(container, tmp_path):
+    """Path.home() is $HOME=/tmp in the image: a library caching under ~/.cache writes into the /tmp volume."""
+    bundle = tmp_path / "cache-bundle"
+    shutil.copytree(EXAMPLE, bundle, ignore=shutil.ignore_patterns("dist", "__pycache__"))
+    runner = bundle / "src" / "linear_forecaster" / "runner.py"
+    text = runner.read_text()
+    head, sep, body = text.partition("def run(")
+    signature, colon_nl, rest = body.partition(":\n")
+    cache_lines = (
+        "    from pathlib import Path as _Path\n"
+        "    _cache = _Path.home() / '.cache' / 'linear-forecaster'\n"
+        "    _cache.mkdir(parents=True, exist_ok=True)\n"
+        "    (_cache / 'last-nonce').write_text(str(nonce))\n"
+    )
+    runner.write_text(head + sep + signature + colon_nl + cache_lines + rest)
+    buildah("copy", container, str(bundle), "/workspace/cache-bundle")
+    dry = run_as_the_pod(
+        container, "python", C.BOOTSTRAP_IN_IMAGE, "--dry-run", "--nonce", "1000", "--bundle-root", "/workspace/cache-bundle"
+    )
+    assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-2000:]
+    events = [json.loads(line) for line in dry.stdout.splitlines() if line.startswith("{")]
+    [prediction] = [e for e in events if e["event"] == "prediction"]
+    assert float(prediction["value"]) == expected_prediction(1000)
+    probe = run_as_the_pod(container, "python", "-c", "import os, pathlib; print(pathlib.Path.home(), os.environ['XDG_CACHE_HOME'], os.getuid())")
+    assert probe.stdout.split() == ["/tmp", "/tmp/.cache", "1000"], probe.stderr
+
+
 # --- what is not in it ---------------------------------------------------------------------------------
 
 

@@ -123,9 +123,10 @@ def test_repo_init_ships_the_dashboard_and_an_alertmanager_route_amtool_accepts(
     import shutil
     import subprocess
 
-    from allora_gitops.gitops.scaffold import RepoSettings, render_repo
+    from allora_gitops.gitops.scaffold import render_repo
+    from allora_gitops.gitops.settings import RepositorySettings
 
-    tree = render_repo(RepoSettings(repo_url="https://git.example.com/platform/models.git"))
+    tree = render_repo(RepositorySettings(repo_url="https://git.example.com/platform/models.git"))
     assert {"monitoring/kustomization.yaml", "monitoring/grafana-dashboard.yaml", "monitoring/alertmanager/alertmanager.yml"} <= set(tree)
     config = tmp_path / "alertmanager.yml"
     config.write_text(tree["monitoring/alertmanager/alertmanager.yml"])

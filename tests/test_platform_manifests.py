@@ -10,10 +10,11 @@ from allora_gitops.verify.policy import check_network_policies, check_object
 
 
 def _rendered(tmp_path) -> list[dict]:
-    from allora_gitops.gitops.scaffold import RepoSettings, init_repo
+    from allora_gitops.gitops.scaffold import init_repo
+    from allora_gitops.gitops.settings import RepositorySettings
 
     repo = tmp_path / "deployments"
-    init_repo(repo, RepoSettings(repo_url="https://git.example.com/platform/allora-deployments.git"))
+    init_repo(repo, RepositorySettings(repo_url="https://git.example.com/platform/allora-deployments.git"))
     out = subprocess.run(["kubectl", "kustomize", str(repo / "platform")], capture_output=True, text=True, check=True).stdout
     return [d for d in yaml.safe_load_all(out) if d], repo
 

@@ -111,8 +111,10 @@ def test_publish_review_merge_v2_diff_rollback_retire(store_kind, request, gitop
     assert r.out.startswith(f"{NAME} 1.0.0 on testnet: already there, no new commit")
     assert git(gitops_remote, "rev-parse", branch).strip() == tip and len(rows(records)) == 1
 
-    # merge, publish v2, diff shows image and version
+    # merge: the records follow (list reconciles lazily), publish v2, diff shows image and version
     merge_into_main(gitops_remote, branch)
+    r = gitops("list", "--repo", repo, "--json")
+    assert [(x["version"], x["status"]) for x in json.loads(r.out)] == [("1.0.0", "merged")]
     r = gitops("publish", v2, "--repo", repo, "--network", "testnet")
     assert r.code == 0, r.err
     assert "    version: 1.0.0 → 1.1.0" in r.out.splitlines()
@@ -139,7 +141,7 @@ def test_publish_review_merge_v2_diff_rollback_retire(store_kind, request, gitop
     # status/list join the repository and the records
     r = gitops("status", NAME, "--repo", repo, "--json")
     [st] = json.loads(r.out)
-    assert (st["network"], st["version"], st["status"]) == ("testnet", "1.0.0", "committed")
+    assert (st["network"], st["version"], st["status"]) == ("testnet", "1.0.0", "merged")
 
     # retire removes the deployment (the last overlay: the whole directory)
     r = gitops("retire", NAME, "--network", "testnet", "--repo", repo)
@@ -147,10 +149,14 @@ def test_publish_review_merge_v2_diff_rollback_retire(store_kind, request, gitop
     rt = "retire/linear-forecaster/testnet"
     assert tree_at(gitops_remote, rt, f"deployments/{NAME}") == {}
     assert tree_at(gitops_remote, rt, f"builds/{NAME}")  # build inputs stay: old versions remain rebuildable
-    assert rows(records)[0].status == "retired"
+    assert {d.status for d in rows(records)} == {"retiring"}  # v1, v2 and the rollback row: none runs once merged
+    r = gitops("status", NAME, "--repo", repo, "--json")
+    assert [(x["version"], x["status"]) for x in json.loads(r.out)] == [("1.0.0", "retiring")]  # until merged
     merge_into_main(gitops_remote, rt)
     r = gitops("list", "--repo", repo)
     assert (r.code, r.out) == (0, "no deployments\n")
+    assert "retiring" not in {d.status for d in rows(records)}  # list reconciled them: retired once merged
+    assert [d.status for d in rows(records) if d.repo_branch == rb] == ["retired"]
 
 
 def test_dry_run_touches_nothing(gitops, gitops_remote, records, tmp_path):
@@ -174,7 +180,7 @@ def test_json_result(gitops, gitops_remote, records, tmp_path):
     )
     assert result["commit"] == git(gitops_remote, "rev-parse", "main").strip()
     assert result["review"] == ["committed directly to main: Argo CD deploys it at the next sync"]
-    assert result["deployment_status"] == "committed" and result["uploaded"] is True
+    assert result["deployment_status"] == "merged" and result["uploaded"] is True
 
 
 def test_promote_testnet_to_mainnet(gitops, gitops_remote, records, tmp_path):
@@ -185,7 +191,7 @@ def test_promote_testnet_to_mainnet(gitops, gitops_remote, records, tmp_path):
     overlay = remote_file(gitops_remote, branch, f"deployments/{NAME}/overlays/mainnet/deployment-patch.yaml")
     assert "ALLORA_TOPIC_ID" in overlay and '"7"' in overlay
     assert remote_file(gitops_remote, branch, f"deployments/{NAME}/overlays/testnet/kustomization.yaml") is not None
-    assert {(d.network, d.status) for d in rows(records)} == {("testnet", "committed"), ("mainnet", "committed")}
+    assert {(d.network, d.status) for d in rows(records)} == {("testnet", "merged"), ("mainnet", "committed")}
     r = gitops("promote", NAME, "--from", "mainnet", "--to", "testnet", "--repo", gitops_remote)
     assert (r.code, r.err.splitlines()[-1]) == (1, f"error: {NAME} is not deployed on mainnet in main; nothing to promote")
 
@@ -195,14 +201,16 @@ def test_republish_and_promote_keep_the_pinned_image(gitops, cli, gitops_remote,
     from tests.fixtures.registry import push_tiny_image
 
     bundle = make_bundle(tmp_path)
-    r = gitops("publish", bundle, "--repo", gitops_remote, "--network", "testnet", "--branch", "main", "--image-registry", oci_registry.prefix(), "--json")
+    r = gitops("repo", "config", "--repo", gitops_remote, "image_registry", oci_registry.prefix(), "--branch", "main")
+    assert r.code == 0, r.err
+    r = gitops("publish", bundle, "--repo", gitops_remote, "--network", "testnet", "--branch", "main", "--json")
     assert r.code == 0, r.err
     image = json.loads(r.out)["image"]
     digest = push_tiny_image(image, tmp_path)
     assert gitops("pin-image", NAME, "--image", image, "--digest", digest, "--repo", gitops_remote, "--branch", "main").code == 0
     pinned = f"    digest: {digest}\n"
 
-    r = gitops("publish", bundle, "--repo", gitops_remote, "--network", "testnet", "--branch", "main", "--image-registry", oci_registry.prefix(), "--cpu", "300m")
+    r = gitops("publish", bundle, "--repo", gitops_remote, "--network", "testnet", "--branch", "main", "--cpu", "300m")
 
     assert r.code == 0, r.err
     assert [line.strip() for line in r.out.splitlines() if line.startswith("    ") and "→" in line] == ["cpu request: 250m → 300m", "cpu limit: 500m → 600m"]
@@ -243,7 +251,7 @@ def test_eight_concurrent_publishes_to_main_all_land(env, gitops_remote, records
     assert len(subjects) == 9
     commits = set(git(gitops_remote, "rev-list", "main").split())
     recorded = [d for i in range(8) for d in records.list_deployments(name=f"model-{i}")]
-    assert len(recorded) == 8 and {d.status for d in recorded} == {"committed"}
+    assert len(recorded) == 8 and {d.status for d in recorded} == {"merged"}  # committed straight to main
     assert {d.commit_sha for d in recorded} <= commits and len({d.commit_sha for d in recorded}) == 8
     for i in range(8):
         assert remote_file(gitops_remote, "main", f"deployments/model-{i}/overlays/testnet/kustomization.yaml")
@@ -261,7 +269,7 @@ def test_two_identical_concurrent_publishes_make_one_commit(env, gitops_remote, 
     assert len(remote_log(gitops_remote)) == 2
     assert sorted(o.split(":")[0] for o in outs) == sorted([f"published {NAME} 1.0.0 on testnet", f"{NAME} 1.0.0 on testnet"])
     [row] = rows(records)
-    assert row.status == "committed" and row.commit_sha == git(gitops_remote, "rev-parse", "main").strip()
+    assert row.status == "merged" and row.commit_sha == git(gitops_remote, "rev-parse", "main").strip()
 
 
 # --- faults ----------------------------------------------------------------------------------------
@@ -437,7 +445,7 @@ def edit_marker(remote: Path, work: Path, old: str, new: str) -> None:
 def test_the_repository_sets_the_low_balance_threshold_and_the_option_overrides_it(gitops, cli, records, tmp_path):
     remote = tmp_path / "threshold.git"
     assert cli("gitops", "repo", "init", "--bare", remote).code == 0
-    edit_marker(remote, tmp_path / "work", "# low_balance_threshold_uallo: 1000000000000000000", "low_balance_threshold_uallo: 5000000")
+    edit_marker(remote, tmp_path / "work", "low_balance_threshold_uallo: null", "low_balance_threshold_uallo: 5000000")
     rule = f"deployments/{NAME}/overlays/testnet/prometheusrule.yaml"
 
     def threshold_expr() -> str:
@@ -457,10 +465,10 @@ def test_the_repository_sets_the_low_balance_threshold_and_the_option_overrides_
 @pytest.mark.parametrize(
     "old, new, message",
     [
-        ("monitoring: true", "monitoring: sometimes", "monitoring must be true or false, not 'sometimes'"),
+        ("monitoring: true", "monitoring: sometimes", "monitoring: Input should be a valid boolean, unable to interpret input (got 'sometimes')"),
         (
-            "# low_balance_threshold_uallo: 1000000000000000000", "low_balance_threshold_uallo: 1.5 ALLO",
-            "low_balance_threshold_uallo must be a whole number of uallo >= 0, not '1.5 ALLO'",
+            "low_balance_threshold_uallo: null", "low_balance_threshold_uallo: 1.5 ALLO",
+            "low_balance_threshold_uallo: Input should be a valid integer, unable to parse string as an integer (got '1.5 ALLO')",
         ),
     ],
 )  # fmt: skip
@@ -469,7 +477,8 @@ def test_a_malformed_repository_setting_is_named(old, new, message, gitops, cli,
     assert cli("gitops", "repo", "init", "--bare", remote).code == 0
     edit_marker(remote, tmp_path / "work", old, new)
     r = gitops("publish", make_bundle(tmp_path), "--repo", remote, "--network", "testnet", "--branch", "main")
-    assert (r.code, r.err.splitlines()[-1]) == (1, f"error: .allora-gitops.yaml: {message}")
+    assert r.code == 1 and r.err.splitlines()[-2] == "error: invalid repository settings in .allora-gitops.yaml (main)", r.err
+    assert r.err.splitlines()[-1].startswith(".allora-gitops.yaml (main):") and r.err.splitlines()[-1].endswith(f": error: {message}")
     assert "Traceback" not in r.err
     assert records.list_bundles() == []  # refused before anything was uploaded or recorded
 
@@ -487,5 +496,7 @@ def test_the_monitoring_namespace_is_a_repository_setting(gitops, cli, records, 
     assert admitted == [{"kubernetes.io/metadata.name": "observability"}]
 
     r = cli("gitops", "repo", "init", "--bare", "--monitoring-namespace", "Observability!", tmp_path / "bad.git")
-    assert (r.code, r.err.splitlines()[-1]) == (1, "error: --monitoring-namespace: 'Observability!' is not a namespace name (RFC 1123 label)")
+    assert (r.code, r.err.splitlines()[-1]) == (
+        2, "error: monitoring_namespace: 'Observability!' is not a Kubernetes namespace name (lowercase letters, digits and '-', at most 63)"
+    )
     assert not (tmp_path / "bad.git").exists()

@@ -19,6 +19,13 @@ from allora_gitops.redact import display_url, redact_message
         ("host=db user=allora password='a b c'", "host=db user=allora password=***"),
         ("host=db password=s3cret dbname=records", "host=db password=*** dbname=records"),
         ("https://key:secret@s3.example.com", "https://key:***@s3.example.com"),
+        # a user-only userinfo outside databases is a token (https://TOKEN@github.com/…): masked whole
+        ("https://ghp_0123456789abcdef@git.example.com/o/r.git", "https://***@git.example.com/o/r.git"),
+        ("git+https://glpat-xyz@gitlab.example.com/o/r.git", "git+https://***@gitlab.example.com/o/r.git"),
+        # libpq's sslpassword (the client key's passphrase), and other secret-named parameters
+        ("postgresql://allora@db/records?sslpassword=k3y&sslmode=verify-full", "postgresql://allora@db/records?sslpassword=***&sslmode=verify-full"),
+        ("host=db sslpassword='p w' user=allora", "host=db sslpassword=*** user=allora"),
+        ("s3://bucket/x?token=abc&region=eu", "s3://bucket/x?token=***&region=eu"),
         # neither a URL nor key=value: it could be a pasted password, so none of it is shown
         ("hunter2hunter2", "(not a URL)"),
     ],

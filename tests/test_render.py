@@ -67,6 +67,9 @@ def test_resources_come_from_runtime_then_flags(make_spec):
         ({"network": "testnet", "memory": "2 GB"}, "memory: '2 GB' is not a Kubernetes memory quantity like 512Mi or 2Gi"),
         ({"network": "testnet", "memory": "500m"}, "memory: '500m' is not a Kubernetes memory quantity like 512Mi or 2Gi"),
         ({"network": "testnet", "cpu": "two"}, "cpu: 'two' is not a Kubernetes CPU quantity like 250m, 0.5 or 2"),
+        # memory units on a CPU quantity: 2Gi used to become 2000m
+        ({"network": "testnet", "cpu": "2Gi"}, "cpu: '2Gi' is not a Kubernetes CPU quantity like 250m, 0.5 or 2"),
+        ({"network": "testnet", "cpu": "1", "cpu_limit": "4Mi"}, "cpu-limit: '4Mi' is not a Kubernetes CPU quantity like 250m, 0.5 or 2"),
         ({"network": "testnet", "cpu": "1", "cpu_limit": "500m"}, "cpu-limit: 500m is below the cpu request 1"),
         ({"network": "testnet", "base_image": "python:latest"}, "base-image: 'python:latest' is not a pinned image reference like python:3.11-slim or repo@sha256:…"),
         ({"network": "testnet", "image_registry": "Bad Registry"}, "image-registry: 'Bad Registry' is not an image registry/repository prefix like registry.example.com/team"),

@@ -37,11 +37,16 @@ def env(database_url, gitops_home, tmp_path, monkeypatch) -> dict[str, str]:
 
 
 def set_repo_settings(repo: Path, extra: str) -> None:
-    """Append settings to the marker file on main (as an operator's reviewed change would)."""
+    """Merge ``extra`` (YAML) into the marker file's sections on main (as an operator's reviewed change would)."""
+    import yaml
+
     from allora_gitops.gitops.repo import TreeChange, parse_remote, persist
 
-    marker = remote_file(repo, "main", C.REPO_MARKER_FILE)
-    persist(parse_remote(repo), TreeChange(files={C.REPO_MARKER_FILE: marker + extra}), branch="main", message="settings\n")
+    doc = yaml.safe_load(remote_file(repo, "main", C.REPO_MARKER_FILE))
+    for key, value in yaml.safe_load(extra).items():
+        doc[key] = {**doc.get(key, {}), **value} if isinstance(value, dict) else value
+    text = yaml.safe_dump(doc, sort_keys=False)
+    persist(parse_remote(repo), TreeChange(files={C.REPO_MARKER_FILE: text}), branch="main", message="settings\n")
 
 
 def rendered_sandbox(make_spec, root: Path) -> Path:
@@ -224,5 +229,8 @@ def test_a_bad_sandbox_setting_is_one_line_naming_the_marker(cli, env, gitops_re
 
     r = cli("gitops", "sandbox", EXAMPLES / NAME, "--repo", gitops_remote, "--owner", "alice")
 
-    assert (r.code, r.err.splitlines()) == (1, ["error: .allora-gitops.yaml: sandbox.commit must be one of review, direct, not 'sometimes'"])
+    assert (r.code, r.err.splitlines()) == (1, [
+        "error: invalid repository settings in .allora-gitops.yaml (main)",
+        ".allora-gitops.yaml (main):23:11: error: sandbox.commit: Input should be 'review' or 'direct' (got 'sometimes')",
+    ])
     assert git(gitops_remote, "for-each-ref", "--format=%(refname) %(objectname)") == before

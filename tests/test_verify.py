@@ -83,11 +83,11 @@ def test_planted_problems_each_get_their_own_finding(cli, example_repo, make_spe
     assert findings_by_overlay(report) == {
         "deployments/root-model/overlays/testnet": ["run-as-non-root"],
         "deployments/nomem-model/overlays/testnet": ["resources"],
-        "deployments/leak-model/overlays/testnet": ["secret-value"],
+        "deployments/leak-model/overlays/testnet": ["secret-value", "argocd-kind"],  # the AppProject allows no ConfigMap
         "deployments/latest-model/overlays/testnet": ["image-pinned"],
         "deployments/broken-model/overlays/testnet": ["kustomize"],
     }
-    messages = {p.file.split("/")[1]: p.message for p in report.findings}
+    messages = {p.file.split("/")[1]: p.message for p in report.findings if p.code != "argocd-kind"}
     assert messages["root-model"] == (
         "Deployment/root-model-testnet: container model may run as root: set runAsNonRoot: true and runAsUser: 1000"
     )
@@ -103,7 +103,7 @@ def test_planted_problems_each_get_their_own_finding(cli, example_repo, make_spe
 
     result = cli("gitops", "verify", example_repo)
     assert result.code == 1
-    assert len(result.out.splitlines()) == 5
+    assert len(result.out.splitlines()) == 6
     assert (
         "deployments/nomem-model/overlays/testnet: error: Deployment/nomem-model-testnet: "
         "container model has no limits.memory [resources]"
@@ -128,6 +128,7 @@ def test_schema_typos_secrets_and_lint_findings(example_repo):
     assert got == [
         ("argocd/applicationset.yaml", "schema"),
         ("builds/linear-forecaster/1.0.0/Dockerfile", "hadolint:DL3006"),
+        ("deployments/linear-forecaster/overlays/mainnet", "argocd-kind"),  # the AppProject allows no Secret
         ("deployments/linear-forecaster/overlays/mainnet", "schema"),
         ("deployments/linear-forecaster/overlays/mainnet", "secret-value"),
     ], report.findings
@@ -245,3 +246,56 @@ def test_the_package_ships_the_crd_schemas_it_validates_against():
         with tempfile.TemporaryDirectory() as tmp:
             for path in regenerate(upstream, Path(tmp)):
                 assert path.read_bytes() == (CRD_DIR / path.name).read_bytes()
+
+
+# --- what Argo CD would refuse ----------------------------------------------------------------------
+
+
+def test_an_overlay_outside_the_appproject_destinations_is_found(example_repo, make_spec):
+    from allora_gitops.render import render_deployment, write_tree
+    from allora_gitops.verify import verify_repo
+
+    write_tree(render_deployment(make_spec("testnet", name="team-b-model", namespace="team-b")), example_repo)
+    report = verify_repo(example_repo)
+    found = [(p.file, p.code, p.message) for p in report.findings]
+    assert found == [
+        (
+            "deployments/team-b-model/overlays/testnet",
+            "argocd-destination",
+            "namespace team-b is not a destination of AppProject allora-models (argocd/appproject.yaml allows: allora-models); "
+            "Argo CD refuses to sync it",
+        )
+    ]
+
+
+def test_a_kind_the_appproject_does_not_allow_is_found(example_repo, make_spec):
+    from allora_gitops.verify import verify_repo
+
+    overlay = plant(example_repo, make_spec, "with-config")
+    (overlay / "configmap.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  a: b\n")
+    (overlay / "role.yaml").write_text(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: extra\nrules: []\n"
+    )
+    add_to_kustomization(overlay, "resources", "configmap.yaml")
+    add_to_kustomization(overlay, "resources", "role.yaml")
+    report = verify_repo(example_repo)
+    kinds = sorted(p.message.split(" is not")[0] for p in report.findings if p.code == "argocd-kind")
+    assert kinds == ["kind ClusterRole.rbac.authorization.k8s.io", "kind ConfigMap"]
+    assert all(p.file == "deployments/with-config/overlays/testnet" for p in report.findings if p.code == "argocd-kind")
+
+
+def test_colliding_application_names_are_found(example_repo, make_spec):
+    from allora_gitops.render import render_deployment, write_tree
+    from allora_gitops.verify import verify_repo
+
+    # deployments/a-b/overlays/testnet and deployments/a/overlays/b-testnet both become the Application "a-b-testnet"
+    write_tree(render_deployment(make_spec("testnet", name="a-b")), example_repo)
+    write_tree(render_deployment(make_spec("testnet", name="a")), example_repo)
+    (example_repo / "deployments/a/overlays/testnet").rename(example_repo / "deployments/a/overlays/b-testnet")
+    report = verify_repo(example_repo)
+    [finding] = [p for p in report.findings if p.code == "argocd-app-name"]
+    assert (finding.file, finding.message) == (
+        "argocd/applicationset.yaml",
+        "Application name a-b-testnet is generated for 2 overlays (deployments/a/overlays/b-testnet, deployments/a-b/overlays/testnet); "
+        "Argo CD keeps one Application per name: rename one deployment",
+    )

@@ -172,7 +172,8 @@ def create_deployment(
     body: DeploymentRequest,
     c: Caller = Depends(caller),
 ):
-    from allora_gitops.publish import DeploymentOptions, publish_recorded
+    from allora_gitops.publish import publish_recorded
+    from allora_gitops.render import DeploymentSettings
 
     ref = body.bundle
     if ref.sha256:
@@ -186,7 +187,7 @@ def create_deployment(
     network = body.network or (bundle.manifest.get("allora") or {}).get("network") or "testnet"
     wallet = body.wallet or _only_wallet(c)
     _check_wallet(c, wallet)
-    options = DeploymentOptions(
+    options = DeploymentSettings(
         topic_id=body.topic_id, fee_tier=body.fee_tier, polling_interval=body.polling_interval, cpu=body.resources.cpu,
         cpu_limit=body.resources.cpu_limit, memory=body.resources.memory, wallet_secret=wallet,
     )  # fmt: skip
@@ -220,12 +221,13 @@ def promote_deployment(
     deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
     c: Caller = Depends(caller),
 ):
-    from allora_gitops.publish import DeploymentOptions, promote
+    from allora_gitops.publish import promote
+    from allora_gitops.render import DeploymentSettings
 
     d = _owned_deployment(deployment_id, c)
     wallet = body.wallet or d.wallet_secret_name
     _check_wallet(c, wallet)
-    options = DeploymentOptions(topic_id=body.topic_id, fee_tier=body.fee_tier, wallet_secret=wallet)
+    options = DeploymentSettings(topic_id=body.topic_id, fee_tier=body.fee_tier, wallet_secret=wallet)
     with c.accounts.deploying(c.principal):
         _check_live_limit(c, d.name, body.network)
         return change_out(promote(d.name, d.network, body.network, _target(c.settings), options))
@@ -238,13 +240,14 @@ def rollback_deployment(
     deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
     c: Caller = Depends(caller),
 ):
-    from allora_gitops.publish import DeploymentOptions, rollback
+    from allora_gitops.publish import rollback
+    from allora_gitops.render import DeploymentSettings
 
     d = _owned_deployment(deployment_id, c)
     _check_wallet(c, d.wallet_secret_name)
     if c.records.get_bundle(d.name, body.version) is None:
         raise ApiError(404, f"no bundle {d.name} {body.version}")
-    options = DeploymentOptions(topic_id=body.topic_id, wallet_secret=d.wallet_secret_name)
+    options = DeploymentSettings(topic_id=body.topic_id, wallet_secret=d.wallet_secret_name)
     return change_out(rollback(d.name, d.network, body.version, _target(c.settings), options))
 
 

@@ -8,10 +8,11 @@ from allora_gitops.bundle.archive import BuiltArchive, archive_excludes, build_a
 from allora_gitops.errors import BundleError
 
 
-def resolve_source(source: Path, work_dir: Path) -> BuiltArchive:
+def resolve_source(source: Path, work_dir: Path, warnings: list | None = None) -> BuiltArchive:
     """A built, verified archive for ``source``: a bundle directory (validated, then built into
     ``work_dir``) or a ``.tar.gz`` made by ``allora-bundle build`` (inspected in place).
 
+    ``warnings``, when given, receives the validation warnings (``Problem`` s) of a directory.
     Raises BundleError (with every validation problem) or ArchiveError.
     """
     from allora_gitops.bundle.validate import require_valid
@@ -19,6 +20,8 @@ def resolve_source(source: Path, work_dir: Path) -> BuiltArchive:
     source = Path(source)
     if source.is_dir():
         report = require_valid(source, extra_excludes=archive_excludes(source, Path(work_dir)))
+        if warnings is not None:
+            warnings.extend(report.warnings)
         return build_archive(source, Path(work_dir), tree=report.tree)
     if source.is_file():
         if not source.name.endswith((".tar.gz", ".tgz")):

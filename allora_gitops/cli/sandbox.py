@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
-from allora_gitops.cli.publish import REPO_HELP
+from allora_gitops.cli.options import REPO_HELP
 
 
 class _StartByDefault(TyperGroup):

@@ -41,11 +41,11 @@ def _cell(key: str, row: dict) -> str:
     return text[:12] if key in ("sha256", "commit") else text
 
 
-def _rows(repo, ref, name, database_url, no_db):
+def _rows(repo, ref, name, database_url, no_db, full=None):
     from allora_gitops.cli.app import eprint
     from allora_gitops.gitops.inventory import list_deployments
 
-    return list_deployments(repo, ref, name, database_url=database_url, use_database=not no_db, warn=eprint)
+    return list_deployments(repo, ref, name, database_url=database_url, use_database=not no_db, warn=eprint, full=full)
 
 
 def register(app: typer.Typer) -> None:
@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
             else:
                 typer.echo(_table(found, SANDBOX_COLUMNS) if found else "no sandboxes")
             return
-        rows = [r for r in _rows(repo, ref, None, database_url, no_db) if network is None or r["network"] == network]
+        rows = [r for r in _rows(repo, ref, None, database_url, no_db, full=as_json) if network is None or r["network"] == network]
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
         elif rows:
@@ -120,6 +120,61 @@ def register(app: typer.Typer) -> None:
             if r.get("deployment_id") in summaries:
                 for line in _summary_lines(summaries[r["deployment_id"]]):
                     typer.echo(f"  {line}")
+
+    @app.command("sync")
+    def sync_cmd(
+        repo: str = typer.Option(..., "--repo", help="The GitOps repository (URL or path)."),
+        base: str = typer.Option("main", "--base", help="The branch Argo CD deploys."),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help="PostgreSQL URL (default: $ALLORA_DATABASE_URL, else the embedded one)."),
+    ) -> None:
+        """Bring the records' states in line with git: committed → merged / abandoned, retiring → retired."""
+        from allora_gitops.db import open_records
+        from allora_gitops.gitops.repo import parse_remote
+        from allora_gitops.gitops.sync import reconcile
+
+        remote = parse_remote(repo)
+        with open_records(database_url) as records:
+            changes = reconcile(records, remote, base)
+        for c in changes:
+            typer.echo(f"{c.name} {c.version} on {c.network}: {c.old} → {c.new} ({c.reason})")
+        typer.echo(f"records follow {remote.display} {base}: {len(changes)} change(s)")
+
+    @app.command("history")
+    def history_cmd(
+        name: str = typer.Argument(..., help="The bundle name."),
+        repo: Optional[str] = typer.Option(None, "--repo", help="The GitOps repository: reconcile the states with it first."),
+        base: str = typer.Option("main", "--base", help="The branch Argo CD deploys (with --repo)."),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help="PostgreSQL URL (default: $ALLORA_DATABASE_URL, else the embedded one)."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Every deployment of NAME, per network, newest first: version, state, commit, date, branch."""
+        import json
+
+        from allora_gitops.db import open_records
+        from allora_gitops.errors import GitOpsError
+
+        with open_records(database_url) as records:
+            if repo:
+                from allora_gitops.gitops.repo import parse_remote
+                from allora_gitops.gitops.sync import reconcile
+
+                reconcile(records, parse_remote(repo), base, name=name)
+            found = sorted(records.list_deployments(name=name), key=lambda d: (d.network, -d.created_at.timestamp()))
+        if not found:
+            raise GitOpsError(f"{name} has no deployment records")
+        rows = [
+            {"network": d.network, "version": d.version, "status": d.status, "commit": d.commit_sha,
+             "date": d.created_at.isoformat(timespec="seconds"), "branch": d.repo_branch, "deployment_id": d.id}
+            for d in found
+        ]  # fmt: skip
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        columns = (("version", "VERSION"), ("status", "STATUS"), ("commit", "COMMIT"), ("date", "DATE"), ("branch", "BRANCH"))
+        for network in dict.fromkeys(r["network"] for r in rows):
+            typer.echo(network)
+            table = _table([r for r in rows if r["network"] == network], columns)
+            typer.echo("\n".join("  " + line for line in table.splitlines()))
 
 
 def _result_summaries(rows: list[dict], database_url, last: int) -> dict:

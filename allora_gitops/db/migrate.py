@@ -290,7 +290,30 @@ def _apply(conn, migration: Migration, watch: _LockWatch) -> None:
             ) from exc
 
 
+# Every allora_* function finds what it calls in its own schema whatever the caller's search_path:
+# pg_restore runs with an empty one, and CHECK constraints call these functions (0002 explains).
+# Applied after every migration, in its transaction, because CREATE OR REPLACE FUNCTION drops the
+# pin: a migration that (re)defines a function cannot forget it.
+PIN_FUNCTIONS_SQL = """
+DO $do$
+DECLARE
+    fn regprocedure;
+BEGIN
+    FOR fn IN
+        SELECT p.oid::regprocedure FROM pg_proc p
+        WHERE p.pronamespace = current_schema()::regnamespace AND p.proname LIKE 'allora\\_%'
+          AND p.proconfig IS NULL
+        ORDER BY p.oid
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path = %I, pg_catalog', fn, current_schema());
+    END LOOP;
+END
+$do$
+"""
+
+
 def _record(conn, migration: Migration) -> None:
+    conn.execute(PIN_FUNCTIONS_SQL)
     conn.execute(
         "INSERT INTO schema_migrations (version, name, sha256) VALUES (%s, %s, %s)",
         (migration.version, migration.name, migration.sha256),

@@ -13,19 +13,24 @@ from typing import Any
 
 from allora_gitops.errors import DatabaseError, RecordConflict
 
-DEPLOYMENT_STATUSES = ("pending", "committed", "synced", "failed", "retired")
-# pending → committed → synced / failed / retired; failed and synced can still be retired.
+DEPLOYMENT_STATUSES = ("pending", "committed", "merged", "synced", "failed", "abandoned", "retiring", "retired")
+# pending → committed (review branch) → merged (on the base branch) → synced (cluster feedback);
+# committed → abandoned (branch deleted unmerged); live → retiring (retire on a review branch) → retired.
+# The same machine is enforced by the database (migrations 0001, 0003).
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"committed", "failed", "retired"}),
-    "committed": frozenset({"synced", "failed", "retired"}),
-    "synced": frozenset({"failed", "retired"}),
+    "committed": frozenset({"merged", "synced", "failed", "abandoned", "retiring", "retired"}),
+    "merged": frozenset({"synced", "failed", "retiring", "retired"}),
+    "synced": frozenset({"failed", "retiring", "retired"}),
     "failed": frozenset({"retired"}),
+    "abandoned": frozenset(),
+    "retiring": frozenset({"retired", "merged"}),
     "retired": frozenset(),
 }
 SUBMISSION_STATUSES = ("success", "error", "timeout")
 WALLET_SECRET_KINDS = ("Secret", "ExternalSecret")
 # a deployment in one of these is "live": publishing the same settings again reuses it
-ACTIVE_STATUSES = ("pending", "committed", "synced")
+ACTIVE_STATUSES = ("pending", "committed", "merged", "synced")
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class DeploymentRecord:
     repo_url: str
     repo_branch: str
     commit_sha: str | None
+    retire_branch: str | None
+    retire_commit_sha: str | None
     created_at: datetime
     updated_at: datetime
     kind: str = "deployment"  # or "sandbox" (0005)
@@ -86,7 +93,7 @@ _BUNDLE_COLUMNS = "id::text, name, version, sha256, size_bytes, archive_url, pyt
 _DEPLOYMENT_SELECT = """
 SELECT d.id::text, d.bundle_id::text, b.name, b.version, b.sha256, d.network, d.topic_id, d.fee_tier, d.status,
        d.status_message, d.container_image, d.wallet_secret_kind, d.wallet_secret_name, d.repo_url, d.repo_branch,
-       d.commit_sha, d.created_at, d.updated_at, d.kind, d.expires_at, d.owner
+       d.commit_sha, d.retire_branch, d.retire_commit_sha, d.created_at, d.updated_at, d.kind, d.expires_at, d.owner
 FROM deployments d JOIN model_bundles b ON b.id = d.bundle_id
 """
 _SUBMISSION_COLUMNS = "id::text, deployment_id::text, nonce, prediction, tx_hash, status, error_message, created_at"
@@ -246,11 +253,14 @@ class Records:
         commit_sha: str | None = None,
         message: str | None = None,
         container_image: str | None = None,
+        retire_branch: str | None = None,
+        retire_commit_sha: str | None = None,
     ) -> DeploymentRecord:
-        """Move a deployment along pending → committed → synced / failed / retired.
+        """Move a deployment along the machine of ``ALLOWED_TRANSITIONS``.
 
         Setting the status it already has is a no-op (besides updating the given fields); a
-        step the machine does not allow raises ``RecordConflict``. ``committed`` needs a commit sha.
+        step the machine does not allow raises ``RecordConflict``. ``committed`` needs a commit sha;
+        ``retiring`` records where the retire change is (``retire_branch``, ``retire_commit_sha``).
         """
         if status not in DEPLOYMENT_STATUSES:
             raise DatabaseError(f"unknown deployment status {status!r} (one of {', '.join(DEPLOYMENT_STATUSES)})")
@@ -273,9 +283,11 @@ class Records:
                     """UPDATE deployments SET status = %s,
                            commit_sha = coalesce(%s, commit_sha),
                            status_message = CASE WHEN %s::text IS NULL THEN status_message ELSE allora_redact_secrets(%s::text) END,
-                           container_image = coalesce(%s, container_image)
+                           container_image = coalesce(%s, container_image),
+                           retire_branch = coalesce(%s, retire_branch),
+                           retire_commit_sha = coalesce(%s, retire_commit_sha)
                        WHERE id = %s""",
-                    (status, commit_sha, message, message, container_image, deployment_id),
+                    (status, commit_sha, message, message, container_image, retire_branch, retire_commit_sha, deployment_id),
                 )
                 row = self._conn.execute(_DEPLOYMENT_SELECT + "WHERE d.id = %s", (deployment_id,)).fetchone()
         return _deployment(row)

@@ -13,14 +13,17 @@ from allora_gitops.errors import AlloraGitopsError
 from allora_gitops.gitops.layout import read_deployments
 from allora_gitops.gitops.repo import Snapshot, parse_remote, read_ref
 
-LIVE = ("pending", "committed", "synced")
+WAITING = ("pending", "committed")  # changes not on the base branch yet
+# When several records match what runs, the one git says runs it wins.
+_PREFERENCE = {"synced": 0, "merged": 1, "retiring": 2, "committed": 3, "pending": 4}
 
 
-def repo_deployments(repo: str, ref: str = "main", name: str | None = None) -> list[dict[str, Any]]:
+def repo_deployments(repo: str, ref: str = "main", name: str | None = None, *, full: bool | None = None) -> list[dict[str, Any]]:
+    """One row per overlay at ``ref``; ``full`` also reads topic, fee tier and resources (default: for one ``name``)."""
     remote = parse_remote(repo)
     git, commit = read_ref(remote, ref)
     rows = []
-    for facts in read_deployments(Snapshot(git, commit), name=name):
+    for facts in read_deployments(Snapshot(git, commit), name=name, full=full):
         row = facts.to_dict()
         row["in_repo"] = True
         row["repo_commit"] = commit
@@ -47,14 +50,21 @@ def list_deployments(
     database_url: str | None = None,
     use_database: bool = True,
     warn: Callable[[str], None] = lambda _m: None,
+    full: bool | None = None,
 ) -> list[dict[str, Any]]:
-    rows = repo_deployments(repo, ref, name) if repo else []
+    """The repository's deployments at ``ref`` joined with their records (states reconciled with git first),
+    plus the changes still waiting for review. ``full``: see :func:`repo_deployments`."""
+    rows = repo_deployments(repo, ref, name, full=full) if repo else []
     if not use_database:
         return rows
     try:
         from allora_gitops.db import open_records
 
         with open_records(database_url) as records:
+            if repo:
+                from allora_gitops.gitops.sync import reconcile
+
+                reconcile(records, parse_remote(repo), ref, name=name)  # lazily: states follow the repository
             records_list = records.list_deployments(name=name)
     except (AlloraGitopsError, ImportError) as exc:
         if not repo:
@@ -65,11 +75,11 @@ def list_deployments(
     seen: set[str] = set()
     newest: dict[tuple[str, str], Any] = {}  # (name, network) → updated_at of the record matching the repository
     for row in rows:
-        match = next(
-            (d for d in records_list if d.name == row["name"] and d.network == row["network"] and d.version == row["version"]
-             and (not row.get("sha256") or d.bundle_sha256 == row["sha256"])),
-            None,
-        )  # fmt: skip
+        candidates = [
+            d for d in records_list if d.name == row["name"] and d.network == row["network"] and d.version == row["version"]
+            and (not row.get("sha256") or d.bundle_sha256 == row["sha256"])
+        ]  # fmt: skip
+        match = min(candidates, key=lambda d: _PREFERENCE.get(d.status, 9), default=None)
         if match is not None:
             row.update(_record_row(match))
             seen.add(match.id)
@@ -79,14 +89,15 @@ def list_deployments(
     shown: set[tuple[str, str]] = set()
     for d in records_list:  # newest first: at most one change waiting for review per name and network
         key = (d.name, d.network)
-        if d.id in seen or d.status not in LIVE or key in shown:
+        if d.id in seen or d.status not in WAITING or key in shown:
             continue
         if key in newest and not (d.updated_at and newest[key] and d.updated_at > newest[key]):
             continue  # older than what the repository runs: superseded
         shown.add(key)
         rows.append(
             {"name": d.name, "network": d.network, "version": d.version, "sha256": d.bundle_sha256,
-             "image": d.container_image, "topic_id": str(d.topic_id), "in_repo": False, **_record_row(d)}
+             "image": d.container_image, "topic_id": str(d.topic_id), "fee_tier": d.fee_tier, "in_repo": False,
+             **_record_row(d)}
         )  # fmt: skip
     rows.sort(key=lambda r: (r["name"], r["network"], not r["in_repo"]))
     return rows

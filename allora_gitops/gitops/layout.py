@@ -19,7 +19,6 @@ from allora_gitops import constants as C
 OVERLAY_RE = re.compile(rf"^{C.DEPLOYMENTS_DIR}/([^/]+)/overlays/([^/]+)/(.+)$")
 BUILD_RE = re.compile(rf"^{C.BUILDS_DIR}/([^/]+)/([^/]+)/(.+)$")
 BUILD_METADATA_FILE = C.BUILD_METADATA_FILE
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
 # Container env / ConfigMap keys the templates use, mapped to a fact name.
 ENV_FACTS = {
@@ -206,7 +205,7 @@ def read_deployments(snapshot: Any, name: str | None = None, *, full: bool | Non
         m = OVERLAY_RE.match(p)
         if not m:
             continue
-        wanted = m.group(3) in KUSTOMIZATION_FILES if not full else (m.group(3).endswith((".yaml", ".yml")) or m.group(3) == "Kustomization")
+        wanted = m.group(3) in C.KUSTOMIZATION_FILES if not full else (m.group(3).endswith((".yaml", ".yml")) or m.group(3) == "Kustomization")
         if wanted:
             by_overlay.setdefault(OverlayRef(m.group(1), m.group(2)), []).append(p)
     texts = snapshot.read_blobs({p: entries[p] for ps in by_overlay.values() for p in sorted(ps)})

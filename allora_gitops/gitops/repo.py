@@ -30,10 +30,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Union
-from urllib.parse import urlsplit, urlunsplit
+from typing import Callable, Iterator, Union
 
 from allora_gitops import constants as C
+from allora_gitops.redact import display_url, redact_urls_in_text
 from allora_gitops.errors import GitOpsError
 
 ZERO_SHA = "0" * 40
@@ -41,26 +41,6 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 
 # --- remotes -------------------------------------------------------------------
-
-
-def redact_url(url: str) -> str:
-    """Drop any user:password@ from a URL, so it can be printed or stored."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.scheme and "@" in parts.netloc:
-        host = parts.netloc.rsplit("@", 1)[1]
-        return urlunsplit((parts.scheme, "***@" + host, parts.path, parts.query, parts.fragment))
-    return url
-
-
-_CREDENTIALS_IN_TEXT = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
-
-
-def redact_text(text: str) -> str:
-    """Redact ``scheme://user:password@`` anywhere in free text (git's messages quote URLs)."""
-    return _CREDENTIALS_IN_TEXT.sub(r"\1***@", text)
 
 
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")  # git@github.com:org/repo.git
@@ -87,7 +67,7 @@ def parse_remote(url_or_path: str | os.PathLike) -> Remote:
     if not text:
         raise GitOpsError("no repository given: pass --repo URL or a path")
     if "://" in text and not text.startswith("file://"):
-        return Remote(url=text, display=redact_url(text))
+        return Remote(url=text, display=display_url(text))
     if _SCP_LIKE.match(text):
         return Remote(url=text, display=text)
     path = Path(text[len("file://"):] if text.startswith("file://") else text).expanduser().resolve()
@@ -216,7 +196,7 @@ class GitDir:
 
 
 def _last_lines(text: str, n: int = 3) -> str:
-    lines = [redact_text(l.strip()) for l in text.strip().splitlines() if l.strip()]
+    lines = [redact_urls_in_text(l.strip()) for l in text.strip().splitlines() if l.strip()]
     lines = [l for l in lines if not l.startswith("hint:")]
     return " / ".join(lines[-n:]) if lines else "no message"
 
@@ -525,91 +505,17 @@ def file_diff(git: GitDir, old_tree: str, new_tree: str) -> str:
     return git.run("diff", "--no-color", "--no-renames", old_tree, new_tree).out
 
 
-@dataclass(frozen=True)
-class RepositorySettings:
-    """The defaults a repository's marker (``.allora-gitops.yaml``) sets for publish, promote and rollback."""
+def require_marker(git: GitDir, commit: str, remote: Remote, branch: str):
+    """The repository settings at ``commit`` (a ``RepositorySettings``); GitOpsError when the file is missing or invalid."""
+    from allora_gitops.gitops.settings import parse_repository_settings
 
-    monitoring: bool = True  # render a PodMonitor and a PrometheusRule per deployment
-    low_balance_threshold: Optional[int] = None  # AlloraLowWalletBalance below this many uallo (None: the platform default)
-    monitoring_namespace: Optional[str] = None  # where Prometheus runs (None: the platform default, ``monitoring``)
-    # images.require_digest: networks whose overlays `verify` requires pinned by digest on the base branch
-    require_digest: tuple[str, ...] = ("mainnet",)
-    sandbox_wallet_secret: str = "allora-sandbox-wallet"  # sandbox.wallet_secret: the platform's testnet wallet, never a user's
-    sandbox_commit: str = "review"  # sandbox.commit: review (a sandbox/… branch) or direct (the base branch)
-    sandbox_max_per_user: int = 2  # sandbox.max_per_user: running sandboxes per owner
-
-
-SANDBOX_COMMIT_MODES = ("review", "direct")
-
-
-def repository_settings(git: GitDir, commit: str) -> RepositorySettings:
-    """The settings in the repository marker at ``commit``; see :func:`parse_repository_settings`."""
-    return parse_repository_settings(git.run("show", f"{commit}:{C.REPO_MARKER_FILE}").out)
-
-
-def parse_repository_settings(text: str) -> RepositorySettings:
-    """The settings in a marker's text; a key that is absent keeps its default (older repositories).
-
-    Raises GitOpsError naming the file (and line, for bad YAML) when the marker is not a YAML mapping,
-    ``monitoring`` is not a boolean, ``low_balance_threshold_uallo`` is not a non-negative integer,
-    ``monitoring_namespace`` is not a string (its form is checked with the other deployment settings),
-    or an ``images:`` / ``sandbox:`` key has the wrong shape.
-    """
-    import yaml
-
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise GitOpsError(f"{C.REPO_MARKER_FILE}{where}: not valid YAML") from None
-    if not isinstance(doc, dict):
-        raise GitOpsError(f"{C.REPO_MARKER_FILE}: not a YAML mapping")
-    monitoring = doc.get("monitoring", True)
-    if not isinstance(monitoring, bool):
-        raise GitOpsError(f"{C.REPO_MARKER_FILE}: monitoring must be true or false, not {monitoring!r}")
-    threshold = doc.get("low_balance_threshold_uallo")
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0):
-        raise GitOpsError(f"{C.REPO_MARKER_FILE}: low_balance_threshold_uallo must be a whole number of uallo >= 0, not {threshold!r}")
-    namespace = doc.get("monitoring_namespace")
-    if namespace is not None and not isinstance(namespace, str):
-        raise GitOpsError(f"{C.REPO_MARKER_FILE}: monitoring_namespace must be a namespace name, not {namespace!r}")
-    return RepositorySettings(
-        monitoring=monitoring, low_balance_threshold=threshold, monitoring_namespace=namespace, **_pinning_and_sandbox(doc)
-    )
-
-
-def _pinning_and_sandbox(doc: dict) -> dict:
-    where = C.REPO_MARKER_FILE
-    sections = {}
-    for key in ("images", "sandbox"):
-        value = doc.get(key) or {}
-        if not isinstance(value, dict):
-            raise GitOpsError(f"{where}: {key} must be a mapping")
-        sections[key] = value
-    images, sandbox = sections["images"], sections["sandbox"]
-    defaults = RepositorySettings()
-    require = images.get("require_digest", list(defaults.require_digest))
-    if not isinstance(require, list) or not all(isinstance(n, str) for n in require):
-        raise GitOpsError(f"{where}: images.require_digest must be a list of network names")
-    wallet = sandbox.get("wallet_secret", defaults.sandbox_wallet_secret)
-    if not isinstance(wallet, str) or not wallet:
-        raise GitOpsError(f"{where}: sandbox.wallet_secret must be the name of a Secret")
-    commit = sandbox.get("commit", defaults.sandbox_commit)
-    if commit not in SANDBOX_COMMIT_MODES:
-        raise GitOpsError(f"{where}: sandbox.commit must be one of {', '.join(SANDBOX_COMMIT_MODES)}, not {commit!r}")
-    limit = sandbox.get("max_per_user", defaults.sandbox_max_per_user)
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        raise GitOpsError(f"{where}: sandbox.max_per_user must be a whole number of at least 1, not {limit!r}")
-    return {"require_digest": tuple(require), "sandbox_wallet_secret": wallet, "sandbox_commit": commit, "sandbox_max_per_user": limit}
-
-
-def require_marker(git: GitDir, commit: str, remote: Remote, branch: str) -> None:
-    if not git.exists(f"{commit}:{C.REPO_MARKER_FILE}"):
+    text = git.read_text(commit, C.REPO_MARKER_FILE)
+    if text is None:
         raise GitOpsError(
             f"{remote.display} (branch {branch}) is not a GitOps repository initialised by allora-gitops: "
             f"{C.REPO_MARKER_FILE} is missing; create one with `allora-gitops repo init`"
         )
+    return parse_repository_settings(text, f"{C.REPO_MARKER_FILE} ({branch})")
 
 
 _RETRYABLE_REMOTE = ("failed to update ref", "cannot lock ref", "incorrect old value", "unable to lock", "failed to lock")
@@ -631,7 +537,7 @@ def _push(git: GitDir, remote: Remote, commit: str, branch: str) -> tuple[bool, 
     if "[remote rejected]" in text:
         if any(s in text for s in _RETRYABLE_REMOTE):
             return False, "the remote could not lock the branch"
-        remote_lines = [redact_text(l[len("remote:"):].strip()) for l in r.err.splitlines() if l.startswith("remote:")]
+        remote_lines = [redact_urls_in_text(l[len("remote:"):].strip()) for l in r.err.splitlines() if l.startswith("remote:")]
         remote_lines = [l for l in remote_lines if l]
         reason = re.search(r"\[remote rejected\] \(([^)]*)\)", text)
         why = reason.group(1) if reason else "refused"

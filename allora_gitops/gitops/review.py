@@ -10,8 +10,6 @@ file shows no diff and a changed image shows exactly one line.
 from __future__ import annotations
 
 import difflib
-import shutil
-import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +28,6 @@ from allora_gitops.gitops.layout import (
 )
 from allora_gitops.gitops.repo import GitDir, Remote, changed_paths, read_ref
 
-KUSTOMIZE_TIMEOUT = 120
 
 
 @dataclass
@@ -65,7 +62,7 @@ class ReviewDiff:
         return bool(self.build_files or self.argocd or any(o.objects for o in self.overlays))
 
     def summary_lines(self) -> list[str]:
-        lines = [f"{self.base} ({self.base_commit[:12]}) → {self.head} ({self.head_commit[:12]})"]
+        lines = [f"{self.base}...{self.head}: merge base {self.base_commit[:12]} → {self.head} ({self.head_commit[:12]})"]
         for o in self.overlays:
             counts = {s: sum(1 for d in o.objects if d.status == s) for s in ("added", "changed", "removed")}
             detail = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no object changes"
@@ -179,16 +176,13 @@ def diff_objects(old: dict[str, str], new: dict[str, str], base_label: str, head
 
 
 def kustomize(directory: Path) -> list[Any]:
-    kubectl = shutil.which("kubectl")
-    if not kubectl:
-        raise GitOpsError("kubectl is not installed; diff needs `kubectl kustomize`")
-    try:
-        proc = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=KUSTOMIZE_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise GitOpsError(f"kubectl kustomize {directory.name} timed out") from None
-    if proc.returncode != 0:
-        raise GitOpsError(f"kubectl kustomize failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'no message'}")
-    return load_yaml_documents(proc.stdout)
+    """The objects ``kubectl kustomize directory`` builds (the one runner: ``verify.kustomize``)."""
+    from allora_gitops.verify.kustomize import build_overlay
+
+    result = build_overlay(directory)
+    if result.error is not None:
+        raise GitOpsError(f"kubectl kustomize failed: {result.error}")
+    return result.objects
 
 
 def materialise(git: GitDir, commit: str, prefix: str, dest: Path) -> bool:
@@ -217,17 +211,30 @@ def render_overlay(git: GitDir, commit: str, overlay: OverlayRef, work: Path) ->
 # --- the diff ------------------------------------------------------------------------
 
 
+def merge_base(git: GitDir, base_commit: str, head_commit: str) -> str:
+    """Where ``head`` forked from ``base`` (``git merge-base``), else ``base_commit`` itself (unrelated histories)."""
+    r = git.run("merge-base", base_commit, head_commit, check=False)
+    return r.out.strip() or base_commit if r.status == 0 else base_commit
+
+
 def diff_refs(remote: Remote, base: str, head: str) -> ReviewDiff:
-    git, base_commit = read_ref(remote, base)
+    """What merging ``head`` into ``base`` changes: ``head`` against its merge base with ``base`` (``base...head``).
+
+    Not against the tip of ``base``: what others merged since the branch was made is not this branch's change.
+    """
+    git, base_tip = read_ref(remote, base)
     git_head, head_commit = read_ref(remote, head)
     if git_head.path != git.path:  # cannot happen (same remote), but never mix object databases
         raise GitOpsError("base and head resolve to different repositories")
+    base_commit = merge_base(git, base_tip, head_commit)
     result = ReviewDiff(base, head, base_commit, head_commit)
     if base_commit == head_commit:
         return result
     changes = changed_paths(git, f"{base_commit}^{{tree}}", f"{head_commit}^{{tree}}")
     changed = [p for _, p in changes]
-    all_paths = set(git.list_files(base_commit, C.DEPLOYMENTS_DIR)) | set(git.list_files(head_commit, C.DEPLOYMENTS_DIR))
+    # Only the deployments the change touches are listed: a repository of thousands stays quick.
+    names = sorted({p.split("/")[1] for p in changed if p.startswith(C.DEPLOYMENTS_DIR + "/") and p.count("/") >= 2})
+    all_paths = {f for n in names for c in (base_commit, head_commit) for f in git.list_files(c, C.deployment_dir(n))}
     touched = overlays_touched(changed, all_paths)
     for status, path in changes:
         if path.startswith(C.BUILDS_DIR + "/"):

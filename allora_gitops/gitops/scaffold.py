@@ -9,7 +9,6 @@ bare repository (no checkout at all), so the result can serve as the remote of
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,17 +16,7 @@ from pathlib import Path
 from allora_gitops import __version__
 from allora_gitops import constants as C
 from allora_gitops.errors import GitOpsError
-
-
-@dataclass(frozen=True)
-class RepoSettings:
-    repo_url: str  # what Argo CD clones
-    repo_name: str = "allora-deployments"
-    default_branch: str = C.DEFAULT_BRANCH
-    networks: tuple[str, ...] = C.NETWORKS
-    namespace: str = C.NAMESPACE
-    monitoring: bool = True  # the repository's default for --monitoring/--no-monitoring
-    monitoring_namespace: str = C.MONITORING_NAMESPACE  # where Prometheus and Grafana's sidecar run
+from allora_gitops.gitops.settings import RepositorySettings
 
 
 @dataclass
@@ -39,28 +28,21 @@ class InitResult:
     files: list[str] = field(default_factory=list)
 
 
-def render_repo(settings: RepoSettings) -> dict[str, str]:
-    """The whole initial tree: blueprint files plus ``argocd/``."""
+def render_repo(settings: RepositorySettings, repo_name: str = "allora-deployments") -> dict[str, str]:
+    """The whole initial tree: blueprint files, ``.allora-gitops.yaml`` and ``argocd/``."""
     from cookiecutter.generate import generate_context, generate_files
 
     from allora_gitops.resources import blueprints_dir
 
-    for net in settings.networks:
-        if net not in C.NETWORKS:
-            raise GitOpsError(f"unknown network {net!r}; known networks: {', '.join(C.NETWORKS)}")
-    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", settings.monitoring_namespace):
-        raise GitOpsError(f"--monitoring-namespace: {settings.monitoring_namespace!r} is not a namespace name (RFC 1123 label)")
     context = {
-        "repo_name": settings.repo_name,
+        "repo_name": repo_name,
         "repo_url": settings.repo_url,
         "default_branch": settings.default_branch,
         "networks": ",".join(settings.networks),
         "namespace": settings.namespace,
-        "monitoring": "true" if settings.monitoring else "false",
+        "ci_install": settings.ci.install,
         "monitoring_namespace": settings.monitoring_namespace,
-        "tool_version": __version__,
-        "marker_kind": C.REPO_MARKER_KIND,
-        "layout_version": str(C.REPO_LAYOUT_VERSION),
+        "tool_version": __version__,  # the platform's own image tag (platform/)
     }
     blueprint = blueprints_dir() / "gitops-repo"
     with tempfile.TemporaryDirectory(prefix="allora-repo-init-") as tmp:
@@ -68,6 +50,7 @@ def render_repo(settings: RepoSettings) -> dict[str, str]:
         full_context = generate_context(str(blueprint / "cookiecutter.json"), extra_context=context)
         out = Path(generate_files(str(blueprint), full_context, output_dir=tmp, accept_hooks=False))
         tree = {p.relative_to(out).as_posix(): p.read_text() for p in sorted(out.rglob("*")) if p.is_file()}
+    tree[C.REPO_MARKER_FILE] = settings.to_yaml()
     tree.update(render_argocd_tree(settings))
     from allora_gitops.render.dashboard import render_dashboard
 
@@ -75,18 +58,24 @@ def render_repo(settings: RepoSettings) -> dict[str, str]:
     return tree
 
 
-def render_argocd_tree(settings: RepoSettings) -> dict[str, str]:
+def render_argocd_tree(settings: RepositorySettings) -> dict[str, str]:
     """``argocd/``: AppProject + ApplicationSet, rendered by the templates (``allora_gitops.render``)."""
-    try:
-        from allora_gitops.render import ArgoCDSettings, render_argocd  # type: ignore[attr-defined]
-    except ImportError:
-        # HOOK: the templates (issue 4) are not merged yet; `repo init` then writes no argocd/ files.
-        return {}
+    from allora_gitops.render import ArgoCDSettings, render_argocd
+
     return dict(
         render_argocd(
             ArgoCDSettings(repo_url=settings.repo_url, target_revision=settings.default_branch, namespace=settings.namespace)
         )
     )
+
+
+# What the settings decide: `repo config` re-renders exactly these (deployments/ and builds/ are publish's).
+MANAGED_PREFIXES = (C.REPO_MARKER_FILE, f"{C.ARGOCD_DIR}/", ".github/workflows/")
+
+
+def render_managed(settings: RepositorySettings) -> dict[str, str]:
+    """The files of a repository that follow from its settings alone: the settings file, ``argocd/``, the CI workflows."""
+    return {p: t for p, t in render_repo(settings).items() if p.startswith(MANAGED_PREFIXES)}
 
 
 def _check_target(path: Path, bare: bool) -> None:
@@ -109,7 +98,7 @@ def _is_empty_bare(path: Path) -> bool:
     ).out.strip()
 
 
-def init_repo(path: Path, settings: RepoSettings, *, bare: bool = False) -> InitResult:
+def init_repo(path: Path, settings: RepositorySettings, *, bare: bool = False, repo_name: str | None = None) -> InitResult:
     """Create the repository at ``path`` with one commit on the default branch."""
     from git import Repo
 
@@ -117,7 +106,7 @@ def init_repo(path: Path, settings: RepoSettings, *, bare: bool = False) -> Init
 
     path = Path(path).expanduser().absolute()
     _check_target(path, bare)
-    tree = render_repo(settings)
+    tree = render_repo(settings, repo_name or path.name.removesuffix(".git") or "allora-deployments")
     message = C.init_commit_message()
     branch = settings.default_branch
     if bare:

@@ -32,11 +32,21 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 def _quantity(value: str, what: str, allow_milli: bool) -> str:
     match = _QUANTITY.match(value.strip()) if isinstance(value, str) else None
     example = "250m, 0.5 or 2" if allow_milli else "512Mi or 2Gi"
-    if not match or (match["unit"] == "m" and not allow_milli):
+    unit = match["unit"] if match else None
+    # CPU is counted in cores (decimal: m, k, M, G…); binary suffixes (Ki, Mi, Gi…) measure bytes.
+    if not match or (unit == "m" and not allow_milli) or (allow_milli and unit and unit.endswith("i")):
         raise ValueError(f"{value!r} is not a Kubernetes {what} quantity like {example}")
     if Decimal(match["num"]) == 0:
         raise ValueError(f"{what} must be more than zero")
     return value.strip()
+
+
+def check_image_registry(value: str) -> str:
+    """``registry[:port]/path`` without tag or digest (trailing ``/`` dropped); ValueError otherwise."""
+    value = value.rstrip("/")
+    if not _REPOSITORY.match(value):
+        raise ValueError(f"{value!r} is not an image registry/repository prefix like registry.example.com/team")
+    return value
 
 
 def cpu_millicores(quantity: str) -> int:
@@ -72,9 +82,11 @@ class _Model(BaseModel):
 
 
 class DeploymentSettings(_Model):
-    """What the operator asked for. ``None`` means "from model.yaml, else the platform default"."""
+    """What the operator asked for (flags, or an API request). ``None`` means "from the repository settings,
+    else model.yaml, else the platform default". The one set of deployment options: every command that
+    renders a deployment takes it (``cli/options.py`` declares the matching flags once)."""
 
-    network: str
+    network: Optional[str] = None  # default: model.yaml's allora.network
     topic_id: Optional[int] = None
     fee_tier: Optional[str] = None
     polling_interval: Optional[int] = None
@@ -89,9 +101,20 @@ class DeploymentSettings(_Model):
     base_image: Optional[str] = None
     archive_url: Optional[str] = None
     namespace: Optional[str] = None
+    cluster_dns_namespace: Optional[str] = None  # from the repository settings (dns.*)
+    node_local_dns: Optional[str] = None  # "" = the cluster has no NodeLocal DNSCache
     monitoring: Optional[bool] = None
     low_balance_threshold: Optional[int] = None
     monitoring_namespace: Optional[str] = None
+
+    def explicit(self) -> dict:
+        """What was given, without the ``None`` gaps."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+    def over(self, defaults: dict) -> "DeploymentSettings":
+        """These settings, with the gaps filled from ``defaults`` (e.g. what a network used last time)."""
+        known = {k: v for k, v in defaults.items() if k in type(self).model_fields and v is not None}
+        return DeploymentSettings(**{**known, **self.explicit()})
 
 
 class DeploymentSpec(_Model):
@@ -115,6 +138,8 @@ class DeploymentSpec(_Model):
     wallet_remote_key: str
     base_image: str
     namespace: str = C.NAMESPACE
+    cluster_dns_namespace: str = C.CLUSTER_DNS_NAMESPACE
+    node_local_dns: Optional[str] = C.NODE_LOCAL_DNS_ADDRESS
     monitoring: bool = Field(True, description="render the PodMonitor and PrometheusRule (prometheus-operator)")
     low_balance_threshold: int = Field(C.LOW_BALANCE_THRESHOLD_UALLO, ge=0, description="AlloraLowWalletBalance below this many uallo")
     monitoring_namespace: str = Field(C.MONITORING_NAMESPACE, description="where Prometheus runs: the NetworkPolicy admits it to the metrics port")
@@ -139,10 +164,7 @@ class DeploymentSpec(_Model):
     @field_validator("image_registry")
     @classmethod
     def _registry(cls, v: str) -> str:
-        v = v.rstrip("/")
-        if not _REPOSITORY.match(v):
-            raise ValueError(f"{v!r} is not an image registry/repository prefix like registry.example.com/team")
-        return v
+        return check_image_registry(v)
 
     @field_validator("base_image")
     @classmethod
@@ -151,7 +173,19 @@ class DeploymentSpec(_Model):
             raise ValueError(f"{v!r} is not a pinned image reference like python:3.11-slim or repo@sha256:…")
         return v
 
-    @field_validator("wallet_secret", "secret_store", "namespace", "monitoring_namespace")
+    @field_validator("node_local_dns")
+    @classmethod
+    def _ip(cls, v: Optional[str]) -> Optional[str]:
+        import ipaddress
+
+        if v is not None:
+            try:
+                ipaddress.ip_address(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not an IP address") from None
+        return v
+
+    @field_validator("wallet_secret", "secret_store", "namespace", "cluster_dns_namespace", "monitoring_namespace")
     @classmethod
     def _k8s_name(cls, v: Optional[str]) -> Optional[str]:
         if v is not None and (len(v) > 253 or not _DNS_SUBDOMAIN.match(v)):
@@ -200,6 +234,13 @@ class DeploymentSpec(_Model):
         return f"{self.image_repository}:{self.image_tag}"
 
     @property
+    def node_local_dns_cidr(self) -> str:
+        """The NodeLocal DNSCache address as a one-address NetworkPolicy ``ipBlock`` (``/32``, ``/128`` for IPv6)."""
+        import ipaddress
+
+        return str(ipaddress.ip_network(self.node_local_dns))
+
+    @property
     def instance(self) -> str:
         return f"{self.name}-{self.network}"
 
@@ -211,7 +252,7 @@ class DeploymentSpec(_Model):
     @classmethod
     def complete(cls, manifest: BundleManifest, *, sha256: str, archive_size: int, settings: DeploymentSettings) -> "DeploymentSpec":
         """Fill what ``settings`` left out from model.yaml and platform defaults, then check it all."""
-        s = settings
+        s = settings.model_copy(update={"network": settings.network or manifest.allora.network})
         allora = manifest.allora
         runtime = manifest.runtime
         cpu = s.cpu or (cpu_from_cores(runtime.cpu_cores) if runtime.cpu_cores else C.DEFAULT_CPU)
@@ -242,6 +283,8 @@ class DeploymentSpec(_Model):
             "wallet_remote_key": s.wallet_remote_key or f"allora/{manifest.name}/{s.network}",
             "base_image": s.base_image or f"python:{manifest.python.version}-slim",
             "namespace": s.namespace or C.NAMESPACE,
+            "cluster_dns_namespace": s.cluster_dns_namespace or C.CLUSTER_DNS_NAMESPACE,
+            "node_local_dns": C.NODE_LOCAL_DNS_ADDRESS if s.node_local_dns is None else (s.node_local_dns or None),
             "monitoring": True if s.monitoring is None else s.monitoring,
             "low_balance_threshold": C.LOW_BALANCE_THRESHOLD_UALLO if s.low_balance_threshold is None else s.low_balance_threshold,
             "monitoring_namespace": s.monitoring_namespace or C.MONITORING_NAMESPACE,

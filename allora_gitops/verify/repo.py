@@ -6,6 +6,8 @@ it, every object validates against its schema, and our policy rules hold; each
 validate against the Argo CD CRDs; every PrometheusRule passes ``promtool
 check rules``. Findings are ``Problem`` s with the rule as
 ``code``; the command exits 1 on any finding, 2 when it cannot check at all.
+Argo CD's own admission (destinations, allowed kinds, Application names) is
+checked against ``argocd/`` too (``verify/argocd.py``).
 """
 
 from __future__ import annotations
@@ -17,13 +19,12 @@ from pathlib import Path
 
 from allora_gitops import constants as C
 from allora_gitops.errors import Problem, VerifyError
+from allora_gitops.verify.argocd import check_admission, check_application_names, load_project
 from allora_gitops.verify.kustomize import build_overlays
 from allora_gitops.verify.policy import check_network_policies, check_object, unpinned_images
 from allora_gitops.verify.rules import check_prometheus_rules
 from allora_gitops.verify.schemas import schema_errors
 from allora_gitops.verify.tools import find_tool
-
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
 
 @dataclass
@@ -50,7 +51,7 @@ class VerifyReport:
 def find_overlays(root: Path) -> list[Path]:
     """Every directory Argo CD builds: ``deployments/*/overlays/*`` and ``sandboxes/*``."""
     candidates = [*(root / C.DEPLOYMENTS_DIR).glob("*/overlays/*"), *(root / C.SANDBOXES_DIR).glob("*")]
-    return sorted(d for d in candidates if d.is_dir() and any((d / k).is_file() for k in KUSTOMIZATION_FILES))
+    return sorted(d for d in candidates if d.is_dir() and any((d / k).is_file() for k in C.KUSTOMIZATION_FILES))
 
 
 def find_dockerfiles(root: Path) -> list[Path]:
@@ -60,7 +61,7 @@ def find_dockerfiles(root: Path) -> list[Path]:
 def find_argocd_files(root: Path) -> list[Path]:
     """``argocd/*.yaml`` and the objects of ``monitoring/`` (the dashboard ConfigMap; not its kustomization)."""
     files = [p for p in (root / C.ARGOCD_DIR).glob("*.y*ml") if p.is_file()]
-    files += [p for p in (root / C.MONITORING_DIR).glob("*.y*ml") if p.is_file() and p.name not in KUSTOMIZATION_FILES]
+    files += [p for p in (root / C.MONITORING_DIR).glob("*.y*ml") if p.is_file() and p.name not in C.KUSTOMIZATION_FILES]
     return sorted(files)
 
 
@@ -121,7 +122,7 @@ def digest_networks(root: Path, require_digest: bool | None) -> tuple[str, ...]:
     marker's ``default_branch``, else main); the networks come from the ``images.require_digest``
     setting (default: mainnet; testnet may run a tag until it is pinned).
     """
-    from allora_gitops.gitops.repo import RepositorySettings, parse_repository_settings
+    from allora_gitops.gitops.settings import ImageSettings, parse_repository_settings
 
     marker = root / C.REPO_MARKER_FILE
     text = marker.read_text(encoding="utf-8") if marker.is_file() else None
@@ -134,7 +135,8 @@ def digest_networks(root: Path, require_digest: bool | None) -> tuple[str, ...]:
         require_digest = proc.returncode == 0 and proc.stdout.strip() == str(base)
     if not require_digest:
         return ()
-    return (parse_repository_settings(text) if text is not None else RepositorySettings()).require_digest
+    images = parse_repository_settings(text, str(marker)).images if text is not None else ImageSettings()
+    return images.require_digest
 
 
 def verify_repo(
@@ -149,6 +151,8 @@ def verify_repo(
             "(create one with `allora-gitops repo init`)"
         )
     overlays, dockerfiles, argocd = find_overlays(root), find_dockerfiles(root), find_argocd_files(root)
+    every_overlay = [o.relative_to(root).as_posix() for o in overlays]
+    project = load_project(root)
     if changed_since:
         overlays, dockerfiles, argocd = select_changed(root, changed_paths(root, changed_since), overlays, dockerfiles, argocd)
     report = VerifyReport(root=root)
@@ -170,6 +174,8 @@ def verify_repo(
                             "build-image --push --write-back, or pin-image)", where, code="image-digest")
                     for obj, message in unpinned_images(result.objects)
                 ]  # fmt: skip
+            if project is not None:
+                result.findings += check_admission(result.objects, where, project)
 
     lint = start_hadolint(dockerfiles)  # runs beside the kustomize builds
     rules: list[tuple[str, dict]] = []
@@ -181,6 +187,7 @@ def verify_repo(
         report.findings.extend(check_prometheus_rules(rules))
         for path in argocd:
             report.findings.extend(check_yaml_file(path, path.relative_to(root).as_posix()))
+        report.findings.extend(check_application_names(root, every_overlay))
     finally:
         lint_findings = finish_hadolint(lint, root)
     report.findings.extend(lint_findings)
