@@ -69,3 +69,13 @@ def test_light_install_runs_the_developer_loop_and_names_the_platform_extra(plat
         assert "Traceback" not in proc.stderr
     assert run("allora-gitops", "--help").returncode == 0
     assert run("allora-gitops", "publish", "--help").returncode == 0
+
+
+def test_the_platform_extra_check_accepts_a_module_that_replaced_itself_in_sys_modules():
+    """``sh`` swaps its module for an object without ``__spec__``: once it is imported (a build ran
+    earlier in the same process), the check must still see it installed, not end in ValueError."""
+    import sh  # noqa: F401 - imported for its side effect on sys.modules
+
+    from allora_gitops.cli.app import require_platform_extra
+
+    require_platform_extra("allora-gitops render")  # no PlatformExtraMissing, no ValueError

@@ -36,11 +36,17 @@ class PlatformExtraMissing(AlloraGitopsError):
 def require_platform_extra(command: str) -> None:
     """Refuse ``command`` with one line naming the extra when a module of the platform extra is not installed.
 
-    ``find_spec`` only looks the modules up (nothing is imported), so this costs a few stat calls.
+    ``find_spec`` only looks the modules up (nothing is imported), so this costs a few stat calls. A module
+    already imported is installed: ``find_spec`` would read its ``__spec__``, which ``sh`` (it replaces itself
+    in ``sys.modules``) does not have.
     """
     import importlib.util
+    import sys
 
-    missing = sorted(m for m in PLATFORM_MODULES - {"botocore", "psycopg_binary", "starlette", "multipart"} if importlib.util.find_spec(m) is None)
+    missing = sorted(
+        m for m in PLATFORM_MODULES - {"botocore", "psycopg_binary", "starlette", "multipart"}
+        if m not in sys.modules and importlib.util.find_spec(m) is None
+    )  # fmt: skip
     if missing:
         raise PlatformExtraMissing(
             f"`{command}` needs the platform extra: pip install '{PLATFORM_EXTRA}' (missing: {', '.join(missing)})"
