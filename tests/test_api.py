@@ -169,7 +169,12 @@ def test_tokens_owners_and_wallets(platform_server, tmp_path):
     # a wallet not assigned to alice: 403, nothing committed
     branches = remote_branches(platform.repo)
     r = api.post("/api/deployments", json=dict(deploy, wallet="bob-wallet"), headers=platform.headers(alice))
-    assert_problem(r, 403, "'bob-wallet' is not assigned to alice")
+    assert_problem(r, 403, "the wallet Secret is not assigned to alice (got 'bob-wallet')")
+    # a private key pasted as the wallet name (it is a valid Secret name): refused, and never echoed
+    pasted = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+    r = api.post("/api/deployments", json=dict(deploy, wallet=pasted), headers=platform.headers(alice))
+    assert_problem(r, 403, "not assigned to alice (got a value that looks like a secret, not shown)")
+    assert pasted not in r.text and pasted not in platform.log.read_text(errors="replace")
     assert remote_branches(platform.repo) == branches
     # her own (the only one, so the default): a review branch
     r = api.post("/api/deployments", json={k: v for k, v in deploy.items() if k != "wallet"}, headers=platform.headers(alice))
