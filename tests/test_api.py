@@ -311,6 +311,22 @@ def test_openapi_lists_every_endpoint_and_errors_are_problems(platform_server):
     assert httpx.get(f"{platform.url}/api/health").json()["status"] == "ok"
     assert_problem(httpx.get(f"{platform.url}/api/nothing-here"), 404)
     assert_problem(httpx.delete(f"{platform.url}/api/bundles"), 405)
+    # the bearer scheme is declared, and every /api route but health requires it and documents its 401
+    assert doc["components"]["securitySchemes"]["token"] == {**doc["components"]["securitySchemes"]["token"], "type": "http", "scheme": "bearer"}
+    for path, methods in paths.items():
+        for method, op in methods.items():
+            protected = path.startswith("/api/") and path != "/api/health"
+            assert (op.get("security") == [{"token": []}]) == protected, (method, path)
+            assert ("401" in op["responses"]) == protected, (method, path)
+
+    # a JSON body beyond 64 KB is refused before authentication and before it is held in memory,
+    # whether its length is declared or it arrives chunked
+    big = b'{"bundle": {"name": "' + b"a" * (1 << 20) + b'"}}'
+    for content in (big, iter([big[i:i + 8192] for i in range(0, len(big), 8192)])):
+        r = httpx.post(f"{platform.url}/api/deployments", content=content, headers={"Content-Type": "application/json"})
+        assert_problem(r, 413, "larger than 64 KB")
+    # a small one still reaches the routes (no token: 401)
+    assert_problem(httpx.post(f"{platform.url}/api/deployments", json={"bundle": {}}), 401)
 
 
 class RssSampler:
