@@ -461,3 +461,16 @@ def test_the_monitoring_namespace_is_a_repository_setting(gitops, cli, records, 
     r = cli("gitops", "repo", "init", "--bare", "--monitoring-namespace", "Observability!", tmp_path / "bad.git")
     assert (r.code, r.err.splitlines()[-1]) == (1, "error: --monitoring-namespace: 'Observability!' is not a namespace name (RFC 1123 label)")
     assert not (tmp_path / "bad.git").exists()
+
+
+def test_review_hints_never_repeat_credentials_from_the_repository_url():
+    """The hints reach the API's answers (every model developer) and logs: a URL's token must not."""
+    from allora_gitops.gitops.repo import Persisted, parse_remote
+    from allora_gitops.publish import review_hints
+
+    remote = parse_remote("https://x-access-token:ghp_s3cr3tT0ken@git.example.com/org/deployments.git")
+    persisted = Persisted(remote=remote.display, branch="deploy/m/testnet/1.0.0", base_branch="main", base="a" * 40,
+                          commit="b" * 40, created=True, changed=[])  # fmt: skip
+    hints = review_hints(remote, persisted)
+    assert "diff: allora-gitops diff --repo https://***@git.example.com/org/deployments.git --base main deploy/m/testnet/1.0.0" in hints
+    assert not any("ghp_s3cr3tT0ken" in line or "x-access-token" in line for line in hints), hints
