@@ -251,7 +251,7 @@ def test_unsafe_archives_are_refused_and_nothing_is_stored(platform_server, tmp_
     archive.write_bytes(_leaky_archive(leaky))
     with open(archive, "rb") as fh:
         r = api.post("/api/bundles", files={"bundle": (archive.name, fh, "application/gzip")})
-    body = assert_problem(r, 422, "wallet.txt")
+    body = assert_problem(r, 422, "artifacts/wallet.txt", "BIP-39 mnemonic")
     assert words not in r.text and "/tmp" not in body["detail"]
 
     def tar_member(name: str, kind=tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
@@ -269,6 +269,10 @@ def test_unsafe_archives_are_refused_and_nothing_is_stored(platform_server, tmp_
         assert_problem(r, 422, label)
 
     assert count_bundles(platform.database_url) == 0
+    import psycopg
+
+    with psycopg.connect(platform.database_url) as conn:  # a refused upload claims no name either
+        assert conn.execute("SELECT count(*) FROM bundle_owners").fetchone()[0] == 0
     bucket, _, _prefix = platform.store_url[len("s3://"):].partition("/")
     listed = s3_server.client().list_objects_v2(Bucket=bucket)
     assert listed.get("KeyCount", 0) == 0
