@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -528,3 +529,23 @@ def test_promote_and_rollback_through_the_api(platform_server, tmp_path):
     assert (r.json()["action"], r.json()["branch"], r.json()["version"]) == ("rollback", f"rollback/{NAME}/testnet/1.0.0", "1.0.0")
     assert_problem(api.post(f"/api/deployments/{second['deployment_id']}/rollback", json={"version": "0.9.0"}), 404, "no bundle")
     assert_problem(api.post(f"/api/deployments/{second['deployment_id']}/promote", json={"network": "devnet"}), 422, "network")
+
+
+def test_an_unreachable_gitops_remote_is_the_platforms_problem_not_a_conflict(tmp_path, database_url, s3_store_url, gitops_home):
+    """A remote that cannot be reached is a 503 (try later, tell the platform team), not a 409 the caller could resolve."""
+    from tests.fixtures.platform import start_platform, stop_platform
+
+    platform = start_platform(
+        tmp_path, database_url=database_url, repo=tmp_path / "gone.git", store_url=s3_store_url,
+        env={**{k: v for k, v in os.environ.items() if k.startswith("AWS_")}, "ALLORA_GITOPS_HOME": str(gitops_home)},
+    )  # fmt: skip
+    try:
+        token = platform.token("alice", wallets=(WALLET,))
+        v1 = make_bundle(tmp_path / "v1")
+        status, _ = curl_upload(platform, build(v1), token, cwd=v1)
+        assert status == 201
+        r = httpx.post(f"{platform.url}/api/deployments", json={"bundle": {"name": NAME, "version": "1.0.0"}},
+                       headers=platform.headers(token), timeout=120)  # fmt: skip
+        assert_problem(r, 503, "cannot reach the GitOps repository")
+    finally:
+        stop_platform(platform)

@@ -27,6 +27,7 @@ from allora_gitops.errors import (
     GitOpsError,
     ManifestError,
     RecordConflict,
+    RemoteUnavailable,
     RenderError,
     StorageError,
     UsageError,
@@ -71,7 +72,7 @@ def core_status(exc: AlloraGitopsError) -> int:
         return 409
     if isinstance(exc, (BundleError, ManifestError, RenderError, UsageError)):
         return 422
-    if isinstance(exc, (DatabaseError, StorageError)):
+    if isinstance(exc, (DatabaseError, StorageError, RemoteUnavailable)):
         return 503
     if isinstance(exc, GitOpsError):
         return 409
