@@ -330,6 +330,9 @@ def test_openapi_lists_every_endpoint_and_errors_are_problems(platform_server):
     for content in (big, iter([big[i:i + 8192] for i in range(0, len(big), 8192)])):
         r = httpx.post(f"{platform.url}/api/deployments", content=content, headers={"Content-Type": "application/json"})
         assert_problem(r, 413, "larger than 64 KB")
+    # a body that is not JSON says so and where, not "field 1"
+    r = httpx.post(f"{platform.url}/api/deployments", content=b'{"bundle": ', headers={"Content-Type": "application/json"})
+    assert_problem(r, 422, "the request is invalid: body: not valid JSON (Expecting value at character 11)")
     # a small one still reaches the routes (no token: 401)
     assert_problem(httpx.post(f"{platform.url}/api/deployments", json={"bundle": {}}), 401)
 

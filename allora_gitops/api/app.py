@@ -102,7 +102,9 @@ def _install_handlers(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError):
         # the offending values are left out: a request body may hold what a user pasted by mistake
         problems = [
-            {"field": ".".join(str(x) for x in e.get("loc", ()) if x != "body"), "message": e.get("msg", "invalid")}
+            {"field": "body", "message": f"not valid JSON ({e.get('ctx', {}).get('error', 'malformed')} at character {e['loc'][-1]})"}
+            if e.get("type") == "json_invalid"  # loc is ("body", position): a position, not a field
+            else {"field": ".".join(str(x) for x in e.get("loc", ()) if x != "body"), "message": e.get("msg", "invalid")}
             for e in exc.errors()
         ]
         return problem(422, "the request is invalid: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems), problems=problems)
