@@ -552,3 +552,27 @@ def test_an_unreachable_gitops_remote_is_the_platforms_problem_not_a_conflict(tm
         assert_problem(r, 503, "cannot reach the GitOps repository")
     finally:
         stop_platform(platform)
+
+
+def test_serve_workers_starts_that_many_processes_with_the_flags_settings(tmp_path, database_url, s3_store_url, gitops_remote, gitops_home):
+    """`--workers N` runs N processes (uvicorn ignored it when given an app object), and each has the settings
+    given as flags, not only those of the environment."""
+    import psutil
+
+    from tests.fixtures.platform import start_platform, stop_platform
+
+    platform = start_platform(
+        tmp_path, database_url=database_url, repo=gitops_remote, store_url=s3_store_url,
+        env={**{k: v for k, v in os.environ.items() if k.startswith("AWS_")}, "ALLORA_GITOPS_HOME": str(gitops_home)},
+        extra_args=("--workers", "2", "--max-upload-mb", "1"),
+    )  # fmt: skip
+    try:
+        workers = [p for p in psutil.Process(platform.process.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2, [p.cmdline() for p in psutil.Process(platform.process.pid).children()]
+        token = platform.token("alice")
+        for _ in range(4):  # whichever worker answers
+            r = httpx.post(f"{platform.url}/api/bundles", files={"bundle": ("big.tar.gz", b"\0" * (2 << 20))},
+                           headers=platform.headers(token), timeout=60)  # fmt: skip
+            assert_problem(r, 413, "limit of 1 MB")
+    finally:
+        stop_platform(platform)

@@ -192,6 +192,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
     return app
 
 
+def create_app_from_environment() -> FastAPI:
+    """The app for the settings in the environment (``load_api_settings()``): the factory each worker
+    process of ``serve --workers N`` calls."""
+    from allora_gitops.api.settings import load_api_settings
+
+    return create_app(load_api_settings())
+
+
 # --- dependencies shared by the routers ----------------------------------------------------------
 
 
