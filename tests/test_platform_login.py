@@ -75,3 +75,35 @@ def test_login_to_a_url_that_is_not_a_platform_says_so(tmp_path):
         f"error: {url} answered /api/bundles with application/octet-stream, not the platform's JSON: is this the allora-gitops platform's URL?"
     ]
     assert not (tmp_path / "config" / "allora-gitops" / "platform.json").exists()
+
+
+def test_serve_stopped_by_sigterm_stops_the_embedded_postgres_it_started(tmp_path, gitops_remote):
+    """Kubernetes and systemd stop the server with SIGTERM: its exit hooks must run, so the embedded
+    PostgreSQL it started does not outlive it (uvicorn re-raised the signal and the process died first)."""
+    import os
+    import signal
+
+    home = tmp_path / "home"
+    env = cli_env({"ALLORA_GITOPS_HOME": str(home), "ALLORA_GITOPS_REPO": str(gitops_remote)})
+    env.pop("ALLORA_DATABASE_URL", None)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "allora_gitops.cli.gitops", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        pid_file = home / "postgres" / "data" / "postmaster.pid"
+        assert pid_file.exists(), "the embedded PostgreSQL did not start"
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM, proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert not pid_file.exists(), "the embedded PostgreSQL outlived `serve`"

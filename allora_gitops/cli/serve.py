@@ -30,6 +30,9 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, "--workers", min=1, help="Worker processes (replicas scale further: the server keeps no state)."),
     ) -> None:
         """Serve the platform API (upload bundles, deploy them through review branches) with uvicorn."""
+        import signal
+        import sys
+
         import uvicorn
 
         from allora_gitops.api.app import create_app
@@ -41,6 +44,9 @@ def register(app: typer.Typer) -> None:
             max_upload_mb=max_upload_mb, max_live_deployments=max_live_deployments,
         )  # fmt: skip
         open_records(settings.database_url).close()  # fail now, with one line, when the database is not ready
+        # uvicorn drains on SIGTERM, then raises the signal again; its default action would end the process
+        # before the exit hooks run, leaving the embedded PostgreSQL running: leave like the shell says instead
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         common = dict(host=host, port=port, log_level="info", access_log=True, server_header=False, proxy_headers=True,
                       timeout_graceful_shutdown=30)  # fmt: skip
         if workers <= 1:
