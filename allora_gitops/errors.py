@@ -128,6 +128,11 @@ class GitOpsError(AlloraGitopsError):
     """The GitOps repository is not ours, unreachable, or refused a push."""
 
 
+class RemoteUnavailable(GitOpsError):
+    """The GitOps remote could not be reached, fetched from or pushed to (not a refusal of the change itself):
+    the platform's problem, so the API answers 503 rather than 409."""
+
+
 class ReviewError(GitOpsError):
     """``diff`` could not compare two refs (exit 2: 1 means "they differ")."""
 

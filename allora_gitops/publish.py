@@ -212,12 +212,17 @@ def compare_url(repo_url: str, base_branch: str, branch: str) -> str | None:
     return f"{web}/compare/{base_branch}...{branch}"
 
 
-def review_hints(remote: Remote, repo_arg: str, persisted: Persisted) -> list[str]:
+def review_hints(remote: Remote, persisted: Persisted) -> list[str]:
+    """What to do next with a change: the review branch, how to diff it, the compare page, the merge.
+
+    The repository is named by ``remote.display`` (never the URL as given): the lines reach terminals, the
+    API's answers and logs, and a URL may carry a password or an access token.
+    """
     if persisted.branch == persisted.base_branch:
         return [f"committed directly to {persisted.branch}: Argo CD deploys it at the next sync"]
     lines = [
         f"review branch: {persisted.branch} (from {persisted.base_branch})",
-        f"diff: allora-gitops diff --repo {remote.display if remote.local_path else repo_arg} --base {persisted.base_branch} {persisted.branch}",
+        f"diff: allora-gitops diff --repo {remote.display} --base {persisted.base_branch} {persisted.branch}",
     ]
     compare = compare_url(remote.display, persisted.base_branch, persisted.branch)
     if compare:
@@ -429,7 +434,7 @@ def _finish(result: PublishResult, persisted: Persisted, remote: Remote, target:
         result.deployment_status = "merged" if persisted.branch == persisted.base_branch else "committed"
     result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
     result.summary = summarise_change(old, new) if persisted.changed else []
-    result.review = review_hints(remote, target.repo, persisted)
+    result.review = review_hints(remote, persisted)
     return result
 
 
@@ -673,5 +678,5 @@ def retire(name: str, network: str, target: Target, *, step: StepFn = _quiet) ->
     result.commit, result.committed = persisted.commit, persisted.created
     result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
     result.summary = summarise_change(old[0], None) if persisted.changed else []
-    result.review = review_hints(remote, target.repo, persisted)
+    result.review = review_hints(remote, persisted)
     return result

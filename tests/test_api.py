@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -169,7 +170,12 @@ def test_tokens_owners_and_wallets(platform_server, tmp_path):
     # a wallet not assigned to alice: 403, nothing committed
     branches = remote_branches(platform.repo)
     r = api.post("/api/deployments", json=dict(deploy, wallet="bob-wallet"), headers=platform.headers(alice))
-    assert_problem(r, 403, "'bob-wallet' is not assigned to alice")
+    assert_problem(r, 403, "the wallet Secret is not assigned to alice (got 'bob-wallet')")
+    # a private key pasted as the wallet name (it is a valid Secret name): refused, and never echoed
+    pasted = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+    r = api.post("/api/deployments", json=dict(deploy, wallet=pasted), headers=platform.headers(alice))
+    assert_problem(r, 403, "not assigned to alice (got a value that looks like a secret, not shown)")
+    assert pasted not in r.text and pasted not in platform.log.read_text(errors="replace")
     assert remote_branches(platform.repo) == branches
     # her own (the only one, so the default): a review branch
     r = api.post("/api/deployments", json={k: v for k, v in deploy.items() if k != "wallet"}, headers=platform.headers(alice))
@@ -246,7 +252,7 @@ def test_unsafe_archives_are_refused_and_nothing_is_stored(platform_server, tmp_
     archive.write_bytes(_leaky_archive(leaky))
     with open(archive, "rb") as fh:
         r = api.post("/api/bundles", files={"bundle": (archive.name, fh, "application/gzip")})
-    body = assert_problem(r, 422, "wallet.txt")
+    body = assert_problem(r, 422, "artifacts/wallet.txt", "BIP-39 mnemonic")
     assert words not in r.text and "/tmp" not in body["detail"]
 
     def tar_member(name: str, kind=tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
@@ -264,6 +270,10 @@ def test_unsafe_archives_are_refused_and_nothing_is_stored(platform_server, tmp_
         assert_problem(r, 422, label)
 
     assert count_bundles(platform.database_url) == 0
+    import psycopg
+
+    with psycopg.connect(platform.database_url) as conn:  # a refused upload claims no name either
+        assert conn.execute("SELECT count(*) FROM bundle_owners").fetchone()[0] == 0
     bucket, _, _prefix = platform.store_url[len("s3://"):].partition("/")
     listed = s3_server.client().list_objects_v2(Bucket=bucket)
     assert listed.get("KeyCount", 0) == 0
@@ -306,6 +316,25 @@ def test_openapi_lists_every_endpoint_and_errors_are_problems(platform_server):
     assert httpx.get(f"{platform.url}/api/health").json()["status"] == "ok"
     assert_problem(httpx.get(f"{platform.url}/api/nothing-here"), 404)
     assert_problem(httpx.delete(f"{platform.url}/api/bundles"), 405)
+    # the bearer scheme is declared, and every /api route but health requires it and documents its 401
+    assert doc["components"]["securitySchemes"]["token"] == {**doc["components"]["securitySchemes"]["token"], "type": "http", "scheme": "bearer"}
+    for path, methods in paths.items():
+        for method, op in methods.items():
+            protected = path.startswith("/api/") and path != "/api/health"
+            assert (op.get("security") == [{"token": []}]) == protected, (method, path)
+            assert ("401" in op["responses"]) == protected, (method, path)
+
+    # a JSON body beyond 64 KB is refused before authentication and before it is held in memory,
+    # whether its length is declared or it arrives chunked
+    big = b'{"bundle": {"name": "' + b"a" * (1 << 20) + b'"}}'
+    for content in (big, iter([big[i:i + 8192] for i in range(0, len(big), 8192)])):
+        r = httpx.post(f"{platform.url}/api/deployments", content=content, headers={"Content-Type": "application/json"})
+        assert_problem(r, 413, "larger than 64 KB")
+    # a body that is not JSON says so and where, not "field 1"
+    r = httpx.post(f"{platform.url}/api/deployments", content=b'{"bundle": ', headers={"Content-Type": "application/json"})
+    assert_problem(r, 422, "the request is invalid: body: not valid JSON (Expecting value at character 11)")
+    # a small one still reaches the routes (no token: 401)
+    assert_problem(httpx.post(f"{platform.url}/api/deployments", json={"bundle": {}}), 401)
 
 
 class RssSampler:
@@ -503,3 +532,47 @@ def test_promote_and_rollback_through_the_api(platform_server, tmp_path):
     assert (r.json()["action"], r.json()["branch"], r.json()["version"]) == ("rollback", f"rollback/{NAME}/testnet/1.0.0", "1.0.0")
     assert_problem(api.post(f"/api/deployments/{second['deployment_id']}/rollback", json={"version": "0.9.0"}), 404, "no bundle")
     assert_problem(api.post(f"/api/deployments/{second['deployment_id']}/promote", json={"network": "devnet"}), 422, "network")
+
+
+def test_an_unreachable_gitops_remote_is_the_platforms_problem_not_a_conflict(tmp_path, database_url, s3_store_url, gitops_home):
+    """A remote that cannot be reached is a 503 (try later, tell the platform team), not a 409 the caller could resolve."""
+    from tests.fixtures.platform import start_platform, stop_platform
+
+    platform = start_platform(
+        tmp_path, database_url=database_url, repo=tmp_path / "gone.git", store_url=s3_store_url,
+        env={**{k: v for k, v in os.environ.items() if k.startswith("AWS_")}, "ALLORA_GITOPS_HOME": str(gitops_home)},
+    )  # fmt: skip
+    try:
+        token = platform.token("alice", wallets=(WALLET,))
+        v1 = make_bundle(tmp_path / "v1")
+        status, _ = curl_upload(platform, build(v1), token, cwd=v1)
+        assert status == 201
+        r = httpx.post(f"{platform.url}/api/deployments", json={"bundle": {"name": NAME, "version": "1.0.0"}},
+                       headers=platform.headers(token), timeout=120)  # fmt: skip
+        assert_problem(r, 503, "cannot reach the GitOps repository")
+    finally:
+        stop_platform(platform)
+
+
+def test_serve_workers_starts_that_many_processes_with_the_flags_settings(tmp_path, database_url, s3_store_url, gitops_remote, gitops_home):
+    """`--workers N` runs N processes (uvicorn ignored it when given an app object), and each has the settings
+    given as flags, not only those of the environment."""
+    import psutil
+
+    from tests.fixtures.platform import start_platform, stop_platform
+
+    platform = start_platform(
+        tmp_path, database_url=database_url, repo=gitops_remote, store_url=s3_store_url,
+        env={**{k: v for k, v in os.environ.items() if k.startswith("AWS_")}, "ALLORA_GITOPS_HOME": str(gitops_home)},
+        extra_args=("--workers", "2", "--max-upload-mb", "1"),
+    )  # fmt: skip
+    try:
+        workers = [p for p in psutil.Process(platform.process.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2, [p.cmdline() for p in psutil.Process(platform.process.pid).children()]
+        token = platform.token("alice")
+        for _ in range(4):  # whichever worker answers
+            r = httpx.post(f"{platform.url}/api/bundles", files={"bundle": ("big.tar.gz", b"\0" * (2 << 20))},
+                           headers=platform.headers(token), timeout=60)  # fmt: skip
+            assert_problem(r, 413, "limit of 1 MB")
+    finally:
+        stop_platform(platform)

@@ -500,3 +500,16 @@ def test_the_monitoring_namespace_is_a_repository_setting(gitops, cli, records, 
         2, "error: monitoring_namespace: 'Observability!' is not a Kubernetes namespace name (lowercase letters, digits and '-', at most 63)"
     )
     assert not (tmp_path / "bad.git").exists()
+
+
+def test_review_hints_never_repeat_credentials_from_the_repository_url():
+    """The hints reach the API's answers (every model developer) and logs: a URL's token must not."""
+    from allora_gitops.gitops.repo import Persisted, parse_remote
+    from allora_gitops.publish import review_hints
+
+    remote = parse_remote("https://x-access-token:ghp_s3cr3tT0ken@git.example.com/org/deployments.git")
+    persisted = Persisted(remote=remote.display, branch="deploy/m/testnet/1.0.0", base_branch="main", base="a" * 40,
+                          commit="b" * 40, created=True, changed=[])  # fmt: skip
+    hints = review_hints(remote, persisted)
+    assert "diff: allora-gitops diff --repo https://***@git.example.com/org/deployments.git --base main deploy/m/testnet/1.0.0" in hints
+    assert not any("ghp_s3cr3tT0ken" in line or "x-access-token" in line for line in hints), hints

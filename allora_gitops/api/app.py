@@ -14,6 +14,7 @@ from typing import Any, Iterator, Optional
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from allora_gitops import __version__
@@ -26,6 +27,7 @@ from allora_gitops.errors import (
     GitOpsError,
     ManifestError,
     RecordConflict,
+    RemoteUnavailable,
     RenderError,
     StorageError,
     UsageError,
@@ -33,6 +35,10 @@ from allora_gitops.errors import (
 
 API_PREFIX = "/api"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+# Every body but the upload's is a small JSON document: a larger one is refused before the routes (and
+# before authentication) ever see it, so nobody can make the server hold a body of any size in memory.
+MAX_REQUEST_BODY = 64 << 10
+UPLOAD_ROUTE = ("POST", f"{API_PREFIX}/bundles")  # streamed to disk under its own limit (api/upload.py)
 log = logging.getLogger("allora_gitops.api")
 
 
@@ -66,7 +72,7 @@ def core_status(exc: AlloraGitopsError) -> int:
         return 409
     if isinstance(exc, (BundleError, ManifestError, RenderError, UsageError)):
         return 422
-    if isinstance(exc, (DatabaseError, StorageError)):
+    if isinstance(exc, (DatabaseError, StorageError, RemoteUnavailable)):
         return 503
     if isinstance(exc, GitOpsError):
         return 409
@@ -96,7 +102,9 @@ def _install_handlers(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError):
         # the offending values are left out: a request body may hold what a user pasted by mistake
         problems = [
-            {"field": ".".join(str(x) for x in e.get("loc", ()) if x != "body"), "message": e.get("msg", "invalid")}
+            {"field": "body", "message": f"not valid JSON ({e.get('ctx', {}).get('error', 'malformed')} at character {e['loc'][-1]})"}
+            if e.get("type") == "json_invalid"  # loc is ("body", position): a position, not a field
+            else {"field": ".".join(str(x) for x in e.get("loc", ()) if x != "body"), "message": e.get("msg", "invalid")}
             for e in exc.errors()
         ]
         return problem(422, "the request is invalid: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems), problems=problems)
@@ -112,6 +120,44 @@ def _install_handlers(app: FastAPI) -> None:
         return problem(500, f"internal error ({type(exc).__name__}); the server log has the request")
 
 
+class BodyLimit:
+    """ASGI middleware: a request body other than the upload's is read here, at most ``limit`` bytes, and
+    handed on whole; a larger one (declared in ``Content-Length`` or sent chunked) is a 413 problem and the
+    connection is closed. FastAPI reads a JSON body into memory before any dependency runs, so without this
+    an unauthenticated client could make the server hold a body of any size.
+    """
+
+    def __init__(self, app, limit: int = MAX_REQUEST_BODY, exempt: tuple[tuple[str, str], ...] = (UPLOAD_ROUTE,)):
+        self.app, self.limit, self.exempt = app, limit, exempt
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or (scope["method"], scope["path"].rstrip("/")) in self.exempt:
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(scope, receive, send)
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                return await self._refuse(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+
+        async def replay():
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, receive, send) -> None:
+        detail = f"the request body is larger than {self.limit >> 10} KB (bundles go to POST {UPLOAD_ROUTE[1]} as multipart)"
+        await problem(413, detail, headers={"Connection": "close"})(scope, receive, send)
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     """The API for ``settings``: health, OpenAPI at ``/api/openapi.json``, bundles and deployments under ``/api``."""
     from allora_gitops.api import bundles, deployments
@@ -125,6 +171,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.add_middleware(BodyLimit)
     _install_handlers(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
@@ -139,9 +186,18 @@ def create_app(settings: ApiSettings) -> FastAPI:
             pass
         return {"status": "ok", "version": __version__}
 
-    app.include_router(bundles.router, prefix=API_PREFIX)
-    app.include_router(deployments.router, prefix=API_PREFIX)
+    unauthorized = {401: {"description": "Missing, unknown, revoked or expired token (a problem object)"}}
+    app.include_router(bundles.router, prefix=API_PREFIX, responses=unauthorized)
+    app.include_router(deployments.router, prefix=API_PREFIX, responses=unauthorized)
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app for the settings in the environment (``load_api_settings()``): the factory each worker
+    process of ``serve --workers N`` calls."""
+    from allora_gitops.api.settings import load_api_settings
+
+    return create_app(load_api_settings())
 
 
 # --- dependencies shared by the routers ----------------------------------------------------------
@@ -162,11 +218,16 @@ def open_session(settings: ApiSettings = Depends(get_settings)) -> Iterator[tupl
         records.close()
 
 
-def current_principal(request: Request, session=Depends(open_session)) -> Principal:
+# declares the scheme in the OpenAPI document (securitySchemes, and `security` on every route that needs it);
+# the refusal itself stays ours, one problem object for every way a token can be wrong
+bearer = HTTPBearer(auto_error=False, scheme_name="token", description="An API token from `allora-gitops token create`")
+
+
+def current_principal(
+    credentials: Optional[HTTPAuthorizationCredentials] = Depends(bearer), session=Depends(open_session)
+) -> Principal:
     """The caller, from ``Authorization: Bearer TOKEN``; 401 (the same answer) for missing, unknown, revoked or expired."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    principal = session[1].authenticate(token.strip()) if scheme.lower() == "bearer" else None
+    principal = session[1].authenticate(credentials.credentials.strip()) if credentials is not None else None
     if principal is None:
         raise ApiError(
             401,

@@ -115,9 +115,21 @@ class PlatformClient:
             response = self._http.request(method, url, **kw)
         except httpx.HTTPError as exc:
             raise PlatformError(f"cannot reach the platform {self.credentials.platform}: {type(exc).__name__}") from None
+        return self._answer(response)
+
+    def _answer(self, response) -> dict | list:
+        """The JSON body of a successful answer; PlatformError for a refusal, or for an answer that is not
+        the platform's (an HTML page from a proxy or a wrong URL)."""
         if response.status_code >= 400:
             raise _problem_error(response)
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise PlatformError(
+                f"{self.credentials.platform} answered {response.request.url.path} with {kind}, not the platform's JSON: "
+                "is this the allora-gitops platform's URL?"
+            ) from None
 
     def whoami_check(self) -> list[dict]:
         """A cheap authenticated call: the caller's bundles."""
@@ -134,9 +146,7 @@ class PlatformClient:
                 response = self._http.post("/api/bundles", files=files)
         except httpx.HTTPError as exc:
             raise PlatformError(f"the upload to {self.credentials.platform} failed: {type(exc).__name__}") from None
-        if response.status_code >= 400:
-            raise _problem_error(response)
-        return response.json()
+        return self._answer(response)
 
     def deploy(self, request: dict) -> dict:
         return self._request("POST", "/api/deployments", json=request)

@@ -146,8 +146,11 @@ def _owned_deployment(deployment_id: str, c: Caller):
 
 
 def _check_wallet(c: Caller, wallet: str) -> None:
-    if not c.accounts.may_use_wallet(c.principal, wallet):
-        raise ApiError(403, f"the wallet Secret {wallet!r} is not assigned to {c.principal.name}; an admin assigns wallets (`allora-gitops wallet assign`)")
+    from allora_gitops.redact import shown_value
+
+    if not c.accounts.may_use_wallet(c.principal, wallet):  # quoted as errors quote values: a pasted key is withheld
+        raise ApiError(403, f"the wallet Secret is not assigned to {c.principal.name} (got {shown_value(wallet)}); "
+                            "an admin assigns wallets (`allora-gitops wallet assign`)")
 
 
 def _only_wallet(c: Caller) -> str:

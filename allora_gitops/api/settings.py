@@ -76,3 +76,18 @@ def load_api_settings(
         ),
         upload_dir=os.environ.get(UPLOAD_DIR_ENV, "").strip() or None,
     )
+
+
+def settings_environment(settings: ApiSettings) -> dict[str, str]:
+    """The variables that make :func:`load_api_settings` (with no flags) return ``settings`` again: how
+    ``serve --workers N`` hands the resolved settings to worker processes that build the app themselves."""
+    env = {
+        REPO_ENV: settings.repo,
+        BASE_BRANCH_ENV: settings.base_branch,
+        MAX_UPLOAD_MB_ENV: str(settings.max_upload_bytes >> 20),
+        MAX_LIVE_DEPLOYMENTS_ENV: str(settings.max_live_deployments),
+    }
+    for name, value in ((C.STORE_URL_ENV, settings.store_url), (C.DATABASE_URL_ENV, settings.database_url), (UPLOAD_DIR_ENV, settings.upload_dir)):
+        if value:
+            env[name] = value
+    return env

@@ -27,13 +27,16 @@ def register(app: typer.Typer) -> None:
         database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
         max_upload_mb: Optional[int] = typer.Option(None, "--max-upload-mb", help="Upload limit per request (default: $ALLORA_API_MAX_UPLOAD_MB, else 500)."),
         max_live_deployments: Optional[int] = typer.Option(None, "--max-live-deployments", help="Live deployments per user (default: $ALLORA_API_MAX_LIVE_DEPLOYMENTS, else 10)."),
-        workers: int = typer.Option(1, "--workers", help="Worker processes (replicas scale further: the server keeps no state)."),
+        workers: int = typer.Option(1, "--workers", min=1, help="Worker processes (replicas scale further: the server keeps no state)."),
     ) -> None:
         """Serve the platform API (upload bundles, deploy them through review branches) with uvicorn."""
+        import signal
+        import sys
+
         import uvicorn
 
         from allora_gitops.api.app import create_app
-        from allora_gitops.api.settings import load_api_settings
+        from allora_gitops.api.settings import load_api_settings, settings_environment
         from allora_gitops.db import open_records
 
         settings = load_api_settings(
@@ -41,11 +44,20 @@ def register(app: typer.Typer) -> None:
             max_upload_mb=max_upload_mb, max_live_deployments=max_live_deployments,
         )  # fmt: skip
         open_records(settings.database_url).close()  # fail now, with one line, when the database is not ready
-        config = uvicorn.Config(
-            create_app(settings), host=host, port=port, workers=workers, log_level="info",
-            access_log=True, server_header=False, proxy_headers=True, timeout_graceful_shutdown=30,
-        )  # fmt: skip
-        uvicorn.Server(config).run()
+        # uvicorn drains on SIGTERM, then raises the signal again; its default action would end the process
+        # before the exit hooks run, leaving the embedded PostgreSQL running: leave like the shell says instead
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+        common = dict(host=host, port=port, log_level="info", access_log=True, server_header=False, proxy_headers=True,
+                      timeout_graceful_shutdown=30)  # fmt: skip
+        if workers <= 1:
+            uvicorn.Server(uvicorn.Config(create_app(settings), **common)).run()
+            return
+        # uvicorn starts several worker processes only from an import string: each builds the app from the
+        # environment, so the settings resolved here (flags included) are handed over through it
+        import os
+
+        os.environ.update(settings_environment(settings))
+        uvicorn.run("allora_gitops.api.app:create_app_from_environment", factory=True, workers=workers, **common)
 
     token = typer.Typer(name="token", help="API tokens: create (printed once), list, revoke.", no_args_is_help=True)
     app.add_typer(token)

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Union
 
 from allora_gitops import constants as C
+from allora_gitops.errors import GitOpsError, RemoteUnavailable
 from allora_gitops.redact import display_url, redact_urls_in_text
-from allora_gitops.errors import GitOpsError
 
 ZERO_SHA = "0" * 40
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -270,7 +270,7 @@ class RepoCache:
         refs = [f"refs/heads/{b}" for b in branches]
         r = self.git.run("ls-remote", "--heads", self.remote.url, *refs, check=False)
         if r.status != 0:
-            raise GitOpsError(f"cannot reach the GitOps repository {self.remote.display}: {_last_lines(r.err)}")
+            raise RemoteUnavailable(f"cannot reach the GitOps repository {self.remote.display}: {_last_lines(r.err)}")
         heads: dict[str, str] = {}
         for line in r.out.splitlines():
             sha, _, ref = line.partition("\t")
@@ -297,7 +297,7 @@ class RepoCache:
             if r.status != 0:
                 if "couldn't find remote ref" in r.err:
                     raise GitOpsError(f"branch {branch!r} does not exist in {self.remote.display}")
-                raise GitOpsError(f"cannot fetch {branch!r} from {self.remote.display}: {_last_lines(r.err)}")
+                raise RemoteUnavailable(f"cannot fetch {branch!r} from {self.remote.display}: {_last_lines(r.err)}")
             sha = self.git.rev_parse(f"refs/remotes/origin/{branch}")
         if not sha:
             raise GitOpsError(f"fetched {branch!r} from {self.remote.display} but found no commit")
@@ -543,7 +543,7 @@ def _push(git: GitDir, remote: Remote, commit: str, branch: str) -> tuple[bool, 
         why = reason.group(1) if reason else "refused"
         detail = f" ({' / '.join(remote_lines[-3:])})" if remote_lines else ""
         raise GitOpsError(f"{remote.display} refused the push to {branch}: {why}{detail}")
-    raise GitOpsError(f"cannot push to {remote.display}: {_last_lines(r.err)}")
+    raise RemoteUnavailable(f"cannot push to {remote.display}: {_last_lines(r.err)}")
 
 
 def persist(
@@ -602,7 +602,7 @@ def persist(
             return result
         say(f"push {attempt} {last_reason}; fetching the new tip and applying the change again")
         time.sleep(min(2.0, 0.05 * attempt) * (0.5 + random.random()))
-    raise GitOpsError(f"gave up pushing to {branch} on {remote.display} after {attempts} attempts ({last_reason})")
+    raise RemoteUnavailable(f"gave up pushing to {branch} on {remote.display} after {attempts} attempts ({last_reason})")
 
 
 def read_ref(remote: Remote, ref: str, cache: RepoCache | None = None) -> tuple[GitDir, str]:
