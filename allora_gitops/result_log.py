@@ -15,8 +15,9 @@ A result line with a missing or wrong field is a problem naming its line; ``Resu
 good rows and, once the input is exhausted, raises ``ResultsError`` listing every problem, so a caller
 writing inside a transaction (``db.results.import_results``) writes nothing.
 
-Today's runtime (allora_runtime/live.py) writes ``submission_failed`` without a nonce: such a line cannot be tied
-to a result, so it is counted as ``unattributed`` and skipped rather than refused.
+The runtime writes ``submission_failed`` with the nonce of the prediction the SDK was submitting; runtimes before
+that wrote it without one: such a line cannot be tied to a result, so it is counted as ``unattributed`` and
+skipped rather than refused.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from typing import Any, Iterable, Iterator
 from allora_gitops.db.results import MAX_MESSAGE_CHARS, ResultRow, utc, value_text
 from allora_gitops.errors import Problem, ResultsError
 
-from allora_runtime.contract import EVENT_PREDICTION, EVENT_PREDICTION_REFUSED
+from allora_runtime.contract import (
+    EVENT_PREDICTION,
+    EVENT_PREDICTION_REFUSED,
+    EVENT_SUBMISSION,
+    EVENT_SUBMISSION_FAILED,
+    RESULT_EVENTS,
+)
 
-# allora_runtime/live.py writes these two as literals; they belong in allora_runtime.contract beside the others.
-EVENT_SUBMISSION = "submission"
-EVENT_SUBMISSION_FAILED = "submission_failed"
-RESULT_EVENTS = (EVENT_PREDICTION, EVENT_PREDICTION_REFUSED, EVENT_SUBMISSION, EVENT_SUBMISSION_FAILED)
 MAX_REPORTED_PROBLEMS = 100  # lines named one by one; the rest are counted
 
 
@@ -49,7 +52,7 @@ class ResultLog:
     lines: int = 0
     results: int = 0
     skipped: int = 0  # not JSON, or not a result event
-    unattributed: int = 0  # result events without a nonce (submission_failed from today's runtime)
+    unattributed: int = 0  # result events without a nonce (submission_failed from an older runtime)
     malformed: int = 0
     problems: list[Problem] = field(default_factory=list)
 

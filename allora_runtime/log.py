@@ -7,9 +7,9 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from allora_runtime.contract import EVENT_PRINT
+from allora_runtime.contract import EVENT_PRINT, RESULT_EVENTS
 from allora_runtime.errors import PredictionRefused
 
 class JsonLog:
@@ -20,6 +20,8 @@ class JsonLog:
         self.debug = False
         self._lock = threading.Lock()
         self._secrets: list[str] = []
+        # Called with each result line (RESULT_EVENTS) once written: the results reporter's queue, when on.
+        self.results_tap: Optional[Callable[[str], None]] = None
 
     def add_secret(self, value: Optional[str]) -> None:
         if value and len(value) >= 8:
@@ -49,6 +51,9 @@ class JsonLog:
                 self.stream.flush()
             except (OSError, ValueError):
                 pass  # stdout closed: nothing sensible left to do with a log line
+        tap = self.results_tap
+        if tap is not None and event in RESULT_EVENTS:
+            tap(line)  # outside the lock: the reporter's own log lines must not wait on it
 
 
 LOG = JsonLog(sys.stdout)

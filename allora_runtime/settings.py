@@ -21,8 +21,15 @@ from allora_runtime.contract import (
     DEFAULT_METRICS_PORT,
     DEFAULT_NETWORK,
     DEFAULT_POLLING_INTERVAL,
+    DEFAULT_RESULTS_QUEUE_LIMIT,
+    DEFAULT_RESULTS_RETRY_BACKOFF,
+    DEFAULT_RESULTS_TOKEN_FILE,
     DEFAULT_RETRY_BACKOFF,
     DEFAULT_WALLET_DIR,
+    ENV_RESULTS_QUEUE_LIMIT,
+    ENV_RESULTS_RETRY_BACKOFF,
+    ENV_RESULTS_TOKEN_FILE,
+    ENV_RESULTS_URL,
     FALSE_WORDS,
     FEE_TIERS,
 )
@@ -69,6 +76,7 @@ class Settings:
     retry_backoff: float
     max_stuck_calls: int
     bundle_sha256: str = ""  # ALLORA_BUNDLE_SHA256: the archive digest, for allora_model_info (the Deployment sets it)
+    results: Optional["ResultsSettings"] = None  # ALLORA_RESULTS_URL set: results are also POSTed to the platform API
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -90,7 +98,33 @@ class Settings:
             "heartbeat_file": self.heartbeat_file,
             "connect_retries": self.connect_retries,
             "max_stuck_calls": self.max_stuck_calls,
+            "results_url": redact_url(self.results.url) if self.results else None,
         }
+
+
+@dataclass
+class ResultsSettings:
+    """Where results are reported (allora_runtime/reporter.py); the token file is read at each send, never here."""
+
+    url: str
+    token_file: str
+    queue_limit: int
+    retry_backoff: float
+
+
+def results_settings(env: dict[str, str]) -> Optional[ResultsSettings]:
+    """None when ALLORA_RESULTS_URL is unset; ConfigError naming the variable when a value is wrong."""
+    url = _env(env, ENV_RESULTS_URL)
+    if url is None:
+        return None
+    if not re.match(r"^https?://[^/?#\s]+(/\S*)?$", url):
+        raise ConfigError(f"{ENV_RESULTS_URL} must be an http:// or https:// URL, got {redact_url(url)!r}")
+    return ResultsSettings(
+        url=url,
+        token_file=_env(env, ENV_RESULTS_TOKEN_FILE) or DEFAULT_RESULTS_TOKEN_FILE,
+        queue_limit=_positive_int(_env(env, ENV_RESULTS_QUEUE_LIMIT) or DEFAULT_RESULTS_QUEUE_LIMIT, ENV_RESULTS_QUEUE_LIMIT),
+        retry_backoff=_number(_env(env, ENV_RESULTS_RETRY_BACKOFF) or DEFAULT_RESULTS_RETRY_BACKOFF, ENV_RESULTS_RETRY_BACKOFF),
+    )
 
 
 def redact_url(url: Optional[str]) -> Optional[str]:
@@ -260,6 +294,7 @@ def load_settings(bundle_root: Path, env: dict[str, str], timeout: Optional[floa
         retry_backoff=_number(_env(env, "ALLORA_RETRY_BACKOFF") or DEFAULT_RETRY_BACKOFF, "ALLORA_RETRY_BACKOFF"),
         max_stuck_calls=_positive_int(_env(env, "ALLORA_MAX_STUCK_CALLS") or DEFAULT_MAX_STUCK_CALLS, "ALLORA_MAX_STUCK_CALLS"),
         bundle_sha256=_sha256(_env(env, ENV_BUNDLE_SHA256)),
+        results=results_settings(env),
     )
 
 
