@@ -30,6 +30,10 @@ def render_cmd(
     archive_url: Optional[str] = typer.Option(None, "--archive-url", help="Where the archive is stored (default: the local store's URL for it)."),
     namespace: Optional[str] = typer.Option(None, "--namespace", help="Namespace of the models (default: allora-models)."),
     monitoring: Optional[bool] = typer.Option(None, "--monitoring/--no-monitoring", help="Render a PodMonitor and PrometheusRule (default: on)."),
+    results_url: Optional[str] = typer.Option(
+        None, "--results-url",
+        help="Report each result to the platform API at this cluster Service URL (projected token, egress to it; default: off).",
+    ),  # fmt: skip
     repo_url: Optional[str] = typer.Option(None, "--repo-url", help="Also render argocd/ for this GitOps repository URL, and monitoring/ (the Grafana dashboard)."),
     target_revision: str = typer.Option("main", "--target-revision", help="Branch Argo CD follows (with --repo-url)."),
     output: Path = typer.Option(Path("."), "-o", "--output", help="GitOps repository directory to write into."),
@@ -57,6 +61,7 @@ def render_cmd(
         archive_url=archive_url,
         namespace=namespace,
         monitoring=monitoring,
+        results_url=results_url,
     )
     with tempfile.TemporaryDirectory(prefix="allora-render-") as work:
         spec = spec_from_source(source, settings, Path(work))
