@@ -8,6 +8,23 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 
+def printable(text: str) -> str:
+    """``text`` safe to print on one line: undecodable bytes (file names that are not UTF-8, which Python
+    carries as lone surrogates) become ``\\xe9``, and control characters (a newline in a file name) are escaped.
+    """
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if 0xDC80 <= ord(ch) <= 0xDCFF:  # os.fsdecode's surrogateescape for byte 0x80-0xff
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif ch == " " or ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii"))
+    return "".join(out)
+
+
 @dataclass(frozen=True)
 class Problem:
     """One finding about a file: printed as ``file:line:col: severity: message``."""
@@ -22,7 +39,7 @@ class Problem:
     def location(self) -> str:
         if not self.file:
             return ""
-        parts = [self.file]
+        parts = [printable(self.file)]
         if self.line is not None:
             parts.append(str(self.line))
             if self.col is not None:
@@ -32,10 +49,10 @@ class Problem:
     def __str__(self) -> str:
         where = self.location()
         prefix = f"{where}: " if where else ""
-        return f"{prefix}{self.severity}: {self.message}"
+        return f"{prefix}{self.severity}: {printable(self.message)}"
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
+        return {k: printable(v) if isinstance(v, str) else v for k, v in asdict(self).items() if v not in (None, "")}
 
 
 class AlloraGitopsError(Exception):

@@ -28,14 +28,16 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from allora_gitops import constants as C
 from allora_gitops.errors import AlloraGitopsError, GitOpsError, RecordConflict
 from allora_gitops.gitops.layout import DeploymentFacts, collect_facts, load_yaml_documents, read_deployments, summarise_change
-from allora_gitops.gitops.repo import Persisted, Remote, Snapshot, TreeChange, check_repository, parse_remote, persist
+from allora_gitops.gitops.repo import (
+    Persisted, Remote, RepoCache, Snapshot, TreeChange, check_repository, parse_remote, persist, repository_settings,
+)  # fmt: skip
 
 StepFn = Callable[[str, str], None]  # (step name, what happened)
 
@@ -57,7 +59,9 @@ class DeploymentOptions:
     secret_store: Optional[str] = None
     secret_store_kind: Optional[str] = None
     base_image: Optional[str] = None
-    monitoring: Optional[bool] = None  # PodMonitor + PrometheusRule in the overlay (default: on)
+    monitoring: Optional[bool] = None  # PodMonitor + PrometheusRule in the overlay (default: the repository's, else on)
+    low_balance_threshold: Optional[int] = None  # uallo, AlloraLowWalletBalance (default: the repository's, else 1 ALLO)
+    monitoring_namespace: Optional[str] = None  # from the repository marker, never the command line (default: monitoring)
 
     def explicit(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -125,6 +129,18 @@ def _settings(network: str, options: DeploymentOptions, archive_url: str | None,
     values = dict(defaults or {})
     values.update(options.explicit())
     return DeploymentSettings(network=network, archive_url=archive_url, **values)
+
+
+def _with_repository_defaults(options: DeploymentOptions, remote: Remote, heads: dict[str, str], base_branch: str) -> DeploymentOptions:
+    """``options`` with what the command line left unset taken from the repository marker on ``base_branch``
+    (``monitoring``, ``low_balance_threshold``, ``monitoring_namespace``: a repository setting only); ``heads`` comes from :func:`check_repository`, which fetched that tip into the cache."""
+    repo = repository_settings(RepoCache(remote).git, heads[base_branch])
+    return replace(
+        options,
+        monitoring=repo.monitoring if options.monitoring is None else options.monitoring,
+        low_balance_threshold=repo.low_balance_threshold if options.low_balance_threshold is None else options.low_balance_threshold,
+        monitoring_namespace=repo.monitoring_namespace,
+    )
 
 
 def _spec(manifest, sha256: str, size: int, network: str, options: DeploymentOptions, archive_url: str | None, defaults=None):
@@ -270,8 +286,13 @@ def publish_bundle(
         tree = render_deployment(spec)  # pure, so it can overlap the waits; announced at its place below
 
         def repository_checked() -> dict[str, str]:
+            nonlocal spec, tree
             heads = checking.result()
             step("repository", f"{remote.display} {target.base_branch} at {heads[target.base_branch][:12]} (initialised by allora-gitops)")
+            settled = _with_repository_defaults(options, remote, heads, target.base_branch)
+            if settled != options:  # rendered ahead with the platform defaults; render again (~1 ms) with the repository's
+                spec = _spec(manifest, built.sha256, built.size, network, settled, archive_url)
+                tree = render_deployment(spec)
             return heads
 
         result = PublishResult(
@@ -418,6 +439,7 @@ def _redeploy(
     check_network(network)
     remote = parse_remote(target.repo)
     heads = check_repository(remote, target.base_branch, branch)
+    options = _with_repository_defaults(options, remote, heads, target.base_branch)
     with _records(target.database_url) as records, tempfile.TemporaryDirectory(prefix=f"allora-{action}-") as tmp:
         bundle = _bundle_record(records, name, version)
         step("records", f"{name} {version} sha256 {bundle.sha256}")

@@ -122,6 +122,16 @@ def submission_costs(tx: Any) -> tuple[Optional[int], Optional[int]]:
     return (gas if isinstance(gas, int) and gas > 0 else None), fee
 
 
+def already_submitted(result: Any) -> bool:
+    """Whether a worker result is the SDK's ``AlreadySubmittedError`` (emissions codes 68/75/78, or "already submitted").
+
+    The SDK yields it when the chain already holds this worker's payload for the nonce (it logs it as a
+    warning, not an error, in ``allora_sdk.worker.worker``): the round is done, not failed. Matched by
+    class name along the MRO so that this module never imports the SDK at import time.
+    """
+    return isinstance(result, Exception) and any(cls.__name__ == "AlreadySubmittedError" for cls in type(result).__mro__)
+
+
 def submission_event(result: Any, nonce: Optional[int]) -> tuple[str, dict[str, Any]]:
     """What one item of ``worker.run()`` is logged (and reported) as: ``(event, fields)``.
 
@@ -211,7 +221,10 @@ async def run_live(settings: Settings, wallet: WalletSecret, adapter: Adapter, s
             balance_read = await read_balance(worker, adapter.metrics, 0.0)
             async for result in worker.run():
                 event, fields = submission_event(result, adapter.last_nonce)
-                if event == EVENT_SUBMISSION_FAILED:
+                if already_submitted(result):
+                    adapter.metrics.submission("already_submitted")
+                    LOG.emit("submission_skipped", nonce=adapter.last_nonce, reason="already_submitted")
+                elif event == EVENT_SUBMISSION_FAILED:
                     adapter.metrics.submission("error", fields["error_type"])
                     LOG.emit(event, level="error", **fields)
                 else:

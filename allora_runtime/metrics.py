@@ -15,7 +15,7 @@ LATENCY_BUCKETS = (
     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 60.0,
 )  # fmt: skip
 FAILURE_REASONS = ("timeout", "exception", "invalid_value")
-SUBMISSION_RESULTS = ("ok", "error")
+SUBMISSION_RESULTS = ("ok", "error", "already_submitted")  # already_submitted: the chain had our payload for that nonce
 RESULT_DROP_REASONS = ("queue_full", "rejected")  # allora_runtime.reporter
 MAX_ERROR_TYPES = 20  # distinct `error_type` label values; any further type is counted as "other"
 OTHER = "other"
@@ -64,6 +64,7 @@ class Metrics:
             "allora_submissions", "Chain submissions, by result and exception type", ["result", "error_type"], registry=registry
         )
         self.submissions.labels("ok", "")
+        self.submissions.labels("already_submitted", "")
         self.gas_used = Counter("allora_gas_used", "Gas used by successful submissions (from the transaction response)", registry=registry)
         self.fees = Counter("allora_fees_paid_uallo", "Fees paid by successful submissions, in uallo", registry=registry)
         self.balance = None  # registered on the first read: no series (and no low-balance alert) before the worker knows it
@@ -109,8 +110,15 @@ class Metrics:
                 self.consecutive.inc()
 
     def submission(self, result: str, error_type: str = "", gas_used: Optional[int] = None, fee_uallo: Optional[int] = None) -> None:
-        """One submission's outcome; gas and fee are counted when the SDK's transaction response has them."""
+        """One submission's outcome (``result`` in SUBMISSION_RESULTS); gas and fee are counted when the SDK's transaction response has them.
+
+        ``already_submitted`` (the SDK's AlreadySubmittedError: the chain already holds this worker's payload
+        for the nonce, e.g. after a restart) is counted but leaves ``allora_consecutive_failures`` alone.
+        """
         if not self.enabled:
+            return
+        if result == "already_submitted":  # the nonce is fulfilled, by an earlier submission: neither a failure nor a new success
+            self.submissions.labels(result, "").inc()
             return
         ok = result == "ok"
         self.submissions.labels("ok" if ok else "error", "" if ok else self._error_type(error_type)).inc()

@@ -184,6 +184,18 @@ def _section(data: dict, key: str, file: str) -> dict:
     return value
 
 
+def _decode(raw: bytes) -> str:
+    """model.yaml as `allora-bundle validate` reads it (allora_gitops/bundle/text.py, which this package
+    cannot import): a UTF-8/16/32 byte-order mark decides, else UTF-8."""
+    import codecs
+
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
+                       (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if raw.startswith(bom):
+            return raw[len(bom):].decode(codec)
+    return raw.decode("utf-8")
+
+
 def load_manifest(bundle_root: Path) -> dict:
     path = bundle_root / "model.yaml"
     try:
@@ -191,7 +203,7 @@ def load_manifest(bundle_root: Path) -> dict:
     except ImportError:
         raise ImportFailure("PyYAML is not installed; the runtime needs it to read model.yaml") from None
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _decode(path.read_bytes())
     except FileNotFoundError:
         raise ConfigError(f"{path} not found (BUNDLE_ROOT={bundle_root})") from None
     except (OSError, UnicodeDecodeError) as exc:

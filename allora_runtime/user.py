@@ -23,12 +23,22 @@ class UserFunction:
     wants_context: bool
 
 
+_USER_ROOT: Optional[str] = None  # the bundle root, once load_user_function has put it on sys.path
+
+
 def _where(exc: BaseException) -> Optional[str]:
-    """file:line of the innermost frame, to point at the user's code without a traceback dump."""
+    """file:line of the innermost frame inside the bundle (the user's line, not sklearn/base.py or pickle.py).
+
+    The innermost frame of all when no frame is in the bundle.
+    """
     tb = exc.__traceback__
-    frame = None
+    frame = inside = None
+    prefix = os.path.join(_USER_ROOT, "") if _USER_ROOT else None
     while tb is not None:
         frame, tb = tb, tb.tb_next
+        if prefix and os.path.abspath(frame.tb_frame.f_code.co_filename).startswith(prefix):
+            inside = frame
+    frame = inside or frame
     if frame is None:
         return None
     return f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}"
@@ -46,7 +56,9 @@ def _wants_context(parameter: inspect.Parameter) -> bool:
 
 def load_user_function(settings: Settings) -> UserFunction:
     """Put the bundle root on sys.path, chdir to the workdir, import module.function and check its shape."""
+    global _USER_ROOT
     root = str(settings.bundle_root)
+    _USER_ROOT = os.path.abspath(root)
     if root not in sys.path:
         sys.path.insert(0, root)
     os.chdir(settings.bundle_root / settings.workdir)

@@ -415,3 +415,14 @@ def test_a_secret_printed_by_user_code_is_redacted(tmp_path):
     assert TEST_MNEMONIC not in result.out + result.err
     assert result.one("print")["message"] == "leaking [redacted]"
     assert result.one("prediction_refused")["message"] == "key is [redacted]"
+
+
+@pytest.mark.parametrize("codec, bom", [("utf-8", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe")])
+def test_the_runtime_reads_a_bom_marked_model_yaml_as_validate_does(tmp_path, codec, bom):
+    """validate accepts a model.yaml with a byte-order mark (Windows editors write them); so must the container."""
+    bundle = make_bundle(tmp_path / "b", VARIED)
+    manifest = bundle / "model.yaml"
+    manifest.write_bytes(bom + manifest.read_text().encode(codec))
+    result = run_bootstrap(bundle, "--check")
+    assert result.code == EXIT_OK, result.out + result.err
+    assert result.one("check_passed")["nonce"] == 1000

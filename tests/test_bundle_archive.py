@@ -402,3 +402,27 @@ def test_inspect_refuses_an_archive_that_carries_secrets(bundle, tmp_path, cli):
     assert mnemonic not in "\n".join(err.value.lines())
     res = cli("bundle", "inspect", built.path)
     assert res.code == 1 and res.lines[0] == f"error: {shown} holds secrets; refusing the archive"
+
+
+@pytest.mark.parametrize("second", ["./src/m/runner.py", "src//m/runner.py", "src/./m/runner.py"])
+def test_inspect_refuses_two_entries_for_the_same_file(tmp_path, second):
+    data = b"def run(nonce):\n    return 1.0\n"
+    archive = _craft(tmp_path / "dup.tar.gz", [_file("src/m/runner.py", data), _file(second, b"import os\n"),
+                                               _manifest_for({"src/m/runner.py": data})])
+    with pytest.raises(ArchiveError) as caught:
+        inspect_archive(archive)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{archive}!src/m/runner.py: error: duplicate entry ({second!r} names the same file as an earlier entry)"
+    ]
+
+
+def test_inspect_refuses_a_name_that_is_not_utf8_and_prints_it_escaped(tmp_path, cli):
+    archive = tmp_path / "latin1.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.GNU_FORMAT, encoding="latin-1") as tar:
+        info = tarfile.TarInfo("caf\xe9.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    result = cli("bundle", "inspect", archive)
+    assert result.code == 1
+    assert f"{archive}!caf\\xe9.txt: error: unsafe entry (name is not valid UTF-8); refusing the archive" in result.err.splitlines()
+    assert "Traceback" not in result.err

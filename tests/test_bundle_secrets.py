@@ -64,3 +64,16 @@ def test_pem_private_keys_of_each_flavour():
                                        (".envrc", True), ("environment.py", False), ("env.py", False)])
 def test_env_files(path, env):
     assert is_env_file(path) is env
+
+
+@pytest.mark.parametrize("codec, bom", [("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff"), ("utf-32-le", b"\xff\xfe\x00\x00")])
+def test_bom_marked_utf16_and_utf32_text_is_scanned_not_skipped_as_binary(tmp_path, codec, bom):
+    from allora_gitops.bundle.secrets import scan_file
+
+    path = tmp_path / "wallet.txt"  # what PowerShell's `Set-Content`/`>` writes by default
+    path.write_bytes(bom + ("notes\r\nphrase: " + " ".join(mnemonic(12)) + "\r\n").encode(codec))
+    (finding,) = scan_file("wallet.txt", path, path.stat().st_size)
+    assert (finding.path, finding.line, finding.kind) == ("wallet.txt", 2, "mnemonic")
+    binary = tmp_path / "weights.bin"
+    binary.write_bytes(b"\x00\x01" + " ".join(mnemonic(12)).encode())  # NUL first, no BOM: binary, not scanned
+    assert scan_file("weights.bin", binary, binary.stat().st_size) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -133,8 +135,48 @@ def test_missing_requirements_file(make):
 def test_unparseable_requirement_line(make):
     got = lines(make({"requirements.txt": "numpy==1.26.4\n\n  pandas=2.2\n"}))
     assert got == [
-        "b/requirements.txt:3:3: error: not a valid PEP 508 requirement: "
-        "Expected semicolon (after name with no version specifier) or end"
+        "b/requirements.txt:3:3: error: invalid requirement 'pandas=2.2': "
+        "Expected semicolon (after name with no version specifier) or end (= is not a valid operator. Did you mean == ?)"
+    ]
+    # the line is quoted as pip quotes it: the user sees what they wrote
+    assert lines(make({"requirements.txt": "numpy=>1.0\n"})) == [
+        "b/requirements.txt:1:1: error: invalid requirement 'numpy=>1.0': Expected semicolon (after name with no version specifier) or end"
+    ]
+    # a line holding a secret is never quoted
+    key = "0x" + "4f3edf983ac636a65a842ce7c78d9aa706d3b113bce9c46f30d7d21715b23b1d"
+    assert lines(make({"requirements.txt": f"wallet={key}\n"})) == [
+        "b/requirements.txt:1:1: error: invalid requirement (not shown: it holds a secret): Expected semicolon "
+        "(after name with no version specifier) or end (= is not a valid operator. Did you mean == ?)",
+        "b/requirements.txt:1:8: error: 64-hex-digit string that looks like a private key; keep keys out of the bundle; "
+        f"if it is a public value (an event topic hash, say), allow it: add sha256:{hashlib.sha256(key[2:].encode()).hexdigest()} "
+        "to .allorasecretsignore",
+    ]
+
+
+def test_requirements_follow_pips_grammar(make):
+    """A full-line comment ending in a backslash does not swallow the next line (pip's join_lines)."""
+    text = (
+        "# pinned for the demo \\\n"
+        "numpy==1.26.4\n"
+        "pandas==2.2.0 \\\n"
+        "    --hash=sha256:" + "a" * 64 + "\n"
+        'requests[socks]==2.31.0 ; python_version >= "3.8"  # trailing comment\n'
+    )
+    report = validate_bundle(make({"requirements.txt": text}), display="b")
+    assert [str(p) for p in report.problems] == []
+    from allora_gitops.bundle.requirements import parse_requirements
+
+    reqs, _ = parse_requirements(text, "r.txt")
+    assert [(r.name, r.line, r.pinned) for r in reqs] == [("numpy", 2, True), ("pandas", 3, True), ("requests", 5, True)]
+
+
+def test_nested_requirement_files_are_refused_not_left_to_fail_in_the_image(make):
+    got = lines(make({"requirements.txt": "-r base.txt\n--constraint c.txt\n", "base.txt": "numpy==1.26.4\n"}))
+    assert got == [
+        "b/requirements.txt:1:1: error: -r names another requirements file, which would be missing where the image "
+        "installs this one; list its requirements here",
+        "b/requirements.txt:2:1: error: --constraint names a constraints file from inside the requirements file; "
+        "set environment.constraints in model.yaml instead",
     ]
 
 
@@ -181,8 +223,32 @@ def test_requirement_urls_with_credentials_are_refused_without_quoting_them(make
 def test_a_requirements_file_that_is_not_utf8_is_named_with_its_position(make):
     # errors="replace" used to turn the byte into U+FFFD and report a PEP 508 parse error instead
     assert lines(make({"requirements.txt": b"numpy==1.26.4\nscipy==1.1\xff\n"})) == [
-        "b/requirements.txt:2:11: error: not UTF-8 text (byte 0xff)"
+        "b/requirements.txt:2:11: error: not UTF-8 text (byte 0xff; it looks like Windows-1252 / Latin-1); re-save it as UTF-8"
     ]
+
+
+@pytest.mark.parametrize("codec, bom", [("utf-8", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff"),
+                                        ("utf-32-le", b"\xff\xfe\x00\x00")])
+def test_bom_marked_text_is_decoded_as_pip_and_git_do(make, codec, bom):
+    """PowerShell's `pip freeze > requirements.txt` writes UTF-16 LE with a BOM; pip installs from it."""
+    enc = lambda text: bom + text.encode(codec)  # noqa: E731
+    root = make({
+        "requirements.txt": enc("numpy\r\n"),
+        "constraints.txt": enc("numpy==1.26.4\n"),
+        ".allorabundleignore": enc("notes/\n"),
+        "notes/secret.txt": "abandon " * 11 + "about\n",  # excluded by the ignore file, so not scanned
+        "model.yaml": enc(MODEL + '  constraints: "constraints.txt"\n'),
+    })
+    report = validate_bundle(root, display="b")
+    assert [str(p) for p in report.problems] == [
+        "b/requirements.txt:1:1: warning: 'numpy' is not pinned; use an exact version (numpy==X.Y.Z) so every image build installs the same code"
+    ]
+    assert report.manifest.environment.constraints == "constraints.txt"
+
+
+def test_utf16_without_a_bom_is_refused_naming_what_it_looks_like(make):
+    got = lines(make({"requirements.txt": "numpy==1.26.4\n".encode("utf-16-le")}))
+    assert got == ["b/requirements.txt:1:2: error: not UTF-8 text (byte 0x00; it looks like UTF-16 LE without a byte-order mark); re-save it as UTF-8"]
 
 
 def test_a_huge_requirement_is_quoted_shortened(make):
@@ -328,19 +394,53 @@ def _importable(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def test_missing_module_not_in_requirements_is_an_error(make):
-    root = make({"requirements.txt": "numpy==1.26.4\n", "src/demo/runner.py": "import allora_test_not_installed\n" + RUNNER})
-    assert lines(root) == [
-        "b/src/demo/runner.py:1: error: importing src.demo.runner failed: no module named 'allora_test_not_installed', "
-        "and nothing in requirements.txt provides it; add the package that provides it"
+def test_a_module_no_requirement_is_known_to_provide_is_a_warning_naming_a_candidate(make):
+    """Import names differ from distribution names: without the installed environment this is never certain."""
+    root = make({"requirements.txt": "numpy==1.26.4\nallora-test-lib==1.0\n",
+                 "src/demo/runner.py": "import allora_test_not_installed\n" + RUNNER})
+    report = validate_bundle(root, display="b")
+    assert report.ok
+    assert [str(p) for p in report.problems] == [
+        "b/src/demo/runner.py:1: warning: importing src.demo.runner failed: no module named 'allora_test_not_installed' "
+        "here, and no requirement in requirements.txt is known to provide it (import and distribution names can differ; "
+        "perhaps allora-test-lib provides it); if none does, add the package that provides it (`allora-bundle run` checks for certain)"
     ]
 
 
+def test_an_import_of_the_cli_environment_is_an_error_with_empty_requirements(make, cli):
+    """boto3 is installed beside this CLI; the bundle would not have it, so validate must not see it either."""
+    import importlib.util
+
+    assert importlib.util.find_spec("boto3") is not None  # the point of the test: it IS importable here
+    root = make({"src/demo/runner.py": "import boto3\n" + RUNNER})
+    result = cli("bundle", "validate", root, "--strict")
+    assert result.code == 1
+    assert (f"{root}/src/demo/runner.py:1: error: importing src.demo.runner failed: no module named 'boto3', and "
+            "requirements.txt lists no packages; add the package that provides it") in result.out.splitlines()
+
+
+def test_every_third_party_import_is_checked_not_only_the_first(make):
+    code = "import json\nimport numpy\n\ntry:\n    import ujson\nexcept ImportError:\n    ujson = None\n" \
+           "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pandas\n\n\ndef run(nonce):\n    import boto3\n    return 1.0\n"
+    got = lines(make({"requirements.txt": "numpy==1.26.4\n", "src/demo/runner.py": code}))
+    assert [g.split(": warning: ")[0] for g in got] == ["b/src/demo/runner.py:2", "b/src/demo/runner.py:14"]
+    assert got[1].startswith("b/src/demo/runner.py:14: warning: no module named 'boto3' here, and no requirement in "
+                             "requirements.txt is known to provide it")
+
+
+def test_a_distribution_named_unlike_its_import_is_not_an_error(make):
+    root = make({"requirements.txt": "azure-storage-blob==12.19.0\n",
+                 "src/demo/runner.py": "from azure.storage.blob import BlobClient\n" + RUNNER})
+    report = validate_bundle(root, True, display="b")
+    assert report.ok, [str(p) for p in report.problems]
+    assert [p.code for p in report.problems] == ["not-installed"]
+
+
 def test_missing_bundle_module_is_an_error(make):
-    root = make({"src/demo/runner.py": "from .featurs import f\n" + RUNNER})
+    root = make({"src/demo/runner.py": "from .featurs import f\n" + RUNNER, "src/demo/features.py": "f = 1\n"})
     assert lines(root) == [
-        "b/src/demo/runner.py:1: error: importing src.demo.runner failed: no module named 'src.demo.featurs', "
-        "and nothing in requirements.txt provides it; add the package that provides it"
+        "b/src/demo/runner.py:1: error: importing src.demo.runner failed: no module named 'src.demo.featurs' in the "
+        "bundle (src/demo/featurs.py does not exist; did you mean src.demo.features?)"
     ]
 
 
@@ -355,6 +455,27 @@ def test_workdir_missing(make):
 
 
 # --- artifacts, size, ignore rules ------------------------------------------------
+
+
+def test_ignoring_a_module_the_entrypoint_imports_is_an_error_naming_the_file(make):
+    root = make({
+        "src/demo/runner.py": "from src.demo.features import scale\n" + RUNNER,
+        "src/demo/features.py": "from .helpers import h\nscale = 2\n",
+        "src/demo/helpers.py": "h = 1\n",
+        ".allorabundleignore": "helpers.py\n",
+    })
+    assert lines(root) == [
+        "b/src/demo/helpers.py: error: src/demo/helpers.py is imported by b/src/demo/features.py:1 but excluded from the "
+        "archive by the ignore rules (.allorabundleignore or the defaults); `run` and the image would fail to import it"
+    ]
+
+
+def test_excluding_every_artifact_is_a_warning(make):
+    root = make({"artifacts/model.pkl": b"\x80\x04N.", ".allorabundleignore": "*.pkl\n"})
+    assert lines(root) == [
+        "b/model.yaml:11:18: warning: every file under the artifacts directory 'artifacts' is excluded by the ignore "
+        "rules (e.g. artifacts/model.pkl); the model would ship without them"
+    ]
 
 
 def test_artifacts_missing_is_a_warning(make):
@@ -374,7 +495,10 @@ def test_oversize_bundle(make):
         "model.yaml (0.0 MB), src/demo/runner.py (0.0 MB)); exclude files with .allorabundleignore"
     ]
     (root / ".allorabundleignore").write_text("*.bin\n")
-    assert lines(root) == []
+    assert lines(root) == [  # the only artifact is gone: allowed, but said
+        "b/model.yaml:11:18: warning: every file under the artifacts directory 'artifacts' is excluded by the ignore "
+        "rules (e.g. artifacts/huge.bin); the model would ship without them"
+    ]
 
 
 def test_entrypoint_excluded_by_ignore_rules(make):
@@ -401,8 +525,40 @@ def test_secrets_of_each_kind_name_file_and_line(make):
         "b/.env.production: error: environment file would ship in the bundle; delete it or add it to .allorabundleignore",
         "b/artifacts/deploy.pem:1:1: error: PEM private key; keep keys out of the bundle (the platform passes the wallet as a Secret)",
         "b/config/wallet.py:2:13: error: BIP-39 mnemonic phrase; keep the wallet out of the bundle (the platform passes it as a Secret)",
-        "b/src/demo/keys.py:3:8: error: 64-hex-digit string that looks like a private key; keep keys out of the bundle",
+        "b/src/demo/keys.py:3:8: error: 64-hex-digit string that looks like a private key; keep keys out of the bundle; "
+        f"if it is a public value (an event topic hash, say), allow it: add sha256:{hashlib.sha256(HEX_KEY.lower().encode()).hexdigest()} "
+        "to .allorasecretsignore",
     ]
+
+
+def test_a_mnemonic_one_word_per_line_is_found_at_its_line(make):
+    words = MNEMONIC.split()
+    layouts = {
+        "one-per-line.txt": "\n".join(words),
+        "numbered.md": "My wallet:\n" + "\n".join(f"{i}. {w.capitalize()}" for i, w in enumerate(words, 1)),
+        "list.yaml": "seed:\n" + "".join(f"  - {w.upper()}\n" for w in words),
+    }
+    assert lines(make(layouts)) == [
+        "b/list.yaml:2:5: error: BIP-39 mnemonic phrase; keep the wallet out of the bundle (the platform passes it as a Secret)",
+        "b/numbered.md:2:4: error: BIP-39 mnemonic phrase; keep the wallet out of the bundle (the platform passes it as a Secret)",
+        "b/one-per-line.txt:1:1: error: BIP-39 mnemonic phrase; keep the wallet out of the bundle (the platform passes it as a Secret)",
+    ]
+
+
+def test_an_allow_listed_public_hash_passes_validate_and_inspect(make, tmp_path):
+    """A topic hash is public; it is allowed by its fingerprint in the committed allow-list, the scan stays on."""
+    from allora_gitops.bundle.archive import build_archive, inspect_archive
+
+    topic = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"  # ERC-20 Transfer(address,address,uint256)
+    root = make({"src/demo/events.py": f'TRANSFER = "0x{topic}"\nOTHER = "0x{HEX_KEY}"\n'})
+    got = lines(root)
+    assert len(got) == 2 and all(g.startswith("b/src/demo/events.py:") for g in got)
+    (root / ".allorasecretsignore").write_text(f"# ERC-20 Transfer event topic, public\nsha256:{hashlib.sha256(topic.encode()).hexdigest()}\n")
+    assert [g.split(": error: ")[0] for g in lines(root)] == ["b/src/demo/events.py:2:10"]  # only the other value
+    (root / "src/demo/events.py").write_text(f'TRANSFER = "0x{topic}"\n')
+    assert lines(root) == []
+    built = build_archive(root, tmp_path / "out")
+    assert inspect_archive(built.path).file_count == built.file_count  # the archive passes too: the list ships
 
 
 def test_secret_messages_never_contain_the_secret(make):
@@ -442,3 +598,30 @@ def test_escaping_symlink_is_an_error(make, tmp_path):
 def test_not_a_directory(tmp_path):
     report = validate_bundle(tmp_path / "nope", display="nope")
     assert [str(p) for p in report.problems] == ["nope: error: not a directory"]
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_without_a_traceback(make, cli_proc):
+    root = make()
+    with open(os.path.join(os.fsencode(root / "artifacts"), b"caf\xe9.pkl"), "wb") as fh:
+        fh.write(b"\x80\x04N.")
+    result = cli_proc("bundle", "validate", root, env={"PYTHONIOENCODING": "ascii"})  # a strict terminal, too
+    assert result.code == 1, result.out + result.err
+    assert (f"{root}/artifacts/caf\\xe9.pkl: error: file name is not valid UTF-8; rename it (such names break "
+            "Dockerfile COPY, tar and terminals)") in result.out.splitlines()
+    assert "Traceback" not in result.out + result.err and "internal error" not in result.err
+    assert result.out.splitlines()[-1].startswith("\\u274c Bundle validation failed: 1 error")  # ❌, escaped on ASCII
+
+
+def test_a_module_path_without_src_gets_a_did_you_mean(make):
+    root = make({"model.yaml": MODEL.replace('module: "src.demo.runner"', 'module: "demo.runner"')})
+    assert lines(root) == [
+        "b/model.yaml:8:11: error: module 'demo.runner' not found: expected demo/runner.py or demo/runner/__init__.py; "
+        "did you mean src.demo.runner?"
+    ]
+
+
+def test_the_runtimes_own_packages_need_no_requirement(make):
+    """The image installs PyYAML, prometheus-client and allora-sdk for the runtime: importing them is no error."""
+    root = make({"src/demo/runner.py": "import yaml\nimport prometheus_client\n" + RUNNER})
+    report = validate_bundle(root, True, display="b")
+    assert report.ok and [p.code for p in report.problems] == ["not-installed"]  # the probe sees only the stdlib

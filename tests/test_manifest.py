@@ -156,3 +156,21 @@ def test_json_schema_export_is_usable(cli):
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) == {"schema_version", "name", "version", "python", "entrypoint"}
     assert schema == BundleManifest.json_schema()
+
+
+def test_a_misspelt_key_gets_the_closest_valid_key():
+    text = VALID.replace("  function:", "  funtion:").replace("environment:", "enviroment:")
+    got = problems(text)
+    assert "model.yaml:9:3: error: unknown key 'entrypoint.funtion' (did you mean 'function'? unknown keys are not allowed)" in got
+    assert "model.yaml:12:1: error: unknown key 'enviroment' (did you mean 'environment'? unknown keys are not allowed)" in got
+
+
+@pytest.mark.parametrize("written, meant", [("src/my_model/runner.py", "src.my_model.runner"),
+                                            ("./src/my_model/runner.py", "src.my_model.runner"),
+                                            ("src/my_model/__init__.py", "src.my_model")])
+def test_a_module_written_as_a_file_path_gets_the_dotted_form(written, meant):
+    assert problems(VALID.replace("src.my_model.runner", written)) == [
+        f"model.yaml:8:11: error: entrypoint.module: '{written}' is not a dotted Python module path like "
+        f"src.my_model.runner; did you mean {meant}?"
+    ]
+

@@ -130,15 +130,20 @@ def _series(pairs):
     return [{"series": s, "values": v} for s, v in pairs]
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_alert_fires_at_the_expected_time_with_its_labels_and_not_just_below(name, testnet_spec, promtool, tmp_path):
-    firing, minutes, expr_labels, description, under = CASES[name]
-    alert = next(a for a in alerts(testnet_spec) if a.name == name)
-    (tmp_path / "rules.yaml").write_text(render_rule_file(testnet_spec))
-    expected = {
+def _firing(spec, name: str, expr_labels: dict, description: str, tmp_path) -> dict:
+    """Write the deployment's rule file beside the test; the ``exp_alerts`` entry of ``name`` firing with its labels."""
+    alert = next(a for a in alerts(spec) if a.name == name)
+    (tmp_path / "rules.yaml").write_text(render_rule_file(spec))
+    return {
         "exp_labels": {**expr_labels, **alert.labels},
         "exp_annotations": {"summary": alert.summary, "description": description, "runbook_url": alert.runbook_url},
     }
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_alert_fires_at_the_expected_time_with_its_labels_and_not_just_below(name, testnet_spec, promtool, tmp_path):
+    firing, minutes, expr_labels, description, under = CASES[name]
+    expected = _firing(testnet_spec, name, expr_labels, description, tmp_path)
     tests = {
         "rule_files": ["rules.yaml"],
         "evaluation_interval": "1m",
@@ -156,6 +161,51 @@ def test_alert_fires_at_the_expected_time_with_its_labels_and_not_just_below(nam
                 "input_series": _series(under),
                 "alert_rule_test": [{"eval_time": f"{m}m", "alertname": name, "exp_alerts": []} for m in range(0, minutes + 6)],
             },
+        ],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    proc = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
+# Second ways in: (alert, input series, minute it fires, labels from the expression, description). Each
+# isolates one branch of an `or` that the main case above never reaches.
+BRANCHES = {
+    "crash loop of this deployment's pod, replicas still reported available": (
+        "AlloraModelDown",
+        [
+            (f'kube_deployment_status_replicas_available{{namespace="{NS}",deployment="{DEP}"}}', "1x17"),
+            (f'kube_pod_container_status_waiting_reason{{{KPOD},reason="CrashLoopBackOff"}}', "0 0 1x15"),
+        ],
+        7,  # waiting from 2m, for: 5m
+        {"namespace": NS, "pod": POD},
+        "The model linear-forecaster on testnet has had no running replica for 5 minutes; it submits nothing.",
+    ),
+    "no success yet: counted from the process start, not from 0": (
+        "AlloraNoRecentSuccess",
+        [(f"allora_last_success_timestamp_seconds{{{RT}}}", "0x20"), (f"process_start_time_seconds{{{RT}}}", "120x20")],
+        14,  # 780 - 120 > 610 at 13m, for: 1m
+        {"namespace": NS, "allora_deployment": DEP},
+        "The runtime runs but has not produced a valid prediction for 12m 0s.",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BRANCHES))
+def test_each_branch_of_an_alert_fires_on_its_own(case, testnet_spec, promtool, tmp_path):
+    name, series, minutes, expr_labels, description = BRANCHES[case]
+    expected = _firing(testnet_spec, name, expr_labels, description, tmp_path)
+    quiet = [{"eval_time": f"{m}m", "alertname": name, "exp_alerts": []} for m in range(0, minutes)]
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": _series(series),
+                "alert_rule_test": [*quiet, {"eval_time": f"{minutes}m", "alertname": name, "exp_alerts": [expected]}],
+            }
         ],
     }
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from allora_gitops import constants as C
 from tests.conftest import EXAMPLES, cli_env
@@ -379,3 +380,98 @@ def test_publish_a_built_archive(gitops, cli, gitops_remote, records, tmp_path):
     assert r.code == 0, r.err
     assert records.get_bundle(NAME, "1.0.0").sha256 == (tmp_path / "dist" / f"{NAME}-1.0.0.tar.gz.sha256").read_text().split()[0]
     assert "deploy/linear-forecaster/mainnet/1.0.0" in remote_branches(gitops_remote)
+
+
+def test_the_repository_sets_the_monitoring_default_and_the_flag_overrides_it(gitops, cli, records, tmp_path):
+    """A cluster without prometheus-operator: `repo init --no-monitoring`, and no publish/promote/rollback renders a PodMonitor
+    unless asked to with --monitoring."""
+    remote = tmp_path / "no-monitoring.git"
+    r = cli("gitops", "repo", "init", "--bare", "--no-monitoring", remote)
+    assert r.code == 0, r.err
+    assert "\nmonitoring: false\n" in remote_file(remote, "main", C.REPO_MARKER_FILE)
+    overlay = f"deployments/{NAME}/overlays"
+
+    def monitoring_files(network: str) -> list[str]:
+        return sorted(p.rsplit("/", 1)[1] for p in tree_at(remote, "main", f"{overlay}/{network}") if "monitor" in p or "rule" in p)
+
+    assert gitops("publish", make_bundle(tmp_path), "--repo", remote, "--network", "testnet", "--branch", "main").code == 0
+    assert monitoring_files("testnet") == []
+    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", remote, "--branch", "main")
+    assert r.code == 0, r.err
+    assert monitoring_files("mainnet") == []
+    r = gitops("publish", make_bundle(tmp_path, version="1.0.1"), "--repo", remote, "--network", "testnet", "--branch", "main", "--monitoring")
+    assert r.code == 0, r.err
+    assert monitoring_files("testnet") == ["podmonitor.yaml", "prometheusrule.yaml"]
+    r = gitops("rollback", NAME, "--network", "testnet", "--to", "1.0.0", "--repo", remote, "--branch", "main")
+    assert r.code == 0, r.err
+    assert monitoring_files("testnet") == []
+
+
+def edit_marker(remote: Path, work: Path, old: str, new: str) -> None:
+    """Change the repository marker on main the way a platform engineer would: clone, edit, commit, push."""
+    if not work.exists():
+        subprocess.run(["git", "clone", "-q", str(remote), str(work)], check=True)
+    subprocess.run(["git", "-C", str(work), "pull", "-q"], check=True)
+    marker = work / C.REPO_MARKER_FILE
+    assert old in marker.read_text()
+    marker.write_text(marker.read_text().replace(old, new))
+    ident = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "-C", str(work), *ident, "commit", "-qam", "edit the repository settings"], check=True)
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "main"], check=True)
+
+
+def test_the_repository_sets_the_low_balance_threshold_and_the_option_overrides_it(gitops, cli, records, tmp_path):
+    remote = tmp_path / "threshold.git"
+    assert cli("gitops", "repo", "init", "--bare", remote).code == 0
+    edit_marker(remote, tmp_path / "work", "# low_balance_threshold_uallo: 1000000000000000000", "low_balance_threshold_uallo: 5000000")
+    rule = f"deployments/{NAME}/overlays/testnet/prometheusrule.yaml"
+
+    def threshold_expr() -> str:
+        rules = yaml.safe_load(remote_file(remote, "main", rule))["spec"]["groups"][0]["rules"]
+        return next(r["expr"] for r in rules if r["alert"] == "AlloraLowWalletBalance").rsplit(" < ", 1)[1]
+
+    assert gitops("publish", make_bundle(tmp_path), "--repo", remote, "--network", "testnet", "--branch", "main").code == 0
+    assert threshold_expr() == "5000000"
+    r = gitops(
+        "publish", make_bundle(tmp_path, version="1.0.1"), "--repo", remote, "--network", "testnet", "--branch", "main",
+        "--low-balance-threshold", "7",
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    assert threshold_expr() == "7"
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("monitoring: true", "monitoring: sometimes", "monitoring must be true or false, not 'sometimes'"),
+        (
+            "# low_balance_threshold_uallo: 1000000000000000000", "low_balance_threshold_uallo: 1.5 ALLO",
+            "low_balance_threshold_uallo must be a whole number of uallo >= 0, not '1.5 ALLO'",
+        ),
+    ],
+)  # fmt: skip
+def test_a_malformed_repository_setting_is_named(old, new, message, gitops, cli, records, tmp_path):
+    remote = tmp_path / "bad.git"
+    assert cli("gitops", "repo", "init", "--bare", remote).code == 0
+    edit_marker(remote, tmp_path / "work", old, new)
+    r = gitops("publish", make_bundle(tmp_path), "--repo", remote, "--network", "testnet", "--branch", "main")
+    assert (r.code, r.err.splitlines()[-1]) == (1, f"error: .allora-gitops.yaml: {message}")
+    assert "Traceback" not in r.err
+    assert records.list_bundles() == []  # refused before anything was uploaded or recorded
+
+
+def test_the_monitoring_namespace_is_a_repository_setting(gitops, cli, records, tmp_path):
+    """Prometheus in `observability`: repo init says so once; the dashboard goes there and every NetworkPolicy admits it."""
+    remote = tmp_path / "obs.git"
+    r = cli("gitops", "repo", "init", "--bare", "--monitoring-namespace", "observability", remote)
+    assert r.code == 0, r.err
+    assert "\nmonitoring_namespace: observability\n" in remote_file(remote, "main", C.REPO_MARKER_FILE)
+    assert yaml.safe_load(remote_file(remote, "main", "monitoring/kustomization.yaml"))["namespace"] == "observability"
+    assert gitops("publish", make_bundle(tmp_path), "--repo", remote, "--network", "testnet", "--branch", "main").code == 0
+    policy = yaml.safe_load(remote_file(remote, "main", f"deployments/{NAME}/base/networkpolicy.yaml"))
+    admitted = [peer["namespaceSelector"]["matchLabels"] for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    assert admitted == [{"kubernetes.io/metadata.name": "observability"}]
+
+    r = cli("gitops", "repo", "init", "--bare", "--monitoring-namespace", "Observability!", tmp_path / "bad.git")
+    assert (r.code, r.err.splitlines()[-1]) == (1, "error: --monitoring-namespace: 'Observability!' is not a namespace name (RFC 1123 label)")
+    assert not (tmp_path / "bad.git").exists()

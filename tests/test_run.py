@@ -97,7 +97,8 @@ def test_import_errors_are_reported_as_errors(cli, tmp_path):
     assert result.code == 1
     assert result.out == ""
     assert result.err.splitlines()[0] == (
-        "error: cannot import src.demo.runner: a module it imports is missing (No module named 'numpy_that_does_not_exist')"
+        "error: cannot import src.demo.runner: a module it imports is missing (No module named 'numpy_that_does_not_exist'); "
+        "add numpy-that-does-not-exist to requirements.txt"
     )
 
 
@@ -176,3 +177,89 @@ def test_a_failing_install_is_reported_and_leaves_no_half_environment(cli_proc, 
     assert lines[1] == "error: installing the bundle's requirements failed (exit 1):"
     assert any("No matching distribution found for allora-gitops-no-such-package==0.0.1" in line for line in lines[2:])
     assert [p.suffix for p in (state / "runtimes").iterdir()] == [".lock"]
+
+
+def test_run_archive_predicts_what_run_dir_predicts(cli, tmp_path):
+    """Before, `run bundle.tar.gz` failed with "Not a directory"."""
+    from allora_gitops.bundle.archive import build_archive
+
+    runner = "import json, pathlib\n\ndef run(nonce):\n    return nonce * json.loads(pathlib.Path('artifacts/w.json').read_text())['w']\n"
+    bundle = make_bundle(tmp_path / "b", runner)
+    (bundle / "artifacts" / "w.json").write_text('{"w": 0.5}')
+    built = build_archive(bundle, tmp_path / "out")
+    from_dir = cli("bundle", "run", bundle, "--here", "-n", "7")
+    from_archive = cli("bundle", "run", built.path, "--here", "-n", "7")
+    assert (from_dir.code, from_archive.code) == (0, 0), from_archive.err
+    assert parse_lines(from_archive.out) == parse_lines(from_dir.out) == [(7, "3.5")]
+    corrupt = tmp_path / "corrupt.tar.gz"
+    corrupt.write_bytes(built.path.read_bytes()[:-100])
+    result = cli("bundle", "run", corrupt, "--here")
+    assert result.code == 1 and result.err.startswith(f"error: {corrupt} is not a valid .tar.gz"), result.err
+
+
+@pytest.mark.parametrize("pickled, expected", [
+    (b"csklearn.linear_model\nLinearRegression\n.",
+     "No module named 'sklearn'); add scikit-learn to requirements.txt (needed while loading artifacts/model.pkl)"),
+    (b"c_loss\nCyHalfSquaredError\n.",
+     "No module named '_loss'); this looks like a version mismatch while loading artifacts/model.pkl: the artifact was "
+     "saved with another version of a package than the one installed; pin in requirements.txt the version it was saved with"),
+])
+def test_a_missing_module_while_unpickling_names_the_artifact_and_the_fix(cli, tmp_path, pickled, expected):
+    runner = "import pickle\n\nMODEL = pickle.load(open('artifacts/model.pkl', 'rb'))\n\n\ndef run(nonce):\n    return 1.0\n"
+    bundle = make_bundle(tmp_path / "b", runner)
+    (bundle / "artifacts" / "model.pkl").write_bytes(pickled)
+    result = cli("bundle", "run", bundle, "--here")
+    assert result.code == 1
+    lines = result.err.splitlines()
+    assert lines[0].endswith(expected), lines[0]
+    assert lines[1] == f"  at {bundle.resolve()}/src/demo/runner.py:3"  # the user's line, not pickle's
+
+
+def test_run_json_prints_one_document_when_the_bundle_does_not_load(cli, tmp_path):
+    bundle = make_bundle(tmp_path / "b", "import numpy_that_does_not_exist\n")
+    result = cli("bundle", "run", bundle, "--here", "--json")
+    assert result.code == 1
+    document = json.loads(result.out)
+    assert document["ok"] is False
+    assert document["error"]["message"].startswith("cannot import src.demo.runner: a module it imports is missing")
+    assert document["error"]["where"].endswith("/src/demo/runner.py:1")
+
+
+def test_pip_progress_lines_are_passed_on_as_they_come():
+    import sys
+
+    from allora_gitops.runner.environment import _run
+
+    shown: list[str] = []
+    _run([sys.executable, "-c", "print('Collecting numpy==2.4.6'); print('  Downloading numpy.whl (16 MB)'); print('noise')"],
+         "installing", progress=shown.append)
+    assert shown == ["  Collecting numpy==2.4.6", "  Downloading numpy.whl (16 MB)"]
+
+
+@pytest.mark.slow
+def test_utf16_requirements_install_and_validate_then_sees_the_run_environment(cli_proc, tmp_path):
+    """PowerShell's `pip freeze >` writes UTF-16 LE with a BOM: validate accepts it, so run must install from it.
+
+    Once run has built the environment, validate's import check uses it: a module it lacks is a certain error.
+    """
+    from allora_gitops import constants as C
+
+    env = {"ALLORA_GITOPS_HOME": str(tmp_path / "state")}
+    bundle = make_bundle(tmp_path / "b", "import yaml\n\n\ndef run(nonce):\n    return float(len(yaml.safe_dump([nonce])))\n")
+    (bundle / "requirements.txt").write_bytes(b"\xff\xfe" + f"{C.RUNTIME_PYYAML_REQUIREMENT}\r\n".encode("utf-16-le"))
+    assert cli_proc("bundle", "validate", bundle, env=env).code == 0
+    first = cli_proc("bundle", "run", bundle, "-n", "7", env=env, timeout=900)
+    assert first.code == 0, first.err
+    assert parse_lines(first.out) == [(7, "4.0")]  # len("- 7\n")
+
+    runner = bundle / "src" / "demo" / "runner.py"
+    runner.write_text("import boto3\n" + runner.read_text())  # installed beside the CLI, not in the bundle's environment
+    result = cli_proc("bundle", "validate", bundle, env=env)
+    assert result.code == 1
+    assert (f"{bundle}/src/demo/runner.py:1: error: importing src.demo.runner failed: no module named 'boto3' in the run "
+            "environment built from requirements.txt; add the package that provides it") in result.out.splitlines()
+
+    pruned = cli_proc("bundle", "run", "--prune", env=env)
+    assert pruned.code == 0, pruned.err
+    assert pruned.out.splitlines()[-1].startswith(f"1 cached environment removed from {tmp_path / 'state' / 'runtimes'}, ")
+    assert not [p for p in (tmp_path / "state" / "runtimes").iterdir() if p.is_dir()]

@@ -124,6 +124,31 @@ def test_submission_error_types_are_bounded_and_live_rounds_settle_on_the_submis
     assert "allora_gas_used_total 81234.0" in text and "allora_fees_paid_uallo_total 2500.0" in text
 
 
+def test_an_already_submitted_nonce_is_neither_a_failure_nor_a_success():
+    """The SDK yields AlreadySubmittedError (an Exception) for a nonce the chain already has from us, e.g. after a restart:
+    four of them must not raise AlloraConsecutiveFailures, nor reset a real failure streak."""
+    from allora_sdk.rpc_client.tx_manager import TxError
+    from allora_sdk.worker.types import AlreadySubmittedError
+    from prometheus_client import generate_latest
+
+    from allora_runtime.live import already_submitted
+    from allora_runtime.metrics import Metrics
+
+    dup = AlreadySubmittedError(codespace="emissions", code=75, tx_hash="AB12", message="already submitted")
+    assert already_submitted(dup)
+    assert not already_submitted(TxError(codespace="sdk", code=13, tx_hash="AB12", message="insufficient fee"))
+    assert not already_submitted(RuntimeError("down")) and not already_submitted(None)
+
+    metrics = Metrics(True, settle_on_submission=True)
+    metrics.submission("error", "TxError")
+    for _ in range(4):
+        metrics.submission("already_submitted")
+    text = generate_latest(metrics.registry).decode()
+    assert "allora_consecutive_failures 1.0" in text
+    assert 'allora_submissions_total{error_type="",result="already_submitted"} 4.0' in text
+    assert 'allora_submissions_total{error_type="TxError",result="error"} 1.0' in text
+
+
 def test_gas_and_fee_come_from_the_transaction_response():
     from types import SimpleNamespace as NS
 

@@ -35,7 +35,7 @@ from typing import Callable, Optional
 
 from allora_gitops import constants as C
 from allora_gitops.atomic import write_atomic
-from allora_gitops.bundle.ignore import BundleTree, walk_bundle
+from allora_gitops.bundle.ignore import BundleTree, is_utf8_name, walk_bundle
 from allora_gitops.bundle.manifest import BundleManifest, load_manifest, load_manifest_text
 from allora_gitops.errors import ArchiveError, BundleError, ManifestError, Problem
 
@@ -317,6 +317,7 @@ def build_archive(
         tree = walk_bundle(bundle_dir, archive_excludes(bundle_dir, out_dir))
     problems = [Problem(f"symbolic link to {target!r}; archives hold no links", path, code="link") for path, target in tree.symlinks]
     problems += [Problem("not a regular file or directory", path, code="special") for path in tree.special]
+    problems += [Problem("file name is not valid UTF-8; rename it", path, code="name") for path in tree.undecodable]
     if problems:
         raise BundleError("the bundle holds files that cannot be archived", problems)
 
@@ -385,9 +386,21 @@ class _HashingReader(io.RawIOBase):
         return n or 0
 
 
+def normal_entry_name(name: str) -> str:
+    """The file an entry name means once unpacked: ``./x``, ``a//b``, ``a/./b`` and ``d/`` are ``x``, ``a/b``, ``d``.
+
+    ``..`` is left in place (refused separately, never resolved). Duplicates are checked on this form,
+    as tar and the image would overwrite one entry with the other.
+    """
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    return "/".join(parts) or "."
+
+
 def _member_problem(member: tarfile.TarInfo) -> Optional[str]:
     name = member.name
     p = PurePosixPath(name)
+    if not is_utf8_name(name):
+        return "name is not valid UTF-8"
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         return "absolute path"
     if ".." in p.parts:
@@ -424,7 +437,10 @@ def inspect_archive(archive: Path) -> ArchiveInfo:
     # An archive may not come from `allora-bundle build` (or from this version of it): it is scanned like a
     # bundle directory, because render/publish upload it and bake it into an image.
     leaks: list[SecretFinding] = []
-    from allora_gitops.bundle.secrets import MAX_SCAN_BYTES, SNIFF_BYTES, SecretFinding, is_env_file, scan_bytes
+    from allora_gitops.bundle.secrets import (
+        ALLOW_FILE, MAX_SCAN_BYTES, SecretFinding, is_env_file, not_allowed, parse_allow_list, scan_bytes, text_for_scan,
+    )
+    allow_text: Optional[bytes] = None
 
     def bad(message: str, where: Optional[str] = None) -> None:
         problems.append(Problem(message, f"{display}!{where}" if where else display, code="archive"))
@@ -438,15 +454,17 @@ def inspect_archive(archive: Path) -> ArchiveInfo:
             gz = igzip.IGzipFile(fileobj=stream, mode="rb")
             with tarfile.open(fileobj=gz, mode="r|", bufsize=READ_SIZE) as tar:
                 for member in tar:
-                    name = member.name.rstrip("/") if member.isdir() else member.name
+                    name = normal_entry_name(member.name)
                     issue = _member_problem(member)
                     if issue:
-                        bad(f"unsafe entry ({issue}); refusing the archive", name)
+                        bad(f"unsafe entry ({issue}); refusing the archive", member.name)
                         continue
                     if name in seen:
-                        bad("duplicate entry", name)
+                        bad(f"duplicate entry ({member.name!r} names the same file as an earlier entry)", name)
                         continue
                     seen.add(name)
+                    if name == ".":
+                        continue
                     if member.isdir():
                         continue
                     unpacked += member.size
@@ -458,7 +476,7 @@ def inspect_archive(archive: Path) -> ArchiveInfo:
                     fh = tar.extractfile(member)
                     h = hashlib.sha256()
                     scan = name != C.ARCHIVE_MANIFEST and 0 < member.size <= MAX_SCAN_BYTES
-                    keep = scan or name in (C.ARCHIVE_MANIFEST, C.MANIFEST_FILE)
+                    keep = scan or name in (C.ARCHIVE_MANIFEST, C.MANIFEST_FILE, ALLOW_FILE)
                     kept = bytearray()
                     while True:
                         block = fh.read(READ_SIZE)
@@ -470,10 +488,13 @@ def inspect_archive(archive: Path) -> ArchiveInfo:
                     if name == C.ARCHIVE_MANIFEST:
                         manifest_doc = bytes(kept)
                         continue
-                    if scan and b"\0" not in kept[:SNIFF_BYTES]:  # text: the same secret scan validate runs
-                        leaks.extend(scan_bytes(name, bytes(kept)))
+                    scanned = text_for_scan(bytes(kept)) if scan else None
+                    if scanned is not None:  # text: the same secret scan validate runs
+                        leaks.extend(scan_bytes(name, scanned))
                     if name == C.MANIFEST_FILE:
                         model_yaml = bytes(kept)
+                    if name == ALLOW_FILE:
+                        allow_text = bytes(kept)
                     digests[name] = ArchiveFile(name, member.size, h.hexdigest(), member.mode & 0o7777)
             while gz.read(READ_SIZE):  # read to the gzip trailer (tar stops at its end marker): checks the CRC
                 pass
@@ -506,6 +527,13 @@ def inspect_archive(archive: Path) -> ArchiveInfo:
             bad("sha256 does not match the archive manifest (corrupted or altered)", path)
     if problems:
         raise ArchiveError(f"{display} does not match its manifest", problems)
+    if allow_text is not None:
+        from allora_gitops.bundle.text import BundleTextError, decode_text
+
+        try:
+            leaks = not_allowed(leaks, parse_allow_list(decode_text(allow_text, f"{display}!{ALLOW_FILE}")))
+        except BundleTextError as exc:
+            raise ArchiveError(f"{display} holds an unreadable {ALLOW_FILE}", exc.problems) from None
     if leaks:
         raise ArchiveError(
             f"{display} holds secrets; refusing the archive",
@@ -526,3 +554,20 @@ def inspect_archive(archive: Path) -> ArchiveInfo:
         unpacked_size=sum(f.size for f in files),
         files=files,
     )
+
+
+def extract_archive(archive: Path, dest: Path) -> ArchiveInfo:
+    """Check ``archive`` as :func:`inspect_archive` does, then unpack it into the empty directory ``dest``.
+
+    What ``allora-bundle run ARCHIVE`` runs, so a built archive is tried exactly as it will ship.
+    tarfile's ``data`` filter (PEP 706) refuses anything inspect would have let through by mistake.
+    Raises ArchiveError.
+    """
+    info = inspect_archive(archive)
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise ArchiveError(f"{archive}: cannot unpack ({exc})") from None
+    return info
+

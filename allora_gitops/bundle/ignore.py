@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from allora_gitops import constants as C
+from allora_gitops.bundle.text import decode_text
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class BundleTree:
     entries: list[BundleEntry] = field(default_factory=list)  # sorted, directories before their content
     symlinks: list[tuple[str, str]] = field(default_factory=list)  # (path, target as written)
     special: list[str] = field(default_factory=list)  # fifos, sockets, devices
+    undecodable: list[str] = field(default_factory=list)  # names that are not UTF-8 (surrogate-escaped); not descended into
 
     @property
     def files(self) -> list[BundleEntry]:
@@ -44,19 +47,26 @@ class BundleTree:
         return sum(e.size for e in self.entries)
 
     def ships(self, path: str) -> bool:
-        return any(e.path == path for e in self.entries)
+        return path in self._paths
+
+    @cached_property
+    def _paths(self) -> frozenset[str]:  # ships() is asked once per imported module: a set, not a scan
+        return frozenset(e.path for e in self.entries)
 
 
 class IgnoreRules:
-    """Gitignore-style rules: the defaults, then the bundle's ``.allorabundleignore``, then ``extra``."""
+    """Gitignore-style rules: the defaults, then the bundle's ``.allorabundleignore``, then ``extra``.
+
+    Raises BundleTextError when the ignore file is in an encoding git would not read the same way.
+    """
 
     def __init__(self, root: Path, extra: tuple[str, ...] = ()):
         import pathspec
 
         lines = list(C.DEFAULT_EXCLUDES) + ["/" + C.IGNORE_FILE]
         ignore_file = root / C.IGNORE_FILE
-        if ignore_file.is_file():
-            lines += ignore_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        if ignore_file.is_file():  # decoded as git reads .gitignore (a UTF-8 BOM is skipped); BundleTextError otherwise
+            lines += decode_text(ignore_file.read_bytes(), C.IGNORE_FILE).splitlines()
         lines += list(extra)
         self._spec = pathspec.GitIgnoreSpec.from_lines(lines)
 
@@ -79,6 +89,9 @@ def walk_bundle(root: Path, extra_excludes: tuple[str, ...] = ()) -> BundleTree:
             children = sorted(it, key=lambda d: d.name)
         for child in children:
             rel = prefix + child.name
+            if not is_utf8_name(child.name):
+                tree.undecodable.append(rel)
+                continue
             st = child.stat(follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
                 if not rules.excluded(rel, False):
@@ -101,6 +114,17 @@ def walk_bundle(root: Path, extra_excludes: tuple[str, ...] = ()) -> BundleTree:
     visit(root, "")
     tree.entries.sort(key=lambda e: _sort_key(e.path))
     return tree
+
+
+def is_utf8_name(name: str) -> bool:
+    """Was this (os.fsdecode'd) name valid UTF-8 on disk? Other names break Dockerfile COPY, tar and terminals."""
+    if name.isascii():
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def symlink_escapes(root: Path, link: str, target: str) -> bool:

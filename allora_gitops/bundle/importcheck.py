@@ -1,6 +1,9 @@
 """Import the bundle's entrypoint in a child interpreter, so that user code that raises, hangs,
 calls ``sys.exit`` or crashes the interpreter gives a finding instead of taking the CLI down.
 
+The child sees what the bundle will have and nothing more: the standard library, the bundle, and
+the environment ``run`` built from its requirements when there is one — not this CLI's packages.
+
 The child writes one JSON result to a file (the user's code owns stdout and
 stderr) and leaves with ``os._exit`` so that atexit hooks and stray threads of
 the user's module cannot keep it alive. A timeout kills its whole process group.
@@ -23,7 +26,12 @@ DEFAULT_IMPORT_TIMEOUT = 60.0
 _PROBE = r"""
 import importlib, inspect, json, os, sys, traceback
 root, workdir, module, function, out = sys.argv[1:6]
+# Started with -I -S: only the standard library is on sys.path. The bundle root goes first (as in the
+# image), then the requirements' environment when `run` has built one (addsitedir reads its .pth files).
+import site
 sys.path[:] = [root] + [p for p in sys.path if p not in ("", ".", root)]
+for site_dir in sys.argv[6:]:
+    site.addsitedir(site_dir)
 os.chdir(workdir)
 
 def done(**result):
@@ -93,7 +101,13 @@ class ImportResult:
 class ImportProbe:
     """The child interpreter, started now and awaited later, so the import overlaps the rest of validation."""
 
-    def __init__(self, root: Path, workdir: Path, module: str, function: str, timeout: float = DEFAULT_IMPORT_TIMEOUT):
+    def __init__(self, root: Path, workdir: Path, module: str, function: str, timeout: float = DEFAULT_IMPORT_TIMEOUT,
+                 site_dirs: tuple[Path, ...] = ()):
+        """``site_dirs``: where the bundle's requirements are installed (none: the standard library only).
+
+        The child runs with ``-I -S``, so nothing installed alongside this CLI (boto3, say) can make an
+        import pass that would fail in ``run`` and in the image.
+        """
         import time
 
         self.timeout = timeout
@@ -101,11 +115,12 @@ class ImportProbe:
         self._out = Path(self._tmp.name) / "result.json"
         self._err_path = Path(self._tmp.name) / "stderr"
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME")}
-        env["PYTHONDONTWRITEBYTECODE"] = "1"  # leave no __pycache__ in the user's bundle
+        # -B: leave no __pycache__ in the user's bundle (-I ignores PYTHONDONTWRITEBYTECODE)
         root = Path(root).resolve()
         with open(self._err_path, "wb") as err:
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", _PROBE, str(root), str(Path(workdir).resolve()), module, function, str(self._out)],
+                [sys.executable, "-I", "-S", "-B", "-c", _PROBE, str(root), str(Path(workdir).resolve()), module, function,
+                 str(self._out), *map(str, site_dirs)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
@@ -143,9 +158,10 @@ class ImportProbe:
             self._tmp.cleanup()
 
 
-def probe_entrypoint(root: Path, workdir: Path, module: str, function: str, timeout: float = DEFAULT_IMPORT_TIMEOUT) -> ImportResult:
+def probe_entrypoint(root: Path, workdir: Path, module: str, function: str, timeout: float = DEFAULT_IMPORT_TIMEOUT,
+                     site_dirs: tuple[Path, ...] = ()) -> ImportResult:
     """Import ``module`` from the bundle at ``root`` in a child interpreter and check ``function``."""
-    return ImportProbe(root, workdir, module, function, timeout).result()
+    return ImportProbe(root, workdir, module, function, timeout, site_dirs).result()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -7,6 +7,7 @@ all of them at once.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,9 @@ class Entrypoint(_Section):
     @classmethod
     def _module(cls, v: str) -> str:
         if not DOTTED_NAME.match(v):
-            raise ValueError(f"{v!r} is not a dotted Python module path like src.my_model.runner")
+            dotted = re.sub(r"/(__init__)?\.py$|\.py$", "", v.strip("./").replace("\\", "/")).replace("/", ".")
+            hint = f"; did you mean {dotted}?" if DOTTED_NAME.match(dotted) else ""
+            raise ValueError(f"{v!r} is not a dotted Python module path like src.my_model.runner{hint}")
         return v
 
     @field_validator("function")
@@ -263,7 +266,9 @@ def _format_error(err: dict, data: Any, file: str) -> Problem:
     kind = err["type"]
     if kind == "extra_forbidden":
         line, col = _key_position(data, loc)
-        return Problem(f"unknown key '{dotted}' (typo? unknown keys are not allowed)", file, line, col, code="schema")
+        close = difflib.get_close_matches(str(loc[-1]), _keys_at(loc[:-1]), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else "typo?"
+        return Problem(f"unknown key '{dotted}' ({hint} unknown keys are not allowed)", file, line, col, code="schema")
     line, col = position_of(data, loc)
     if kind == "missing":
         return Problem(f"'{dotted}' is required", file, line, col, code="schema")
@@ -276,6 +281,28 @@ def _format_error(err: dict, data: Any, file: str) -> Problem:
     value = err.get("input")
     shown = "" if isinstance(value, (dict, list)) or kind.startswith("value_error") else f" (got {shown_value(value)})"
     return Problem(f"{dotted}: {msg}{shown}", file, line, col, code="schema")
+
+
+def _keys_at(loc: tuple) -> list[str]:
+    """The valid keys of the model.yaml section at ``loc`` (for "did you mean"); empty when unknown."""
+    import typing
+
+    model: Any = BundleManifest
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field_info = getattr(model, "model_fields", {}).get(part)
+        if field_info is None:
+            return []
+        model = field_info.annotation
+        for _ in range(3):  # Optional[X], list[X], Union[...]: the first model inside
+            args = [a for a in typing.get_args(model) if isinstance(a, type) and issubclass(a, BaseModel)]
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                break
+            model = args[0] if args else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    return list(model.model_fields)
 
 
 def _to_plain(node: Any) -> Any:
@@ -296,22 +323,16 @@ def _to_plain(node: Any) -> Any:
 
 
 def parse_yaml_with_positions(text: str, file: str) -> Any:
-    """Parse YAML text with ruamel round-trip; syntax errors become a ManifestError with a position."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    """model.yaml text as ruamel round-trip data (``.lc`` positions), bounded by :mod:`allora_gitops.boundedyaml`.
 
-    yaml = YAML(typ="rt")
-    yaml.allow_duplicate_keys = False
+    Raises ManifestError with one ``file:line:col`` problem for a syntax error or a file over the bounds.
+    """
+    from allora_gitops.boundedyaml import YamlError, load_yaml
+
     try:
-        return yaml.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        col = mark.column + 1 if mark else None
-        reason = (exc.problem or exc.context or "invalid YAML").strip()
-        raise ManifestError(problems=[Problem(f"invalid YAML: {reason}", file, line, col, code="yaml")]) from None
-    except YAMLError as exc:
-        raise ManifestError(problems=[Problem(f"invalid YAML: {exc}", file, code="yaml")]) from None
+        return load_yaml(text, file, positions=True)
+    except YamlError as exc:
+        raise ManifestError(problems=exc.problems) from None
 
 
 def load_manifest(path: Path, display: Optional[str] = None) -> LoadedManifest:
@@ -328,10 +349,12 @@ def load_manifest(path: Path, display: Optional[str] = None) -> LoadedManifest:
 
 def load_manifest_text(raw: bytes | str, file: str) -> LoadedManifest:
     if isinstance(raw, bytes):
+        from allora_gitops.bundle.text import BundleTextError, decode_text
+
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ManifestError(problems=[Problem(f"not UTF-8 text (byte {exc.start})", file, code="yaml")]) from None
+            text = decode_text(raw, file, code="yaml")
+        except BundleTextError as exc:
+            raise ManifestError(problems=exc.problems) from None
     else:
         text = raw
     data = parse_yaml_with_positions(text, file)

@@ -2,10 +2,13 @@
 
 Each finding names the file and line, never the secret itself. Binary files
 (a NUL byte in the first 8 KiB: weights, pickles) are not scanned; text files
-are, whatever their extension. A 64-hex string is a key unless its line says
+are, whatever their extension, UTF-16/32 ones with a byte-order mark included. A 64-hex string is a key unless its line says
 it is a digest (sha256, hash, checksum …), so pinned hashes do not trip it.
 A run of 12–24 BIP-39 words counts only when its checksum is valid, so prose
-does not trip it either.
+does not trip it either; the words may be in any case, one per line, numbered or
+in a list. A public 64-hex value (an event topic hash) is allowed by its
+fingerprint in ``.allorasecretsignore`` (one ``sha256:…`` per line, the
+``.gitleaksignore`` convention), never by turning the scan off.
 """
 
 from __future__ import annotations
@@ -16,23 +19,31 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from allora_gitops.bundle.text import bom_encoding
+
 SNIFF_BYTES = 8192
 MAX_SCAN_BYTES = 64 << 20  # text files larger than this are data, not configuration
 
 PEM_PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 HEX_KEY = re.compile(rb"(?<![0-9A-Za-z])(?:0x)?([0-9a-fA-F]{64})(?![0-9A-Za-z])")
 DIGEST_CONTEXT = re.compile(rb"sha|blake|hash|digest|checksum|integrity|\bsum\b|commit|etag", re.IGNORECASE)
-# A candidate mnemonic: 12+ lowercase words of 3-8 letters separated by spaces, commas or quotes.
-WORD_RUN = re.compile(rb"(?<![A-Za-z])(?:[a-z]{3,8}[ \t,'\"]{1,3}){11,}[a-z]{3,8}(?![A-Za-z])")
+# Between two words of a mnemonic as people write it: spaces, one word per line, list markers and
+# numbering ("1. abandon", "- abandon", "[\"abandon\", …]"), quotes and commas. Letters may be any case.
+_SEPARATORS = b" \t\r\n,'\"-*.)(][:;0123456789"
 MNEMONIC_LENGTHS = (24, 21, 18, 15, 12)
 MIN_RUN_CHARS = 12 * 3 + 11  # the shortest text a 12-word mnemonic can be
 
-# Regexes run at ~20 MB/s; bytes.translate and substring search at GB/s. A file is first reduced to
-# its "shape", and a regex runs only where the shape says a secret could be.
+# Regexes run at ~20 MB/s; bytes.translate, split and substring search at GB/s. A file is first reduced
+# to its "shape", and only stretches of letters and separators long enough to hold a mnemonic are split
+# into words (in C) and looked up in the wordlist.
 _HEX_SHAPE = bytes(ord("x") if chr(c) in "0123456789abcdefABCDEF" else ord(".") for c in range(256))
-_WORD_SHAPE = bytes(ord("a") if 97 <= c <= 122 or chr(c) in " \t,'\"" else ord("#") for c in range(256))
+_LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_WORD_SHAPE = bytes(ord("a") if c in _LETTERS or c in _SEPARATORS else ord("#") for c in range(256))
+_TO_WORDS = bytes(c + 32 if 65 <= c <= 90 else ord(" ") if c in _SEPARATORS else c for c in range(256))  # lower, seps → space
 _WORD_RUN = b"a" * MIN_RUN_CHARS
+_TWELVE_LISTED = b"\1" * 12
 _HEX_RUN = b"x" * 64
+ALLOWABLE_KINDS = ("hex",)  # public 32-byte values exist (event topic hashes); a mnemonic, a PEM key or .env never
 
 
 @dataclass(frozen=True)
@@ -41,14 +52,44 @@ class SecretFinding:
     line: int | None
     col: int | None
     kind: str
+    fingerprint: str = ""  # "sha256:<hex>" of the normalised value (hex keys, mnemonics); never the value itself
 
     def message(self) -> str:
-        return {
+        text = {
             "env": "environment file would ship in the bundle; delete it or add it to .allorabundleignore",
             "pem": "PEM private key; keep keys out of the bundle (the platform passes the wallet as a Secret)",
             "hex": "64-hex-digit string that looks like a private key; keep keys out of the bundle",
             "mnemonic": "BIP-39 mnemonic phrase; keep the wallet out of the bundle (the platform passes it as a Secret)",
         }[self.kind]
+        if self.fingerprint and self.kind in ALLOWABLE_KINDS:
+            text += f"; if it is a public value (an event topic hash, say), allow it: add {self.fingerprint} to {ALLOW_FILE}"
+        return text
+
+
+ALLOW_FILE = ".allorasecretsignore"
+
+
+def parse_allow_list(text: str) -> set[str]:
+    """Fingerprints in an allow-list file: one ``sha256:<64 hex>`` per line, ``#`` comments.
+
+    The convention of ``.gitleaksignore`` and detect-secrets' baseline: a known public value is
+    allowed by its fingerprint, committed beside the code, never by turning the scan off.
+    """
+    allowed = set()
+    for line in text.splitlines():
+        word = line.split("#", 1)[0].strip().lower()
+        if re.fullmatch(r"sha256:[0-9a-f]{64}", word):
+            allowed.add(word)
+    return allowed
+
+
+def fingerprint(value: str) -> str:
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def not_allowed(findings: list[SecretFinding], allowed: set[str]) -> list[SecretFinding]:
+    """``findings`` minus the hex values whose fingerprint is allow-listed."""
+    return [f for f in findings if not (f.kind in ALLOWABLE_KINDS and f.fingerprint in allowed)]
 
 
 @lru_cache(maxsize=1)
@@ -89,11 +130,11 @@ def scan_bytes(path: str, data: bytes) -> list[SecretFinding]:
     found: list[SecretFinding] = []
     seen: set[tuple[int, str]] = set()
 
-    def add(offset: int, kind: str) -> None:
+    def add(offset: int, kind: str, value: str = "") -> None:
         line, col = _line_col(data, offset)
         if (line, kind) not in seen:
             seen.add((line, kind))
-            found.append(SecretFinding(path, line, col, kind))
+            found.append(SecretFinding(path, line, col, kind, fingerprint(value) if value else ""))
 
     if b"PRIVATE KEY-----" in data:
         for m in PEM_PRIVATE_KEY.finditer(data):
@@ -105,44 +146,71 @@ def scan_bytes(path: str, data: bytes) -> list[SecretFinding]:
         line_text = data[line_start : line_end if line_end >= 0 else len(data)]
         if DIGEST_CONTEXT.search(line_text):
             continue
-        add(m.start(), "hex")
-    index = bip39_words()
-    for m in _word_runs(data):
-        tokens = [(t.start(), t.group().decode()) for t in re.finditer(rb"[a-z]+", m.group())]
-        # split into maximal runs of wordlist words, then try every window of a mnemonic length
-        run: list[tuple[int, str]] = []
-        for tok in tokens + [(-1, "")]:
-            if tok[1] in index:
-                run.append(tok)
-                continue
-            offset = _mnemonic_in(run) if len(run) >= 12 else None
-            if offset is not None:
-                add(m.start() + offset, "mnemonic")
-            run = []
+        add(m.start(), "hex", m.group(1).decode().lower())
+    for offset, words in _mnemonics(data):
+        add(offset, "mnemonic", " ".join(words))
     found.sort(key=lambda f: (f.line or 0, f.col or 0))
     return found
 
 
-def _word_runs(data: bytes):
-    """WORD_RUN matches, searched only in the stretches of letters and separators long enough to hold one."""
+def _mnemonics(data: bytes):
+    """(offset, words) of each valid mnemonic, in stretches of letters and separators long enough to hold one."""
+    index = _wordlist_bytes()
     shape = data.translate(_WORD_SHAPE)
     at = shape.find(_WORD_RUN)
     while at != -1:
         start = shape.rfind(b"#", 0, at) + 1
         end = shape.find(b"#", at)
         end = len(shape) if end == -1 else end
-        yield from WORD_RUN.finditer(data, start, end)
+        words = data[start:end].translate(_TO_WORDS).split()
+        listed = bytes(map(index.__contains__, words))  # 1 per wordlist word, computed in C
+        run_at = listed.find(_TWELVE_LISTED)
+        while run_at != -1:  # each maximal run of 12+ wordlist words
+            run_end = listed.find(b"\0", run_at)
+            run_end = len(listed) if run_end == -1 else run_end
+            found = _mnemonic_in([w.decode() for w in words[run_at:run_end]])
+            if found is not None:
+                yield _offset_of(data, start, end, found), found
+            run_at = listed.find(_TWELVE_LISTED, run_end)
         at = shape.find(_WORD_RUN, end)
 
 
-def _mnemonic_in(run: list[tuple[int, str]]) -> int | None:
-    """Offset (within the match) of the first valid mnemonic window in ``run``, else None."""
-    words = [w for _, w in run]
+@lru_cache(maxsize=1)
+def _wordlist_bytes() -> frozenset[bytes]:
+    return frozenset(w.encode() for w in bip39_words())
+
+
+def _offset_of(data: bytes, start: int, end: int, words: list[str]) -> int:
+    """Where in ``data[start:end]`` the word sequence ``words`` begins (only for a hit: regex cost is fine)."""
+    tokens = [(t.start(), t.group().lower().decode()) for t in re.finditer(rb"[A-Za-z]+", data[start:end])]
+    n = len(words)
+    for i in range(len(tokens) - n + 1):
+        if [w for _, w in tokens[i : i + n]] == words:
+            return start + tokens[i][0]
+    return start
+
+
+def _mnemonic_in(words: list[str]) -> list[str] | None:
+    """The first window of ``words`` that is a valid mnemonic (longest lengths first), else None."""
     for length in MNEMONIC_LENGTHS:
         for i in range(0, len(words) - length + 1):
             if is_mnemonic(words[i : i + length]):
-                return run[i][0]
+                return words[i : i + length]
     return None
+
+
+def text_for_scan(data: bytes) -> bytes | None:
+    """``data`` as the scan reads it (UTF-8 bytes), or None when it is binary.
+
+    BOM-marked UTF-16/32 text is re-encoded as UTF-8, so newlines and thus line numbers survive
+    (PowerShell writes UTF-16 by default: a mnemonic saved there must not ship as "binary").
+    Otherwise a NUL byte in the first ``SNIFF_BYTES`` means binary, and text is scanned as it is.
+    """
+    codec = bom_encoding(data)
+    if codec is not None and codec != "utf-8":
+        bom_len = 4 if codec.startswith("utf-32") else 2
+        return data[bom_len:].decode(codec, errors="replace").encode("utf-8")
+    return None if b"\0" in data[:SNIFF_BYTES] else data
 
 
 def scan_file(path: str, abs_path: Path, size: int) -> list[SecretFinding]:
@@ -153,9 +221,9 @@ def scan_file(path: str, abs_path: Path, size: int) -> list[SecretFinding]:
     try:
         with open(abs_path, "rb") as fh:
             head = fh.read(SNIFF_BYTES)
-            if b"\0" in head:
-                return []
-            data = head + fh.read()
+            if b"\0" in head and bom_encoding(head) in (None, "utf-8"):
+                return []  # binary: not read further
+            data = text_for_scan(head + fh.read())
     except OSError:
         return []
-    return scan_bytes(path, data)
+    return scan_bytes(path, data) if data is not None else []

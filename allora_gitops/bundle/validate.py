@@ -15,11 +15,14 @@ from typing import Optional
 from allora_gitops import constants as C
 from allora_gitops.bundle.ignore import BundleTree, symlink_escapes, walk_bundle
 from allora_gitops.bundle.importcheck import DEFAULT_IMPORT_TIMEOUT, ImportProbe, ImportResult
+from allora_gitops.bundle.imports import ImportGraph, is_local, scan_imports
 from allora_gitops.bundle.manifest import BundleManifest, LoadedManifest, load_manifest
 from allora_gitops.bundle.requirements import ParsedRequirement, parse_requirements, provided_by, read_requirements
-from allora_gitops.bundle.secrets import scan_file
+from allora_gitops.bundle.secrets import ALLOW_FILE, not_allowed, parse_allow_list, scan_file
+from allora_gitops.bundle.text import BundleTextError, decode_text
 from allora_gitops.errors import ManifestError, Problem
 
+NOT_UTF8_NAME = "file name is not valid UTF-8; rename it (such names break Dockerfile COPY, tar and terminals)"
 LOCAL_ONLY_CODES = frozenset({"not-installed"})  # warnings that --strict leaves as warnings
 
 
@@ -63,6 +66,8 @@ class _Checker:
         self.import_timeout = import_timeout
         self.extra_excludes = extra_excludes
         self.problems: list[Problem] = []
+        self.env_site: Optional[Path] = None  # site-packages of `run`'s environment for these requirements
+        self.requirements_read = False  # the requirements file was read: an empty list then means "no packages"
 
     def shown(self, rel: str) -> str:
         """How a bundle path is printed: relative to where the user pointed us."""
@@ -82,6 +87,8 @@ class _Checker:
                 self.add(f"symbolic link to {target!r}; archives hold no links, replace it with the file itself", path, code="link")
         for path in tree.special:
             self.add("not a regular file or directory (fifo, socket or device); it cannot ship", path, code="special")
+        for path in tree.undecodable:
+            self.add(NOT_UTF8_NAME, path, code="name")
         total = tree.total_size
         if total > C.MAX_BUNDLE_BYTES:
             big = sorted(tree.files, key=lambda e: -e.size)[:3]
@@ -91,9 +98,22 @@ class _Checker:
                 f"exclude files with {C.IGNORE_FILE}",
                 code="size",
             )
+        allowed = self.allowed_fingerprints(tree)
         for entry in tree.files:
-            for finding in scan_file(entry.path, entry.abs_path, entry.size):
+            for finding in not_allowed(scan_file(entry.path, entry.abs_path, entry.size), allowed):
                 self.add(finding.message(), finding.path, finding.line, finding.col, code="secret")
+
+    def allowed_fingerprints(self, tree: BundleTree) -> set[str]:
+        """The allow-list, when it ships (inspect reads it from the archive: both must agree)."""
+        if not tree.ships(ALLOW_FILE):
+            return set()
+        try:
+            return parse_allow_list(decode_text((self.root / ALLOW_FILE).read_bytes(), self.shown(ALLOW_FILE)))
+        except BundleTextError as exc:
+            self.problems.extend(exc.problems)
+        except OSError as exc:
+            self.add(f"cannot read: {exc.strerror}", ALLOW_FILE, code="io")
+        return set()
 
     # --- model.yaml-driven checks ------------------------------------------------
 
@@ -103,14 +123,21 @@ class _Checker:
         candidates = m.module_file_candidates
         module_file = next((c for c in candidates if (self.root / c).is_file()), None)
         if module_file is None:
+            hint = ""
+            if not m.entrypoint.module.startswith("src.") and ((self.root / "src" / candidates[0]).is_file()
+                                                              or (self.root / "src" / candidates[1]).is_file()):
+                hint = f"; did you mean src.{m.entrypoint.module}?"
             self.problems.append(loaded.problem(
-                f"module {m.entrypoint.module!r} not found: expected {candidates[0]} or {candidates[1]}",
+                f"module {m.entrypoint.module!r} not found: expected {candidates[0]} or {candidates[1]}{hint}",
                 "entrypoint", "module", code="entrypoint"))
             return None
         workdir = self.root / m.entrypoint.workdir
         if not workdir.is_dir():
             return None
-        return ImportProbe(self.root, workdir, m.entrypoint.module, m.entrypoint.function, self.import_timeout), module_file
+        self.env_site = _run_environment_site(self.root, m)
+        site_dirs = (self.env_site,) if self.env_site is not None else ()
+        probe = ImportProbe(self.root, workdir, m.entrypoint.module, m.entrypoint.function, self.import_timeout, site_dirs)
+        return probe, module_file
 
     def check_manifest(self, loaded: LoadedManifest, tree: BundleTree, started: Optional[tuple[ImportProbe, str]]) -> None:
         reqs = self.check_requirements(loaded, tree)
@@ -120,7 +147,59 @@ class _Checker:
             if not tree.ships(module_file):
                 self.problems.append(loaded.problem(f"{module_file} is excluded from the archive by the ignore rules",
                                                     "entrypoint", "module", code="excluded"))
-            self.check_import(loaded, module_file, probe.result(), reqs)
+            graph = scan_imports(self.root, loaded.manifest.entrypoint.module)
+            self.check_local_imports(graph, tree, module_file)
+            reported = self.check_import(loaded, module_file, probe.result(), reqs)
+            self.check_external_imports(loaded, graph, reqs, reported)
+
+    def check_local_imports(self, graph: ImportGraph, tree: BundleTree, module_file: str) -> None:
+        """Every bundle file the entrypoint imports (directly or through other bundle modules) must ship."""
+        for rel, site in graph.local.items():
+            if rel != module_file and site is not None and not tree.ships(rel):
+                self.add(f"{rel} is imported by {self.shown(site.file)}:{site.line} but excluded from the archive by the "
+                         f"ignore rules ({C.IGNORE_FILE} or the defaults); `run` and the image would fail to import it",
+                         rel, code="excluded")
+
+    def check_external_imports(self, loaded: LoadedManifest, graph: ImportGraph, reqs: list[ParsedRequirement],
+                               reported: Optional[str]) -> None:
+        """Every third-party module the code needs should come from a requirement (the probe saw only the first)."""
+        for top, site in graph.external.items():
+            if top == reported:
+                continue
+            verdict = self.missing_package(top, reqs, loaded.manifest.environment.pip_requirements)
+            if verdict is not None:
+                severity, message, code = verdict
+                self.add(message, site.file, site.line, severity=severity, code=code)
+
+    def missing_package(self, top: str, reqs: list[ParsedRequirement], req_file: str) -> Optional[tuple[str, str, str]]:
+        """(severity, message, code) for third-party module ``top`` given the requirements; None when it is provided.
+
+        An error only when certain: the requirements are empty, or ``run``'s environment for them exists
+        and lacks the module. Otherwise an import name that matches no requirement is a warning naming
+        the requirement that might provide it (distribution and import names differ: scikit-learn/sklearn).
+        """
+        if provided_by(top, _RUNTIME_PACKAGES) is not None:
+            return None  # the image installs the runtime's own packages (PyYAML, prometheus-client, allora-sdk)
+        req = provided_by(top, reqs)
+        if self.env_site is not None:
+            if _installed(self.env_site, top):
+                return None
+            if req is not None:
+                return ("error", f"no module named {top!r} in the run environment, though {req.text} is installed there; "
+                        "check which package provides it", "import")
+            return ("error", f"no module named {top!r} in the run environment built from {req_file}; "
+                    "add the package that provides it", "import")
+        if req is not None or not self.requirements_read:  # unreadable requirements are reported on their own
+            return None
+        if not reqs:
+            return ("error", f"no module named {top!r}, and {req_file} lists no packages; add the package that provides it", "import")
+        import difflib
+
+        close = difflib.get_close_matches(top.lower().replace("_", "-"), [r.name for r in reqs], n=1, cutoff=0.4)
+        maybe = f"; perhaps {close[0]} provides it" if close else ""
+        return ("warning", f"no module named {top!r} here, and no requirement in {req_file} is known to provide it "
+                f"(import and distribution names can differ{maybe}); if none does, add the package that provides it "
+                "(`allora-bundle run` checks for certain)", "import-unknown")
 
     def check_requirements(self, loaded: LoadedManifest, tree: BundleTree) -> list[ParsedRequirement]:
         m = loaded.manifest
@@ -144,6 +223,7 @@ class _Checker:
                 problems = [p for p in problems if p.code != "unpinned"]
             else:
                 reqs = parsed
+                self.requirements_read = text is not None
             self.problems.extend(problems)
         return reqs
 
@@ -159,28 +239,46 @@ class _Checker:
         elif artifacts not in (".", "") and not tree.ships(artifacts.rstrip("/")):
             self.problems.append(loaded.problem(f"artifacts directory {artifacts!r} is excluded from the archive by the ignore rules",
                                                 *where, code="excluded"))
+        elif artifacts not in (".", ""):
+            prefix = artifacts.rstrip("/") + "/"
+            on_disk = next((p for p in (self.root / artifacts).rglob("*")
+                            if p.is_file() and not p.is_symlink() and p.name != ".gitkeep"), None)
+            if on_disk is not None and not any(e.path.startswith(prefix) and not e.path.endswith("/.gitkeep") for e in tree.files):
+                self.problems.append(loaded.problem(
+                    f"every file under the artifacts directory {artifacts!r} is excluded by the ignore rules "
+                    f"(e.g. {on_disk.relative_to(self.root).as_posix()}); the model would ship without them",
+                    *where, severity="warning", code="excluded"))
 
-    def check_import(self, loaded: LoadedManifest, module_file: str, result: ImportResult, reqs: list[ParsedRequirement]) -> None:
+    def check_import(self, loaded: LoadedManifest, module_file: str, result: ImportResult,
+                     reqs: list[ParsedRequirement]) -> Optional[str]:
+        """Report the probe's result; returns the top-level module it found missing, if any."""
         m = loaded.manifest
         module, function = m.entrypoint.module, m.entrypoint.function
         d = result.data
         file, line = d.get("file") or module_file, d.get("line")
         if result.status == "ok":
-            return
+            return None
         if result.status == "raised" and "missing" in d:
             missing = d["missing"]
             top = missing.split(".", 1)[0]
-            req = provided_by(top, reqs)
-            if req is not None:
+            if is_local(self.root, missing):
+                self.add(f"importing {module} failed: no module named {missing!r} in the bundle"
+                         f"{_did_you_mean(self.root, missing)}", file, line, code="import")
+                return top
+            if not self.requirements_read:  # what the bundle installs is unknown; that problem is reported already
+                self._static_function_check(loaded, module_file)
+                return top
+            verdict = self.missing_package(top, reqs, m.environment.pip_requirements)
+            if verdict is None:  # a requirement provides it, not installed here
                 self.add(f"{top} is not installed here, so {module} was not imported; "
                          "`allora-bundle run` checks in a real environment", file, line,
                          severity="warning", code="not-installed")
-                self._static_function_check(loaded, module_file)
             else:
-                self.add(f"importing {module} failed: no module named {missing!r}, and nothing in "
-                         f"{m.environment.pip_requirements} provides it; add the package that provides it", file, line,
-                         code="import")
-            return
+                severity, message, code = verdict
+                self.add(f"importing {module} failed: {message}", file, line, severity=severity, code=code)
+            if verdict is None or severity == "warning":
+                self._static_function_check(loaded, module_file)
+            return top
         if result.status == "raised":
             self.add(f"importing {module} raised {d.get('type')}: {d.get('message')}", file, line, code="import")
         elif result.status == "exit":
@@ -222,6 +320,44 @@ class _Checker:
         # assigned, imported or generated: only an import can tell; say nothing
 
 
+_RUNTIME_PACKAGES = [
+    ParsedRequirement(r.split("==")[0].lower(), r, 0, True) for r in C.RUNTIME_REQUIREMENTS
+]
+
+
+def _run_environment_site(root: Path, manifest: BundleManifest) -> Optional[Path]:
+    """site-packages of the environment ``allora-bundle run`` built for these requirements, if it exists."""
+    from allora_gitops.bundle.text import decode_text
+    from allora_gitops.runner.environment import EnvironmentSpec, cached_environment, site_packages
+
+    env = manifest.environment
+    try:
+        requirements = decode_text((root / env.pip_requirements).read_bytes(), env.pip_requirements)
+        constraints = decode_text((root / env.constraints).read_bytes(), env.constraints) if env.constraints else None
+    except (OSError, BundleTextError):
+        return None  # reported by check_requirements
+    spec = EnvironmentSpec(requirements, root, constraints, tuple(env.extra_index_urls))
+    path = cached_environment(spec)
+    return site_packages(path) if path is not None else None
+
+
+def _installed(site: Path, top: str) -> bool:
+    """Is top-level module ``top`` in the environment's site-packages (package, module or extension)?"""
+    return (site / top).is_dir() or any(site.glob(f"{top}.py")) or any(site.glob(f"{top}.*.so")) or any(site.glob(f"{top}.*.pyd"))
+
+
+def _did_you_mean(root: Path, module: str) -> str:
+    """`` (src/x/y.py does not exist; did you mean src/x/z.py?)`` for a bundle module that is not there."""
+    import difflib
+
+    rel = module.replace(".", "/")
+    parent = (root / rel).parent
+    siblings = sorted(p.stem for p in parent.glob("*.py")) + sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+    close = difflib.get_close_matches(Path(rel).name, siblings, n=1)
+    hint = f"; did you mean {module.rsplit('.', 1)[0]}.{close[0]}?" if close and "." in module else ""
+    return f" ({rel}.py does not exist{hint})"
+
+
 def _mb(n: int) -> str:
     return f"{n / (1 << 20):.1f} MB"
 
@@ -254,10 +390,13 @@ def validate_bundle(
 
     try:
         tree = walk_bundle(root, extra_excludes)
-    except OSError as exc:
+    except (OSError, BundleTextError) as exc:
         if started is not None:
             started[0].result()
-        checker.add(f"cannot read the bundle: {exc.strerror} ({exc.filename})", code="io")
+        if isinstance(exc, BundleTextError):  # the ignore file: what ships cannot be known without it
+            checker.problems.extend(replace(p, file=checker.shown(p.file or C.IGNORE_FILE)) for p in exc.problems)
+        else:
+            checker.add(f"cannot read the bundle: {exc.strerror} ({exc.filename})", code="io")
         report.problems = checker.problems
         return report
     report.tree = tree
@@ -283,9 +422,10 @@ def _requirements_path_anyway(manifest_file: Path) -> Optional[str]:
     """environment.pip_requirements from a model.yaml that failed validation, if it can be read at all."""
     default = "requirements.txt"
     try:
-        from ruamel.yaml import YAML
+        from allora_gitops.boundedyaml import load_yaml
+        from allora_gitops.bundle.text import decode_text
 
-        data = YAML(typ="safe").load(manifest_file.read_text(encoding="utf-8"))
+        data = load_yaml(decode_text(manifest_file.read_bytes(), str(manifest_file)), str(manifest_file))
         value = data["environment"]["pip_requirements"]
     except Exception:  # noqa: BLE001 - a best effort on a file already reported as broken
         return default

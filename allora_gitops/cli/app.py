@@ -60,6 +60,9 @@ def eprint(line: str) -> None:
 
 def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
     """Run ``app``; print our own errors as ``error: …`` lines and return the exit code."""
+    for stream in (sys.stdout, sys.stderr):  # a ✓ or a file name on an ASCII terminal: escaped, never a crash
+        if hasattr(stream, "reconfigure") and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
     args = list(sys.argv[1:] if argv is None else argv)
     if "--debug" in args:  # honoured wherever it stands, not only before the command
         args = [a for a in args if a != "--debug"]

@@ -69,13 +69,16 @@ def init_cmd(
 
 # --- validate -----------------------------------------------------------------
 
+# (label, problem codes it owns, what it needs to have run: "" always runs, "manifest" a loaded model.yaml,
+# "tree" a readable bundle directory). A step that did not run is never shown as passed.
 _CHECKLIST = (
-    ("model.yaml structure is valid", {"schema", "yaml", "missing", "io"}),
-    ("requirements parse and are pinned", {"requirements", "unpinned"}),
+    ("model.yaml structure is valid", {"schema", "yaml", "missing", "io"}, ""),
+    ("requirements parse and are pinned", {"requirements", "unpinned", "encoding"}, ""),
     ("entrypoint module found, imports, and its function takes the nonce",
-     {"entrypoint", "import", "import-timeout", "function", "not-installed", "workdir"}),
-    ("artifacts directory exists", {"artifacts"}),
-    ("no secrets, links, excluded essentials or oversize content", {"secret", "link", "special", "size", "excluded"}),
+     {"entrypoint", "import", "import-timeout", "import-unknown", "function", "not-installed", "workdir"}, "manifest"),
+    ("artifacts directory exists", {"artifacts"}, "manifest"),
+    ("no secrets, links, unreadable names, excluded essentials or oversize content",
+     {"secret", "link", "special", "size", "excluded", "name"}, "tree"),
 )
 
 
@@ -91,10 +94,16 @@ def _print_report(report) -> None:
         print(str(problem), file=out)
     if report.problems:
         print(file=out)
-    for label, codes in _CHECKLIST:
+    for label, codes, needs in _CHECKLIST:
         hits = [p for p in report.problems if p.code in codes]
-        mark = "✗" if any(p.severity == "error" for p in hits) else ("!" if hits else "✓")
-        print(f"{mark} {label}", file=out)
+        ran = (needs != "manifest" or report.manifest is not None) and (needs != "tree" or report.tree is not None)
+        if any(p.severity == "error" for p in hits):
+            print(f"✗ {label}", file=out)
+        elif not ran:
+            print(f"- {label} (not checked: {'model.yaml did not load' if needs == 'manifest' else 'the bundle could not be read'})",
+                  file=out)
+        else:
+            print(f"{'!' if hits else '✓'} {label}", file=out)
     print(file=out)
 
 

@@ -48,7 +48,8 @@ def _print(result, as_json: bool) -> None:
             typer.echo(f"    {line}")
 
 
-MONITORING_HELP = "Render a PodMonitor and PrometheusRule for the deployment (default: on)."
+MONITORING_HELP = "Render a PodMonitor and PrometheusRule for the deployment (default: the repository's `monitoring:`, else on)."
+THRESHOLD_HELP = "AlloraLowWalletBalance fires below this many uallo (default: the repository's `low_balance_threshold_uallo:`, else 10^18 = 1 ALLO)."
 
 
 def _options(**kw):
@@ -74,6 +75,7 @@ def register(app: typer.Typer) -> None:
         secret_store: Optional[str] = typer.Option(None, "--secret-store", help="An external-secrets store to create the wallet Secret from."),
         base_image: Optional[str] = typer.Option(None, "--base-image", help="Base image (default python:<version>-slim); pin with @sha256:…"),
         monitoring: Optional[bool] = typer.Option(None, "--monitoring/--no-monitoring", help=MONITORING_HELP),
+        low_balance_threshold: Optional[int] = typer.Option(None, "--low-balance-threshold", min=0, metavar="UALLO", help=THRESHOLD_HELP),
         store: Optional[str] = typer.Option(None, "--store", help="Object store: file://DIR or s3://bucket/prefix (default: under the state directory)."),
         database_url: Optional[str] = typer.Option(None, "--database-url", help="PostgreSQL URL (default: $ALLORA_DATABASE_URL, else an embedded server)."),
         branch: Optional[str] = typer.Option(None, "--branch", help="Branch to commit on (default deploy/NAME/NETWORK/VERSION; `main` commits directly)."),
@@ -88,7 +90,7 @@ def register(app: typer.Typer) -> None:
         options = _options(
             topic_id=topic_id, fee_tier=fee_tier, polling_interval=polling_interval, cpu=cpu, cpu_limit=cpu_limit,
             memory=memory, image_registry=image_registry, wallet_secret=wallet_secret, secret_store=secret_store,
-            base_image=base_image, monitoring=monitoring,
+            base_image=base_image, monitoring=monitoring, low_balance_threshold=low_balance_threshold,
         )  # fmt: skip
         _print(publish_bundle(source, network, target, options, step=_step(as_json)), as_json)
 
@@ -102,6 +104,7 @@ def register(app: typer.Typer) -> None:
         fee_tier: Optional[str] = typer.Option(None, "--fee-tier"),
         wallet_secret: Optional[str] = typer.Option(None, "--wallet-secret"),
         monitoring: Optional[bool] = typer.Option(None, "--monitoring/--no-monitoring", help=MONITORING_HELP),
+        low_balance_threshold: Optional[int] = typer.Option(None, "--low-balance-threshold", min=0, metavar="UALLO", help=THRESHOLD_HELP),
         store: Optional[str] = typer.Option(None, "--store"),
         database_url: Optional[str] = typer.Option(None, "--database-url"),
         branch: Optional[str] = typer.Option(None, "--branch", help="Default promote/NAME/NETWORK/VERSION."),
@@ -113,7 +116,9 @@ def register(app: typer.Typer) -> None:
         from allora_gitops.publish import Target, promote
 
         target = Target(repo=repo, branch=branch, base_branch=base, store_url=store, database_url=database_url, dry_run=dry_run)
-        options = _options(topic_id=topic_id, fee_tier=fee_tier, wallet_secret=wallet_secret, monitoring=monitoring)
+        options = _options(topic_id=topic_id, fee_tier=fee_tier, wallet_secret=wallet_secret, monitoring=monitoring,
+            low_balance_threshold=low_balance_threshold,
+        )
         _print(promote(name, from_network, to_network, target, options, step=_step(as_json)), as_json)
 
     @app.command("rollback")
@@ -124,6 +129,7 @@ def register(app: typer.Typer) -> None:
         repo: str = typer.Option(..., "--repo", help=REPO_HELP),
         topic_id: Optional[int] = typer.Option(None, "--topic-id", help="Default: what that version used on this network."),
         monitoring: Optional[bool] = typer.Option(None, "--monitoring/--no-monitoring", help=MONITORING_HELP),
+        low_balance_threshold: Optional[int] = typer.Option(None, "--low-balance-threshold", min=0, metavar="UALLO", help=THRESHOLD_HELP),
         store: Optional[str] = typer.Option(None, "--store"),
         database_url: Optional[str] = typer.Option(None, "--database-url"),
         branch: Optional[str] = typer.Option(None, "--branch", help="Default rollback/NAME/NETWORK/VERSION."),
@@ -135,7 +141,7 @@ def register(app: typer.Typer) -> None:
         from allora_gitops.publish import Target, rollback
 
         target = Target(repo=repo, branch=branch, base_branch=base, store_url=store, database_url=database_url, dry_run=dry_run)
-        _print(rollback(name, network, to, target, _options(topic_id=topic_id, monitoring=monitoring), step=_step(as_json)), as_json)
+        _print(rollback(name, network, to, target, _options(topic_id=topic_id, monitoring=monitoring, low_balance_threshold=low_balance_threshold), step=_step(as_json)), as_json)
 
     @app.command("retire")
     def retire_cmd(

@@ -30,6 +30,12 @@ def render_cmd(
     archive_url: Optional[str] = typer.Option(None, "--archive-url", help="Where the archive is stored (default: the local store's URL for it)."),
     namespace: Optional[str] = typer.Option(None, "--namespace", help="Namespace of the models (default: allora-models)."),
     monitoring: Optional[bool] = typer.Option(None, "--monitoring/--no-monitoring", help="Render a PodMonitor and PrometheusRule (default: on)."),
+    low_balance_threshold: Optional[int] = typer.Option(
+        None, "--low-balance-threshold", min=0, metavar="UALLO", help="AlloraLowWalletBalance fires below this many uallo (default: 10^18 = 1 ALLO)."
+    ),
+    monitoring_namespace: Optional[str] = typer.Option(
+        None, "--monitoring-namespace", help="The namespace Prometheus runs in, admitted to the metrics port (default: monitoring)."
+    ),
     results_url: Optional[str] = typer.Option(
         None, "--results-url",
         help="Report each result to the platform API at this cluster Service URL (projected token, egress to it; default: off).",
@@ -61,6 +67,8 @@ def render_cmd(
         archive_url=archive_url,
         namespace=namespace,
         monitoring=monitoring,
+        low_balance_threshold=low_balance_threshold,
+        monitoring_namespace=monitoring_namespace,
         results_url=results_url,
     )
     with tempfile.TemporaryDirectory(prefix="allora-render-") as work:
@@ -70,7 +78,7 @@ def render_cmd(
         from allora_gitops.render.dashboard import render_dashboard
 
         tree.update(render_argocd(ArgoCDSettings(repo_url=repo_url, target_revision=target_revision, namespace=spec.namespace)))
-        tree.update(render_dashboard())
+        tree.update(render_dashboard(spec.monitoring_namespace))
     for path in write_tree(tree, output):
         typer.echo(str(path))
     typer.echo(f"rendered {spec.name} {spec.version} for {spec.network}: image {spec.image}", err=True)

@@ -22,6 +22,14 @@ def register(app: typer.Typer) -> None:
         ),
         branch: str = typer.Option("main", "--branch", help="The branch Argo CD deploys from."),
         network: Optional[List[str]] = typer.Option(None, "--network", help="A network this repository deploys to (repeatable; default: testnet and mainnet)."),
+        monitoring: bool = typer.Option(
+            True, "--monitoring/--no-monitoring",
+            help="The repository's default for publish, promote and rollback: a PodMonitor and PrometheusRule per deployment.",
+        ),
+        monitoring_namespace: str = typer.Option(
+            "monitoring", "--monitoring-namespace",
+            help="The namespace Prometheus and Grafana's dashboard sidecar run in: admitted to the models' metrics port.",
+        ),
     ) -> None:
         """Scaffold a GitOps repository: README, argocd/, deployments/, builds/, and a CI workflow for pull requests."""
         from allora_gitops import constants as C
@@ -33,6 +41,8 @@ def register(app: typer.Typer) -> None:
             repo_name=path.name.removesuffix(".git") or "allora-deployments",
             default_branch=branch,
             networks=tuple(network) if network else C.NETWORKS,
+            monitoring=monitoring,
+            monitoring_namespace=monitoring_namespace,
         )
         result = init_repo(path, settings, bare=bare)
         kind = "bare repository" if result.bare else "repository"

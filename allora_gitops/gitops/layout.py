@@ -87,35 +87,17 @@ def summarise_change(old: DeploymentFacts | None, new: DeploymentFacts | None) -
 
 
 def load_yaml_documents(text: str) -> list[Any]:
-    """Every document of a YAML text (safe loader); unparseable text yields nothing (verify reports it).
+    """Every non-empty document of a YAML text; unparseable or over-bound text yields nothing (verify reports it).
 
-    Facts are read from many small files (``list`` over thousands of deployments), so libyaml's C
-    loader is used when PyYAML has it — about fifty times faster than ruamel's pure-Python one, which
-    is the fallback. Only plain data is read here; positions do not matter.
+    Facts are read from many small files (``list`` over thousands of deployments): libyaml's C loader,
+    bounded against alias bombs, via :func:`allora_gitops.boundedyaml.load_yaml_all`.
     """
-    loader = _c_loader()
-    if loader is not None:
-        import yaml
-
-        try:
-            return [d for d in yaml.load_all(text, Loader=loader) if d is not None]
-        except yaml.YAMLError:
-            return []
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    from allora_gitops.boundedyaml import YamlError, load_yaml_all
 
     try:
-        return [d for d in YAML(typ="safe", pure=True).load_all(text) if d is not None]
-    except YAMLError:
+        return [d for d in load_yaml_all(text, "<repository file>") if d is not None]
+    except YamlError:
         return []
-
-
-def _c_loader():
-    try:
-        from yaml import CSafeLoader
-    except ImportError:
-        return None
-    return CSafeLoader
 
 
 def collect_facts(docs: Iterable[Any], facts: DeploymentFacts | None = None) -> DeploymentFacts:

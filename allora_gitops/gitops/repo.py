@@ -30,7 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Union
+from typing import Callable, Iterator, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from allora_gitops import constants as C
@@ -523,6 +523,45 @@ def changed_paths(git: GitDir, old_tree: str, new_tree: str) -> list[tuple[str, 
 
 def file_diff(git: GitDir, old_tree: str, new_tree: str) -> str:
     return git.run("diff", "--no-color", "--no-renames", old_tree, new_tree).out
+
+
+@dataclass(frozen=True)
+class RepositorySettings:
+    """The defaults a repository's marker (``.allora-gitops.yaml``) sets for publish, promote and rollback."""
+
+    monitoring: bool = True  # render a PodMonitor and a PrometheusRule per deployment
+    low_balance_threshold: Optional[int] = None  # AlloraLowWalletBalance below this many uallo (None: the platform default)
+    monitoring_namespace: Optional[str] = None  # where Prometheus runs (None: the platform default, ``monitoring``)
+
+
+def repository_settings(git: GitDir, commit: str) -> RepositorySettings:
+    """The settings in the repository marker at ``commit``; a key that is absent keeps its default (older repositories).
+
+    Raises GitOpsError naming the file (and line, for bad YAML) when the marker is not a YAML mapping,
+    ``monitoring`` is not a boolean, ``low_balance_threshold_uallo`` is not a non-negative integer, or
+    ``monitoring_namespace`` is not a string (its form is checked with the other deployment settings).
+    """
+    import yaml
+
+    text = git.run("show", f"{commit}:{C.REPO_MARKER_FILE}").out
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise GitOpsError(f"{C.REPO_MARKER_FILE}{where}: not valid YAML") from None
+    if not isinstance(doc, dict):
+        raise GitOpsError(f"{C.REPO_MARKER_FILE}: not a YAML mapping")
+    monitoring = doc.get("monitoring", True)
+    if not isinstance(monitoring, bool):
+        raise GitOpsError(f"{C.REPO_MARKER_FILE}: monitoring must be true or false, not {monitoring!r}")
+    threshold = doc.get("low_balance_threshold_uallo")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0):
+        raise GitOpsError(f"{C.REPO_MARKER_FILE}: low_balance_threshold_uallo must be a whole number of uallo >= 0, not {threshold!r}")
+    namespace = doc.get("monitoring_namespace")
+    if namespace is not None and not isinstance(namespace, str):
+        raise GitOpsError(f"{C.REPO_MARKER_FILE}: monitoring_namespace must be a namespace name, not {namespace!r}")
+    return RepositorySettings(monitoring=monitoring, low_balance_threshold=threshold, monitoring_namespace=namespace)
 
 
 def require_marker(git: GitDir, commit: str, remote: Remote, branch: str) -> None:

@@ -9,6 +9,7 @@ bare repository (no checkout at all), so the result can serve as the remote of
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ class RepoSettings:
     default_branch: str = C.DEFAULT_BRANCH
     networks: tuple[str, ...] = C.NETWORKS
     namespace: str = C.NAMESPACE
+    monitoring: bool = True  # the repository's default for --monitoring/--no-monitoring
+    monitoring_namespace: str = C.MONITORING_NAMESPACE  # where Prometheus and Grafana's sidecar run
 
 
 @dataclass
@@ -45,12 +48,16 @@ def render_repo(settings: RepoSettings) -> dict[str, str]:
     for net in settings.networks:
         if net not in C.NETWORKS:
             raise GitOpsError(f"unknown network {net!r}; known networks: {', '.join(C.NETWORKS)}")
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", settings.monitoring_namespace):
+        raise GitOpsError(f"--monitoring-namespace: {settings.monitoring_namespace!r} is not a namespace name (RFC 1123 label)")
     context = {
         "repo_name": settings.repo_name,
         "repo_url": settings.repo_url,
         "default_branch": settings.default_branch,
         "networks": ",".join(settings.networks),
         "namespace": settings.namespace,
+        "monitoring": "true" if settings.monitoring else "false",
+        "monitoring_namespace": settings.monitoring_namespace,
         "tool_version": __version__,
         "marker_kind": C.REPO_MARKER_KIND,
         "layout_version": str(C.REPO_LAYOUT_VERSION),
@@ -64,7 +71,7 @@ def render_repo(settings: RepoSettings) -> dict[str, str]:
     tree.update(render_argocd_tree(settings))
     from allora_gitops.render.dashboard import render_dashboard
 
-    tree.update(render_dashboard())
+    tree.update(render_dashboard(settings.monitoring_namespace))
     return tree
 
 

@@ -9,7 +9,7 @@ from typing import Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from allora_gitops import constants as C
-from allora_gitops.errors import ImageBuildError, ManifestError, Problem
+from allora_gitops.errors import ImageBuildError, Problem
 
 BUILD_METADATA_FILE = C.BUILD_METADATA_FILE
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -50,7 +50,8 @@ class BuildMetadata(BaseModel):
 
 def load_build_metadata(path: Path, display: Optional[str] = None) -> BuildMetadata:
     """Load build.yaml; every problem is reported as ``file:line:col: message``."""
-    from allora_gitops.bundle.manifest import parse_yaml_with_positions, position_of
+    from allora_gitops.boundedyaml import YamlError, load_yaml
+    from allora_gitops.bundle.manifest import position_of
 
     file = display or str(path)
     try:
@@ -60,8 +61,8 @@ def load_build_metadata(path: Path, display: Optional[str] = None) -> BuildMetad
     except (OSError, UnicodeDecodeError) as exc:
         raise ImageBuildError(f"cannot read {file}: {exc}") from None
     try:
-        data = parse_yaml_with_positions(text, file)
-    except ManifestError as exc:
+        data = load_yaml(text, file, positions=True)
+    except YamlError as exc:
         raise ImageBuildError(f"{file} is not valid YAML", exc.problems) from None
     if not isinstance(data, dict):
         raise ImageBuildError(f"{file} is not valid build metadata", [Problem("top level must be a mapping", file, 1, 1)])

@@ -96,6 +96,7 @@ class DeploymentSettings(_Model):
     namespace: Optional[str] = None
     monitoring: Optional[bool] = None
     low_balance_threshold: Optional[int] = None
+    monitoring_namespace: Optional[str] = None
     results_url: Optional[str] = None
 
 
@@ -122,6 +123,7 @@ class DeploymentSpec(_Model):
     namespace: str = C.NAMESPACE
     monitoring: bool = Field(True, description="render the PodMonitor and PrometheusRule (prometheus-operator)")
     low_balance_threshold: int = Field(C.LOW_BALANCE_THRESHOLD_UALLO, ge=0, description="AlloraLowWalletBalance below this many uallo")
+    monitoring_namespace: str = Field(C.MONITORING_NAMESPACE, description="where Prometheus runs: the NetworkPolicy admits it to the metrics port")
     results_url: Optional[str] = Field(
         None, description="the platform API's results endpoint (a cluster Service URL); set: the pod reports its results there"
     )
@@ -171,7 +173,7 @@ class DeploymentSpec(_Model):
             raise ValueError(f"{v!r} is not a pinned image reference like python:3.11-slim or repo@sha256:…")
         return v
 
-    @field_validator("wallet_secret", "secret_store", "namespace")
+    @field_validator("wallet_secret", "secret_store", "namespace", "monitoring_namespace")
     @classmethod
     def _k8s_name(cls, v: Optional[str]) -> Optional[str]:
         if v is not None and (len(v) > 253 or not _DNS_SUBDOMAIN.match(v)):
@@ -273,6 +275,7 @@ class DeploymentSpec(_Model):
             "namespace": s.namespace or C.NAMESPACE,
             "monitoring": True if s.monitoring is None else s.monitoring,
             "low_balance_threshold": C.LOW_BALANCE_THRESHOLD_UALLO if s.low_balance_threshold is None else s.low_balance_threshold,
+            "monitoring_namespace": s.monitoring_namespace or C.MONITORING_NAMESPACE,
             "results_url": s.results_url,
         }
         if topic_id is None:

@@ -96,8 +96,13 @@ def ensure_environment(
     *,
     rebuild: bool = False,
     progress: Callable[[str], None] = lambda line: None,
+    verbose: bool = False,
 ) -> RunnerEnvironment:
-    """Return the cached environment for ``spec``, building it first when missing, incomplete or ``rebuild``."""
+    """Return the cached environment for ``spec``, building it first when missing, incomplete or ``rebuild``.
+
+    ``verbose``: also pass pip's own progress lines (``Collecting numpy==2.4.6`` …) to ``progress``
+    while building, so a first run on a terminal is not silent for minutes.
+    """
     key = spec.key()
     path = environments_dir() / key
     with _locked(path.with_name(key + ".lock")):
@@ -108,7 +113,7 @@ def ensure_environment(
         progress(f"creating the run environment {path} (once per set of requirements)")
         started = time.monotonic()
         try:
-            _build(spec, path)
+            _build(spec, path, progress if verbose else None)
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
@@ -128,6 +133,19 @@ def ensure_environment(
         return RunnerEnvironment(path, venv_python(path), created=True)
 
 
+def cached_environment(spec: EnvironmentSpec) -> Optional[Path]:
+    """The complete cached environment for ``spec`` (built by an earlier ``run``), or None; never builds one."""
+    path = environments_dir() / spec.key()
+    return path if (path / READY_MARKER).is_file() and venv_python(path).exists() else None
+
+
+def site_packages(path: Path) -> Path:
+    """The ``site-packages`` directory of the virtualenv at ``path`` (built by this interpreter)."""
+    import sysconfig
+
+    return Path(sysconfig.get_path("purelib", vars={"base": str(path), "platbase": str(path)}))
+
+
 def _pip_here() -> bool:
     """pip in the current interpreter can install into another one (``pip --python``, pip >= 22.3)."""
     try:
@@ -138,7 +156,7 @@ def _pip_here() -> bool:
     return (major, minor) >= (22, 3)
 
 
-def _build(spec: EnvironmentSpec, path: Path) -> None:
+def _build(spec: EnvironmentSpec, path: Path, pip_progress: Optional[Callable[[str], None]] = None) -> None:
     borrow_pip = _pip_here()  # skipping ensurepip saves seconds per environment
     venv_cmd = [sys.executable, "-m", "venv", *(["--without-pip"] if borrow_pip else []), str(path)]
     _run(venv_cmd, "creating the virtualenv")
@@ -146,7 +164,8 @@ def _build(spec: EnvironmentSpec, path: Path) -> None:
     pip = [sys.executable, "-m", "pip", "--python", str(python)] if borrow_pip else [str(python), "-m", "pip"]
     requirements_file = path / "bundle-requirements.txt"
     requirements_file.write_text(spec.requirements)
-    install = [*pip, "install", "--disable-pip-version-check", "--no-input", "-q", *spec.runtime_requirements]
+    quiet = [] if pip_progress else ["-q"]
+    install = [*pip, "install", "--disable-pip-version-check", "--no-input", *quiet, *spec.runtime_requirements]
     if spec.requirements.strip():
         install += ["-r", str(requirements_file)]
     if spec.constraints is not None:
@@ -155,11 +174,69 @@ def _build(spec: EnvironmentSpec, path: Path) -> None:
         install += ["-c", str(constraints_file)]
     for url in spec.extra_index_urls:
         install += ["--extra-index-url", url]
-    _run(install, "installing the bundle's requirements", cwd=spec.requirements_dir)
+    _run(install, "installing the bundle's requirements", cwd=spec.requirements_dir, progress=pip_progress)
 
 
-def _run(command: list[str], what: str, cwd: Optional[Path] = None) -> None:
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=cwd, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        tail = [line for line in (proc.stderr or proc.stdout).splitlines() if line.strip()][-12:]
-        raise RunError(f"{what} failed (exit {proc.returncode}):", problems=[], details=tail)
+# pip's lines worth showing while it works (the rest is noise on a terminal)
+_PIP_PROGRESS = ("Collecting ", "Downloading ", "Building wheel", "Installing collected packages", "Successfully installed")
+
+
+def _run(command: list[str], what: str, cwd: Optional[Path] = None,
+         progress: Optional[Callable[[str], None]] = None) -> None:
+    """Run ``command``; on failure a RunError with the last lines of its output. ``progress`` gets pip's steps as they come."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+                            stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    output: list[str] = []
+    for line in proc.stdout:
+        line = line.rstrip()
+        if line.strip():
+            output.append(line)
+            del output[:-200]
+        if progress is not None and line.lstrip().startswith(_PIP_PROGRESS):
+            progress("  " + line.strip())
+    code = proc.wait()
+    if code != 0:
+        tail = [line for line in output if not line.startswith("WARNING: Location")][-12:]
+        raise RunError(f"{what} failed (exit {code}):", problems=[], details=tail)
+
+
+@dataclass(frozen=True)
+class CachedEnvironment:
+    """One environment under ``environments_dir()``: its directory, size in bytes, and whether it is complete."""
+
+    path: Path
+    size: int
+    ready: bool
+
+
+def list_environments() -> list[CachedEnvironment]:
+    """Every cached environment, oldest first (by modification time)."""
+    root = environments_dir()
+    if not root.is_dir():
+        return []
+    found = []
+    for path in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime):
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+        found.append(CachedEnvironment(path, size, (path / READY_MARKER).is_file()))
+    return found
+
+
+def prune_environments() -> tuple[list[CachedEnvironment], list[CachedEnvironment]]:
+    """Remove every cached environment not in use right now; (removed, skipped because a run holds its lock)."""
+    removed, busy = [], []
+    for env in list_environments():
+        lock_path = env.path.with_name(env.path.name + ".lock")
+        with open(lock_path, "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                busy.append(env)
+                continue
+            try:
+                shutil.rmtree(env.path, ignore_errors=True)
+                removed.append(env)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        lock_path.unlink(missing_ok=True)
+    return removed, busy

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,7 @@ class RunRequest:
     timeout: Optional[float] = None  # seconds per call; default model.yaml runtime.max_seconds
     here: bool = False  # use the current interpreter instead of the cached virtualenv
     rebuild: bool = False  # rebuild the cached virtualenv
+    verbose: bool = False  # show pip's progress while the virtualenv builds (the CLI sets it on a terminal)
 
 
 @dataclass
@@ -101,7 +103,7 @@ def run_bundle(
             else None,
             extra_index_urls=tuple(manifest.environment.extra_index_urls),
         )
-        env_info = ensure_environment(spec, rebuild=request.rebuild, progress=progress)
+        env_info = ensure_environment(spec, rebuild=request.rebuild, progress=progress, verbose=request.verbose)
         python, environment = str(env_info.python), str(env_info.path)
 
     with tempfile.TemporaryDirectory(prefix="allora-runtime-") as scratch:
@@ -115,6 +117,7 @@ def run_bundle(
             RunReport(manifest.name, manifest.version, python, environment),
             on_prediction,
             on_output,
+            manifest.environment.pip_requirements,
         )
 
 
@@ -124,6 +127,7 @@ def _run_runtime(
     report: RunReport,
     on_prediction: Callable[[Prediction], None],
     on_output: Callable[[str], None],
+    requirements_file: str = "requirements.txt",
 ) -> RunReport:
     for nonce in request.nonces:
         command += ["--nonce", str(nonce)]
@@ -168,17 +172,58 @@ def _run_runtime(
         details = [f"at {error['where']}"] if error.get("where") else []
         if error.get("traceback"):
             details += error["traceback"].rstrip().splitlines()
-        raise RunError(str(error.get("message", "the bundle failed")), details=details)
+        message = str(error.get("message", "the bundle failed"))
+        raise RunError(message + missing_module_hint(message, error.get("where", ""), requirements_file),
+                       details=details)
     tail = [line for line in stderr.splitlines() if line.strip()][-12:]
     raise RunError(f"the runtime ({C.BUILD_CONTEXT_BOOTSTRAP}) exited with code {code}", details=tail)
 
 
+_NO_MODULE = re.compile(r"No module named '([^']+)'")
+_ARTIFACT_IN_SOURCE = re.compile(r"""["']([^"'\s]+\.(?:pkl|pickle|joblib|jbl|sav|pt|pth|ckpt|h5|keras|onnx|cbm|ubj|npz|npy|model))["']""")
+
+
+def missing_module_hint(message: str, where: str, requirements_file: str) -> str:
+    """What to do about ``No module named 'X'``: the requirement to add, or a version mismatch to pin away.
+
+    A private module (``_loss``, ``sklearn._loss``) missing while unpickling means the artifact was saved
+    by another version of the package than the one installed. ``where`` (``file:line``) names the user's
+    line; an artifact path quoted on it is named too.
+    """
+    m = _NO_MODULE.search(message)
+    if not m:
+        return ""
+    from allora_gitops.bundle.requirements import distribution_for
+
+    missing = m.group(1)
+    artifact = _artifact_at(where)
+    loading = f" while loading {artifact}" if artifact else ""
+    if missing.startswith("_") or "._" in missing:
+        return (f"; this looks like a version mismatch{loading}: the artifact was saved with another version of a "
+                f"package than the one installed; pin in {requirements_file} the version it was saved with")
+    return f"; add {distribution_for(missing)} to {requirements_file}{' (needed' + loading + ')' if artifact else ''}"
+
+
+def _artifact_at(where: str) -> str:
+    path, _, line = where.rpartition(":")
+    try:
+        source = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()[int(line) - 1]
+    except (OSError, ValueError, IndexError):
+        return ""
+    m = _ARTIFACT_IN_SOURCE.search(source)
+    return m.group(1) if m else ""
+
+
 def _read(bundle_dir: Path, relative: str, field_name: str) -> str:
+    from allora_gitops.bundle.text import BundleTextError, decode_text
+
     path = bundle_dir / relative
     try:
-        return path.read_text(encoding="utf-8")
+        return decode_text(path.read_bytes(), relative)  # as validate and pip read it: a BOM-marked UTF-16 file installs
     except FileNotFoundError:
         raise RunError(f"{relative} not found (model.yaml {field_name})") from None
+    except BundleTextError as exc:
+        raise RunError(problems=exc.problems) from None
 
 
 def _child_env(keep_pythonpath: bool) -> dict[str, str]:

@@ -173,12 +173,14 @@ def check_objects(objects: list[dict], where: str) -> list[Problem]:
 
 
 def check_yaml_file(path: Path, where: str) -> list[Problem]:
-    import yaml
+    from allora_gitops.boundedyaml import YamlError, load_yaml_all
 
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        docs = [d for d in load_yaml_all(path.read_text(encoding="utf-8"), where) if d is not None]
+    except UnicodeDecodeError as exc:
         return [Problem(f"does not parse: {exc}", where, code="yaml")]
+    except YamlError as exc:
+        return exc.problems
     return check_objects([d for d in docs if isinstance(d, dict)], where)
 
 
