@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-from allora_gitops.db.results import MAX_MESSAGE_CHARS, ResultRow, utc, value_text
+from allora_gitops.db.results import MAX_MESSAGE_CHARS, RECORD_BATCH_MAX, ResultRow, utc, value_text
 from allora_gitops.errors import Problem, ResultsError
 
 from allora_runtime.contract import (
@@ -90,6 +90,44 @@ class ResultLog:
         self.malformed += 1
         if len(self.problems) < MAX_REPORTED_PROBLEMS:
             self.problems.append(Problem(message, file=self.source, line=number, code="result"))
+
+
+def report_rows(report: Any) -> tuple[list[ResultRow], int]:
+    """A reporter's POST body (``{"results": [<result event object>, ...]}``, see allora_runtime/reporter.py) →
+    (rows for ``record_results``, how many carried no nonce and were skipped).
+
+    All or nothing: every malformed result is one ``Problem`` naming its index (``results[3]: nonce is missing``)
+    in one ``ResultsError``; so is a body of another shape or with more than ``RECORD_BATCH_MAX`` results.
+    """
+    results = report.get("results") if isinstance(report, dict) else None
+    if not isinstance(results, list):
+        raise ResultsError('the body must be a JSON object {"results": [...]}')
+    if len(results) > RECORD_BATCH_MAX:
+        raise ResultsError(f"{len(results)} results in one report; send at most {RECORD_BATCH_MAX}")
+    rows: list[ResultRow] = []
+    problems: list[Problem] = []
+    unattributed = 0
+    for index, event in enumerate(results):
+        where = f"results[{index}]"
+        if not isinstance(event, dict) or event.get("event") not in RESULT_EVENTS:
+            problems.append(Problem(f"{where}: not a result event ({', '.join(RESULT_EVENTS)})", code="result"))
+            continue
+        try:
+            row = result_row(event)
+        except _Malformed as exc:
+            problems.append(Problem(f"{where}: {exc}", code="result"))
+            continue
+        if row is None:
+            unattributed += 1
+            continue
+        found = row.problems()
+        if found:
+            problems.append(Problem(f"{where}: {'; '.join(found)}", code="result"))
+            continue
+        rows.append(row)
+    if problems:
+        raise ResultsError(f"{len(problems)} of {len(results)} results are malformed; none was stored", problems[:MAX_REPORTED_PROBLEMS])
+    return rows, unattributed
 
 
 def _event(line: str) -> dict[str, Any] | None:

@@ -10,9 +10,15 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from allora_gitops.result_log import result_row
+import pytest
+
+from allora_gitops.db.results import deployment_result_summary, record_results
+from allora_gitops.errors import ResultsError
+from allora_gitops.result_log import report_rows, result_row
 from allora_runtime.log import JsonLog
 from allora_runtime.reporter import ResultReporter
+from tests.test_db_records import bundle_args, deployment_args
+from tests.test_results import percentile_cont
 from tests.fixtures.runtime import EXIT_INVALID_PREDICTION, EXIT_OK, RunningBootstrap, bootstrap_env, free_port, make_bundle, run_bootstrap
 
 # Shaped like a projected ServiceAccount token (header.payload.signature); the reporter never parses it.
@@ -98,7 +104,7 @@ def write_token(path: Path, token: str) -> None:
     tmp.replace(path)
 
 
-def test_twenty_windows_are_delivered_once_each_with_the_fields_of_their_log_lines(tmp_path):
+def test_twenty_windows_are_delivered_once_each_with_the_fields_of_their_log_lines(tmp_path, records):
     bundle = make_bundle(tmp_path / "b", FAILS_EVERY_FIFTH)
     token_file = tmp_path / "token"
     write_token(token_file, TOKEN_1)
@@ -138,6 +144,32 @@ def test_twenty_windows_are_delivered_once_each_with_the_fields_of_their_log_lin
     output = "".join(running.lines) + err
     assert TOKEN_1 not in output and TOKEN_2 not in output
     assert "signature" not in output  # not even the token's last part
+
+    # What the API does with each POST body: read it as results and record them, idempotently.
+    deployment = records.create_deployment(**deployment_args(records.register_bundle(**bundle_args()).id))
+    bodies = [{"results": batch} for _, batch in receiver.requests]
+    stored = [record_results(records.connection, deployment.id, report_rows(body)[0]) for body in bodies]
+    assert sum(stored) == 20
+    assert sum(record_results(records.connection, deployment.id, report_rows(body)[0]) for body in bodies) == 0  # sent again
+    stats = deployment_result_summary(records.connection, deployment.id).window("1h", "prediction")
+    assert (stats.total, stats.success, stats.error, stats.success_rate) == (20, 16, 4, 0.8)
+    latencies = [e["latency_ms"] for e in logged]
+    assert stats.latency_ms == {f"p{round(q * 100)}": round(percentile_cont(latencies, q), 3) for q in (0.5, 0.95, 0.99)}
+
+
+def test_a_report_with_a_malformed_result_names_it_and_stores_nothing():
+    good = {"ts": "2026-01-31T12:00:00.000Z", "event": "prediction", "nonce": 1, "value": 0.5, "latency_ms": 3.2}
+    rows, unattributed = report_rows({"results": [good, {"event": "submission_failed", "error_type": "OSError"}]})
+    assert [(r.kind, r.nonce, r.status, r.value) for r in rows] == [("prediction", 1, "success", "0.5")] and unattributed == 1
+    with pytest.raises(ResultsError) as caught:
+        report_rows({"results": [good, {**good, "nonce": "7"}, {"event": "heartbeat"}]})
+    assert str(caught.value) == "2 of 3 results are malformed; none was stored"
+    assert [p.message for p in caught.value.problems] == [
+        "results[1]: nonce must be a whole number, not '7'",
+        "results[2]: not a result event (prediction, prediction_refused, submission, submission_failed)",
+    ]
+    with pytest.raises(ResultsError, match=r'^the body must be a JSON object \{"results": \[...\]\}$'):
+        report_rows([good])
 
 
 def test_an_outage_keeps_the_pace_delivers_the_backlog_once_and_counts_the_oldest_dropped(tmp_path):
