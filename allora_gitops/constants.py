@@ -160,6 +160,7 @@ def archive_object_key(name: str, version: str, sha256: str) -> str:
 DEFAULT_BRANCH = "main"
 CI_WORKFLOW_FILE = ".github/workflows/allora-gitops.yaml"
 CI_IMAGES_WORKFLOW_FILE = ".github/workflows/images.yaml"  # build-image for changed builds/ directories
+CI_SANDBOXES_WORKFLOW_FILE = ".github/workflows/sandboxes.yaml"  # scheduled `sandbox prune`
 REPO_MARKER_KIND = "AlloraGitopsRepository"  # the `kind:` inside REPO_MARKER_FILE
 REPO_LAYOUT_VERSION = 1
 # Commits made by the tool: a fixed identity, so the same change always reads the same in `git log`.
@@ -203,3 +204,37 @@ def retire_commit_message(name: str, network: str) -> str:
 
 def init_commit_message() -> str:
     return "Initialise the GitOps repository (allora-gitops repo init)\n"
+
+
+# --- image pinning and sandboxes (build-image --write-back, pin-image, sandbox) ---------------
+SANDBOXES_DIR = "sandboxes"
+SANDBOX_NETWORK = "testnet"  # sandboxes run on testnet only, with the platform's wallet
+SANDBOX_MAX_SECONDS = 3600  # the guide's Dry-run Mode: at most one hour
+SANDBOX_TTL_AFTER_FINISHED = 600  # seconds a finished Job (and its pod's logs) stays before Kubernetes deletes it
+ANNOTATION_SANDBOX_EXPIRES = f"{LABEL_PREFIX}/sandbox-expires-at"  # RFC 3339 UTC; `sandbox prune` removes it after
+ANNOTATION_SANDBOX_OWNER = f"{LABEL_PREFIX}/sandbox-owner"
+MAX_RUNTIME_ENV = _runtime.ENV_MAX_RUNTIME  # seconds after which the runtime exits 0 (sandboxes end cleanly)
+
+
+def pin_branch(name: str, network: str, version: str) -> str:
+    return f"pin/{name}/{network}/{version}"
+
+
+def pin_commit_message(name: str, network: str, image: str, digest: str) -> str:
+    return f"pin({network}): {name} image {image} to {digest}\n\nimage-digest: {digest}\n"
+
+
+def sandbox_dir(name: str, sha256: str) -> str:
+    return f"{SANDBOXES_DIR}/{name}-{sha256[:12]}"
+
+
+def sandbox_branch(name: str, sha256: str) -> str:
+    return f"sandbox/{name}-{sha256[:12]}"
+
+
+def sandbox_commit_message(name: str, version: str, sha256: str, expires_at: str) -> str:
+    return f"sandbox(testnet): {name} {version} until {expires_at}\n\nbundle-sha256: {sha256}\n"
+
+
+def sandbox_prune_message(names: list[str]) -> str:
+    return f"sandbox prune: remove {len(names)} expired sandbox(es)\n\n" + "".join(f"- {n}\n" for n in names)

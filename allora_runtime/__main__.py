@@ -99,8 +99,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 class _Supervisor:
     """Runs one mode as a task; SIGTERM/SIGINT or a fatal condition end it within bounded time."""
 
-    def __init__(self, grace: float) -> None:
+    def __init__(self, grace: float, max_runtime: Optional[float] = None) -> None:
         self.grace = grace  # live mode lets the SDK worker wind down; local modes stop at once
+        self.max_runtime = max_runtime  # ALLORA_MAX_RUNTIME: a stop like SIGTERM's when reached, exit 0
         self.stop = asyncio.Event()
         self.fatal: Optional[str] = None
         self._fatal_event = asyncio.Event()
@@ -118,10 +119,16 @@ class _Supervisor:
         self.fatal = reason
         self._fatal_event.set()
 
+    def _runtime_reached(self) -> None:
+        LOG.emit("max_runtime_reached", seconds=self.max_runtime)
+        self.request_stop("max_runtime")
+
     async def run(self, coro: Any) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
+        if self.max_runtime is not None:
+            loop.call_later(self.max_runtime, self._runtime_reached)
         task = asyncio.ensure_future(coro)
         stopper = asyncio.ensure_future(self.stop.wait())
         fatal = asyncio.ensure_future(self._fatal_event.wait())
@@ -217,7 +224,9 @@ def _main(args: argparse.Namespace, env: dict[str, str], mode: str) -> int:
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    supervisor = _Supervisor(grace=STOP_GRACE_SECONDS if mode == "live" else 0.0)
+    supervisor = _Supervisor(
+        grace=STOP_GRACE_SECONDS if mode == "live" else 0.0, max_runtime=settings.max_runtime if mode in ("live", "dry_run") else None
+    )
     metrics = start_metrics(settings, required=mode == "live", settle_on_submission=mode == "live")
     adapter = Adapter(user, settings.max_seconds, metrics, LOG, settings.topic_id, settings.max_stuck_calls, supervisor.fail)
 

@@ -30,6 +30,7 @@ from allora_runtime.contract import (
     ENV_RESULTS_RETRY_BACKOFF,
     ENV_RESULTS_TOKEN_FILE,
     ENV_RESULTS_URL,
+    ENV_MAX_RUNTIME,
     FALSE_WORDS,
     FEE_TIERS,
 )
@@ -77,6 +78,7 @@ class Settings:
     max_stuck_calls: int
     bundle_sha256: str = ""  # ALLORA_BUNDLE_SHA256: the archive digest, for allora_model_info (the Deployment sets it)
     results: Optional["ResultsSettings"] = None  # ALLORA_RESULTS_URL set: results are also POSTed to the platform API
+    max_runtime: Optional[float] = None  # ALLORA_MAX_RUNTIME seconds: stop and exit 0 when reached (None: run until stopped)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -93,6 +95,7 @@ class Settings:
             "fee_tier": self.fee_tier,
             "polling_interval": self.polling_interval,
             "max_seconds": self.max_seconds,
+            "max_runtime": self.max_runtime,
             "api_key": "set" if self.api_key else "unset",
             "metrics_port": self.metrics_port,
             "heartbeat_file": self.heartbeat_file,
@@ -307,6 +310,7 @@ def load_settings(bundle_root: Path, env: dict[str, str], timeout: Optional[floa
         max_stuck_calls=_positive_int(_env(env, "ALLORA_MAX_STUCK_CALLS") or DEFAULT_MAX_STUCK_CALLS, "ALLORA_MAX_STUCK_CALLS"),
         bundle_sha256=_sha256(_env(env, ENV_BUNDLE_SHA256)),
         results=results_settings(env),
+        max_runtime=_number(_env(env, ENV_MAX_RUNTIME), ENV_MAX_RUNTIME) if _env(env, ENV_MAX_RUNTIME) is not None else None,
     )
 
 

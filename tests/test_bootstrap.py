@@ -426,3 +426,25 @@ def test_the_runtime_reads_a_bom_marked_model_yaml_as_validate_does(tmp_path, co
     result = run_bootstrap(bundle, "--check")
     assert result.code == EXIT_OK, result.out + result.err
     assert result.one("check_passed")["nonce"] == 1000
+
+
+def test_max_runtime_ends_a_dry_run_cleanly_with_exit_zero(tmp_path):
+    """ALLORA_MAX_RUNTIME=3: a run that would go on forever stops after ~3 s, exit 0, so a sandbox Job completes."""
+    bundle = make_bundle(tmp_path / "b", CONSTANT)
+
+    result = run_bootstrap(bundle, "--dry-run", "--interval", "0.2", env={**bootstrap_env(), "ALLORA_MAX_RUNTIME": "3"}, timeout=60)
+
+    assert result.code == EXIT_OK, result.stderr
+    assert 3 <= result.seconds < 15
+    events = [e["event"] for e in result.events]
+    assert events[-2:] == ["stopping", "stopped"] and "max_runtime_reached" in events
+    assert result.one("max_runtime_reached")["seconds"] == 3.0
+    assert sum(e == "prediction" for e in events) >= 5  # it really ran until then
+    assert result.one("config")["max_runtime"] == 3.0
+
+
+def test_a_bad_max_runtime_is_a_config_error(tmp_path):
+    bundle = make_bundle(tmp_path / "b", CONSTANT)
+    result = run_bootstrap(bundle, "--dry-run", "--count", "1", env={**bootstrap_env(), "ALLORA_MAX_RUNTIME": "soon"})
+    assert result.code == EXIT_CONFIG
+    assert result.one("config_error")["message"] == "ALLORA_MAX_RUNTIME must be a number, got 'soon'"

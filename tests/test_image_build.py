@@ -285,3 +285,54 @@ def test_a_failing_build_names_its_dockerfile_step_and_tags_nothing(first_build,
     errors = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
     assert errors[0] == f"error: the image build failed at Dockerfile:{line}: {dockerfile[line - 1]}"
     assert buildah_images() == before  # nothing new tagged
+
+
+def test_push_to_a_real_registry_records_and_writes_back_the_digest(first_build, base_image, oci_registry, gitops_remote, tmp_path):
+    """Publish with the loopback registry as image registry, then build (all layers cached), push and write back."""
+    from allora_gitops.db.records import Records
+
+    published = gitops(
+        "publish", EXAMPLE, "--repo", gitops_remote, "--network", "testnet", "--image-registry", oci_registry.prefix(),
+        "--store", (tmp_path / "store").as_uri(), "--database-url", first_build.database_url, "--json",
+    )  # fmt: skip
+    assert published.returncode == 0, published.stderr[-2000:]
+    publish = json.loads(published.stdout)
+    image = publish["image"]
+    assert image.startswith(oci_registry.prefix() + "/")
+
+    proc = gitops(
+        "build-image", EXAMPLE, "--image-registry", oci_registry.prefix(), "--base-image", base_image.ref,
+        "--pip-cert", host_ca_bundle(), "--database-url", first_build.database_url,
+        "--push", "--write-back", gitops_remote, "--json",
+    )  # fmt: skip
+
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout)
+    repository = image.rsplit(":", 1)[0]
+    served = oci_registry.manifest_digest(repository.split("/", 1)[1], image.rsplit(":", 1)[1])
+    assert result["pushed_digest"] == served and served.startswith("sha256:")
+    with Records(first_build.database_url) as records:
+        row = records.get_deployment(publish["deployment_id"])
+    assert row.container_image == f"{image}@{served}"
+    review = C.review_branch("linear-forecaster", "testnet", "1.0.0")
+    assert result["pinned_overlays"] == [{"network": "testnet", "branch": review, "commit": result["pinned_overlays"][0]["commit"], "created": True}]
+    work = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "-q", "-b", review, str(gitops_remote), str(work)], check=True)
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(work / C.deployment_overlay_dir("linear-forecaster", "testnet"))], capture_output=True, text=True, check=True
+    ).stdout
+    assert [line.strip() for line in rendered.splitlines() if line.strip().startswith("image:")] == [f"image: {image}@{served}"]
+
+
+def test_push_to_an_unreachable_registry_is_one_line_and_writes_nothing_back(first_build, base_image, unreachable_registry, gitops_remote):
+    before = subprocess.run(["git", "--git-dir", str(gitops_remote), "for-each-ref"], capture_output=True, text=True).stdout
+
+    proc = gitops(
+        "build-image", EXAMPLE, "--image-registry", f"{unreachable_registry}/allora", "--base-image", base_image.ref,
+        "--pip-cert", host_ca_bundle(), "--no-record", "--push", "--write-back", gitops_remote,
+    )  # fmt: skip
+
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: cannot push {unreachable_registry}/allora/linear-forecaster:"), proc.stderr[-2000:]
+    assert subprocess.run(["git", "--git-dir", str(gitops_remote), "for-each-ref"], capture_output=True, text=True).stdout == before

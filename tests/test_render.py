@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -154,6 +155,12 @@ def test_write_tree_parses_every_yaml_first_and_writes_nothing_when_one_is_broke
     assert not (tmp_path / "escape.yaml").exists()
 
 
+def _go_if_first_segment(text: str, first: str) -> str:
+    """Evaluate the ApplicationSet's one conditional, ``{{if eq (index .path.segments 0) \"X\"}}A{{else}}B{{end}}``."""
+    pattern = re.compile(r'\{\{if eq \(index \.path\.segments 0\) \\"([^"\\]+)\\"\}\}(.*?)\{\{else\}\}(.*?)\{\{end\}\}')
+    return pattern.sub(lambda m: m.group(2) if m.group(1) == first else m.group(3), text)
+
+
 def test_every_overlay_builds_and_every_object_validates_strictly(example_repo):
     """kubectl kustomize for each overlay; core kinds strict for KUBERNETES_VERSION; CRD kinds against the real CRDs."""
     from allora_gitops.verify.kustomize import build_overlays
@@ -177,6 +184,7 @@ def test_every_overlay_builds_and_every_object_validates_strictly(example_repo):
     for overlay in overlays:
         path = overlay.relative_to(example_repo).as_posix()
         text = json.dumps(appset["spec"]["template"])
+        text = _go_if_first_segment(text, path.split("/")[0])
         text = text.replace("{{index .path.segments 1}}", path.split("/")[1])
         text = text.replace("{{.path.basename}}", overlay.name).replace("{{.path.path}}", path)
         template = json.loads(text)

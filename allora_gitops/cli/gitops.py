@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from allora_gitops.cli import db, diff, image, publish, render, repo, results, status, verify
+from allora_gitops.cli import db, diff, image, publish, render, repo, results, sandbox, status, verify
 from allora_gitops.cli.app import entry, new_app
 
 app = new_app("allora-gitops", "Publish Allora model bundles to a GitOps repository that Argo CD syncs.")
@@ -15,6 +15,7 @@ status.register(app)
 image.register(app)
 db.register(app)
 results.register(app)
+sandbox.register(app)
 
 main = entry(app)
 

@@ -15,6 +15,13 @@ COLUMNS = (
     ("commit", "COMMIT"),
     ("image", "IMAGE"),
 )
+SANDBOX_COLUMNS = (
+    ("sandbox", "SANDBOX"),
+    ("version", "VERSION"),
+    ("owner", "OWNER"),
+    ("expires_at", "EXPIRES"),
+    ("state", "STATE"),
+)
 REPO_HELP = "The GitOps repository (URL or path). Without it, only the records database is read."
 
 
@@ -49,6 +56,7 @@ def register(app: typer.Typer) -> None:
         network: Optional[str] = typer.Option(None, "--network", help="Only this network."),
         database_url: Optional[str] = typer.Option(None, "--database-url", help="PostgreSQL URL (default: $ALLORA_DATABASE_URL, else the embedded one)."),
         no_db: bool = typer.Option(False, "--no-db", help="Read the repository only."),
+        sandboxes: bool = typer.Option(False, "--sandboxes", help="List sandbox runs (owner, end time) instead of deployments."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """What is deployed where: network, version, sha256, status, commit, image."""
@@ -58,6 +66,15 @@ def register(app: typer.Typer) -> None:
 
         if repo is None and no_db:
             raise UsageError("--no-db needs --repo: there would be nothing to read")
+        if sandboxes:
+            from allora_gitops.sandbox import list_sandboxes
+
+            found = list_sandboxes(repo, ref, database_url=database_url, use_database=not no_db)
+            if as_json:
+                typer.echo(json.dumps(found, indent=2))
+            else:
+                typer.echo(_table(found, SANDBOX_COLUMNS) if found else "no sandboxes")
+            return
         rows = [r for r in _rows(repo, ref, None, database_url, no_db) if network is None or r["network"] == network]
         if as_json:
             typer.echo(json.dumps(rows, indent=2))

@@ -17,13 +17,18 @@ def verify_cmd(
     changed_since: Optional[str] = typer.Option(None, "--changed-since", help="Only what changed since this git ref (e.g. origin/main)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="kustomize builds in parallel (default: CPU count)."),
+    require_digest: Optional[bool] = typer.Option(
+        None, "--require-digest/--no-require-digest",
+        help="Overlays of the networks in images.require_digest (default mainnet) must be pinned by digest "
+        "(default: when the checkout is on the base branch).",
+    ),
 ) -> None:
     """Check every overlay, Dockerfile and Argo CD file. Exit 0 clean, 1 findings, 2 could not check."""
     import json
 
     from allora_gitops.verify import verify_repo
 
-    report = verify_repo(repo_dir, changed_since=changed_since, jobs=jobs)
+    report = verify_repo(repo_dir, changed_since=changed_since, jobs=jobs, require_digest=require_digest)
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:

@@ -64,6 +64,9 @@ class DeploymentRecord:
     commit_sha: str | None
     created_at: datetime
     updated_at: datetime
+    kind: str = "deployment"  # or "sandbox" (0005)
+    expires_at: datetime | None = None  # sandboxes: when `sandbox prune` removes it
+    owner: str | None = None  # sandboxes: who started it (the per-user limit counts these)
     created: bool = field(default=False, compare=False)
 
 
@@ -83,7 +86,7 @@ _BUNDLE_COLUMNS = "id::text, name, version, sha256, size_bytes, archive_url, pyt
 _DEPLOYMENT_SELECT = """
 SELECT d.id::text, d.bundle_id::text, b.name, b.version, b.sha256, d.network, d.topic_id, d.fee_tier, d.status,
        d.status_message, d.container_image, d.wallet_secret_kind, d.wallet_secret_name, d.repo_url, d.repo_branch,
-       d.commit_sha, d.created_at, d.updated_at
+       d.commit_sha, d.created_at, d.updated_at, d.kind, d.expires_at, d.owner
 FROM deployments d JOIN model_bundles b ON b.id = d.bundle_id
 """
 _SUBMISSION_COLUMNS = "id::text, deployment_id::text, nonce, prediction, tx_hash, status, error_message, created_at"
@@ -199,9 +202,13 @@ class Records:
         fee_tier: str = "STANDARD",
         wallet_secret_kind: str = "Secret",
         container_image: str | None = None,
+        kind: str = "deployment",
+        expires_at: datetime | None = None,
+        owner: str | None = None,
     ) -> DeploymentRecord:
         """A new deployment in ``pending``, or the live one with exactly these settings (``created`` False),
-        so publishing the same thing twice adds no row."""
+        so publishing the same thing twice adds no row. A sandbox (``kind="sandbox"``) has an
+        ``expires_at`` and an ``owner``."""
         if wallet_secret_kind not in WALLET_SECRET_KINDS:
             raise DatabaseError(f"wallet secret kind must be one of {', '.join(WALLET_SECRET_KINDS)}, not {wallet_secret_kind!r}")
         settings = (bundle_id, network, topic_id, fee_tier, wallet_secret_kind, wallet_secret_name, repo_url, repo_branch)
@@ -214,17 +221,19 @@ class Records:
                     + """WHERE d.bundle_id = %s AND d.network = %s AND d.topic_id = %s AND d.fee_tier = %s
                          AND d.wallet_secret_kind = %s AND d.wallet_secret_name = %s AND d.repo_url = %s
                          AND d.repo_branch = %s AND d.container_image IS NOT DISTINCT FROM %s
-                         AND d.status = ANY(%s)
+                         AND d.status = ANY(%s) AND d.kind = %s AND d.expires_at IS NOT DISTINCT FROM %s
+                         AND d.owner IS NOT DISTINCT FROM %s
                          ORDER BY d.created_at DESC LIMIT 1""",
-                    (*settings, container_image, list(ACTIVE_STATUSES)),
+                    (*settings, container_image, list(ACTIVE_STATUSES), kind, expires_at, owner),
                 ).fetchone()
                 if existing:
                     return _deployment(existing)
                 new_id = self._conn.execute(
                     """INSERT INTO deployments (bundle_id, network, topic_id, fee_tier, wallet_secret_kind,
-                                                wallet_secret_name, repo_url, repo_branch, container_image)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text""",
-                    (*settings, container_image),
+                                                wallet_secret_name, repo_url, repo_branch, container_image,
+                                                kind, expires_at, owner)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text""",
+                    (*settings, container_image, kind, expires_at, owner),
                 ).fetchone()[0]
                 row = self._conn.execute(_DEPLOYMENT_SELECT + "WHERE d.id = %s", (new_id,)).fetchone()
         return _deployment(row, created=True)
@@ -278,11 +287,11 @@ class Records:
 
     @_reading
     def list_deployments(
-        self, *, name: str | None = None, network: str | None = None, status: str | None = None
+        self, *, name: str | None = None, network: str | None = None, status: str | None = None, kind: str | None = "deployment"
     ) -> list[DeploymentRecord]:
-        """Newest change first, filtered by bundle name, network and status when given."""
+        """Newest change first, filtered by bundle name, network, status and kind (None: every kind) when given."""
         where, params = [], []
-        for column, value in (("b.name", name), ("d.network", network), ("d.status", status)):
+        for column, value in (("b.name", name), ("d.network", network), ("d.status", status), ("d.kind", kind)):
             if value is not None:
                 where.append(f"{column} = %s")
                 params.append(value)
@@ -293,7 +302,8 @@ class Records:
     def current_deployment(self, name: str, network: str) -> DeploymentRecord | None:
         """The most recent live (pending/committed/synced) deployment of ``name`` on ``network``."""
         row = self._conn.execute(
-            _DEPLOYMENT_SELECT + "WHERE b.name = %s AND d.network = %s AND d.status = ANY(%s) ORDER BY d.created_at DESC LIMIT 1",
+            _DEPLOYMENT_SELECT
+            + "WHERE b.name = %s AND d.network = %s AND d.status = ANY(%s) AND d.kind = 'deployment' ORDER BY d.created_at DESC LIMIT 1",
             (name, network, list(ACTIVE_STATUSES)),
         ).fetchone()
         return _deployment(row) if row else None

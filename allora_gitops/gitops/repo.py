@@ -532,18 +532,31 @@ class RepositorySettings:
     monitoring: bool = True  # render a PodMonitor and a PrometheusRule per deployment
     low_balance_threshold: Optional[int] = None  # AlloraLowWalletBalance below this many uallo (None: the platform default)
     monitoring_namespace: Optional[str] = None  # where Prometheus runs (None: the platform default, ``monitoring``)
+    # images.require_digest: networks whose overlays `verify` requires pinned by digest on the base branch
+    require_digest: tuple[str, ...] = ("mainnet",)
+    sandbox_wallet_secret: str = "allora-sandbox-wallet"  # sandbox.wallet_secret: the platform's testnet wallet, never a user's
+    sandbox_commit: str = "review"  # sandbox.commit: review (a sandbox/… branch) or direct (the base branch)
+    sandbox_max_per_user: int = 2  # sandbox.max_per_user: running sandboxes per owner
+
+
+SANDBOX_COMMIT_MODES = ("review", "direct")
 
 
 def repository_settings(git: GitDir, commit: str) -> RepositorySettings:
-    """The settings in the repository marker at ``commit``; a key that is absent keeps its default (older repositories).
+    """The settings in the repository marker at ``commit``; see :func:`parse_repository_settings`."""
+    return parse_repository_settings(git.run("show", f"{commit}:{C.REPO_MARKER_FILE}").out)
+
+
+def parse_repository_settings(text: str) -> RepositorySettings:
+    """The settings in a marker's text; a key that is absent keeps its default (older repositories).
 
     Raises GitOpsError naming the file (and line, for bad YAML) when the marker is not a YAML mapping,
-    ``monitoring`` is not a boolean, ``low_balance_threshold_uallo`` is not a non-negative integer, or
-    ``monitoring_namespace`` is not a string (its form is checked with the other deployment settings).
+    ``monitoring`` is not a boolean, ``low_balance_threshold_uallo`` is not a non-negative integer,
+    ``monitoring_namespace`` is not a string (its form is checked with the other deployment settings),
+    or an ``images:`` / ``sandbox:`` key has the wrong shape.
     """
     import yaml
 
-    text = git.run("show", f"{commit}:{C.REPO_MARKER_FILE}").out
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -561,7 +574,34 @@ def repository_settings(git: GitDir, commit: str) -> RepositorySettings:
     namespace = doc.get("monitoring_namespace")
     if namespace is not None and not isinstance(namespace, str):
         raise GitOpsError(f"{C.REPO_MARKER_FILE}: monitoring_namespace must be a namespace name, not {namespace!r}")
-    return RepositorySettings(monitoring=monitoring, low_balance_threshold=threshold, monitoring_namespace=namespace)
+    return RepositorySettings(
+        monitoring=monitoring, low_balance_threshold=threshold, monitoring_namespace=namespace, **_pinning_and_sandbox(doc)
+    )
+
+
+def _pinning_and_sandbox(doc: dict) -> dict:
+    where = C.REPO_MARKER_FILE
+    sections = {}
+    for key in ("images", "sandbox"):
+        value = doc.get(key) or {}
+        if not isinstance(value, dict):
+            raise GitOpsError(f"{where}: {key} must be a mapping")
+        sections[key] = value
+    images, sandbox = sections["images"], sections["sandbox"]
+    defaults = RepositorySettings()
+    require = images.get("require_digest", list(defaults.require_digest))
+    if not isinstance(require, list) or not all(isinstance(n, str) for n in require):
+        raise GitOpsError(f"{where}: images.require_digest must be a list of network names")
+    wallet = sandbox.get("wallet_secret", defaults.sandbox_wallet_secret)
+    if not isinstance(wallet, str) or not wallet:
+        raise GitOpsError(f"{where}: sandbox.wallet_secret must be the name of a Secret")
+    commit = sandbox.get("commit", defaults.sandbox_commit)
+    if commit not in SANDBOX_COMMIT_MODES:
+        raise GitOpsError(f"{where}: sandbox.commit must be one of {', '.join(SANDBOX_COMMIT_MODES)}, not {commit!r}")
+    limit = sandbox.get("max_per_user", defaults.sandbox_max_per_user)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise GitOpsError(f"{where}: sandbox.max_per_user must be a whole number of at least 1, not {limit!r}")
+    return {"require_digest": tuple(require), "sandbox_wallet_secret": wallet, "sandbox_commit": commit, "sandbox_max_per_user": limit}
 
 
 def require_marker(git: GitDir, commit: str, remote: Remote, branch: str) -> None:

@@ -45,6 +45,9 @@ class ImageBuildRequest:
     database_url: Optional[str] = None
     image_registry: Optional[str] = None  # SOURCE only: registry prefix of the image (like render's flag)
     record: bool = True
+    write_back_repo: Optional[str] = None  # after --push: pin the digest in this GitOps repository's overlays
+    write_back_base: str = C.DEFAULT_BRANCH
+    write_back_networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class ImageBuildResult:
     pushed_digest: Optional[str] = None
     output: Optional[Path] = None
     recorded: list[str] = field(default_factory=list)  # deployment ids whose row now names the image
+    pinned: list[dict] = field(default_factory=list)  # overlays the digest was written back to (network, branch, commit)
 
     @property
     def reference(self) -> str:
@@ -93,6 +97,7 @@ class ImageBuildResult:
             "pushed_digest": self.pushed_digest,
             "output": str(self.output) if self.output else None,
             "recorded_deployments": self.recorded,
+            "pinned_overlays": self.pinned,
             "seconds": round(self.seconds, 1),
         }
 
@@ -232,6 +237,8 @@ def build_image(request: ImageBuildRequest, log: LogSink = terminal_log) -> Imag
     """Check every input, assemble the context, build, tag, then push / export / record as asked."""
     started = time.perf_counter()
     output = parse_output(request.output)
+    if request.write_back_repo and not request.push:
+        raise UsageError("--write-back needs --push: only a pushed image has a digest to pin")
     secrets = _secret_files(request)
     for tag in request.tags:
         check_reference(tag, "--tag")
@@ -291,6 +298,8 @@ def build_image(request: ImageBuildRequest, log: LogSink = terminal_log) -> Imag
                 result.pushed_digest = digest
     if request.record:
         result.recorded = record_image(plan, result.reference, request.database_url, log)
+    if request.write_back_repo:
+        result.pinned = write_back(plan, result, request, log)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -340,3 +349,24 @@ def record_image(plan: BuildPlan, reference: str, database_url: Optional[str], l
     else:
         log(f"no live deployment of {plan.name} {plan.version} (sha256 {plan.sha256[:12]}) to record the image on")
     return recorded
+
+
+def write_back(plan: BuildPlan, result: ImageBuildResult, request: ImageBuildRequest, log: LogSink) -> list[dict]:
+    """Pin the pushed digest in the overlays that run ``plan.image`` (see :mod:`allora_gitops.gitops.pin`)."""
+    from allora_gitops.gitops.pin import PinRequest, pin_image
+
+    if not result.pushed_digest:
+        raise ImageBuildError(f"the builder reported no digest for {plan.image}; nothing to write back")
+    pinned = pin_image(
+        PinRequest(
+            repo=request.write_back_repo or "",
+            name=plan.name,
+            image=plan.image,
+            digest=result.pushed_digest,
+            version=plan.version,
+            networks=request.write_back_networks,
+            base_branch=request.write_back_base,
+        ),
+        say=log,
+    )
+    return [{"network": o.network, "branch": o.branch, "commit": o.commit, "created": o.created} for o in pinned.overlays]

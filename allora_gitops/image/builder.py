@@ -364,7 +364,10 @@ class BuildahBuilder(Builder):
 
     def push(self, ref: str) -> Optional[str]:
         digest_file = Path(os.environ.get("TMPDIR", "/tmp")) / f".allora-push-{os.getpid()}.digest"
-        code, tail = self._run_streaming(*self._global(), "push", "--digestfile", str(digest_file), ref, f"docker://{ref}")
+        from allora_gitops.image.registry import tls_verify_args
+
+        push = ["push", *tls_verify_args(ref), "--digestfile", str(digest_file), ref, f"docker://{ref}"]
+        code, tail = self._run_streaming(*self._global(), *push)
         try:
             if code != 0:
                 raise ImageBuildError(f"cannot push {ref}: {_last_error(tail)}")

@@ -21,6 +21,14 @@ CHECKOV_SKIPS = (
     ("CKV_K8S_40", "the runtime contract fixes UID 1000 (guide: Container Security); runAsNonRoot is enforced"),
     ("CKV_K8S_43", "the image is built after rendering; its tag is derived from the bundle sha256 and never reused"),
 )
+IMAGE_DIGEST_CHECK = "CKV_K8S_43"  # dropped from an overlay once its image is pinned (gitops/pin.py)
+
+
+def checkov_skip_annotation(check: str) -> str:
+    """The annotation key the base Deployment carries the skip of ``check`` under (``checkov.io/skipN``)."""
+    return f"checkov.io/skip{[c for c, _ in CHECKOV_SKIPS].index(check) + 1}"
+
+
 HEALTHCHECK_COMMAND = ("python", C.BOOTSTRAP_IN_IMAGE, "--healthcheck")
 # Never egress to cluster-internal or link-local networks (cloud metadata endpoints live there).
 PRIVATE_CIDRS = ("10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16")
@@ -45,6 +53,7 @@ class ArgoCDSettings:
 ALLOWED_KINDS = (
     ("", "ServiceAccount"),
     ("apps", "Deployment"),
+    ("batch", "Job"),  # sandboxes/<name>-<sha12>/ (render/sandbox.py)
     ("external-secrets.io", "ExternalSecret"),
     ("monitoring.coreos.com", "PodMonitor"),
     ("monitoring.coreos.com", "PrometheusRule"),
@@ -117,9 +126,11 @@ def render_argocd(settings: ArgoCDSettings) -> dict[str, str]:
         "argocd": settings,
         "C": C,
         "allowed_kinds": ALLOWED_KINDS,
-        # Go templates, filled in by the ApplicationSet controller for each overlay directory.
-        "app_name": "{{index .path.segments 1}}-{{.path.basename}}",
-        "app_network": "{{.path.basename}}",
+        # Go templates, filled in by the ApplicationSet controller for each overlay (or sandbox) directory.
+        "app_name": f'{{{{if eq (index .path.segments 0) "{C.SANDBOXES_DIR}"}}}}sandbox-{{{{.path.basename}}}}'
+        "{{else}}{{index .path.segments 1}}-{{.path.basename}}{{end}}",
+        "app_network": f'{{{{if eq (index .path.segments 0) "{C.SANDBOXES_DIR}"}}}}{C.SANDBOX_NETWORK}{{{{else}}}}{{{{.path.basename}}}}{{{{end}}}}',
+
         "app_path": "{{.path.path}}",
     }
     return {

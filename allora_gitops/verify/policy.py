@@ -153,3 +153,13 @@ def check_network_policies(objects: list[dict]) -> Iterator[tuple[dict, str, str
                 break
         if not ok:
             yield obj, "network-policy", "no NetworkPolicy selects these pods with both Ingress and Egress policy types"
+
+
+def unpinned_images(objects: list[dict]) -> Iterator[tuple[dict, str]]:
+    """(object, message) for every container image not referenced by digest (``…@sha256:…``)."""
+    for obj in objects:
+        pod = pod_spec(obj)
+        for c in _containers(pod) if pod is not None else ():
+            image = c.get("image")
+            if not (isinstance(image, str) and "@sha256:" in image):
+                yield obj, f"container {c.get('name', '?')}: image {image} is not pinned by digest"

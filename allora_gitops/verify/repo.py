@@ -18,7 +18,7 @@ from pathlib import Path
 from allora_gitops import constants as C
 from allora_gitops.errors import Problem, VerifyError
 from allora_gitops.verify.kustomize import build_overlays
-from allora_gitops.verify.policy import check_network_policies, check_object
+from allora_gitops.verify.policy import check_network_policies, check_object, unpinned_images
 from allora_gitops.verify.rules import check_prometheus_rules
 from allora_gitops.verify.schemas import schema_errors
 from allora_gitops.verify.tools import find_tool
@@ -48,10 +48,9 @@ class VerifyReport:
 
 
 def find_overlays(root: Path) -> list[Path]:
-    base = root / C.DEPLOYMENTS_DIR
-    return sorted(
-        d for d in base.glob("*/overlays/*") if d.is_dir() and any((d / k).is_file() for k in KUSTOMIZATION_FILES)
-    )
+    """Every directory Argo CD builds: ``deployments/*/overlays/*`` and ``sandboxes/*``."""
+    candidates = [*(root / C.DEPLOYMENTS_DIR).glob("*/overlays/*"), *(root / C.SANDBOXES_DIR).glob("*")]
+    return sorted(d for d in candidates if d.is_dir() and any((d / k).is_file() for k in KUSTOMIZATION_FILES))
 
 
 def find_dockerfiles(root: Path) -> list[Path]:
@@ -100,6 +99,8 @@ def select_changed(root: Path, paths: list[str], overlays: list[Path], dockerfil
                 touched_overlays.add("/".join(parts[:4]))
             else:
                 names_with_base.add(parts[1])  # base or anything shared: every overlay of the name
+        elif parts[0] == C.SANDBOXES_DIR and len(parts) >= 2:
+            touched_overlays.add("/".join(parts[:2]))
         elif parts[0] == C.BUILDS_DIR and len(parts) >= 3:
             touched_builds.add("/".join(parts[:3]))
         elif parts[0] in (C.ARGOCD_DIR, C.MONITORING_DIR):
@@ -113,10 +114,35 @@ def select_changed(root: Path, paths: list[str], overlays: list[Path], dockerfil
     return overlays, dockerfiles, (argocd if argocd_touched else [])
 
 
-def verify_repo(root: Path, changed_since: str | None = None, jobs: int | None = None) -> VerifyReport:
+def digest_networks(root: Path, require_digest: bool | None) -> tuple[str, ...]:
+    """Networks whose overlays must be pinned by digest in this check: none off the base branch.
+
+    ``require_digest`` None means: when the checkout is on the repository's base branch (the
+    marker's ``default_branch``, else main); the networks come from the ``images.require_digest``
+    setting (default: mainnet; testnet may run a tag until it is pinned).
+    """
+    from allora_gitops.gitops.repo import RepositorySettings, parse_repository_settings
+
+    marker = root / C.REPO_MARKER_FILE
+    text = marker.read_text(encoding="utf-8") if marker.is_file() else None
+    if require_digest is None:
+        from allora_gitops.gitops.layout import load_yaml_documents
+
+        docs = load_yaml_documents(text or "")
+        base = (docs[0].get("default_branch") if docs and isinstance(docs[0], dict) else None) or C.DEFAULT_BRANCH
+        proc = subprocess.run(["git", "-C", str(root), "symbolic-ref", "--short", "-q", "HEAD"], capture_output=True, text=True)
+        require_digest = proc.returncode == 0 and proc.stdout.strip() == str(base)
+    if not require_digest:
+        return ()
+    return (parse_repository_settings(text) if text is not None else RepositorySettings()).require_digest
+
+
+def verify_repo(
+    root: Path, changed_since: str | None = None, jobs: int | None = None, require_digest: bool | None = None
+) -> VerifyReport:
     if not root.is_dir():
         raise VerifyError(f"{root} is not a directory")
-    if not any((root / d).is_dir() for d in (C.DEPLOYMENTS_DIR, C.BUILDS_DIR, C.ARGOCD_DIR)):
+    if not any((root / d).is_dir() for d in (C.DEPLOYMENTS_DIR, C.BUILDS_DIR, C.ARGOCD_DIR, C.SANDBOXES_DIR)):
         # A CI job run in the wrong directory must not pass by checking nothing.
         raise VerifyError(
             f"{root} is not a GitOps repository: no {C.DEPLOYMENTS_DIR}/, {C.BUILDS_DIR}/ or {C.ARGOCD_DIR}/ "
@@ -130,12 +156,20 @@ def verify_repo(root: Path, changed_since: str | None = None, jobs: int | None =
     report.dockerfiles = [d.relative_to(root).as_posix() for d in dockerfiles]
     report.files = [a.relative_to(root).as_posix() for a in argocd]
 
+    pinned_networks = digest_networks(root, require_digest)
+
     def check(result) -> None:
         where = result.overlay.relative_to(root).as_posix()
         if result.error is not None:
             result.findings = [Problem(f"kustomize build failed: {result.error}", where, code="kustomize")]
         else:
             result.findings = check_objects(result.objects, where)
+            if result.overlay.name in pinned_networks:
+                result.findings += [
+                    Problem(f"{_ident(obj)}: {message} (required on the base branch for {result.overlay.name}: "
+                            "build-image --push --write-back, or pin-image)", where, code="image-digest")
+                    for obj, message in unpinned_images(result.objects)
+                ]  # fmt: skip
 
     lint = start_hadolint(dockerfiles)  # runs beside the kustomize builds
     rules: list[tuple[str, dict]] = []

@@ -1,0 +1,227 @@
+"""Write a pushed image's digest back into the overlays that reference it (the Image Updater write-back).
+
+An overlay's kustomization names its image by tag (``newName`` + ``newTag``); pinning adds
+``digest: sha256:…`` to that ``images:`` entry, so ``kubectl kustomize`` renders
+``image: REPO@sha256:…`` and Argo CD runs exactly the bytes that were built. The same commit
+drops the checkov skip for image digests from the overlay's Deployment (it is no longer true).
+
+Where the commit goes, per network:
+
+- the deployment's review branch (``deploy/NAME/NETWORK/VERSION``) while it is open — it exists and
+  its overlay references the image while the base branch's does not yet;
+- otherwise a new review branch ``pin/NAME/NETWORK/VERSION`` from the base branch, when the base
+  branch's overlay references the image (the image workflow runs after the merge).
+
+The digest must exist in the registry (checked with ``skopeo``) before anything is written, and
+the change is applied with :func:`~allora_gitops.gitops.repo.persist`: a rejected push re-reads the
+new tip and pins again, so concurrent write-backs to one branch all land.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+from allora_gitops import constants as C
+from allora_gitops.errors import GitOpsError
+from allora_gitops.gitops.repo import Persisted, RepoCache, Snapshot, TreeChange, parse_remote, persist
+
+KUSTOMIZATION = "kustomization.yaml"
+DEPLOYMENT_PATCH = "deployment-patch.yaml"
+
+
+@dataclass(frozen=True)
+class PinRequest:
+    """Pin ``image`` (``REPO:TAG``, as the overlays reference it) of deployment ``name`` to ``digest``."""
+
+    repo: str
+    name: str
+    image: str
+    digest: str
+    version: Optional[str] = None  # finds the open review branch deploy/NAME/NETWORK/VERSION; names the pin/ branch
+    networks: tuple[str, ...] = ()  # default: every network whose overlay references the image
+    branch: Optional[str] = None  # commit here instead of the review branch / pin branch
+    base_branch: str = C.DEFAULT_BRANCH
+    check_registry: bool = True
+
+
+@dataclass
+class PinnedOverlay:
+    network: str
+    branch: str
+    commit: str
+    created: bool  # False: the overlay was already pinned to this digest
+    attempts: int = 1
+
+
+@dataclass
+class PinResult:
+    name: str
+    image: str
+    digest: str
+    overlays: list[PinnedOverlay] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "image": self.image, "digest": self.digest, "overlays": [asdict(o) for o in self.overlays]}
+
+
+def pin_image(request: PinRequest, say: Callable[[str], None] = lambda _m: None) -> PinResult:
+    """Check the digest against the registry, then commit it into every overlay that runs ``request.image``.
+
+    Raises :class:`~allora_gitops.errors.ImageBuildError` when the registry does not hold
+    ``REPO@digest`` (or cannot be reached) — nothing is written then — and :class:`GitOpsError`
+    when no overlay references the image or a push keeps being rejected.
+    """
+    from allora_gitops.image.builder import check_reference, split_tag
+    from allora_gitops.image.registry import check_digest, require_manifest
+
+    check_reference(request.image, "image")
+    check_digest(request.digest)
+    repository, tag = split_tag(request.image)
+    if tag is None:
+        raise GitOpsError(f"image {request.image!r}: expected REPO:TAG, as the overlays reference it")
+    if request.check_registry:
+        require_manifest(repository, request.digest)
+        say(f"{repository}@{request.digest} is in the registry")
+    remote = parse_remote(request.repo)
+    cache = RepoCache(remote)
+    heads = cache.remote_heads()
+    if request.base_branch not in heads:
+        raise GitOpsError(f"{remote.display} has no branch {request.base_branch!r}; initialise it with `allora-gitops repo init`")
+    base = Snapshot(cache.git, cache.fetch(request.base_branch, heads[request.base_branch]))
+    result = PinResult(name=request.name, image=request.image, digest=request.digest)
+    for network in request.networks or C.NETWORKS:
+        branch = _target_branch(cache, heads, base, request, network)
+        if branch is None:
+            continue
+        persisted = persist(
+            remote,
+            _pin_change(request.name, network, request.image, request.digest),
+            branch=branch,
+            base_branch=request.base_branch,
+            message=C.pin_commit_message(request.name, network, request.image, request.digest),
+            cache=cache,
+            on_step=say,
+        )
+        result.overlays.append(_pinned(network, persisted))
+        say(f"{network}: {'pinned' if persisted.created else 'already pinned'} on {branch} ({persisted.commit[:12]})")
+    if not result.overlays:
+        where = ", ".join(request.networks or C.NETWORKS)
+        raise GitOpsError(
+            f"no overlay of {request.name} ({where}) references {request.image} on {request.base_branch} or an open review branch; "
+            "publish it first"
+        )
+    return result
+
+
+def _pinned(network: str, persisted: Persisted) -> PinnedOverlay:
+    return PinnedOverlay(network, persisted.branch, persisted.commit, persisted.created, persisted.attempts)
+
+
+def _target_branch(cache: RepoCache, heads: dict[str, str], base: Snapshot, request: PinRequest, network: str) -> Optional[str]:
+    """The branch to pin ``network``'s overlay on, or None when no overlay of that network runs the image."""
+    if request.branch:
+        where = base if request.branch not in heads else Snapshot(cache.git, cache.fetch(request.branch, heads[request.branch]))
+        return request.branch if _references(where, request.name, network, request.image) else None
+    on_base = _references(base, request.name, network, request.image)
+    if request.version:
+        review = C.review_branch(request.name, network, request.version)
+        if review in heads and not on_base:
+            tip = Snapshot(cache.git, cache.fetch(review, heads[review]))
+            if _references(tip, request.name, network, request.image):
+                return review
+    if on_base:
+        return C.pin_branch(request.name, network, request.version or request.image.rsplit(":", 1)[-1])
+    return None
+
+
+def _references(snapshot: Snapshot, name: str, network: str, image: str) -> bool:
+    text = snapshot.read(f"{C.deployment_overlay_dir(name, network)}/{KUSTOMIZATION}")
+    return text is not None and _image_entry(_load(text), name, image) is not None
+
+
+def _pin_change(name: str, network: str, image: str, digest: str) -> Callable[[Snapshot], TreeChange]:
+    """The change, computed on whatever tip the push lands on (re-run after a rejected push)."""
+    overlay = C.deployment_overlay_dir(name, network)
+
+    def change(snapshot: Snapshot) -> TreeChange:
+        kustomization = snapshot.read(f"{overlay}/{KUSTOMIZATION}")
+        if kustomization is None:
+            raise GitOpsError(f"{overlay}/{KUSTOMIZATION} is gone from the branch; nothing to pin")
+        files = {f"{overlay}/{KUSTOMIZATION}": pin_kustomization(kustomization, name, image, digest, f"{overlay}/{KUSTOMIZATION}")}
+        patch = snapshot.read(f"{overlay}/{DEPLOYMENT_PATCH}")
+        if patch is not None:
+            files[f"{overlay}/{DEPLOYMENT_PATCH}"] = drop_digest_skip(patch)
+        return TreeChange(files=files)
+
+    return change
+
+
+def pin_kustomization(text: str, name: str, image: str, digest: str, where: str = KUSTOMIZATION) -> str:
+    """``text`` with ``digest:`` set on the ``images:`` entry of ``name`` that renders ``image``; comments kept.
+
+    Raises :class:`GitOpsError` when no entry renders ``image`` (the overlay moved on to another version).
+    """
+    data = _load(text)
+    entry = _image_entry(data, name, image)
+    if entry is None:
+        raise GitOpsError(f"{where}: no images entry renders {image}; the overlay references another image now")
+    entry["digest"] = digest
+    return _dump(data)
+
+
+def drop_digest_skip(text: str) -> str:
+    """The overlay's Deployment patch with the base's checkov skip for image digests removed (set to null).
+
+    A strategic-merge patch deletes a map key given as ``null``, so the rendered Deployment of a
+    pinned overlay carries no skip and checkov checks the digest like any other rule.
+    """
+    from allora_gitops.render.tree import IMAGE_DIGEST_CHECK, checkov_skip_annotation
+
+    data = _load(text)
+    metadata = data.setdefault("metadata", {})
+    annotations = metadata.get("annotations")
+    if annotations is None:
+        from ruamel.yaml.comments import CommentedMap
+
+        annotations = metadata["annotations"] = CommentedMap()
+    annotations[checkov_skip_annotation(IMAGE_DIGEST_CHECK)] = None
+    return _dump(data)
+
+
+def _image_entry(data, name: str, image: str):
+    images = data.get("images") if isinstance(data, dict) else None
+    for entry in images or []:
+        if not isinstance(entry, dict) or entry.get("name") != name:
+            continue
+        if f"{entry.get('newName') or entry.get('name')}:{entry.get('newTag')}" == image:
+            return entry
+    return None
+
+
+def _yaml():
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.representer.add_representer(type(None), lambda r, _d: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    return yaml
+
+
+def _load(text: str):
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        data = _yaml().load(text)
+    except YAMLError as exc:
+        raise GitOpsError(f"cannot parse the overlay to pin it: {str(exc).splitlines()[0]}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _dump(data) -> str:
+    out = io.StringIO()
+    _yaml().dump(data, out)
+    return out.getvalue()
