@@ -183,6 +183,15 @@ def current_facts(snapshot: Snapshot, name: str, network: str) -> DeploymentFact
     return None
 
 
+def compare_url(repo_url: str, base_branch: str, branch: str) -> str | None:
+    """The web page comparing ``branch`` with ``base_branch`` (GitHub/Gitea/GitLab-style ``/compare/A...B``),
+    for an http(s) remote without credentials; None otherwise."""
+    if not repo_url.startswith(("https://", "http://")) or "@" in repo_url.split("//", 1)[1].split("/", 1)[0]:
+        return None
+    web = repo_url[:-4] if repo_url.endswith(".git") else repo_url
+    return f"{web}/compare/{base_branch}...{branch}"
+
+
 def review_hints(remote: Remote, repo_arg: str, persisted: Persisted) -> list[str]:
     if persisted.branch == persisted.base_branch:
         return [f"committed directly to {persisted.branch}: Argo CD deploys it at the next sync"]
@@ -190,10 +199,9 @@ def review_hints(remote: Remote, repo_arg: str, persisted: Persisted) -> list[st
         f"review branch: {persisted.branch} (from {persisted.base_branch})",
         f"diff: allora-gitops diff --repo {remote.display if remote.local_path else repo_arg} --base {persisted.base_branch} {persisted.branch}",
     ]
-    url = remote.display
-    if url.startswith(("https://", "http://")) and "@" not in url.split("//", 1)[1].split("/", 1)[0]:
-        web = url[:-4] if url.endswith(".git") else url
-        lines.append(f"compare: {web}/compare/{persisted.base_branch}...{persisted.branch}")
+    compare = compare_url(remote.display, persisted.base_branch, persisted.branch)
+    if compare:
+        lines.append(f"compare: {compare}")
     lines.append(f"then merge {persisted.branch} into {persisted.base_branch} (a pull request) to deploy")
     return lines
 
@@ -491,6 +499,20 @@ def _redeploy(
         )  # fmt: skip
         _announce_commit(step, persisted)
     return _finish(result, persisted, remote, target, old[0], facts_of_tree(tree, name, network))
+
+
+def publish_recorded(name: str, version: str, network: str, target: Target, options: DeploymentOptions | None = None, *, step: StepFn = _quiet) -> PublishResult:
+    """Publish a bundle that is already stored and recorded (an upload through the API): steps 5–8 of
+    ``publish_bundle``, rendered from the recorded manifest — the same branch, commit message and rows."""
+    options = options or DeploymentOptions()
+    check_network(network)
+    with _records(target.database_url) as records:
+        bundle = _bundle_record(records, name, version)
+    return _redeploy(
+        action="publish", name=name, network=network, version=version, target=target, options=options,
+        defaults={}, branch=target.branch or C.review_branch(name, network, version),
+        message=C.publish_commit_message(name, version, network, bundle.sha256), need_archive=False, step=step,
+    )  # fmt: skip
 
 
 def promote(name: str, from_network: str, to_network: str, target: Target, options: DeploymentOptions | None = None, *, step: StepFn = _quiet) -> PublishResult:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +14,8 @@ import pytest
 import yaml
 
 from allora_gitops import constants as C
-from tests.conftest import EXAMPLES, cli_env
+from tests.conftest import cli_env
+from tests.fixtures.bundles import make_bundle
 from tests.fixtures.git import git, merge_into_main, remote_branches, remote_file, remote_log
 
 # Until issues 2, 4 and 5 are merged, this branch has no bundle builder, templates or records: skip, don't fail.
@@ -29,19 +28,6 @@ except ImportError:
     pass
 
 NAME = "linear-forecaster"
-
-
-def make_bundle(root: Path, name: str = NAME, version: str = "1.0.0", *, weight: str | None = None) -> Path:
-    """A copy of the example bundle with another name/version (and optionally other bytes)."""
-    target = root / f"{name}-{version}"
-    shutil.copytree(EXAMPLES / "linear-forecaster", target, ignore=shutil.ignore_patterns("dist", "__pycache__"))
-    text = (target / "model.yaml").read_text()
-    text = re.sub(r'^name: .*$', f'name: "{name}"', text, flags=re.M)
-    text = re.sub(r'^version: .*$', f'version: "{version}"', text, flags=re.M)
-    (target / "model.yaml").write_text(text)
-    if weight is not None:
-        (target / "artifacts" / "note.txt").write_text(weight)
-    return target
 
 
 @pytest.fixture

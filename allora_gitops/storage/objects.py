@@ -238,6 +238,11 @@ UPLOAD_CONCURRENCY = 10
 class S3Store(ObjectStore):
     """Objects in ``bucket`` under ``prefix``, through boto3 (standard AWS env; AWS_ENDPOINT_URL for S3-compatible servers)."""
 
+    # parts in flight per upload and their size (memory: about twice concurrency × part size); a server
+    # that takes several uploads at once lowers them for a bounded footprint (S3's minimum part is 5 MiB)
+    upload_concurrency = UPLOAD_CONCURRENCY
+    part_size = PART_SIZE
+
     def __init__(self, bucket: str, prefix: str = "", client=None):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
@@ -357,7 +362,7 @@ class S3Store(ObjectStore):
                 crc = response.get("ChecksumCRC32") or _b64(zlib.crc32(data).to_bytes(4, "big"))
                 return number, response["ETag"], crc
 
-            with ThreadPoolExecutor(max_workers=UPLOAD_CONCURRENCY, thread_name_prefix="s3-part") as pool, \
+            with ThreadPoolExecutor(max_workers=self.upload_concurrency, thread_name_prefix="s3-part") as pool, \
                     open(path, "rb") as fh, _Progress(f"upload {path.name}", size, progress) as bar:
 
                 def collect(done) -> None:
@@ -367,10 +372,10 @@ class S3Store(ObjectStore):
                         parts[number] = (etag, part_digest)
 
                 number = 0
-                while data := fh.read(PART_SIZE):
+                while data := fh.read(self.part_size):
                     number += 1
                     digest.update(data)
-                    while len(pending) >= UPLOAD_CONCURRENCY:  # bound memory: at most N parts in flight
+                    while len(pending) >= self.upload_concurrency:  # bound memory: at most N parts in flight
                         done, _ = wait(pending, return_when=FIRST_COMPLETED)
                         collect(done)
                     pending[pool.submit(send, number, data)] = len(data)

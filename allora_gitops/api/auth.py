@@ -1,0 +1,265 @@
+"""Who is calling: users (or teams), their API tokens, the bundle names they own and the wallets they may use.
+
+A token is ``agp_<8 hex>_<43 url-safe chars>`` (256 random bits). The database keeps only its sha256
+and the ``agp_<8 hex>`` prefix, which identifies it in ``token list`` and ``token revoke``; the token
+itself is printed once by ``token create`` and never stored, logged or returned again. sha256 rather
+than a slow password hash because the token is random, not chosen: there is nothing to brute-force
+(the same reasoning as GitHub's and PyPI's API tokens).
+
+Everything here works on one psycopg connection (autocommit), so the API and the CLI share it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Iterator, Optional
+
+from allora_gitops.errors import DatabaseError, RecordConflict, UsageError
+
+TOKEN_PREFIX = "agp_"
+_TOKEN = re.compile(r"^agp_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$")
+_USER = re.compile(r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$")
+_DURATION = re.compile(r"^(\d+)([hdw])$")
+LIVE_STATUSES = ("pending", "committed", "synced")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of one request."""
+
+    user_id: str
+    name: str
+    is_admin: bool
+    max_live_deployments: Optional[int]  # None: the server's setting
+    max_upload_bytes: Optional[int]
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    prefix: str
+    user: str
+    is_admin: bool
+    created_at: datetime
+    expires_at: Optional[datetime]
+    revoked_at: Optional[datetime]
+    last_used_at: Optional[datetime]
+
+    def to_dict(self) -> dict:
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
+
+
+def token_sha256(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> tuple[str, str]:
+    """(token, prefix): a fresh random token and the part of it that may be shown."""
+    prefix = TOKEN_PREFIX + secrets.token_hex(4)
+    return f"{prefix}_{secrets.token_urlsafe(32)}", prefix
+
+
+def parse_expiry(text: Optional[str], now: Optional[datetime] = None) -> Optional[datetime]:
+    """``30d`` / ``12h`` / ``2w`` from now, or an ISO 8601 date or time (UTC when no zone); None for none.
+
+    Raises UsageError for anything else or a time in the past.
+    """
+    if text is None or text.strip() in ("", "never"):
+        return None
+    now = now or datetime.now(timezone.utc)
+    text = text.strip()
+    m = _DURATION.match(text)
+    if m:
+        n, unit = int(m.group(1)), m.group(2)
+        when = now + {"h": timedelta(hours=n), "d": timedelta(days=n), "w": timedelta(weeks=n)}[unit]
+    else:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise UsageError(f"--expires {text!r}: give a duration (12h, 30d, 2w), an ISO date or 'never'") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+    if when <= now:
+        raise UsageError(f"--expires {text!r} is in the past")
+    return when
+
+
+def check_user_name(name: str) -> str:
+    if not _USER.match(name or "") or len(name) > 63:
+        raise UsageError(f"user name {name!r}: lower-case letters, digits, '-', '.', '_' (at most 63), starting and ending alphanumeric")
+    return name
+
+
+class Accounts:
+    """Users, tokens, name ownership and wallet assignments on one autocommit psycopg connection."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    # --- users and tokens ---------------------------------------------------------------------
+    def ensure_user(self, name: str, *, admin: Optional[bool] = None) -> str:
+        """The user's id, creating the user when new; ``admin`` given = set the flag."""
+        check_user_name(name)
+        row = self._conn.execute(
+            """INSERT INTO platform_users (name, is_admin) VALUES (%s, coalesce(%s, false))
+               ON CONFLICT (name) DO UPDATE SET is_admin = coalesce(%s, platform_users.is_admin)
+               RETURNING id::text""",
+            (name, admin, admin),
+        ).fetchone()
+        return row[0]
+
+    def set_limits(self, name: str, *, max_live_deployments: Optional[int], max_upload_bytes: Optional[int]) -> None:
+        """Per-user limits (None = the server's setting)."""
+        user_id = self._user_id(name)
+        self._conn.execute(
+            "UPDATE platform_users SET max_live_deployments = %s, max_upload_bytes = %s WHERE id = %s",
+            (max_live_deployments, max_upload_bytes, user_id),
+        )
+
+    def create_token(self, user: str, *, admin: Optional[bool] = None, expires_at: Optional[datetime] = None) -> tuple[str, TokenInfo]:
+        """(token, info): the token is returned once and only its sha256 and prefix are stored."""
+        user_id = self.ensure_user(user, admin=admin)
+        token, prefix = new_token()
+        self._conn.execute(
+            "INSERT INTO api_tokens (user_id, prefix, sha256, expires_at) VALUES (%s, %s, %s, %s)",
+            (user_id, prefix, token_sha256(token), expires_at),
+        )
+        return token, self._tokens("WHERE t.prefix = %s", (prefix,))[0]
+
+    def list_tokens(self, user: Optional[str] = None) -> list[TokenInfo]:
+        if user is None:
+            return self._tokens("", ())
+        return self._tokens("WHERE u.name = %s", (user,))
+
+    def revoke_token(self, prefix: str) -> TokenInfo:
+        """Revoke by prefix (``agp_xxxxxxxx``, or the whole token); revoking twice is harmless."""
+        m = _TOKEN.match(prefix)
+        prefix = TOKEN_PREFIX + m.group(1) if m else prefix
+        row = self._conn.execute(
+            "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE prefix = %s RETURNING prefix", (prefix,)
+        ).fetchone()
+        if row is None:
+            raise UsageError(f"no token with prefix {prefix!r} (see `allora-gitops token list`)")
+        return self._tokens("WHERE t.prefix = %s", (prefix,))[0]
+
+    def authenticate(self, token: str) -> Optional[Principal]:
+        """The token's user when the token is known, not revoked and not expired; else None."""
+        m = _TOKEN.match(token or "")
+        if not m:
+            return None
+        row = self._conn.execute(
+            """SELECT t.sha256, u.id::text, u.name, u.is_admin, u.max_live_deployments, u.max_upload_bytes
+               FROM api_tokens t JOIN platform_users u ON u.id = t.user_id
+               WHERE t.prefix = %s AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())""",
+            (TOKEN_PREFIX + m.group(1),),
+        ).fetchone()
+        if row is None or not hmac.compare_digest(row[0], token_sha256(token)):
+            return None
+        self._conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE prefix = %s", (TOKEN_PREFIX + m.group(1),))
+        return Principal(*row[1:])
+
+    # --- ownership ----------------------------------------------------------------------------
+    def claim_name(self, principal: Principal, name: str) -> None:
+        """Make ``principal`` the owner of bundle ``name`` if nobody is; refuse a name another user owns."""
+        self._conn.execute(
+            "INSERT INTO bundle_owners (name, user_id) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING", (name, principal.user_id)
+        )
+        owner = self.owner_of(name)
+        if owner != principal.user_id and not principal.is_admin:
+            raise RecordConflict(f"the bundle name {name!r} belongs to another user; choose another name in model.yaml")
+
+    def owner_of(self, name: str) -> Optional[str]:
+        row = self._conn.execute("SELECT user_id::text FROM bundle_owners WHERE name = %s", (name,)).fetchone()
+        return row[0] if row else None
+
+    def may_see(self, principal: Principal, name: str) -> bool:
+        return principal.is_admin or self.owner_of(name) == principal.user_id
+
+    def owned_names(self, principal: Principal) -> Optional[set[str]]:
+        """Names the caller may see; None = every name (an admin)."""
+        if principal.is_admin:
+            return None
+        rows = self._conn.execute("SELECT name FROM bundle_owners WHERE user_id = %s", (principal.user_id,)).fetchall()
+        return {r[0] for r in rows}
+
+    def live_deployments(self, principal: Principal) -> int:
+        """Distinct (bundle name, network) pairs of the caller's names with a live deployment record."""
+        row = self._conn.execute(
+            """SELECT count(DISTINCT (b.name, d.network)) FROM deployments d
+               JOIN model_bundles b ON b.id = d.bundle_id JOIN bundle_owners o ON o.name = b.name
+               WHERE o.user_id = %s AND d.status = ANY(%s)""",
+            (principal.user_id, list(LIVE_STATUSES)),
+        ).fetchone()
+        return int(row[0])
+
+    @contextlib.contextmanager
+    def deploying(self, principal: Principal) -> Iterator[None]:
+        """One deployment change of ``principal`` at a time (a session advisory lock, shared by every replica),
+        so the live-deployment limit is checked and used atomically; released when the connection closes anyway."""
+        key = f"allora-platform-deploy:{principal.user_id}"
+        self._conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                self._conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+
+    # --- wallets ------------------------------------------------------------------------------
+    def assign_wallet(self, user: str, secret_name: str) -> None:
+        user_id = self.ensure_user(user)
+        try:
+            self._conn.execute(
+                "INSERT INTO wallet_assignments (user_id, secret_name) VALUES (%s, %s) ON CONFLICT DO NOTHING", (user_id, secret_name)
+            )
+        except Exception as exc:  # a CHECK refusal: say which rule, never echo the value (it may be a pasted key)
+            from allora_gitops.db.connection import translate_error
+
+            raise DatabaseError(f"the database refused the wallet name: {translate_error(exc)}") from None
+
+    def unassign_wallet(self, user: str, secret_name: str) -> bool:
+        row = self._conn.execute(
+            "DELETE FROM wallet_assignments WHERE user_id = %s AND secret_name = %s RETURNING 1", (self._user_id(user), secret_name)
+        ).fetchone()
+        return row is not None
+
+    def wallets_of(self, user: str) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT w.secret_name FROM wallet_assignments w JOIN platform_users u ON u.id = w.user_id WHERE u.name = %s ORDER BY 1",
+            (user,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def may_use_wallet(self, principal: Principal, secret_name: str) -> bool:
+        """Admins too: a wallet is used only when assigned, so every use is on record."""
+        row = self._conn.execute(
+            "SELECT 1 FROM wallet_assignments WHERE user_id = %s AND secret_name = %s", (principal.user_id, secret_name)
+        ).fetchone()
+        return row is not None
+
+    # --- plumbing -----------------------------------------------------------------------------
+    def _user_id(self, name: str) -> str:
+        row = self._conn.execute("SELECT id::text FROM platform_users WHERE name = %s", (name,)).fetchone()
+        if row is None:
+            raise UsageError(f"no user {name!r} (a user is created by `allora-gitops token create --user {name}`)")
+        return row[0]
+
+    def _tokens(self, where: str, params: tuple) -> list[TokenInfo]:
+        rows = self._conn.execute(
+            f"""SELECT t.prefix, u.name, u.is_admin, t.created_at, t.expires_at, t.revoked_at, t.last_used_at
+                FROM api_tokens t JOIN platform_users u ON u.id = t.user_id {where} ORDER BY t.created_at""",
+            params,
+        ).fetchall()
+        return [TokenInfo(*r) for r in rows]
+
+
+def open_accounts(database_url: Optional[str]):
+    """(Accounts, connection) on the migrated records database; the caller closes the connection."""
+    from allora_gitops.db import open_records
+
+    records = open_records(database_url)
+    return Accounts(records.connection), records

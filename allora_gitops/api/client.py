@@ -1,0 +1,167 @@
+"""The model developer's side of the platform API: log in, upload a bundle, ask for a deployment.
+
+Light on purpose (part of the light install): httpx only, imported by the commands that talk to a
+platform. The token comes from ``$ALLORA_PLATFORM_TOKEN`` or from the credentials file written by
+``allora-bundle login`` (``$XDG_CONFIG_HOME/allora-gitops/platform.json``, mode 0600) — never from a
+flag, so it stays out of shell history and process lists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from allora_gitops.errors import AlloraGitopsError, Problem
+
+TOKEN_ENV = "ALLORA_PLATFORM_TOKEN"
+PLATFORM_ENV = "ALLORA_PLATFORM_URL"
+TIMEOUT_SECONDS = 600.0  # a deploy runs the publish pipeline (git push) before answering
+
+
+class PlatformError(AlloraGitopsError):
+    """The platform refused a request (its problem detail), or could not be reached."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    platform: str
+    token: str
+
+
+def credentials_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME", "").strip() or str(Path.home() / ".config")
+    return Path(base) / "allora-gitops" / "platform.json"
+
+
+def save_credentials(platform: str, token: str) -> Path:
+    """Write the credentials file with mode 0600 (created so, never widened afterwards), atomically."""
+    path = credentials_file()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"platform": platform, "token": token}, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_credentials(platform: Optional[str] = None) -> Credentials:
+    """The platform URL (flag, ``$ALLORA_PLATFORM_URL``, the login file) and the token (``$ALLORA_PLATFORM_TOKEN``, the login file).
+
+    Raises PlatformError saying what to run when either is missing.
+    """
+    saved: dict = {}
+    path = credentials_file()
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise PlatformError(f"{path} is unreadable; run `allora-bundle login --platform URL` again") from None
+    url = platform or os.environ.get(PLATFORM_ENV, "").strip() or saved.get("platform")
+    if not url:
+        raise PlatformError("which platform? pass --platform URL, set $ALLORA_PLATFORM_URL, or run `allora-bundle login --platform URL`")
+    token = os.environ.get(TOKEN_ENV, "").strip() or (saved.get("token") if saved.get("platform") == url.rstrip("/") else None)
+    if not token:
+        raise PlatformError(f"no API token for {url}: run `allora-bundle login --platform {url}` or set ${TOKEN_ENV}")
+    return Credentials(url.rstrip("/"), token)
+
+
+def _problem_error(response) -> PlatformError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    detail = body.get("detail") if isinstance(body, dict) else None
+    problems = []
+    for p in (body.get("problems") or []) if isinstance(body, dict) else []:
+        if isinstance(p, dict):
+            problems.append(Problem(p.get("message", ""), p.get("file") or p.get("field"), p.get("line"), p.get("col")))
+    return PlatformError(f"the platform refused the request ({response.status_code}): {detail or response.reason_phrase}", problems)
+
+
+class PlatformClient:
+    """A session with one platform. Every method raises PlatformError with the server's problem detail."""
+
+    def __init__(self, credentials: Credentials):
+        import httpx
+
+        self.credentials = credentials
+        self._http = httpx.Client(
+            base_url=credentials.platform,
+            headers={"Authorization": f"Bearer {credentials.token}", "User-Agent": "allora-bundle"},
+            timeout=httpx.Timeout(TIMEOUT_SECONDS, connect=10.0),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "PlatformClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _request(self, method: str, url: str, **kw):
+        import httpx
+
+        try:
+            response = self._http.request(method, url, **kw)
+        except httpx.HTTPError as exc:
+            raise PlatformError(f"cannot reach the platform {self.credentials.platform}: {type(exc).__name__}") from None
+        if response.status_code >= 400:
+            raise _problem_error(response)
+        return response.json()
+
+    def whoami_check(self) -> list[dict]:
+        """A cheap authenticated call: the caller's bundles."""
+        return self._request("GET", "/api/bundles")
+
+    def upload(self, archive: Path, progress: Optional[Callable[[int], None]] = None) -> dict:
+        """POST the archive as the multipart field ``bundle``; httpx streams it from disk in chunks."""
+        import httpx
+
+        archive = Path(archive)
+        try:
+            with open(archive, "rb") as fh:
+                files = {"bundle": (archive.name, _Counting(fh, progress), "application/gzip")}
+                response = self._http.post("/api/bundles", files=files)
+        except httpx.HTTPError as exc:
+            raise PlatformError(f"the upload to {self.credentials.platform} failed: {type(exc).__name__}") from None
+        if response.status_code >= 400:
+            raise _problem_error(response)
+        return response.json()
+
+    def deploy(self, request: dict) -> dict:
+        return self._request("POST", "/api/deployments", json=request)
+
+    def deployment(self, deployment_id: str) -> dict:
+        return self._request("GET", f"/api/deployments/{deployment_id}")
+
+
+class _Counting:
+    """A file that reports how many bytes were read from it (the upload's progress bar)."""
+
+    def __init__(self, fh, progress: Optional[Callable[[int], None]]):
+        self._fh, self._progress = fh, progress
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self._fh.read(n)
+        if chunk and self._progress:
+            self._progress(len(chunk))
+        return chunk
+
+    def fileno(self) -> int:  # lets httpx size the body (Content-Length) without reading it
+        return self._fh.fileno()
+
+    def seek(self, *args):
+        return self._fh.seek(*args)
+
+    def tell(self) -> int:
+        return self._fh.tell()

@@ -1,0 +1,260 @@
+"""``/api/deployments``: deploy a recorded bundle through the publish pipeline (a review branch), list, show,
+promote, roll back and retire — what ``allora-gitops publish/promote/rollback/retire/list/status`` do."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from fastapi import APIRouter, Depends, Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from allora_gitops import constants as C
+from allora_gitops.api.app import ApiError, Caller, caller
+from allora_gitops.api.bundles import NAME_PATTERN, VERSION_PATTERN
+from allora_gitops.api.settings import ApiSettings
+
+router = APIRouter(tags=["deployments"])
+Network = Literal[C.NETWORKS]  # type: ignore[valid-type]
+FeeTier = Literal[C.FEE_TIERS]  # type: ignore[valid-type]
+SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+class BundleRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Optional[str] = Field(None, pattern=NAME_PATTERN, max_length=C.MAX_NAME_LENGTH)
+    version: Optional[str] = Field(None, pattern=VERSION_PATTERN, max_length=64)
+    sha256: Optional[str] = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _one_way(self):
+        if not ((self.name and self.version) or self.sha256):
+            raise ValueError("give name and version, or sha256")
+        return self
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cpu: Optional[str] = Field(None, pattern=QUANTITY_PATTERN, max_length=32)
+    cpu_limit: Optional[str] = Field(None, pattern=QUANTITY_PATTERN, max_length=32)
+    memory: Optional[str] = Field(None, pattern=QUANTITY_PATTERN, max_length=32)
+
+
+class DeploymentRequest(BaseModel):
+    """A deployment of an uploaded bundle. ``wallet`` is the *name* of a Secret assigned to the caller, never a key."""
+
+    model_config = ConfigDict(extra="forbid")
+    bundle: BundleRef
+    network: Optional[Network] = Field(None, description="Default: allora.network in the bundle's model.yaml")
+    wallet: Optional[str] = Field(None, pattern=SECRET_NAME_PATTERN, max_length=253, description="Default: the caller's only assigned wallet")
+    topic_id: Optional[int] = Field(None, gt=0, le=C.MAX_TOPIC_ID)
+    fee_tier: Optional[FeeTier] = None
+    polling_interval: Optional[int] = Field(None, gt=0, le=86400)
+    resources: Resources = Resources()
+
+
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    network: Network
+    wallet: Optional[str] = Field(None, pattern=SECRET_NAME_PATTERN, max_length=253)
+    topic_id: Optional[int] = Field(None, gt=0, le=C.MAX_TOPIC_ID)
+    fee_tier: Optional[FeeTier] = None
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: str = Field(..., pattern=VERSION_PATTERN, max_length=64)
+    topic_id: Optional[int] = Field(None, gt=0, le=C.MAX_TOPIC_ID)
+
+
+class DeploymentOut(BaseModel):
+    id: str
+    name: str
+    version: str
+    sha256: str
+    network: str
+    topic_id: int
+    fee_tier: str
+    status: str
+    status_message: Optional[str]
+    image: Optional[str]
+    wallet: str
+    branch: str
+    commit: Optional[str]
+    compare_url: Optional[str]
+    created_at: str
+    updated_at: str
+
+
+class ChangeOut(BaseModel):
+    """What a deploy/promote/rollback/retire did: the review branch and what changes once it is merged."""
+
+    action: str
+    deployment_id: Optional[str]
+    deployment_created: Optional[bool]
+    name: str
+    network: str
+    version: Optional[str]
+    sha256: Optional[str]
+    branch: str
+    base_branch: str
+    commit: Optional[str]
+    committed: bool
+    compare_url: Optional[str]
+    summary: list[str]
+    changed_files: list[dict[str, str]]
+    review: list[str]
+
+
+def deployment_out(d, settings: ApiSettings) -> DeploymentOut:
+    from allora_gitops.publish import compare_url
+
+    return DeploymentOut(
+        id=d.id, name=d.name, version=d.version, sha256=d.bundle_sha256, network=d.network, topic_id=d.topic_id,
+        fee_tier=d.fee_tier, status=d.status, status_message=d.status_message, image=d.container_image,
+        wallet=d.wallet_secret_name, branch=d.repo_branch, commit=d.commit_sha,
+        compare_url=compare_url(d.repo_url, settings.base_branch, d.repo_branch) if d.repo_branch != settings.base_branch else None,
+        created_at=d.created_at.isoformat(), updated_at=d.updated_at.isoformat(),
+    )  # fmt: skip
+
+
+def change_out(result) -> ChangeOut:
+    from allora_gitops.publish import compare_url
+
+    return ChangeOut(
+        action=result.action, deployment_id=result.deployment_id, deployment_created=result.deployment_created,
+        name=result.name, network=result.network, version=result.version, sha256=result.sha256, branch=result.branch,
+        base_branch=result.base_branch, commit=result.commit, committed=result.committed,
+        compare_url=compare_url(result.repo, result.base_branch, result.branch) if result.branch != result.base_branch else None,
+        summary=result.summary, changed_files=result.changed_files, review=result.review,
+    )  # fmt: skip
+
+
+def _target(settings: ApiSettings):
+    from allora_gitops.publish import Target
+
+    return Target(repo=settings.repo, base_branch=settings.base_branch, store_url=settings.store_url, database_url=settings.database_url)
+
+
+def _owned_deployment(deployment_id: str, c: Caller):
+    """The deployment when the caller may see it; 404 otherwise (whether it exists is not the caller's business)."""
+    d = c.records.get_deployment(deployment_id)
+    if d is None or not c.accounts.may_see(c.principal, d.name):
+        raise ApiError(404, f"no deployment {deployment_id}")
+    return d
+
+
+def _check_wallet(c: Caller, wallet: str) -> None:
+    if not c.accounts.may_use_wallet(c.principal, wallet):
+        raise ApiError(403, f"the wallet Secret {wallet!r} is not assigned to {c.principal.name}; an admin assigns wallets (`allora-gitops wallet assign`)")
+
+
+def _only_wallet(c: Caller) -> str:
+    names = c.accounts.wallets_of(c.principal.name)
+    if len(names) != 1:
+        assigned = ", ".join(names) if names else "none"
+        raise ApiError(422, f"name the wallet Secret to use (field 'wallet'); assigned to {c.principal.name}: {assigned}")
+    return names[0]
+
+
+def _check_live_limit(c: Caller, name: str, network: str) -> None:
+    p = c.principal
+    limit = p.max_live_deployments if p.max_live_deployments is not None else c.settings.max_live_deployments
+    already = c.records.current_deployment(name, network) is not None  # a new version of a live deployment replaces it
+    if not already and c.accounts.live_deployments(p) >= limit:
+        raise ApiError(403, f"{p.name} has {limit} live deployment(s), the limit; retire one first")
+
+
+@router.post("/deployments", summary="Deploy an uploaded bundle: the publish pipeline onto a review branch", status_code=201,
+             response_model=ChangeOut, responses={403: {}, 404: {}, 409: {}, 422: {}})  # fmt: skip
+def create_deployment(
+    body: DeploymentRequest,
+    c: Caller = Depends(caller),
+):
+    from allora_gitops.publish import DeploymentOptions, publish_recorded
+
+    ref = body.bundle
+    if ref.sha256:
+        found = [b for b in c.records.find_bundle_by_sha256(ref.sha256) if c.accounts.may_see(c.principal, b.name)]
+        found = [b for b in found if (ref.name in (None, b.name)) and (ref.version in (None, b.version))]
+        bundle = found[0] if len(found) == 1 else None
+    else:
+        bundle = c.records.get_bundle(ref.name, ref.version) if c.accounts.may_see(c.principal, ref.name) else None
+    if bundle is None:
+        raise ApiError(404, "no such bundle: upload it first (POST /api/bundles)")
+    network = body.network or (bundle.manifest.get("allora") or {}).get("network") or "testnet"
+    wallet = body.wallet or _only_wallet(c)
+    _check_wallet(c, wallet)
+    options = DeploymentOptions(
+        topic_id=body.topic_id, fee_tier=body.fee_tier, polling_interval=body.polling_interval, cpu=body.resources.cpu,
+        cpu_limit=body.resources.cpu_limit, memory=body.resources.memory, wallet_secret=wallet,
+    )  # fmt: skip
+    with c.accounts.deploying(c.principal):
+        _check_live_limit(c, bundle.name, network)
+        return change_out(publish_recorded(bundle.name, bundle.version, network, _target(c.settings), options))
+
+
+@router.get("/deployments", summary="The caller's deployments (every one for an admin), newest change first", response_model=list[DeploymentOut])
+def list_deployments(
+    network: Optional[Network] = None,
+    c: Caller = Depends(caller),
+):
+    names = c.accounts.owned_names(c.principal)
+    return [deployment_out(d, c.settings) for d in c.records.list_deployments(network=network) if names is None or d.name in names]
+
+
+@router.get("/deployments/{deployment_id}", summary="One deployment: version, image, topic, status, branch, commit",
+            response_model=DeploymentOut, responses={404: {}})  # fmt: skip
+def get_deployment(
+    deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
+    c: Caller = Depends(caller),
+):
+    return deployment_out(_owned_deployment(deployment_id, c), c.settings)
+
+
+@router.post("/deployments/{deployment_id}/promote", summary="Deploy this deployment's running version on another network",
+             status_code=201, response_model=ChangeOut, responses={403: {}, 404: {}, 409: {}})  # fmt: skip
+def promote_deployment(
+    body: PromoteRequest,
+    deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
+    c: Caller = Depends(caller),
+):
+    from allora_gitops.publish import DeploymentOptions, promote
+
+    d = _owned_deployment(deployment_id, c)
+    wallet = body.wallet or d.wallet_secret_name
+    _check_wallet(c, wallet)
+    options = DeploymentOptions(topic_id=body.topic_id, fee_tier=body.fee_tier, wallet_secret=wallet)
+    with c.accounts.deploying(c.principal):
+        _check_live_limit(c, d.name, body.network)
+        return change_out(promote(d.name, d.network, body.network, _target(c.settings), options))
+
+
+@router.post("/deployments/{deployment_id}/rollback", summary="Deploy an earlier version of this deployment's bundle again",
+             status_code=201, response_model=ChangeOut, responses={403: {}, 404: {}, 409: {}})  # fmt: skip
+def rollback_deployment(
+    body: RollbackRequest,
+    deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
+    c: Caller = Depends(caller),
+):
+    from allora_gitops.publish import DeploymentOptions, rollback
+
+    d = _owned_deployment(deployment_id, c)
+    _check_wallet(c, d.wallet_secret_name)
+    if c.records.get_bundle(d.name, body.version) is None:
+        raise ApiError(404, f"no bundle {d.name} {body.version}")
+    options = DeploymentOptions(topic_id=body.topic_id, wallet_secret=d.wallet_secret_name)
+    return change_out(rollback(d.name, d.network, body.version, _target(c.settings), options))
+
+
+@router.post("/deployments/{deployment_id}/retire", summary="Remove this deployment (a review branch; Argo CD prunes it once merged)",
+             status_code=201, response_model=ChangeOut, responses={404: {}, 409: {}})  # fmt: skip
+def retire_deployment(
+    deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
+    c: Caller = Depends(caller),
+):
+    from allora_gitops.publish import retire
+
+    d = _owned_deployment(deployment_id, c)
+    return change_out(retire(d.name, d.network, _target(c.settings)))

@@ -1,0 +1,78 @@
+"""The API server's configuration: one function reads it (flags, then the standard variables, then defaults)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from allora_gitops import constants as C
+from allora_gitops.errors import UsageError
+
+REPO_ENV = "ALLORA_GITOPS_REPO"
+BASE_BRANCH_ENV = "ALLORA_GITOPS_BASE_BRANCH"
+MAX_UPLOAD_MB_ENV = "ALLORA_API_MAX_UPLOAD_MB"
+MAX_LIVE_DEPLOYMENTS_ENV = "ALLORA_API_MAX_LIVE_DEPLOYMENTS"
+UPLOAD_DIR_ENV = "ALLORA_API_UPLOAD_DIR"
+DEFAULT_MAX_LIVE_DEPLOYMENTS = 10
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """What every request needs: where the GitOps repository, the object store and the records are; the limits."""
+
+    repo: str
+    base_branch: str = C.DEFAULT_BRANCH
+    store_url: Optional[str] = None  # None: the CLI's default (ALLORA_STORE_URL, else under the state directory)
+    database_url: Optional[str] = None  # None: ALLORA_DATABASE_URL, else the embedded server
+    max_upload_bytes: int = C.MAX_BUNDLE_BYTES
+    max_live_deployments: int = DEFAULT_MAX_LIVE_DEPLOYMENTS
+    upload_dir: Optional[str] = None  # where uploads are spooled (None: the system temp dir)
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"${name} must be a whole number, not {raw!r}") from None
+    if value < 0:
+        raise UsageError(f"${name} must not be negative")
+    return value
+
+
+def load_api_settings(
+    *,
+    repo: Optional[str] = None,
+    base_branch: Optional[str] = None,
+    store_url: Optional[str] = None,
+    database_url: Optional[str] = None,
+    max_upload_mb: Optional[int] = None,
+    max_live_deployments: Optional[int] = None,
+) -> ApiSettings:
+    """Flags first, then ``$ALLORA_GITOPS_REPO``, ``$ALLORA_STORE_URL``, ``$ALLORA_DATABASE_URL``,
+    ``$ALLORA_API_MAX_UPLOAD_MB``, ``$ALLORA_API_MAX_LIVE_DEPLOYMENTS``, then the defaults.
+
+    The one place the server's configuration is read (repository settings files plug in here).
+    Raises UsageError when no repository is given or a limit is malformed.
+    """
+    repo = repo or os.environ.get(REPO_ENV, "").strip() or None
+    if not repo:
+        raise UsageError(f"no GitOps repository: pass --repo or set ${REPO_ENV}")
+    upload_mb = max_upload_mb if max_upload_mb is not None else _int_env(MAX_UPLOAD_MB_ENV, C.MAX_BUNDLE_BYTES >> 20)
+    if upload_mb <= 0 or (upload_mb << 20) > C.MAX_BUNDLE_BYTES:
+        raise UsageError(f"the upload limit must be between 1 and {C.MAX_BUNDLE_BYTES >> 20} MB (the bundle size limit)")
+    return ApiSettings(
+        repo=repo,
+        base_branch=base_branch or os.environ.get(BASE_BRANCH_ENV, "").strip() or C.DEFAULT_BRANCH,
+        store_url=store_url or os.environ.get(C.STORE_URL_ENV, "").strip() or None,
+        database_url=database_url or os.environ.get(C.DATABASE_URL_ENV, "").strip() or None,
+        max_upload_bytes=upload_mb << 20,
+        max_live_deployments=(
+            max_live_deployments if max_live_deployments is not None
+            else _int_env(MAX_LIVE_DEPLOYMENTS_ENV, DEFAULT_MAX_LIVE_DEPLOYMENTS)
+        ),
+        upload_dir=os.environ.get(UPLOAD_DIR_ENV, "").strip() or None,
+    )

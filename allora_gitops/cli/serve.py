@@ -1,0 +1,153 @@
+"""``allora-gitops serve`` (the platform API), ``token create|list|revoke``, ``wallet assign|unassign|list``, ``user limits``."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+DATABASE_URL_HELP = "PostgreSQL URL (default: $ALLORA_DATABASE_URL, else the embedded server)."
+
+
+def _accounts(database_url: Optional[str]):
+    from allora_gitops.api.auth import open_accounts
+
+    return open_accounts(database_url)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve_cmd(
+        host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 in a container)."),
+        port: int = typer.Option(8080, "--port", help="TCP port (0 = any free port; the chosen one is printed)."),
+        repo: Optional[str] = typer.Option(None, "--repo", help="The GitOps repository (default: $ALLORA_GITOPS_REPO)."),
+        base: Optional[str] = typer.Option(None, "--base", help="The branch Argo CD deploys (default: $ALLORA_GITOPS_BASE_BRANCH, else main)."),
+        store: Optional[str] = typer.Option(None, "--store", help="Object store (default: $ALLORA_STORE_URL, else under the state directory)."),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+        max_upload_mb: Optional[int] = typer.Option(None, "--max-upload-mb", help="Upload limit per request (default: $ALLORA_API_MAX_UPLOAD_MB, else 500)."),
+        max_live_deployments: Optional[int] = typer.Option(None, "--max-live-deployments", help="Live deployments per user (default: $ALLORA_API_MAX_LIVE_DEPLOYMENTS, else 10)."),
+        workers: int = typer.Option(1, "--workers", help="Worker processes (replicas scale further: the server keeps no state)."),
+    ) -> None:
+        """Serve the platform API (upload bundles, deploy them through review branches) with uvicorn."""
+        import uvicorn
+
+        from allora_gitops.api.app import create_app
+        from allora_gitops.api.settings import load_api_settings
+        from allora_gitops.db import open_records
+
+        settings = load_api_settings(
+            repo=repo, base_branch=base, store_url=store, database_url=database_url,
+            max_upload_mb=max_upload_mb, max_live_deployments=max_live_deployments,
+        )  # fmt: skip
+        open_records(settings.database_url).close()  # fail now, with one line, when the database is not ready
+        config = uvicorn.Config(
+            create_app(settings), host=host, port=port, workers=workers, log_level="info",
+            access_log=True, server_header=False, proxy_headers=True, timeout_graceful_shutdown=30,
+        )  # fmt: skip
+        uvicorn.Server(config).run()
+
+    token = typer.Typer(name="token", help="API tokens: create (printed once), list, revoke.", no_args_is_help=True)
+    app.add_typer(token)
+
+    @token.command("create")
+    def token_create(
+        user: str = typer.Option(..., "--user", help="The user (or team) the token acts as; created when new."),
+        admin: bool = typer.Option(False, "--admin", help="Make the user an admin (sees and changes everything)."),
+        expires: Optional[str] = typer.Option(None, "--expires", help="30d, 12h, 2w, an ISO date, or never (default)."),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    ) -> None:
+        """Create a token and print it once: only its sha256 and prefix are stored."""
+        from allora_gitops.api.auth import parse_expiry
+        from allora_gitops.cli.app import eprint
+
+        when = parse_expiry(expires)
+        accounts, conn = _accounts(database_url)
+        with conn:
+            secret, info = accounts.create_token(user, admin=True if admin else None, expires_at=when)
+        typer.echo(secret)
+        eprint(f"token {info.prefix} for {info.user}{' (admin)' if info.is_admin else ''}"
+               f"{', expires ' + info.expires_at.isoformat() if info.expires_at else ''}: shown once, store it now")  # fmt: skip
+
+    @token.command("list")
+    def token_list(
+        user: Optional[str] = typer.Option(None, "--user", help="Only this user's tokens."),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Tokens by prefix, user, expiry and revocation (never the token)."""
+        accounts, conn = _accounts(database_url)
+        with conn:
+            tokens = accounts.list_tokens(user)
+        if as_json:
+            typer.echo(json.dumps([t.to_dict() for t in tokens], indent=2))
+            return
+        for t in tokens:
+            state = "revoked" if t.revoked_at else (f"expires {t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "no expiry")
+            typer.echo(f"{t.prefix}  {t.user}{' (admin)' if t.is_admin else ''}  {state}")
+        if not tokens:
+            typer.echo("no tokens")
+
+    @token.command("revoke")
+    def token_revoke(
+        prefix: str = typer.Argument(..., help="The token's prefix (agp_xxxxxxxx), as `token list` shows it."),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    ) -> None:
+        """Revoke a token: the next request with it is refused (401)."""
+        accounts, conn = _accounts(database_url)
+        with conn:
+            info = accounts.revoke_token(prefix)
+        typer.echo(f"revoked {info.prefix} ({info.user})")
+
+    wallet = typer.Typer(name="wallet", help="Which wallet Secrets (names, never values) a user may deploy with.", no_args_is_help=True)
+    app.add_typer(wallet)
+
+    @wallet.command("assign")
+    def wallet_assign(
+        secret: str = typer.Argument(..., help="The Kubernetes Secret's name (or external-secret key) holding a wallet."),
+        user: str = typer.Option(..., "--user"),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    ) -> None:
+        """Allow USER to reference the wallet Secret SECRET in deployments."""
+        accounts, conn = _accounts(database_url)
+        with conn:
+            accounts.assign_wallet(user, secret)
+        typer.echo(f"{user} may use wallet {secret}")
+
+    @wallet.command("unassign")
+    def wallet_unassign(
+        secret: str = typer.Argument(...),
+        user: str = typer.Option(..., "--user"),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    ) -> None:
+        """Stop USER from referencing SECRET in new deployments (running ones keep it until changed)."""
+        accounts, conn = _accounts(database_url)
+        with conn:
+            removed = accounts.unassign_wallet(user, secret)
+        typer.echo(f"{user} may no longer use wallet {secret}" if removed else f"{secret} was not assigned to {user}")
+
+    @wallet.command("list")
+    def wallet_list(
+        user: str = typer.Option(..., "--user"),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    ) -> None:
+        """The wallet Secrets USER may use."""
+        accounts, conn = _accounts(database_url)
+        with conn:
+            names = accounts.wallets_of(user)
+        typer.echo("\n".join(names) if names else f"no wallet assigned to {user}")
+
+    @app.command("user-limits")
+    def user_limits(
+        user: str = typer.Argument(...),
+        max_live_deployments: Optional[int] = typer.Option(None, "--max-live-deployments", min=0, help="Default: the server's setting."),
+        max_upload_mb: Optional[int] = typer.Option(None, "--max-upload-mb", min=1, help="Default: the server's setting."),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    ) -> None:
+        """Set USER's own limits (an option left out goes back to the server's setting)."""
+        accounts, conn = _accounts(database_url)
+        with conn:
+            accounts.set_limits(user, max_live_deployments=max_live_deployments,
+                                max_upload_bytes=max_upload_mb << 20 if max_upload_mb else None)  # fmt: skip
+        typer.echo(f"{user}: live deployments {max_live_deployments if max_live_deployments is not None else 'server setting'}, "
+                   f"upload {str(max_upload_mb) + ' MB' if max_upload_mb else 'server setting'}")  # fmt: skip

@@ -1,0 +1,50 @@
+"""The repository blueprint's platform/ manifests: the API deployed by Argo CD, held to the models' pod rules."""
+
+from __future__ import annotations
+
+import subprocess
+
+import yaml
+
+from allora_gitops.verify.policy import check_network_policies, check_object
+
+
+def _rendered(tmp_path) -> list[dict]:
+    from allora_gitops.gitops.scaffold import RepoSettings, init_repo
+
+    repo = tmp_path / "deployments"
+    init_repo(repo, RepoSettings(repo_url="https://git.example.com/platform/allora-deployments.git"))
+    out = subprocess.run(["kubectl", "kustomize", str(repo / "platform")], capture_output=True, text=True, check=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d], repo
+
+
+def test_platform_manifests_render_and_meet_the_pod_rules(tmp_path):
+    objects, repo = _rendered(tmp_path)
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds == ["ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"]
+    assert {o["metadata"]["namespace"] for o in objects} == {"allora-platform"}
+    problems = [(o["kind"], rule, msg) for o in objects for rule, msg in check_object(o) if rule != "liveness-probe"]
+    assert problems == []  # liveness: the API has an HTTP probe, not the models' exec one
+    assert list(check_network_policies(objects)) == []
+
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] >= 2
+    pod = deployment["spec"]["template"]["spec"]
+    (api,) = pod["containers"]
+    assert api["command"][:2] == ["allora-gitops", "serve"]
+    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz" and api["readinessProbe"]["httpGet"]["path"] == "/api/health"
+    assert [c["command"] for c in pod["initContainers"]] == [["allora-gitops", "db", "upgrade"]]
+    secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in api["env"] if "valueFrom" in e}
+    assert secret_env == {
+        "ALLORA_DATABASE_URL": "allora-platform-database",
+        "AWS_ACCESS_KEY_ID": "allora-platform-store",
+        "AWS_SECRET_ACCESS_KEY": "allora-platform-store",
+    }
+    assert {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v} == {"allora-platform-git"}
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    assert config["data"]["ALLORA_GITOPS_REPO"] == "https://git.example.com/platform/allora-deployments.git"
+    assert not any(k in config["data"] for k in ("ALLORA_DATABASE_URL", "AWS_SECRET_ACCESS_KEY"))
+
+    app = yaml.safe_load((repo / "platform" / "argocd" / "application.yaml").read_text())
+    assert (app["kind"], app["spec"]["source"]["path"], app["spec"]["destination"]["namespace"]) == ("Application", "platform", "allora-platform")
+    assert app["spec"]["source"]["repoURL"] == "https://git.example.com/platform/allora-deployments.git"
