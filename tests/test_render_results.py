@@ -13,7 +13,7 @@ from allora_gitops.errors import SettingsError
 from allora_gitops.redact import shown_value
 from tests.test_render import find_checkov, nested
 
-RESULTS_URL = "http://allora-platform.allora-platform.svc.cluster.local:8000/api/v1/results"
+RESULTS_URL = "http://allora-platform.allora-platform.svc.cluster.local/api/v1/results"  # the blueprint's platform/ Service
 OVERLAY = "deployments/linear-forecaster/overlays/testnet"
 
 
@@ -61,7 +61,7 @@ def test_the_pod_gets_a_projected_token_the_url_and_egress_to_the_platform_only(
     assert policy["egress"] == [
         {
             "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "allora-platform"}}}],
-            "ports": [{"port": 8000, "protocol": "TCP"}],
+            "ports": [{"port": 80, "protocol": "TCP"}, {"port": 8080, "protocol": "TCP"}],  # the Service's and the pod's
         }
     ]
     assert policy["podSelector"] == objects[("NetworkPolicy", "linear-forecaster-testnet")]["spec"]["podSelector"]

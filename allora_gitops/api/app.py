@@ -27,6 +27,7 @@ from allora_gitops.errors import (
     ManifestError,
     RecordConflict,
     RenderError,
+    ResultsError,
     StorageError,
     UsageError,
 )
@@ -62,6 +63,12 @@ def problem(status: int, detail: str, *, title: Optional[str] = None, problems: 
 
 def core_status(exc: AlloraGitopsError) -> int:
     """The HTTP status of one of our own errors, by kind."""
+    from allora_gitops.api.podidentity import PodIdentityError
+
+    if isinstance(exc, PodIdentityError):
+        return exc.status_code  # 401 / 403 / 503
+    if isinstance(exc, ResultsError):
+        return 422  # malformed results: the reporter drops the batch instead of retrying it
     if isinstance(exc, RecordConflict):
         return 409
     if isinstance(exc, (BundleError, ManifestError, RenderError, UsageError)):
@@ -114,7 +121,7 @@ def _install_handlers(app: FastAPI) -> None:
 
 def create_app(settings: ApiSettings) -> FastAPI:
     """The API for ``settings``: health, OpenAPI at ``/api/openapi.json``, bundles and deployments under ``/api``."""
-    from allora_gitops.api import bundles, deployments
+    from allora_gitops.api import bundles, deployments, results
 
     app = FastAPI(
         title="allora-gitops platform API",
@@ -125,6 +132,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.pod_verifier = None  # POST /api/v1/results answers 503 until the cluster's issuer is configured
+    if settings.pod_jwks and settings.pod_issuer:
+        from allora_gitops.api.podidentity import PodTokenVerifier
+
+        app.state.pod_verifier = PodTokenVerifier(settings.pod_jwks, settings.pod_issuer, namespace=settings.models_namespace)
     _install_handlers(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
@@ -141,6 +153,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     app.include_router(bundles.router, prefix=API_PREFIX)
     app.include_router(deployments.router, prefix=API_PREFIX)
+    app.include_router(results.router, prefix=API_PREFIX)
     return app
 
 

@@ -227,12 +227,17 @@ class DeploymentSpec(_Model):
 
     @property
     def results_service(self) -> Optional[dict]:
-        """``results_url`` as the NetworkPolicy needs it: ``{"namespace", "port"}`` (the scheme's port when none)."""
+        """``results_url`` as the NetworkPolicy needs it: ``{"namespace", "ports"}``.
+
+        The ports are the URL's (the scheme's when none) and the platform pod's (``PLATFORM_API_POD_PORT``):
+        depending on the CNI, a policy sees the Service port or, after DNAT, the pod's.
+        """
         if self.results_url is None:
             return None
         match = _SERVICE_URL.match(self.results_url)
         assert match is not None  # checked by the validator
-        return {"namespace": match["namespace"], "port": int(match["port"] or (443 if match["scheme"] == "https" else 80))}
+        port = int(match["port"] or (443 if match["scheme"] == "https" else 80))
+        return {"namespace": match["namespace"], "ports": sorted({port, C.PLATFORM_API_POD_PORT})}
 
     @property
     def heartbeat_max_age(self) -> int:
