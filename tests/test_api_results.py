@@ -116,3 +116,22 @@ def test_a_malformed_result_is_422_and_nothing_is_stored(platform, key, records)
     assert answer.json()["detail"] == "1 of 2 results are malformed; none was stored"
     assert [p["message"] for p in answer.json()["problems"]] == ["results[1]: nonce must be a whole number from 0 to 9223372036854775807, not -1"]
     assert records.connection.execute("SELECT count(*) FROM submission_results").fetchone()[0] == 0
+
+
+def test_without_the_clusters_issuer_results_are_503_and_half_a_configuration_does_not_start(tmp_path, database_url, key, monkeypatch):
+    from allora_gitops.api.settings import load_api_settings
+    from allora_gitops.errors import UsageError
+
+    server = start_platform(
+        tmp_path, database_url=database_url, repo=tmp_path / "unused-repo", store_url=(tmp_path / "store").as_uri(),
+        env={"ALLORA_GITOPS_HOME": str(tmp_path / "state")},
+    )  # fmt: skip
+    try:
+        answer = post(server.url, projected_token(key, "cluster-key"), [])
+    finally:
+        stop_platform(server)
+    assert answer.status_code == 503
+    assert answer.json()["detail"] == "results reporting is not configured on this server: set ALLORA_API_POD_JWKS and ALLORA_API_POD_ISSUER"
+    monkeypatch.setenv("ALLORA_API_POD_JWKS", str(tmp_path / "jwks.json"))
+    with pytest.raises(UsageError, match=r"^\$ALLORA_API_POD_JWKS and \$ALLORA_API_POD_ISSUER go together"):
+        load_api_settings(repo="x")
