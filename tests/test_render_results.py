@@ -36,8 +36,11 @@ def test_the_overlay_with_results_reporting_matches_its_snapshot(snapshot, make_
     from allora_gitops.render.tree import render_overlay
 
     tree = render_overlay(make_spec("testnet", secret_store="allora-vault", results_url=RESULTS_URL))
+    plain = render_overlay(make_spec("testnet", secret_store="allora-vault"))
+    changed = {p[len(OVERLAY) + 1 :]: t for p, t in tree.items() if plain.get(p) != t}
+    assert sorted(changed) == ["deployment-patch.yaml", "kustomization.yaml", "networkpolicy-results.yaml"]  # the rest is as without
     snapshot.snapshot_dir = Path(__file__).parent / "snapshots" / "test_render_results"
-    snapshot.assert_match_dir(nested({p[len(OVERLAY) + 1 :]: t for p, t in tree.items()}), "overlay")
+    snapshot.assert_match_dir(nested(changed), "overlay")
 
 
 def test_the_pod_gets_a_projected_token_the_url_and_egress_to_the_platform_only(results_repo):
