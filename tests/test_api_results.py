@@ -12,8 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.fixtures.platform import start_platform, stop_platform
 from tests.fixtures.runtime import EXIT_INVALID_PREDICTION, bootstrap_env, make_bundle, run_bootstrap
-from tests.test_db_records import bundle_args, deployment_args
-from tests.test_podidentity import ISSUER, SA_A, jwks, projected_token
+from tests.test_podidentity import ISSUER, SA_A, create_two_deployments, jwks, projected_token
 from tests.test_results import REFUSING, percentile_cont
 
 NAME = "linear-forecaster"
@@ -27,12 +26,7 @@ def key():
 @pytest.fixture
 def platform(tmp_path, database_url, records, key):
     """The API with results reporting configured, and two live deployments: linear-forecaster and mean-reverter."""
-    a = records.create_deployment(**deployment_args(records.register_bundle(**bundle_args()).id))
-    base = bundle_args()
-    other = bundle_args(
-        name="mean-reverter", archive_url=base["archive_url"].replace(NAME, "mean-reverter"), manifest={**base["manifest"], "name": "mean-reverter"}
-    )
-    b = records.create_deployment(**deployment_args(records.register_bundle(**other).id, wallet_secret_name="mr-wallet"))
+    a, b = create_two_deployments(records)
     keys = tmp_path / "jwks.json"
     keys.write_text(json.dumps(jwks(("cluster-key", key))))
     server = start_platform(

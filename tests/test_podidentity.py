@@ -81,6 +81,11 @@ def verifier(tmp_path, rsa_key, ec_key):
 
 @pytest.fixture
 def two_deployments(records):
+    return create_two_deployments(records)
+
+
+def create_two_deployments(records):
+    """linear-forecaster and mean-reverter, live on testnet: ServiceAccounts ``<name>-testnet``."""
     a = records.create_deployment(**deployment_args(records.register_bundle(**bundle_args()).id))
     base = bundle_args()
     other = bundle_args(
