@@ -74,9 +74,14 @@ BUILD_CONTEXT_DOCKERFILE = "Dockerfile"
 BUILD_CONTEXT_REQUIREMENTS = "requirements.txt"  # copied out of the archive (environment.pip_requirements)
 BUILD_CONTEXT_CONSTRAINTS = "constraints.txt"  # copied out of the archive when environment.constraints is set
 BUILD_METADATA_FILE = "build.yaml"  # beside the Dockerfile in builds/<name>/<version>/
+# PID 1 of every model container: forwards signals to the runtime and reaps orphaned processes.
+RUNTIME_INIT_REQUIREMENT = "dumb-init==1.2.5.post1"
 # What the image installs beside the bundle's own requirements, pinned (the runtime needs them).
-RUNTIME_REQUIREMENTS = (_runtime.SDK_REQUIREMENT, RUNTIME_PROMETHEUS_REQUIREMENT, RUNTIME_PYYAML_REQUIREMENT)
+RUNTIME_REQUIREMENTS = (
+    _runtime.SDK_REQUIREMENT, RUNTIME_PROMETHEUS_REQUIREMENT, RUNTIME_PYYAML_REQUIREMENT, RUNTIME_INIT_REQUIREMENT,
+)
 VENV_IN_IMAGE = "/opt/venv"
+INIT_IN_IMAGE = f"{VENV_IN_IMAGE}/bin/dumb-init"
 
 # --- state on the operator's machine -------------------------------------------
 STATE_HOME_ENV = "ALLORA_GITOPS_HOME"

@@ -36,16 +36,20 @@ from allora_runtime.contract import (
     EXIT_RUNTIME,
     EXIT_UNHEALTHY,
     EXIT_USAGE,
+    EVENT_IMPORTED,
+    EVENT_IMPORTING,
+    EVENT_STOPPED,
+    EVENT_STOPPING,
     FALSE_WORDS,
     SAMPLE_NONCE,
     SECRET_ENV,
     STOP_GRACE_SECONDS,
 )
 from allora_runtime.errors import BootstrapError, ConfigError, ImportFailure, RuntimeFailure
-from allora_runtime.heartbeat import healthcheck, heartbeat_loop, touch_heartbeat
+from allora_runtime.heartbeat import StartupHeartbeat, healthcheck, heartbeat_loop
 from allora_runtime.live import _import_sdk, build_worker, run_live, worker_summary
-from allora_runtime.log import LOG, PrintCapture, _install_logging
-from allora_runtime.metrics import start_metrics
+from allora_runtime.log import LOG, FdCapture, PrintCapture, _install_logging
+from allora_runtime.metrics import ignore_multiprocess_dir, start_metrics
 from allora_runtime.reporter import start_reporter, stop_reporter
 from allora_runtime.settings import _env, forget_wallet_env, load_settings, read_wallet
 from allora_runtime.user import _where, load_user_function
@@ -109,7 +113,7 @@ class _Supervisor:
 
     def request_stop(self, signame: str) -> None:
         if not self.stop.is_set():
-            LOG.emit("stopping", signal=signame)
+            LOG.emit(EVENT_STOPPING, signal=signame)
         self.stop.set()
         worker = self.holder.get("worker")
         if worker is not None:
@@ -178,9 +182,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         return healthcheck(env)
 
     real_stdout = sys.stdout
-    LOG.stream = real_stdout
+    capture = FdCapture(LOG)  # from here on, every byte on the real stdout is a JSON line
+    LOG.stream = capture.stream
     LOG.debug = (env.get("DEBUG") or "").strip().lower() not in FALSE_WORDS
     sys.stdout = PrintCapture(LOG)  # type: ignore[assignment]
+    _stop_at_once_on_signal(capture)  # before any user code runs: the event loop takes over once it starts
     mode = "dry_run" if args.dry_run else "check" if args.check else "print_config" if args.print_config else "live"
     try:
         return _main(args, env, mode)
@@ -191,6 +197,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     finally:
         sys.stdout.flush()
         sys.stdout = real_stdout
+        capture.close()
+
+
+def _stop_at_once_on_signal(capture: FdCapture) -> None:
+    """SIGTERM/SIGINT before the event loop runs (the model is still importing) end the process at once, exit 0.
+
+    Nothing has been predicted or submitted yet, so there is nothing to wind down. Without
+    a handler a SIGTERM is lost when the runtime is PID 1 (the kernel drops signals PID 1
+    does not handle: pid_namespaces(7)), and the pod only dies at its grace deadline.
+    """
+
+    def stop(signum: int, frame: Any) -> None:
+        LOG.emit_from_signal_handler(EVENT_STOPPING, signal=signal.Signals(signum).name, phase="startup")
+        capture.close(timeout=0.2)
+        os._exit(EXIT_OK)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
 
 
 def _main(args: argparse.Namespace, env: dict[str, str], mode: str) -> int:
@@ -198,6 +222,11 @@ def _main(args: argparse.Namespace, env: dict[str, str], mode: str) -> int:
         LOG.add_secret(env.get(key))
     bundle_root = Path(args.bundle_root or _env(env, "BUNDLE_ROOT") or DEFAULT_BUNDLE_ROOT).resolve()
     LOG.emit("start", mode=mode, pid=os.getpid(), python=sys.version.split()[0], bundle_root=str(bundle_root))
+    if os.getpid() == 1:
+        LOG.emit(
+            "no_init", level="warning",
+            message="the runtime is PID 1: orphaned child processes are never reaped; run it under an init (dumb-init)",
+        )
     settings = load_settings(bundle_root, env, timeout=args.timeout)
     if mode != "live":  # local modes open no port and write no file unless asked to
         if not (mode == "dry_run" and settings.metrics_port_explicit):
@@ -211,10 +240,13 @@ def _main(args: argparse.Namespace, env: dict[str, str], mode: str) -> int:
         LOG.add_secret(wallet.value)
     forget_wallet_env()  # in every mode: the user's code never sees a wallet in its environment
     LOG.emit("config", **settings.summary(), wallet=wallet.source if wallet else None)
-    if mode == "live":
-        touch_heartbeat(settings.heartbeat_file)  # the import may take a while; the probe allows max-age seconds
+    ignore_multiprocess_dir()  # before user code can import prometheus_client
+    startup = None
+    if settings.heartbeat_file:  # the import may take minutes: the liveness probe must not kill it
+        startup = StartupHeartbeat(settings.heartbeat_file, settings.heartbeat_every, settings.startup_limit).start()
+    LOG.emit(EVENT_IMPORTING, module=settings.module)
     user = load_user_function(settings)
-    LOG.emit("imported", function=user.name, is_async=user.is_async, passes="RunContext" if user.wants_context else "nonce")
+    LOG.emit(EVENT_IMPORTED, function=user.name, is_async=user.is_async, passes="RunContext" if user.wants_context else "nonce")
     if mode == "check":  # the image smoke test: what live mode needs must be importable too
         _import_sdk()
         try:
@@ -233,7 +265,9 @@ def _main(args: argparse.Namespace, env: dict[str, str], mode: str) -> int:
     async def body() -> int:
         beat = None
         if settings.heartbeat_file or metrics.enabled:
-            beat = asyncio.ensure_future(heartbeat_loop(settings.heartbeat_file, settings.heartbeat_interval, metrics.beat))
+            beat = asyncio.ensure_future(heartbeat_loop(settings.heartbeat_file, settings.heartbeat_every, metrics.beat))
+        if startup is not None:
+            startup.stop()  # the event loop beats from here on
         try:
             if mode == "check":
                 nonce = args.nonce[0] if args.nonce else SAMPLE_NONCE
@@ -260,7 +294,7 @@ def _main(args: argparse.Namespace, env: dict[str, str], mode: str) -> int:
     finally:
         stop_reporter(reporter, LOG)  # within the grace Kubernetes gives after SIGTERM, crash or not
     if mode in ("live", "dry_run"):
-        LOG.emit("stopped", exit_code=code)
+        LOG.emit(EVENT_STOPPED, exit_code=code)
     return code
 
 

@@ -52,3 +52,38 @@ def healthcheck(env: dict[str, str]) -> int:
         return EXIT_UNHEALTHY
     return EXIT_OK
 
+
+
+class StartupHeartbeat:
+    """Keeps the heartbeat fresh from a thread while the model imports, for at most ``limit`` seconds.
+
+    The event loop's heartbeat cannot run before the import returns, and a model that
+    loads for minutes would otherwise look dead to the liveness probe. Past ``limit``
+    (``ALLORA_STARTUP_LIMIT``) the file is left to go stale, so an import that hangs
+    still ends in a restart, ``ALLORA_HEARTBEAT_MAX_AGE`` seconds later.
+    """
+
+    def __init__(self, path: str, interval: float, limit: float):
+        import threading
+
+        self.path = path
+        self.interval = interval
+        self.limit = limit
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="allora-startup-heartbeat", daemon=True)
+
+    def start(self) -> "StartupHeartbeat":
+        touch_heartbeat(self.path)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _beat(self) -> None:
+        deadline = time.monotonic() + self.limit
+        while not self._done.wait(min(self.interval, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                LOG.emit("startup_limit_reached", level="warning", limit_s=self.limit, heartbeat_file=self.path)
+                return
+            touch_heartbeat(self.path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -11,6 +12,7 @@ from typing import Any, Callable, Optional
 
 from allora_runtime.contract import EVENT_PRINT, RESULT_EVENTS
 from allora_runtime.errors import PredictionRefused
+
 
 class JsonLog:
     """One JSON object per line, written under a lock; registered secrets are scrubbed from every line."""
@@ -36,7 +38,8 @@ class JsonLog:
                 text = text.replace(secret, "[redacted]")
         return text
 
-    def emit(self, event: str, level: str = "info", **fields: Any) -> None:
+    def format(self, event: str, level: str = "info", **fields: Any) -> str:
+        """One scrubbed JSON line (with its newline): ``ts`` (UTC, ms), ``level``, ``event``, then ``fields``."""
         now = time.time()
         record = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
@@ -44,16 +47,32 @@ class JsonLog:
             "event": event,
         }
         record.update(fields)
-        line = self.scrub(json.dumps(record, default=str, ensure_ascii=False)) + "\n"
+        return self.scrub(json.dumps(record, default=str, ensure_ascii=False)) + "\n"
+
+    def emit(self, event: str, level: str = "info", **fields: Any) -> None:
+        line = self.format(event, level, **fields)
         with self._lock:
-            try:
-                self.stream.write(line)
-                self.stream.flush()
-            except (OSError, ValueError):
-                pass  # stdout closed: nothing sensible left to do with a log line
+            self._write(line)
         tap = self.results_tap
         if tap is not None and event in RESULT_EVENTS:
             tap(line)  # outside the lock: the reporter's own log lines must not wait on it
+
+    def emit_from_signal_handler(self, event: str, level: str = "info", **fields: Any) -> None:
+        """emit() for a signal handler: the interrupted code may hold the lock, so never wait for it."""
+        line = self.format(event, level, **fields)
+        locked = self._lock.acquire(blocking=False)
+        try:
+            self._write(line)
+        finally:
+            if locked:
+                self._lock.release()
+
+    def _write(self, line: str) -> None:
+        try:
+            self.stream.write(line)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass  # stdout closed: nothing sensible left to do with a log line
 
 
 LOG = JsonLog(sys.stdout)
@@ -90,7 +109,75 @@ class PrintCapture:
         return False
 
     def fileno(self) -> int:
-        raise OSError("stdout is captured into JSON log lines")
+        """File descriptor 1: while a :class:`FdCapture` is installed, a pipe whose lines become print events."""
+        return 1
+
+
+class FdCapture:
+    """File descriptor 1 becomes a pipe; every line written to it becomes a ``print`` event.
+
+    Python's ``print`` is wrapped by :class:`PrintCapture`; this catches what bypasses
+    ``sys.stdout``: child processes (``subprocess.run(["echo", …])``), native code and
+    ``os.write(1, …)``. The log itself writes to a duplicate of the original descriptor,
+    so every byte on the real stdout is a JSON line. Lines longer than ``max_line``
+    bytes are split; bytes that are not UTF-8 are replaced (U+FFFD).
+    """
+
+    def __init__(self, log: JsonLog, fd: int = 1, max_line: int = 16384):
+        self._log = log
+        self._fd = fd
+        self._max_line = max_line
+        sys.stdout.flush()
+        self._saved = os.dup(fd)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, fd)
+        os.close(write_end)
+        self._read_end = read_end
+        # Where the log goes from now on: the original stdout, behind our pipe.
+        self.stream = os.fdopen(self._saved, "w", encoding="utf-8", errors="replace", closefd=False)
+        self._closed = False
+        self._thread = threading.Thread(target=self._pump, name="allora-stdout", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(self._read_end, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                self._emit(line)
+            while len(pending) > self._max_line:
+                self._emit(pending[: self._max_line])
+                pending = pending[self._max_line :]
+        if pending:
+            self._emit(pending)
+        os.close(self._read_end)
+
+    def _emit(self, raw: bytes) -> None:
+        for start in range(0, max(len(raw), 1), self._max_line):
+            text = raw[start : start + self._max_line].decode("utf-8", "replace").rstrip()
+            if text.strip():
+                self._log.emit(EVENT_PRINT, message=text)
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Give file descriptor 1 back and wait (at most ``timeout`` s) for the lines already written.
+
+        Bounded because a child that outlives us (``sleep 600 &``) keeps the pipe open.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            os.dup2(self._saved, self._fd)  # closes our write end of the pipe
+        except OSError:
+            return
+        self._thread.join(timeout)
 
 
 def _install_logging(log: JsonLog, debug: bool) -> None:

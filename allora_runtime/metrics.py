@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Optional
 
+from allora_runtime.contract import ENV_PROMETHEUS_MULTIPROC_DIR
 from allora_runtime.errors import ConfigError, ImportFailure
 from allora_runtime.log import LOG
 from allora_runtime.settings import Settings
@@ -190,3 +192,19 @@ def start_metrics(settings: Settings, required: bool, settle_on_submission: bool
     LOG.emit("metrics_serving", port=settings.metrics_port, address=settings.metrics_address)
     return metrics
 
+
+
+def ignore_multiprocess_dir() -> None:
+    """Drop ``PROMETHEUS_MULTIPROC_DIR`` from the environment, with a warning, before prometheus-client is imported.
+
+    One process serves the runtime's metrics, so prometheus-client's multiprocess mode
+    (which reads the variable once, at import) has nothing to gather; a directory that a
+    volume hid would otherwise crash the first metric update. The model's own child
+    processes do not inherit it either.
+    """
+    value = os.environ.pop(ENV_PROMETHEUS_MULTIPROC_DIR, None)
+    if value is not None:
+        LOG.emit(
+            "multiprocess_metrics_ignored", level="warning", variable=ENV_PROMETHEUS_MULTIPROC_DIR, value=value,
+            reason="one process serves the runtime's metrics; prometheus-client multiprocess mode is not used",
+        )

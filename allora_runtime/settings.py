@@ -15,6 +15,8 @@ from allora_runtime.contract import (
     DEFAULT_FEE_TIER,
     DEFAULT_HEARTBEAT_FILE,
     DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_HEARTBEAT_MAX_AGE,
+    ENV_HEARTBEAT_MAX_AGE,
     DEFAULT_MAX_SECONDS,
     DEFAULT_MAX_STUCK_CALLS,
     DEFAULT_METRICS_ADDRESS,
@@ -25,6 +27,8 @@ from allora_runtime.contract import (
     DEFAULT_RESULTS_RETRY_BACKOFF,
     DEFAULT_RESULTS_TOKEN_FILE,
     DEFAULT_RETRY_BACKOFF,
+    DEFAULT_STARTUP_LIMIT,
+    ENV_STARTUP_LIMIT,
     DEFAULT_WALLET_DIR,
     ENV_RESULTS_QUEUE_LIMIT,
     ENV_RESULTS_RETRY_BACKOFF,
@@ -73,12 +77,19 @@ class Settings:
     heartbeat_file: str
     heartbeat_file_explicit: bool
     heartbeat_interval: float
+    heartbeat_max_age: float
+    startup_limit: float
     connect_retries: int
     retry_backoff: float
     max_stuck_calls: int
     bundle_sha256: str = ""  # ALLORA_BUNDLE_SHA256: the archive digest, for allora_model_info (the Deployment sets it)
     results: Optional["ResultsSettings"] = None  # ALLORA_RESULTS_URL set: results are also POSTed to the platform API
     max_runtime: Optional[float] = None  # ALLORA_MAX_RUNTIME seconds: stop and exit 0 when reached (None: run until stopped)
+
+    @property
+    def heartbeat_every(self) -> float:
+        """Seconds between heartbeats: the configured interval, but at least three beats per probe max age."""
+        return min(self.heartbeat_interval, self.heartbeat_max_age / 3)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -99,6 +110,7 @@ class Settings:
             "api_key": "set" if self.api_key else "unset",
             "metrics_port": self.metrics_port,
             "heartbeat_file": self.heartbeat_file,
+            "startup_limit": self.startup_limit,
             "connect_retries": self.connect_retries,
             "max_stuck_calls": self.max_stuck_calls,
             "results_url": redact_url(self.results.url) if self.results else None,
@@ -305,6 +317,8 @@ def load_settings(bundle_root: Path, env: dict[str, str], timeout: Optional[floa
         heartbeat_file=_env(env, "ALLORA_HEARTBEAT_FILE") or DEFAULT_HEARTBEAT_FILE,
         heartbeat_file_explicit=_env(env, "ALLORA_HEARTBEAT_FILE") is not None,
         heartbeat_interval=_number(_env(env, "ALLORA_HEARTBEAT_INTERVAL") or DEFAULT_HEARTBEAT_INTERVAL, "ALLORA_HEARTBEAT_INTERVAL"),
+        heartbeat_max_age=_number(_env(env, ENV_HEARTBEAT_MAX_AGE) or DEFAULT_HEARTBEAT_MAX_AGE, ENV_HEARTBEAT_MAX_AGE),
+        startup_limit=_number(_env(env, ENV_STARTUP_LIMIT) or DEFAULT_STARTUP_LIMIT, ENV_STARTUP_LIMIT),
         connect_retries=_positive_int(_env(env, "ALLORA_CONNECT_RETRIES") or DEFAULT_CONNECT_RETRIES, "ALLORA_CONNECT_RETRIES"),
         retry_backoff=_number(_env(env, "ALLORA_RETRY_BACKOFF") or DEFAULT_RETRY_BACKOFF, "ALLORA_RETRY_BACKOFF"),
         max_stuck_calls=_positive_int(_env(env, "ALLORA_MAX_STUCK_CALLS") or DEFAULT_MAX_STUCK_CALLS, "ALLORA_MAX_STUCK_CALLS"),

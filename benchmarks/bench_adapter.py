@@ -37,6 +37,11 @@ def model(nonce: int) -> float:
     return nonce * 0.5 + 1.0
 
 
+def chatty_model(nonce: int) -> float:
+    os.write(1, b"progress line from native code\n")  # below sys.stdout: the runtime's fd-level capture takes it
+    return nonce * 0.5 + 1.0
+
+
 async def async_model(nonce: int) -> float:
     return nonce * 0.5 + 1.0
 
@@ -71,6 +76,7 @@ async def main(calls: int) -> int:
     sync_adapter = adapter_for(model, False)
     async_adapter = adapter_for(async_model, True)
     bare_adapter = adapter_for(model, False, bootstrap.Metrics(False))
+    chatty_adapter = adapter_for(chatty_model, False)
     loop = asyncio.get_running_loop()
 
     async def direct(nonce):
@@ -94,6 +100,12 @@ async def main(calls: int) -> int:
         outcome = await bare_adapter.predict(nonce)
         assert outcome.ok
 
+    async def adapted_chatty(nonce):
+        outcome = await chatty_adapter.predict(nonce)
+        assert outcome.ok
+
+    # As in the container: file descriptor 1 is the capture's pipe for the whole measurement.
+    capture = bootstrap.FdCapture(log)
     results = {}
     for label, call in (
         ("direct call (sync)", direct),
@@ -102,8 +114,10 @@ async def main(calls: int) -> int:
         ("adapter, sync function", adapted),
         ("adapter, async function", adapted_async),
         ("adapter, sync, metrics off", adapted_no_metrics),
+        ("adapter, sync, writes a line to fd 1", adapted_chatty),
     ):
         results[label] = await measure(label, call, calls)
+    capture.close()
 
     base_sync = statistics.median(results["direct call (sync)"])
     base_async = statistics.median(results["direct call (async)"])

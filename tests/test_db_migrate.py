@@ -101,17 +101,17 @@ def migrations_copy(tmp_path):
 def test_broken_migration_leaves_the_schema_as_it_was(empty_database_url, migrations_copy):
     MigrationRunner(empty_database_url, migrations_copy).upgrade()
     before = schema_snapshot(empty_database_url)
-    (migrations_copy / "0002_half_done.sql").write_text(
+    (migrations_copy / "9002_half_done.sql").write_text(
         "CREATE TABLE half_done (id integer PRIMARY KEY);\n"
         "ALTER TABLE model_bundles ADD COLUMN extra integer;\n"
         "SELECT 1 / 0;\n"
     )
     with pytest.raises(MigrationError) as err:
         MigrationRunner(empty_database_url, migrations_copy).upgrade()
-    assert err.value.lines() == ["error: migration 0002_half_done.sql failed, nothing of it was applied: division by zero"]
+    assert err.value.lines() == ["error: migration 9002_half_done.sql failed, nothing of it was applied: division by zero"]
     assert schema_snapshot(empty_database_url) == before
     assert "half_done" not in tables(empty_database_url)
-    assert [m.label for m in MigrationRunner(empty_database_url, migrations_copy).status().pending] == ["0002_half_done"]
+    assert [m.label for m in MigrationRunner(empty_database_url, migrations_copy).status().pending] == ["9002_half_done"]
 
 
 def test_broken_first_migration_leaves_an_empty_database(empty_database_url, tmp_path):
@@ -129,7 +129,7 @@ def test_checksum_drift_is_refused(empty_database_url, migrations_copy):
     old = hashlib.sha256(path.read_bytes()).hexdigest()
     path.write_text(path.read_text() + "\n-- an innocent-looking edit\n")
     new = hashlib.sha256(path.read_bytes()).hexdigest()
-    (migrations_copy / "0002_next.sql").write_text("CREATE TABLE next_one (id int);\n")
+    (migrations_copy / "9002_next.sql").write_text("CREATE TABLE next_one (id int);\n")
     runner = MigrationRunner(empty_database_url, migrations_copy)
     with pytest.raises(MigrationError) as err:
         runner.upgrade()
@@ -172,7 +172,7 @@ def test_cli_status_and_upgrade(cli_proc, empty_database_url):
         f"{len(load_migrations())} pending; run `allora-gitops db upgrade`"
     ]
     up = cli_proc("gitops", "db", "upgrade", env={"ALLORA_DATABASE_URL": empty_database_url})
-    assert up.code == 0 and up.out.splitlines()[0] == "applied 0001_records", up
+    assert up.code == 0 and up.out.splitlines()[:-1] == [f"applied {label}" for label in labels], up
     status = cli_proc("gitops", "db", "status", env={"ALLORA_DATABASE_URL": empty_database_url})
     assert status.code == 0, status
     assert status.out.splitlines()[-1] == f"up to date at version {LATEST}"

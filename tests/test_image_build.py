@@ -157,6 +157,15 @@ def test_image_runs_check_and_a_dry_run_prediction(container):
     assert float(predictions[0]["value"]) == expected_prediction(1000)
 
 
+def test_image_cmd_runs_the_runtime_under_its_init(container, first_build):
+    config = json.loads(buildah("inspect", "--type", "image", first_build.result["image"]).stdout)
+    assert config["OCIv1"]["config"]["Cmd"] == [C.INIT_IN_IMAGE, "--", "python", C.BOOTSTRAP_IN_IMAGE]
+    # the init is PID 1 and reaps; it forwards signals to the runtime (here: a dry run stopped by its count)
+    dry = run_in(container, C.INIT_IN_IMAGE, "--", "python", C.BOOTSTRAP_IN_IMAGE, "--dry-run", "--count", "1", "--interval", "1")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert all(line.startswith("{") for line in dry.stdout.splitlines() if line.strip())
+
+
 def test_image_runs_as_uid_1000(container):
     ids = run_in(container, "sh", "-c", "id -u; id -g")
     assert ids.returncode == 0, ids.stderr

@@ -36,7 +36,10 @@ def register(app: typer.Typer) -> None:
     def status_cmd(
         database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP, show_default=False),
     ) -> None:
-        """Show applied and pending migrations. Exit 1 when a migration is pending or was edited after it was applied."""
+        """Show applied and pending migrations, and check the schema is whole (tables, functions).
+
+        Exit 1 when a migration is pending or was edited after it was applied, or a table it created is missing.
+        """
         from allora_gitops.db import resolve_database_url
         from allora_gitops.db.connection import display_url
         from allora_gitops.db.migrate import MigrationRunner
@@ -56,11 +59,16 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"  {m.label}  applied {a.applied_at:%Y-%m-%d %H:%M:%S %Z}")
         for a in state.unknown:
             typer.echo(f"  {a.version:04d}_{a.name}  applied, unknown to this version of allora-gitops")
+        for table in state.missing_tables:
+            typer.echo(f"  table {table}  MISSING (its migration is recorded as applied: a partial restore?)")
+        for function in state.unpinned_functions:
+            typer.echo(f"  function {function}  does not pin its search_path (a pg_restore of this database would fail)")
         if state.up_to_date:
             typer.echo(f"up to date at version {state.current_version:04d}")
             return
         typer.echo(
-            f"{len(state.pending)} pending; run `allora-gitops db upgrade`" if state.pending and not (drifted or state.unknown)
+            f"{len(state.pending)} pending; run `allora-gitops db upgrade`"
+            if state.pending and not (drifted or state.unknown or state.damaged)
             else "the database does not match this version's migrations"
         )
         raise typer.Exit(1)

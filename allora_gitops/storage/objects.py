@@ -80,8 +80,28 @@ def open_store(url: str | None = None) -> ObjectStore:
             )
         if not bucket:
             raise UsageError(f"store URL {shown!r} names no bucket (s3://bucket/prefix)")
-        return S3Store(bucket, prefix.strip("/"))
+        prefix, _, query = prefix.partition("?")
+        return S3Store(bucket, prefix.strip("/"), checksum_calculation=_checksum_setting(query, shown))
     raise UsageError(f"store URL {shown!r}: expected file://DIR or s3://bucket/prefix")
+
+
+CHECKSUM_CALCULATIONS = ("when_supported", "when_required")  # botocore's request_checksum_calculation values
+
+
+def _checksum_setting(query: str, shown: str) -> str | None:
+    """The store URL's ``?request_checksum_calculation=when_required`` (botocore's setting of that name)."""
+    from urllib.parse import parse_qsl
+
+    value = None
+    for key, item in parse_qsl(query, keep_blank_values=True):
+        if key != "request_checksum_calculation":
+            raise UsageError(f"store URL {shown!r}: unknown setting {key!r} (known: request_checksum_calculation)")
+        if item not in CHECKSUM_CALCULATIONS:
+            raise UsageError(
+                f"store URL {shown!r}: request_checksum_calculation must be {' or '.join(CHECKSUM_CALCULATIONS)}, got {item!r}"
+            )
+        value = item
+    return value
 
 
 def _check_key(key: str) -> str:
@@ -236,18 +256,25 @@ UPLOAD_CONCURRENCY = 10
 
 
 class S3Store(ObjectStore):
-    """Objects in ``bucket`` under ``prefix``, through boto3 (standard AWS env; AWS_ENDPOINT_URL for S3-compatible servers)."""
+    """Objects in ``bucket`` under ``prefix``, through boto3 (standard AWS env; AWS_ENDPOINT_URL for S3-compatible servers).
+
+    ``checksum_calculation`` is botocore's ``request_checksum_calculation``: None follows the
+    standard ``AWS_REQUEST_CHECKSUM_CALCULATION`` variable / config file (default
+    ``when_supported``); ``when_required`` sends no CRC32 trailers (``aws-chunked``), for stores
+    that answer 501 to them. Our own sha256 check of every upload holds either way.
+    """
 
     # parts in flight per upload and their size (memory: about twice concurrency × part size); a server
     # that takes several uploads at once lowers them for a bounded footprint (S3's minimum part is 5 MiB)
     upload_concurrency = UPLOAD_CONCURRENCY
     part_size = PART_SIZE
 
-    def __init__(self, bucket: str, prefix: str = "", client=None):
+    def __init__(self, bucket: str, prefix: str = "", client=None, *, checksum_calculation: str | None = None):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
         self._client = client
+        self.checksum_calculation = checksum_calculation
 
     @property
     def client(self):
@@ -259,6 +286,7 @@ class S3Store(ObjectStore):
                 self._client = boto3.session.Session().client(
                     "s3",
                     config=Config(
+                        request_checksum_calculation=self.checksum_calculation,  # None: the standard variable decides
                         retries={"max_attempts": 3, "mode": "standard"},
                         connect_timeout=5,
                         read_timeout=120,
@@ -268,6 +296,11 @@ class S3Store(ObjectStore):
             except Exception as exc:  # noqa: BLE001 - bad region/endpoint settings
                 raise StorageError(f"cannot set up the S3 client for {self.url}: {type(exc).__name__}") from None
         return self._client
+
+    @property
+    def sends_checksums(self) -> bool:
+        """Whether optional request checksums go out (CRC32 trailers on part uploads): not with ``when_required``."""
+        return getattr(self.client.meta.config, "request_checksum_calculation", "when_supported") != "when_required"
 
     @property
     def endpoint(self) -> str:
@@ -337,16 +370,18 @@ class S3Store(ObjectStore):
         for ``upload_file``), while one reader hashes the whole file in order; the upload is completed
         only if that hash matches, so a wrong or changing file never becomes a visible object.
 
-        Returns the composite checksum S3 reports for the object: CRC32 of the part CRC32s, "-N".
+        Returns the composite checksum S3 reports for the object: CRC32 of the part CRC32s, "-N"; or ""
+        when the store is set to ``when_required`` (no part checksums are sent, so none is reported).
         """
         import base64
         import zlib
         from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
         object_key = self._object_key(key)
+        # An explicit ChecksumAlgorithm makes botocore send a CRC32 trailer whatever the setting says.
+        crc = {"ChecksumAlgorithm": "CRC32"} if self.sends_checksums else {}
         upload_id = self.client.create_multipart_upload(
-            Bucket=self.bucket, Key=object_key, ContentType="application/gzip", Metadata={SHA256_METADATA: sha256},
-            ChecksumAlgorithm="CRC32",
+            Bucket=self.bucket, Key=object_key, ContentType="application/gzip", Metadata={SHA256_METADATA: sha256}, **crc,
         )["UploadId"]
         completed = False
         try:
@@ -356,11 +391,10 @@ class S3Store(ObjectStore):
 
             def send(number: int, data: bytes) -> tuple[int, str, str]:
                 response = self.client.upload_part(
-                    Bucket=self.bucket, Key=object_key, UploadId=upload_id, PartNumber=number, Body=data,
-                    ChecksumAlgorithm="CRC32",
+                    Bucket=self.bucket, Key=object_key, UploadId=upload_id, PartNumber=number, Body=data, **crc,
                 )
-                crc = response.get("ChecksumCRC32") or _b64(zlib.crc32(data).to_bytes(4, "big"))
-                return number, response["ETag"], crc
+                part_crc = response.get("ChecksumCRC32") or _b64(zlib.crc32(data).to_bytes(4, "big"))
+                return number, response["ETag"], part_crc
 
             with ThreadPoolExecutor(max_workers=self.upload_concurrency, thread_name_prefix="s3-part") as pool, \
                     open(path, "rb") as fh, _Progress(f"upload {path.name}", size, progress) as bar:
@@ -388,10 +422,13 @@ class S3Store(ObjectStore):
             self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=object_key, UploadId=upload_id,
                 MultipartUpload={"Parts": [
-                    {"PartNumber": n, "ETag": parts[n][0], "ChecksumCRC32": parts[n][1]} for n in sorted(parts)
+                    {"PartNumber": n, "ETag": parts[n][0], **({"ChecksumCRC32": parts[n][1]} if crc else {})}
+                    for n in sorted(parts)
                 ]},
             )
             completed = True
+            if not crc:
+                return ""
             composite = zlib.crc32(b"".join(base64.b64decode(parts[n][1]) for n in sorted(parts)))
             return f"{_b64(composite.to_bytes(4, 'big'))}-{len(parts)}"
         finally:
@@ -410,7 +447,7 @@ class S3Store(ObjectStore):
         except ClientError as exc:
             raise self._error(exc, f"verify {self.url_for(key)}") from None
         problem = None
-        stored_checksum = head.get("ChecksumSHA256") if "-" not in checksum else head.get("ChecksumCRC32")
+        stored_checksum = None if not checksum else head.get("ChecksumSHA256") if "-" not in checksum else head.get("ChecksumCRC32")
         if head.get("ContentLength") != size:
             problem = f"its size is {head.get('ContentLength')}, expected {size}"
         elif head.get("Metadata", {}).get(SHA256_METADATA) != sha256:
