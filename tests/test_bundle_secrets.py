@@ -77,3 +77,29 @@ def test_bom_marked_utf16_and_utf32_text_is_scanned_not_skipped_as_binary(tmp_pa
     binary = tmp_path / "weights.bin"
     binary.write_bytes(b"\x00\x01" + " ".join(mnemonic(12)).encode())  # NUL first, no BOM: binary, not scanned
     assert scan_file("weights.bin", binary, binary.stat().st_size) == []
+
+
+@pytest.mark.parametrize("layout, line, col", [
+    ("comments", 2, 3),        # "# abandon" one word per line, in a script or config
+    ("hash-numbered", 2, 4),   # "#1 abandon"
+    ("markdown-table", 4, 7),  # "| 1 | abandon |" in a README
+    ("word-labels", 2, 9),     # "Word 1: abandon", as wallets export it ("word" is itself a wordlist word)
+    ("short-labels", 2, 5),    # "w1: abandon"
+])
+def test_mnemonic_layouts_with_comment_markers_tables_and_labels_are_found(layout, line, col):
+    words = mnemonic(12)
+    text = {
+        "comments": "x = 1\n" + "".join(f"# {w}\n" for w in words),
+        "hash-numbered": "seed\n" + "".join(f"#{i} {w}\n" for i, w in enumerate(words, 1)),
+        "markdown-table": "Backup\n| # | word |\n|---|---|\n" + "".join(f"| {i} | {w} |\n" for i, w in enumerate(words, 1)),
+        "word-labels": "My wallet\n" + "".join(f"Word {i}: {w.capitalize()}\n" for i, w in enumerate(words, 1)),
+        "short-labels": "phrase\n" + "".join(f"w{i}: {w}\n" for i, w in enumerate(words, 1)),
+    }[layout]
+    (finding,) = scan_bytes("notes.md", text.encode())
+    assert (finding.line, finding.col, finding.kind) == (line, col, "mnemonic")
+    assert finding.fingerprint == "sha256:" + hashlib.sha256(" ".join(words).encode()).hexdigest()  # these words, no label
+
+
+def test_labelled_lists_of_ordinary_words_are_not_mnemonics():
+    text = "".join(f"item {i}: {w}\n" for i, w in enumerate(["apple", "zoo", "wallet"] * 8, 1))
+    assert scan_bytes("list.md", text.encode()) == []

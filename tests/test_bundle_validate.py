@@ -625,3 +625,27 @@ def test_the_runtimes_own_packages_need_no_requirement(make):
     root = make({"src/demo/runner.py": "import yaml\nimport prometheus_client\n" + RUNNER})
     report = validate_bundle(root, True, display="b")
     assert report.ok and [p.code for p in report.problems] == ["not-installed"]  # the probe sees only the stdlib
+
+
+@pytest.mark.parametrize("requirements, error", [
+    ("numpy=>1.0\n", "b/requirements.txt:1:1: error: invalid requirement 'numpy=>1.0': "
+                     "Expected semicolon (after name with no version specifier) or end"),
+    ("-r other.txt\n", "b/requirements.txt:1:1: error: -r names another requirements file, which would be missing "
+                       "where the image installs this one; list its requirements here"),
+])
+def test_a_refused_requirements_line_is_the_one_error_not_also_a_missing_import(make, requirements, error):
+    """The refused line may be the very package the code imports: 'lists no packages' would be false."""
+    root = make({"requirements.txt": requirements, "other.txt": "numpy==1.26.4\n",
+                 "src/demo/runner.py": "import numpy_not_installed_here\n" + RUNNER})
+    assert lines(root) == [error]
+
+
+def test_an_allow_list_the_ignore_rules_exclude_is_said_to_allow_nothing(make):
+    topic = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+    root = make({"src/demo/events.py": f'TRANSFER = "0x{topic}"\n',
+                 ".allorasecretsignore": f"sha256:{hashlib.sha256(topic.encode()).hexdigest()}\n",
+                 ".allorabundleignore": ".allorasecretsignore\n"})
+    got = lines(root)
+    assert got[0] == ("b/.allorasecretsignore: warning: .allorasecretsignore is excluded from the archive by the ignore rules, "
+                      "so its fingerprints allow nothing (inspect reads them from the archive); ship it")
+    assert [g.split(": error: ")[0] for g in got[1:]] == ["b/src/demo/events.py:1:13"]

@@ -172,7 +172,7 @@ def test_cli_status_and_upgrade(cli_proc, empty_database_url):
         f"{len(load_migrations())} pending; run `allora-gitops db upgrade`"
     ]
     up = cli_proc("gitops", "db", "upgrade", env={"ALLORA_DATABASE_URL": empty_database_url})
-    assert up.code == 0 and up.out.splitlines()[:-1] == [f"applied {label}" for label in labels], up
+    assert up.code == 0 and up.out.splitlines()[:-1] == [f"applied {m.label}" for m in load_migrations()], up
     status = cli_proc("gitops", "db", "status", env={"ALLORA_DATABASE_URL": empty_database_url})
     assert status.code == 0, status
     assert status.out.splitlines()[-1] == f"up to date at version {LATEST}"

@@ -157,15 +157,20 @@ def test_pg_dump_and_pg_restore_into_a_new_database_restores_every_row(database_
 
 
 def test_without_pinned_search_paths_a_restore_loses_rows_and_db_status_says_so(pg_server_url, empty_database_url, tmp_path, cli_proc):
-    """The control: the 0001 schema alone (functions unpinned) restores 0 rows, and status no longer says "up to date"."""
+    """The control: the same schema with the allora_* functions unpinned (as 0001 left them) restores 0 rows,
+    and status no longer says "up to date"."""
     from tests.fixtures.postgres import _admin, _fresh_database, _with_database
 
-    only_first = tmp_path / "first"
-    only_first.mkdir()
-    shutil.copy(MIGRATIONS_DIR / "0001_records.sql", only_first)
     source = _with_database(pg_server_url, _fresh_database(pg_server_url))
     try:
-        MigrationRunner(source, only_first).upgrade()
+        MigrationRunner(source).upgrade()
+        with psycopg.connect(source, autocommit=True) as conn:
+            functions = [row[0] for row in conn.execute(
+                "SELECT p.oid::regprocedure::text FROM pg_proc p"
+                " WHERE p.pronamespace = current_schema()::regnamespace AND p.proname LIKE 'allora\\_%'")]
+            assert "allora_looks_like_secret(text)" in functions
+            for function in functions:
+                conn.execute(f"ALTER FUNCTION {function} RESET search_path")
         assert _fill(source)["submission_results"] == 15
         restore = _dump_and_restore(source, empty_database_url, tmp_path)
         assert restore.returncode != 0 and "allora_has_hex_key" in restore.stderr
@@ -174,7 +179,7 @@ def test_without_pinned_search_paths_a_restore_loses_rows_and_db_status_says_so(
         _admin(pg_server_url, f'DROP DATABASE IF EXISTS "{psycopg.conninfo.conninfo_to_dict(source)["dbname"]}" WITH (FORCE)')
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
         conn.execute("DROP TABLE submission_results")
-    status = MigrationRunner(empty_database_url, only_first).status()
+    status = MigrationRunner(empty_database_url).status()
     assert status.missing_tables == ("submission_results",)
     assert "allora_looks_like_secret" in status.unpinned_functions and not status.up_to_date
 

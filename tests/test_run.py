@@ -245,12 +245,14 @@ def test_utf16_requirements_install_and_validate_then_sees_the_run_environment(c
     from allora_gitops import constants as C
 
     env = {"ALLORA_GITOPS_HOME": str(tmp_path / "state")}
-    bundle = make_bundle(tmp_path / "b", "import yaml\n\n\ndef run(nonce):\n    return float(len(yaml.safe_dump([nonce])))\n")
-    (bundle / "requirements.txt").write_bytes(b"\xff\xfe" + f"{C.RUNTIME_PYYAML_REQUIREMENT}\r\n".encode("utf-16-le"))
+    # six: a package only this file brings (PyYAML the run environment installs anyway, so alone it proves nothing)
+    bundle = make_bundle(tmp_path / "b", "import six\nimport yaml\n\n\ndef run(nonce):\n"
+                                         "    return float(len(yaml.safe_dump([nonce])) + six.PY3)\n")
+    (bundle / "requirements.txt").write_bytes(b"\xff\xfe" + f"{C.RUNTIME_PYYAML_REQUIREMENT}\r\nsix==1.17.0\r\n".encode("utf-16-le"))
     assert cli_proc("bundle", "validate", bundle, env=env).code == 0
     first = cli_proc("bundle", "run", bundle, "-n", "7", env=env, timeout=900)
     assert first.code == 0, first.err
-    assert parse_lines(first.out) == [(7, "4.0")]  # len("- 7\n")
+    assert parse_lines(first.out) == [(7, "5.0")]  # len("- 7\n") + True
 
     runner = bundle / "src" / "demo" / "runner.py"
     runner.write_text("import boto3\n" + runner.read_text())  # installed beside the CLI, not in the bundle's environment
@@ -263,3 +265,45 @@ def test_utf16_requirements_install_and_validate_then_sees_the_run_environment(c
     assert pruned.code == 0, pruned.err
     assert pruned.out.splitlines()[-1].startswith(f"1 cached environment removed from {tmp_path / 'state' / 'runtimes'}, ")
     assert not [p for p in (tmp_path / "state" / "runtimes").iterdir() if p.is_dir()]
+
+
+def test_a_path_that_does_not_exist_is_a_usage_error(cli, tmp_path):
+    result = cli("bundle", "run", tmp_path / "dist" / "gone-0.1.0.tar.gz")
+    assert result.code == 2
+    assert "does not exist" in result.err and "model.yaml" not in result.err
+
+
+def test_a_requirement_validate_refuses_is_refused_before_pip_naming_the_users_file(cli, tmp_path, monkeypatch):
+    """Not pip's error about the cached copy it installs from: the user's file and line, and no environment built."""
+    monkeypatch.setenv("ALLORA_GITOPS_HOME", str(tmp_path / "state"))
+    bundle = make_bundle(tmp_path / "b", FORTY_TWO, requirements="# pins\nnumpy=>1.0\n")
+    result = cli("bundle", "run", bundle)
+    assert result.code == 1
+    assert result.err.splitlines() == [
+        f"{bundle}/requirements.txt:2:1: error: invalid requirement 'numpy=>1.0': "
+        "Expected semicolon (after name with no version specifier) or end"
+    ]
+    assert not (tmp_path / "state" / "runtimes").exists()
+    document = json.loads(cli("bundle", "run", bundle, "--json").out)
+    assert document["error"]["message"].startswith(f"{bundle}/requirements.txt:2:1: error: invalid requirement 'numpy=>1.0'")
+
+
+def test_run_json_names_a_model_yaml_problem_in_its_message(cli, tmp_path):
+    bundle = make_bundle(tmp_path / "b", FORTY_TWO)
+    (bundle / "model.yaml").write_text((bundle / "model.yaml").read_text().replace('fee_tier: "STANDARD"', 'fee_tier: "FAST"'))
+    result = cli("bundle", "run", bundle, "--here", "--json")
+    assert result.code == 1
+    document = json.loads(result.out)
+    assert re.match(r".*model\.yaml:\d+:\d+: error: allora\.fee_tier: ", document["error"]["message"]), document
+
+
+def test_prune_json_is_one_document(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALLORA_GITOPS_HOME", str(tmp_path / "state"))
+    half = tmp_path / "state" / "runtimes" / "0123456789abcdef01234567"
+    half.mkdir(parents=True)  # an environment whose build never finished
+    (half / "junk").write_bytes(b"x" * 1000)
+    result = cli("bundle", "run", "--prune", "--json")
+    assert result.code == 0, result.err
+    document = json.loads(result.out)
+    assert [(Path(e["path"]).name, e["complete"]) for e in document["removed"]] == [(half.name, False)]
+    assert document["freed_bytes"] >= 1000 and not half.exists()

@@ -14,6 +14,7 @@ fingerprint in ``.allorasecretsignore`` (one ``sha256:…`` per line, the
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,8 +29,9 @@ PEM_PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 HEX_KEY = re.compile(rb"(?<![0-9A-Za-z])(?:0x)?([0-9a-fA-F]{64})(?![0-9A-Za-z])")
 DIGEST_CONTEXT = re.compile(rb"sha|blake|hash|digest|checksum|integrity|\bsum\b|commit|etag", re.IGNORECASE)
 # Between two words of a mnemonic as people write it: spaces, one word per line, list markers and
-# numbering ("1. abandon", "- abandon", "[\"abandon\", …]"), quotes and commas. Letters may be any case.
-_SEPARATORS = b" \t\r\n,'\"-*.)(][:;0123456789"
+# numbering ("1. abandon", "#1 abandon", "- abandon", "[\"abandon\", …]"), comment markers ("# abandon"),
+# Markdown tables ("| 1 | abandon |"), quotes and commas. Letters may be any case.
+_SEPARATORS = b" \t\r\n,'\"-*.)(][:;#|0123456789"
 MNEMONIC_LENGTHS = (24, 21, 18, 15, 12)
 MIN_RUN_CHARS = 12 * 3 + 11  # the shortest text a 12-word mnemonic can be
 
@@ -42,6 +44,7 @@ _WORD_SHAPE = bytes(ord("a") if c in _LETTERS or c in _SEPARATORS else ord("#") 
 _TO_WORDS = bytes(c + 32 if 65 <= c <= 90 else ord(" ") if c in _SEPARATORS else c for c in range(256))  # lower, seps → space
 _WORD_RUN = b"a" * MIN_RUN_CHARS
 _TWELVE_LISTED = b"\1" * 12
+_ELEVEN_SAME = b"\1" * 11  # twelve equal labels in a row
 _HEX_RUN = b"x" * 64
 ALLOWABLE_KINDS = ("hex",)  # public 32-byte values exist (event topic hashes); a mnemonic, a PEM key or .env never
 
@@ -164,15 +167,44 @@ def _mnemonics(data: bytes):
         end = len(shape) if end == -1 else end
         words = data[start:end].translate(_TO_WORDS).split()
         listed = bytes(map(index.__contains__, words))  # 1 per wordlist word, computed in C
-        run_at = listed.find(_TWELVE_LISTED)
-        while run_at != -1:  # each maximal run of 12+ wordlist words
-            run_end = listed.find(b"\0", run_at)
-            run_end = len(listed) if run_end == -1 else run_end
-            found = _mnemonic_in([w.decode() for w in words[run_at:run_end]])
-            if found is not None:
+        if listed.count(1) >= 12:
+            # A labelled list first: when the label is a wordlist word, the plain run mixes labels and words.
+            lists = list(_labelled_lists(words)) if len(words) >= 24 else []
+            hits = [found for ws in lists for run in _listed_runs(ws, index) if (found := _mnemonic_in(run)) is not None]
+            if not hits:
+                hits = [found for run in _listed_runs(words, index, listed) if (found := _mnemonic_in(run)) is not None]
+            for found in hits:
                 yield _offset_of(data, start, end, found), found
-            run_at = listed.find(_TWELVE_LISTED, run_end)
         at = shape.find(_WORD_RUN, end)
+
+
+def _listed_runs(words: list[bytes], index: frozenset[bytes], listed: bytes | None = None):
+    """Each maximal run of 12 or more wordlist words in ``words`` (``listed``: 1 per wordlist word), decoded."""
+    if listed is None:
+        listed = bytes(map(index.__contains__, words))  # computed in C
+    run_at = listed.find(_TWELVE_LISTED)
+    while run_at != -1:
+        run_end = listed.find(b"\0", run_at)
+        run_end = len(listed) if run_end == -1 else run_end
+        yield [w.decode() for w in words[run_at:run_end]]
+        run_at = listed.find(_TWELVE_LISTED, run_end)
+
+
+def _labelled_lists(words: list[bytes]):
+    """The words of each list that labels every word alike ("Word 1: abandon", "w1 abandon"): 12+ of them.
+
+    Wallets export a phrase that way; the label (its number is a separator already) is every other
+    token, so it breaks the run of wordlist words, or joins it when the label is a wordlist word.
+    """
+    for first in (0, 1):
+        labels = words[first::2]
+        same = bytes(map(operator.eq, labels, labels[1:]))  # 1 where a label equals the next, in C
+        at = same.find(_ELEVEN_SAME)
+        while at != -1:
+            end = same.find(b"\0", at)
+            end = len(same) if end == -1 else end  # labels[at..end] are equal
+            yield words[first + 2 * at + 1 : first + 2 * end + 2 : 2]
+            at = same.find(_ELEVEN_SAME, end)
 
 
 @lru_cache(maxsize=1)
@@ -187,15 +219,24 @@ def _offset_of(data: bytes, start: int, end: int, words: list[str]) -> int:
     for i in range(len(tokens) - n + 1):
         if [w for _, w in tokens[i : i + n]] == words:
             return start + tokens[i][0]
-    return start
+    return next((start + at for at, w in tokens if w == words[0]), start)  # labelled: not consecutive
 
 
 def _mnemonic_in(words: list[str]) -> list[str] | None:
-    """The first window of ``words`` that is a valid mnemonic (longest lengths first), else None."""
+    """The first window of ``words`` that is a valid mnemonic (longest lengths first), else None.
+
+    A window already checked is not checked again: data repeating one wordlist word ("label1,
+    label2, …" in a CSV) would otherwise cost a checksum per word and length (~10 µs each).
+    """
     for length in MNEMONIC_LENGTHS:
+        checked: set[tuple[str, ...]] = set()
         for i in range(0, len(words) - length + 1):
-            if is_mnemonic(words[i : i + length]):
-                return words[i : i + length]
+            window = tuple(words[i : i + length])
+            if window in checked:
+                continue
+            checked.add(window)
+            if is_mnemonic(list(window)):
+                return list(window)
     return None
 
 

@@ -67,7 +67,7 @@ class _Checker:
         self.extra_excludes = extra_excludes
         self.problems: list[Problem] = []
         self.env_site: Optional[Path] = None  # site-packages of `run`'s environment for these requirements
-        self.requirements_read = False  # the requirements file was read: an empty list then means "no packages"
+        self.requirements_read = False  # the requirements file was read, every line understood: an empty list then means "no packages"
 
     def shown(self, rel: str) -> str:
         """How a bundle path is printed: relative to where the user pointed us."""
@@ -106,6 +106,9 @@ class _Checker:
     def allowed_fingerprints(self, tree: BundleTree) -> set[str]:
         """The allow-list, when it ships (inspect reads it from the archive: both must agree)."""
         if not tree.ships(ALLOW_FILE):
+            if (self.root / ALLOW_FILE).is_file():  # else "add it to .allorasecretsignore" would send the user in circles
+                self.add(f"{ALLOW_FILE} is excluded from the archive by the ignore rules, so its fingerprints allow "
+                         "nothing (inspect reads them from the archive); ship it", ALLOW_FILE, severity="warning", code="excluded")
             return set()
         try:
             return parse_allow_list(decode_text((self.root / ALLOW_FILE).read_bytes(), self.shown(ALLOW_FILE)))
@@ -223,7 +226,9 @@ class _Checker:
                 problems = [p for p in problems if p.code != "unpinned"]
             else:
                 reqs = parsed
-                self.requirements_read = text is not None
+                # a line that is refused (numpy=>1.0, -r other.txt) may be the package the code imports:
+                # what the bundle installs is then unknown, and the import check must not call it missing
+                self.requirements_read = text is not None and not any(p.severity == "error" for p in more)
             self.problems.extend(problems)
         return reqs
 

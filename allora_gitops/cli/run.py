@@ -14,7 +14,7 @@ from allora_gitops.errors import AlloraGitopsError
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_cmd(
-        path: Path = typer.Argument(Path("."), help="The bundle directory (holding model.yaml), or an archive built by 'build'."),
+        path: Path = typer.Argument(Path("."), exists=True, help="The bundle directory (holding model.yaml), or an archive built by 'build'."),
         nonce: Optional[list[int]] = typer.Option(
             None, "--nonce", "-n", metavar="N", help="A nonce (block height) to predict; repeat for more. Default: 1000."
         ),
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         import tempfile
 
         if prune:
-            _prune()
+            _prune(json_output)
             return
 
         from allora_gitops import constants as C
@@ -87,7 +87,8 @@ def register(app: typer.Typer) -> None:
 
 def _error_document(exc: AlloraGitopsError) -> dict:
     """What ``run --json`` prints when there is no prediction: the error as the text lines say it, as data."""
-    doc: dict = {"type": type(exc).__name__, "message": exc.message}
+    message = exc.message or "; ".join(str(p) for p in exc.problems)  # a ManifestError is its problems
+    doc: dict = {"type": type(exc).__name__, "message": message}
     if exc.problems:
         doc["problems"] = [p.to_dict() for p in exc.problems]
     details = list(getattr(exc, "details", []))
@@ -98,15 +99,24 @@ def _error_document(exc: AlloraGitopsError) -> dict:
     return doc
 
 
-def _prune() -> None:
+def _prune(json_output: bool = False) -> None:
+    import json
+
     from allora_gitops.runner.environment import environments_dir, prune_environments
 
     removed, busy = prune_environments()
+    total = sum(e.size for e in removed)
+    if json_output:
+        typer.echo(json.dumps({
+            "directory": str(environments_dir()),
+            "removed": [{"path": str(e.path), "bytes": e.size, "complete": e.ready} for e in removed],
+            "kept_in_use": [str(e.path) for e in busy],
+            "freed_bytes": total,
+        }, indent=2))
+        return
     for env in removed:
         typer.echo(f"removed {env.path} ({env.size / (1 << 20):.1f} MB{'' if env.ready else ', incomplete'})")
     for env in busy:
         eprint(f"warning: {env.path} is in use by a running 'allora-bundle run'; kept")
-    total = sum(e.size for e in removed)
     typer.echo(f"{len(removed)} cached environment{'s' if len(removed) != 1 else ''} removed from {environments_dir()}, "
                f"{total / (1 << 20):.1f} MB freed")
-

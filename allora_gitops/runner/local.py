@@ -95,8 +95,10 @@ def run_bundle(
     else:
         from allora_gitops.runner.environment import EnvironmentSpec, ensure_environment
 
+        requirements = _read(bundle_dir, manifest.environment.pip_requirements, "environment.pip_requirements")
+        _refuse_bad_requirements(requirements, str(request.bundle_dir / manifest.environment.pip_requirements))
         spec = EnvironmentSpec(
-            requirements=_read(bundle_dir, manifest.environment.pip_requirements, "environment.pip_requirements"),
+            requirements=requirements,
             requirements_dir=bundle_dir,
             constraints=_read(bundle_dir, manifest.environment.constraints, "environment.constraints")
             if manifest.environment.constraints
@@ -224,6 +226,19 @@ def _read(bundle_dir: Path, relative: str, field_name: str) -> str:
         raise RunError(f"{relative} not found (model.yaml {field_name})") from None
     except BundleTextError as exc:
         raise RunError(problems=exc.problems) from None
+
+
+def _refuse_bad_requirements(text: str, display: str) -> None:
+    """Raise :class:`RunError` naming ``display``:line for each line validate refuses, before pip runs.
+
+    pip would refuse most of them too, but naming the cached copy it installs from, not the user's file.
+    """
+    from allora_gitops.bundle.requirements import parse_requirements
+
+    _, problems = parse_requirements(text, display)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise RunError(problems=errors)
 
 
 def _child_env(keep_pythonpath: bool) -> dict[str, str]:

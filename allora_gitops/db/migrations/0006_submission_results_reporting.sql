@@ -33,6 +33,15 @@ SELECT CASE
 END
 $fn$;
 
+-- Like every allora_* function (0002), these two find what they call in their own schema whatever the
+-- caller's search_path (pg_restore runs with an empty one); CREATE OR REPLACE drops the pin 0002 set.
+DO $do$
+BEGIN
+    EXECUTE format('ALTER FUNCTION allora_may_hold_secret(text) SET search_path = %I, pg_catalog', current_schema());
+    EXECUTE format('ALTER FUNCTION allora_looks_like_secret(text) SET search_path = %I, pg_catalog', current_schema());
+END
+$do$;
+
 -- Earlier rows were all submissions; the key below needs them unique first (keep the newest).
 DELETE FROM submission_results r
 USING submission_results newer
