@@ -60,6 +60,13 @@ HEARTBEAT_MAX_AGE_SECONDS = int(_runtime.DEFAULT_HEARTBEAT_MAX_AGE)  # `bootstra
 WALLET_DIR_IN_POD = _runtime.DEFAULT_WALLET_DIR
 WALLET_DIR_ENV = _runtime.ENV_WALLET_DIR
 WALLET_SECRET_KEYS = _runtime.WALLET_FILES
+# Results reporting (render's --results-url): the env the runtime reads and the projected ServiceAccount token it sends.
+RESULTS_URL_ENV = _runtime.ENV_RESULTS_URL
+RESULTS_TOKEN_AUDIENCE = _runtime.RESULTS_TOKEN_AUDIENCE
+RESULTS_TOKEN_EXPIRATION_SECONDS = _runtime.RESULTS_TOKEN_EXPIRATION_SECONDS
+RESULTS_TOKEN_DIR_IN_POD = _runtime.RESULTS_TOKEN_DIR
+RESULTS_TOKEN_PATH = _runtime.RESULTS_TOKEN_PATH
+PLATFORM_API_POD_PORT = 8080  # the port `allora-gitops serve` listens on in the blueprint's platform/ (Service 80 → 8080)
 # The image build context: Dockerfile + these two files beside it.
 BUILD_CONTEXT_ARCHIVE = "bundle.tar.gz"
 BUILD_CONTEXT_BOOTSTRAP = "bootstrap.pyz"

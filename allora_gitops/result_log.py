@@ -15,8 +15,9 @@ A result line with a missing or wrong field is a problem naming its line; ``Resu
 good rows and, once the input is exhausted, raises ``ResultsError`` listing every problem, so a caller
 writing inside a transaction (``db.results.import_results``) writes nothing.
 
-Today's runtime (allora_runtime/live.py) writes ``submission_failed`` without a nonce: such a line cannot be tied
-to a result, so it is counted as ``unattributed`` and skipped rather than refused.
+The runtime writes ``submission_failed`` with the nonce of the prediction the SDK was submitting; runtimes before
+that wrote it without one: such a line cannot be tied to a result, so it is counted as ``unattributed`` and
+skipped rather than refused.
 """
 
 from __future__ import annotations
@@ -25,15 +26,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-from allora_gitops.db.results import MAX_MESSAGE_CHARS, ResultRow, utc, value_text
+from allora_gitops.db.results import MAX_MESSAGE_CHARS, RECORD_BATCH_MAX, ResultRow, utc, value_text
 from allora_gitops.errors import Problem, ResultsError
 
-from allora_runtime.contract import EVENT_PREDICTION, EVENT_PREDICTION_REFUSED
+from allora_runtime.contract import (
+    EVENT_PREDICTION,
+    EVENT_PREDICTION_REFUSED,
+    EVENT_SUBMISSION,
+    EVENT_SUBMISSION_FAILED,
+    RESULT_EVENTS,
+)
 
-# allora_runtime/live.py writes these two as literals; they belong in allora_runtime.contract beside the others.
-EVENT_SUBMISSION = "submission"
-EVENT_SUBMISSION_FAILED = "submission_failed"
-RESULT_EVENTS = (EVENT_PREDICTION, EVENT_PREDICTION_REFUSED, EVENT_SUBMISSION, EVENT_SUBMISSION_FAILED)
 MAX_REPORTED_PROBLEMS = 100  # lines named one by one; the rest are counted
 
 
@@ -49,7 +52,7 @@ class ResultLog:
     lines: int = 0
     results: int = 0
     skipped: int = 0  # not JSON, or not a result event
-    unattributed: int = 0  # result events without a nonce (submission_failed from today's runtime)
+    unattributed: int = 0  # result events without a nonce (submission_failed from an older runtime)
     malformed: int = 0
     problems: list[Problem] = field(default_factory=list)
 
@@ -87,6 +90,44 @@ class ResultLog:
         self.malformed += 1
         if len(self.problems) < MAX_REPORTED_PROBLEMS:
             self.problems.append(Problem(message, file=self.source, line=number, code="result"))
+
+
+def report_rows(report: Any) -> tuple[list[ResultRow], int]:
+    """A reporter's POST body (``{"results": [<result event object>, ...]}``, see allora_runtime/reporter.py) →
+    (rows for ``record_results``, how many carried no nonce and were skipped).
+
+    All or nothing: every malformed result is one ``Problem`` naming its index (``results[3]: nonce is missing``)
+    in one ``ResultsError``; so is a body of another shape or with more than ``RECORD_BATCH_MAX`` results.
+    """
+    results = report.get("results") if isinstance(report, dict) else None
+    if not isinstance(results, list):
+        raise ResultsError('the body must be a JSON object {"results": [...]}')
+    if len(results) > RECORD_BATCH_MAX:
+        raise ResultsError(f"{len(results)} results in one report; send at most {RECORD_BATCH_MAX}")
+    rows: list[ResultRow] = []
+    problems: list[Problem] = []
+    unattributed = 0
+    for index, event in enumerate(results):
+        where = f"results[{index}]"
+        if not isinstance(event, dict) or event.get("event") not in RESULT_EVENTS:
+            problems.append(Problem(f"{where}: not a result event ({', '.join(RESULT_EVENTS)})", code="result"))
+            continue
+        try:
+            row = result_row(event)
+        except _Malformed as exc:
+            problems.append(Problem(f"{where}: {exc}", code="result"))
+            continue
+        if row is None:
+            unattributed += 1
+            continue
+        found = row.problems()
+        if found:
+            problems.append(Problem(f"{where}: {'; '.join(found)}", code="result"))
+            continue
+        rows.append(row)
+    if problems:
+        raise ResultsError(f"{len(problems)} of {len(results)} results are malformed; none was stored", problems[:MAX_REPORTED_PROBLEMS])
+    return rows, unattributed
 
 
 def _event(line: str) -> dict[str, Any] | None:

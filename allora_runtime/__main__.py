@@ -50,6 +50,7 @@ from allora_runtime.heartbeat import StartupHeartbeat, healthcheck, heartbeat_lo
 from allora_runtime.live import _import_sdk, build_worker, run_live, worker_summary
 from allora_runtime.log import LOG, FdCapture, PrintCapture, _install_logging
 from allora_runtime.metrics import ignore_multiprocess_dir, start_metrics
+from allora_runtime.reporter import start_reporter, stop_reporter
 from allora_runtime.settings import _env, forget_wallet_env, load_settings, read_wallet
 from allora_runtime.user import _where, load_user_function
 
@@ -287,7 +288,11 @@ def _main(args: argparse.Namespace, env: dict[str, str], mode: str) -> int:
             if beat is not None:
                 beat.cancel()
 
-    code = loop.run_until_complete(supervisor.run(body()))
+    reporter = start_reporter(settings.results, metrics, LOG) if mode in ("live", "dry_run") else None
+    try:
+        code = loop.run_until_complete(supervisor.run(body()))
+    finally:
+        stop_reporter(reporter, LOG)  # within the grace Kubernetes gives after SIGTERM, crash or not
     if mode in ("live", "dry_run"):
         LOG.emit(EVENT_STOPPED, exit_code=code)
     return code

@@ -118,7 +118,9 @@ class Adapter:
         self._thread: Optional[CallThread] = None
         self._stuck: list[CallThread] = []
         self.failed: Optional[str] = None
-        self.last_nonce: Optional[int] = None  # the SDK submits right after each prediction, one at a time
+        # The nonce of the latest call, refused or not: the SDK submits right after each prediction, one at a
+        # time, so the submission (or its failure) that follows belongs to it.
+        self.last_nonce: Optional[int] = None
 
     async def __call__(self, context: Any) -> Any:
         """The SDK's callback: RunContext in, a checked value out (or PredictionRefused: nothing is submitted)."""
@@ -137,6 +139,7 @@ class Adapter:
             arg = context if context is not None else LocalRunContext(nonce=nonce, topic_id=self.topic_id)
         else:
             arg = nonce
+        self.last_nonce = nonce
         started = time.perf_counter()
         try:
             value = await self._call(arg, started + self.timeout)
@@ -152,7 +155,6 @@ class Adapter:
         latency = time.perf_counter() - started
         value = _plain(value)
         self.metrics.prediction(latency)
-        self.last_nonce = nonce
         self.log.emit("prediction", nonce=nonce, value=shown, latency_ms=round(latency * 1000, 3))
         return Outcome(nonce=nonce, ok=True, latency=latency, value=value, shown=shown)
 

@@ -44,6 +44,11 @@ ENV_CONNECT_RETRIES = "ALLORA_CONNECT_RETRIES"
 ENV_RETRY_BACKOFF = "ALLORA_RETRY_BACKOFF"
 ENV_MAX_STUCK_CALLS = "ALLORA_MAX_STUCK_CALLS"
 ENV_BUNDLE_SHA256 = "ALLORA_BUNDLE_SHA256"  # the archive's sha256, shown in allora_model_info
+# Results reporting (allora_runtime/reporter.py): set by the Deployment only when the platform collects results.
+ENV_RESULTS_URL = "ALLORA_RESULTS_URL"  # the platform API's results endpoint, POSTed to as is; unset: only logged
+ENV_RESULTS_TOKEN_FILE = "ALLORA_RESULTS_TOKEN_FILE"  # the projected ServiceAccount token, read again for each send
+ENV_RESULTS_QUEUE_LIMIT = "ALLORA_RESULTS_QUEUE_LIMIT"  # results waiting to be sent; beyond it the oldest are dropped
+ENV_RESULTS_RETRY_BACKOFF = "ALLORA_RESULTS_RETRY_BACKOFF"  # first retry delay (s), doubled each failure, capped below
 # prometheus-client's own variable: multiprocess mode, which the runtime does not use (one process serves metrics)
 ENV_PROMETHEUS_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # Values that are secrets: scrubbed from every log line, and never handed to a local run's model process.
@@ -65,6 +70,20 @@ DEFAULT_HEARTBEAT_INTERVAL = 10.0  # ALLORA_HEARTBEAT_INTERVAL
 DEFAULT_HEARTBEAT_MAX_AGE = 120.0  # ALLORA_HEARTBEAT_MAX_AGE (--healthcheck)
 DEFAULT_STARTUP_LIMIT = 600.0  # ALLORA_STARTUP_LIMIT: the heartbeat is kept fresh this long while the model imports
 DEFAULT_WALLET_DIR = "/var/run/secrets/allora/wallet"  # ALLORA_WALLET_DIR
+# The projected ServiceAccount token volume the Deployment mounts when results reporting is on
+# (https://kubernetes.io/docs/concepts/storage/projected-volumes/#serviceaccounttoken): the API checks the audience.
+RESULTS_TOKEN_AUDIENCE = "allora-platform"
+RESULTS_TOKEN_EXPIRATION_SECONDS = 3600  # the kubelet rotates the file at 80 % of this
+RESULTS_TOKEN_DIR = "/var/run/secrets/allora/platform-token"
+RESULTS_TOKEN_PATH = "token"  # the file inside RESULTS_TOKEN_DIR
+DEFAULT_RESULTS_TOKEN_FILE = f"{RESULTS_TOKEN_DIR}/{RESULTS_TOKEN_PATH}"  # ALLORA_RESULTS_TOKEN_FILE
+DEFAULT_RESULTS_QUEUE_LIMIT = 10_000  # ALLORA_RESULTS_QUEUE_LIMIT: about two weeks of 2-minute windows (2 results each)
+DEFAULT_RESULTS_RETRY_BACKOFF = 1.0  # ALLORA_RESULTS_RETRY_BACKOFF
+MAX_RESULTS_RETRY_BACKOFF = 60.0
+RESULTS_BATCH_SIZE = 100  # results per POST at most
+RESULTS_BATCH_BYTES = 48 << 10  # and at most this many bytes of results (the API refuses JSON bodies over 64 KiB)
+RESULTS_SEND_TIMEOUT = 10.0  # seconds for one POST
+RESULTS_FLUSH_SECONDS = 3.0  # on shutdown, how long the reporter may still send (inside STOP_GRACE_SECONDS)
 DEFAULT_CONNECT_RETRIES = 5  # ALLORA_CONNECT_RETRIES: consecutive failures before EXIT_CONNECTION
 DEFAULT_RETRY_BACKOFF = 2.0  # ALLORA_RETRY_BACKOFF: first delay (s), doubled each time, capped below
 MAX_RETRY_BACKOFF = 60.0
@@ -84,6 +103,11 @@ EVENT_IMPORTING = "importing"
 EVENT_IMPORTED = "imported"
 EVENT_PREDICTION = "prediction"
 EVENT_PREDICTION_REFUSED = "prediction_refused"
+EVENT_SUBMISSION = "submission"
+EVENT_SUBMISSION_FAILED = "submission_failed"
+# The results: what `allora-gitops results import` reads from the log, and what the reporter POSTs as
+# {"results": [<the event's log object>, ...]} to ALLORA_RESULTS_URL.
+RESULT_EVENTS = (EVENT_PREDICTION, EVENT_PREDICTION_REFUSED, EVENT_SUBMISSION, EVENT_SUBMISSION_FAILED)
 EVENT_PRINT = "print"  # a line something else wrote to stdout (Python or file descriptor 1), wrapped
 EVENT_STOPPING = "stopping"
 EVENT_STOPPED = "stopped"

@@ -7,7 +7,15 @@ import time
 from typing import Any, Optional
 
 from allora_runtime.adapter import Adapter
-from allora_runtime.contract import CONNECT_TIMEOUT, EXIT_OK, MAX_RETRY_BACKOFF, SDK_REQUIREMENT, STABLE_RUN_SECONDS
+from allora_runtime.contract import (
+    CONNECT_TIMEOUT,
+    EVENT_SUBMISSION,
+    EVENT_SUBMISSION_FAILED,
+    EXIT_OK,
+    MAX_RETRY_BACKOFF,
+    SDK_REQUIREMENT,
+    STABLE_RUN_SECONDS,
+)
 from allora_runtime.errors import BootstrapError, ConfigError, ConnectionFailure, ImportFailure, RuntimeFailure
 from allora_runtime.log import LOG
 from allora_runtime.settings import Settings, WalletSecret, redact_url
@@ -124,6 +132,35 @@ def already_submitted(result: Any) -> bool:
     return isinstance(result, Exception) and any(cls.__name__ == "AlreadySubmittedError" for cls in type(result).__mro__)
 
 
+def submission_event(result: Any, nonce: Optional[int]) -> tuple[str, dict[str, Any]]:
+    """What one item of ``worker.run()`` is logged (and reported) as: ``(event, fields)``.
+
+    An exception is ``submission_failed`` with its type and message; a submission is ``submission`` with the value,
+    the transaction hash and code, and gas used and fee (``"1234uallo"``) when the response says. ``nonce``: the
+    nonce of the prediction the SDK just submitted (it submits one at a time, right after predicting).
+    The fields are those ``allora_gitops.result_log`` reads; ``fee_uallo`` (the fee as a number, for the
+    metrics) is popped before logging.
+    """
+    if isinstance(result, Exception):
+        return EVENT_SUBMISSION_FAILED, {
+            "nonce": nonce, "error_type": type(result).__name__, "message": LOG.scrub(str(result))[:500],
+        }  # fmt: skip
+    tx = getattr(result, "tx_result", None)
+    gas, fee = submission_costs(tx)
+    fields: dict[str, Any] = {
+        "nonce": nonce,
+        "value": check_prediction(result.submission) if result.submission is not None else None,
+        "tx_hash": getattr(tx, "txhash", None),
+        "code": getattr(tx, "code", None),
+    }
+    if gas is not None:
+        fields["gas_used"] = gas
+    if fee is not None:
+        fields["fee"] = f"{fee}uallo"
+        fields["fee_uallo"] = fee
+    return EVENT_SUBMISSION, fields
+
+
 async def read_balance(worker: Any, metrics: Any, last_read: float) -> float:
     """Set the wallet balance gauge from one bank query, at most every BALANCE_READ_INTERVAL; returns the read time.
 
@@ -183,20 +220,16 @@ async def run_live(settings: Settings, wallet: WalletSecret, adapter: Adapter, s
             ran = True
             balance_read = await read_balance(worker, adapter.metrics, 0.0)
             async for result in worker.run():
+                event, fields = submission_event(result, adapter.last_nonce)
                 if already_submitted(result):
                     adapter.metrics.submission("already_submitted")
                     LOG.emit("submission_skipped", nonce=adapter.last_nonce, reason="already_submitted")
-                elif isinstance(result, Exception):
-                    adapter.metrics.submission("error", type(result).__name__)
-                    LOG.emit("submission_failed", level="error", error_type=type(result).__name__, message=LOG.scrub(str(result))[:500])
+                elif event == EVENT_SUBMISSION_FAILED:
+                    adapter.metrics.submission("error", fields["error_type"])
+                    LOG.emit(event, level="error", **fields)
                 else:
-                    tx = getattr(result, "tx_result", None)
-                    gas, fee = submission_costs(tx)
-                    adapter.metrics.submission("ok", gas_used=gas, fee_uallo=fee)
-                    LOG.emit(
-                        "submission", nonce=adapter.last_nonce, value=check_prediction(result.submission) if result.submission is not None else None,
-                        tx_hash=getattr(tx, "txhash", None), code=getattr(tx, "code", None),
-                    )
+                    adapter.metrics.submission("ok", gas_used=fields.get("gas_used"), fee_uallo=fields.pop("fee_uallo", None))
+                    LOG.emit(event, **fields)
                 balance_read = await read_balance(worker, adapter.metrics, balance_read)
             if stop.is_set():
                 return EXIT_OK

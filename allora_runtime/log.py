@@ -8,9 +8,9 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from allora_runtime.contract import EVENT_PRINT
+from allora_runtime.contract import EVENT_PRINT, RESULT_EVENTS
 from allora_runtime.errors import PredictionRefused
 
 
@@ -22,6 +22,8 @@ class JsonLog:
         self.debug = False
         self._lock = threading.Lock()
         self._secrets: list[str] = []
+        # Called with each result line (RESULT_EVENTS) once written: the results reporter's queue, when on.
+        self.results_tap: Optional[Callable[[str], None]] = None
 
     def add_secret(self, value: Optional[str]) -> None:
         if value and len(value) >= 8:
@@ -51,6 +53,9 @@ class JsonLog:
         line = self.format(event, level, **fields)
         with self._lock:
             self._write(line)
+        tap = self.results_tap
+        if tap is not None and event in RESULT_EVENTS:
+            tap(line)  # outside the lock: the reporter's own log lines must not wait on it
 
     def emit_from_signal_handler(self, event: str, level: str = "info", **fields: Any) -> None:
         """emit() for a signal handler: the interrupted code may hold the lock, so never wait for it."""

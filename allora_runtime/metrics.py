@@ -18,6 +18,7 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 FAILURE_REASONS = ("timeout", "exception", "invalid_value")
 SUBMISSION_RESULTS = ("ok", "error", "already_submitted")  # already_submitted: the chain had our payload for that nonce
+RESULT_DROP_REASONS = ("queue_full", "rejected")  # allora_runtime.reporter
 MAX_ERROR_TYPES = 20  # distinct `error_type` label values; any further type is counted as "other"
 OTHER = "other"
 
@@ -74,6 +75,16 @@ class Metrics:
         self.info = Gauge(
             "allora_model_info", "The model this runtime serves (always 1)", ["name", "version", "sha256", "network", "topic"], registry=registry
         )
+        self.results_sent = Counter(
+            "allora_results_sent", "Results delivered to the platform API (ALLORA_RESULTS_URL)", registry=registry
+        )
+        self.results_dropped = Counter(
+            "allora_results_dropped",
+            "Results never delivered: queue_full (the oldest, beyond ALLORA_RESULTS_QUEUE_LIMIT) or rejected by the API",
+            ["reason"], registry=registry,
+        )  # fmt: skip
+        for reason in RESULT_DROP_REASONS:
+            self.results_dropped.labels(reason)
         self.enabled = True
 
     def serve(self, port: int, address: str) -> None:
@@ -122,6 +133,14 @@ class Metrics:
                 self.consecutive.set(0)
             else:
                 self.consecutive.inc()
+
+    def result_sent(self, count: int) -> None:
+        if self.enabled:
+            self.results_sent.inc(count)
+
+    def result_dropped(self, reason: str, count: int) -> None:
+        if self.enabled:
+            self.results_dropped.labels(reason if reason in RESULT_DROP_REASONS else OTHER).inc(count)
 
     def wallet_balance(self, uallo: int) -> None:
         if not self.enabled:

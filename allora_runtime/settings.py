@@ -23,10 +23,17 @@ from allora_runtime.contract import (
     DEFAULT_METRICS_PORT,
     DEFAULT_NETWORK,
     DEFAULT_POLLING_INTERVAL,
+    DEFAULT_RESULTS_QUEUE_LIMIT,
+    DEFAULT_RESULTS_RETRY_BACKOFF,
+    DEFAULT_RESULTS_TOKEN_FILE,
     DEFAULT_RETRY_BACKOFF,
     DEFAULT_STARTUP_LIMIT,
     ENV_STARTUP_LIMIT,
     DEFAULT_WALLET_DIR,
+    ENV_RESULTS_QUEUE_LIMIT,
+    ENV_RESULTS_RETRY_BACKOFF,
+    ENV_RESULTS_TOKEN_FILE,
+    ENV_RESULTS_URL,
     ENV_MAX_RUNTIME,
     FALSE_WORDS,
     FEE_TIERS,
@@ -76,6 +83,7 @@ class Settings:
     retry_backoff: float
     max_stuck_calls: int
     bundle_sha256: str = ""  # ALLORA_BUNDLE_SHA256: the archive digest, for allora_model_info (the Deployment sets it)
+    results: Optional["ResultsSettings"] = None  # ALLORA_RESULTS_URL set: results are also POSTed to the platform API
     max_runtime: Optional[float] = None  # ALLORA_MAX_RUNTIME seconds: stop and exit 0 when reached (None: run until stopped)
 
     @property
@@ -105,7 +113,33 @@ class Settings:
             "startup_limit": self.startup_limit,
             "connect_retries": self.connect_retries,
             "max_stuck_calls": self.max_stuck_calls,
+            "results_url": redact_url(self.results.url) if self.results else None,
         }
+
+
+@dataclass
+class ResultsSettings:
+    """Where results are reported (allora_runtime/reporter.py); the token file is read at each send, never here."""
+
+    url: str
+    token_file: str
+    queue_limit: int
+    retry_backoff: float
+
+
+def results_settings(env: dict[str, str]) -> Optional[ResultsSettings]:
+    """None when ALLORA_RESULTS_URL is unset; ConfigError naming the variable when a value is wrong."""
+    url = _env(env, ENV_RESULTS_URL)
+    if url is None:
+        return None
+    if not re.match(r"^https?://[^/?#\s]+(/\S*)?$", url):
+        raise ConfigError(f"{ENV_RESULTS_URL} must be an http:// or https:// URL, got {redact_url(url)!r}")
+    return ResultsSettings(
+        url=url,
+        token_file=_env(env, ENV_RESULTS_TOKEN_FILE) or DEFAULT_RESULTS_TOKEN_FILE,
+        queue_limit=_positive_int(_env(env, ENV_RESULTS_QUEUE_LIMIT) or DEFAULT_RESULTS_QUEUE_LIMIT, ENV_RESULTS_QUEUE_LIMIT),
+        retry_backoff=_number(_env(env, ENV_RESULTS_RETRY_BACKOFF) or DEFAULT_RESULTS_RETRY_BACKOFF, ENV_RESULTS_RETRY_BACKOFF),
+    )
 
 
 def redact_url(url: Optional[str]) -> Optional[str]:
@@ -289,6 +323,7 @@ def load_settings(bundle_root: Path, env: dict[str, str], timeout: Optional[floa
         retry_backoff=_number(_env(env, "ALLORA_RETRY_BACKOFF") or DEFAULT_RETRY_BACKOFF, "ALLORA_RETRY_BACKOFF"),
         max_stuck_calls=_positive_int(_env(env, "ALLORA_MAX_STUCK_CALLS") or DEFAULT_MAX_STUCK_CALLS, "ALLORA_MAX_STUCK_CALLS"),
         bundle_sha256=_sha256(_env(env, ENV_BUNDLE_SHA256)),
+        results=results_settings(env),
         max_runtime=_number(_env(env, ENV_MAX_RUNTIME), ENV_MAX_RUNTIME) if _env(env, ENV_MAX_RUNTIME) is not None else None,
     )
 

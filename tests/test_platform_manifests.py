@@ -27,6 +27,9 @@ def test_platform_manifests_render_and_meet_the_pod_rules(tmp_path):
     problems = [(o["kind"], rule, msg) for o in objects for rule, msg in check_object(o) if rule != "liveness-probe"]
     assert problems == []  # liveness: the API has an HTTP probe, not the models' exec one
     assert list(check_network_policies(objects)) == []
+    (policy,) = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    from_models = [r for r in policy["spec"]["ingress"] if r["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "allora-models"]
+    assert from_models and from_models[0]["ports"] == [{"port": 8080, "protocol": "TCP"}]  # the models' results reporting
 
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
     assert deployment["spec"]["replicas"] >= 2

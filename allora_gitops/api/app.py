@@ -29,6 +29,7 @@ from allora_gitops.errors import (
     RecordConflict,
     RemoteUnavailable,
     RenderError,
+    ResultsError,
     StorageError,
     UsageError,
 )
@@ -37,7 +38,7 @@ API_PREFIX = "/api"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 # Every body but the upload's is a small JSON document: a larger one is refused before the routes (and
 # before authentication) ever see it, so nobody can make the server hold a body of any size in memory.
-MAX_REQUEST_BODY = 64 << 10
+MAX_REQUEST_BODY = 64 << 10  # > allora_runtime.contract.RESULTS_BATCH_BYTES: a results batch always fits
 UPLOAD_ROUTE = ("POST", f"{API_PREFIX}/bundles")  # streamed to disk under its own limit (api/upload.py)
 log = logging.getLogger("allora_gitops.api")
 
@@ -68,6 +69,12 @@ def problem(status: int, detail: str, *, title: Optional[str] = None, problems: 
 
 def core_status(exc: AlloraGitopsError) -> int:
     """The HTTP status of one of our own errors, by kind."""
+    from allora_gitops.api.podidentity import PodIdentityError
+
+    if isinstance(exc, PodIdentityError):
+        return exc.status_code  # 401 / 403 / 503
+    if isinstance(exc, ResultsError):
+        return 422  # malformed results: the reporter drops the batch instead of retrying it
     if isinstance(exc, RecordConflict):
         return 409
     if isinstance(exc, (BundleError, ManifestError, RenderError, UsageError)):
@@ -160,7 +167,7 @@ class BodyLimit:
 
 def create_app(settings: ApiSettings) -> FastAPI:
     """The API for ``settings``: health, OpenAPI at ``/api/openapi.json``, bundles and deployments under ``/api``."""
-    from allora_gitops.api import bundles, deployments
+    from allora_gitops.api import bundles, deployments, results
 
     app = FastAPI(
         title="allora-gitops platform API",
@@ -172,6 +179,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.add_middleware(BodyLimit)
+    app.state.pod_verifier = None  # POST /api/v1/results answers 503 until the cluster's issuer is configured
+    if settings.pod_jwks and settings.pod_issuer:
+        from allora_gitops.api.podidentity import PodTokenVerifier
+
+        app.state.pod_verifier = PodTokenVerifier(settings.pod_jwks, settings.pod_issuer, namespace=settings.models_namespace)
     _install_handlers(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
@@ -189,6 +201,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     unauthorized = {401: {"description": "Missing, unknown, revoked or expired token (a problem object)"}}
     app.include_router(bundles.router, prefix=API_PREFIX, responses=unauthorized)
     app.include_router(deployments.router, prefix=API_PREFIX, responses=unauthorized)
+    app.include_router(results.router, prefix=API_PREFIX, responses=unauthorized)
     return app
 
 

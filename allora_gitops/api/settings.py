@@ -14,6 +14,10 @@ BASE_BRANCH_ENV = "ALLORA_GITOPS_BASE_BRANCH"
 MAX_UPLOAD_MB_ENV = "ALLORA_API_MAX_UPLOAD_MB"
 MAX_LIVE_DEPLOYMENTS_ENV = "ALLORA_API_MAX_LIVE_DEPLOYMENTS"
 UPLOAD_DIR_ENV = "ALLORA_API_UPLOAD_DIR"
+# POST /api/v1/results: the cluster's ServiceAccount issuer (api/podidentity.py); unset: results reporting is off.
+POD_JWKS_ENV = "ALLORA_API_POD_JWKS"  # the issuer's JWKS: https://<api-server>/openid/v1/jwks or a file
+POD_ISSUER_ENV = "ALLORA_API_POD_ISSUER"  # the exact `iss` of its tokens
+MODELS_NAMESPACE_ENV = "ALLORA_API_MODELS_NAMESPACE"  # where the deployments' pods run (default: allora-models)
 DEFAULT_MAX_LIVE_DEPLOYMENTS = 10
 
 
@@ -28,6 +32,9 @@ class ApiSettings:
     max_upload_bytes: int = C.MAX_BUNDLE_BYTES
     max_live_deployments: int = DEFAULT_MAX_LIVE_DEPLOYMENTS
     upload_dir: Optional[str] = None  # where uploads are spooled (None: the system temp dir)
+    pod_jwks: Optional[str] = None  # $ALLORA_API_POD_JWKS; with pod_issuer: POST /api/v1/results is served
+    pod_issuer: Optional[str] = None  # $ALLORA_API_POD_ISSUER
+    models_namespace: str = C.NAMESPACE  # $ALLORA_API_MODELS_NAMESPACE
 
 
 def _int_env(name: str, default: int) -> int:
@@ -53,7 +60,8 @@ def load_api_settings(
     max_live_deployments: Optional[int] = None,
 ) -> ApiSettings:
     """Flags first, then ``$ALLORA_GITOPS_REPO``, ``$ALLORA_STORE_URL``, ``$ALLORA_DATABASE_URL``,
-    ``$ALLORA_API_MAX_UPLOAD_MB``, ``$ALLORA_API_MAX_LIVE_DEPLOYMENTS``, then the defaults.
+    ``$ALLORA_API_MAX_UPLOAD_MB``, ``$ALLORA_API_MAX_LIVE_DEPLOYMENTS``, then the defaults; results reporting
+    from ``$ALLORA_API_POD_JWKS``, ``$ALLORA_API_POD_ISSUER`` and ``$ALLORA_API_MODELS_NAMESPACE``.
 
     The one place the server's configuration is read (repository settings files plug in here).
     Raises UsageError when no repository is given or a limit is malformed.
@@ -75,6 +83,7 @@ def load_api_settings(
             else _int_env(MAX_LIVE_DEPLOYMENTS_ENV, DEFAULT_MAX_LIVE_DEPLOYMENTS)
         ),
         upload_dir=os.environ.get(UPLOAD_DIR_ENV, "").strip() or None,
+        **_pod_identity_settings(),
     )
 
 
@@ -87,7 +96,23 @@ def settings_environment(settings: ApiSettings) -> dict[str, str]:
         MAX_UPLOAD_MB_ENV: str(settings.max_upload_bytes >> 20),
         MAX_LIVE_DEPLOYMENTS_ENV: str(settings.max_live_deployments),
     }
-    for name, value in ((C.STORE_URL_ENV, settings.store_url), (C.DATABASE_URL_ENV, settings.database_url), (UPLOAD_DIR_ENV, settings.upload_dir)):
+    for name, value in (
+        (C.STORE_URL_ENV, settings.store_url), (C.DATABASE_URL_ENV, settings.database_url), (UPLOAD_DIR_ENV, settings.upload_dir),
+        (POD_JWKS_ENV, settings.pod_jwks), (POD_ISSUER_ENV, settings.pod_issuer), (MODELS_NAMESPACE_ENV, settings.models_namespace),
+    ):  # fmt: skip
         if value:
             env[name] = value
     return env
+
+
+def _pod_identity_settings() -> dict:
+    """$ALLORA_API_POD_JWKS and $ALLORA_API_POD_ISSUER go together (UsageError for one alone)."""
+    jwks = os.environ.get(POD_JWKS_ENV, "").strip() or None
+    issuer = os.environ.get(POD_ISSUER_ENV, "").strip() or None
+    if (jwks is None) != (issuer is None):
+        raise UsageError(f"${POD_JWKS_ENV} and ${POD_ISSUER_ENV} go together: set both to accept pods' results, or neither")
+    return {
+        "pod_jwks": jwks,
+        "pod_issuer": issuer,
+        "models_namespace": os.environ.get(MODELS_NAMESPACE_ENV, "").strip() or C.NAMESPACE,
+    }

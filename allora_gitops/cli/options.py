@@ -32,6 +32,7 @@ WalletRemoteKeyOpt = Annotated[Optional[str], typer.Option("--wallet-remote-key"
 BaseImageOpt = Annotated[Optional[str], typer.Option("--base-image", help="Base image (default: python:VERSION-slim); pin it with repo@sha256:….")]
 MonitoringOpt = Annotated[Optional[bool], typer.Option("--monitoring/--no-monitoring", help="Render a PodMonitor and PrometheusRule for the deployment (default: monitoring in .allora-gitops.yaml, else on).")]
 LowBalanceThresholdOpt = Annotated[Optional[int], typer.Option("--low-balance-threshold", min=0, metavar="UALLO", help="AlloraLowWalletBalance fires below this many uallo (default: low_balance_threshold_uallo in .allora-gitops.yaml, else 10^18 = 1 ALLO).")]
+ResultsUrlOpt = Annotated[Optional[str], typer.Option("--results-url", help="Report each result to the platform API at this cluster Service URL (a projected ServiceAccount token, egress to it; default: off).")]
 NamespaceOpt = Annotated[Optional[str], typer.Option("--namespace", help="Namespace of the models (default: namespace in .allora-gitops.yaml, else allora-models).")]
 
 # --- where the change goes -------------------------------------------------------------------
@@ -49,7 +50,7 @@ DEPLOYMENT_OPTIONS = (
     ("cpu", CpuOpt), ("cpu_limit", CpuLimitOpt), ("memory", MemoryOpt), ("image_registry", ImageRegistryOpt),
     ("wallet_secret", WalletSecretOpt), ("secret_store", SecretStoreOpt), ("secret_store_kind", SecretStoreKindOpt),
     ("wallet_remote_key", WalletRemoteKeyOpt), ("base_image", BaseImageOpt), ("namespace", NamespaceOpt),
-    ("monitoring", MonitoringOpt), ("low_balance_threshold", LowBalanceThresholdOpt),
+    ("monitoring", MonitoringOpt), ("low_balance_threshold", LowBalanceThresholdOpt), ("results_url", ResultsUrlOpt),
 )  # fmt: skip
 
 

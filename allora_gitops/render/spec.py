@@ -27,6 +27,11 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(\.[a-z0-9-]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$")
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# The platform API's results endpoint as a cluster Service URL: http(s)://<service>.<namespace>.svc[.cluster.local][:port]/path
+_SERVICE_URL = re.compile(
+    r"^(?P<scheme>https?)://(?P<service>[a-z0-9]([-a-z0-9]*[a-z0-9])?)\.(?P<namespace>[a-z0-9]([-a-z0-9]*[a-z0-9])?)"
+    r"\.svc(\.cluster\.local)?(:(?P<port>[0-9]{1,5}))?(?P<path>/[A-Za-z0-9._~/-]*)?$"
+)
 
 
 def _quantity(value: str, what: str, allow_milli: bool) -> str:
@@ -106,6 +111,7 @@ class DeploymentSettings(_Model):
     monitoring: Optional[bool] = None
     low_balance_threshold: Optional[int] = None
     monitoring_namespace: Optional[str] = None
+    results_url: Optional[str] = None
 
     def explicit(self) -> dict:
         """What was given, without the ``None`` gaps."""
@@ -143,6 +149,22 @@ class DeploymentSpec(_Model):
     monitoring: bool = Field(True, description="render the PodMonitor and PrometheusRule (prometheus-operator)")
     low_balance_threshold: int = Field(C.LOW_BALANCE_THRESHOLD_UALLO, ge=0, description="AlloraLowWalletBalance below this many uallo")
     monitoring_namespace: str = Field(C.MONITORING_NAMESPACE, description="where Prometheus runs: the NetworkPolicy admits it to the metrics port")
+    results_url: Optional[str] = Field(
+        None, description="the platform API's results endpoint (a cluster Service URL); set: the pod reports its results there"
+    )
+
+    @field_validator("results_url")
+    @classmethod
+    def _results_url(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None:
+            match = _SERVICE_URL.match(v)
+            if match is None or not 0 < int(match["port"] or 1) <= 65535:
+                raise ValueError(
+                    f"{shown_value(v)} is not a cluster Service URL like"
+                    " http://allora-platform.allora-platform.svc:8000/api/v1/results"
+                    " (the pod's egress is opened to that namespace and port only)"
+                )
+        return v
 
     @field_validator("sha256")
     @classmethod
@@ -245,6 +267,20 @@ class DeploymentSpec(_Model):
         return f"{self.name}-{self.network}"
 
     @property
+    def results_service(self) -> Optional[dict]:
+        """``results_url`` as the NetworkPolicy needs it: ``{"namespace", "ports"}``.
+
+        The ports are the URL's (the scheme's when none) and the platform pod's (``PLATFORM_API_POD_PORT``):
+        depending on the CNI, a policy sees the Service port or, after DNAT, the pod's.
+        """
+        if self.results_url is None:
+            return None
+        match = _SERVICE_URL.match(self.results_url)
+        assert match is not None  # checked by the validator
+        port = int(match["port"] or (443 if match["scheme"] == "https" else 80))
+        return {"namespace": match["namespace"], "ports": sorted({port, C.PLATFORM_API_POD_PORT})}
+
+    @property
     def heartbeat_max_age(self) -> int:
         """Liveness must tolerate one slow prediction plus a poll: never less than the default."""
         return max(C.HEARTBEAT_MAX_AGE_SECONDS, int(self.manifest.runtime.max_seconds) * 2 + self.polling_interval)
@@ -288,6 +324,7 @@ class DeploymentSpec(_Model):
             "monitoring": True if s.monitoring is None else s.monitoring,
             "low_balance_threshold": C.LOW_BALANCE_THRESHOLD_UALLO if s.low_balance_threshold is None else s.low_balance_threshold,
             "monitoring_namespace": s.monitoring_namespace or C.MONITORING_NAMESPACE,
+            "results_url": s.results_url,
         }
         if topic_id is None:
             raise settings_error([Problem("topic-id: no topic id; pass --topic-id or set allora.topic_id in model.yaml", code="settings")])

@@ -1,0 +1,245 @@
+"""Results reporting: each result line of the log, POSTed in small batches to the platform API.
+
+When ``ALLORA_RESULTS_URL`` is set, every result event the runtime logs (``RESULT_EVENTS`` of
+:mod:`allora_runtime.contract`: prediction, prediction_refused, submission, submission_failed) is also
+queued here, as the very JSON object of its log line, and a background thread POSTs them::
+
+    POST {ALLORA_RESULTS_URL}
+    Authorization: Bearer <the projected ServiceAccount token, read from ALLORA_RESULTS_TOKEN_FILE for each send>
+    Content-Type: application/json
+
+    {"results": [{"ts": ..., "level": ..., "event": "prediction", "nonce": 7, "value": "0.5", ...}, ...]}
+
+so the API reads them with the same reader as ``allora-gitops results import`` (``allora_gitops.result_log``).
+
+- A prediction never waits: ``offer`` appends to an in-memory queue under a lock and returns.
+- The queue holds at most ``limit`` results; beyond it the oldest is dropped and counted
+  (``allora_results_dropped_total{reason="queue_full"}``).
+- A failed send (connection refused, timeout, 5xx, 401/403 while the token rotates) is retried with exponential
+  backoff and jitter ("equal jitter": half the delay fixed, half random, so restarted pods do not retry in step);
+  the batch goes back to the front of the queue, so order is kept and the oldest are still the first dropped.
+- A batch the API refuses as malformed (400, 413, 422) is not retried: it is dropped and counted
+  (``reason="rejected"``), so one bad batch cannot hold the queue forever.
+- The API is idempotent on (deployment, nonce, kind): a batch sent again after a lost response is harmless.
+- ``close`` sends what is left for at most a bounded time, then reports what it could not send.
+
+The token is never logged: log lines name the token file, never its content. Standard library only.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from pathlib import Path
+from typing import Callable, Optional
+
+from allora_runtime.contract import (
+    MAX_RESULTS_RETRY_BACKOFF,
+    RESULTS_BATCH_BYTES,
+    RESULTS_BATCH_SIZE,
+    RESULTS_FLUSH_SECONDS,
+    RESULTS_SEND_TIMEOUT,
+)
+from allora_runtime.log import JsonLog
+from allora_runtime.metrics import RESULT_DROP_REASONS, Metrics
+from allora_runtime.settings import ResultsSettings, redact_url
+
+REJECTED_STATUSES = (400, 413, 422)  # the API will never accept this batch: retrying it would block the queue
+
+
+class _SendFailed(Exception):
+    def __init__(self, detail: str, rejected: bool = False):
+        super().__init__(detail)
+        self.detail = detail
+        self.rejected = rejected
+
+
+class ResultReporter:
+    """A bounded queue of result lines and the thread that POSTs them; see the module docstring.
+
+    ``on_drop(reason, count)`` and ``on_sent(count)`` feed the metrics (called from the sending thread or,
+    for ``queue_full``, from the thread that logs the result).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token_file: str,
+        log: JsonLog,
+        *,
+        limit: int,
+        backoff: float,
+        batch_size: int = RESULTS_BATCH_SIZE,
+        send_timeout: float = RESULTS_SEND_TIMEOUT,
+        on_drop: Optional[Callable[[str, int], None]] = None,
+        on_sent: Optional[Callable[[int], None]] = None,
+    ):
+        self.url = url
+        self.token_file = token_file
+        self.log = log
+        self.limit = limit
+        self.backoff = backoff
+        self.batch_size = batch_size
+        self.send_timeout = send_timeout
+        self.on_drop = on_drop or (lambda reason, count: None)
+        self.on_sent = on_sent or (lambda count: None)
+        self.sent = 0
+        self.dropped = dict.fromkeys(RESULT_DROP_REASONS, 0)
+        self._queue: deque[bytes] = deque()
+        self._wake = threading.Condition(threading.Lock())
+        self._closing = False
+        self._stopping = threading.Event()  # set by close(); a new result does not cut a backoff short, this does
+        self._deadline = float("inf")  # monotonic time after which close() stops sending
+        self._thread = threading.Thread(target=self._run, name="allora-results", daemon=True)
+
+    def start(self) -> "ResultReporter":
+        self._thread.start()
+        return self
+
+    def offer(self, line: str) -> None:
+        """Queue one result (its JSON log line); drop the oldest waiting one when the queue is full. Never blocks on I/O."""
+        data = line.rstrip("\n").encode("utf-8")
+        dropped = 0
+        with self._wake:
+            if self._closing and time.monotonic() > self._deadline:
+                dropped = 1  # too late to be sent: counted, not silently lost
+            else:
+                if len(self._queue) >= self.limit:
+                    self._queue.popleft()
+                    dropped = 1
+                self._queue.append(data)
+                self._wake.notify()
+            if dropped:
+                self.dropped["queue_full"] += 1
+        if dropped:
+            self.on_drop("queue_full", 1)
+
+    def pending(self) -> int:
+        with self._wake:
+            return len(self._queue)
+
+    def close(self, timeout: float) -> dict[str, int]:
+        """Send what is queued for at most ``timeout`` seconds; return ``sent``, ``dropped``, ``pending`` counts."""
+        with self._wake:
+            self._closing = True
+            self._deadline = time.monotonic() + timeout
+            self._wake.notify()
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout + 1.0)
+        with self._wake:
+            return {"sent": self.sent, "dropped": sum(self.dropped.values()), "pending": len(self._queue)}
+
+    # --- the sending thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        failures = 0
+        while True:
+            with self._wake:
+                while not self._queue and not self._closing:
+                    self._wake.wait()
+                if not self._queue or time.monotonic() >= self._deadline:
+                    return
+                batch = [self._queue.popleft()]  # bytes: one encoded result each
+                size = len(batch[0])
+                while self._queue and len(batch) < self.batch_size and size + len(self._queue[0]) <= RESULTS_BATCH_BYTES:
+                    size += len(self._queue[0])
+                    batch.append(self._queue.popleft())
+                remaining = self._deadline - time.monotonic()
+            try:
+                self._send(batch, min(self.send_timeout, max(remaining, 0.1)))
+            except _SendFailed as failed:
+                if failed.rejected:
+                    self._count_drop("rejected", len(batch))
+                    self.log.emit("results_rejected", level="error", results=len(batch), error=failed.detail)
+                    continue
+                failures += 1
+                self._requeue(batch)
+                delay = min(self.backoff * 2 ** (failures - 1), MAX_RESULTS_RETRY_BACKOFF)
+                delay = delay / 2 + random.uniform(0, delay / 2)
+                if failures & (failures - 1) == 0:  # the 1st, 2nd, 4th, 8th... failure in a row: a bounded log
+                    self.log.emit(
+                        "results_send_failed", level="warning", attempt=failures, error=failed.detail,
+                        retry_in_s=round(delay, 3), pending=self.pending(),
+                    )  # fmt: skip
+                if self._stopping.is_set():  # flushing: keep trying until the deadline, still not in a busy loop
+                    time.sleep(max(0.0, min(delay, self._deadline - time.monotonic())))
+                else:
+                    self._stopping.wait(delay)  # close() ends the wait: one more try within its deadline
+                continue
+            if failures:
+                self.log.emit("results_send_recovered", after_attempts=failures, pending=self.pending())
+                failures = 0
+            with self._wake:
+                self.sent += len(batch)
+            self.on_sent(len(batch))
+
+    def _requeue(self, batch: list[bytes]) -> None:
+        """Put an unsent batch back in front, in order; what does not fit is the oldest, and is dropped."""
+        lost = 0
+        with self._wake:
+            for data in reversed(batch):
+                if len(self._queue) >= self.limit:
+                    lost += 1
+                else:
+                    self._queue.appendleft(data)
+            self.dropped["queue_full"] += lost
+        if lost:
+            self.on_drop("queue_full", lost)
+
+    def _count_drop(self, reason: str, count: int) -> None:
+        with self._wake:
+            self.dropped[reason] += count
+        self.on_drop(reason, count)
+
+    def _send(self, batch: list[bytes], timeout: float) -> None:
+        token = self._token()
+        body = b'{"results":[' + b",".join(batch) + b"]}"
+        request = urllib.request.Request(
+            self.url,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            raise _SendFailed(f"HTTP {exc.code}", rejected=exc.code in REJECTED_STATUSES) from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise _SendFailed(self.log.scrub(f"{type(exc).__name__}: {reason}")[:200]) from None
+
+    def _token(self) -> str:
+        """The projected token as the kubelet last wrote it (it rotates the file well before expiry)."""
+        try:
+            token = Path(self.token_file).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _SendFailed(f"cannot read the token file {self.token_file} ({type(exc).__name__})") from None
+        if not token or any(c.isspace() for c in token):
+            raise _SendFailed(f"the token file {self.token_file} does not hold a token")
+        return token
+
+
+def start_reporter(settings: Optional[ResultsSettings], metrics: Metrics, log: JsonLog) -> Optional[ResultReporter]:
+    """Start reporting when ALLORA_RESULTS_URL is set: every result line ``log`` writes from now on is queued."""
+    if settings is None:
+        return None
+    reporter = ResultReporter(
+        settings.url, settings.token_file, log, limit=settings.queue_limit, backoff=settings.retry_backoff,
+        on_drop=metrics.result_dropped, on_sent=metrics.result_sent,
+    ).start()  # fmt: skip
+    log.results_tap = reporter.offer
+    log.emit("results_reporting", url=redact_url(settings.url), token_file=settings.token_file, queue_limit=settings.queue_limit)
+    return reporter
+
+
+def stop_reporter(reporter: Optional[ResultReporter], log: JsonLog) -> None:
+    """Stop queueing, send the rest within RESULTS_FLUSH_SECONDS, and log what was delivered and what was not."""
+    if reporter is None:
+        return
+    log.results_tap = None
+    log.emit("results_reporter_stopped", **reporter.close(RESULTS_FLUSH_SECONDS))

@@ -1,0 +1,131 @@
+"""End to end: the runtime (--dry-run, reporting on) → the real API server (uvicorn, loopback) → real PostgreSQL,
+the pod's identity a projected ServiceAccount token signed by a key the test generates and verified against its JWKS."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.fixtures.platform import start_platform, stop_platform
+from tests.fixtures.runtime import EXIT_INVALID_PREDICTION, bootstrap_env, make_bundle, run_bootstrap
+from tests.test_podidentity import ISSUER, SA_A, create_two_deployments, jwks, projected_token
+from tests.test_results import REFUSING, percentile_cont
+
+NAME = "linear-forecaster"
+
+
+@pytest.fixture(scope="module")
+def key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture
+def platform(tmp_path, database_url, records, key):
+    """The API with results reporting configured, and two live deployments: linear-forecaster and mean-reverter."""
+    a, b = create_two_deployments(records)
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps(jwks(("cluster-key", key))))
+    server = start_platform(
+        tmp_path, database_url=database_url, repo=tmp_path / "unused-repo", store_url=(tmp_path / "store").as_uri(),
+        env={"ALLORA_API_POD_JWKS": str(keys), "ALLORA_API_POD_ISSUER": ISSUER, "ALLORA_GITOPS_HOME": str(tmp_path / "state")},
+    )  # fmt: skip
+    try:
+        yield server, a, b
+    finally:
+        stop_platform(server)
+
+
+def post(url: str, token: str, results: list[dict]) -> httpx.Response:
+    return httpx.post(f"{url}/api/v1/results", json={"results": results}, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+def test_twenty_dry_run_windows_reach_the_database_through_the_api_and_status_shows_them(platform, tmp_path, cli, database_url, key):
+    server, a, b = platform
+    token_file = tmp_path / "token"
+    token = projected_token(key, "cluster-key")
+    token_file.write_text(token)
+    bundle = make_bundle(tmp_path / "bundle", REFUSING)
+    env = bootstrap_env(ALLORA_RESULTS_URL=f"{server.url}/api/v1/results", ALLORA_RESULTS_TOKEN_FILE=str(token_file))
+    run = run_bootstrap(bundle, "--dry-run", *[arg for n in range(1, 21) for arg in ("--nonce", str(n))], env=env)
+    assert run.code == EXIT_INVALID_PREDICTION, run.out + run.err
+    stopped = run.one("results_reporter_stopped")
+    assert (stopped["sent"], stopped["dropped"], stopped["pending"]) == (20, 0, 0)
+    assert token not in run.out + run.err + server.log.read_text()
+
+    status = cli("gitops", "status", NAME, "--database-url", database_url, "--json")
+    assert status.code == 0, status.err
+    [row] = json.loads(status.out)
+    results = row["results"]
+    latencies = [e["latency_ms"] for e in run.events if e["event"] in ("prediction", "prediction_refused")]
+    expected_latency = {f"p{round(q * 100)}": round(percentile_cont(latencies, q), 3) for q in (0.5, 0.95, 0.99)}
+    [hour] = [w for w in results["windows"] if w["window"] == "1h"]
+    assert hour == {
+        "window": "1h", "kind": "prediction", "total": 20, "success": 16, "error": 4, "timeout": 0,
+        "success_rate": 0.8, "latency_ms": expected_latency,
+    }  # fmt: skip
+    errors = {(e["reason"], e["error_type"]): e["count"] for e in results["errors"]}
+    assert errors == {("exception", "ValueError"): 3, ("invalid_value", "NoneType"): 1}
+    other = cli("gitops", "status", "mean-reverter", "--database-url", database_url, "--json")
+    assert json.loads(other.out)[0]["results"]["windows"] == []  # nothing reached the other deployment
+
+    # The same batch again (a lost answer): stored once.
+    again = post(server.url, token, [e for e in run.events if e["event"] == "prediction"][:3])
+    assert again.status_code == 200 and again.json() == {
+        "deployment_id": str(a.id), "received": 3, "stored": 0, "already_recorded": 3, "unattributed": 0,
+    }  # fmt: skip
+
+
+def test_tokens_that_do_not_verify_are_401_and_other_service_accounts_403(platform, key):
+    server, _, _ = platform
+    result = {"ts": "2026-01-31T12:00:00.000Z", "event": "prediction", "nonce": 1, "value": 0.5}
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cases = {
+        "expired": (projected_token(key, "cluster-key", issued=time.time() - 7200), 401, "the token has expired"),
+        "audience": (projected_token(key, "cluster-key", aud=("https://kubernetes.default.svc",)), 401, "the token's audience is not allora-platform"),
+        "other key": (projected_token(stranger, "cluster-key"), 401, "the token's signature does not verify"),
+        "a user token": ("agp_0123abcd_" + "x" * 43, 401, "the token is malformed (DecodeError)"),
+        "no deployment": (projected_token(key, "cluster-key", sa="default"), 403, "ServiceAccount allora-models/default belongs to no live deployment"),
+        "other namespace": (
+            projected_token(key, "cluster-key", namespace="team-b", sa=SA_A), 403,
+            "ServiceAccount team-b/linear-forecaster-testnet is not in the deployments' namespace",
+        ),
+    }  # fmt: skip
+    for what, (token, status, detail) in cases.items():
+        answer = post(server.url, token, [result])
+        assert (answer.status_code, answer.json()["detail"]) == (status, detail), what
+        assert token not in answer.text
+    missing = httpx.post(f"{server.url}/api/v1/results", json={"results": [result]}, timeout=10)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == 'Bearer realm="allora-platform"'
+
+
+def test_a_malformed_result_is_422_and_nothing_is_stored(platform, key, records):
+    server, a, _ = platform
+    good = {"ts": "2026-01-31T12:00:00.000Z", "event": "prediction", "nonce": 1, "value": 0.5}
+    answer = post(server.url, projected_token(key, "cluster-key"), [good, {**good, "nonce": -1}])
+    assert answer.status_code == 422
+    assert answer.json()["detail"] == "1 of 2 results are malformed; none was stored"
+    assert [p["message"] for p in answer.json()["problems"]] == ["results[1]: nonce must be a whole number from 0 to 9223372036854775807, not -1"]
+    assert records.connection.execute("SELECT count(*) FROM submission_results").fetchone()[0] == 0
+
+
+def test_without_the_clusters_issuer_results_are_503_and_half_a_configuration_does_not_start(tmp_path, database_url, key, monkeypatch):
+    from allora_gitops.api.settings import load_api_settings
+    from allora_gitops.errors import UsageError
+
+    server = start_platform(
+        tmp_path, database_url=database_url, repo=tmp_path / "unused-repo", store_url=(tmp_path / "store").as_uri(),
+        env={"ALLORA_GITOPS_HOME": str(tmp_path / "state")},
+    )  # fmt: skip
+    try:
+        answer = post(server.url, projected_token(key, "cluster-key"), [])
+    finally:
+        stop_platform(server)
+    assert answer.status_code == 503
+    assert answer.json()["detail"] == "results reporting is not configured on this server: set ALLORA_API_POD_JWKS and ALLORA_API_POD_ISSUER"
+    monkeypatch.setenv("ALLORA_API_POD_JWKS", str(tmp_path / "jwks.json"))
+    with pytest.raises(UsageError, match=r"^\$ALLORA_API_POD_JWKS and \$ALLORA_API_POD_ISSUER go together"):
+        load_api_settings(repo="x")
