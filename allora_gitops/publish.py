@@ -358,18 +358,18 @@ def publish_bundle(
         )  # fmt: skip
         _warn(result, step, [str(p) for p in validation_warnings] + works_on_one_machine(remote, archive_url, spec.image))
 
+        old: list[Any] = [None, tree]  # facts before, files after (pins carried)
+
+        def change(snapshot: Snapshot) -> TreeChange:
+            old[0] = current_facts(snapshot, name, network)
+            delta = _deployment_change(snapshot, tree, name, network, version)
+            old[1] = delta.files
+            return delta
+
         if target.dry_run:
             step("render", f"{len(tree)} files")
-            old: list[Any] = [None, tree]  # facts before, files after (pins carried)
-
-            def dry_change(snapshot: Snapshot) -> TreeChange:
-                old[0] = current_facts(snapshot, name, network)
-                delta = _deployment_change(snapshot, tree, name, network, version)
-                old[1] = delta.files
-                return delta
-
             persisted = persist(
-                remote, dry_change, branch=branch, base_branch=target.base_branch, message="dry run\n", dry_run=True,
+                remote, change, branch=branch, base_branch=target.base_branch, message="dry run\n", dry_run=True,
                 heads=heads, cache=cache,
             )  # fmt: skip
             result.diff = persisted.diff
@@ -408,15 +408,7 @@ def publish_bundle(
         )  # fmt: skip
         result.deployment_id, result.deployment_created = deployment.id, deployment.created
         step("deployment", f"{'created' if deployment.created else 'reusing'} deployment {deployment.id} ({deployment.status})")
-        # 7–8. commit, push, record
-        old: list[Any] = [None, tree]  # facts before, files after (pins carried)
-
-        def change(snapshot: Snapshot) -> TreeChange:
-            old[0] = current_facts(snapshot, name, network)
-            delta = _deployment_change(snapshot, tree, name, network, version)
-            old[1] = delta.files
-            return delta
-
+        # 7–8. commit, push, record (the same change as a dry run shows)
         persisted = _commit_and_record(
             records=records, deployment=deployment, remote=remote, change=change, branch=branch,
             base_branch=target.base_branch, message=C.publish_commit_message(name, version, network, built.sha256),
