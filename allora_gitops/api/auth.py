@@ -152,16 +152,22 @@ class Accounts:
         m = _TOKEN.match(token or "")
         if not m:
             return None
+        found = self.live_token(TOKEN_PREFIX + m.group(1))
+        if found is None or not hmac.compare_digest(found[0], token_sha256(token)):
+            return None
+        self._conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE prefix = %s", (TOKEN_PREFIX + m.group(1),))
+        return found[1]
+
+    def live_token(self, prefix: str) -> Optional[tuple[str, Principal]]:
+        """(stored sha256, user) of the token with ``prefix`` (``agp_<8 hex>``) when it is neither revoked nor
+        expired; else None. The sha256 never leaves the server: the web session signs with it (api/web.py)."""
         row = self._conn.execute(
             """SELECT t.sha256, u.id::text, u.name, u.is_admin, u.max_live_deployments, u.max_upload_bytes
                FROM api_tokens t JOIN platform_users u ON u.id = t.user_id
                WHERE t.prefix = %s AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())""",
-            (TOKEN_PREFIX + m.group(1),),
+            (prefix,),
         ).fetchone()
-        if row is None or not hmac.compare_digest(row[0], token_sha256(token)):
-            return None
-        self._conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE prefix = %s", (TOKEN_PREFIX + m.group(1),))
-        return Principal(*row[1:])
+        return None if row is None else (row[0], Principal(*row[1:]))
 
     # --- ownership ----------------------------------------------------------------------------
     def claim_name(self, principal: Principal, name: str) -> None:
