@@ -54,6 +54,12 @@ class TokenInfo:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
 
 
+def token_prefix(token: str) -> Optional[str]:
+    """The shown part (``agp_<8 hex>``) of a well-formed token; None for anything else."""
+    m = _TOKEN.match(token or "")
+    return TOKEN_PREFIX + m.group(1) if m else None
+
+
 def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -138,8 +144,7 @@ class Accounts:
 
     def revoke_token(self, prefix: str) -> TokenInfo:
         """Revoke by prefix (``agp_xxxxxxxx``, or the whole token); revoking twice is harmless."""
-        m = _TOKEN.match(prefix)
-        prefix = TOKEN_PREFIX + m.group(1) if m else prefix
+        prefix = token_prefix(prefix) or prefix
         row = self._conn.execute(
             "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE prefix = %s RETURNING prefix", (prefix,)
         ).fetchone()
@@ -149,13 +154,11 @@ class Accounts:
 
     def authenticate(self, token: str) -> Optional[Principal]:
         """The token's user when the token is known, not revoked and not expired; else None."""
-        m = _TOKEN.match(token or "")
-        if not m:
-            return None
-        found = self.live_token(TOKEN_PREFIX + m.group(1))
+        prefix = token_prefix(token)
+        found = self.live_token(prefix) if prefix else None
         if found is None or not hmac.compare_digest(found[0], token_sha256(token)):
             return None
-        self._conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE prefix = %s", (TOKEN_PREFIX + m.group(1),))
+        self._conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE prefix = %s", (prefix,))
         return found[1]
 
     def live_token(self, prefix: str) -> Optional[tuple[str, Principal]]:

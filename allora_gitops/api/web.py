@@ -32,7 +32,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from allora_gitops.api.app import get_settings, open_session
-from allora_gitops.api.auth import TOKEN_PREFIX, Principal
+from allora_gitops.api.auth import TOKEN_PREFIX, Principal, token_prefix
 from allora_gitops.api.settings import ApiSettings
 
 router = APIRouter(include_in_schema=False)
@@ -106,13 +106,13 @@ def login(request: Request, token: str = Form(""), csrf: str = Form(""), session
     if not expected or not hmac.compare_digest(csrf, expected):
         return _page(request, "error.html", 403, title="Form expired", message="The sign-in form has expired or did not come from this site: sign in again.")
     _, accounts = session
-    principal = accounts.authenticate(token.strip())
-    if principal is None:
+    prefix = token_prefix(token.strip())
+    found = accounts.live_token(prefix) if accounts.authenticate(token.strip()) is not None else None
+    if found is None:
         return _login_page(request, 401, "That token is not valid: it is unknown, revoked or expired.")
-    key = accounts.live_token(token.strip()[: len(TOKEN_PREFIX) + 8])
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, session_cookie(token.strip()[: len(TOKEN_PREFIX) + 8], key[0]),
+        SESSION_COOKIE, session_cookie(prefix, found[0]),
         max_age=SESSION_SECONDS, httponly=True, samesite="strict", secure=_secure(request),
     )  # fmt: skip
     response.delete_cookie(LOGIN_CSRF_COOKIE)
