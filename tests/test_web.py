@@ -190,3 +190,13 @@ def test_in_chromium_sign_in_see_the_table_open_a_deployment_and_its_chart(site,
     finally:
         browser.quit()
     assert (tmp_path / "deployments.png").stat().st_size > 10_000 and (tmp_path / "deployment.png").stat().st_size > 10_000
+
+
+def test_an_admin_sees_every_deployment_and_every_page(site):
+    server, alice, a, b = site
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        sign_in(client, server.token("root", admin=True))
+        page = client.get("/")
+        assert "Signed in as <strong>root</strong> (admin)" in page.text
+        assert f'href="/deployments/{a.id}">linear-forecaster</a>' in page.text and f'href="/deployments/{b.id}">mean-reverter</a>' in page.text
+        assert client.get(f"/deployments/{b.id}").status_code == 200
