@@ -54,6 +54,12 @@ class TokenInfo:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
 
 
+def token_prefix(token: str) -> Optional[str]:
+    """The shown part (``agp_<8 hex>``) of a well-formed token; None for anything else."""
+    m = _TOKEN.match(token or "")
+    return TOKEN_PREFIX + m.group(1) if m else None
+
+
 def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -138,8 +144,7 @@ class Accounts:
 
     def revoke_token(self, prefix: str) -> TokenInfo:
         """Revoke by prefix (``agp_xxxxxxxx``, or the whole token); revoking twice is harmless."""
-        m = _TOKEN.match(prefix)
-        prefix = TOKEN_PREFIX + m.group(1) if m else prefix
+        prefix = token_prefix(prefix) or prefix
         row = self._conn.execute(
             "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE prefix = %s RETURNING prefix", (prefix,)
         ).fetchone()
@@ -149,19 +154,23 @@ class Accounts:
 
     def authenticate(self, token: str) -> Optional[Principal]:
         """The token's user when the token is known, not revoked and not expired; else None."""
-        m = _TOKEN.match(token or "")
-        if not m:
+        prefix = token_prefix(token)
+        found = self.live_token(prefix) if prefix else None
+        if found is None or not hmac.compare_digest(found[0], token_sha256(token)):
             return None
+        self._conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE prefix = %s", (prefix,))
+        return found[1]
+
+    def live_token(self, prefix: str) -> Optional[tuple[str, Principal]]:
+        """(stored sha256, user) of the token with ``prefix`` (``agp_<8 hex>``) when it is neither revoked nor
+        expired; else None. The sha256 never leaves the server: the web session signs with it (api/web.py)."""
         row = self._conn.execute(
             """SELECT t.sha256, u.id::text, u.name, u.is_admin, u.max_live_deployments, u.max_upload_bytes
                FROM api_tokens t JOIN platform_users u ON u.id = t.user_id
                WHERE t.prefix = %s AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())""",
-            (TOKEN_PREFIX + m.group(1),),
+            (prefix,),
         ).fetchone()
-        if row is None or not hmac.compare_digest(row[0], token_sha256(token)):
-            return None
-        self._conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE prefix = %s", (TOKEN_PREFIX + m.group(1),))
-        return Principal(*row[1:])
+        return None if row is None else (row[0], Principal(*row[1:]))
 
     # --- ownership ----------------------------------------------------------------------------
     def claim_name(self, principal: Principal, name: str) -> None:

@@ -451,3 +451,41 @@ def utc(ts: str) -> datetime:
     if parsed.tzinfo is None:
         raise ValueError("no timezone")
     return parsed.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class TimelineBucket:
+    """One interval of ``result_timeline``: results that started in [start, start + step)."""
+
+    start: datetime
+    success: int
+    failure: int  # error + timeout
+    p95_latency_ms: float | None
+
+
+def result_timeline(
+    conn, deployment_id: str, *, kind: str = "submission", span: timedelta = timedelta(days=1), buckets: int = 24, now: datetime | None = None
+) -> list[TimelineBucket]:
+    """Successes and failures of ``kind`` per interval over ``span`` back from ``now`` (default: the database's
+    clock): ``buckets`` entries, oldest first, empty intervals included (zeros, latency None). What the
+    deployment page charts. Reads the (deployment_id, created_at) index; raises ``DatabaseError``."""
+    if kind not in RESULT_KINDS or buckets < 1:
+        raise UsageError(f"kind must be one of {', '.join(RESULT_KINDS)} and buckets at least 1")
+    step = span / buckets
+    with _refusal("read the results"):
+        as_of = now or conn.execute("SELECT now()").fetchone()[0]
+        origin = as_of - span
+        rows = conn.execute(
+            """SELECT least(floor(extract(epoch FROM created_at - %s) / %s)::int, %s) AS i,  -- ``now`` closes the last
+                      count(*) FILTER (WHERE status = 'success'), count(*) FILTER (WHERE status <> 'success'),
+                      percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)
+               FROM submission_results
+               WHERE deployment_id = %s AND kind = %s AND created_at > %s AND created_at <= %s
+               GROUP BY i""",
+            (origin, step.total_seconds(), buckets - 1, deployment_id, kind, origin, as_of),
+        ).fetchall()
+    by_index = {i: (ok, bad, p95) for i, ok, bad, p95 in rows}
+    return [
+        TimelineBucket(origin + step * i, ok, bad, round(p95, 3) if p95 is not None else None)
+        for i, (ok, bad, p95) in ((i, by_index.get(i, (0, 0, None))) for i in range(buckets))
+    ]

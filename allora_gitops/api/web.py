@@ -1,0 +1,200 @@
+"""The monitoring pages of ``allora-gitops serve``: server-rendered HTML (Jinja2, no JavaScript), signed in with
+the same API tokens as the API.
+
+- ``GET /login``, ``POST /login``: a form that takes an API token and sets the session cookie;
+- ``POST /logout``: clears it;
+- ``GET /``: the caller's deployments (every one for an admin): name, network, version, state, last
+  successful submission, success rate and p95 latency over 24 h;
+- ``GET /deployments/{id}``: one deployment: state, rates and latency per window, a success/failure chart
+  and a latency chart (inline SVG), recent submissions, refusals with their reasons, the ``kubectl logs``
+  command for its pod. Another user's deployment is a 404, as in the API.
+
+The session cookie is ``<token prefix>.<expiry>.<HMAC-SHA256>``, keyed by the token's stored sha256 (which
+never leaves the server): the token itself is not in it, any replica can check it without shared state,
+and revoking or expiring the token ends the session. It is HttpOnly, SameSite=Strict, Secure over HTTPS.
+Forms carry a CSRF token: the logout form's is an HMAC of the session; the login form's is a random value
+also set in a short-lived cookie (double submit, OWASP CSRF Prevention Cheat Sheet).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from hashlib import sha256
+from pathlib import Path
+from typing import Any, Optional
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from allora_gitops.api.app import get_settings, open_session
+from allora_gitops.api.auth import TOKEN_PREFIX, Principal, token_prefix
+from allora_gitops.api.settings import ApiSettings
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+SESSION_COOKIE = "allora_session"
+LOGIN_CSRF_COOKIE = "allora_login_csrf"
+SESSION_SECONDS = 12 * 3600
+LOGIN_FORM_SECONDS = 3600
+RECENT = 20
+CHART_WIDTH, CHART_HEIGHT = 720, 160
+PAGE_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
+                "Content-Security-Policy": "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WebSession:
+    principal: Principal
+    csrf: str  # what the logout form must send back
+
+
+def _sign(key: str, purpose: str, payload: str) -> str:
+    return hmac.new(key.encode(), f"{purpose}:{payload}".encode(), sha256).hexdigest()
+
+
+def session_cookie(prefix: str, key: str, now: Optional[float] = None) -> str:
+    """The cookie value for a session of the token ``prefix`` whose stored sha256 is ``key``."""
+    payload = f"{prefix}.{int((now or time.time()) + SESSION_SECONDS)}"
+    return f"{payload}.{_sign(key, 'session', payload)}"
+
+
+def read_session(cookie: Optional[str], accounts) -> Optional[WebSession]:
+    """The session of a cookie value when its signature holds, it has not expired and its token is still live."""
+    prefix, _, rest = (cookie or "").partition(".")
+    expires, _, signature = rest.partition(".")
+    if not prefix.startswith(TOKEN_PREFIX) or not expires.isdigit() or int(expires) < time.time():
+        return None
+    found = accounts.live_token(prefix)
+    payload = f"{prefix}.{expires}"
+    if found is None or not hmac.compare_digest(signature, _sign(found[0], "session", payload)):
+        return None
+    return WebSession(found[1], _sign(found[0], "csrf", payload))
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, context, status_code=status, headers=PAGE_HEADERS)
+
+
+def _login_page(request: Request, status: int = 200, error: Optional[str] = None) -> HTMLResponse:
+    csrf = secrets.token_urlsafe(32)
+    response = _page(request, "login.html", status, csrf=csrf, error=error)
+    response.set_cookie(LOGIN_CSRF_COOKIE, csrf, max_age=LOGIN_FORM_SECONDS, httponly=True, samesite="strict", secure=_secure(request))
+    return response
+
+
+def _to_login() -> RedirectResponse:
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request):
+    return _login_page(request)
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(request: Request, token: str = Form(""), csrf: str = Form(""), session=Depends(open_session)):
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not expected or not hmac.compare_digest(csrf, expected):
+        return _page(request, "error.html", 403, title="Form expired", message="The sign-in form has expired or did not come from this site: sign in again.")
+    _, accounts = session
+    prefix = token_prefix(token.strip())
+    found = accounts.live_token(prefix) if accounts.authenticate(token.strip()) is not None else None
+    if found is None:
+        return _login_page(request, 401, "That token is not valid: it is unknown, revoked or expired.")
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE, session_cookie(prefix, found[0]),
+        max_age=SESSION_SECONDS, httponly=True, samesite="strict", secure=_secure(request),
+    )  # fmt: skip
+    response.delete_cookie(LOGIN_CSRF_COOKIE)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: str = Form(""), session=Depends(open_session)):
+    web = read_session(request.cookies.get(SESSION_COOKIE), session[1])
+    if web is not None and not hmac.compare_digest(csrf, web.csrf):
+        return _page(request, "error.html", 403, title="Form expired", message="The sign-out form did not come from this page: reload it and try again.")
+    response = _to_login()
+    response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict", secure=_secure(request))
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+def deployments_page(request: Request, session=Depends(open_session)):
+    from allora_gitops.db.results import deployment_result_summary
+
+    records, accounts = session
+    web = read_session(request.cookies.get(SESSION_COOKIE), accounts)
+    if web is None:
+        return _to_login()
+    names = accounts.owned_names(web.principal)
+    rows = []
+    for d in records.list_deployments():
+        if names is not None and d.name not in names:
+            continue
+        summary = deployment_result_summary(records.connection, d.id, recent=0)
+        rows.append((d, summary.window("24h", "submission"), summary.last_success_at["submission"]))
+    return _page(request, "deployments.html", web=web, rows=rows)
+
+
+@router.get("/deployments/{deployment_id}", response_class=HTMLResponse)
+def deployment_page(deployment_id: str, request: Request, session=Depends(open_session), settings: ApiSettings = Depends(get_settings)):
+    from allora_gitops.db.results import WINDOWS, deployment_result_summary, result_timeline
+
+    records, accounts = session
+    web = read_session(request.cookies.get(SESSION_COOKIE), accounts)
+    if web is None:
+        return _to_login()
+    d = records.get_deployment(deployment_id) if _is_uuid(deployment_id) else None
+    if d is None or not accounts.may_see(web.principal, d.name):
+        return _page(request, "error.html", 404, web=web, title="Not found", message="There is no such deployment among yours.")
+    summary = deployment_result_summary(records.connection, d.id, recent=RECENT)
+    timeline = result_timeline(records.connection, d.id, now=summary.as_of)
+    return _page(
+        request, "deployment.html", web=web, d=d, summary=summary, windows=[label for label, _ in WINDOWS],
+        chart=outcome_chart(timeline), latency=latency_chart(timeline),
+        logs_command=f"kubectl logs deployment/{d.name}-{d.network} -c model -n {settings.models_namespace} --tail=200",
+    )  # fmt: skip
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def outcome_chart(timeline) -> dict:
+    """Stacked bars (successes below, failures above) of ``result_timeline``'s buckets, in SVG user units."""
+    top = max((b.success + b.failure for b in timeline), default=0)
+    slot = CHART_WIDTH / max(len(timeline), 1)
+    bars = []
+    for i, b in enumerate(timeline):
+        ok_h = CHART_HEIGHT * b.success / top if top else 0
+        bad_h = CHART_HEIGHT * b.failure / top if top else 0
+        bars.append({"x": round(i * slot + 1, 2), "w": round(slot - 2, 2), "ok_y": round(CHART_HEIGHT - ok_h, 2), "ok_h": round(ok_h, 2),
+                     "bad_y": round(CHART_HEIGHT - ok_h - bad_h, 2), "bad_h": round(bad_h, 2), "bucket": b})  # fmt: skip
+    return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "top": top, "bars": bars,
+            "total_ok": sum(b.success for b in timeline), "total_bad": sum(b.failure for b in timeline)}  # fmt: skip
+
+
+def latency_chart(timeline) -> dict:
+    """A polyline of each bucket's p95 latency (buckets without latency are skipped)."""
+    values = [(i, b.p95_latency_ms) for i, b in enumerate(timeline) if b.p95_latency_ms is not None]
+    top = max((v for _, v in values), default=0.0)
+    slot = CHART_WIDTH / max(len(timeline), 1)
+    marks = [{"x": round(i * slot + slot / 2, 2), "y": round(CHART_HEIGHT - (CHART_HEIGHT * v / top if top else 0), 2), "ms": v,
+              "bucket": timeline[i]} for i, v in values]  # fmt: skip
+    points = " ".join(f"{m['x']},{m['y']}" for m in marks)
+    return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "top": top, "points": points, "marks": marks, "count": len(values)}
