@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from allora_gitops import constants as C
-from allora_gitops.errors import AlloraGitopsError, GitOpsError, RecordConflict
+from allora_gitops.errors import AlloraGitopsError, GitOpsError, RecordConflict, UsageError
 from allora_gitops.gitops.layout import DeploymentFacts, collect_facts, load_yaml_documents, read_deployments, summarise_change
 from allora_gitops.gitops.repo import (
     Persisted,
@@ -106,8 +106,13 @@ def _quiet(_step: str, _message: str) -> None:
 
 
 def check_network(network: str) -> None:
+    """Refuse a network name that is not one of ``C.NETWORKS``.
+
+    Raises :class:`UsageError` (exit 2): a bad ``--network``/``--from``/``--to`` is a usage error, as
+    ``render`` and a network not allowed by ``.allora-gitops.yaml`` already are.
+    """
     if network not in C.NETWORKS:
-        raise GitOpsError(f"unknown network {network!r}; known networks: {', '.join(C.NETWORKS)}")
+        raise UsageError(f"unknown network {network!r}; known networks: {', '.join(C.NETWORKS)}")
 
 
 # --- pieces ----------------------------------------------------------------------------
@@ -606,6 +611,8 @@ def rollback(name: str, network: str | None, version: str, target: Target, optio
     from allora_gitops.render import DeploymentSettings
 
     options = options or DeploymentSettings()
+    if network is not None:
+        check_network(network)  # a bad flag is refused before the records are opened
     with _records(target.database_url) as records:
         bundle = _bundle_record(records, name, version)
         network = network or (bundle.manifest or {}).get("allora", {}).get("network") or C.NETWORKS[0]
