@@ -485,7 +485,7 @@ def _redeploy(
     """Render a recorded bundle version for ``network`` and commit it: promote and rollback."""
     from allora_gitops.bundle.manifest import BundleManifest
     from allora_gitops.render import render_deployment
-    from allora_gitops.storage.objects import open_store
+    from allora_gitops.storage.objects import open_store, store_of
 
     check_network(network)
     remote = parse_remote(target.repo)
@@ -496,8 +496,9 @@ def _redeploy(
     with _records(target.database_url) as records, tempfile.TemporaryDirectory(prefix=f"allora-{action}-") as tmp:
         bundle = _bundle_record(records, name, version)
         step("records", f"{name} {version} sha256 {bundle.sha256}")
-        store = open_store(target.store_url)
         key = C.archive_object_key(name, version, bundle.sha256)
+        # no --store and no object_store setting: the archive is where publish recorded it
+        store = open_store(target.store_url or store_of(bundle.archive_url, key))
         if need_archive:
             # fetched and re-read, so the rendering comes from the archive itself, not from the records
             from allora_gitops.bundle.source import resolve_source

@@ -244,6 +244,21 @@ def test_rollback_that_changes_nothing_adds_no_row(gitops, cli, records, tmp_pat
     assert r.out.startswith(f"{NAME} 1.0.0 on testnet: already there, no new commit")
 
 
+def test_promote_and_rollback_fetch_the_archive_from_the_store_publish_recorded(gitops, cli, records, tmp_path):
+    # no object_store setting: publish --store OTHER records the archive there; later commands, given no
+    # --store, must not look in this operator's default store (where it is not)
+    repo = init(cli, tmp_path / "d.git")
+    other = tmp_path / "other-store"
+    bundle = make_bundle(tmp_path)
+    assert gitops("publish", bundle, "--repo", repo, "--network", "testnet", "--branch", "main", "--store", other.as_uri()).code == 0
+    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", repo, "--branch", "main")
+    assert r.code == 0, r.err
+    assert f"==> fetch: archive {other.as_uri()}/bundles/{NAME}/1.0.0/" in r.err
+    r = gitops("rollback", NAME, "--network", "testnet", "--to", "1.0.0", "--repo", repo)
+    assert r.code == 0, r.err
+    assert r.out.startswith(f"{NAME} 1.0.0 on testnet: already there, no new commit")
+
+
 def test_rollback_to_an_unknown_version_lists_the_known_ones(gitops, cli, records, tmp_path):
     repo = init(cli, tmp_path / "d.git")
     assert gitops("publish", make_bundle(tmp_path), "--repo", repo, "--network", "testnet", "--branch", "main").code == 0
