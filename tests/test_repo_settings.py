@@ -144,7 +144,7 @@ def test_render_into_a_repository_refuses_another_namespace_and_never_touches_ar
         f"error: --namespace team-b contradicts {repo / C.REPO_MARKER_FILE} (namespace: allora-models); leave the flag out, "
         "or change the setting with `allora-gitops repo config namespace VALUE`\n"
     )
-    assert not (repo / "deployments" / NAME).exists()  # nothing written
+    assert not (repo / "deployments" / NAME).exists() and not (repo / "builds" / NAME).exists()  # nothing written
     r = cli("gitops", "render", bundle, "--network", "testnet", "--repo-url", "https://other.example.com/x.git", "-o", repo)
     assert r.code == 2 and "--repo-url https://other.example.com/x.git contradicts" in r.err
     r = cli("gitops", "render", bundle, "--network", "testnet", "-o", repo)
@@ -208,6 +208,7 @@ def test_publish_refuses_a_flag_that_contradicts_the_settings(gitops, cli, recor
     assert r.code == 2 and r.err.splitlines()[-1].startswith(f"error: {message}") and r.err.count("error:") == 1, r.err
     assert remote_branches(repo) == ["main"] and git(repo, "rev-parse", "main") == main  # nothing pushed
     assert records.list_bundles() == []  # nothing recorded
+    assert not list((tmp_path / "objects").rglob("*.tar.gz"))  # nothing uploaded
 
 
 def test_publish_takes_registry_namespace_and_store_from_the_settings(gitops, cli, records, tmp_path):
