@@ -108,6 +108,21 @@ def test_repo_config_refuses_a_bad_value(cli, tmp_path, gitops_home, key, value,
     assert remote_branches(repo) == before
 
 
+def test_repo_config_refuses_a_namespace_that_would_strand_the_deployments(gitops, cli, records, tmp_path):
+    # the AppProject follows the setting, the overlays would not: Argo CD would refuse every model
+    repo = init(cli, tmp_path / "d.git")
+    assert gitops("publish", make_bundle(tmp_path), "--repo", repo, "--network", "testnet", "--branch", "main").code == 0
+    main = git(repo, "rev-parse", "main")
+    r = cli("gitops", "repo", "config", "--repo", repo, "namespace", "team-b")
+    assert (r.code, r.err) == (
+        2,
+        f"error: namespace: 1 deployment(s) run in allora-models ({NAME}/testnet) and the AppProject would no longer allow it; "
+        "retire them first and publish them again once the new namespace is merged\n",
+    )
+    assert remote_branches(repo) == ["main"] and git(repo, "rev-parse", "main") == main  # nothing pushed
+    assert cli("gitops", "repo", "config", "--repo", repo, "monitoring", "false").code == 0  # other keys still change
+
+
 def test_an_invalid_settings_file_is_named_with_its_line(cli, tmp_path, gitops_home):
     from allora_gitops.errors import GitOpsError
     from allora_gitops.gitops.settings import parse_repository_settings
