@@ -96,6 +96,7 @@ def test_repo_config_ci_install_rewrites_both_workflows(cli, tmp_path, gitops_ho
         ("namespace", "Team_B", "error: namespace: 'Team_B' is not a Kubernetes namespace name (lowercase letters, digits and '-', at most 63)"),
         ("dns.node_local_address", "nodelocal", "error: dns.node_local_address: 'nodelocal' is not an IP address"),
         ("ci.install", "requests==2", "error: ci.install: installs requests, not allora-gitops"),
+        ("ci.install", "allora-gitops; rm -rf /", "error: ci.install: not a pip requirement: Expected a marker variable or quoted string"),
         ("colour", "blue", "error: unknown setting 'colour'; known settings: "),
         ("kind", "Other", "error: kind is written by allora-gitops and cannot be set"),
     ],

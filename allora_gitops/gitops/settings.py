@@ -74,7 +74,8 @@ class CiSettings(_Section):
         try:
             req = Requirement(v)
         except InvalidRequirement as exc:
-            raise ValueError(f"not a pip requirement: {exc}") from None
+            # packaging's message goes on with the requirement and a caret line: one line is the contract
+            raise ValueError(f"not a pip requirement: {str(exc).splitlines()[0]}") from None
         if req.name.lower().replace("_", "-") != "allora-gitops":
             raise ValueError(f"installs {req.name}, not allora-gitops")
         if "platform" not in req.extras:
