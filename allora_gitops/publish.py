@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from allora_gitops import constants as C
-from allora_gitops.errors import AlloraGitopsError, GitOpsError, RecordConflict
+from allora_gitops.errors import AlloraGitopsError, GitOpsError, RecordConflict, UsageError
 from allora_gitops.gitops.layout import DeploymentFacts, collect_facts, load_yaml_documents, read_deployments, summarise_change
 from allora_gitops.gitops.repo import (
     Persisted,
@@ -106,8 +106,13 @@ def _quiet(_step: str, _message: str) -> None:
 
 
 def check_network(network: str) -> None:
+    """Refuse a network name that is not one of ``C.NETWORKS``.
+
+    Raises :class:`UsageError` (exit 2): a bad ``--network``/``--from``/``--to`` is a usage error, as
+    ``render`` and a network not allowed by ``.allora-gitops.yaml`` already are.
+    """
     if network not in C.NETWORKS:
-        raise GitOpsError(f"unknown network {network!r}; known networks: {', '.join(C.NETWORKS)}")
+        raise UsageError(f"unknown network {network!r}; known networks: {', '.join(C.NETWORKS)}")
 
 
 # --- pieces ----------------------------------------------------------------------------
@@ -480,7 +485,7 @@ def _redeploy(
     """Render a recorded bundle version for ``network`` and commit it: promote and rollback."""
     from allora_gitops.bundle.manifest import BundleManifest
     from allora_gitops.render import render_deployment
-    from allora_gitops.storage.objects import open_store
+    from allora_gitops.storage.objects import open_store, store_of
 
     check_network(network)
     remote = parse_remote(target.repo)
@@ -491,8 +496,9 @@ def _redeploy(
     with _records(target.database_url) as records, tempfile.TemporaryDirectory(prefix=f"allora-{action}-") as tmp:
         bundle = _bundle_record(records, name, version)
         step("records", f"{name} {version} sha256 {bundle.sha256}")
-        store = open_store(target.store_url)
         key = C.archive_object_key(name, version, bundle.sha256)
+        # no --store and no object_store setting: the archive is where publish recorded it
+        store = open_store(target.store_url or store_of(bundle.archive_url, key))
         if need_archive:
             # fetched and re-read, so the rendering comes from the archive itself, not from the records
             from allora_gitops.bundle.source import resolve_source
@@ -606,6 +612,8 @@ def rollback(name: str, network: str | None, version: str, target: Target, optio
     from allora_gitops.render import DeploymentSettings
 
     options = options or DeploymentSettings()
+    if network is not None:
+        check_network(network)  # a bad flag is refused before the records are opened
     with _records(target.database_url) as records:
         bundle = _bundle_record(records, name, version)
         network = network or (bundle.manifest or {}).get("allora", {}).get("network") or C.NETWORKS[0]

@@ -377,9 +377,18 @@ def test_refuses_a_repository_we_did_not_initialise(gitops, records, tmp_path):
     assert records.list_bundles() == [] and git(foreign, "rev-parse", "main").strip() == commit
 
 
-def test_unknown_network(gitops, gitops_remote, tmp_path):
-    r = gitops("publish", make_bundle(tmp_path), "--repo", gitops_remote, "--network", "devnet")
-    assert (r.code, r.err) == (1, "error: unknown network 'devnet'; known networks: testnet, mainnet\n")
+def test_unknown_network_is_a_usage_error_for_every_command(gitops, gitops_remote, records, tmp_path):
+    # like render and a network the repository settings do not allow: exit 2, one line, nothing pushed
+    before = git(gitops_remote, "for-each-ref").strip()
+    for args in (
+        ("publish", make_bundle(tmp_path), "--repo", gitops_remote, "--network", "devnet"),
+        ("promote", NAME, "--from", "testnet", "--to", "devnet", "--repo", gitops_remote),
+        ("rollback", NAME, "--network", "devnet", "--to", "1.0.0", "--repo", gitops_remote),
+        ("retire", NAME, "--network", "devnet", "--repo", gitops_remote),
+    ):
+        r = gitops(*args)
+        assert (r.code, r.err) == (2, "error: unknown network 'devnet'; known networks: testnet, mainnet\n"), args
+    assert git(gitops_remote, "for-each-ref").strip() == before and records.list_bundles() == []
 
 
 def test_same_version_other_bytes_is_refused(gitops, gitops_remote, records, tmp_path):

@@ -96,6 +96,7 @@ def test_repo_config_ci_install_rewrites_both_workflows(cli, tmp_path, gitops_ho
         ("namespace", "Team_B", "error: namespace: 'Team_B' is not a Kubernetes namespace name (lowercase letters, digits and '-', at most 63)"),
         ("dns.node_local_address", "nodelocal", "error: dns.node_local_address: 'nodelocal' is not an IP address"),
         ("ci.install", "requests==2", "error: ci.install: installs requests, not allora-gitops"),
+        ("ci.install", "allora-gitops; rm -rf /", "error: ci.install: not a pip requirement: Expected a marker variable or quoted string"),
         ("colour", "blue", "error: unknown setting 'colour'; known settings: "),
         ("kind", "Other", "error: kind is written by allora-gitops and cannot be set"),
     ],
@@ -106,6 +107,21 @@ def test_repo_config_refuses_a_bad_value(cli, tmp_path, gitops_home, key, value,
     r = cli("gitops", "repo", "config", "--repo", repo, key, value)
     assert r.code == 2 and r.err.startswith(message) and len(r.err.splitlines()) == 1, r.err
     assert remote_branches(repo) == before
+
+
+def test_repo_config_refuses_a_namespace_that_would_strand_the_deployments(gitops, cli, records, tmp_path):
+    # the AppProject follows the setting, the overlays would not: Argo CD would refuse every model
+    repo = init(cli, tmp_path / "d.git")
+    assert gitops("publish", make_bundle(tmp_path), "--repo", repo, "--network", "testnet", "--branch", "main").code == 0
+    main = git(repo, "rev-parse", "main")
+    r = cli("gitops", "repo", "config", "--repo", repo, "namespace", "team-b")
+    assert (r.code, r.err) == (
+        2,
+        f"error: namespace: 1 deployment(s) run in allora-models ({NAME}/testnet) and the AppProject would no longer allow it; "
+        "retire them first and publish them again once the new namespace is merged\n",
+    )
+    assert remote_branches(repo) == ["main"] and git(repo, "rev-parse", "main") == main  # nothing pushed
+    assert cli("gitops", "repo", "config", "--repo", repo, "monitoring", "false").code == 0  # other keys still change
 
 
 def test_an_invalid_settings_file_is_named_with_its_line(cli, tmp_path, gitops_home):
@@ -144,7 +160,7 @@ def test_render_into_a_repository_refuses_another_namespace_and_never_touches_ar
         f"error: --namespace team-b contradicts {repo / C.REPO_MARKER_FILE} (namespace: allora-models); leave the flag out, "
         "or change the setting with `allora-gitops repo config namespace VALUE`\n"
     )
-    assert not (repo / "deployments" / NAME).exists()  # nothing written
+    assert not (repo / "deployments" / NAME).exists() and not (repo / "builds" / NAME).exists()  # nothing written
     r = cli("gitops", "render", bundle, "--network", "testnet", "--repo-url", "https://other.example.com/x.git", "-o", repo)
     assert r.code == 2 and "--repo-url https://other.example.com/x.git contradicts" in r.err
     r = cli("gitops", "render", bundle, "--network", "testnet", "-o", repo)
@@ -208,6 +224,7 @@ def test_publish_refuses_a_flag_that_contradicts_the_settings(gitops, cli, recor
     assert r.code == 2 and r.err.splitlines()[-1].startswith(f"error: {message}") and r.err.count("error:") == 1, r.err
     assert remote_branches(repo) == ["main"] and git(repo, "rev-parse", "main") == main  # nothing pushed
     assert records.list_bundles() == []  # nothing recorded
+    assert not list((tmp_path / "objects").rglob("*.tar.gz"))  # nothing uploaded
 
 
 def test_publish_takes_registry_namespace_and_store_from_the_settings(gitops, cli, records, tmp_path):
@@ -241,6 +258,21 @@ def test_rollback_that_changes_nothing_adds_no_row(gitops, cli, records, tmp_pat
     assert r.code == 0, r.err
     assert [(d.id, d.status) for d in rows(records)] == before
     assert remote_branches(repo) == ["main"]
+    assert r.out.startswith(f"{NAME} 1.0.0 on testnet: already there, no new commit")
+
+
+def test_promote_and_rollback_fetch_the_archive_from_the_store_publish_recorded(gitops, cli, records, tmp_path):
+    # no object_store setting: publish --store OTHER records the archive there; later commands, given no
+    # --store, must not look in this operator's default store (where it is not)
+    repo = init(cli, tmp_path / "d.git")
+    other = tmp_path / "other-store"
+    bundle = make_bundle(tmp_path)
+    assert gitops("publish", bundle, "--repo", repo, "--network", "testnet", "--branch", "main", "--store", other.as_uri()).code == 0
+    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", repo, "--branch", "main")
+    assert r.code == 0, r.err
+    assert f"==> fetch: archive {other.as_uri()}/bundles/{NAME}/1.0.0/" in r.err
+    r = gitops("rollback", NAME, "--network", "testnet", "--to", "1.0.0", "--repo", repo)
+    assert r.code == 0, r.err
     assert r.out.startswith(f"{NAME} 1.0.0 on testnet: already there, no new commit")
 
 

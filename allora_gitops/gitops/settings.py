@@ -74,7 +74,8 @@ class CiSettings(_Section):
         try:
             req = Requirement(v)
         except InvalidRequirement as exc:
-            raise ValueError(f"not a pip requirement: {exc}") from None
+            # packaging's message goes on with the requirement and a caret line: one line is the contract
+            raise ValueError(f"not a pip requirement: {str(exc).splitlines()[0]}") from None
         if req.name.lower().replace("_", "-") != "allora-gitops":
             raise ValueError(f"installs {req.name}, not allora-gitops")
         if "platform" not in req.extras:
@@ -344,8 +345,11 @@ def config_branch(key: str) -> str:
 def change_setting(repo: str, key: str, raw: str, *, base_branch: str = C.DEFAULT_BRANCH, branch: str | None = None, dry_run: bool = False):
     """Set ``key`` and re-render what follows from the settings (``argocd/``, the CI workflows); commit on a review branch.
 
-    Returns the ``Persisted`` of the push (or of the dry run). Raises UsageError for an unknown key or a bad value.
+    Returns the ``Persisted`` of the push (or of the dry run). Raises UsageError for an unknown key or a bad
+    value, and for a new ``namespace`` while deployments exist: their overlays stay in the old namespace,
+    which the re-rendered AppProject would no longer allow, so Argo CD would refuse every one of them.
     """
+    from allora_gitops.gitops.layout import read_deployments
     from allora_gitops.gitops.repo import Snapshot, TreeChange, parse_remote, persist, require_marker
     from allora_gitops.gitops.scaffold import render_managed
 
@@ -355,6 +359,15 @@ def change_setting(repo: str, key: str, raw: str, *, base_branch: str = C.DEFAUL
     def change(snapshot: Snapshot) -> TreeChange:
         assert snapshot.commit is not None
         current = require_marker(snapshot.git, snapshot.commit, remote, target)
-        return TreeChange(files=render_managed(set_setting(current, key, raw)))
+        changed = set_setting(current, key, raw)
+        if changed.namespace != current.namespace:
+            stranded = [f"{d.name}/{d.network}" for d in read_deployments(snapshot, full=False)]
+            if stranded:
+                raise UsageError(
+                    f"namespace: {len(stranded)} deployment(s) run in {current.namespace} ({', '.join(stranded[:3])}"
+                    f"{', …' if len(stranded) > 3 else ''}) and the AppProject would no longer allow it; "
+                    "retire them first and publish them again once the new namespace is merged"
+                )
+        return TreeChange(files=render_managed(changed))
 
     return persist(remote, change, branch=target, base_branch=base_branch, message=f"config: set {key}\n", dry_run=dry_run)

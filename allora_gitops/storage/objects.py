@@ -57,6 +57,19 @@ class ObjectStore(ABC):
     def get_file(self, key: str, dest: Path, sha256: str, *, progress: bool | None = None) -> Path: ...
 
 
+def store_of(object_url: str | None, key: str) -> str | None:
+    """The store URL an object was stored in: ``object_url`` (``ObjectStore.url_for(key)``) without ``/KEY``.
+
+    ``None`` when ``object_url`` is not ``file://…/KEY`` or ``s3://…/KEY`` (e.g. no URL was recorded).
+    Promote and rollback fetch a recorded archive from where publish stored it, not from whichever
+    store this operator's defaults name today.
+    """
+    suffix = "/" + key
+    if not object_url or not object_url.startswith(("file://", "s3://")) or not object_url.endswith(suffix):
+        return None
+    return object_url[: -len(suffix)] or None
+
+
 def open_store(url: str | None = None) -> ObjectStore:
     """The store at ``url``; else ``$ALLORA_STORE_URL``; else ``file://<state dir>/objects``."""
     url = url or os.environ.get(STORE_URL_ENV, "").strip() or None
