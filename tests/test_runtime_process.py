@@ -190,6 +190,29 @@ def test_output_below_sys_stdout_becomes_json_print_events_with_secrets_scrubbed
     assert secret not in result.out
 
 
+def test_secrets_are_scrubbed_in_the_forms_code_prints_them(tmp_path):
+    # A mnemonic mounted with irregular spacing is the same wallet; code that handles it
+    # prints its words single-spaced. A key with a quote is escaped by the JSON encoding.
+    mnemonic = "abandon  abandon\tabandon abandon abandon abandon abandon abandon abandon abandon abandon about\n"
+    api_key = 'sk-"quoted"-0123456789'
+    bundle = make_bundle(
+        tmp_path / "b",
+        """
+        import os
+
+        def run(nonce: int) -> float:
+            print("words:", " ".join(os.environ["PASS_MNEMONIC"].split()))
+            print("key:", os.environ["PASS_KEY"])
+            return 1.0
+        """,
+    )
+    env = bootstrap_env(ALLORA_MNEMONIC=mnemonic, ALLORA_API_KEY=api_key, PASS_MNEMONIC=mnemonic, PASS_KEY=api_key)
+    result = run_bootstrap(bundle, "--dry-run", "--nonce", "1", env=env)
+    assert result.code == EXIT_OK, (result.out, result.err)
+    assert sorted(e["message"] for e in result.of("print")) == ["key: [redacted]", "words: [redacted]"]
+    assert "abandon" not in result.out and "quoted" not in result.out
+
+
 def test_prometheus_multiproc_dir_pointing_nowhere_is_ignored_with_a_warning(tmp_path):
     bundle = make_bundle(tmp_path / "b", """
         import os
