@@ -67,11 +67,18 @@ class JsonLog:
             tap(line)  # outside the lock: the reporter's own log lines must not wait on it
 
     def emit_from_signal_handler(self, event: str, level: str = "info", **fields: Any) -> None:
-        """emit() for a signal handler: the interrupted code may hold the lock, so never wait for it."""
+        """emit() for a signal handler: the interrupted code may hold the lock, so never wait for it.
+
+        When the interrupted code is itself a write to the stream (blocked on a full pipe: a slow
+        log reader), writing again is a reentrant call, so the line is dropped rather than
+        spliced into the middle of the interrupted one.
+        """
         line = self.format(event, level, **fields)
         locked = self._lock.acquire(blocking=False)
         try:
             self._write(line)
+        except RuntimeError:
+            pass  # "reentrant call inside <_io.BufferedWriter>": see above
         finally:
             if locked:
                 self._lock.release()
