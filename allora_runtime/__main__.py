@@ -209,9 +209,11 @@ def _stop_at_once_on_signal(capture: FdCapture) -> None:
     """
 
     def stop(signum: int, frame: Any) -> None:
-        LOG.emit_from_signal_handler(EVENT_STOPPING, signal=signal.Signals(signum).name, phase="startup")
-        capture.close(timeout=0.2)
-        os._exit(EXIT_OK)
+        try:
+            LOG.emit_from_signal_handler(EVENT_STOPPING, signal=signal.Signals(signum).name, phase="startup")
+            capture.close(timeout=0.2)
+        finally:  # whatever the log did: an exception here would surface in the user's import as its error
+            os._exit(EXIT_OK)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)

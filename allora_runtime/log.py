@@ -26,11 +26,20 @@ class JsonLog:
         self.results_tap: Optional[Callable[[str], None]] = None
 
     def add_secret(self, value: Optional[str]) -> None:
-        if value and len(value) >= 8:
-            self._secrets.append(value)
-            stripped = value.strip()
-            if stripped != value and len(stripped) >= 8:
-                self._secrets.append(stripped)
+        """Scrub ``value`` (8 characters or more) from every later line, in each form it can take there.
+
+        Besides the value as given: stripped, with its whitespace runs made single spaces (a
+        mnemonic's words are the same wallet however they are spaced, and code that handles
+        it prints it normalized), and as JSON escapes it (lines are scrubbed after encoding,
+        so a newline or quote inside the secret would otherwise never match).
+        """
+        if not value or len(value) < 8:
+            return
+        forms = {value, value.strip(), " ".join(value.split())}
+        forms |= {json.dumps(form, ensure_ascii=False)[1:-1] for form in forms}
+        for form in sorted(forms, key=len, reverse=True):  # longest first: a shorter form may sit inside it
+            if len(form) >= 8 and form not in self._secrets:
+                self._secrets.append(form)
 
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -58,11 +67,18 @@ class JsonLog:
             tap(line)  # outside the lock: the reporter's own log lines must not wait on it
 
     def emit_from_signal_handler(self, event: str, level: str = "info", **fields: Any) -> None:
-        """emit() for a signal handler: the interrupted code may hold the lock, so never wait for it."""
+        """emit() for a signal handler: the interrupted code may hold the lock, so never wait for it.
+
+        When the interrupted code is itself a write to the stream (blocked on a full pipe: a slow
+        log reader), writing again is a reentrant call, so the line is dropped rather than
+        spliced into the middle of the interrupted one.
+        """
         line = self.format(event, level, **fields)
         locked = self._lock.acquire(blocking=False)
         try:
             self._write(line)
+        except RuntimeError:
+            pass  # "reentrant call inside <_io.BufferedWriter>": see above
         finally:
             if locked:
                 self._lock.release()

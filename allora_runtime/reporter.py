@@ -51,6 +51,17 @@ from allora_runtime.settings import ResultsSettings, redact_url
 REJECTED_STATUSES = (400, 413, 422)  # the API will never accept this batch: retrying it would block the queue
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse every redirect: urllib would follow a 301/302/303 as a GET without the body (the batch
+    counted as sent, its results lost) and carry the bearer token to whatever host ``Location`` names."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        return None  # urllib then raises HTTPError with the 3xx status
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 class _SendFailed(Exception):
     def __init__(self, detail: str, rejected: bool = False):
         super().__init__(detail)
@@ -205,9 +216,12 @@ class ResultReporter:
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with _OPENER.open(request, timeout=timeout) as response:
                 response.read()
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                location = redact_url(exc.headers.get("Location") or "?")
+                raise _SendFailed(f"HTTP {exc.code}: redirect to {location} not followed; set ALLORA_RESULTS_URL to the final URL") from None
             raise _SendFailed(f"HTTP {exc.code}", rejected=exc.code in REJECTED_STATUSES) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", None) or exc

@@ -90,13 +90,18 @@ def test_a_migration_blocked_by_an_open_transaction_fails_in_seconds_naming_the_
     assert [m.label for m in MigrationRunner(database_url, directory).upgrade()] == ["9001_deployment_note"]
 
 
-def test_a_migration_marked_no_transaction_runs_create_index_concurrently(database_url, tmp_path):
-    directory = tmp_path / "migrations"
+def _with_index_concurrently(directory: Path) -> Path:
+    """The shipped migrations plus 9001, a no-transaction CREATE INDEX CONCURRENTLY on deployments."""
     shutil.copytree(MIGRATIONS_DIR, directory)
     (directory / "9001_index_concurrently.sql").write_text(
         "-- allora-gitops: no-transaction\n"
         "CREATE INDEX CONCURRENTLY deployments_topic_idx ON deployments (topic_id);\n"
     )
+    return directory
+
+
+def test_a_migration_marked_no_transaction_runs_create_index_concurrently(database_url, tmp_path):
+    directory = _with_index_concurrently(tmp_path / "migrations")
     assert [m.label for m in MigrationRunner(database_url, directory).upgrade()] == ["9001_index_concurrently"]
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'deployments_topic_idx'::regclass").fetchone() == (True,)
@@ -214,3 +219,23 @@ def test_a_stale_postmaster_pid_naming_a_live_unrelated_process_does_not_stop_th
         assert status.stdout.splitlines()[0] == "applied 0001_records"
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_no_transaction_migration_blocked_by_a_writer_is_not_retried_and_names_what_it_left(database_url, tmp_path):
+    directory = _with_index_concurrently(tmp_path / "migrations")
+    writer = psycopg.connect(database_url)  # an open writing transaction: CREATE INDEX CONCURRENTLY waits for it
+    writer.execute("UPDATE deployments SET topic_id = topic_id")
+    try:
+        with pytest.raises(MigrationError) as caught:
+            MigrationRunner(database_url, directory).upgrade()
+    finally:
+        writer.rollback()
+        writer.close()
+    assert str(caught.value) == (
+        "migration 9001_index_concurrently.sql (no transaction) could not lock a table it changes within 2 s:"
+        " another transaction holds it (see pg_stat_activity); it left the INVALID index deployments_topic_idx:"
+        " DROP INDEX CONCURRENTLY deployments_topic_idx; then run `allora-gitops db upgrade` again once it ends"
+    )
+    with psycopg.connect(database_url, autocommit=True) as conn:  # the operator follows the advice
+        conn.execute("DROP INDEX CONCURRENTLY deployments_topic_idx")
+    assert [m.label for m in MigrationRunner(database_url, directory).upgrade()] == ["9001_index_concurrently"]

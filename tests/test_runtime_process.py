@@ -136,6 +136,37 @@ def test_sigterm_while_the_model_imports_stops_pid_1_at_once_with_exit_0(tmp_pat
     assert next(e for e in events if e["event"] == "stopping")["phase"] == "startup"
 
 
+def test_sigterm_while_the_import_is_blocked_writing_to_a_full_stdout_pipe_still_exits_0(tmp_path):
+    # A slow log reader: the pipe fills while the model prints at import, and the signal
+    # handler's own line would be a reentrant write on the same stream.
+    bundle = make_bundle(tmp_path / "b", """
+        for shard in range(20000):
+            print("loading shard", shard, "x" * 100)
+
+        def run(nonce: int) -> float:
+            return 1.0
+        """)
+    proc = subprocess.Popen(
+        [BOOTSTRAP_PYTHON, str(BOOTSTRAP), "--bundle-root", str(bundle), "--dry-run", "--nonce", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=bootstrap_env(),
+    )
+    try:
+        deadline = time.monotonic() + 5  # 64 KiB fill in well under that
+        while time.monotonic() < deadline:  # nobody reads: wait until the runtime is stuck writing
+            if "pipe_w" in Path(f"/proc/{proc.pid}/wchan").read_text():
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    events = parse_events(out)  # every line is still JSON
+    assert proc.returncode == EXIT_OK, (err, [e for e in events if e["event"] != "print"])
+    assert not [e for e in events if e["event"] in ("imported", "prediction", "import_error")]
+
+
 def _zombies_after_200_windows(tmp_path: Path, *init: str) -> tuple[float, list[dict]]:
     bundle = make_bundle(tmp_path / "b", ORPHANS)
     command = [*init, BOOTSTRAP_PYTHON, str(BOOTSTRAP), "--bundle-root", str(bundle), "--dry-run",
@@ -188,6 +219,29 @@ def test_output_below_sys_stdout_becomes_json_print_events_with_secrets_scrubbed
         "via sys.__stdout__", "a plain print",
     ])
     assert secret not in result.out
+
+
+def test_secrets_are_scrubbed_in_the_forms_code_prints_them(tmp_path):
+    # A mnemonic mounted with irregular spacing is the same wallet; code that handles it
+    # prints its words single-spaced. A key with a quote is escaped by the JSON encoding.
+    mnemonic = "abandon  abandon\tabandon abandon abandon abandon abandon abandon abandon abandon abandon about\n"
+    api_key = 'sk-"quoted"-0123456789'
+    bundle = make_bundle(
+        tmp_path / "b",
+        """
+        import os
+
+        def run(nonce: int) -> float:
+            print("words:", " ".join(os.environ["PASS_MNEMONIC"].split()))
+            print("key:", os.environ["PASS_KEY"])
+            return 1.0
+        """,
+    )
+    env = bootstrap_env(ALLORA_MNEMONIC=mnemonic, ALLORA_API_KEY=api_key, PASS_MNEMONIC=mnemonic, PASS_KEY=api_key)
+    result = run_bootstrap(bundle, "--dry-run", "--nonce", "1", env=env)
+    assert result.code == EXIT_OK, (result.out, result.err)
+    assert sorted(e["message"] for e in result.of("print")) == ["key: [redacted]", "words: [redacted]"]
+    assert "abandon" not in result.out and "quoted" not in result.out
 
 
 def test_prometheus_multiproc_dir_pointing_nowhere_is_ignored_with_a_warning(tmp_path):

@@ -265,6 +265,62 @@ def test_a_batch_the_api_refuses_as_malformed_is_dropped_not_retried(tmp_path):
     assert events == ["results_rejected"]
 
 
+def test_a_redirect_is_a_failed_send_and_the_token_never_reaches_the_other_host(tmp_path):
+    # An ingress answering 302 (http -> elsewhere): followed, urllib would GET the other host
+    # without the body, with the bearer token, and the batch would count as sent.
+    elsewhere: list[tuple[str, str]] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            elsewhere.append((self.command, self.headers.get("Authorization", "")))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    target = f"http://localhost:{other.server_address[1]}/collect?sig=abc"
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    front = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=front.serve_forever, daemon=True).start()
+    token_file = tmp_path / "token"
+    write_token(token_file, TOKEN_1)
+    log_path = tmp_path / "log"
+    try:
+        with log_path.open("w") as stream:
+            url = f"http://127.0.0.1:{front.server_address[1]}/api/v1/results"
+            reporter = ResultReporter(url, str(token_file), JsonLog(stream), limit=10, backoff=0.05).start()
+            reporter.offer(json.dumps({"event": "prediction", "nonce": 1, "value": "0.1"}))
+            time.sleep(0.3)
+            stats = reporter.close(0.2)
+    finally:
+        front.shutdown(), front.server_close(), other.shutdown(), other.server_close()
+    assert elsewhere == []
+    assert stats == {"sent": 0, "dropped": 0, "pending": 1}
+    first = json.loads(log_path.read_text().splitlines()[0])
+    assert first["event"] == "results_send_failed"
+    assert first["error"] == (
+        f"HTTP 302: redirect to http://localhost:{other.server_address[1]}/collect?[redacted] not followed;"
+        " set ALLORA_RESULTS_URL to the final URL"
+    )
+
+
 def test_shutdown_gives_up_within_its_bound_when_the_api_stays_down(tmp_path):
     port = free_port()  # nothing listens here
     token_file = tmp_path / "token"

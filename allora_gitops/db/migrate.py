@@ -270,8 +270,16 @@ def _apply(conn, migration: Migration, watch: _LockWatch) -> None:
                     _record(conn, migration)
             return
         except psycopg.errors.LockNotAvailable:
+            table = f"table {watch.table}" if watch.table else "a table it changes"
+            if not migration.transactional:
+                # Not retried: outside a transaction the statement may have done part of its work
+                # (CREATE INDEX CONCURRENTLY leaves an INVALID index), and a retry would only fail on it.
+                raise MigrationError(
+                    f"migration {migration.path.name} (no transaction) could not lock {table} within"
+                    f" {STATEMENT_LOCK_TIMEOUT_SECONDS:g} s: another transaction holds it (see pg_stat_activity);"
+                    f" {_leftovers(conn)}run `allora-gitops db upgrade` again once it ends"
+                ) from None
             if attempt == STATEMENT_LOCK_ATTEMPTS:
-                table = f"table {watch.table}" if watch.table else "a table it changes"
                 raise MigrationError(
                     f"migration {migration.path.name} could not lock {table} within {STATEMENT_LOCK_TIMEOUT_SECONDS:g} s"
                     f" ({STATEMENT_LOCK_ATTEMPTS} attempts): another transaction holds it (see pg_stat_activity);"
@@ -288,6 +296,18 @@ def _apply(conn, migration: Migration, watch: _LockWatch) -> None:
                 f"migration {migration.path.name} (no transaction) failed: {translate_error(exc)};"
                 " it may have left work half done (e.g. an INVALID index): fix that before running it again"
             ) from exc
+
+
+def _leftovers(conn) -> str:
+    """What an interrupted no-transaction migration left for the operator to drop ('' when nothing), as advice."""
+    try:
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE NOT i.indisvalid AND c.relnamespace = current_schema()::regnamespace ORDER BY c.relname"
+        ).fetchall()
+    except Exception:  # noqa: BLE001 - only ever used to word an error better
+        return ""
+    return "".join(f"it left the INVALID index {name}: DROP INDEX CONCURRENTLY {name}; then " for (name,) in rows)
 
 
 # Every allora_* function finds what it calls in its own schema whatever the caller's search_path:
