@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -72,21 +71,30 @@ def test_syntax_error_names_file_line_and_column():
     assert str(caught.value.problems[0]).startswith("f.yaml:2:1: error: invalid YAML: expected ',' or ']'")
 
 
+# A small parent that runs the command and reports that child's own rusage. Measured straight from the
+# test process, ru_maxrss would count the pytest process's pages the forked child held before exec
+# (Linux carries the high-water mark across execve): 200+ MB late in a full run, whatever the CLI used.
+_RUSAGE_OF_CHILD = """
+import json, os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:], stdout=open(sys.argv[1], "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(json.dumps({"code": os.waitstatus_to_exitcode(status), "cpu": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss}))
+"""
+
+
 def _measured_cli(tmp_path: Path, *args: str) -> tuple[int, str, float, float]:
     """Run ``allora-bundle ARGS`` in a child process; (exit code, stdout+stderr, CPU seconds, peak RSS in MB).
 
     CPU time (user + system), not wall time: the cost of the work itself, which a loaded machine
     (CI's two cores shared with other jobs) does not inflate; an alias bomb costs minutes of CPU.
     """
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "allora_gitops.cli.bundle", *args],
-        stdout=(tmp_path / "out").open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=cli_env(),
+    out = tmp_path / "out"
+    report = subprocess.run(
+        [sys.executable, "-c", _RUSAGE_OF_CHILD, str(out), sys.executable, "-m", "allora_gitops.cli.bundle", *args],
+        capture_output=True, text=True, env=cli_env(), check=True,
     )
-    _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not every child the test run ever had
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    cpu_seconds = usage.ru_utime + usage.ru_stime
-    rss_mb = usage.ru_maxrss / 1024  # Linux: kilobytes
-    return proc.returncode, (tmp_path / "out").read_text(), cpu_seconds, rss_mb
+    usage = json.loads(report.stdout)
+    return usage["code"], out.read_text(), usage["cpu"], usage["maxrss_kb"] / 1024  # Linux: kilobytes
 
 
 def test_validate_refuses_a_model_yaml_alias_bomb_fast_and_small(tmp_path):

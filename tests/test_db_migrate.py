@@ -202,7 +202,12 @@ def test_embedded_default_is_shared_by_concurrent_commands_and_stopped_after(tmp
     """No URL: three CLI processes at once share one embedded server under the state dir; it stops after the last."""
     import psutil
 
-    home = tmp_path / "h"
+    import tempfile
+    from pathlib import Path
+
+    # not under tmp_path: pytest makes its base temp directory 0700, and the embedded server runs as its
+    # own system user, which must reach the data directory
+    home = Path(tempfile.mkdtemp(prefix="allora-embedded-")) / "h"
     env = cli_env({"ALLORA_GITOPS_HOME": str(home)})
     env.pop("ALLORA_DATABASE_URL", None)
     procs = [
@@ -226,3 +231,4 @@ def test_embedded_default_is_shared_by_concurrent_commands_and_stopped_after(tmp
     assert again.stdout.splitlines()[0].endswith("(embedded)")
     assert again.stdout.splitlines()[-1] == f"up to date at version {LATEST}"
     assert running() == []
+    shutil.rmtree(home.parent, ignore_errors=True)

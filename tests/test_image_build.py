@@ -346,8 +346,10 @@ def test_push_to_a_real_registry_records_and_writes_back_the_digest(first_build,
     """Publish with the loopback registry as image registry, then build (all layers cached), push and write back."""
     from allora_gitops.db.records import Records
 
+    configured = gitops("repo", "config", "--repo", gitops_remote, "image_registry", oci_registry.prefix(), "--branch", "main")
+    assert configured.returncode == 0, configured.stderr[-2000:]  # the registry is a repository setting
     published = gitops(
-        "publish", EXAMPLE, "--repo", gitops_remote, "--network", "testnet", "--image-registry", oci_registry.prefix(),
+        "publish", EXAMPLE, "--repo", gitops_remote, "--network", "testnet",
         "--store", (tmp_path / "store").as_uri(), "--database-url", first_build.database_url, "--json",
     )  # fmt: skip
     assert published.returncode == 0, published.stderr[-2000:]

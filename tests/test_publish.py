@@ -80,7 +80,7 @@ def test_publish_review_merge_v2_diff_rollback_retire(store_kind, request, gitop
     r = gitops("publish", v1, "--repo", repo, "--network", "testnet")
     assert r.code == 0, r.err
     branch = "deploy/linear-forecaster/testnet/1.0.0"
-    steps = [line.split(":")[0] for line in r.err.splitlines() if line.startswith("==> ")]
+    steps = [line.split(":")[0] for line in r.err.splitlines() if line.startswith("==> ") and not line.startswith("==> warning")]
     assert steps[:8] == [f"==> {s}" for s in ("validate", "repository", "records", "upload", "register", "render", "deployment", "commit")]
     assert r.out.startswith(f"published {NAME} 1.0.0 on testnet: commit ")
     assert f"    review branch: {branch} (from main)" in r.out.splitlines()
