@@ -184,6 +184,25 @@ def _deployment_change(snapshot: Snapshot, tree: dict[str, str], name: str, netw
     )
 
 
+class _DeploymentChange:
+    """The change that (re)deploys ``tree``, as :func:`persist` applies it to each tip it tries; it remembers
+    the deployment's facts on that tip (``before``) and the files written (``after``, pins carried), for the summary."""
+
+    def __init__(self, tree: dict[str, str], name: str, network: str, version: str):
+        self.tree, self.name, self.network, self.version = tree, name, network, version
+        self.before: DeploymentFacts | None = None
+        self.after = tree
+
+    def __call__(self, snapshot: Snapshot) -> TreeChange:
+        self.before = current_facts(snapshot, self.name, self.network)
+        delta = _deployment_change(snapshot, self.tree, self.name, self.network, self.version)
+        self.after = delta.files
+        return delta
+
+    def facts_after(self) -> DeploymentFacts:
+        return facts_of_tree(self.after, self.name, self.network)
+
+
 def facts_of_tree(tree: dict[str, str], name: str, network: str) -> DeploymentFacts:
     facts = DeploymentFacts(name=name, network=network)
     overlay = C.deployment_overlay_dir(name, network) + "/"
@@ -363,13 +382,7 @@ def publish_bundle(
         )  # fmt: skip
         _warn(result, step, [str(p) for p in validation_warnings] + works_on_one_machine(remote, archive_url, spec.image))
 
-        old: list[Any] = [None, tree]  # facts before, files after (pins carried)
-
-        def change(snapshot: Snapshot) -> TreeChange:
-            old[0] = current_facts(snapshot, name, network)
-            delta = _deployment_change(snapshot, tree, name, network, version)
-            old[1] = delta.files
-            return delta
+        change = _DeploymentChange(tree, name, network, version)
 
         if target.dry_run:
             step("render", f"{len(tree)} files")
@@ -379,7 +392,7 @@ def publish_bundle(
             )  # fmt: skip
             result.diff = persisted.diff
             result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
-            result.summary = summarise_change(old[0], facts_of_tree(old[1], name, network)) if persisted.changed else []
+            result.summary = summarise_change(change.before, change.facts_after()) if persisted.changed else []
             step("commit", f"dry run: {len(persisted.changed)} file(s) would change on {branch}; nothing was uploaded, recorded or pushed")
             return result
 
@@ -421,7 +434,7 @@ def publish_bundle(
         )  # fmt: skip
         _announce_commit(step, persisted)
         step("record", f"deployment {deployment.id} committed at {persisted.commit[:12]}")
-    return _finish(result, persisted, remote, target, old[0], facts_of_tree(old[1], name, network))
+    return _finish(result, persisted, remote, target, change.before, change.facts_after())
 
 
 def _finish(result: PublishResult, persisted: Persisted, remote: Remote, target: Target, old, new) -> PublishResult:
@@ -521,13 +534,7 @@ def _redeploy(
             image=spec.image,
         )  # fmt: skip
         _warn(result, step, works_on_one_machine(remote, bundle.archive_url, spec.image))
-        old: list[Any] = [None, tree]  # facts before, files after (pins carried)
-
-        def change(snapshot: Snapshot) -> TreeChange:
-            old[0] = current_facts(snapshot, name, network)
-            delta = _deployment_change(snapshot, tree, name, network, version)
-            old[1] = delta.files
-            return delta
+        change = _DeploymentChange(tree, name, network, version)
 
         trial = persist(
             remote, change, branch=branch, base_branch=target.base_branch, message=message, dry_run=True, heads=heads, cache=cache
@@ -537,7 +544,7 @@ def _redeploy(
             result.diff = trial.diff if target.dry_run else ""
             result.commit = trial.commit
             result.changed_files = [{"status": s, "path": p} for s, p in trial.changed]
-            result.summary = summarise_change(old[0], facts_of_tree(old[1], name, network)) if trial.changed else []
+            result.summary = summarise_change(change.before, change.facts_after()) if trial.changed else []
             if not target.dry_run:
                 step("commit", f"nothing to commit: {target.base_branch} already runs {name} {version} on {network} like this")
             return result
@@ -553,7 +560,7 @@ def _redeploy(
             base_branch=target.base_branch, message=message, step=step, heads=heads,
         )  # fmt: skip
         _announce_commit(step, persisted)
-    return _finish(result, persisted, remote, target, old[0], facts_of_tree(old[1], name, network))
+    return _finish(result, persisted, remote, target, change.before, change.facts_after())
 
 
 def publish_recorded(name: str, version: str, network: str, target: Target, options: "DeploymentSettings | None" = None, *, step: StepFn = _quiet) -> PublishResult:
