@@ -52,6 +52,28 @@ def save_credentials(platform: str, token: str) -> Path:
     return path
 
 
+def cleartext_warning(platform: str) -> Optional[str]:
+    """A one-line warning when ``platform`` is a plain ``http://`` URL to a host other than this machine, else None.
+
+    The API token is a bearer credential (RFC 6750 §5.3: always over TLS): over plain HTTP anyone on the
+    path can read it and act as you. Loopback (``localhost``, 127.0.0.0/8, ``::1``) never leaves the machine.
+    """
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(platform)
+    if parts.scheme.lower() != "http":
+        return None
+    host = (parts.hostname or "").lower()
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost" or host.endswith(".localhost")
+    if loopback:
+        return None
+    return f"warning: {platform} is plain http: your API token crosses the network unencrypted; use https://"
+
+
 def load_credentials(platform: Optional[str] = None) -> Credentials:
     """The platform URL (flag, ``$ALLORA_PLATFORM_URL``, the login file) and the token (``$ALLORA_PLATFORM_TOKEN``, the login file).
 
