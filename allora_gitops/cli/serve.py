@@ -149,6 +149,18 @@ def register(app: typer.Typer) -> None:
             names = accounts.wallets_of(user)
         typer.echo("\n".join(names) if names else f"no wallet assigned to {user}")
 
+    @app.command("user-admin")
+    def user_admin(
+        user: str = typer.Argument(...),
+        revoke: bool = typer.Option(False, "--revoke", help="Take admin away (the user keeps their own bundles and deployments)."),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    ) -> None:
+        """Make USER an admin (sees and changes everything), or with --revoke an ordinary user again."""
+        accounts, conn = _accounts(database_url)
+        with conn:
+            accounts.set_admin(user, not revoke)
+        typer.echo(f"{user} is {'no longer' if revoke else 'now'} an admin")
+
     @app.command("user-limits")
     def user_limits(
         user: str = typer.Argument(...),
