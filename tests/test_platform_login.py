@@ -111,14 +111,17 @@ def test_serve_stopped_by_sigterm_stops_the_embedded_postgres_it_started(tmp_pat
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     try:
-        for _ in range(600):
+        deadline = time.monotonic() + 180  # a loaded CI machine: initdb + start + migrations + uvicorn
+        while time.monotonic() < deadline and proc.poll() is None:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
         pid_file = home / "postgres" / "data" / "postmaster.pid"
-        assert pid_file.exists(), "the embedded PostgreSQL did not start"
+        if not pid_file.exists():
+            proc.kill()
+            raise AssertionError(f"the embedded PostgreSQL did not start (serve exit {proc.wait()}): {proc.stderr.read().decode()[-2000:]}")
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=60) == 128 + signal.SIGTERM, proc.stderr.read().decode()
     finally:
