@@ -68,3 +68,6 @@ def test_no_issuer_or_an_unwritable_output_is_one_line_naming_the_file(cli, tmp_
     (tmp_path / "issuer" / "signing-key.pem").write_text("not a key\n")
     broken = cli("gitops", "local-issuer", "token", tmp_path / "issuer", "demo-model", "--network", "testnet")
     assert (broken.code, broken.err.strip()) == (1, f"error: {tmp_path / 'issuer' / 'signing-key.pem'}: not a readable signing key (ValueError)")
+    (tmp_path / "a-file").write_text("")
+    blocked = cli("gitops", "local-issuer", "init", tmp_path / "a-file" / "issuer")
+    assert (blocked.code, blocked.err.strip()) == (1, f"error: {tmp_path / 'a-file' / 'issuer'}: cannot write the local issuer (Not a directory)")

@@ -144,7 +144,7 @@ class LocalIssuer:
             write_atomic(issuer.jwks_path, (json.dumps(public_jwks([(issuer.kid, key)]), indent=2) + "\n").encode())
             write_atomic(directory / KEY_FILE, pem, mode=0o600)  # last: a directory with a key is a complete issuer
         except OSError as exc:
-            raise LocalIssuerError(f"{exc.filename or directory}: cannot write the local issuer ({exc.strerror})") from None
+            raise LocalIssuerError(f"{directory}: cannot write the local issuer ({exc.strerror})") from None
         return issuer, True
 
     @classmethod
