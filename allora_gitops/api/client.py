@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from allora_gitops.atomic import write_atomic
 from allora_gitops.errors import AlloraGitopsError, Problem
 
 TOKEN_ENV = "ALLORA_PLATFORM_TOKEN"
@@ -40,15 +41,7 @@ def save_credentials(platform: str, token: str) -> Path:
     """Write the credentials file with mode 0600 (created so, never widened afterwards), atomically."""
     path = credentials_file()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"platform": platform, "token": token}, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps({"platform": platform, "token": token}).encode("utf-8"), mode=0o600)
     return path
 
 
