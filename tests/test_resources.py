@@ -88,14 +88,20 @@ def observed(tmp_path, database_url, records, gitops_remote, make_spec):
     (tmp_path / "prom").mkdir()
     prom = Prometheus(tmp_path / "prom", f"127.0.0.1:{port}", labels)
     env = bootstrap_env(ALLORA_METRICS_PORT=str(port), ALLORA_METRICS_ADDRESS="127.0.0.1", ALLORA_BUNDLE_SHA256="ab" * 32)
-    runtime = RunningBootstrap(bundle, "--dry-run", "--start-nonce", "1", "--interval", "0.05", env=env)
+    runtimes = [RunningBootstrap(bundle, "--dry-run", "--start-nonce", "1", "--interval", "0.05", env=env)]
+
+    def restart() -> None:
+        """The container restarts: a new process behind the same scrape target."""
+        runtimes[-1].stop(signal.SIGTERM)
+        runtimes.append(RunningBootstrap(bundle, "--dry-run", "--start-nonce", "1", "--interval", "0.05", env=env))
+
     try:
         # rate() needs two scrapes of the process counters
         prom.wait("two scrapes", lambda: prom.value(f'count_over_time(process_cpu_seconds_total{{allora_deployment="{INSTANCE}"}}[1m]) >= 2'))
-        yield prom, a, b
+        yield prom, a, restart
     finally:
-        runtime.stop(signal.SIGTERM)
-        runtime.kill()
+        for runtime in runtimes:
+            runtime.kill()
         prom.stop()
 
 
@@ -103,7 +109,7 @@ def observed(tmp_path, database_url, records, gitops_remote, make_spec):
 def test_the_page_the_api_and_status_show_cpu_and_memory_from_a_real_prometheus(observed, tmp_path, database_url, records, gitops_remote, make_spec, cli):
     from allora_gitops.render.spec import quantity_value
 
-    prom, a, b = observed
+    prom, a, restart = observed
     prom_url = f"http://127.0.0.1:{prom.port}"
     spec = make_spec("testnet")
     cpu_limit, memory_limit = quantity_value(spec.cpu_limit), quantity_value(spec.memory)
@@ -153,6 +159,10 @@ def test_the_page_the_api_and_status_show_cpu_and_memory_from_a_real_prometheus(
     # a short window at one point a second: a real series, not one point
     series = read_resources(prom_url, NS, INSTANCE, series_seconds=20, step_seconds=1)
     assert len(series.memory_series) >= 2 and all(v > 0 for _, v in series.memory_series)
+
+    restart()  # a new start time on the same target is a restart
+    again = prom.wait("the restart seen", lambda: (r := read_resources(prom_url, NS, INSTANCE)).restarts and r)
+    assert (again.restarts, again.restarts_source, again.error) == (1, "process", None)
 
 
 def test_without_a_url_the_page_says_metrics_are_not_configured_and_a_closed_port_is_one_line(tmp_path, database_url, records):
