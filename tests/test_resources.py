@@ -105,6 +105,23 @@ def observed(tmp_path, database_url, records, gitops_remote, make_spec):
         prom.stop()
 
 
+def page_and_api(tmp_path, database_url, records, repo, d, env: dict[str, str]) -> tuple[httpx.Response, httpx.Response]:
+    """alice (owner of ``d``) opens its page and ``GET /api/deployments/{id}`` on a server started with ``env``."""
+    server = start_platform(
+        tmp_path, database_url=database_url, repo=repo, store_url=(tmp_path / "store").as_uri(),
+        env={"ALLORA_GITOPS_HOME": str(tmp_path / "state"), **env},
+    )  # fmt: skip
+    try:
+        alice = server.token("alice")
+        accounts = Accounts(records.connection)
+        accounts.claim_name(accounts.authenticate(alice), d.name)
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            sign_in(client, alice)
+            return client.get(f"/deployments/{d.id}"), client.get(f"/api/deployments/{d.id}", headers=server.headers(alice))
+    finally:
+        stop_platform(server)
+
+
 @pytest.mark.slow  # ~15 s: Prometheus and the runtime start, two scrapes
 def test_the_page_the_api_and_status_show_cpu_and_memory_from_a_real_prometheus(observed, tmp_path, database_url, records, gitops_remote, make_spec, cli):
     from allora_gitops.render.spec import quantity_value
@@ -113,20 +130,7 @@ def test_the_page_the_api_and_status_show_cpu_and_memory_from_a_real_prometheus(
     prom_url = f"http://127.0.0.1:{prom.port}"
     spec = make_spec("testnet")
     cpu_limit, memory_limit = quantity_value(spec.cpu_limit), quantity_value(spec.memory)
-    server = start_platform(
-        tmp_path, database_url=database_url, repo=gitops_remote, store_url=(tmp_path / "store").as_uri(),
-        env={"ALLORA_GITOPS_HOME": str(tmp_path / "state"), "ALLORA_PROMETHEUS_URL": prom_url},
-    )  # fmt: skip
-    try:
-        alice = server.token("alice")
-        accounts = Accounts(records.connection)
-        accounts.claim_name(accounts.authenticate(alice), a.name)
-        with httpx.Client(base_url=server.url, timeout=10) as client:
-            sign_in(client, alice)
-            page = client.get(f"/deployments/{a.id}")
-            api = client.get(f"/api/deployments/{a.id}", headers=server.headers(alice))
-    finally:
-        stop_platform(server)
+    page, api = page_and_api(tmp_path, database_url, records, gitops_remote, a, {"ALLORA_PROMETHEUS_URL": prom_url})
     assert page.status_code == 200, page.text
     (tmp_path / "resources-page.html").write_text(page.text)  # an artefact to look at
     table = re.search(r'<table id="resources">.*?</table>', page.text, re.S).group(0)
@@ -175,20 +179,8 @@ def test_without_a_url_the_page_says_metrics_are_not_configured_and_a_closed_por
     ):  # fmt: skip
         if not pending and records.get_deployment(a.id).status == "pending":
             merged(records, a)
-        server = start_platform(
-            tmp_path, database_url=database_url, repo=tmp_path / "unused-repo", store_url=(tmp_path / "store").as_uri(),
-            env={"ALLORA_GITOPS_HOME": str(tmp_path / "state"), **env},
-        )  # fmt: skip
-        try:
-            alice = server.token("alice")
-            accounts = Accounts(records.connection)
-            accounts.claim_name(accounts.authenticate(alice), a.name)
-            with httpx.Client(base_url=server.url, timeout=10) as client:
-                sign_in(client, alice)
-                page = client.get(f"/deployments/{a.id}")
-                api = client.get(f"/api/deployments/{a.id}", headers=server.headers(alice)).json()
-        finally:
-            stop_platform(server)
+        page, response = page_and_api(tmp_path, database_url, records, tmp_path / "unused-repo", a, env)
+        api = response.json()
         assert page.status_code == 200 and expected in page.text, page.text
         assert '<table id="recent">' in page.text  # the rest of the page is there
         assert api["resources"]["configured"] is bool(env) and (api["resources"]["not_read"] is not None) is pending
