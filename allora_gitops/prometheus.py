@@ -23,6 +23,7 @@ becomes one line in :attr:`ResourceUsage.error`.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -200,6 +201,14 @@ def series_query(queries: dict[str, str]) -> str:
 # --- reading --------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
+def _client():
+    """One client per process, kept alive between reads: a new one loads the CA bundle (tens of ms)."""
+    import httpx
+
+    return httpx.Client(headers={"Accept": "application/json"}, follow_redirects=False)
+
+
 class _Unanswered(Exception):
     """One line for the user: why Prometheus gave no answer."""
 
@@ -257,42 +266,40 @@ def read_resources(
     """
     if not url:
         return ResourceUsage(configured=False)
-    import httpx
-
     deadline = time.monotonic() + timeout
     usage = ResourceUsage(configured=True, prometheus=display_url(url), series_seconds=series_seconds)
     queries = resource_queries(namespace, instance)
     end = now if now is not None else time.time()
-    with httpx.Client(headers={"Accept": "application/json"}, follow_redirects=False) as client:
+    client = _client()
+    try:
+        answers = _get(client, url, "/api/v1/query", {"query": instant_query(queries), "time": f"{end:.3f}"}, deadline, timeout)
+    except _Unanswered as exc:
+        usage.error = str(exc)
+        return usage
+    for a in answers:
+        name, source = a.get("metric", {}).get(QUERY_LABEL), a.get("metric", {}).get("source")
+        value = _number((a.get("value") or [None, None])[1])
+        if name == "cpu":
+            usage.cpu_cores, usage.source = value, source
+        elif name == "memory":
+            usage.memory_bytes, usage.source = value, usage.source or source
+        elif name == "restarts" and value is not None:
+            usage.restarts, usage.restarts_source = int(round(value)), source
+        elif name in ("cpu_limit", "memory_limit") and value:
+            setattr(usage, "cpu_limit_cores" if name == "cpu_limit" else "memory_limit_bytes", value)
+            usage.limits_source = "kube-state-metrics"
+    if usage.has_values:
         try:
-            answers = _get(client, url, "/api/v1/query", {"query": instant_query(queries), "time": f"{end:.3f}"}, deadline, timeout)
+            params = {"query": series_query(queries), "start": f"{end - series_seconds:.3f}", "end": f"{end:.3f}", "step": str(step_seconds)}
+            for a in _get(client, url, "/api/v1/query_range", params, deadline, timeout):
+                points = [(float(t), v) for t, raw in a.get("values") or [] if (v := _number(raw)) is not None]
+                name = a.get("metric", {}).get(QUERY_LABEL)
+                if name == "cpu":
+                    usage.cpu_series = points
+                elif name == "memory":
+                    usage.memory_series = points
         except _Unanswered as exc:
-            usage.error = str(exc)
-            return usage
-        for a in answers:
-            name, source = a.get("metric", {}).get(QUERY_LABEL), a.get("metric", {}).get("source")
-            value = _number((a.get("value") or [None, None])[1])
-            if name == "cpu":
-                usage.cpu_cores, usage.source = value, source
-            elif name == "memory":
-                usage.memory_bytes, usage.source = value, usage.source or source
-            elif name == "restarts" and value is not None:
-                usage.restarts, usage.restarts_source = int(round(value)), source
-            elif name in ("cpu_limit", "memory_limit") and value:
-                setattr(usage, "cpu_limit_cores" if name == "cpu_limit" else "memory_limit_bytes", value)
-                usage.limits_source = "kube-state-metrics"
-        if usage.has_values:
-            try:
-                params = {"query": series_query(queries), "start": f"{end - series_seconds:.3f}", "end": f"{end:.3f}", "step": str(step_seconds)}
-                for a in _get(client, url, "/api/v1/query_range", params, deadline, timeout):
-                    points = [(float(t), v) for t, raw in a.get("values") or [] if (v := _number(raw)) is not None]
-                    name = a.get("metric", {}).get(QUERY_LABEL)
-                    if name == "cpu":
-                        usage.cpu_series = points
-                    elif name == "memory":
-                        usage.memory_series = points
-            except _Unanswered as exc:
-                usage.error = f"{exc} (series not shown)"
+            usage.error = f"{exc} (series not shown)"
     if limits is not None and usage.limits_source is None and usage.has_values:
         known = _within(limits, deadline)
         if known is not None and (known.cpu_cores or known.memory_bytes):
