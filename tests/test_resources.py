@@ -50,6 +50,58 @@ def test_every_query_parses_under_promtool(tmp_path):
     assert f"SUCCESS: {len(exprs)} rules found" in proc.stdout
 
 
+POD = f'namespace="{NS}",pod="{INSTANCE}-5d9c7b6f4-x7k2p",container="model"'
+RUNTIME = f'namespace="{NS}",allora_deployment="{INSTANCE}",pod="{INSTANCE}-5d9c7b6f4-x7k2p"'
+PROCESS_SERIES = [
+    (f"process_cpu_seconds_total{{{RUNTIME}}}", "0+6x30"),  # 0.1 core
+    (f"process_resident_memory_bytes{{{RUNTIME}}}", "52428800x30"),
+    (f"process_start_time_seconds{{{RUNTIME}}}", "100x15 200x15"),  # one restart
+]
+CLUSTER_SERIES = [
+    (f"container_cpu_usage_seconds_total{{{POD}}}", "0+15x30"),  # 0.25 core
+    (f"container_memory_working_set_bytes{{{POD}}}", "104857600x30"),
+    (f"kube_pod_container_status_restarts_total{{{POD}}}", "0x10 1x10 2x10"),
+    (f'kube_pod_container_resource_limits{{{POD},resource="cpu",unit="core"}}', "0.5x30"),
+    (f'kube_pod_container_resource_limits{{{POD},resource="memory",unit="byte"}}', "536870912x30"),
+    # the same deployment on mainnet is not this one
+    (f'container_memory_working_set_bytes{{namespace="{NS}",pod="linear-forecaster-mainnet-5d9c7b6f4-x7k2p",container="model"}}', "999x30"),
+]
+
+
+@pytest.mark.parametrize(
+    "series, expected",
+    [
+        (CLUSTER_SERIES + PROCESS_SERIES, [  # cAdvisor and kube-state-metrics win over the runtime's own series
+            ('{allora_query="cpu", source="cadvisor"}', 0.25), ('{allora_query="memory", source="cadvisor"}', 104857600),
+            ('{allora_query="restarts", source="kube-state-metrics"}', 2),
+            ('{allora_query="cpu_limit"}', 0.5), ('{allora_query="memory_limit"}', 536870912),
+        ]),
+        (PROCESS_SERIES, [  # no cluster sources (the e2e test's case): the runtime's series, no limits
+            ('{allora_query="cpu", source="process"}', 0.1), ('{allora_query="memory", source="process"}', 52428800),
+            ('{allora_query="restarts", source="process"}', 1),
+        ]),
+    ],
+    ids=["cluster", "runtime-only"],
+)  # fmt: skip
+def test_the_query_prefers_cadvisor_and_kube_state_metrics_under_promtool(tmp_path, series, expected):
+    """The real PromQL engine (``promtool test rules``) evaluates the one instant query over series shaped
+    like kube-prometheus-stack's and the PodMonitor's."""
+    test = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [{"series": name, "values": values} for name, values in series],
+            "promql_expr_test": [{"expr": instant_query(resource_queries(NS, INSTANCE)), "eval_time": "30m",
+                                  "exp_samples": [{"labels": labels, "value": value} for labels, value in expected]}],
+        }],
+    }  # fmt: skip
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(test, sort_keys=False))
+    proc = subprocess.run([shutil.which("promtool"), "test", "rules", str(tmp_path / "test.yaml")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
 def test_a_closed_port_and_a_silent_server_are_one_line_each():
     port = free_port()  # nothing listens there
     down = read_resources(f"http://user:s3cret@127.0.0.1:{port}", NS, INSTANCE)
