@@ -85,6 +85,7 @@ class DeploymentOut(BaseModel):
     compare_url: Optional[str]
     created_at: str
     updated_at: str
+    resources: Optional[dict] = Field(None, description="GET one: CPU, memory against limits, restarts from Prometheus (allora_gitops.prometheus)")
 
 
 class ChangeOut(BaseModel):
@@ -214,7 +215,12 @@ def get_deployment(
     deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
     c: Caller = Depends(caller),
 ):
-    return deployment_out(_owned_deployment(deployment_id, c), c.settings)
+    from allora_gitops.prometheus import deployment_resources
+
+    d = _owned_deployment(deployment_id, c)
+    s = c.settings
+    usage = deployment_resources(s.prometheus_url, s.models_namespace, d.name, d.network, d.status, repo=s.repo, ref=s.base_branch)
+    return deployment_out(d, s).model_copy(update={"resources": usage.to_dict()})
 
 
 @router.post("/deployments/{deployment_id}/promote", summary="Deploy this deployment's running version on another network",

@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
         max_upload_mb: Optional[int] = typer.Option(None, "--max-upload-mb", help="Upload limit per request (default: $ALLORA_API_MAX_UPLOAD_MB, else 500)."),
         max_live_deployments: Optional[int] = typer.Option(None, "--max-live-deployments", help="Live deployments per user (default: $ALLORA_API_MAX_LIVE_DEPLOYMENTS, else 10)."),
+        prometheus_url: Optional[str] = typer.Option(
+            None, "--prometheus-url", help="Prometheus to read CPU, memory and restarts from (default: $ALLORA_PROMETHEUS_URL, else not shown)."
+        ),
         workers: int = typer.Option(1, "--workers", min=1, help="Worker processes (replicas scale further: the server keeps no state)."),
     ) -> None:
         """Serve the platform API (upload bundles, deploy them through review branches) with uvicorn."""
@@ -41,7 +44,7 @@ def register(app: typer.Typer) -> None:
 
         settings = load_api_settings(
             repo=repo, base_branch=base, store_url=store, database_url=database_url,
-            max_upload_mb=max_upload_mb, max_live_deployments=max_live_deployments,
+            max_upload_mb=max_upload_mb, max_live_deployments=max_live_deployments, prometheus_url=prometheus_url,
         )  # fmt: skip
         open_records(settings.database_url).close()  # fail now, with one line, when the database is not ready
         # uvicorn drains on SIGTERM, then raises the signal again; its default action would end the process

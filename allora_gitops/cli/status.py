@@ -91,27 +91,36 @@ def register(app: typer.Typer) -> None:
         database_url: Optional[str] = typer.Option(None, "--database-url"),
         no_db: bool = typer.Option(False, "--no-db", help="Read the repository only."),
         last: int = typer.Option(10, "--last", min=0, help="How many recent results to show."),
+        prometheus_url: Optional[str] = typer.Option(
+            None, "--prometheus-url", help="Prometheus to read CPU, memory and restarts from (default: $ALLORA_PROMETHEUS_URL, else not shown)."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
-        """Where NAME is deployed, what each deployment runs (version, image, topic, resources, status), and
-        its submission results: the last ones, success rate and latency over 1 h / 24 h / 7 d, errors."""
+        """Where NAME is deployed, what each deployment runs (version, image, topic, resources, status), its
+        submission results (the last ones, success rate and latency over 1 h / 24 h / 7 d, errors) and, with a
+        Prometheus URL, its CPU and memory against the limits and its restarts."""
         import json
 
         from allora_gitops.errors import GitOpsError, UsageError
 
         if repo is None and no_db:
             raise UsageError("--no-db needs --repo: there would be nothing to read")
+        from allora_gitops.prometheus import prometheus_url_setting
+
+        prometheus = prometheus_url_setting(prometheus_url)  # a malformed URL fails before anything is read
         rows = _rows(repo, ref, name, database_url, no_db)
         if not rows:
             raise GitOpsError(f"{name} is not deployed" + (f" on {ref}" if repo else "") + " and has no live deployment record")
         summaries = {} if no_db else _result_summaries(rows, database_url, last)
+        usages = [_resources(r, prometheus) if r.get("in_repo", True) else None for r in rows]  # a change under review runs nowhere
         if as_json:
-            for r in rows:
+            for r, usage in zip(rows, usages):
                 if r.get("deployment_id") in summaries:
                     r["results"] = summaries[r["deployment_id"]].to_dict()
+                r["resources"] = usage.to_dict() if usage else None
             typer.echo(json.dumps(rows, indent=2))
             return
-        for r in rows:
+        for r, usage in zip(rows, usages):
             where = f"{r['name']} on {r['network']}" + ("" if r.get("in_repo", True) else f" (waiting for review on {r.get('branch')})")
             typer.echo(where)
             for key, value in r.items():
@@ -120,6 +129,8 @@ def register(app: typer.Typer) -> None:
             if r.get("deployment_id") in summaries:
                 for line in _summary_lines(summaries[r["deployment_id"]]):
                     typer.echo(f"  {line}")
+            if usage:
+                typer.echo(f"  resources: {usage.summary_line()}")
 
     @app.command("sync")
     def sync_cmd(
@@ -175,6 +186,15 @@ def register(app: typer.Typer) -> None:
             typer.echo(network)
             table = _table([r for r in rows if r["network"] == network], columns)
             typer.echo("\n".join("  " + line for line in table.splitlines()))
+
+
+def _resources(row: dict, prometheus: Optional[str]):
+    """The row's ResourceUsage; limits from the repository's overlay when the row has them (``--repo``)."""
+    from allora_gitops import constants as C
+    from allora_gitops.prometheus import Limits, read_resources
+
+    known = Limits.from_quantities(row.get("cpu_limit"), row.get("memory_limit"))
+    return read_resources(prometheus, C.NAMESPACE, f"{row['name']}-{row['network']}", limits=lambda: known)
 
 
 def _result_summaries(rows: list[dict], database_url, last: int) -> dict:
