@@ -112,7 +112,7 @@ def test_status_text_gives_the_rates_and_the_errors(cli, database_url, deploymen
     [rates] = [line for line in lines if line.startswith("    predictions: ")]
     assert rates.startswith("    predictions: 1h 80.0% (16/20) latency p50 ")
     assert "  errors (7d):" in lines
-    assert any(line.startswith("    prediction error ValueError (exception) x3: no data for nonce 15 at ") for line in lines)
+    assert any(line.startswith("    prediction error ValueError (exception) x3 (1h 3, 24h 3): no data for nonce 15 at ") for line in lines)
     recent = lines[lines.index("  recent:") + 1 :]
     assert [line.split(" nonce ")[1].split()[0] for line in recent] == ["20", "19"]
 
