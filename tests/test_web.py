@@ -128,9 +128,9 @@ def test_the_deployment_page_shows_rates_chart_submissions_refusals_and_the_logs
         assert "<title>linear-forecaster on testnet · allora-gitops</title>" in text
         assert "16 succeeded, 4 failed</title>" in text
         assert len(re.findall(r'class="bar-failed"', text)) >= 1
-        assert text.count(TX) == 16 and 'class="bad">error</td>' in text  # the 20 newest: 16 with a tx hash, 4 refusals
+        assert text.count(f">{TX}</a>") == 16 and 'class="bad">error</td>' in text  # the 20 newest: 16 with a tx hash, 4 refusals
         assert "tx_failed (BroadcastError): insufficient fees" in text
-        assert re.search(r"<th scope=\"row\">submission</th><td>error</td><td>tx_failed</td><td>BroadcastError</td>\s*<td class=\"num\">4</td>", text)
+        assert re.search(r"<th scope=\"row\">submission</th><td>error</td><td>tx_failed</td><td>BroadcastError</td>\s*<td class=\"num\">1</td><td class=\"num\">4</td><td class=\"num\">4</td>", text)  # 1h, 24h, 7d
         assert "kubectl logs deployment/linear-forecaster-testnet -c model -n allora-models --tail=200" in text
         assert "Metrics are not configured" in text
         assert client.get(f"/deployments/{b.id}").status_code == 404  # bob's
