@@ -193,8 +193,7 @@ def test_status_follows_publish_merge_digest_results_success_and_silence(gitops,
 @pytest.fixture
 def platform(tmp_path, database_url, records):
     """The server; alice owns linear-forecaster (merged, digest, a successful submission now), bob owns mean-reverter."""
-    from allora_gitops.api.auth import Accounts
-    from tests.fixtures.platform import start_platform, stop_platform
+    from tests.fixtures.platform import start_owned_platform, stop_platform
     from tests.test_podidentity import create_two_deployments
 
     a, b = create_two_deployments(records)
@@ -206,16 +205,9 @@ def platform(tmp_path, database_url, records):
         ResultRow(kind="submission", nonce=8, status="error", reason="tx_failed", error_type="BroadcastError",
                   error_message="insufficient fees", latency_ms=90.0, observed_at=now),
     ])  # fmt: skip
-    server = start_platform(
-        tmp_path, database_url=database_url, repo=tmp_path / "unused-repo", store_url=(tmp_path / "store").as_uri(),
-        env={"ALLORA_GITOPS_HOME": str(tmp_path / "state")},
-    )  # fmt: skip
-    alice, bob = server.token("alice"), server.token("bob")
-    accounts = Accounts(records.connection)
-    accounts.claim_name(accounts.authenticate(alice), a.name)
-    accounts.claim_name(accounts.authenticate(bob), b.name)
+    server, tokens = start_owned_platform(tmp_path, database_url, records, {"alice": a.name, "bob": b.name})
     try:
-        yield server, alice, bob, a, b
+        yield server, tokens["alice"], tokens["bob"], a, b
     finally:
         stop_platform(server)
 

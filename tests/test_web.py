@@ -13,7 +13,7 @@ import pytest
 
 from allora_gitops.api.auth import Accounts
 from allora_gitops.db.results import ResultRow, record_results, result_timeline
-from tests.fixtures.platform import start_platform, stop_platform
+from tests.fixtures.platform import start_owned_platform, stop_platform
 from tests.test_podidentity import create_two_deployments
 
 TX = "AB" * 32
@@ -33,16 +33,9 @@ def site(tmp_path, database_url, records):
         for i in range(1, 21)
     ]  # fmt: skip
     record_results(records.connection, a.id, rows)
-    server = start_platform(
-        tmp_path, database_url=database_url, repo=tmp_path / "unused-repo", store_url=(tmp_path / "store").as_uri(),
-        env={"ALLORA_GITOPS_HOME": str(tmp_path / "state")},
-    )  # fmt: skip
-    alice, bob = server.token("alice"), server.token("bob")
-    accounts = Accounts(records.connection)
-    accounts.claim_name(accounts.authenticate(alice), a.name)
-    accounts.claim_name(accounts.authenticate(bob), b.name)
+    server, tokens = start_owned_platform(tmp_path, database_url, records, {"alice": a.name, "bob": b.name})
     try:
-        yield server, alice, a, b
+        yield server, tokens["alice"], a, b
     finally:
         stop_platform(server)
 
