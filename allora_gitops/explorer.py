@@ -49,3 +49,11 @@ def explorer_tx_url(network: str, tx_hash: Optional[str]) -> Optional[str]:
         return None
     template = explorer_tx_template(network)
     return template.replace(PLACEHOLDER, tx_hash.upper()) if template else None
+
+
+def check_explorer_settings() -> None:
+    """Read every network's template once: ``UsageError`` for a malformed ``$ALLORA_EXPLORER_TX_URL_*``."""
+    from allora_gitops.constants import NETWORKS
+
+    for network in NETWORKS:
+        explorer_tx_template(network)

@@ -254,3 +254,11 @@ def test_the_page_shows_the_stage_and_links_the_tx_hash_to_the_explorer(platform
         assert '<dd id="lifecycle"><strong>active</strong>' in page.text
         assert f'<a href="https://explorer.testnet.allora.network/allora-testnet-1/tx/{TX}" rel="noopener noreferrer">{TX}</a>' in page.text
         assert '<td class="num">1</td><td class="num">1</td><td class="num">1</td>' in page.text  # BroadcastError in 1h / 24h / 7d
+
+
+def test_serve_refuses_a_malformed_explorer_setting_before_it_starts(cli, database_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALLORA_EXPLORER_TX_URL_MAINNET", "https://scan.example.org/tx/")
+    served = cli("gitops", "serve", "--repo", str(tmp_path / "repo"), "--database-url", database_url, "--port", "1")
+    assert served.code == 2  # a setting, like the other $ALLORA_API_* ones
+    assert served.err.startswith("error: $ALLORA_EXPLORER_TX_URL_MAINNET must be an http(s) URL with one {tx_hash} placeholder")
+    assert len(served.err.splitlines()) == 1
