@@ -145,12 +145,12 @@ def _reason(stage: str, f: LifecycleFacts, has_digest: bool, result_age, success
         told = {"failed": "publishing failed", "abandoned": "its review branch was deleted unmerged",
                 "retiring": "a retire change waits for review", "retired": "removed from the cluster"}[stage]  # fmt: skip
         return (f"{stage}: {f.status_message or told}" + (f"; {last}" if result_age is not None else ""))[:500]
+    outside = f"; results arrive ({last}) from a run outside the cluster, e.g. --dry-run" if result_age is not None else ""
     if stage == "pending":
-        return "recorded; its change is not committed yet"
+        return f"recorded; its change is not committed yet{outside}"
     if stage == "committed":
         where = f" on {f.branch}" if f.branch else ""
-        tail = f"; results arrive ({last}) from a run outside the cluster, e.g. --dry-run" if result_age is not None else ""
-        return f"waiting for review{where}: Argo CD deploys it once merged{tail}"
+        return f"waiting for review{where}: Argo CD deploys it once merged{outside}"
     if stage == "merged":  # any result would have shown the image
         return "merged; no image digest recorded yet (build-image --write-back) and no result reported yet"
     if stage == "image built":

@@ -45,6 +45,8 @@ RUN, ACT = RUNNING_POLLS * 120, ACTIVE_POLLS * 120
 CASES = [
     # (facts, stage, reason)
     (facts("pending", image=None), "pending", "recorded; its change is not committed yet"),
+    (facts("pending", image=None, result=ago(130)), "pending",
+     "recorded; its change is not committed yet; results arrive (last result 2 min ago) from a run outside the cluster, e.g. --dry-run"),
     (facts("committed", image=None), "committed", "waiting for review on deploy/linear-forecaster/testnet/1.2.0: Argo CD deploys it once merged"),
     # results for a change that is not merged come from elsewhere: the stage stays committed, the reason says so
     (facts("committed", image=DIGEST_IMAGE, result=ago(30), success=ago(30)), "committed",
