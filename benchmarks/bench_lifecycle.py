@@ -16,11 +16,8 @@ Both must give the same stages. Runs its own embedded PostgreSQL in a temp direc
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -83,27 +80,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
-    from allora_gitops.db.embedded import EmbeddedPostgres
-    from allora_gitops.db.migrate import MigrationRunner
-    from allora_gitops.db.records import Records
+    from bench_results import bench_database
 
-    work = Path(tempfile.mkdtemp(prefix="allora-bench-lifecycle-"))
-    os.chmod(work, 0o755)  # the embedded PostgreSQL runs as its own user when we are root
-    server = EmbeddedPostgres(work / "pg")
-    server.attach()
-    try:
-        import psycopg
-
-        with psycopg.connect(server.url, autocommit=True) as admin:
-            for setting in ("fsync = off", "synchronous_commit = off", "full_page_writes = off"):
-                admin.execute(f"ALTER SYSTEM SET {setting}")
-            admin.execute("SELECT pg_reload_conf()")
-        MigrationRunner(server.url).upgrade()
-        with Records(server.url) as records:
-            run(records, args.deployments, args.per_deployment, args.repeat)
-    finally:
-        server.detach()
-        shutil.rmtree(work, ignore_errors=True)
+    with bench_database("lifecycle") as (records, _):
+        run(records, args.deployments, args.per_deployment, args.repeat)
 
 
 if __name__ == "__main__":
