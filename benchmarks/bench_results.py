@@ -18,6 +18,7 @@ Runs its own embedded PostgreSQL in a temp directory (fsync off, as the tests do
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -194,11 +195,19 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
 
+    with bench_database("results") as (records, work):
+        bench_import(records, work, args.lines, args.sample)
+        bench_summary(records, args.deployments, args.per_deployment, args.queries)
+
+
+@contextlib.contextmanager
+def bench_database(name: str):
+    """(Records, work directory) on a migrated embedded PostgreSQL in a temp directory, fsync off; removed after."""
     from allora_gitops.db.embedded import EmbeddedPostgres
     from allora_gitops.db.migrate import MigrationRunner
     from allora_gitops.db.records import Records
 
-    work = Path(tempfile.mkdtemp(prefix="allora-bench-results-"))
+    work = Path(tempfile.mkdtemp(prefix=f"allora-bench-{name}-"))
     os.chmod(work, 0o755)  # the embedded PostgreSQL runs as its own user when we are root
     server = EmbeddedPostgres(work / "pg")
     server.attach()
@@ -211,8 +220,7 @@ def main() -> None:
             admin.execute("SELECT pg_reload_conf()")
         MigrationRunner(server.url).upgrade()
         with Records(server.url) as records:
-            bench_import(records, work, args.lines, args.sample)
-            bench_summary(records, args.deployments, args.per_deployment, args.queries)
+            yield records, work
     finally:
         server.detach()
         shutil.rmtree(work, ignore_errors=True)

@@ -133,6 +133,7 @@ def logout(request: Request, csrf: str = Form(""), session=Depends(open_session)
 @router.get("/", response_class=HTMLResponse)
 def deployments_page(request: Request, session=Depends(open_session)):
     from allora_gitops.db.results import deployment_result_summary
+    from allora_gitops.lifecycle import deployments_lifecycles
 
     records, accounts = session
     web = read_session(request.cookies.get(SESSION_COOKIE), accounts)
@@ -145,12 +146,15 @@ def deployments_page(request: Request, session=Depends(open_session)):
             continue
         summary = deployment_result_summary(records.connection, d.id, recent=0)
         rows.append((d, summary.window("24h", "submission"), summary.last_success_at["submission"]))
-    return _page(request, "deployments.html", web=web, rows=rows)
+    lifecycles = deployments_lifecycles(records.connection, [row[0] for row in rows])
+    return _page(request, "deployments.html", web=web, rows=rows, lifecycles=lifecycles)
 
 
 @router.get("/deployments/{deployment_id}", response_class=HTMLResponse)
 def deployment_page(deployment_id: str, request: Request, session=Depends(open_session), settings: ApiSettings = Depends(get_settings)):
-    from allora_gitops.db.results import WINDOWS, deployment_result_summary, result_timeline
+    from allora_gitops.db.results import WINDOWS, result_timeline
+    from allora_gitops.explorer import explorer_tx_url
+    from allora_gitops.lifecycle import STAGES, deployment_status
 
     records, accounts = session
     web = read_session(request.cookies.get(SESSION_COOKIE), accounts)
@@ -159,11 +163,13 @@ def deployment_page(deployment_id: str, request: Request, session=Depends(open_s
     d = records.get_deployment(deployment_id) if _is_uuid(deployment_id) else None
     if d is None or not accounts.may_see(web.principal, d.name):
         return _page(request, "error.html", 404, web=web, title="Not found", message="There is no such deployment among yours.")
-    summary = deployment_result_summary(records.connection, d.id, recent=RECENT)
+    status = deployment_status(records.connection, d, recent=RECENT)
+    summary = status.summary
     timeline = result_timeline(records.connection, d.id, now=summary.as_of)
     resources = _resources_view(settings, d)
     return _page(
         request, "deployment.html", web=web, d=d, summary=summary, windows=[label for label, _ in WINDOWS],
+        lifecycle=status.lifecycle, stages=STAGES, tx_url=lambda tx_hash: explorer_tx_url(d.network, tx_hash),
         chart=outcome_chart(timeline), latency=latency_chart(timeline), resources=resources,
         logs_command=f"kubectl logs deployment/{d.name}-{d.network} -c model -n {settings.models_namespace} --tail=200",
     )  # fmt: skip

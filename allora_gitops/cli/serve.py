@@ -41,12 +41,14 @@ def register(app: typer.Typer) -> None:
         from allora_gitops.api.app import create_app
         from allora_gitops.api.settings import load_api_settings, settings_environment
         from allora_gitops.db import open_records
+        from allora_gitops.explorer import check_explorer_settings
 
         settings = load_api_settings(
             repo=repo, base_branch=base, store_url=store, database_url=database_url,
             max_upload_mb=max_upload_mb, max_live_deployments=max_live_deployments, prometheus_url=prometheus_url,
         )  # fmt: skip
         open_records(settings.database_url).close()  # fail now, with one line, when the database is not ready
+        check_explorer_settings()  # a malformed $ALLORA_EXPLORER_TX_URL_* fails here, not on every page
         # uvicorn drains on SIGTERM, then raises the signal again; its default action would end the process
         # before the exit hooks run, leaving the embedded PostgreSQL running: leave like the shell says instead
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

@@ -231,7 +231,8 @@ class WindowStats:
 
 @dataclass(frozen=True)
 class ErrorCount:
-    """One kind of failure within the longest window: how often, and the latest message and place."""
+    """One kind of failure within the longest window: how often (``count``; per window in ``by_window``), and
+    the latest message and place."""
 
     kind: str
     status: str
@@ -241,6 +242,7 @@ class ErrorCount:
     last_at: datetime
     last_message: str | None
     last_where: str | None
+    by_window: dict[str, int] = field(default_factory=dict)  # window label (1h, 24h, 7d) → count within it
 
 
 @dataclass(frozen=True)
@@ -327,14 +329,15 @@ def deployment_result_summary(conn, deployment_id: str, *, recent: int = 10, now
             (list(PERCENTILES), *[x for label, span in WINDOWS for x in (label, span)], as_of, deployment_id, since, as_of),
         ).fetchall()
         error_rows = conn.execute(
-            """SELECT kind, status, reason, error_type, count(*), max(created_at),
+            f"""SELECT kind, status, reason, error_type, count(*), max(created_at),
                       (array_agg(error_message ORDER BY created_at DESC))[1],
-                      (array_agg(error_where ORDER BY created_at DESC))[1]
+                      (array_agg(error_where ORDER BY created_at DESC))[1],
+                      ARRAY[{", ".join("count(*) FILTER (WHERE created_at > %s)" for _ in WINDOWS)}]
                FROM submission_results
                WHERE deployment_id = %s AND created_at > %s AND created_at <= %s AND status <> 'success'
                GROUP BY kind, status, reason, error_type
                ORDER BY count(*) DESC, max(created_at) DESC""",
-            (deployment_id, since, as_of),
+            (*[as_of - span for _, span in WINDOWS], deployment_id, since, as_of),
         ).fetchall()
         last = conn.execute(
             """SELECT max(created_at), max(created_at) FILTER (WHERE kind = 'prediction' AND status = 'success'),
@@ -361,7 +364,7 @@ def deployment_result_summary(conn, deployment_id: str, *, recent: int = 10, now
         last_success_at={"prediction": last[1], "submission": last[2]},
         recent=[RecentResult(*r) for r in recent_rows],
         windows=windows,
-        errors=[ErrorCount(*r) for r in error_rows],
+        errors=[ErrorCount(*r[:-1], by_window=dict(zip((label for label, _ in WINDOWS), r[-1]))) for r in error_rows],
     )
 
 
@@ -489,3 +492,25 @@ def result_timeline(
         TimelineBucket(origin + step * i, ok, bad, round(p95, 3) if p95 is not None else None)
         for i, (ok, bad, p95) in ((i, by_index.get(i, (0, 0, None))) for i in range(buckets))
     ]
+
+
+def latest_result_times(conn, deployment_ids: list[str]) -> tuple[datetime, dict[str, tuple[datetime | None, datetime | None]]]:
+    """(the database's now, deployment id → (newest result, newest successful submission)) for many
+    deployments in one statement: two index probes per deployment on (deployment_id, created_at), whatever
+    the number of results. Deployments without results are absent. Raises ``DatabaseError``."""
+    with _refusal("read the results"):
+        as_of = conn.execute("SELECT now()").fetchone()[0]
+        if not deployment_ids:
+            return as_of, {}
+        rows = conn.execute(
+            """SELECT d.id::text, r.created_at, s.created_at
+               FROM unnest(%s::uuid[]) AS d(id)
+               LEFT JOIN LATERAL (SELECT created_at FROM submission_results
+                                  WHERE deployment_id = d.id AND created_at <= %s ORDER BY created_at DESC LIMIT 1) r ON true
+               LEFT JOIN LATERAL (SELECT created_at FROM submission_results
+                                  WHERE deployment_id = d.id AND created_at <= %s AND kind = 'submission' AND status = 'success'
+                                  ORDER BY created_at DESC LIMIT 1) s ON true
+               WHERE r.created_at IS NOT NULL""",
+            (list(deployment_ids), as_of, as_of),
+        ).fetchall()
+    return as_of, {i: (last, success) for i, last, success in rows}
