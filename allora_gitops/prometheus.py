@@ -322,8 +322,38 @@ def _within(fn: Callable[[], Optional[Limits]], deadline: float) -> Optional[Lim
         pool.shutdown(wait=False)
 
 
+LIMITS_TTL_SECONDS = 60.0  # a merged change of limits shows within a minute; a page view never waits on git twice in one
+
+
+@functools.cache
+def _limits_cache():
+    """Process-wide (repo, ref, name, network) → Limits, each kept LIMITS_TTL_SECONDS (cachetools.TTLCache), and its lock."""
+    import threading
+
+    from cachetools import TTLCache
+
+    return TTLCache(maxsize=4096, ttl=LIMITS_TTL_SECONDS), threading.Lock()
+
+
 def repository_limits(repo: str, ref: str, name: str, network: str) -> Optional[Limits]:
-    """The limits the base branch's overlay of ``name`` on ``network`` declares (None: not deployed there)."""
+    """The limits the base branch's overlay of ``name`` on ``network`` declares (None: not deployed there).
+
+    Read from git (a fetch of ``ref``) at most once per :data:`LIMITS_TTL_SECONDS` per deployment: without
+    kube-state-metrics every page view and ``GET /api/deployments/{id}`` asks, and a fetch from a Git
+    server costs a round trip or more. An answer that failed (git unreachable) is not kept.
+    """
+    key = (repo, ref, name, network)
+    cache, lock = _limits_cache()
+    with lock:  # a TTLCache is not thread-safe; the git read itself runs outside the lock
+        if key in cache:
+            return cache[key]
+    found = _repository_limits(repo, ref, name, network)
+    with lock:
+        cache[key] = found
+    return found
+
+
+def _repository_limits(repo: str, ref: str, name: str, network: str) -> Optional[Limits]:
     from allora_gitops.gitops.inventory import repo_deployments
 
     for row in repo_deployments(repo, ref, name, full=True):

@@ -236,3 +236,28 @@ def test_without_a_url_the_page_says_metrics_are_not_configured_and_a_closed_por
         assert page.status_code == 200 and expected in page.text, page.text
         assert '<table id="recent">' in page.text  # the rest of the page is there
         assert api["resources"]["configured"] is bool(env) and (api["resources"]["not_read"] is not None) is pending
+
+
+def test_the_overlays_limits_are_read_from_git_once_a_minute_not_per_view(tmp_path, gitops_remote, make_spec):
+    # without kube-state-metrics every page view wants the limits: the second view must not fetch again
+    import shutil
+
+    from allora_gitops.gitops.repo import TreeChange, parse_remote, persist
+    from allora_gitops.prometheus import LIMITS_TTL_SECONDS, _limits_cache, repository_limits
+    from allora_gitops.render import render_deployment
+    from allora_gitops.render.spec import quantity_value
+
+    spec = make_spec("testnet")
+    persist(parse_remote(gitops_remote), TreeChange(files=render_deployment(spec)), branch="main", message="linear-forecaster on testnet\n")
+    repo = str(gitops_remote)
+    first = repository_limits(repo, "main", "linear-forecaster", "testnet")
+    assert first is not None and first.memory_bytes and first.memory_bytes >= quantity_value("64Mi")
+    shutil.rmtree(gitops_remote)  # the Git server is gone: only a cached answer can come back
+    assert repository_limits(repo, "main", "linear-forecaster", "testnet") == first
+    assert LIMITS_TTL_SECONDS <= 60
+    cache, _lock = _limits_cache()
+    cache.clear()  # as when the minute has passed
+    from allora_gitops.errors import AlloraGitopsError
+
+    with pytest.raises(AlloraGitopsError):  # asked again: git is read, and it is gone
+        repository_limits(repo, "main", "linear-forecaster", "testnet")
