@@ -6,7 +6,7 @@ the same API tokens as the API.
 - ``GET /``: the caller's deployments (every one for an admin): name, network, version, state, last
   successful submission, success rate and p95 latency over 24 h;
 - ``GET /deployments/{id}``: one deployment: state, rates and latency per window, a success/failure chart
-  and a latency chart (inline SVG), recent submissions, refusals with their reasons, resources (CPU and
+  and a latency chart (inline SVG), recent results, refusals with their reasons, resources (CPU and
   memory against the limits, restarts, from Prometheus when ``--prometheus-url`` is set), the ``kubectl logs``
   command for its pod. Another user's deployment is a 404, as in the API.
 
