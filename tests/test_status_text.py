@@ -34,3 +34,17 @@ def test_a_malformed_explorer_template_stops_status_before_it_prints(cli, databa
     assert status.code == 2
     assert status.out == ""
     assert status.err.startswith("error: $ALLORA_EXPLORER_TX_URL_TESTNET must be an http(s) URL with one {tx_hash} placeholder")
+
+
+def test_without_the_repository_a_merged_deployment_is_still_shown_from_its_record(cli, database_url, deployment, records):  # noqa: F811
+    records.set_deployment_status(deployment.id, "committed", commit_sha="c" * 40)
+    records.set_deployment_status(deployment.id, "merged")
+    status = cli("gitops", "status", NAME, "--database-url", database_url)
+    assert status.code == 0, status.err
+    lines = status.out.splitlines()
+    assert lines[0] == f"{NAME} on testnet"  # not "waiting for review": the records say it is on the base branch
+    assert "  status: merged" in lines and "  resources: metrics not configured (no Prometheus URL)" in lines
+    listed = cli("gitops", "list", "--database-url", database_url)
+    assert listed.code == 0 and [line.split()[:5] for line in listed.out.splitlines()[1:]] == [
+        [NAME, "testnet", deployment.version, deployment.bundle_sha256[:12], "merged"]
+    ]
