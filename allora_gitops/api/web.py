@@ -6,7 +6,7 @@ the same API tokens as the API.
 - ``GET /``: the caller's deployments (every one for an admin): name, network, version, state, last
   successful submission, success rate and p95 latency over 24 h;
 - ``GET /deployments/{id}``: one deployment: state, rates and latency per window, a success/failure chart
-  and a latency chart (inline SVG), recent submissions, refusals with their reasons, resources (CPU and
+  and a latency chart (inline SVG), recent results, refusals with their reasons, resources (CPU and
   memory against the limits, restarts, from Prometheus when ``--prometheus-url`` is set), the ``kubectl logs``
   command for its pod. Another user's deployment is a 404, as in the API.
 
@@ -44,6 +44,7 @@ SESSION_SECONDS = 12 * 3600
 LOGIN_FORM_SECONDS = 3600
 RECENT = 20
 CHART_WIDTH, CHART_HEIGHT = 720, 160
+LATENCY_MARK_RADIUS = 3.5  # the latency chart's points (deployment.html)
 PAGE_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
                 "Content-Security-Policy": "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"}  # fmt: skip
 
@@ -198,14 +199,16 @@ def outcome_chart(timeline) -> dict:
 
 
 def latency_chart(timeline) -> dict:
-    """A polyline of each bucket's p95 latency (buckets without latency are skipped)."""
+    """A polyline of each bucket's p95 latency (buckets without latency are skipped). The highest point sits a
+    mark's radius below the top edge, so its circle is drawn whole (the SVG clips at its edges)."""
     values = [(i, b.p95_latency_ms) for i, b in enumerate(timeline) if b.p95_latency_ms is not None]
     top = max((v for _, v in values), default=0.0)
     slot = CHART_WIDTH / max(len(timeline), 1)
-    marks = [{"x": round(i * slot + slot / 2, 2), "y": round(CHART_HEIGHT - (CHART_HEIGHT * v / top if top else 0), 2), "ms": v,
+    span = CHART_HEIGHT - LATENCY_MARK_RADIUS
+    marks = [{"x": round(i * slot + slot / 2, 2), "y": round(CHART_HEIGHT - (span * v / top if top else 0), 2), "ms": v,
               "bucket": timeline[i]} for i, v in values]  # fmt: skip
     points = " ".join(f"{m['x']},{m['y']}" for m in marks)
-    return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "top": top, "points": points, "marks": marks, "count": len(values)}
+    return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "top": top, "points": points, "marks": marks, "count": len(values), "radius": LATENCY_MARK_RADIUS}
 
 
 def _resources_view(settings: ApiSettings, d) -> dict:

@@ -107,7 +107,10 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--no-db needs --repo: there would be nothing to read")
         from allora_gitops.prometheus import prometheus_url_setting
 
+        from allora_gitops.explorer import check_explorer_settings
+
         prometheus = prometheus_url_setting(prometheus_url)  # a malformed URL fails before anything is read
+        check_explorer_settings()  # as does a malformed explorer template, rather than half-way through the output
         rows = _rows(repo, ref, name, database_url, no_db)
         if not rows:
             raise GitOpsError(f"{name} is not deployed" + (f" on {ref}" if repo else "") + " and has no live deployment record")
@@ -223,6 +226,7 @@ def _summary_lines(summary, network: str) -> list[str]:
     """The text form of a ResultSummary: windows, errors by type, recent results (newest first, tx hashes as
     explorer links)."""
     from allora_gitops.db.results import RESULT_KINDS, WINDOWS
+    from allora_gitops.errors import printable
     from allora_gitops.explorer import explorer_tx_url
 
     if summary.last_result_at is None:
@@ -244,13 +248,15 @@ def _summary_lines(summary, network: str) -> list[str]:
         lines.append(f"errors ({longest}):")
         for e in summary.errors:
             what = e.error_type or e.reason or e.status
-            extra = f" at {e.last_where}" if e.last_where else ""
+            extra = f" at {printable(e.last_where)}" if e.last_where else ""
             shorter = ", ".join(f"{label} {e.by_window.get(label, 0)}" for label, _ in WINDOWS[:-1])
-            lines.append(f"  {e.kind} {e.status} {what} ({e.reason or '-'}) x{e.count} ({shorter}): {e.last_message or '-'}{extra}")
+            lines.append(f"  {e.kind} {e.status} {what} ({e.reason or '-'}) x{e.count} ({shorter}): {printable(e.last_message or '-')}{extra}")
     if summary.recent:
         lines.append("recent:")
         for r in summary.recent:
-            detail = r.value if r.status == "success" else f"{r.error_type or r.reason}: {r.error_message}"
+            # what a model reported (its value, its exception's message) is shown on one line, control characters
+            # escaped: a multi-line message or a terminal escape sequence must not reshape the operator's terminal
+            detail = printable(f"{r.value}" if r.status == "success" else f"{r.error_type or r.reason}: {r.error_message}")
             tx = f" tx {explorer_tx_url(network, r.tx_hash) or r.tx_hash}" if r.tx_hash else ""
             latency = f" {_ms(r.latency_ms)}" if r.latency_ms is not None else ""
             lines.append(f"  {r.at:%Y-%m-%d %H:%M:%S} nonce {r.nonce} {r.kind} {r.status}{latency}{tx} {detail}")

@@ -14,6 +14,7 @@ from allora_gitops.gitops.layout import read_deployments
 from allora_gitops.gitops.repo import Snapshot, parse_remote, read_ref
 
 WAITING = ("pending", "committed")  # changes not on the base branch yet
+DEPLOYED = ("synced", "merged", "retiring")  # on the base branch, as far as the records know
 # When several records match what runs, the one git says runs it wins.
 _PREFERENCE = {"synced": 0, "merged": 1, "retiring": 2, "committed": 3, "pending": 4}
 
@@ -42,6 +43,13 @@ def _record_row(d) -> dict[str, Any]:
     }
 
 
+def _record_change_row(d, *, in_repo: bool) -> dict[str, Any]:
+    """A row from the record alone (what the repository would say, taken from the record)."""
+    return {"name": d.name, "network": d.network, "version": d.version, "sha256": d.bundle_sha256,
+            "image": d.container_image, "topic_id": str(d.topic_id), "fee_tier": d.fee_tier, "in_repo": in_repo,
+            **_record_row(d)}  # fmt: skip
+
+
 def list_deployments(
     repo: str | None,
     ref: str = "main",
@@ -53,7 +61,9 @@ def list_deployments(
     full: bool | None = None,
 ) -> list[dict[str, Any]]:
     """The repository's deployments at ``ref`` joined with their records (states reconciled with git first),
-    plus the changes still waiting for review. ``full``: see :func:`repo_deployments`."""
+    plus the changes still waiting for review. Without ``repo``, the records alone: the newest synced, merged
+    or retiring deployment per name and network stands for what runs (unreconciled: as of the last ``sync``).
+    ``full``: see :func:`repo_deployments`."""
     rows = repo_deployments(repo, ref, name, full=full) if repo else []
     if not use_database:
         return rows
@@ -86,6 +96,12 @@ def list_deployments(
             newest[(match.name, match.network)] = match.updated_at
         else:
             row.update({"status": "untracked", "deployment_id": None, "commit": None, "branch": None})
+    if not repo:  # without the repository, what the records say is on the base branch stands for it
+        for d in records_list:  # newest first: one per name and network
+            if d.status in DEPLOYED and (d.name, d.network) not in newest:
+                rows.append(_record_change_row(d, in_repo=True))
+                seen.add(d.id)
+                newest[(d.name, d.network)] = d.updated_at
     shown: set[tuple[str, str]] = set()
     for d in records_list:  # newest first: at most one change waiting for review per name and network
         key = (d.name, d.network)
@@ -94,10 +110,6 @@ def list_deployments(
         if key in newest and not (d.updated_at and newest[key] and d.updated_at > newest[key]):
             continue  # older than what the repository runs: superseded
         shown.add(key)
-        rows.append(
-            {"name": d.name, "network": d.network, "version": d.version, "sha256": d.bundle_sha256,
-             "image": d.container_image, "topic_id": str(d.topic_id), "fee_tier": d.fee_tier, "in_repo": False,
-             **_record_row(d)}
-        )  # fmt: skip
+        rows.append(_record_change_row(d, in_repo=False))
     rows.sort(key=lambda r: (r["name"], r["network"], not r["in_repo"]))
     return rows
