@@ -131,19 +131,16 @@ def logout(request: Request, csrf: str = Form(""), session=Depends(open_session)
 
 @router.get("/", response_class=HTMLResponse)
 def deployments_page(request: Request, session=Depends(open_session)):
-    from allora_gitops.db.results import deployment_result_summary
+    from allora_gitops.db.results import deployment_overviews
 
     records, accounts = session
     web = read_session(request.cookies.get(SESSION_COOKIE), accounts)
     if web is None:
         return _to_login()
     names = accounts.owned_names(web.principal)
-    rows = []
-    for d in records.list_deployments():
-        if names is not None and d.name not in names:
-            continue
-        summary = deployment_result_summary(records.connection, d.id, recent=0)
-        rows.append((d, summary.window("24h", "submission"), summary.last_success_at["submission"]))
+    shown = [d for d in records.list_deployments() if names is None or d.name in names]
+    overviews = deployment_overviews(records.connection, [d.id for d in shown])  # one statement for all of them
+    rows = [(d, o.window("submission"), o.last_success_at["submission"]) for d in shown for o in (overviews[str(d.id)],)]
     return _page(request, "deployments.html", web=web, rows=rows)
 
 

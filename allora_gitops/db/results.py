@@ -9,6 +9,8 @@ platform API and tests share them:
   in one transaction: all of it or nothing;
 - ``deployment_result_summary(conn, deployment_id)``: the last N results, success rate and latency
   percentiles over 1 h / 24 h / 7 d, error types: all computed by PostgreSQL;
+- ``deployment_overviews(conn, deployment_ids)``: the deployments page's columns (newest result, newest
+  success, 24 h rate and latency) of many deployments in one statement;
 - ``prune_results(conn, older_than)``: retention.
 
 The first report of a (deployment, nonce, kind) wins: a row is never overwritten by a later report.
@@ -23,6 +25,7 @@ import math
 import operator
 import os
 import re
+import uuid
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
@@ -293,6 +296,15 @@ class ResultSummary:
         return plain({f: getattr(self, f) for f in ("deployment_id", "as_of", "last_result_at", "last_success_at", "recent", "windows", "errors")})
 
 
+def _window_stats(label: str, kind: str, total: int, ok: int, err: int, timeout: int, pct: list[float | None] | None) -> WindowStats:
+    """One aggregate row (counts by status, ``percentile_cont`` of PERCENTILES) → ``WindowStats``."""
+    return WindowStats(
+        window=label, kind=kind, total=total, success=ok, error=err, timeout=timeout,
+        success_rate=round(ok / total, 6) if total else None,
+        latency_ms={f"p{round(p * 100)}": (round(v, 3) if v is not None else None) for p, v in zip(PERCENTILES, pct or [None] * len(PERCENTILES))},
+    )  # fmt: skip
+
+
 def deployment_result_summary(conn, deployment_id: str, *, recent: int = 10, now: datetime | None = None) -> ResultSummary:
     """The monitoring view of one deployment, as of ``now`` (default: the database's clock).
 
@@ -343,17 +355,7 @@ def deployment_result_summary(conn, deployment_id: str, *, recent: int = 10, now
             (deployment_id, as_of),
         ).fetchone()
     order = {label: i for i, (label, _) in enumerate(WINDOWS)}
-    windows = sorted(
-        (
-            WindowStats(
-                window=label, kind=kind, total=total, success=ok, error=err, timeout=timeout,
-                success_rate=round(ok / total, 6) if total else None,
-                latency_ms={f"p{round(p * 100)}": (round(v, 3) if v is not None else None) for p, v in zip(PERCENTILES, pct or [None] * 3)},
-            )
-            for label, kind, total, ok, err, timeout, pct in window_rows
-        ),
-        key=lambda w: (order[w.window], RESULT_KINDS.index(w.kind)),
-    )  # fmt: skip
+    windows = sorted((_window_stats(*row) for row in window_rows), key=lambda w: (order[w.window], RESULT_KINDS.index(w.kind)))
     return ResultSummary(
         deployment_id=str(deployment_id),
         as_of=as_of,
@@ -363,6 +365,83 @@ def deployment_result_summary(conn, deployment_id: str, *, recent: int = 10, now
         windows=windows,
         errors=[ErrorCount(*r) for r in error_rows],
     )
+
+
+@dataclass(frozen=True)
+class DeploymentOverview:
+    """One row of the deployments page, from ``deployment_overviews``: as of ``as_of``, the newest result of any
+    kind (``last_result_at``), the newest success per kind (``last_success_at``: kind → time or None) and, per
+    kind with results in the 24 h before ``as_of``, the same ``WindowStats`` as ``deployment_result_summary``'s
+    ``24h`` window (``day``: kind → stats; a kind without results there is absent)."""
+
+    deployment_id: str
+    as_of: datetime
+    last_result_at: datetime | None
+    last_success_at: dict[str, datetime | None]
+    day: dict[str, WindowStats]
+
+    def window(self, kind: str) -> WindowStats | None:
+        return self.day.get(kind)
+
+
+OVERVIEW_WINDOW = "24h"
+
+
+def deployment_overviews(conn, deployment_ids: Iterable[str], *, now: datetime | None = None) -> dict[str, DeploymentOverview]:
+    """``DeploymentOverview`` of each of ``deployment_ids`` (UUID text) as of ``now`` (default: the database's clock),
+    keyed by the id as given; a deployment without results gets one with Nones and an empty ``day``.
+
+    One statement for any number of deployments (the deployments page of a user with a thousand of them is
+    one round trip, not a thousand ``deployment_result_summary`` calls): the newest result and the newest
+    success of each kind are an index-only ``LIMIT 1`` walk back along the (deployment_id, created_at DESC)
+    window index of 0006 per deployment; the 24 h counts and p50/p95/p99 latencies (``percentile_cont``) are
+    one aggregate over that index's last 24 h of each deployment. The numbers are those of
+    ``deployment_result_summary`` for the same ``now``. Raises ``DatabaseError`` if the database fails.
+    """
+    ids = [str(i) for i in deployment_ids]
+    if not ids:
+        return {}
+    span = dict(WINDOWS)[OVERVIEW_WINDOW]
+    with _refusal("read the results"):
+        rows = conn.execute(
+            """WITH clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS as_of),
+                    ids AS (SELECT DISTINCT unnest(%(ids)s::uuid[]) AS id),
+                    day AS (
+                        SELECT r.deployment_id, r.kind, count(*) AS total,
+                               count(*) FILTER (WHERE r.status = 'success') AS ok,
+                               count(*) FILTER (WHERE r.status = 'error') AS err,
+                               count(*) FILTER (WHERE r.status = 'timeout') AS timeout,
+                               percentile_cont(%(percentiles)s::float8[]) WITHIN GROUP (ORDER BY r.latency_ms) AS pct
+                        FROM submission_results r, clock
+                        WHERE r.deployment_id = ANY(%(ids)s::uuid[])
+                          AND r.created_at > clock.as_of - %(span)s AND r.created_at <= clock.as_of
+                        GROUP BY r.deployment_id, r.kind)
+               SELECT ids.id::text, clock.as_of, last.at, prediction.at, submission.at,
+                      day.kind, day.total, day.ok, day.err, day.timeout, day.pct
+               FROM ids CROSS JOIN clock
+               LEFT JOIN LATERAL (
+                   SELECT created_at AS at FROM submission_results
+                   WHERE deployment_id = ids.id AND created_at <= clock.as_of
+                   ORDER BY created_at DESC LIMIT 1) last ON true
+               LEFT JOIN LATERAL (
+                   SELECT created_at AS at FROM submission_results
+                   WHERE deployment_id = ids.id AND created_at <= clock.as_of AND kind = 'prediction' AND status = 'success'
+                   ORDER BY created_at DESC LIMIT 1) prediction ON true
+               LEFT JOIN LATERAL (
+                   SELECT created_at AS at FROM submission_results
+                   WHERE deployment_id = ids.id AND created_at <= clock.as_of AND kind = 'submission' AND status = 'success'
+                   ORDER BY created_at DESC LIMIT 1) submission ON true
+               LEFT JOIN day ON day.deployment_id = ids.id""",
+            {"now": now, "ids": ids, "percentiles": list(PERCENTILES), "span": span},
+        ).fetchall()
+    found: dict[str, DeploymentOverview] = {}
+    for did, as_of, last, prediction, submission, kind, total, ok, err, timeout, pct in rows:
+        overview = found.get(did)
+        if overview is None:
+            overview = found[did] = DeploymentOverview(did, as_of, last, {"prediction": prediction, "submission": submission}, {})
+        if kind is not None:
+            overview.day[kind] = _window_stats(OVERVIEW_WINDOW, kind, total, ok, err, timeout, pct)
+    return {i: found[str(uuid.UUID(i))] for i in ids}
 
 
 def prune_results(conn, older_than: timedelta, *, now: datetime | None = None) -> int:
@@ -429,8 +508,6 @@ def live_deployment(records, name: str, network: str | None):
 
 
 def _require_deployment(conn, deployment_id: str) -> None:
-    import uuid
-
     try:
         uuid.UUID(str(deployment_id))
     except ValueError:

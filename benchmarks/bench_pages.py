@@ -1,0 +1,221 @@
+"""The monitoring pages at volume: GET / and GET /deployments/{id} with 1,000 deployments and 1,000,000 results.
+
+Set-up (not timed): an embedded PostgreSQL (fsync off, as the tests do), 1,000 deployments whose bundle names
+user `big` owns and 10 more that user `small` owns, each with 1,000 results (predictions and submissions, one
+in ten an error, every 864 s over the last 10 days: ~100 per deployment in the last 24 h) generated in SQL,
+then VACUUM ANALYZE. The real server (`allora-gitops serve`, uvicorn, one worker) runs on a free loopback
+port; each user signs in through the login form and keeps the session cookie.
+
+Timed: REQUESTS sequential GETs per page on one keep-alive connection, measured by the client on loopback
+(time to the last byte of the response: the server's time plus a loopback round trip, an upper bound of
+server time). Target p95 ≤ 150 ms for each of
+  - `/` for `big` (1,000 rows) and for `small` (10 rows);
+  - `/deployments/{id}` for random deployments of `big`.
+Against them, in the same run and on the same database: the deployments page's data gathered the obvious way
+(`deployment_result_summary` once per deployment, what the page did before `deployment_overviews`) against
+the one batched query, measured in this process (queries only, no HTTP, no template).
+
+    python benchmarks/bench_pages.py [--deployments 1000] [--per-deployment 1000] [--requests 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fill(records, big: int, small: int, per: int) -> tuple[list[str], list[str]]:
+    """(ids of big's deployments, ids of small's): bundles, deployments and owners through the records API,
+    the results in one INSERT … SELECT."""
+    from allora_gitops.api.auth import Accounts
+
+    conn = records.connection
+    accounts = Accounts(conn)
+    ids = {"big": [], "small": []}
+    for user, count, offset in (("big", big, 0), ("small", small, big)):
+        principal = accounts.authenticate(accounts.create_token(user)[0])
+        for i in range(offset, offset + count):
+            sha, name = f"{i:064x}", f"model-{i:04d}"
+            bundle = records.register_bundle(
+                name=name, version="1.0.0", sha256=sha, size=1, archive_url=f"s3://b/{sha}.tar.gz",
+                python_version="3.11", manifest={"name": name, "version": "1.0.0"},
+            )  # fmt: skip
+            ids[user].append(
+                records.create_deployment(
+                    bundle_id=bundle.id, network="testnet", topic_id=69, wallet_secret_name="w", repo_url="file:///r", repo_branch="main"
+                ).id
+            )
+            accounts.claim_name(principal, name)
+    conn.execute(
+        """INSERT INTO submission_results (deployment_id, kind, nonce, status, created_at, prediction, tx_hash, reason,
+                                           error_type, error_message, latency_ms)
+           SELECT d.id, CASE WHEN n %% 2 = 0 THEN 'submission' ELSE 'prediction' END, n,
+                  CASE WHEN n %% 10 IN (0, 5) THEN 'error' ELSE 'success' END,
+                  now() - (n * interval '864 seconds'),
+                  CASE WHEN n %% 10 IN (0, 5) THEN NULL ELSE (random() * 1000)::text END,
+                  CASE WHEN n %% 2 = 0 AND n %% 10 <> 0 THEN upper(md5(n::text) || md5(d.id::text)) END,
+                  CASE WHEN n %% 10 IN (0, 5) THEN 'exception' END, CASE WHEN n %% 10 IN (0, 5) THEN 'ValueError' END,
+                  CASE WHEN n %% 10 IN (0, 5) THEN 'no data for window ' || n END, random() * 900
+           FROM unnest(%s::uuid[]) AS d(id), generate_series(1, %s) AS n""",
+        (ids["big"] + ids["small"], per),
+    )
+    conn.execute("VACUUM ANALYZE")
+    return ids["big"], ids["small"]
+
+
+def start_server(work: Path, database_url: str) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "ALLORA_DATABASE_URL": database_url, "ALLORA_GITOPS_REPO": str(work / "repo"),
+           "ALLORA_STORE_URL": (work / "store").as_uri(), "ALLORA_GITOPS_HOME": str(work / "state")}  # fmt: skip
+    log = open(work / "server.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "allora_gitops.cli.gitops", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited:\n{(work / 'server.log').read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.2)
+
+
+def signed_in(url: str, token: str):
+    import httpx
+
+    client = httpx.Client(base_url=url, timeout=60)
+    form = client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+    assert client.post("/login", data={"token": token, "csrf": csrf}).status_code == 303
+    return client
+
+
+def timed(client, paths: list[str], expect: str | None = None) -> list[float]:
+    client.get(paths[0])  # warm: the first request imports the templates
+    out = []
+    for path in paths:
+        t = time.perf_counter()
+        response = client.get(path)
+        out.append((time.perf_counter() - t) * 1000)
+        assert response.status_code == 200, (path, response.status_code)
+        if expect is not None:
+            assert expect in response.text
+    return out
+
+
+def percentiles(ms: list[float]) -> tuple[float, float]:
+    return statistics.median(ms), statistics.quantiles(ms, n=20, method="inclusive")[18]
+
+
+def report(what: str, ms: list[float]) -> float:
+    p50, p95 = percentiles(ms)
+    print(f"{what}: p50 {p50:.1f} ms, p95 {p95:.1f} ms over {len(ms)} requests (target p95 ≤ 150 ms) [{'ok' if p95 <= 150 else 'MISSED'}]")
+    return p95
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deployments", type=int, default=1000)
+    parser.add_argument("--per-deployment", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=100)
+    args = parser.parse_args()
+
+    from allora_gitops.api.auth import Accounts
+    from allora_gitops.db.embedded import EmbeddedPostgres
+    from allora_gitops.db.migrate import MigrationRunner
+    from allora_gitops.db.records import Records
+    from allora_gitops.db.results import deployment_overviews, deployment_result_summary
+
+    work = Path(tempfile.mkdtemp(prefix="allora-bench-pages-"))
+    os.chmod(work, 0o755)  # the embedded PostgreSQL runs as its own user when we are root
+    server = EmbeddedPostgres(work / "pg")
+    server.attach()
+    proc = None
+    try:
+        import psycopg
+
+        with psycopg.connect(server.url, autocommit=True) as admin:
+            for setting in ("fsync = off", "synchronous_commit = off", "full_page_writes = off"):
+                admin.execute(f"ALTER SYSTEM SET {setting}")
+            admin.execute("SELECT pg_reload_conf()")
+        MigrationRunner(server.url).upgrade()
+        with Records(server.url) as records:
+            t = time.perf_counter()
+            big, small = fill(records, args.deployments, 10, args.per_deployment)
+            total = records.connection.execute("SELECT count(*) FROM submission_results").fetchone()[0]
+            print(f"filled {len(big) + len(small):,} deployments and {total:,} results in {time.perf_counter() - t:.1f} s (not timed)")
+            accounts = Accounts(records.connection)
+            tokens = {user: accounts.create_token(user)[0] for user in ("big", "small")}
+
+            # the data of the deployments page: one batched statement against one summary per deployment
+            conn = records.connection
+            batched, looped = [], []
+            for _ in range(5):
+                t = time.perf_counter()
+                deployment_overviews(conn, big)
+                batched.append((time.perf_counter() - t) * 1000)
+            for _ in range(2):
+                t = time.perf_counter()
+                for d in big:
+                    deployment_result_summary(conn, d, recent=0)
+                looped.append((time.perf_counter() - t) * 1000)
+            b, lp = statistics.median(batched), statistics.median(looped)
+            print(f"data of / for {len(big):,} deployments: deployment_overviews {b:.1f} ms, one deployment_result_summary"
+                  f" per deployment {lp:.0f} ms → batched is {lp / b:.0f}× faster (median of 5 and 2 runs)")  # fmt: skip
+
+        proc, url = start_server(work, server.url)
+        rng = random.Random(5)
+        with signed_in(url, tokens["big"]) as client:
+            big_page = timed(client, ["/"] * args.requests, expect=f'/deployments/{big[-1]}"')
+            detail = timed(client, [f"/deployments/{rng.choice(big)}" for _ in range(args.requests * 2)], expect="Recent submissions")
+        with signed_in(url, tokens["small"]) as client:
+            small_page = timed(client, ["/"] * args.requests, expect=f'/deployments/{small[-1]}"')
+        print("server time, measured by the client on loopback (to the last byte, keep-alive):")
+        worst = max(
+            report(f"  GET / ({len(big):,} deployments)", big_page),
+            report(f"  GET / ({len(small)} deployments)", small_page),
+            report("  GET /deployments/{id} (random)", detail),
+        )
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; worst p95 {worst:.1f} ms")
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        server.detach()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
