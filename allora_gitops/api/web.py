@@ -140,7 +140,7 @@ def deployments_page(request: Request, session=Depends(open_session)):
     names = accounts.owned_names(web.principal)
     shown = [d for d in records.list_deployments() if names is None or d.name in names]
     overviews = deployment_overviews(records.connection, [d.id for d in shown])  # one statement for all of them
-    rows = [(d, o.window("submission"), o.last_success_at["submission"]) for d in shown for o in (overviews[str(d.id)],)]
+    rows = [(d, o.window("submission"), o.last_success_at["submission"]) for d in shown for o in (overviews[d.id],)]
     return _page(request, "deployments.html", web=web, rows=rows)
 
 

@@ -388,14 +388,15 @@ OVERVIEW_WINDOW = "24h"
 
 
 def deployment_overviews(conn, deployment_ids: Iterable[str], *, now: datetime | None = None) -> dict[str, DeploymentOverview]:
-    """``DeploymentOverview`` of each of ``deployment_ids`` (UUID text) as of ``now`` (default: the database's clock),
-    keyed by the id as given; a deployment without results gets one with Nones and an empty ``day``.
+    """``DeploymentOverview`` of each of ``deployment_ids`` (UUIDs) as of ``now`` (default: the database's clock),
+    keyed by the id as canonical lower-case text (``DeploymentRecord.id``); a deployment without results gets one
+    with Nones and an empty ``day``. A malformed id raises ``DatabaseError``.
 
     One statement for any number of deployments (the deployments page of a user with a thousand of them is
     one round trip, not a thousand ``deployment_result_summary`` calls): the newest result and the newest
     success of each kind are an index-only ``LIMIT 1`` walk back along the (deployment_id, created_at DESC)
-    window index of 0006 per deployment; the 24 h counts and p50/p95/p99 latencies (``percentile_cont``) are
-    one aggregate over that index's last 24 h of each deployment. The numbers are those of
+    window index of 0006 per deployment; the 24 h counts and p50/p95/p99 latencies (``percentile_cont``) an
+    aggregate over that index's last 24 h, deployment by deployment. The numbers are those of
     ``deployment_result_summary`` for the same ``now``. Raises ``DatabaseError`` if the database fails.
     """
     ids = [str(i) for i in deployment_ids]
@@ -404,20 +405,11 @@ def deployment_overviews(conn, deployment_ids: Iterable[str], *, now: datetime |
     span = dict(WINDOWS)[OVERVIEW_WINDOW]
     with _refusal("read the results"):
         rows = conn.execute(
-            """WITH clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS as_of),
-                    ids AS (SELECT DISTINCT unnest(%(ids)s::uuid[]) AS id),
-                    day AS (
-                        SELECT r.deployment_id, r.kind, count(*) AS total,
-                               count(*) FILTER (WHERE r.status = 'success') AS ok,
-                               count(*) FILTER (WHERE r.status = 'error') AS err,
-                               count(*) FILTER (WHERE r.status = 'timeout') AS timeout,
-                               percentile_cont(%(percentiles)s::float8[]) WITHIN GROUP (ORDER BY r.latency_ms) AS pct
-                        FROM submission_results r, clock
-                        WHERE r.deployment_id = ANY(%(ids)s::uuid[])
-                          AND r.created_at > clock.as_of - %(span)s AND r.created_at <= clock.as_of
-                        GROUP BY r.deployment_id, r.kind)
+            f"""WITH clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS as_of),
+                    ids AS (SELECT DISTINCT unnest(%(ids)s::uuid[]) AS id)
                SELECT ids.id::text, clock.as_of, last.at, prediction.at, submission.at,
-                      day.kind, day.total, day.ok, day.err, day.timeout, day.pct
+                      day.kind, day.total, day.ok, day.err, day.timeout,
+                      {", ".join(f"day.pct[{i + 1}]" for i in range(len(PERCENTILES)))}  -- floats load in C, a float8[] in Python
                FROM ids CROSS JOIN clock
                LEFT JOIN LATERAL (
                    SELECT created_at AS at FROM submission_results
@@ -431,17 +423,28 @@ def deployment_overviews(conn, deployment_ids: Iterable[str], *, now: datetime |
                    SELECT created_at AS at FROM submission_results
                    WHERE deployment_id = ids.id AND created_at <= clock.as_of AND kind = 'submission' AND status = 'success'
                    ORDER BY created_at DESC LIMIT 1) submission ON true
-               LEFT JOIN day ON day.deployment_id = ids.id""",
+               -- per deployment, not one GROUP BY over all of them: each group is a short in-memory sort of one
+               -- deployment's day along the index, where a GROUP BY (deployment_id, kind) sorted every row at once
+               -- (an external sort at 1,000 deployments × 100 results; 2-3× slower)
+               LEFT JOIN LATERAL (
+                   SELECT r.kind, count(*) AS total,
+                          count(*) FILTER (WHERE r.status = 'success') AS ok,
+                          count(*) FILTER (WHERE r.status = 'error') AS err,
+                          count(*) FILTER (WHERE r.status = 'timeout') AS timeout,
+                          percentile_cont(%(percentiles)s::float8[]) WITHIN GROUP (ORDER BY r.latency_ms) AS pct
+                   FROM submission_results r
+                   WHERE r.deployment_id = ids.id AND r.created_at > clock.as_of - %(span)s AND r.created_at <= clock.as_of
+                   GROUP BY r.kind) day ON true""",
             {"now": now, "ids": ids, "percentiles": list(PERCENTILES), "span": span},
         ).fetchall()
     found: dict[str, DeploymentOverview] = {}
-    for did, as_of, last, prediction, submission, kind, total, ok, err, timeout, pct in rows:
+    for did, as_of, last, prediction, submission, kind, total, ok, err, timeout, *pct in rows:
         overview = found.get(did)
         if overview is None:
             overview = found[did] = DeploymentOverview(did, as_of, last, {"prediction": prediction, "submission": submission}, {})
         if kind is not None:
             overview.day[kind] = _window_stats(OVERVIEW_WINDOW, kind, total, ok, err, timeout, pct)
-    return {i: found[str(uuid.UUID(i))] for i in ids}
+    return found
 
 
 def prune_results(conn, older_than: timedelta, *, now: datetime | None = None) -> int:
