@@ -87,6 +87,9 @@ def test_the_overview_counts_only_what_is_not_after_now(records, deployments):
     assert o.last_result_at == summary.last_result_at <= earlier
     assert o.window("submission") == summary.window("24h", "submission")
     assert deployment_overviews(records.connection, []) == {}
+    only = deployment_overviews(records.connection, [made[0].id], kinds=["submission"], now=earlier)[made[0].id]
+    assert list(only.day) == ["submission"] and only.window("submission") == summary.window("24h", "submission")
+    assert only.last_success_at["prediction"] is not None  # the newest successes are there for every kind
 
 
 def test_the_deployments_page_reads_every_row_with_one_overview_query(records, deployments, database_url, tmp_path, monkeypatch):

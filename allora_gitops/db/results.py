@@ -296,13 +296,14 @@ class ResultSummary:
         return plain({f: getattr(self, f) for f in ("deployment_id", "as_of", "last_result_at", "last_success_at", "recent", "windows", "errors")})
 
 
+_PERCENTILE_KEYS = tuple(f"p{round(p * 100)}" for p in PERCENTILES)
+_NO_PERCENTILES = (None,) * len(PERCENTILES)
+
+
 def _window_stats(label: str, kind: str, total: int, ok: int, err: int, timeout: int, pct: list[float | None] | None) -> WindowStats:
     """One aggregate row (counts by status, ``percentile_cont`` of PERCENTILES) → ``WindowStats``."""
-    return WindowStats(
-        window=label, kind=kind, total=total, success=ok, error=err, timeout=timeout,
-        success_rate=round(ok / total, 6) if total else None,
-        latency_ms={f"p{round(p * 100)}": (round(v, 3) if v is not None else None) for p, v in zip(PERCENTILES, pct or [None] * len(PERCENTILES))},
-    )  # fmt: skip
+    latency = {key: (None if v is None else round(v, 3)) for key, v in zip(_PERCENTILE_KEYS, pct or _NO_PERCENTILES)}
+    return WindowStats(label, kind, total, ok, err, timeout, round(ok / total, 6) if total else None, latency)
 
 
 def deployment_result_summary(conn, deployment_id: str, *, recent: int = 10, now: datetime | None = None) -> ResultSummary:
@@ -387,10 +388,13 @@ class DeploymentOverview:
 OVERVIEW_WINDOW = "24h"
 
 
-def deployment_overviews(conn, deployment_ids: Iterable[str], *, now: datetime | None = None) -> dict[str, DeploymentOverview]:
+def deployment_overviews(
+    conn, deployment_ids: Iterable[str], *, kinds: Iterable[str] = RESULT_KINDS, now: datetime | None = None
+) -> dict[str, DeploymentOverview]:
     """``DeploymentOverview`` of each of ``deployment_ids`` (UUIDs) as of ``now`` (default: the database's clock),
     keyed by the id as canonical lower-case text (``DeploymentRecord.id``); a deployment without results gets one
-    with Nones and an empty ``day``. A malformed id raises ``DatabaseError``.
+    with Nones and an empty ``day``. ``day`` covers ``kinds`` only (the deployments page shows submissions:
+    asking for them alone halves the rows aggregated). A malformed id raises ``DatabaseError``.
 
     One statement for any number of deployments (the deployments page of a user with a thousand of them is
     one round trip, not a thousand ``deployment_result_summary`` calls): the newest result and the newest
@@ -400,6 +404,9 @@ def deployment_overviews(conn, deployment_ids: Iterable[str], *, now: datetime |
     ``deployment_result_summary`` for the same ``now``. Raises ``DatabaseError`` if the database fails.
     """
     ids = [str(i) for i in deployment_ids]
+    kinds = list(kinds)
+    if not set(kinds) <= set(RESULT_KINDS):
+        raise UsageError(f"kinds must be among {', '.join(RESULT_KINDS)}, not {kinds!r}")
     if not ids:
         return {}
     span = dict(WINDOWS)[OVERVIEW_WINDOW]
@@ -434,8 +441,9 @@ def deployment_overviews(conn, deployment_ids: Iterable[str], *, now: datetime |
                           percentile_cont(%(percentiles)s::float8[]) WITHIN GROUP (ORDER BY r.latency_ms) AS pct
                    FROM submission_results r
                    WHERE r.deployment_id = ids.id AND r.created_at > clock.as_of - %(span)s AND r.created_at <= clock.as_of
+                     AND r.kind = ANY(%(kinds)s::text[])
                    GROUP BY r.kind) day ON true""",
-            {"now": now, "ids": ids, "percentiles": list(PERCENTILES), "span": span},
+            {"now": now, "ids": ids, "kinds": kinds, "percentiles": list(PERCENTILES), "span": span},
         ).fetchall()
     found: dict[str, DeploymentOverview] = {}
     for did, as_of, last, prediction, submission, kind, total, ok, err, timeout, *pct in rows:
