@@ -211,7 +211,7 @@ def main() -> None:
             batched, looped = [], []
             for _ in range(5):
                 t = time.perf_counter()
-                deployment_overviews(conn, big)
+                deployment_overviews(conn, big, kinds=["submission"])  # what the page asks
                 batched.append((time.perf_counter() - t) * 1000)
             for _ in range(2):
                 t = time.perf_counter()

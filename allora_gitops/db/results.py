@@ -186,7 +186,7 @@ class ImportCounts:
 def import_results(conn, deployment_id: str, rows: Iterable[ResultRow]) -> ImportCounts:
     """Store a stream of results for one deployment in one transaction: all of them, or none.
 
-    Rows go through COPY into a temporary table, then one INSERT … SELECT … ON CONFLICT DO NOTHING, so
+    Rows go through a binary COPY into a temporary table, then one INSERT … SELECT … ON CONFLICT DO NOTHING, so
     a million rows cost one statement, not a million. Rows are not validated here one by one (that is
     the producer's job, e.g. ``result_log.ResultLog``): if ``rows`` raises, or the database refuses a row
     (a CHECK constraint), the transaction rolls back and nothing is written. Within the stream, the
@@ -199,7 +199,9 @@ def import_results(conn, deployment_id: str, rows: Iterable[ResultRow]) -> Impor
             conn.execute(f"CREATE TEMPORARY TABLE allora_results_import ({columns}) ON COMMIT DROP")
             staged = 0
             with conn.cursor() as cur:
-                with cur.copy(f"COPY allora_results_import ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+                # binary: neither side formats or parses text (a quarter less CPU to stage, bench_results.py)
+                with cur.copy(f"COPY allora_results_import ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types([_STAGE_TYPES[c] for c in _COLUMNS])
                     for row in rows:
                         copy.write_row(_values(row))
                         staged += 1
