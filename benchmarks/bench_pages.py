@@ -25,13 +25,8 @@ import argparse
 import os
 import random
 import re
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
@@ -43,16 +38,11 @@ sys.path.insert(0, str(ROOT))
 SERVER: list = []  # [app server pid, PostgreSQL data directory] once started
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def fill(records, big: int, small: int, per: int) -> tuple[list[str], list[str]]:
     """(ids of big's deployments, ids of small's): bundles, deployments and owners through the records API,
     the results in one INSERT … SELECT."""
     from allora_gitops.api.auth import Accounts
+    from benchmarks.bench_results import new_deployment
 
     conn = records.connection
     accounts = Accounts(conn)
@@ -60,17 +50,8 @@ def fill(records, big: int, small: int, per: int) -> tuple[list[str], list[str]]
     for user, count, offset in (("big", big, 0), ("small", small, big)):
         principal = accounts.authenticate(accounts.create_token(user)[0])
         for i in range(offset, offset + count):
-            sha, name = f"{i:064x}", f"model-{i:04d}"
-            bundle = records.register_bundle(
-                name=name, version="1.0.0", sha256=sha, size=1, archive_url=f"s3://b/{sha}.tar.gz",
-                python_version="3.11", manifest={"name": name, "version": "1.0.0"},
-            )  # fmt: skip
-            ids[user].append(
-                records.create_deployment(
-                    bundle_id=bundle.id, network="testnet", topic_id=69, wallet_secret_name="w", repo_url="file:///r", repo_branch="main"
-                ).id
-            )
-            accounts.claim_name(principal, name)
+            ids[user].append(new_deployment(records, i))  # bundle model-<i:04d>
+            accounts.claim_name(principal, f"model-{i:04d}")
     conn.execute(
         """INSERT INTO submission_results (deployment_id, kind, nonce, status, created_at, prediction, tx_hash, reason,
                                            error_type, error_message, latency_ms)
@@ -86,32 +67,6 @@ def fill(records, big: int, small: int, per: int) -> tuple[list[str], list[str]]
     )
     conn.execute("VACUUM ANALYZE")
     return ids["big"], ids["small"]
-
-
-def start_server(work: Path, database_url: str) -> tuple[subprocess.Popen, str]:
-    import httpx
-
-    port = free_port()
-    env = {**os.environ, "ALLORA_DATABASE_URL": database_url, "ALLORA_GITOPS_REPO": str(work / "repo"),
-           "ALLORA_STORE_URL": (work / "store").as_uri(), "ALLORA_GITOPS_HOME": str(work / "state")}  # fmt: skip
-    log = open(work / "server.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "allora_gitops.cli.gitops", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited:\n{(work / 'server.log').read_text()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("the server did not start")
-        time.sleep(0.2)
 
 
 def signed_in(url: str, token: str):
@@ -180,74 +135,60 @@ def main() -> None:
     args = parser.parse_args()
 
     from allora_gitops.api.auth import Accounts
-    from allora_gitops.db.embedded import EmbeddedPostgres
-    from allora_gitops.db.migrate import MigrationRunner
     from allora_gitops.db.records import Records
     from allora_gitops.db.results import deployment_overviews, deployment_result_summary
+    from benchmarks.bench_results import bench_database
 
-    work = Path(tempfile.mkdtemp(prefix="allora-bench-pages-"))
-    os.chmod(work, 0o755)  # the embedded PostgreSQL runs as its own user when we are root
-    server = EmbeddedPostgres(work / "pg")
-    server.attach()
-    proc = None
-    try:
-        import psycopg
+    from tests.fixtures.platform import start_platform, stop_platform
 
-        with psycopg.connect(server.url, autocommit=True) as admin:
-            for setting in ("fsync = off", "synchronous_commit = off", "full_page_writes = off"):
-                admin.execute(f"ALTER SYSTEM SET {setting}")
-            admin.execute("SELECT pg_reload_conf()")
-        MigrationRunner(server.url).upgrade()
-        with Records(server.url) as records:
-            t = time.perf_counter()
-            big, small = fill(records, args.deployments, 10, args.per_deployment)
-            total = records.connection.execute("SELECT count(*) FROM submission_results").fetchone()[0]
-            print(f"filled {len(big) + len(small):,} deployments and {total:,} results in {time.perf_counter() - t:.1f} s (not timed)")
-            accounts = Accounts(records.connection)
-            tokens = {user: accounts.create_token(user)[0] for user in ("big", "small")}
-
-            # the data of the deployments page: one batched statement against one summary per deployment
-            conn = records.connection
-            batched, looped = [], []
-            for _ in range(5):
+    platform = None
+    with bench_database("allora-bench-pages-") as (work, server):
+        try:
+            with Records(server.url) as records:
                 t = time.perf_counter()
-                deployment_overviews(conn, big, kinds=["submission"])  # what the page asks
-                batched.append((time.perf_counter() - t) * 1000)
-            for _ in range(2):
-                t = time.perf_counter()
-                for d in big:
-                    deployment_result_summary(conn, d, recent=0)
-                looped.append((time.perf_counter() - t) * 1000)
-            b, lp = statistics.median(batched), statistics.median(looped)
-            print(f"data of / for {len(big):,} deployments: deployment_overviews {b:.1f} ms, one deployment_result_summary"
-                  f" per deployment {lp:.0f} ms → batched is {lp / b:.0f}× faster (median of 5 and 2 runs)")  # fmt: skip
+                big, small = fill(records, args.deployments, 10, args.per_deployment)
+                total = records.connection.execute("SELECT count(*) FROM submission_results").fetchone()[0]
+                print(f"filled {len(big) + len(small):,} deployments and {total:,} results in {time.perf_counter() - t:.1f} s (not timed)")
+                accounts = Accounts(records.connection)
+                tokens = {user: accounts.create_token(user)[0] for user in ("big", "small")}
 
-        proc, url = start_server(work, server.url)
-        SERVER[:] = [proc.pid, server.data_dir]
-        rng = random.Random(5)
-        cpu: list[float] = []
-        with closing(signed_in(url, tokens["big"])) as client:
-            big_page = timed(client, ["/"] * args.requests, expect=f'/deployments/{big[-1]}"', cpu=cpu)
-            detail = timed(client, [f"/deployments/{rng.choice(big)}" for _ in range(args.requests * 2)], expect="Recent submissions", cpu=cpu)
-        with closing(signed_in(url, tokens["small"])) as client:
-            small_page = timed(client, ["/"] * args.requests, expect=f'/deployments/{small[-1]}"', cpu=cpu)
-        print("server time, measured by the client on loopback (to the last byte, keep-alive):")
-        worst = max(
-            report(f"  GET / ({len(big):,} deployments)", big_page, cpu[0]),
-            report(f"  GET / ({len(small)} deployments)", small_page, cpu[2]),
-            report("  GET /deployments/{id} (random)", detail, cpu[1]),
-        )
-        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; worst p95 {worst:.1f} ms")
-    finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        server.detach()
-        shutil.rmtree(work, ignore_errors=True)
+                # the data of the deployments page: one batched statement against one summary per deployment
+                conn = records.connection
+                batched, looped = [], []
+                for _ in range(5):
+                    t = time.perf_counter()
+                    deployment_overviews(conn, big, kinds=["submission"])  # what the page asks
+                    batched.append((time.perf_counter() - t) * 1000)
+                for _ in range(2):
+                    t = time.perf_counter()
+                    for d in big:
+                        deployment_result_summary(conn, d, recent=0)
+                    looped.append((time.perf_counter() - t) * 1000)
+                b, lp = statistics.median(batched), statistics.median(looped)
+                print(f"data of / for {len(big):,} deployments: deployment_overviews {b:.1f} ms, one deployment_result_summary"
+                      f" per deployment {lp:.0f} ms → batched is {lp / b:.0f}× faster (median of 5 and 2 runs)")  # fmt: skip
 
+            platform = start_platform(work, database_url=server.url, repo=work / "repo", store_url=(work / "store").as_uri(),
+                                      env={"ALLORA_GITOPS_HOME": str(work / "state")})  # allora-gitops serve, as the tests run it
+            SERVER[:] = [platform.process.pid, server.data_dir]
+            url = platform.url
+            rng = random.Random(5)
+            cpu: list[float] = []
+            with closing(signed_in(url, tokens["big"])) as client:
+                big_page = timed(client, ["/"] * args.requests, expect=f'/deployments/{big[-1]}"', cpu=cpu)
+                detail = timed(client, [f"/deployments/{rng.choice(big)}" for _ in range(args.requests * 2)], expect="Recent submissions", cpu=cpu)
+            with closing(signed_in(url, tokens["small"])) as client:
+                small_page = timed(client, ["/"] * args.requests, expect=f'/deployments/{small[-1]}"', cpu=cpu)
+            print("server time, measured by the client on loopback (to the last byte, keep-alive):")
+            worst = max(
+                report(f"  GET / ({len(big):,} deployments)", big_page, cpu[0]),
+                report(f"  GET / ({len(small)} deployments)", small_page, cpu[2]),
+                report("  GET /deployments/{id} (random)", detail, cpu[1]),
+            )
+            print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; worst p95 {worst:.1f} ms")
+        finally:
+            if platform is not None:
+                stop_platform(platform)
 
 if __name__ == "__main__":
     main()

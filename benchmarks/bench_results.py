@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -61,6 +62,31 @@ def process_cpu(pid: int) -> float:
     """User + system CPU seconds of a local process (the database backend), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def bench_database(prefix: str):
+    """(work dir, EmbeddedPostgres) of a fresh, migrated embedded PostgreSQL in a temp directory, with fsync
+    off (as the tests do); stopped and removed afterwards."""
+    import psycopg
+
+    from allora_gitops.db.embedded import EmbeddedPostgres
+    from allora_gitops.db.migrate import MigrationRunner
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(work, 0o755)  # the embedded PostgreSQL runs as its own user when we are root
+    server = EmbeddedPostgres(work / "pg")
+    server.attach()
+    try:
+        with psycopg.connect(server.url, autocommit=True) as admin:
+            for setting in ("fsync = off", "synchronous_commit = off", "full_page_writes = off"):
+                admin.execute(f"ALTER SYSTEM SET {setting}")
+            admin.execute("SELECT pg_reload_conf()")
+        MigrationRunner(server.url).upgrade()
+        yield work, server
+    finally:
+        server.detach()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def new_deployment(records, i: int) -> str:
@@ -194,29 +220,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
 
-    from allora_gitops.db.embedded import EmbeddedPostgres
-    from allora_gitops.db.migrate import MigrationRunner
     from allora_gitops.db.records import Records
 
-    work = Path(tempfile.mkdtemp(prefix="allora-bench-results-"))
-    os.chmod(work, 0o755)  # the embedded PostgreSQL runs as its own user when we are root
-    server = EmbeddedPostgres(work / "pg")
-    server.attach()
-    try:
-        import psycopg
-
-        with psycopg.connect(server.url, autocommit=True) as admin:
-            for setting in ("fsync = off", "synchronous_commit = off", "full_page_writes = off"):
-                admin.execute(f"ALTER SYSTEM SET {setting}")
-            admin.execute("SELECT pg_reload_conf()")
-        MigrationRunner(server.url).upgrade()
+    with bench_database("allora-bench-results-") as (work, server):
         with Records(server.url) as records:
             bench_import(records, work, args.lines, args.sample)
             bench_summary(records, args.deployments, args.per_deployment, args.queries)
-    finally:
-        server.detach()
-        shutil.rmtree(work, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

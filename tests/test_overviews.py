@@ -12,19 +12,15 @@ from fastapi.testclient import TestClient
 from allora_gitops.api.auth import Accounts
 from allora_gitops.db import results as results_db
 from allora_gitops.db.results import ResultRow, deployment_overviews, deployment_result_summary, record_results
+from tests.test_db_records import bundle_args, deployment_args
 
 TX = "CD" * 32
 
 
 def new_deployment(records, i: int):
-    sha = f"{i:064x}"
-    bundle = records.register_bundle(
-        name=f"model-{i:02d}", version="1.0.0", sha256=sha, size=1, archive_url=f"s3://b/{sha}.tar.gz",
-        python_version="3.11", manifest={"name": f"model-{i:02d}", "version": "1.0.0"},
-    )  # fmt: skip
-    return records.create_deployment(
-        bundle_id=bundle.id, network="testnet", topic_id=69, wallet_secret_name="w", repo_url="file:///r", repo_branch="main"
-    )
+    name, sha = f"model-{i:02d}", f"{i:064x}"
+    bundle = records.register_bundle(**bundle_args(name=name, sha256=sha, archive_url=f"s3://b/{sha}.tar.gz", manifest={"name": name}))
+    return records.create_deployment(**deployment_args(bundle.id))
 
 
 def mixed_rows(now: datetime, seed: int) -> list[ResultRow]:
