@@ -108,7 +108,10 @@ def test_the_deployments_page_reads_every_row_with_one_overview_query(records, d
         page = client.get("/")
     assert page.status_code == 200
     assert len(calls) == 1 and sorted(calls[0]) == sorted(d.id for d in made)
-    expected = deployment_overviews(records.connection, [made[0].id])[made[0].id].window("submission")
-    assert f'<td class="num">{expected.success_rate * 100:.1f} %</td>' in page.text
+    busy = deployment_overviews(records.connection, [made[0].id])[made[0].id]
+    expected, last = busy.window("submission"), busy.last_success_at["submission"]
+    assert (f'<td><time datetime="{last.isoformat()}">{last:%Y-%m-%d %H:%M:%S} UTC</time></td>'
+            f'<td class="num">{expected.success_rate * 100:.1f} %</td><td class="num">{expected.latency_ms["p95"]:.0f} ms</td>') in page.text
+    assert '<td>never</td><td class="num">–</td><td class="num">–</td>' in page.text  # made[4]: no results
     for d in made:
         assert f'href="/deployments/{d.id}">{d.name}</a>' in page.text

@@ -30,7 +30,7 @@ from typing import Any, Optional
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from allora_gitops.api.app import get_settings, open_session
 from allora_gitops.api.auth import TOKEN_PREFIX, Principal, token_prefix
@@ -42,7 +42,10 @@ templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 def when(t) -> Markup:
     """A time as ``<time datetime=ISO>YYYY-MM-DD HH:MM:SS UTC</time>``, ``never`` for None (the pages' ``when``)."""
-    return Markup('<time datetime="{}">{}</time>').format(t.isoformat(), t.strftime("%Y-%m-%d %H:%M:%S UTC")) if t else Markup("never")
+    if not t:
+        return Markup("never")
+    # escape() and an f-string: Markup.format goes through string.Formatter, 40 % of a 1,000-row page's rendering
+    return Markup(f'<time datetime="{escape(t.isoformat())}">{escape(t.strftime("%Y-%m-%d %H:%M:%S UTC"))}</time>')
 
 
 def rate(w) -> str:
