@@ -446,6 +446,7 @@ def deployment_overviews(
                      AND r.kind = ANY(%(kinds)s::text[])
                    GROUP BY r.kind) day ON true""",
             {"now": now, "ids": ids, "kinds": kinds, "percentiles": list(PERCENTILES), "span": span},
+            binary=True,  # 4,000 times and 3,000 floats: neither side formats or parses them as text
         ).fetchall()
     found: dict[str, DeploymentOverview] = {}
     for did, as_of, last, prediction, submission, kind, total, ok, err, timeout, *pct in rows:
