@@ -115,3 +115,11 @@ def test_the_deployments_page_reads_every_row_with_one_overview_query(records, d
     assert '<td>never</td><td class="num">–</td><td class="num">–</td>' in page.text  # made[4]: no results
     for d in made:
         assert f'href="/deployments/{d.id}">{d.name}</a>' in page.text
+
+
+def test_times_are_shown_in_utc_whatever_the_zone_they_come_in():
+    from allora_gitops.api.web import when
+
+    local = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=-5)))
+    assert when(local) == '<time datetime="2026-01-02T03:04:05-05:00">2026-01-02 08:04:05 UTC</time>'
+    assert when(None) == "never"
