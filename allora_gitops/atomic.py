@@ -8,21 +8,23 @@ from pathlib import Path
 from typing import Mapping
 
 
-def _stage(path: Path, data: bytes) -> Path:
-    """``data`` in a temporary file beside ``path`` (same filesystem, so the rename is atomic)."""
+def _stage(path: Path, data: bytes, mode: int = 0o644) -> Path:
+    """``data`` in a temporary file beside ``path`` (same filesystem, so the rename is atomic), with ``mode``
+    (mkstemp creates it 0600, so a secret's file is never readable by others, not even before the rename)."""
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        os.chmod(tmp_name, 0o644)
+        os.chmod(tmp_name, mode)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return Path(tmp_name)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = _stage(path, data)
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` in one rename; ``mode=0o600`` for a secret (a key, a token)."""
+    tmp = _stage(path, data, mode)
     try:
         os.replace(tmp, path)
     except BaseException:

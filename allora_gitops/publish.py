@@ -423,6 +423,7 @@ def publish_bundle(
             wallet_secret_name=spec.wallet_secret,
             wallet_secret_kind="ExternalSecret" if spec.secret_store else "Secret",
             repo_url=remote.display, repo_branch=branch, container_image=spec.image,
+            polling_interval=spec.polling_interval,
         )  # fmt: skip
         result.deployment_id, result.deployment_created = deployment.id, deployment.created
         step("deployment", f"{'created' if deployment.created else 'reusing'} deployment {deployment.id} ({deployment.status})")
@@ -552,6 +553,7 @@ def _redeploy(
             bundle_id=bundle.id, network=network, topic_id=spec.topic_id, fee_tier=spec.fee_tier,
             wallet_secret_name=spec.wallet_secret, wallet_secret_kind="ExternalSecret" if spec.secret_store else "Secret",
             repo_url=remote.display, repo_branch=branch, container_image=spec.image,
+            polling_interval=spec.polling_interval,
         )  # fmt: skip
         result.deployment_id, result.deployment_created = deployment.id, deployment.created
         step("deployment", f"{'created' if deployment.created else 'reusing'} deployment {deployment.id}")

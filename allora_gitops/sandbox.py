@@ -207,6 +207,7 @@ def start_sandbox(request: SandboxRequest, *, clock: Clock = utc_now, step: Call
                 bundle_id=bundle.id, network=request.network, topic_id=spec.topic_id, fee_tier=spec.fee_tier,
                 wallet_secret_name=settings.sandbox.wallet_secret, repo_url=remote.display, repo_branch=branch,
                 container_image=spec.image, kind="sandbox", expires_at=expires, owner=request.owner,
+                polling_interval=spec.polling_interval,
             )  # fmt: skip
             step("deployment", f"sandbox row {deployment.id} until {run.expires_at}")
 

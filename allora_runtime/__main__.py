@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import os
 import signal
 import sys
@@ -184,9 +185,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     real_stdout = sys.stdout
     capture = FdCapture(LOG)  # from here on, every byte on the real stdout is a JSON line
     LOG.stream = capture.stream
+    errors = FdCapture(LOG, fd=2)  # and stderr's lines are JSON too, scrubbed: the pod log has both
+    # A crash in native code (faulthandler's report) cannot go through the pipe: its reader thread dies with
+    # the process. It goes to the real stderr, where it is the last thing the pod log shows.
+    faulthandler.enable(errors.stream)
     LOG.debug = (env.get("DEBUG") or "").strip().lower() not in FALSE_WORDS
     sys.stdout = PrintCapture(LOG)  # type: ignore[assignment]
-    _stop_at_once_on_signal(capture)  # before any user code runs: the event loop takes over once it starts
+    _stop_at_once_on_signal(capture, errors)  # before any user code runs: the event loop takes over once it starts
     mode = "dry_run" if args.dry_run else "check" if args.check else "print_config" if args.print_config else "live"
     try:
         return _main(args, env, mode)
@@ -197,10 +202,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     finally:
         sys.stdout.flush()
         sys.stdout = real_stdout
+        sys.stderr.flush()
+        errors.close()
         capture.close()
 
 
-def _stop_at_once_on_signal(capture: FdCapture) -> None:
+def _stop_at_once_on_signal(capture: FdCapture, errors: FdCapture) -> None:
     """SIGTERM/SIGINT before the event loop runs (the model is still importing) end the process at once, exit 0.
 
     Nothing has been predicted or submitted yet, so there is nothing to wind down. Without
@@ -211,6 +218,7 @@ def _stop_at_once_on_signal(capture: FdCapture) -> None:
     def stop(signum: int, frame: Any) -> None:
         try:
             LOG.emit_from_signal_handler(EVENT_STOPPING, signal=signal.Signals(signum).name, phase="startup")
+            errors.close(timeout=0.1)
             capture.close(timeout=0.2)
         finally:  # whatever the log did: an exception here would surface in the user's import as its error
             os._exit(EXIT_OK)

@@ -130,12 +130,15 @@ class PrintCapture:
 
 
 class FdCapture:
-    """File descriptor 1 becomes a pipe; every line written to it becomes a ``print`` event.
+    """File descriptor ``fd`` becomes a pipe; every line written to it becomes a ``print`` event.
 
-    Python's ``print`` is wrapped by :class:`PrintCapture`; this catches what bypasses
+    On fd 1, Python's ``print`` is wrapped by :class:`PrintCapture`; this catches what bypasses
     ``sys.stdout``: child processes (``subprocess.run(["echo", …])``), native code and
-    ``os.write(1, …)``. The log itself writes to a duplicate of the original descriptor,
-    so every byte on the real stdout is a JSON line. Lines longer than ``max_line``
+    ``os.write(1, …)``. The log itself writes to a duplicate of the original descriptor
+    (``stream``), so every byte on the real stdout is a JSON line. On fd 2 (stderr: warnings,
+    a child's error output, library chatter) the lines become ``print`` events with
+    ``"stream": "stderr"`` and level ``warning``, scrubbed like every other line; nothing the
+    model's process writes reaches the pod log unscrubbed. Lines longer than ``max_line``
     bytes are split; bytes that are not UTF-8 are replaced (U+FFFD).
     """
 
@@ -143,16 +146,17 @@ class FdCapture:
         self._log = log
         self._fd = fd
         self._max_line = max_line
-        sys.stdout.flush()
+        self._fields = {} if fd == 1 else {"level": "warning", "stream": "stderr" if fd == 2 else f"fd{fd}"}
+        (sys.stdout if fd == 1 else sys.stderr).flush()
         self._saved = os.dup(fd)
         read_end, write_end = os.pipe()
         os.dup2(write_end, fd)
         os.close(write_end)
         self._read_end = read_end
-        # Where the log goes from now on: the original stdout, behind our pipe.
+        # The original descriptor, behind our pipe: where the log goes from now on (fd 1).
         self.stream = os.fdopen(self._saved, "w", encoding="utf-8", errors="replace", closefd=False)
         self._closed = False
-        self._thread = threading.Thread(target=self._pump, name="allora-stdout", daemon=True)
+        self._thread = threading.Thread(target=self._pump, name=f"allora-fd{fd}", daemon=True)
         self._thread.start()
 
     def _pump(self) -> None:
@@ -179,10 +183,10 @@ class FdCapture:
         for start in range(0, max(len(raw), 1), self._max_line):
             text = raw[start : start + self._max_line].decode("utf-8", "replace").rstrip()
             if text.strip():
-                self._log.emit(EVENT_PRINT, message=text)
+                self._log.emit(EVENT_PRINT, message=text, **self._fields)
 
     def close(self, timeout: float = 1.0) -> None:
-        """Give file descriptor 1 back and wait (at most ``timeout`` s) for the lines already written.
+        """Give the file descriptor back and wait (at most ``timeout`` s) for the lines already written.
 
         Bounded because a child that outlives us (``sleep 600 &``) keeps the pipe open.
         """

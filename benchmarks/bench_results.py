@@ -18,6 +18,7 @@ Runs its own embedded PostgreSQL in a temp directory (fsync off, as the tests do
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -26,7 +27,6 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -62,31 +62,6 @@ def process_cpu(pid: int) -> float:
     """User + system CPU seconds of a local process (the database backend), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def bench_database(prefix: str):
-    """(work dir, EmbeddedPostgres) of a fresh, migrated embedded PostgreSQL in a temp directory, with fsync
-    off (as the tests do); stopped and removed afterwards."""
-    import psycopg
-
-    from allora_gitops.db.embedded import EmbeddedPostgres
-    from allora_gitops.db.migrate import MigrationRunner
-
-    work = Path(tempfile.mkdtemp(prefix=prefix))
-    os.chmod(work, 0o755)  # the embedded PostgreSQL runs as its own user when we are root
-    server = EmbeddedPostgres(work / "pg")
-    server.attach()
-    try:
-        with psycopg.connect(server.url, autocommit=True) as admin:
-            for setting in ("fsync = off", "synchronous_commit = off", "full_page_writes = off"):
-                admin.execute(f"ALTER SYSTEM SET {setting}")
-            admin.execute("SELECT pg_reload_conf()")
-        MigrationRunner(server.url).upgrade()
-        yield work, server
-    finally:
-        server.detach()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def new_deployment(records, i: int) -> str:
@@ -220,12 +195,36 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
 
+    with bench_database("results") as (records, work):
+        bench_import(records, work, args.lines, args.sample)
+        bench_summary(records, args.deployments, args.per_deployment, args.queries)
+
+
+@contextlib.contextmanager
+def bench_database(name: str):
+    """(Records, work directory) on a migrated embedded PostgreSQL in a temp directory, fsync off; removed after."""
+    from allora_gitops.db.embedded import EmbeddedPostgres
+    from allora_gitops.db.migrate import MigrationRunner
     from allora_gitops.db.records import Records
 
-    with bench_database("allora-bench-results-") as (work, server):
+    work = Path(tempfile.mkdtemp(prefix=f"allora-bench-{name}-"))
+    os.chmod(work, 0o755)  # the embedded PostgreSQL runs as its own user when we are root
+    server = EmbeddedPostgres(work / "pg")
+    server.attach()
+    try:
+        import psycopg
+
+        with psycopg.connect(server.url, autocommit=True) as admin:
+            for setting in ("fsync = off", "synchronous_commit = off", "full_page_writes = off"):
+                admin.execute(f"ALTER SYSTEM SET {setting}")
+            admin.execute("SELECT pg_reload_conf()")
+        MigrationRunner(server.url).upgrade()
         with Records(server.url) as records:
-            bench_import(records, work, args.lines, args.sample)
-            bench_summary(records, args.deployments, args.per_deployment, args.queries)
+            yield records, work
+    finally:
+        server.detach()
+        shutil.rmtree(work, ignore_errors=True)
+
 
 if __name__ == "__main__":
     main()

@@ -188,6 +188,17 @@ def test_tokens_owners_and_wallets(platform_server, tmp_path):
     assert_problem(api.post(f"/api/deployments/{dep}/retire", headers=platform.headers(bob)), 404)
     assert api.get("/api/deployments", headers=platform.headers(bob)).json() == []
     assert api.get(f"/api/deployments/{dep}", headers=platform.headers(admin)).status_code == 200
+    # admin taken away: the same token now sees only its own (none), at the next request
+    admin_cli = [sys.executable, "-m", "allora_gitops.cli.gitops", "user-admin", "root"]
+    taken = subprocess.run(admin_cli + ["--revoke"], env=platform.env, capture_output=True, text=True, timeout=60)
+    assert taken.returncode == 0 and taken.stdout.strip() == "root is no longer an admin", taken.stderr
+    assert_problem(api.get(f"/api/deployments/{dep}", headers=platform.headers(admin)), 404)
+    assert api.get("/api/deployments", headers=platform.headers(admin)).json() == []
+    given = subprocess.run(admin_cli, env=platform.env, capture_output=True, text=True, timeout=60)
+    assert given.returncode == 0 and given.stdout.strip() == "root is now an admin"
+    assert api.get(f"/api/deployments/{dep}", headers=platform.headers(admin)).status_code == 200
+    nobody = subprocess.run(admin_cli[:-1] + ["nobody"], env=platform.env, capture_output=True, text=True, timeout=60)
+    assert nobody.returncode == 2 and "no user 'nobody'" in nobody.stderr and "Traceback" not in nobody.stderr
 
     # same name + version with other bytes: 409, the first stays
     other = make_bundle(tmp_path / "other", weight="other bytes")

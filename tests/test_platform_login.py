@@ -77,6 +77,25 @@ def test_login_to_a_url_that_is_not_a_platform_says_so(tmp_path):
     assert not (tmp_path / "config" / "allora-gitops" / "platform.json").exists()
 
 
+def test_login_over_plain_http_to_another_host_warns_before_sending_the_token(tmp_path):
+    # .invalid never resolves (RFC 6761): the warning must come before any connection attempt
+    proc = login("http://platform.invalid:8080", "agp_0123abcd_" + "a" * 43, tmp_path / "config")
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0] == "warning: http://platform.invalid:8080 is plain http: your API token crosses the network unencrypted; use https://"
+    assert len(lines) == 2 and lines[1].startswith("error: ") and "agp_0123abcd_" not in proc.stderr
+
+
+def test_cleartext_warning_spares_https_and_loopback():
+    from allora_gitops.api.client import cleartext_warning
+
+    for quiet in ("https://platform.example.com", "http://127.0.0.1:8000", "http://127.9.9.9", "http://[::1]:80", "http://localhost:8000",
+                  "http://api.localhost"):  # fmt: skip
+        assert cleartext_warning(quiet) is None, quiet
+    for loud in ("http://platform.example.com", "HTTP://10.0.0.5:8000", "http://[2001:db8::1]/", "http://localhost.example.com"):
+        assert cleartext_warning(loud) and "plain http" in cleartext_warning(loud), loud
+
+
 def test_serve_stopped_by_sigterm_stops_the_embedded_postgres_it_started(tmp_path, gitops_remote):
     """Kubernetes and systemd stop the server with SIGTERM: its exit hooks must run, so the embedded
     PostgreSQL it started does not outlive it (uvicorn re-raised the signal and the process died first)."""
@@ -92,14 +111,17 @@ def test_serve_stopped_by_sigterm_stops_the_embedded_postgres_it_started(tmp_pat
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     try:
-        for _ in range(600):
+        deadline = time.monotonic() + 180  # a loaded CI machine: initdb + start + migrations + uvicorn
+        while time.monotonic() < deadline and proc.poll() is None:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
         pid_file = home / "postgres" / "data" / "postmaster.pid"
-        assert pid_file.exists(), "the embedded PostgreSQL did not start"
+        if not pid_file.exists():
+            proc.kill()
+            raise AssertionError(f"the embedded PostgreSQL did not start (serve exit {proc.wait()}): {proc.stderr.read().decode()[-2000:]}")
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=60) == 128 + signal.SIGTERM, proc.stderr.read().decode()
     finally:

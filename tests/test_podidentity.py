@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from allora_gitops.api.localissuer import projected_token_claims, public_jwks, sign_token
 from allora_gitops.api.podidentity import (
     PodIdentity,
     PodIdentityUnavailable,
@@ -41,35 +41,14 @@ def ec_key():
 
 
 def jwks(*pairs) -> dict:
-    keys = []
-    for kid, key in pairs:
-        algorithm = jwt.algorithms.RSAAlgorithm if isinstance(key, rsa.RSAPrivateKey) else jwt.algorithms.ECAlgorithm
-        jwk = algorithm.to_jwk(key.public_key(), as_dict=True)
-        keys.append({**jwk, "kid": kid, "use": "sig", "alg": "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256"})
-    return {"keys": keys}
+    return public_jwks(pairs)
 
 
 def projected_token(key, kid: str, *, sa: str = SA_A, namespace: str = NAMESPACE, aud=("allora-platform",),
                     iss: str = ISSUER, issued: float | None = None, lifetime: int = 3600) -> str:  # fmt: skip
     """The claims and header of a token the kubelet requests for a serviceAccountToken projection."""
-    now = int(issued if issued is not None else time.time())
-    claims = {
-        "aud": list(aud),
-        "exp": now + lifetime,
-        "iat": now,
-        "iss": iss,
-        "jti": str(uuid.uuid4()),
-        "kubernetes.io": {
-            "namespace": namespace,
-            "node": {"name": "node-1", "uid": str(uuid.uuid4())},
-            "pod": {"name": f"{sa}-5d9c7b8f4-x2x4k", "uid": str(uuid.uuid4())},
-            "serviceaccount": {"name": sa, "uid": str(uuid.uuid4())},
-        },
-        "nbf": now,
-        "sub": f"system:serviceaccount:{namespace}:{sa}",
-    }
-    algorithm = "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256"
-    return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": kid})
+    claims = projected_token_claims(sa, namespace, audience=aud, issuer=iss, issued_at=issued, lifetime=lifetime)
+    return sign_token(claims, key, kid)
 
 
 @pytest.fixture

@@ -112,7 +112,7 @@ def test_status_text_gives_the_rates_and_the_errors(cli, database_url, deploymen
     [rates] = [line for line in lines if line.startswith("    predictions: ")]
     assert rates.startswith("    predictions: 1h 80.0% (16/20) latency p50 ")
     assert "  errors (7d):" in lines
-    assert any(line.startswith("    prediction error ValueError (exception) x3: no data for nonce 15 at ") for line in lines)
+    assert any(line.startswith("    prediction error ValueError (exception) x3 (1h 3, 24h 3): no data for nonce 15 at ") for line in lines)
     recent = lines[lines.index("  recent:") + 1 :]
     assert [line.split(" nonce ")[1].split()[0] for line in recent] == ["20", "19"]
 
@@ -289,10 +289,14 @@ def test_0006_keeps_the_newest_of_duplicate_rows_written_before_it(empty_databas
             shutil.copy(path, before)
     MigrationRunner(empty_database_url, before).upgrade()
     with Records(empty_database_url) as old:
-        d = old.create_deployment(**deployment_args(old.register_bundle(**bundle_args()).id))
-        old.record_submission(d.id, nonce=5, status="error", error_message="first try failed")
-        old.record_submission(d.id, nonce=5, status="success", prediction=1.5, tx_hash="AB" * 32)
-        old.record_submission(d.id, nonce=6, status="success", prediction=2.5)
+        columns = deployment_args(old.register_bundle(**bundle_args()).id)  # as 0001-0005 knew the row (no later columns)
+        [d_id] = old.connection.execute(
+            f"INSERT INTO deployments ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) RETURNING id::text",
+            list(columns.values()),
+        ).fetchone()
+        old.record_submission(d_id, nonce=5, status="error", error_message="first try failed")
+        old.record_submission(d_id, nonce=5, status="success", prediction=1.5, tx_hash="AB" * 32)
+        old.record_submission(d_id, nonce=6, status="success", prediction=2.5)
     MigrationRunner(empty_database_url).upgrade()
     with psycopg.connect(empty_database_url) as conn:
         rows = conn.execute("SELECT nonce, kind, status, tx_hash FROM submission_results ORDER BY nonce").fetchall()

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import signal
-import subprocess
 import time
-import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.fixtures.prometheus import Prometheus
 from tests.fixtures.runtime import EXIT_OK, RunningBootstrap, bootstrap_env, free_port, make_bundle
 
 SHA = "ab" * 32
@@ -166,65 +162,7 @@ def test_gas_and_fee_come_from_the_transaction_response():
     assert submission_costs(None) == (None, None)
 
 
-# --- a real Prometheus --------------------------------------------------------------------------
-
-
-class Prometheus:
-    """The Debian prometheus binary on a free loopback port, scraping ``target`` every second."""
-
-    def __init__(self, tmp: Path, target: str, labels: dict[str, str], rule_file: str):
-        binary = shutil.which("prometheus")
-        assert binary, "prometheus is needed (Debian package prometheus; bash .ci/setup installs it)"
-        self.port = free_port()
-        (tmp / "rules.yaml").write_text(rule_file)
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(tmp / "rules.yaml")],
-            "scrape_configs": [{"job_name": "allora", "static_configs": [{"targets": [target], "labels": labels}]}],
-        }
-        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.log = open(tmp / "prometheus.log", "w")
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={tmp / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def get(self, path: str, **params: str) -> dict:
-        url = f"http://127.0.0.1:{self.port}{path}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
-        return json.loads(urllib.request.urlopen(url, timeout=5).read())
-
-    def wait(self, what: str, check, timeout: float = 60):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            try:
-                last = check()
-                if last:
-                    return last
-            except OSError as exc:  # not listening yet
-                last = exc
-            time.sleep(0.5)
-        raise AssertionError(f"{what}: not within {timeout} s (last: {last})")
-
-    def value(self, query: str) -> list[tuple[dict, float]]:
-        data = self.get("/api/v1/query", query=query)["data"]["result"]
-        return [(r["metric"], float(r["value"][1])) for r in data]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+# --- a real Prometheus (tests/fixtures/prometheus.py) ---------------------------------------
 
 
 def test_a_real_prometheus_alerts_on_four_failures_and_sees_the_recovery_and_the_latency(tmp_path, make_spec):

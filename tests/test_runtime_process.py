@@ -221,6 +221,55 @@ def test_output_below_sys_stdout_becomes_json_print_events_with_secrets_scrubbed
     assert secret not in result.out
 
 
+def test_stderr_becomes_json_print_events_with_secrets_scrubbed(tmp_path):
+    # stderr is where tracebacks, warnings and a child's complaints go: it reaches the pod log too
+    secret = "sk-live-fedcba9876543210"
+    bundle = make_bundle(
+        tmp_path / "b",
+        """
+        import os
+        import subprocess
+        import sys
+        import warnings
+
+        def run(nonce: int) -> float:
+            sys.stderr.write("connecting with " + os.environ["PASS_ON"] + "\\n")
+            subprocess.run(["sh", "-c", "echo child says $KEY >&2"], check=True, env={"KEY": os.environ["PASS_ON"], "PATH": os.environ["PATH"]})
+            os.write(2, b"native code complains\\n")
+            warnings.warn("deprecated thing")
+            return 1.0
+        """,
+    )
+    result = run_bootstrap(bundle, "--dry-run", "--nonce", "1", env=bootstrap_env(ALLORA_API_KEY=secret, PASS_ON=secret))
+    assert result.code == EXIT_OK, (result.out, result.err)
+    errs = [e for e in result.of("print") if e.get("stream") == "stderr"]
+    messages = [e["message"] for e in errs]
+    assert "connecting with [redacted]" in messages
+    assert "child says [redacted]" in messages
+    assert "native code complains" in messages
+    assert any("UserWarning: deprecated thing" in m for m in messages), messages
+    assert {e["level"] for e in errs} == {"warning"}
+    assert secret not in result.out and secret not in result.err
+    assert result.err == ""  # nothing bypasses the log
+
+
+def test_a_native_crash_report_still_reaches_the_real_stderr(tmp_path):
+    # faulthandler cannot go through the pipe (its reader dies with the process): it writes to the real stderr
+    bundle = make_bundle(
+        tmp_path / "b",
+        """
+        import ctypes
+
+        def run(nonce: int) -> float:
+            ctypes.string_at(0)
+            return 1.0
+        """,
+    )
+    result = run_bootstrap(bundle, "--dry-run", "--nonce", "1")
+    assert result.code == -signal.SIGSEGV
+    assert "Fatal Python error: Segmentation fault" in result.err
+
+
 def test_secrets_are_scrubbed_in_the_forms_code_prints_them(tmp_path):
     # A mnemonic mounted with irregular spacing is the same wallet; code that handles it
     # prints its words single-spaced. A key with a quote is escaped by the JSON encoding.

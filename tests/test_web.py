@@ -13,7 +13,7 @@ import pytest
 
 from allora_gitops.api.auth import Accounts
 from allora_gitops.db.results import ResultRow, record_results, result_timeline
-from tests.fixtures.platform import start_platform, stop_platform
+from tests.fixtures.platform import start_owned_platform, stop_platform
 from tests.test_podidentity import create_two_deployments
 
 TX = "AB" * 32
@@ -33,16 +33,9 @@ def site(tmp_path, database_url, records):
         for i in range(1, 21)
     ]  # fmt: skip
     record_results(records.connection, a.id, rows)
-    server = start_platform(
-        tmp_path, database_url=database_url, repo=tmp_path / "unused-repo", store_url=(tmp_path / "store").as_uri(),
-        env={"ALLORA_GITOPS_HOME": str(tmp_path / "state")},
-    )  # fmt: skip
-    alice, bob = server.token("alice"), server.token("bob")
-    accounts = Accounts(records.connection)
-    accounts.claim_name(accounts.authenticate(alice), a.name)
-    accounts.claim_name(accounts.authenticate(bob), b.name)
+    server, tokens = start_owned_platform(tmp_path, database_url, records, {"alice": a.name, "bob": b.name})
     try:
-        yield server, alice, a, b
+        yield server, tokens["alice"], a, b
     finally:
         stop_platform(server)
 
@@ -128,9 +121,9 @@ def test_the_deployment_page_shows_rates_chart_submissions_refusals_and_the_logs
         assert "<title>linear-forecaster on testnet · allora-gitops</title>" in text
         assert "16 succeeded, 4 failed</title>" in text
         assert len(re.findall(r'class="bar-failed"', text)) >= 1
-        assert text.count(TX) == 16 and 'class="bad">error</td>' in text  # the 20 newest: 16 with a tx hash, 4 refusals
+        assert text.count(f">{TX}</a>") == 16 and 'class="bad">error</td>' in text  # the 20 newest: 16 with a tx hash, 4 refusals
         assert "tx_failed (BroadcastError): insufficient fees" in text
-        assert re.search(r"<th scope=\"row\">submission</th><td>error</td><td>tx_failed</td><td>BroadcastError</td>\s*<td class=\"num\">4</td>", text)
+        assert re.search(r"<th scope=\"row\">submission</th><td>error</td><td>tx_failed</td><td>BroadcastError</td>\s*<td class=\"num\">1</td><td class=\"num\">4</td><td class=\"num\">4</td>", text)  # 1h, 24h, 7d
         assert "kubectl logs deployment/linear-forecaster-testnet -c model -n allora-models --tail=200" in text
         assert "Metrics are not configured" in text
         assert client.get(f"/deployments/{b.id}").status_code == 404  # bob's

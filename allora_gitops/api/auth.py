@@ -127,6 +127,13 @@ class Accounts:
             (max_live_deployments, max_upload_bytes, user_id),
         )
 
+    def set_admin(self, name: str, admin: bool) -> None:
+        """Grant or take away ``name``'s admin flag; their tokens' next request sees the change.
+
+        Raises UsageError for an unknown user.
+        """
+        self._conn.execute("UPDATE platform_users SET is_admin = %s WHERE id = %s", (admin, self._user_id(name)))
+
     def create_token(self, user: str, *, admin: Optional[bool] = None, expires_at: Optional[datetime] = None) -> tuple[str, TokenInfo]:
         """(token, info): the token is returned once and only its sha256 and prefix are stored."""
         user_id = self.ensure_user(user, admin=admin)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from allora_gitops.atomic import write_atomic
 from allora_gitops.errors import AlloraGitopsError, Problem
 
 TOKEN_ENV = "ALLORA_PLATFORM_TOKEN"
@@ -40,16 +41,30 @@ def save_credentials(platform: str, token: str) -> Path:
     """Write the credentials file with mode 0600 (created so, never widened afterwards), atomically."""
     path = credentials_file()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"platform": platform, "token": token}, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps({"platform": platform, "token": token}).encode("utf-8"), mode=0o600)
     return path
+
+
+def cleartext_warning(platform: str) -> Optional[str]:
+    """A one-line warning when ``platform`` is a plain ``http://`` URL to a host other than this machine, else None.
+
+    The API token is a bearer credential (RFC 6750 §5.3: always over TLS): over plain HTTP anyone on the
+    path can read it and act as you. Loopback (``localhost``, 127.0.0.0/8, ``::1``) never leaves the machine.
+    """
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(platform)
+    if parts.scheme.lower() != "http":
+        return None
+    host = (parts.hostname or "").lower()
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost" or host.endswith(".localhost")
+    if loopback:
+        return None
+    return f"warning: {platform} is plain http: your API token crosses the network unencrypted; use https://"
 
 
 def load_credentials(platform: Optional[str] = None) -> Credentials:

@@ -3,9 +3,9 @@ promote, roll back and retire — what ``allora-gitops publish/promote/rollback/
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
-from fastapi import APIRouter, Depends, Path as PathParam
+from fastapi import APIRouter, Depends, Path as PathParam, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from allora_gitops import constants as C
@@ -18,6 +18,7 @@ Network = Literal[C.NETWORKS]  # type: ignore[valid-type]
 FeeTier = Literal[C.FEE_TIERS]  # type: ignore[valid-type]
 SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
+RECENT_MAX = 200  # GET /api/deployments/{id}?recent=N
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
@@ -68,6 +69,21 @@ class RollbackRequest(BaseModel):
     topic_id: Optional[int] = Field(None, gt=0, le=C.MAX_TOPIC_ID)
 
 
+class StageOut(BaseModel):
+    stage: str
+    at: Optional[str] = Field(None, description="When its evidence was recorded (running: newest result; active: newest successful submission)")
+
+
+class LifecycleOut(BaseModel):
+    """pending → committed → merged → image built → running → active, or a side state (failed, abandoned,
+    retiring, retired); see allora_gitops/lifecycle.py."""
+
+    stage: str
+    reason: str
+    polling_interval: int = Field(description="Seconds; running and active are judged in multiples of it")
+    reached: list[StageOut]
+
+
 class DeploymentOut(BaseModel):
     id: str
     name: str
@@ -85,6 +101,13 @@ class DeploymentOut(BaseModel):
     compare_url: Optional[str]
     created_at: str
     updated_at: str
+    polling_interval: Optional[int] = Field(None, description="Seconds between polls (recorded, else the bundle's)")
+    lifecycle: Optional[LifecycleOut] = None
+    results: Optional[dict[str, Any]] = Field(
+        None, description="GET /api/deployments/{id} only: the last submissions (each with its explorer_url), success rate "
+                          "and p50/p95/p99 latency per window (1h, 24h, 7d) and kind, error types with counts per window",
+    )  # fmt: skip
+    resources: Optional[dict] = Field(None, description="GET one: CPU, memory against limits, restarts from Prometheus (allora_gitops.prometheus)")
 
 
 class ChangeOut(BaseModel):
@@ -107,7 +130,8 @@ class ChangeOut(BaseModel):
     review: list[str]
 
 
-def deployment_out(d, settings: ApiSettings) -> DeploymentOut:
+def deployment_out(d, settings: ApiSettings, lifecycle=None, results: Optional[dict[str, Any]] = None) -> DeploymentOut:
+    """The API's view of a DeploymentRecord, with its ``lifecycle.Lifecycle`` and results summary when given."""
     from allora_gitops.publish import compare_url
 
     return DeploymentOut(
@@ -115,7 +139,8 @@ def deployment_out(d, settings: ApiSettings) -> DeploymentOut:
         fee_tier=d.fee_tier, status=d.status, status_message=d.status_message, image=d.container_image,
         wallet=d.wallet_secret_name, branch=d.repo_branch, commit=d.commit_sha,
         compare_url=compare_url(d.repo_url, settings.base_branch, d.repo_branch) if d.repo_branch != settings.base_branch else None,
-        created_at=d.created_at.isoformat(), updated_at=d.updated_at.isoformat(),
+        created_at=d.created_at.isoformat(), updated_at=d.updated_at.isoformat(), polling_interval=d.polling_interval,
+        lifecycle=LifecycleOut(**lifecycle.to_dict()) if lifecycle is not None else None, results=results,
     )  # fmt: skip
 
 
@@ -204,17 +229,29 @@ def list_deployments(
     network: Optional[Network] = None,
     c: Caller = Depends(caller),
 ):
+    from allora_gitops.lifecycle import deployments_lifecycles
+
     names = c.accounts.owned_names(c.principal)
-    return [deployment_out(d, c.settings) for d in c.records.list_deployments(network=network) if names is None or d.name in names]
+    found = [d for d in c.records.list_deployments(network=network) if names is None or d.name in names]
+    lifecycles = deployments_lifecycles(c.records.connection, found)
+    return [deployment_out(d, c.settings, lifecycles[d.id]) for d in found]
 
 
-@router.get("/deployments/{deployment_id}", summary="One deployment: version, image, topic, status, branch, commit",
+@router.get("/deployments/{deployment_id}", summary="One deployment: version, image, topic, status, branch, commit, lifecycle, results",
             response_model=DeploymentOut, responses={404: {}})  # fmt: skip
 def get_deployment(
     deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
+    recent: int = Query(10, ge=0, le=RECENT_MAX, description="How many recent results to include"),
     c: Caller = Depends(caller),
 ):
-    return deployment_out(_owned_deployment(deployment_id, c), c.settings)
+    from allora_gitops.lifecycle import deployment_status
+    from allora_gitops.prometheus import deployment_resources
+
+    d = _owned_deployment(deployment_id, c)
+    s = c.settings
+    found = deployment_status(c.records.connection, d, recent=recent)
+    usage = deployment_resources(s.prometheus_url, s.models_namespace, d.name, d.network, d.status, repo=s.repo, ref=s.base_branch)
+    return deployment_out(d, s, found.lifecycle, found.results_dict()).model_copy(update={"resources": usage.to_dict()})
 
 
 @router.post("/deployments/{deployment_id}/promote", summary="Deploy this deployment's running version on another network",

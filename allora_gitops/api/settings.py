@@ -35,6 +35,7 @@ class ApiSettings:
     pod_jwks: Optional[str] = None  # $ALLORA_API_POD_JWKS; with pod_issuer: POST /api/v1/results is served
     pod_issuer: Optional[str] = None  # $ALLORA_API_POD_ISSUER
     models_namespace: str = C.NAMESPACE  # $ALLORA_API_MODELS_NAMESPACE
+    prometheus_url: Optional[str] = None  # --prometheus-url, $ALLORA_PROMETHEUS_URL; None: resources are not shown
 
 
 def _int_env(name: str, default: int) -> int:
@@ -58,14 +59,18 @@ def load_api_settings(
     database_url: Optional[str] = None,
     max_upload_mb: Optional[int] = None,
     max_live_deployments: Optional[int] = None,
+    prometheus_url: Optional[str] = None,
 ) -> ApiSettings:
     """Flags first, then ``$ALLORA_GITOPS_REPO``, ``$ALLORA_STORE_URL``, ``$ALLORA_DATABASE_URL``,
     ``$ALLORA_API_MAX_UPLOAD_MB``, ``$ALLORA_API_MAX_LIVE_DEPLOYMENTS``, then the defaults; results reporting
-    from ``$ALLORA_API_POD_JWKS``, ``$ALLORA_API_POD_ISSUER`` and ``$ALLORA_API_MODELS_NAMESPACE``.
+    from ``$ALLORA_API_POD_JWKS``, ``$ALLORA_API_POD_ISSUER`` and ``$ALLORA_API_MODELS_NAMESPACE``; the Prometheus
+    the resources are read from: the flag, else ``$ALLORA_PROMETHEUS_URL`` (:func:`allora_gitops.prometheus.prometheus_url_setting`).
 
     The one place the server's configuration is read (repository settings files plug in here).
-    Raises UsageError when no repository is given or a limit is malformed.
+    Raises UsageError when no repository is given or a limit or the Prometheus URL is malformed.
     """
+    from allora_gitops.prometheus import prometheus_url_setting
+
     repo = repo or os.environ.get(REPO_ENV, "").strip() or None
     if not repo:
         raise UsageError(f"no GitOps repository: pass --repo or set ${REPO_ENV}")
@@ -83,6 +88,7 @@ def load_api_settings(
             else _int_env(MAX_LIVE_DEPLOYMENTS_ENV, DEFAULT_MAX_LIVE_DEPLOYMENTS)
         ),
         upload_dir=os.environ.get(UPLOAD_DIR_ENV, "").strip() or None,
+        prometheus_url=prometheus_url_setting(prometheus_url),
         **_pod_identity_settings(),
     )
 
@@ -90,6 +96,8 @@ def load_api_settings(
 def settings_environment(settings: ApiSettings) -> dict[str, str]:
     """The variables that make :func:`load_api_settings` (with no flags) return ``settings`` again: how
     ``serve --workers N`` hands the resolved settings to worker processes that build the app themselves."""
+    from allora_gitops.prometheus import PROMETHEUS_URL_ENV
+
     env = {
         REPO_ENV: settings.repo,
         BASE_BRANCH_ENV: settings.base_branch,
@@ -99,6 +107,7 @@ def settings_environment(settings: ApiSettings) -> dict[str, str]:
     for name, value in (
         (C.STORE_URL_ENV, settings.store_url), (C.DATABASE_URL_ENV, settings.database_url), (UPLOAD_DIR_ENV, settings.upload_dir),
         (POD_JWKS_ENV, settings.pod_jwks), (POD_ISSUER_ENV, settings.pod_issuer), (MODELS_NAMESPACE_ENV, settings.models_namespace),
+        (PROMETHEUS_URL_ENV, settings.prometheus_url),
     ):  # fmt: skip
         if value:
             env[name] = value

@@ -6,7 +6,8 @@ the same API tokens as the API.
 - ``GET /``: the caller's deployments (every one for an admin): name, network, version, state, last
   successful submission, success rate and p95 latency over 24 h;
 - ``GET /deployments/{id}``: one deployment: state, rates and latency per window, a success/failure chart
-  and a latency chart (inline SVG), recent submissions, refusals with their reasons, the ``kubectl logs``
+  and a latency chart (inline SVG), recent submissions, refusals with their reasons, resources (CPU and
+  memory against the limits, restarts, from Prometheus when ``--prometheus-url`` is set), the ``kubectl logs``
   command for its pod. Another user's deployment is a 404, as in the API.
 
 The session cookie is ``<token prefix>.<expiry>.<HMAC-SHA256>``, keyed by the token's stored sha256 (which
@@ -158,6 +159,7 @@ def logout(request: Request, csrf: str = Form(""), session=Depends(open_session)
 @router.get("/", response_class=HTMLResponse)
 def deployments_page(request: Request, session=Depends(open_session)):
     from allora_gitops.db.results import deployment_overviews
+    from allora_gitops.lifecycle import deployments_lifecycles
 
     records, accounts = session
     web = read_session(request.cookies.get(SESSION_COOKIE), accounts)
@@ -167,12 +169,15 @@ def deployments_page(request: Request, session=Depends(open_session)):
     shown = [d for d in records.list_deployments() if names is None or d.name in names]
     overviews = deployment_overviews(records.connection, [d.id for d in shown], kinds=["submission"])  # one statement for all
     rows = [(d, o.window("submission"), o.last_success_at["submission"]) for d in shown for o in (overviews[d.id],)]
-    return _page(request, "deployments.html", web=web, rows=rows)
+    lifecycles = deployments_lifecycles(records.connection, shown, overviews=overviews)  # from the same rows
+    return _page(request, "deployments.html", web=web, rows=rows, lifecycles=lifecycles)
 
 
 @router.get("/deployments/{deployment_id}", response_class=HTMLResponse)
 def deployment_page(deployment_id: str, request: Request, session=Depends(open_session), settings: ApiSettings = Depends(get_settings)):
-    from allora_gitops.db.results import WINDOWS, deployment_result_summary, result_timeline
+    from allora_gitops.db.results import WINDOWS, result_timeline
+    from allora_gitops.explorer import explorer_tx_url
+    from allora_gitops.lifecycle import STAGES, deployment_status
 
     records, accounts = session
     web = read_session(request.cookies.get(SESSION_COOKIE), accounts)
@@ -181,11 +186,14 @@ def deployment_page(deployment_id: str, request: Request, session=Depends(open_s
     d = records.get_deployment(deployment_id) if _is_uuid(deployment_id) else None
     if d is None or not accounts.may_see(web.principal, d.name):
         return _page(request, "error.html", 404, web=web, title="Not found", message="There is no such deployment among yours.")
-    summary = deployment_result_summary(records.connection, d.id, recent=RECENT)
+    status = deployment_status(records.connection, d, recent=RECENT)
+    summary = status.summary
     timeline = result_timeline(records.connection, d.id, now=summary.as_of)
+    resources = _resources_view(settings, d)
     return _page(
         request, "deployment.html", web=web, d=d, summary=summary, windows=[label for label, _ in WINDOWS],
-        chart=outcome_chart(timeline), latency=latency_chart(timeline),
+        lifecycle=status.lifecycle, stages=STAGES, tx_url=lambda tx_hash: explorer_tx_url(d.network, tx_hash),
+        chart=outcome_chart(timeline), latency=latency_chart(timeline), resources=resources,
         logs_command=f"kubectl logs deployment/{d.name}-{d.network} -c model -n {settings.models_namespace} --tail=200",
     )  # fmt: skip
 
@@ -221,3 +229,24 @@ def latency_chart(timeline) -> dict:
               "bucket": timeline[i]} for i, v in values]  # fmt: skip
     points = " ".join(f"{m['x']},{m['y']}" for m in marks)
     return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "top": top, "points": points, "marks": marks, "count": len(values)}
+
+
+def _resources_view(settings: ApiSettings, d) -> dict:
+    """The page's resources block: the usage and its two charts (at most ~1.5 s, never an error page)."""
+    from allora_gitops.prometheus import deployment_resources
+
+    usage = deployment_resources(settings.prometheus_url, settings.models_namespace, d.name, d.network, d.status,
+                                 repo=settings.repo, ref=settings.base_branch)
+    return {"usage": usage, "cpu": series_chart(usage.cpu_series, usage.cpu_limit_cores, usage.series_seconds),
+            "memory": series_chart(usage.memory_series, usage.memory_limit_bytes, usage.series_seconds)}  # fmt: skip
+
+
+def series_chart(points, limit: Optional[float], seconds: int, height: int = CHART_HEIGHT // 2) -> dict:
+    """A polyline of ``[(unix seconds, value)]`` over the last ``seconds`` (right edge: the last point), scaled
+    to the larger of the highest value and ``limit``; ``limit_y`` places the limit's line (None: no limit)."""
+    top = max([v for _, v in points] + [limit or 0.0]) or 1.0
+    end = points[-1][0] if points else 0.0
+    marks = [{"x": round(3 + (CHART_WIDTH - 6) * (1 - (end - t) / seconds), 2), "y": round(height - height * v / top, 2), "t": t, "v": v}
+             for t, v in points if end - t <= seconds]  # fmt: skip
+    return {"width": CHART_WIDTH, "height": height, "top": top, "marks": marks, "points": " ".join(f"{m['x']},{m['y']}" for m in marks),
+            "limit_y": round(height - height * limit / top, 2) if limit else None, "count": len(marks)}  # fmt: skip

@@ -19,8 +19,11 @@ def register(app: typer.Typer) -> None:
         platform: str = typer.Option(..., "--platform", help="The platform's URL, e.g. https://platform.example.com."),
     ) -> None:
         """Save an API token for PLATFORM (read from stdin or a hidden prompt) in your config dir, mode 0600."""
-        from allora_gitops.api.client import Credentials, PlatformClient, save_credentials
+        from allora_gitops.api.client import Credentials, PlatformClient, cleartext_warning, save_credentials
+        from allora_gitops.cli.app import eprint
 
+        if warning := cleartext_warning(platform):
+            eprint(warning)
         token = sys.stdin.readline().strip() if not sys.stdin.isatty() else typer.prompt("API token", hide_input=True).strip()
         credentials = Credentials(platform.rstrip("/"), token)
         with PlatformClient(credentials) as client:
@@ -39,10 +42,12 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the platform's answers as JSON."),
     ) -> None:
         """Upload a bundle to the platform, and with --deploy ask for its deployment (prints the review branch)."""
-        from allora_gitops.api.client import PlatformClient, load_credentials
+        from allora_gitops.api.client import PlatformClient, cleartext_warning, load_credentials
         from allora_gitops.cli.app import eprint
 
         credentials = load_credentials(platform)
+        if warning := cleartext_warning(credentials.platform):
+            eprint(warning)
         with tempfile.TemporaryDirectory(prefix="allora-push-") as tmp, PlatformClient(credentials) as client:
             archive = _archive(path, Path(tmp))
             eprint(f"==> push: {archive.name} ({archive.stat().st_size} bytes) to {credentials.platform}")

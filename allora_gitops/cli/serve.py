@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
         max_upload_mb: Optional[int] = typer.Option(None, "--max-upload-mb", help="Upload limit per request (default: $ALLORA_API_MAX_UPLOAD_MB, else 500)."),
         max_live_deployments: Optional[int] = typer.Option(None, "--max-live-deployments", help="Live deployments per user (default: $ALLORA_API_MAX_LIVE_DEPLOYMENTS, else 10)."),
+        prometheus_url: Optional[str] = typer.Option(
+            None, "--prometheus-url", help="Prometheus to read CPU, memory and restarts from (default: $ALLORA_PROMETHEUS_URL, else not shown)."
+        ),
         workers: int = typer.Option(1, "--workers", min=1, help="Worker processes (replicas scale further: the server keeps no state)."),
     ) -> None:
         """Serve the platform API (upload bundles, deploy them through review branches) with uvicorn."""
@@ -38,12 +41,14 @@ def register(app: typer.Typer) -> None:
         from allora_gitops.api.app import create_app
         from allora_gitops.api.settings import load_api_settings, settings_environment
         from allora_gitops.db import open_records
+        from allora_gitops.explorer import check_explorer_settings
 
         settings = load_api_settings(
             repo=repo, base_branch=base, store_url=store, database_url=database_url,
-            max_upload_mb=max_upload_mb, max_live_deployments=max_live_deployments,
+            max_upload_mb=max_upload_mb, max_live_deployments=max_live_deployments, prometheus_url=prometheus_url,
         )  # fmt: skip
         open_records(settings.database_url).close()  # fail now, with one line, when the database is not ready
+        check_explorer_settings()  # a malformed $ALLORA_EXPLORER_TX_URL_* fails here, not on every page
         # uvicorn drains on SIGTERM, then raises the signal again; its default action would end the process
         # before the exit hooks run, leaving the embedded PostgreSQL running: leave like the shell says instead
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -148,6 +153,18 @@ def register(app: typer.Typer) -> None:
         with conn:
             names = accounts.wallets_of(user)
         typer.echo("\n".join(names) if names else f"no wallet assigned to {user}")
+
+    @app.command("user-admin")
+    def user_admin(
+        user: str = typer.Argument(...),
+        revoke: bool = typer.Option(False, "--revoke", help="Take admin away (the user keeps their own bundles and deployments)."),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    ) -> None:
+        """Make USER an admin (sees and changes everything), or with --revoke an ordinary user again."""
+        accounts, conn = _accounts(database_url)
+        with conn:
+            accounts.set_admin(user, not revoke)
+        typer.echo(f"{user} is {'no longer' if revoke else 'now'} an admin")
 
     @app.command("user-limits")
     def user_limits(

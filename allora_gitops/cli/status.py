@@ -91,35 +91,51 @@ def register(app: typer.Typer) -> None:
         database_url: Optional[str] = typer.Option(None, "--database-url"),
         no_db: bool = typer.Option(False, "--no-db", help="Read the repository only."),
         last: int = typer.Option(10, "--last", min=0, help="How many recent results to show."),
+        prometheus_url: Optional[str] = typer.Option(
+            None, "--prometheus-url", help="Prometheus to read CPU, memory and restarts from (default: $ALLORA_PROMETHEUS_URL, else not shown)."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
-        """Where NAME is deployed, what each deployment runs (version, image, topic, resources, status), and
-        its submission results: the last ones, success rate and latency over 1 h / 24 h / 7 d, errors."""
+        """Where NAME is deployed, what each deployment runs (version, image, topic, resources, status), its
+        submission results (the last ones, success rate and latency over 1 h / 24 h / 7 d, errors) and, with a
+        Prometheus URL, its CPU and memory against the limits and its restarts."""
         import json
 
         from allora_gitops.errors import GitOpsError, UsageError
 
         if repo is None and no_db:
             raise UsageError("--no-db needs --repo: there would be nothing to read")
+        from allora_gitops.prometheus import prometheus_url_setting
+
+        prometheus = prometheus_url_setting(prometheus_url)  # a malformed URL fails before anything is read
         rows = _rows(repo, ref, name, database_url, no_db)
         if not rows:
             raise GitOpsError(f"{name} is not deployed" + (f" on {ref}" if repo else "") + " and has no live deployment record")
-        summaries = {} if no_db else _result_summaries(rows, database_url, last)
+        statuses = {} if no_db else _deployment_statuses(rows, database_url, last)
+        usages = [_resources(r, prometheus) if r.get("in_repo", True) else None for r in rows]  # a change under review runs nowhere
         if as_json:
-            for r in rows:
-                if r.get("deployment_id") in summaries:
-                    r["results"] = summaries[r["deployment_id"]].to_dict()
+            for r, usage in zip(rows, usages):
+                if r.get("deployment_id") in statuses:
+                    found = statuses[r["deployment_id"]]
+                    r["lifecycle"] = found.lifecycle.to_dict()
+                    r["results"] = found.results_dict()
+                r["resources"] = usage.to_dict() if usage else None
             typer.echo(json.dumps(rows, indent=2))
             return
-        for r in rows:
+        for r, usage in zip(rows, usages):
             where = f"{r['name']} on {r['network']}" + ("" if r.get("in_repo", True) else f" (waiting for review on {r.get('branch')})")
             typer.echo(where)
+            found = statuses.get(r.get("deployment_id"))
+            if found is not None:
+                typer.echo(f"  lifecycle: {found.lifecycle.stage} ({found.lifecycle.reason})")
             for key, value in r.items():
                 if key not in ("name", "network", "in_repo") and value not in (None, ""):
                     typer.echo(f"  {key}: {value}")
-            if r.get("deployment_id") in summaries:
-                for line in _summary_lines(summaries[r["deployment_id"]]):
+            if found is not None:
+                for line in _summary_lines(found.summary, r["network"]):
                     typer.echo(f"  {line}")
+            if usage:
+                typer.echo(f"  resources: {usage.summary_line()}")
 
     @app.command("sync")
     def sync_cmd(
@@ -177,21 +193,37 @@ def register(app: typer.Typer) -> None:
             typer.echo("\n".join("  " + line for line in table.splitlines()))
 
 
-def _result_summaries(rows: list[dict], database_url, last: int) -> dict:
-    """deployment id → ResultSummary for the rows the records database knows."""
+def _resources(row: dict, prometheus: Optional[str]):
+    """The row's ResourceUsage; limits from the repository's overlay when the row has them (``--repo``)."""
+    from allora_gitops import constants as C
+    from allora_gitops.prometheus import Limits, read_resources
+
+    known = Limits.from_quantities(row.get("cpu_limit"), row.get("memory_limit"))
+    return read_resources(prometheus, C.NAMESPACE, f"{row['name']}-{row['network']}", limits=lambda: known)
+
+
+def _deployment_statuses(rows: list[dict], database_url, last: int) -> dict:
+    """deployment id → lifecycle.DeploymentStatus (lifecycle and results summary) for the rows the records know."""
     from allora_gitops.db import open_records
-    from allora_gitops.db.results import deployment_result_summary
+    from allora_gitops.lifecycle import deployment_status
 
     ids = [r["deployment_id"] for r in rows if r.get("deployment_id")]
     if not ids:
         return {}
+    out = {}
     with open_records(database_url) as records:
-        return {i: deployment_result_summary(records.connection, i, recent=last) for i in ids}
+        for i in ids:
+            d = records.get_deployment(i)
+            if d is not None:
+                out[i] = deployment_status(records.connection, d, recent=last)
+    return out
 
 
-def _summary_lines(summary) -> list[str]:
-    """The text form of a ResultSummary: windows, errors, recent results (newest first)."""
+def _summary_lines(summary, network: str) -> list[str]:
+    """The text form of a ResultSummary: windows, errors by type, recent results (newest first, tx hashes as
+    explorer links)."""
     from allora_gitops.db.results import RESULT_KINDS, WINDOWS
+    from allora_gitops.explorer import explorer_tx_url
 
     if summary.last_result_at is None:
         return ["results: none reported yet"]
@@ -208,16 +240,18 @@ def _summary_lines(summary) -> list[str]:
         if any(not c.endswith(" -") for c in cells):
             lines.append(f"  {kind}s: " + "; ".join(cells))
     if summary.errors:
-        lines.append("errors (7d):")
+        longest = WINDOWS[-1][0]
+        lines.append(f"errors ({longest}):")
         for e in summary.errors:
             what = e.error_type or e.reason or e.status
             extra = f" at {e.last_where}" if e.last_where else ""
-            lines.append(f"  {e.kind} {e.status} {what} ({e.reason or '-'}) x{e.count}: {e.last_message or '-'}{extra}")
+            shorter = ", ".join(f"{label} {e.by_window.get(label, 0)}" for label, _ in WINDOWS[:-1])
+            lines.append(f"  {e.kind} {e.status} {what} ({e.reason or '-'}) x{e.count} ({shorter}): {e.last_message or '-'}{extra}")
     if summary.recent:
         lines.append("recent:")
         for r in summary.recent:
             detail = r.value if r.status == "success" else f"{r.error_type or r.reason}: {r.error_message}"
-            tx = f" tx {r.tx_hash}" if r.tx_hash else ""
+            tx = f" tx {explorer_tx_url(network, r.tx_hash) or r.tx_hash}" if r.tx_hash else ""
             latency = f" {_ms(r.latency_ms)}" if r.latency_ms is not None else ""
             lines.append(f"  {r.at:%Y-%m-%d %H:%M:%S} nonce {r.nonce} {r.kind} {r.status}{latency}{tx} {detail}")
     return lines

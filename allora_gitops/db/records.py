@@ -74,6 +74,8 @@ class DeploymentRecord:
     kind: str = "deployment"  # or "sandbox" (0005)
     expires_at: datetime | None = None  # sandboxes: when `sandbox prune` removes it
     owner: str | None = None  # sandboxes: who started it (the per-user limit counts these)
+    # seconds between polls: the recorded one (0007), else the bundle's allora.polling_interval; None: neither
+    polling_interval: int | None = None
     created: bool = field(default=False, compare=False)
 
 
@@ -93,7 +95,9 @@ _BUNDLE_COLUMNS = "id::text, name, version, sha256, size_bytes, archive_url, pyt
 _DEPLOYMENT_SELECT = """
 SELECT d.id::text, d.bundle_id::text, b.name, b.version, b.sha256, d.network, d.topic_id, d.fee_tier, d.status,
        d.status_message, d.container_image, d.wallet_secret_kind, d.wallet_secret_name, d.repo_url, d.repo_branch,
-       d.commit_sha, d.retire_branch, d.retire_commit_sha, d.created_at, d.updated_at, d.kind, d.expires_at, d.owner
+       d.commit_sha, d.retire_branch, d.retire_commit_sha, d.created_at, d.updated_at, d.kind, d.expires_at, d.owner,
+       coalesce(d.polling_interval, CASE WHEN jsonb_typeof(b.manifest #> '{allora,polling_interval}') = 'number'
+                                         THEN least((b.manifest #>> '{allora,polling_interval}')::numeric, 2147483647)::int END)
 FROM deployments d JOIN model_bundles b ON b.id = d.bundle_id
 """
 _SUBMISSION_COLUMNS = "id::text, deployment_id::text, nonce, prediction, tx_hash, status, error_message, created_at"
@@ -212,10 +216,12 @@ class Records:
         kind: str = "deployment",
         expires_at: datetime | None = None,
         owner: str | None = None,
+        polling_interval: int | None = None,
     ) -> DeploymentRecord:
         """A new deployment in ``pending``, or the live one with exactly these settings (``created`` False),
         so publishing the same thing twice adds no row. A sandbox (``kind="sandbox"``) has an
-        ``expires_at`` and an ``owner``."""
+        ``expires_at`` and an ``owner``. ``polling_interval`` (seconds, what the overlay runs with) is
+        recorded, and updated on the reused row: it is a fact for the lifecycle, not part of its identity."""
         if wallet_secret_kind not in WALLET_SECRET_KINDS:
             raise DatabaseError(f"wallet secret kind must be one of {', '.join(WALLET_SECRET_KINDS)}, not {wallet_secret_kind!r}")
         settings = (bundle_id, network, topic_id, fee_tier, wallet_secret_kind, wallet_secret_name, repo_url, repo_branch)
@@ -233,14 +239,17 @@ class Records:
                          ORDER BY d.created_at DESC LIMIT 1""",
                     (*settings, container_image, list(ACTIVE_STATUSES), kind, expires_at, owner),
                 ).fetchone()
-                if existing:
+                if existing and (polling_interval is None or existing[23] == polling_interval):
                     return _deployment(existing)
+                if existing:
+                    self._conn.execute("UPDATE deployments SET polling_interval = %s WHERE id = %s", (polling_interval, existing[0]))
+                    return _deployment(self._conn.execute(_DEPLOYMENT_SELECT + "WHERE d.id = %s", (existing[0],)).fetchone())
                 new_id = self._conn.execute(
                     """INSERT INTO deployments (bundle_id, network, topic_id, fee_tier, wallet_secret_kind,
                                                 wallet_secret_name, repo_url, repo_branch, container_image,
-                                                kind, expires_at, owner)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text""",
-                    (*settings, container_image, kind, expires_at, owner),
+                                                kind, expires_at, owner, polling_interval)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text""",
+                    (*settings, container_image, kind, expires_at, owner, polling_interval),
                 ).fetchone()[0]
                 row = self._conn.execute(_DEPLOYMENT_SELECT + "WHERE d.id = %s", (new_id,)).fetchone()
         return _deployment(row, created=True)

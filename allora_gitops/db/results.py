@@ -236,7 +236,8 @@ class WindowStats:
 
 @dataclass(frozen=True)
 class ErrorCount:
-    """One kind of failure within the longest window: how often, and the latest message and place."""
+    """One kind of failure within the longest window: how often (``count``; per window in ``by_window``), and
+    the latest message and place."""
 
     kind: str
     status: str
@@ -246,6 +247,7 @@ class ErrorCount:
     last_at: datetime
     last_message: str | None
     last_where: str | None
+    by_window: dict[str, int] = field(default_factory=dict)  # window label (1h, 24h, 7d) → count within it
 
 
 @dataclass(frozen=True)
@@ -342,14 +344,15 @@ def deployment_result_summary(conn, deployment_id: str, *, recent: int = 10, now
             (list(PERCENTILES), *[x for label, span in WINDOWS for x in (label, span)], as_of, deployment_id, since, as_of),
         ).fetchall()
         error_rows = conn.execute(
-            """SELECT kind, status, reason, error_type, count(*), max(created_at),
+            f"""SELECT kind, status, reason, error_type, count(*), max(created_at),
                       (array_agg(error_message ORDER BY created_at DESC))[1],
-                      (array_agg(error_where ORDER BY created_at DESC))[1]
+                      (array_agg(error_where ORDER BY created_at DESC))[1],
+                      ARRAY[{", ".join("count(*) FILTER (WHERE created_at > %s)" for _ in WINDOWS)}]
                FROM submission_results
                WHERE deployment_id = %s AND created_at > %s AND created_at <= %s AND status <> 'success'
                GROUP BY kind, status, reason, error_type
                ORDER BY count(*) DESC, max(created_at) DESC""",
-            (deployment_id, since, as_of),
+            (*[as_of - span for _, span in WINDOWS], deployment_id, since, as_of),
         ).fetchall()
         last = conn.execute(
             """SELECT max(created_at), max(created_at) FILTER (WHERE kind = 'prediction' AND status = 'success'),
@@ -366,7 +369,7 @@ def deployment_result_summary(conn, deployment_id: str, *, recent: int = 10, now
         last_success_at={"prediction": last[1], "submission": last[2]},
         recent=[RecentResult(*r) for r in recent_rows],
         windows=windows,
-        errors=[ErrorCount(*r) for r in error_rows],
+        errors=[ErrorCount(*r[:-1], by_window=dict(zip((label for label, _ in WINDOWS), r[-1]))) for r in error_rows],
     )
 
 

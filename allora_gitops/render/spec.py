@@ -65,6 +65,17 @@ def cpu_millicores(quantity: str) -> int:
     return max(1, int(value * scale * 1000))
 
 
+def quantity_value(quantity: str) -> float | None:
+    """A Kubernetes quantity as a plain number (``500m`` → 0.5 cores, ``512Mi`` → 536870912 bytes); None when
+    it is not one. Suffixes as in k8s.io/apimachinery ``resource.Quantity`` (decimal ``m``…``E``, binary ``Ki``…``Ei``)."""
+    match = _QUANTITY.match(quantity.strip()) if isinstance(quantity, str) else None
+    if match is None:
+        return None
+    unit = match["unit"] or ""
+    scale = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}.get(unit) or 1024 ** ("KMGTPE".index(unit[0]) + 1)
+    return float(Decimal(match["num"])) * scale
+
+
 def cpu_from_cores(cores: float) -> str:
     try:
         return f"{max(1, int(Decimal(str(cores)) * 1000))}m"
