@@ -115,6 +115,7 @@ def test_the_deployments_page_reads_every_row_with_one_overview_query(records, d
     assert '<td>never</td><td class="num">–</td><td class="num">–</td>' in page.text  # made[4]: no results
     for d in made:
         assert f'href="/deployments/{d.id}">{d.name}</a>' in page.text
+    assert page.text.count('<td class="lifecycle"><strong>') == len(made)  # the stage, from the same overview rows
 
 
 def test_times_are_shown_in_utc_whatever_the_zone_they_come_in():

@@ -32,7 +32,7 @@ from typing import Any, Optional
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from allora_gitops.api.app import get_settings, open_session
 from allora_gitops.api.auth import TOKEN_PREFIX, Principal, token_prefix
@@ -62,8 +62,13 @@ def ms(v) -> str:
     return f"{v:.0f} ms" if v is not None else "–"
 
 
-# filters, not only macros: a macro call costs ~10 µs, three per row of a 1,000-row table (benchmarks/bench_pages.py)
-templates.env.filters.update(when=when, rate=rate, ms=ms)
+def lifecycle(stage) -> Markup:
+    """A ``lifecycle.Lifecycle`` as ``<strong>stage</strong><br><small>reason</small>`` (both escaped)."""
+    return Markup(f"<strong>{escape(stage.stage)}</strong><br><small>{escape(stage.reason)}</small>")
+
+
+# filters, not only macros: a macro call costs ~10 µs, four per row of a 1,000-row table (benchmarks/bench_pages.py)
+templates.env.filters.update(when=when, rate=rate, ms=ms, lifecycle=lifecycle)
 SESSION_COOKIE = "allora_session"
 LOGIN_CSRF_COOKIE = "allora_login_csrf"
 SESSION_SECONDS = 12 * 3600
