@@ -34,7 +34,7 @@ to *image built* (or *merged*), with a reason such as ``no result for 9 min (pol
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional
 
@@ -212,14 +212,13 @@ def deployment_status(conn, deployment: Any, *, recent: int = 10) -> DeploymentS
     return DeploymentStatus(deployment.network, derive_lifecycle(LifecycleFacts.of(deployment, summary), summary.as_of), summary)
 
 
-def deployments_lifecycles(conn, deployments: list) -> dict[str, Lifecycle]:
-    """deployment id → Lifecycle for many deployments at once: one query for their latest result times
-    (``db.results.latest_result_times``), judged at the database's clock."""
-    from allora_gitops.db.results import latest_result_times
+def deployments_lifecycles(conn, deployments: list, *, overviews: Optional[dict] = None) -> dict[str, Lifecycle]:
+    """deployment id → Lifecycle for many deployments at once, from their newest result and newest successful
+    submission (``db.results.deployment_overviews``: one statement for all of them), judged at the database's
+    clock. ``overviews``: those already read for these deployments (the deployments page reads them for its
+    other columns), so they are not read twice."""
+    from allora_gitops.db.results import deployment_overviews
 
-    as_of, times = latest_result_times(conn, [d.id for d in deployments])
-    out = {}
-    for d in deployments:
-        last_result, last_success = times.get(d.id, (None, None))
-        out[d.id] = derive_lifecycle(replace(LifecycleFacts.of(d), last_result_at=last_result, last_success_at=last_success), as_of)
-    return out
+    if overviews is None:
+        overviews = deployment_overviews(conn, [d.id for d in deployments], kinds=())
+    return {d.id: derive_lifecycle(LifecycleFacts.of(d, overviews[d.id]), overviews[d.id].as_of) for d in deployments}

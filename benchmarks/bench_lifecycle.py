@@ -3,7 +3,7 @@
 DEPLOYMENTS deployments with PER results each over the last 10 days (generated in SQL, not timed; every
 tenth a failure, every other result a submission). Timed, REPEAT times each, p50/p95:
 
-- ``deployments_lifecycles``: one statement (``latest_result_times``: two index probes per deployment)
+- ``deployments_lifecycles``: one statement (``deployment_overviews`` without the 24 h aggregate: index probes per deployment)
   and the pure ``derive_lifecycle`` per deployment;
 - the obvious alternative: ``deployment_result_summary(recent=0)`` per deployment (what the page read per
   row before), then the same ``derive_lifecycle``.

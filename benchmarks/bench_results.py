@@ -1,7 +1,7 @@
 """Submission results at volume: `results import` of 1,000,000 log lines, and the summary query on 1,000,000 rows.
 
 1. Import: a runtime log of LINES JSON lines (80 % predictions, 15 % refusals with a message and a
-   `where`, 5 % noise lines) read by `ResultLog` and stored by `import_results` (COPY into a temp table,
+   `where`, 5 % noise lines) read by `ResultLog` and stored by `import_results` (binary COPY into a temp table,
    one INSERT … ON CONFLICT DO NOTHING), exactly the path of `allora-gitops results import`. Target
    ≥ 20,000 rows/s. Against it, the obvious alternative on a SAMPLE of the same rows: one INSERT per
    row (same redaction, same ON CONFLICT), committed per row as a reporter posting one by one would.
@@ -100,7 +100,7 @@ def bench_import(records, work: Path, lines: int, sample: int) -> None:
     cpu, server_cpu = time.process_time() - cpu, process_cpu(backend) - server_cpu
     assert counts.inserted == expected == parsed, counts
     import_rate = counts.inserted / seconds
-    print(f"import (COPY + INSERT … ON CONFLICT): {counts.inserted:,} rows in {seconds:.1f} s = {import_rate:,.0f} rows/s"
+    print(f"import (binary COPY + INSERT … ON CONFLICT): {counts.inserted:,} rows in {seconds:.1f} s = {import_rate:,.0f} rows/s"
           f" (target ≥ 20,000) [{'ok' if import_rate >= 20000 else 'MISSED'}]")  # fmt: skip
     print(f"  CPU: client {cpu:.1f} s, database backend {server_cpu:.1f} s of {seconds:.1f} s wall"
           f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores); per CPU-second of the backend:"

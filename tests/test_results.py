@@ -307,3 +307,19 @@ def test_status_says_when_a_deployment_has_reported_nothing_yet(cli, database_ur
     status = cli("gitops", "status", NAME, "--database-url", database_url)
     assert status.code == 0, status.err
     assert "  results: none reported yet" in status.out.splitlines()
+
+
+def test_import_stores_every_column_as_given(records, deployment):
+    """The binary COPY carries each type as the table has it: whole-number latencies, big gas, fees, times."""
+    at = datetime(2026, 1, 31, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    row = ResultRow("submission", 2**62, "success", at, value="3012.5", tx_hash="AB" * 32, latency_ms=5, gas_used=2**40, fee="1250uallo")
+    refused = ResultRow("prediction", 7, "timeout", None, reason="timeout", error_type="TimeoutError", error_message="too slow",
+                        error_where="model.py:3 in predict", latency_ms=0.25)  # fmt: skip
+    assert import_results(records.connection, deployment.id, iter([row, refused])).inserted == 2
+    stored = records.connection.execute(
+        """SELECT kind, nonce, status, created_at, prediction, tx_hash, reason, error_type, error_message, error_where,
+                  latency_ms, gas_used, fee, created_at > now() - interval '1 minute' FROM submission_results ORDER BY nonce DESC"""
+    ).fetchall()
+    assert stored[0] == ("submission", 2**62, "success", at, "3012.5", "AB" * 32, None, None, None, None, 5.0, 2**40, "1250uallo", False)
+    assert stored[1][:3] == ("prediction", 7, "timeout") and stored[1][6:] == (
+        "timeout", "TimeoutError", "too slow", "model.py:3 in predict", 0.25, None, None, True)  # no time: now

@@ -221,11 +221,21 @@ def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
-def open_session(settings: ApiSettings = Depends(get_settings)) -> Iterator[tuple[Any, Accounts]]:
-    """(records, accounts) on one database connection for the request; closed after the response."""
-    from allora_gitops.db import open_records
+def open_session(request: Request, settings: ApiSettings = Depends(get_settings)) -> Iterator[tuple[Any, Accounts]]:
+    """(records, accounts) on one database connection for the request; closed after the response.
 
-    records = open_records(settings.database_url)
+    The schema is checked against this code's migrations on the first request of the process only (``serve``
+    checks it at start too): an applied migration stays applied, and the check cost every request a second
+    connection and its queries (about 6-14 ms of a page's time, benchmarks/bench_pages.py)."""
+    from allora_gitops.db import open_records
+    from allora_gitops.db.records import Records
+
+    checked = getattr(request.app.state, "checked_database_url", None)
+    if checked is None:
+        records = open_records(settings.database_url)
+        request.app.state.checked_database_url = records.database_url
+    else:
+        records = Records(checked)
     try:
         yield records, Accounts(records.connection)
     finally:
