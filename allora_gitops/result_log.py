@@ -163,7 +163,7 @@ def result_row(event: dict[str, Any]) -> ResultRow | None:
     if kind == EVENT_PREDICTION:
         if event.get("value") is None:
             raise _Malformed("value is missing")
-        return ResultRow("prediction", nonce, "success", observed_at, value=value_text(event["value"]), latency_ms=latency)
+        return ResultRow("prediction", nonce, "success", observed_at, value=_value(event), latency_ms=latency)
     if kind == EVENT_PREDICTION_REFUSED:
         reason = _text(event, "reason") or "exception"
         return ResultRow(
@@ -177,7 +177,7 @@ def result_row(event: dict[str, Any]) -> ResultRow | None:
         raise _Malformed(f"gas_used must be a whole number, not {gas_used!r}")
     common = dict(
         tx_hash=tx_hash.upper() if tx_hash else None, gas_used=gas_used, fee=_text(event, "fee"),
-        latency_ms=latency, value=value_text(event.get("value")),
+        latency_ms=latency, value=_value(event),
     )  # fmt: skip
     if kind == EVENT_SUBMISSION:
         code = event.get("code")
@@ -191,6 +191,22 @@ def result_row(event: dict[str, Any]) -> ResultRow | None:
         "submission", nonce, "error", observed_at, reason=_text(event, "reason") or "submit_failed",
         error_type=_text(event, "error_type"), error_message=_message(event) or "the submission failed", **common,
     )  # fmt: skip
+
+
+def _value(event: dict[str, Any]) -> str | None:
+    """The event's ``value`` as stored (``value_text``); ``_Malformed`` when it holds NaN or ±Infinity.
+
+    Python's JSON reader accepts ``NaN``, ``Infinity`` and ``1e400`` (→ inf), but the runtime never reports
+    such a value as a prediction (it refuses it: ``prediction_refused``, reason ``invalid_value``), and
+    counted as a success it would raise the success rate with a value no topic accepts.
+    """
+    value = event.get("value")
+    if isinstance(value, (float, dict, list)):
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError:
+            raise _Malformed(f"value must be finite, not {json.dumps(value)}"[:200]) from None
+    return value_text(value)
 
 
 def _text(event: dict[str, Any], key: str) -> str | None:

@@ -112,6 +112,13 @@ def test_a_malformed_result_is_422_and_nothing_is_stored(platform, key, records)
     assert answer.status_code == 422
     assert answer.json()["detail"] == "1 of 2 results are malformed; none was stored"
     assert [p["message"] for p in answer.json()["problems"]] == ["results[1]: nonce must be a whole number from 0 to 9223372036854775807, not -1"]
+    # NaN is not JSON but Python reads it: never a successful prediction
+    answer = httpx.post(
+        f"{server.url}/api/v1/results", content='{"results": [{"event": "prediction", "nonce": 2, "value": NaN}]}',
+        headers={"Authorization": f"Bearer {projected_token(key, 'cluster-key')}", "Content-Type": "application/json"}, timeout=30,
+    )  # fmt: skip
+    assert answer.status_code == 422
+    assert [p["message"] for p in answer.json()["problems"]] == ["results[0]: value must be finite, not NaN"]
     assert records.connection.execute("SELECT count(*) FROM submission_results").fetchone()[0] == 0
 
 

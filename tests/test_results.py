@@ -126,6 +126,9 @@ def test_a_malformed_result_line_is_named_with_its_line_and_nothing_is_written(c
         json.dumps({"event": "start", "mode": "dry_run"}),
         json.dumps({**good, "nonce": 2, "latency_ms": "fast"}),
         json.dumps({**good, "event": "submission", "nonce": 3, "tx_hash": "zz"}),
+        json.dumps({**good, "nonce": 4, "value": float("nan")}),  # Python's JSON writes NaN and reads it back
+        '{"ts": "2026-01-31T12:00:00.000Z", "event": "prediction", "nonce": 5, "value": 1e400}',  # read as inf
+        json.dumps({**good, "event": "submission", "nonce": 6, "value": {"eth": float("-inf")}}),
     ]
     path = tmp_path / "bad.log"
     path.write_text("\n".join(lines) + "\n")
@@ -133,10 +136,13 @@ def test_a_malformed_result_line_is_named_with_its_line_and_nothing_is_written(c
     assert result.code == 1
     assert result.out == ""
     assert result.lines == [
-        f"error: {path}: 3 malformed result line(s); nothing was imported",
+        f"error: {path}: 6 malformed result line(s); nothing was imported",
         f"{path}:3: error: prediction line: nonce is missing",
         f"{path}:5: error: prediction line: latency_ms must be a number, not 'fast'",
         f"{path}:6: error: submission line: tx_hash must be 64 upper-case hex digits, not 'ZZ'",
+        f"{path}:7: error: prediction line: value must be finite, not NaN",
+        f"{path}:8: error: prediction line: value must be finite, not Infinity",
+        f'{path}:9: error: submission line: value must be finite, not {{"eth": -Infinity}}',
     ]
     assert count_rows(records) == 0
 
