@@ -130,6 +130,23 @@ def test_the_deployment_page_shows_rates_chart_submissions_refusals_and_the_logs
         assert client.get("/deployments/not-a-uuid").status_code == 404
 
 
+def test_a_deployment_with_predictions_only_charts_its_predictions(site, records):
+    # a --dry-run reporting results (the README's demo) has no submission: 24 empty hours would say nothing
+    server, alice, a, b = site
+    now = datetime.now(timezone.utc)
+    records.connection.execute("DELETE FROM submission_results WHERE deployment_id = %s", (a.id,))
+    record_results(records.connection, a.id, [
+        ResultRow(kind="prediction", nonce=i, status="success", observed_at=now - timedelta(minutes=i), value="42.0", latency_ms=0.4)
+        for i in range(1, 6)
+    ])  # fmt: skip
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        sign_in(client, alice)
+        text = client.get(f"/deployments/{a.id}").text
+    assert "Predictions per hour over the last 24 hours: 5 succeeded, 0 failed</title>" in text
+    assert "Predictions per hour (no submission in 24 h: a dry run, or before the first window)" in text
+    assert "p95 prediction latency per hour over the last 24 hours, up to 0.4 ms" in text
+
+
 def test_result_timeline_counts_successes_and_failures_per_interval(records):
     a, _ = create_two_deployments(records)
     now = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)

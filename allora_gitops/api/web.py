@@ -197,14 +197,25 @@ def deployment_page(deployment_id: str, request: Request, session=Depends(open_s
         return _page(request, "error.html", 404, web=web, title="Not found", message="There is no such deployment among yours.")
     status = deployment_status(records.connection, d, recent=RECENT)
     summary = status.summary
-    timeline = result_timeline(records.connection, d.id, now=summary.as_of)
+    kind = chart_kind(summary)
+    timeline = result_timeline(records.connection, d.id, kind=kind, now=summary.as_of)
     resources = _resources_view(settings, d)
     return _page(
         request, "deployment.html", web=web, d=d, summary=summary, windows=[label for label, _ in WINDOWS],
         lifecycle=status.lifecycle, stages=STAGES, tx_url=lambda tx_hash: explorer_tx_url(d.network, tx_hash),
-        chart=outcome_chart(timeline), latency=latency_chart(timeline), resources=resources,
+        chart=outcome_chart(timeline), latency=latency_chart(timeline), resources=resources, chart_kind=kind,
         logs_command=f"kubectl logs deployment/{d.name}-{d.network} -c model -n {settings.models_namespace} --tail=200",
     )  # fmt: skip
+
+
+def chart_kind(summary) -> str:
+    """What the page charts: ``submission``, unless the last 24 h hold predictions and no submission at all
+    (a ``--dry-run`` reporting results, a pod not yet past its first window): then ``prediction``, so the
+    charts show what is arriving instead of 24 empty hours."""
+    submissions, predictions = summary.window("24h", "submission"), summary.window("24h", "prediction")
+    if (submissions is None or submissions.total == 0) and predictions is not None and predictions.total > 0:
+        return "prediction"
+    return "submission"
 
 
 def _is_uuid(text: str) -> bool:
