@@ -29,7 +29,7 @@ the reason says results are arriving from elsewhere.
 ``reached`` list still tells what the facts show (a ``retiring`` deployment may still be running).
 
 No silence means "never": after ``RUNNING_POLLS`` intervals without a result a merged deployment falls back
-to *image built* (or *merged*), with a reason such as ``no result for 9 min (polling interval 2 min)``.
+to *image built* (or *merged*), with a reason such as ``no result for 9 min, polling interval 2 min``.
 """
 
 from __future__ import annotations
@@ -145,23 +145,24 @@ def _reason(stage: str, f: LifecycleFacts, has_digest: bool, result_age, success
         told = {"failed": "publishing failed", "abandoned": "its review branch was deleted unmerged",
                 "retiring": "a retire change waits for review", "retired": "removed from the cluster"}[stage]  # fmt: skip
         return (f"{stage}: {f.status_message or told}" + (f"; {last}" if result_age is not None else ""))[:500]
-    outside = f"; results arrive ({last}) from a run outside the cluster, e.g. --dry-run" if result_age is not None else ""
+    # reasons are shown in parentheses after the stage (`running (…)`): no parentheses inside them
+    outside = f"; results arrive from a run outside the cluster, e.g. --dry-run: {last}" if result_age is not None else ""
     if stage == "pending":
         return f"recorded; its change is not committed yet{outside}"
     if stage == "committed":
         where = f" on {f.branch}" if f.branch else ""
         return f"waiting for review{where}: Argo CD deploys it once merged{outside}"
     if stage == "merged":  # any result would have shown the image
-        return "merged; no image digest recorded yet (build-image --write-back) and no result reported yet"
+        return "merged; no image digest recorded yet by build-image --write-back, and no result reported yet"
     if stage == "image built":
         if result_age is None:  # then the digest is the evidence
-            return f"image built; no result reported yet ({every})"
-        return f"no result for {_span(result_age)} ({every})"
+            return f"image built; no result reported yet, {every}"
+        return f"no result for {_span(result_age)}, {every}"
     if stage == "running":
         if success_age is None:
-            return f"results arriving ({last}); no successful submission yet"
-        return f"results arriving ({last}); no successful submission for {_span(success_age)} ({every})"
-    return f"last successful submission {_span(success_age)} ago ({every})"
+            return f"results arriving, {last}; no successful submission yet"
+        return f"results arriving, {last}; no successful submission for {_span(success_age)}, {every}"
+    return f"last successful submission {_span(success_age)} ago, {every}"
 
 
 def _age(at: Optional[datetime], now: datetime) -> Optional[float]:

@@ -46,31 +46,31 @@ CASES = [
     # (facts, stage, reason)
     (facts("pending", image=None), "pending", "recorded; its change is not committed yet"),
     (facts("pending", image=None, result=ago(130)), "pending",
-     "recorded; its change is not committed yet; results arrive (last result 2 min ago) from a run outside the cluster, e.g. --dry-run"),
+     "recorded; its change is not committed yet; results arrive from a run outside the cluster, e.g. --dry-run: last result 2 min ago"),
     (facts("committed", image=None), "committed", "waiting for review on deploy/linear-forecaster/testnet/1.2.0: Argo CD deploys it once merged"),
     # results for a change that is not merged come from elsewhere: the stage stays committed, the reason says so
     (facts("committed", image=DIGEST_IMAGE, result=ago(30), success=ago(30)), "committed",
      "waiting for review on deploy/linear-forecaster/testnet/1.2.0: Argo CD deploys it once merged; "
-     "results arrive (last result 30 s ago) from a run outside the cluster, e.g. --dry-run"),
-    (facts("merged", image=TAG_IMAGE), "merged", "merged; no image digest recorded yet (build-image --write-back) and no result reported yet"),
-    (facts("synced", image=None), "merged", "merged; no image digest recorded yet (build-image --write-back) and no result reported yet"),
-    (facts("merged"), "image built", "image built; no result reported yet (polling interval 2 min)"),
+     "results arrive from a run outside the cluster, e.g. --dry-run: last result 30 s ago"),
+    (facts("merged", image=TAG_IMAGE), "merged", "merged; no image digest recorded yet by build-image --write-back, and no result reported yet"),
+    (facts("synced", image=None), "merged", "merged; no image digest recorded yet by build-image --write-back, and no result reported yet"),
+    (facts("merged"), "image built", "image built; no result reported yet, polling interval 2 min"),
     # results from a merged deployment prove an image, digest or not
-    (facts("merged", image=TAG_IMAGE, result=ago(10)), "running", "results arriving (last result 10 s ago); no successful submission yet"),
-    (facts(result=ago(RUN)), "running", "results arriving (last result 6 min ago); no successful submission yet"),  # boundary: inclusive
-    (facts(result=ago(RUN + 1)), "image built", "no result for 6 min (polling interval 2 min)"),
+    (facts("merged", image=TAG_IMAGE, result=ago(10)), "running", "results arriving, last result 10 s ago; no successful submission yet"),
+    (facts(result=ago(RUN)), "running", "results arriving, last result 6 min ago; no successful submission yet"),  # boundary: inclusive
+    (facts(result=ago(RUN + 1)), "image built", "no result for 6 min, polling interval 2 min"),
     # …and stay proof after they stop: silence falls back to image built, not merged
-    (facts(image=TAG_IMAGE, result=ago(540)), "image built", "no result for 9 min (polling interval 2 min)"),
-    (facts(result=ago(5), success=ago(ACT)), "active", "last successful submission 10 min ago (polling interval 2 min)"),  # boundary
-    (facts(result=ago(5), success=ago(ACT + 1)), "running", "results arriving (last result 5 s ago); no successful submission for 10 min (polling interval 2 min)"),
-    (facts(result=ago(5), success=ago(5)), "active", "last successful submission 5 s ago (polling interval 2 min)"),
+    (facts(image=TAG_IMAGE, result=ago(540)), "image built", "no result for 9 min, polling interval 2 min"),
+    (facts(result=ago(5), success=ago(ACT)), "active", "last successful submission 10 min ago, polling interval 2 min"),  # boundary
+    (facts(result=ago(5), success=ago(ACT + 1)), "running", "results arriving, last result 5 s ago; no successful submission for 10 min, polling interval 2 min"),
+    (facts(result=ago(5), success=ago(5)), "active", "last successful submission 5 s ago, polling interval 2 min"),
     # a success that is recent but no result since RUNNING_POLLS intervals: not running, so not active
-    (facts(result=ago(RUN + 60), success=ago(RUN + 60)), "image built", "no result for 7 min (polling interval 2 min)"),
+    (facts(result=ago(RUN + 60), success=ago(RUN + 60)), "image built", "no result for 7 min, polling interval 2 min"),
     # the polling interval scales both windows; None means the model.yaml default
-    (facts(interval=600, result=ago(1700), success=ago(1700)), "active", "last successful submission 28 min ago (polling interval 10 min)"),
-    (facts(interval=None, result=ago(RUN + 1)), "image built", "no result for 6 min (polling interval 2 min)"),
+    (facts(interval=600, result=ago(1700), success=ago(1700)), "active", "last successful submission 28 min ago, polling interval 10 min"),
+    (facts(interval=None, result=ago(RUN + 1)), "image built", "no result for 6 min, polling interval 2 min"),
     # a result stamped in the future (clock skew) counts as now
-    (facts(result=NOW + timedelta(seconds=30), success=NOW + timedelta(seconds=30)), "active", "last successful submission 0 s ago (polling interval 2 min)"),
+    (facts(result=NOW + timedelta(seconds=30), success=NOW + timedelta(seconds=30)), "active", "last successful submission 0 s ago, polling interval 2 min"),
     # side states show as themselves
     (facts("failed", status_message="push rejected by a hook"), "failed", "failed: push rejected by a hook"),
     (facts("abandoned", image=None), "abandoned", "abandoned: its review branch was deleted unmerged"),
@@ -88,7 +88,7 @@ def test_the_stage_and_reason_follow_the_recorded_facts(given, stage, reason):
 def test_reached_is_the_unbroken_chain_with_the_times_of_its_evidence():
     found = derive_lifecycle(facts(result=ago(20), success=ago(40)), NOW)
     assert found.to_dict() == {
-        "stage": "active", "reason": "last successful submission 40 s ago (polling interval 2 min)", "polling_interval": 120,
+        "stage": "active", "reason": "last successful submission 40 s ago, polling interval 2 min", "polling_interval": 120,
         "reached": [
             {"stage": "pending", "at": ago(86400).isoformat()}, {"stage": "committed", "at": None}, {"stage": "merged", "at": None},
             {"stage": "image built", "at": None}, {"stage": "running", "at": ago(20).isoformat()}, {"stage": "active", "at": ago(40).isoformat()},
@@ -157,7 +157,7 @@ def test_status_follows_publish_merge_digest_results_success_and_silence(gitops,
 
     # what `build-image --write-back` records on the live row (image/build.py record_image)
     records.set_deployment_status(d.id, "merged", container_image=DIGEST_IMAGE)
-    assert lifecycle_of(gitops, gitops_remote) == {**lifecycle_of(gitops, gitops_remote), "stage": "image built", "reason": "image built; no result reported yet (polling interval 60 s)"}
+    assert lifecycle_of(gitops, gitops_remote) == {**lifecycle_of(gitops, gitops_remote), "stage": "image built", "reason": "image built; no result reported yet, polling interval 60 s"}
 
     now = records.connection.execute("SELECT now()").fetchone()[0]
     record_results(records.connection, d.id, [ResultRow(kind="prediction", nonce=1, status="success", value="1.5", observed_at=now)])
@@ -186,7 +186,7 @@ def test_status_follows_publish_merge_digest_results_success_and_silence(gitops,
     # nine minutes of silence: every result moves nine minutes into the past
     records.connection.execute("UPDATE submission_results SET created_at = created_at - interval '9 minutes' WHERE deployment_id = %s", (d.id,))
     silent = lifecycle_of(gitops, gitops_remote)
-    assert (silent["stage"], silent["reason"]) == ("image built", "no result for 9 min (polling interval 60 s)")
+    assert (silent["stage"], silent["reason"]) == ("image built", "no result for 9 min, polling interval 60 s")
 
 
 # --- the API and the page -----------------------------------------------------------------------------
