@@ -168,7 +168,7 @@ def main() -> None:
             cpu: list[float] = []
             with closing(signed_in(url, tokens["big"])) as client:
                 big_page = timed(client, ["/"] * args.requests, expect=f'/deployments/{big[-1]}"', cpu=cpu)
-                detail = timed(client, [f"/deployments/{rng.choice(big)}" for _ in range(args.requests * 2)], expect="Recent submissions", cpu=cpu)
+                detail = timed(client, [f"/deployments/{rng.choice(big)}" for _ in range(args.requests * 2)], expect="Recent results", cpu=cpu)
             with closing(signed_in(url, tokens["small"])) as client:
                 small_page = timed(client, ["/"] * args.requests, expect=f'/deployments/{small[-1]}"', cpu=cpu)
             print("server time, measured by the client on loopback (to the last byte, keep-alive):")
