@@ -71,3 +71,12 @@ def test_no_issuer_or_an_unwritable_output_is_one_line_naming_the_file(cli, tmp_
     (tmp_path / "a-file").write_text("")
     blocked = cli("gitops", "local-issuer", "init", tmp_path / "a-file" / "issuer")
     assert (blocked.code, blocked.err.strip()) == (1, f"error: {tmp_path / 'a-file' / 'issuer'}: cannot write the local issuer (Not a directory)")
+
+
+def test_a_token_for_a_name_or_network_no_deployment_can_have_is_a_usage_error(cli, tmp_path):
+    LocalIssuer.create(tmp_path / "issuer")
+    network = cli("gitops", "local-issuer", "token", tmp_path / "issuer", "demo-model", "--network", "foonet")
+    assert (network.code, network.err.strip()) == (2, "error: --network must be one of testnet, mainnet, not 'foonet'")
+    name = cli("gitops", "local-issuer", "token", tmp_path / "issuer", "Bad Name", "--network", "testnet")
+    assert name.code == 2 and name.err.strip().startswith("error: name 'Bad Name' must be a lowercase DNS-1123 label")
+    assert network.out == name.out == ""

@@ -45,6 +45,15 @@ def register(app: typer.Typer) -> None:
         from allora_gitops.atomic import write_atomic
         from allora_gitops.cli.app import eprint
 
+        from allora_gitops.bundle.manifest import check_bundle_name
+        from allora_gitops.errors import UsageError
+
+        if network not in C.NETWORKS:
+            raise UsageError(f"--network must be one of {', '.join(C.NETWORKS)}, not {network!r}")
+        try:
+            check_bundle_name(name)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         service_account = f"{name}-{network}"
         token = LocalIssuer.load(directory).token(service_account, namespace or C.NAMESPACE, lifetime=duration)
         if output is None:
