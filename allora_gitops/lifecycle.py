@@ -135,12 +135,12 @@ def derive_lifecycle(facts: LifecycleFacts, now: datetime) -> Lifecycle:
             break
         reached.append(StageReached(stage, at))
     stage = facts.status if facts.status in SIDE_STATES else reached[-1].stage
-    every = f"polling interval {_span(interval)}"
+    every = f"polling interval {human_span(interval)}"
     return Lifecycle(stage=stage, reason=_reason(stage, facts, has_digest, result_age, success_age, every), polling_interval=interval, reached=reached)
 
 
 def _reason(stage: str, f: LifecycleFacts, has_digest: bool, result_age, success_age, every: str) -> str:
-    last = f"last result {_span(result_age)} ago" if result_age is not None else "no result reported yet"
+    last = f"last result {human_span(result_age)} ago" if result_age is not None else "no result reported yet"
     if stage in SIDE_STATES:
         told = {"failed": "publishing failed", "abandoned": "its review branch was deleted unmerged",
                 "retiring": "a retire change waits for review", "retired": "removed from the cluster"}[stage]  # fmt: skip
@@ -157,12 +157,12 @@ def _reason(stage: str, f: LifecycleFacts, has_digest: bool, result_age, success
     if stage == "image built":
         if result_age is None:  # then the digest is the evidence
             return f"image built; no result reported yet, {every}"
-        return f"no result for {_span(result_age)}, {every}"
+        return f"no result for {human_span(result_age)}, {every}"
     if stage == "running":
         if success_age is None:
             return f"results arriving, {last}; no successful submission yet"
-        return f"results arriving, {last}; no successful submission for {_span(success_age)}, {every}"
-    return f"last successful submission {_span(success_age)} ago, {every}"
+        return f"results arriving, {last}; no successful submission for {human_span(success_age)}, {every}"
+    return f"last successful submission {human_span(success_age)} ago, {every}"
 
 
 def _age(at: Optional[datetime], now: datetime) -> Optional[float]:
@@ -170,7 +170,7 @@ def _age(at: Optional[datetime], now: datetime) -> Optional[float]:
     return None if at is None else max(0.0, (now - at).total_seconds())
 
 
-def _span(seconds: float) -> str:
+def human_span(seconds: float) -> str:
     """A duration as people say it: 45 s, 9 min, 3 h, 2 d (rounded down)."""
     s = int(seconds)
     if s < 120:

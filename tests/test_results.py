@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -115,6 +116,7 @@ def test_status_text_gives_the_rates_and_the_errors(cli, database_url, deploymen
     assert any(line.startswith("    prediction error ValueError (exception) x3 (1h 3, 24h 3): no data for nonce 15 at ") for line in lines)
     recent = lines[lines.index("  recent:") + 1 :]
     assert [line.split(" nonce ")[1].split()[0] for line in recent] == ["20", "19"]
+    assert all(re.match(r"^    \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+ (s|min|h|d) ago\) nonce ", line) for line in recent), recent
 
 
 def test_a_malformed_result_line_is_named_with_its_line_and_nothing_is_written(cli, database_url, deployment, records, tmp_path):

@@ -123,6 +123,7 @@ def test_the_deployment_page_shows_rates_chart_submissions_refusals_and_the_logs
         assert len(re.findall(r'class="bar-failed"', text)) >= 1
         assert text.count(f">{TX}</a>") == 16 and 'class="bad">error</td>' in text  # the 20 newest: 16 with a tx hash, 4 refusals
         assert "tx_failed (BroadcastError): insufficient fees" in text
+        assert "</time><br><small>10 min ago</small></th>" in text  # the newest result, reported 10 min ago
         assert re.search(r"<th scope=\"row\">submission</th><td>error</td><td>tx_failed</td><td>BroadcastError</td>\s*<td class=\"num\">1</td><td class=\"num\">4</td><td class=\"num\">4</td>", text)  # 1h, 24h, 7d
         assert "kubectl logs deployment/linear-forecaster-testnet -c model -n allora-models --tail=200" in text
         assert "Metrics are not configured" in text

@@ -186,7 +186,7 @@ def deployments_page(request: Request, session=Depends(open_session)):
 def deployment_page(deployment_id: str, request: Request, session=Depends(open_session), settings: ApiSettings = Depends(get_settings)):
     from allora_gitops.db.results import WINDOWS, result_timeline
     from allora_gitops.explorer import explorer_tx_url
-    from allora_gitops.lifecycle import STAGES, deployment_status
+    from allora_gitops.lifecycle import STAGES, deployment_status, human_span
 
     records, accounts = session
     web = read_session(request.cookies.get(SESSION_COOKIE), accounts)
@@ -204,6 +204,7 @@ def deployment_page(deployment_id: str, request: Request, session=Depends(open_s
         request, "deployment.html", web=web, d=d, summary=summary, windows=[label for label, _ in WINDOWS],
         lifecycle=status.lifecycle, stages=STAGES, tx_url=lambda tx_hash: explorer_tx_url(d.network, tx_hash),
         chart=outcome_chart(timeline), latency=latency_chart(timeline), resources=resources, chart_kind=kind,
+        age=lambda at: human_span(max(0.0, (summary.as_of - at).total_seconds())),
         logs_command=f"kubectl logs deployment/{d.name}-{d.network} -c model -n {settings.models_namespace} --tail=200",
     )  # fmt: skip
 

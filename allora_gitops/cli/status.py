@@ -228,6 +228,7 @@ def _summary_lines(summary, network: str) -> list[str]:
     from allora_gitops.db.results import RESULT_KINDS, WINDOWS
     from allora_gitops.errors import printable
     from allora_gitops.explorer import explorer_tx_url
+    from allora_gitops.lifecycle import human_span
 
     if summary.last_result_at is None:
         return ["results: none reported yet"]
@@ -259,7 +260,8 @@ def _summary_lines(summary, network: str) -> list[str]:
             detail = printable(f"{r.value}" if r.status == "success" else f"{r.error_type or r.reason}: {r.error_message}")
             tx = f" tx {explorer_tx_url(network, r.tx_hash) or r.tx_hash}" if r.tx_hash else ""
             latency = f" {_ms(r.latency_ms)}" if r.latency_ms is not None else ""
-            lines.append(f"  {r.at:%Y-%m-%d %H:%M:%S} nonce {r.nonce} {r.kind} {r.status}{latency}{tx} {detail}")
+            age = human_span(max(0.0, (summary.as_of - r.at).total_seconds()))
+            lines.append(f"  {r.at:%Y-%m-%d %H:%M:%S} ({age} ago) nonce {r.nonce} {r.kind} {r.status}{latency}{tx} {detail}")
     return lines
 
 
