@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.fixtures.platform import start_platform, stop_platform
 from tests.fixtures.runtime import EXIT_INVALID_PREDICTION, EXIT_OK, RunningBootstrap, bootstrap_env, free_port, make_bundle, run_bootstrap
 from tests.test_podidentity import ISSUER, SA_A, create_two_deployments, jwks, projected_token
-from tests.test_results import REFUSING, percentile_cont
+from tests.test_results import REFUSING, expected_prediction_latencies
 
 NAME = "linear-forecaster"
 
@@ -63,8 +63,7 @@ def test_twenty_dry_run_windows_reach_the_database_through_the_api_and_status_sh
     assert status.code == 0, status.err
     [row] = json.loads(status.out)
     results = row["results"]
-    latencies = [e["latency_ms"] for e in run.events if e["event"] in ("prediction", "prediction_refused")]
-    expected_latency = {f"p{round(q * 100)}": round(percentile_cont(latencies, q), 3) for q in (0.5, 0.95, 0.99)}
+    expected_latency = expected_prediction_latencies(run)
     [hour] = [w for w in results["windows"] if w["window"] == "1h"]
     assert hour == {
         "window": "1h", "kind": "prediction", "total": 20, "success": 16, "error": 4, "timeout": 0,

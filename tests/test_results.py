@@ -48,6 +48,12 @@ def percentile_cont(values: list[float], p: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
+def expected_prediction_latencies(run) -> dict[str, float]:
+    """p50/p95/p99 of the latencies a runtime run reported for its predictions, as the summary must give them."""
+    latencies = [e["latency_ms"] for e in run.events if e["event"] in ("prediction", "prediction_refused")]
+    return {f"p{round(p * 100)}": round(percentile_cont(latencies, p), 3) for p in (0.5, 0.95, 0.99)}
+
+
 def count_rows(records, deployment_id=None) -> int:
     sql = "SELECT count(*) FROM submission_results" + (" WHERE deployment_id = %s" if deployment_id else "")
     return records.connection.execute(sql, (deployment_id,) if deployment_id else ()).fetchone()[0]
@@ -79,8 +85,7 @@ def test_status_shows_the_imported_dry_run_successes_errors_rate_and_percentiles
     assert status.code == 0, status.err
     [row] = json.loads(status.out)
     results = row["results"]
-    latencies = [e["latency_ms"] for e in run.events if e["event"] in ("prediction", "prediction_refused")]
-    expected_latency = {f"p{round(p * 100)}": round(percentile_cont(latencies, p), 3) for p in (0.5, 0.95, 0.99)}
+    expected_latency = expected_prediction_latencies(run)
     for window in ("1h", "24h", "7d"):
         [stats] = [w for w in results["windows"] if w["window"] == window]
         assert stats == {
