@@ -170,6 +170,11 @@ def _age(at: Optional[datetime], now: datetime) -> Optional[float]:
     return None if at is None else max(0.0, (now - at).total_seconds())
 
 
+def human_age(at: datetime, now: datetime) -> str:
+    """How long before ``now`` ``at`` was, as people say it (``human_span``; a time after ``now`` is 0 s)."""
+    return human_span(_age(at, now))
+
+
 def human_span(seconds: float) -> str:
     """A duration as people say it: 45 s, 9 min, 3 h, 2 d (rounded down)."""
     s = int(seconds)

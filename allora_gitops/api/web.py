@@ -186,7 +186,7 @@ def deployments_page(request: Request, session=Depends(open_session)):
 def deployment_page(deployment_id: str, request: Request, session=Depends(open_session), settings: ApiSettings = Depends(get_settings)):
     from allora_gitops.db.results import WINDOWS, result_timeline
     from allora_gitops.explorer import explorer_tx_url
-    from allora_gitops.lifecycle import STAGES, deployment_status, human_span
+    from allora_gitops.lifecycle import STAGES, deployment_status, human_age
 
     records, accounts = session
     web = read_session(request.cookies.get(SESSION_COOKIE), accounts)
@@ -204,7 +204,7 @@ def deployment_page(deployment_id: str, request: Request, session=Depends(open_s
         request, "deployment.html", web=web, d=d, summary=summary, windows=[label for label, _ in WINDOWS],
         lifecycle=status.lifecycle, stages=STAGES, tx_url=lambda tx_hash: explorer_tx_url(d.network, tx_hash),
         chart=outcome_chart(timeline), latency=latency_chart(timeline), resources=resources, chart_kind=kind,
-        age=lambda at: human_span(max(0.0, (summary.as_of - at).total_seconds())),
+        age=lambda at: human_age(at, summary.as_of),
         logs_command=f"kubectl logs deployment/{d.name}-{d.network} -c model -n {settings.models_namespace} --tail=200",
     )  # fmt: skip
 
@@ -256,10 +256,9 @@ def latency_chart(timeline) -> dict:
 
 def _resources_view(settings: ApiSettings, d) -> dict:
     """The page's resources block: the usage and its two charts (at most ~1.5 s, never an error page)."""
-    from allora_gitops.prometheus import deployment_resources
+    from allora_gitops.api.deployments import read_deployment_resources
 
-    usage = deployment_resources(settings.prometheus_url, settings.models_namespace, d.name, d.network, d.status,
-                                 repo=settings.repo, ref=settings.base_branch)
+    usage = read_deployment_resources(settings, d)
     return {"usage": usage, "cpu": series_chart(usage.cpu_series, usage.cpu_limit_cores, usage.series_seconds),
             "memory": series_chart(usage.memory_series, usage.memory_limit_bytes, usage.series_seconds)}  # fmt: skip
 

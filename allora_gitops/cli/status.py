@@ -102,13 +102,11 @@ def register(app: typer.Typer) -> None:
         import json
 
         from allora_gitops.errors import GitOpsError, UsageError
+        from allora_gitops.explorer import check_explorer_settings
+        from allora_gitops.prometheus import prometheus_url_setting
 
         if repo is None and no_db:
             raise UsageError("--no-db needs --repo: there would be nothing to read")
-        from allora_gitops.prometheus import prometheus_url_setting
-
-        from allora_gitops.explorer import check_explorer_settings
-
         prometheus = prometheus_url_setting(prometheus_url)  # a malformed URL fails before anything is read
         check_explorer_settings()  # as does a malformed explorer template, rather than half-way through the output
         rows = _rows(repo, ref, name, database_url, no_db)
@@ -228,7 +226,7 @@ def _summary_lines(summary, network: str) -> list[str]:
     from allora_gitops.db.results import RESULT_KINDS, WINDOWS
     from allora_gitops.errors import printable
     from allora_gitops.explorer import explorer_tx_url
-    from allora_gitops.lifecycle import human_span
+    from allora_gitops.lifecycle import human_age
 
     if summary.last_result_at is None:
         return ["results: none reported yet"]
@@ -260,8 +258,7 @@ def _summary_lines(summary, network: str) -> list[str]:
             detail = printable(f"{r.value}" if r.status == "success" else f"{r.error_type or r.reason}: {r.error_message}")
             tx = f" tx {explorer_tx_url(network, r.tx_hash) or r.tx_hash}" if r.tx_hash else ""
             latency = f" {_ms(r.latency_ms)}" if r.latency_ms is not None else ""
-            age = human_span(max(0.0, (summary.as_of - r.at).total_seconds()))
-            lines.append(f"  {r.at:%Y-%m-%d %H:%M:%S} ({age} ago) nonce {r.nonce} {r.kind} {r.status}{latency}{tx} {detail}")
+            lines.append(f"  {r.at:%Y-%m-%d %H:%M:%S} ({human_age(r.at, summary.as_of)} ago) nonce {r.nonce} {r.kind} {r.status}{latency}{tx} {detail}")
     return lines
 
 
