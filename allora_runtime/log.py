@@ -146,7 +146,7 @@ class FdCapture:
         self._log = log
         self._fd = fd
         self._max_line = max_line
-        self._fields = {} if fd == 1 else {"level": "warning", "stream": "stderr" if fd == 2 else f"fd{fd}"}
+        self._fields = {} if fd == 1 else {"level": "warning", "stream": "stderr"}  # fd 1 or 2: what a process writes to
         (sys.stdout if fd == 1 else sys.stderr).flush()
         self._saved = os.dup(fd)
         read_end, write_end = os.pipe()
