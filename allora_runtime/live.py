@@ -293,8 +293,9 @@ def report_result(result: Any, adapter: Adapter) -> None:
     - a success → ``submission`` (a chain code other than 0 is read as an error by the results reader);
     - ``AlreadySubmittedError`` → ``submission_skipped`` (the chain holds our payload for that window: after a
       restart, the window the previous process submitted) — not a result, so the window keeps its one record;
-    - the adapter's own refusal handed back → ``submission_skipped``: nothing was submitted, and the refusal
-      is already that window's result (``prediction_refused``), so it gets no second, failed, one;
+    - the adapter's own refusal handed back → ``submission_failed`` with ``reason: prediction_refused``: the
+      window was missed (nothing was signed), so the submission success rate counts it, as the metrics do
+      ("a refused prediction is a failed submission, counted once");
     - any other exception → ``submission_failed`` under the window, with the value that was being sent.
     """
     window = attribute(result, adapter.calls)
@@ -302,14 +303,13 @@ def report_result(result: Any, adapter: Adapter) -> None:
         LOG.emit("submission_unreported", level="warning", nonce=lost.nonce, reason="the SDK returned no result for it")
     if window.nonce is None:
         LOG.emit("submission_unattributed", level="warning", result_type=type(result).__name__)
-    if isinstance(result, PredictionRefused):
-        LOG.emit("submission_skipped", nonce=window.nonce, reason="prediction_refused")
-        return
     if already_submitted(result):
         adapter.metrics.submission("already_submitted")
         LOG.emit("submission_skipped", nonce=window.nonce, reason="already_submitted")
         return
     event, fields = submission_event(result, window.nonce, value=window.value, latency=window.latency)
+    if isinstance(result, PredictionRefused):
+        fields["reason"] = "prediction_refused"
     if event == EVENT_SUBMISSION_FAILED:
         adapter.metrics.submission("error", fields["error_type"])
         LOG.emit(event, level="error", **fields)

@@ -50,10 +50,6 @@ def run(nonce):
 """
 
 
-def _outcomes(run: RunningBootstrap) -> int:
-    return run.count("submission") + run.count("submission_failed") + run.count("submission_skipped")
-
-
 def _by_nonce(events: list[dict], name: str) -> dict[int, dict]:
     found: dict[int, dict] = {}
     for event in events:
@@ -130,13 +126,15 @@ def test_one_poll_over_a_backlog_records_each_submission_under_the_nonce_its_tra
         assert float(tx.payload.values["y"]) == event["value"] == nonce / 4
         assert event["code"] == 0 and event["latency_ms"] == predicted[nonce]["latency_ms"]
     # The payload the chain refused is a failure of its own window, with the value that was sent.
-    assert sorted(failed) == [1194]
     rejected = included[failed[1194]["tx_hash"]]
-    assert rejected.code == 40 and rejected.payload is None
+    assert rejected.code == 40 and rejected.payload is None and "reason" not in failed[1194]
     assert failed[1194]["value"] == 1194 / 4 and failed[1194]["latency_ms"] == predicted[1194]["latency_ms"]
-    # Refused windows: the refusal is their only result; nothing was signed for them.
+    # Refused windows: nothing was signed for them; each is a missed window of its own, with its refusal's latency.
     assert {n: e["reason"] for n, e in refused.items()} == {1206: "exception", 1218: "timeout", 1224: "invalid_value"}
-    assert {n: e["reason"] for n, e in skipped.items()} == {n: "prediction_refused" for n in (1206, 1218, 1224)}
+    assert sorted(failed) == [1194, 1206, 1218, 1224] and not skipped
+    for nonce in refused:
+        assert failed[nonce]["reason"] == "prediction_refused" and failed[nonce]["error_type"] == "PredictionRefused"
+        assert failed[nonce]["latency_ms"] == refused[nonce]["latency_ms"] and "value" not in failed[nonce]
     successes, failures = set(submitted), set(failed) | set(refused)
     assert not successes & failures
     assert successes | failures == set(windows)
@@ -153,8 +151,9 @@ def test_one_poll_over_a_backlog_records_each_submission_under_the_nonce_its_tra
         elif nonce == 1194:
             status, prediction, tx_hash, _ = stored[(nonce, "submission")]
             assert (status, float(prediction), tx_hash) == ("error", 1194 / 4, rejected.tx_hash)
+            assert stored[(nonce, "prediction")][0] == "success"
         else:
-            assert (nonce, "submission") not in stored
+            assert stored[(nonce, "submission")][:3] == ("error", None, None)
             assert stored[(nonce, "prediction")][0] == ("timeout" if nonce == 1218 else "error")
 
 
