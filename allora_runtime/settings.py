@@ -339,7 +339,7 @@ def _sha256(value: Optional[str]) -> str:
 URL_SCHEMES = ("grpc+https", "grpc+http")
 REST_SCHEMES = ("rest+https", "rest+http")
 # Why a REST endpoint is refused wherever a network is set (runtime, model.yaml, render, publish): checked
-# against allora-sdk 1.3.0 (tests/test_chain_standin.py keeps both facts under test).
+# against allora-sdk 1.3.0 (tests/test_rest_network.py keeps both facts under test).
 REST_UNSUPPORTED = (
     "allora-sdk 1.3.0 cannot run a worker over REST: its REST clients never open their HTTP session"
     ' (every query fails with "Session not initialized") and they send Simulate and BroadcastTx as GET,'
