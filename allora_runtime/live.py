@@ -13,6 +13,9 @@ from allora_runtime.contract import (
     CONNECT_TIMEOUT,
     EVENT_SUBMISSION,
     EVENT_SUBMISSION_FAILED,
+    EVENT_SUBMISSION_SKIPPED,
+    EVENT_SUBMISSION_UNATTRIBUTED,
+    EVENT_SUBMISSION_UNREPORTED,
     EXIT_OK,
     MAX_RETRY_BACKOFF,
     SDK_REQUIREMENT,
@@ -300,22 +303,24 @@ def report_result(result: Any, adapter: Adapter) -> None:
     """
     window = attribute(result, adapter.calls)
     for lost in window.unreported:
-        LOG.emit("submission_unreported", level="warning", nonce=lost.nonce, reason="the SDK returned no result for it")
-    if window.nonce is None:
-        LOG.emit("submission_unattributed", level="warning", result_type=type(result).__name__)
+        LOG.emit(EVENT_SUBMISSION_UNREPORTED, level="warning", nonce=lost.nonce, reason="the SDK returned no result for it")
     if already_submitted(result):
         adapter.metrics.submission("already_submitted")
-        LOG.emit("submission_skipped", nonce=window.nonce, reason="already_submitted")
+        LOG.emit(EVENT_SUBMISSION_SKIPPED, nonce=window.nonce, reason="already_submitted")
         return
     event, fields = submission_event(result, window.nonce, value=window.value, latency=window.latency)
     if isinstance(result, PredictionRefused):
         fields["reason"] = "prediction_refused"
-    if event == EVENT_SUBMISSION_FAILED:
+    failed = event == EVENT_SUBMISSION_FAILED
+    if failed:
         adapter.metrics.submission("error", fields["error_type"])
-        LOG.emit(event, level="error", **fields)
     else:
         adapter.metrics.submission("ok", gas_used=fields.get("gas_used"), fee_uallo=fields.pop("fee_uallo", None))
-        LOG.emit(event, **fields)
+    if window.nonce is None:  # no window to store it under: said once, never a result line with a made-up nonce
+        fields.pop("nonce")
+        LOG.emit(EVENT_SUBMISSION_UNATTRIBUTED, level="warning", result_event=event, **fields)
+    else:
+        LOG.emit(event, level="error" if failed else "info", **fields)
 
 
 async def read_balance(worker: Any, metrics: Any, last_read: float) -> float:

@@ -224,3 +224,21 @@ def test_a_refusal_and_a_transaction_name_their_window_and_drop_older_calls_whos
     # A success whose response carries no transaction (a node may leave it out) falls back to call order.
     plain = attribute(NS(submission=5.5, tx_result=NS(txhash="AB" * 32, code=0, tx=None)), calls)
     assert (plain.nonce, plain.value, plain.latency, plain.by) == (22, 5.5, 0.03, "call_order") and not calls
+
+
+def test_a_result_no_call_explains_is_logged_once_and_never_as_a_result_line():
+    """A result line needs a nonce (the platform stores by window): one with none would be refused by the reader."""
+    from allora_runtime import live
+    from allora_runtime.adapter import Adapter
+    from allora_runtime.log import LOG
+    from allora_runtime.metrics import Metrics
+
+    adapter = Adapter(NS(name="run"), 1.0, Metrics(False), LOG, 7)  # no call recorded: nothing explains the result
+    lines = []
+    LOG.stream, saved = NS(write=lines.append, flush=lambda: None), LOG.stream
+    try:
+        live.report_result(RuntimeError("connection reset"), adapter)
+    finally:
+        LOG.stream = saved
+    [line] = lines
+    assert '"event": "submission_unattributed"' in line and '"result_event": "submission_failed"' in line and '"nonce"' not in line
