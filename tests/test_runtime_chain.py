@@ -135,6 +135,9 @@ def test_one_poll_over_a_backlog_records_each_submission_under_the_nonce_its_tra
     for nonce in refused:
         assert failed[nonce]["reason"] == "prediction_refused" and failed[nonce]["error_type"] == "PredictionRefused"
         assert failed[nonce]["latency_ms"] == refused[nonce]["latency_ms"] and "value" not in failed[nonce]
+    # 1212's first transaction was signed one sequence ahead (the SDK counts the refused 1206): refused at
+    # CheckTx, never included; the SDK's retry landed, and it is still recorded under 1212.
+    assert chain.state.broadcasts == len(included) + 1
     successes, failures = set(submitted), set(failed) | set(refused)
     assert not successes & failures
     assert successes | failures == set(windows)
