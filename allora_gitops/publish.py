@@ -112,6 +112,11 @@ def check_network(network: str) -> None:
     ``render`` and a network not allowed by ``.allora-gitops.yaml`` already are.
     """
     if network not in C.NETWORKS:
+        from allora_runtime.settings import rest_network_problem
+
+        problem = rest_network_problem(network)
+        if problem is not None:
+            raise UsageError(problem)
         raise UsageError(f"unknown network {network!r}; known networks: {', '.join(C.NETWORKS)}")
 
 

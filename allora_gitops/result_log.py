@@ -6,17 +6,19 @@ results; each becomes one ``ResultRow``:
 - ``prediction``          nonce, value, latency_ms               → kind prediction, success
 - ``prediction_refused``  nonce, reason, error_type, message,    → kind prediction, timeout when the reason
                           latency_ms, where                        is timeout, else error
-- ``submission``          nonce, value, tx_hash, code            → kind submission, success (error when the
-                          (gas_used, fee when the runtime has them) chain's code is not 0)
-- ``submission_failed``   nonce, error_type, message             → kind submission, error
+- ``submission``          nonce, value, tx_hash, code,           → kind submission, success (error when the
+                          latency_ms (gas_used, fee when known)    chain's code is not 0)
+- ``submission_failed``   nonce, error_type, message, reason,    → kind submission, error
+                          value, latency_ms, tx_hash when known
 
 Anything else (other events, lines that are not JSON: pip output, a shell's noise) is skipped and counted.
 A result line with a missing or wrong field is a problem naming its line; ``ResultLog.rows`` yields the
 good rows and, once the input is exhausted, raises ``ResultsError`` listing every problem, so a caller
 writing inside a transaction (``db.results.import_results``) writes nothing.
 
-The runtime writes ``submission_failed`` with the nonce of the prediction the SDK was submitting; runtimes before
-that wrote it without one: such a line cannot be tied to a result, so it is counted as ``unattributed`` and
+The runtime writes each submission line with the nonce its transaction carries (``allora_runtime.live.attribute``);
+runtimes before that could name the next window after a catch-up poll, and older ones wrote ``submission_failed``
+without a nonce: such a line cannot be tied to a result, so it is counted as ``unattributed`` and
 skipped rather than refused.
 """
 

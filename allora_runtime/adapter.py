@@ -7,6 +7,7 @@ import inspect
 import threading
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -35,6 +36,23 @@ class Outcome:
     reason: str = ""  # timeout | exception | invalid_value
     message: str = ""
     error_type: str = ""
+
+
+@dataclass(frozen=True)
+class SdkCall:
+    """One call the SDK worker made of the adapter in live mode: the window, and what the model gave for it.
+
+    Kept (``Adapter.calls``) until the runtime reads that window's result from ``worker.run()``: the SDK
+    calls the model for the next window before the runtime reads this one's result (see ``live.attribute``).
+    """
+
+    nonce: int
+    ok: bool
+    value: Any = None  # JSON form of the value the SDK was handed (None when refused)
+    latency: float = 0.0  # seconds run() took
+
+
+MAX_PENDING_CALLS = 1000  # calls whose result is not read yet; far above the SDK's 10 windows per poll
 
 
 _TIMED_OUT = object()
@@ -118,19 +136,24 @@ class Adapter:
         self._thread: Optional[CallThread] = None
         self._stuck: list[CallThread] = []
         self.failed: Optional[str] = None
-        # The nonce of the latest call, refused or not: the SDK submits right after each prediction, one at a
-        # time, so the submission (or its failure) that follows belongs to it.
-        self.last_nonce: Optional[int] = None
+        # The SDK's calls, oldest first, whose results the runtime has not read yet: the SDK queues each
+        # window's result and calls the model for the next window before the runtime reads it, so "the
+        # latest call" is not the window of the result being read. live.attribute pairs them.
+        self.calls: "deque[SdkCall]" = deque(maxlen=MAX_PENDING_CALLS)
 
     async def __call__(self, context: Any) -> Any:
-        """The SDK's callback: RunContext in, a checked value out (or PredictionRefused: nothing is submitted)."""
+        """The SDK's callback: RunContext in, a checked value out (or PredictionRefused naming the window:
+        nothing is submitted). Each call is recorded in ``calls``."""
+        nonce = context.nonce
         try:
-            outcome = await self.predict(context.nonce, context)
+            outcome = await self.predict(nonce, context)
         except RuntimeFailure as exc:
-            raise PredictionRefused("stopping", str(exc)) from None
+            self.calls.append(SdkCall(nonce, ok=False))
+            raise PredictionRefused("stopping", str(exc), nonce) from None
+        self.calls.append(SdkCall(nonce, outcome.ok, outcome.shown, outcome.latency))
         if outcome.ok:
             return outcome.value
-        raise PredictionRefused(outcome.reason, outcome.message)
+        raise PredictionRefused(outcome.reason, outcome.message, nonce)
 
     async def predict(self, nonce: int, context: Any = None) -> Outcome:
         if self.failed is not None:
@@ -139,7 +162,6 @@ class Adapter:
             arg = context if context is not None else LocalRunContext(nonce=nonce, topic_id=self.topic_id)
         else:
             arg = nonce
-        self.last_nonce = nonce
         started = time.perf_counter()
         try:
             value = await self._call(arg, started + self.timeout)

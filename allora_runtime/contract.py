@@ -105,6 +105,9 @@ EVENT_PREDICTION = "prediction"
 EVENT_PREDICTION_REFUSED = "prediction_refused"
 EVENT_SUBMISSION = "submission"
 EVENT_SUBMISSION_FAILED = "submission_failed"
+EVENT_SUBMISSION_SKIPPED = "submission_skipped"  # the chain already had our payload for that window: not a result
+EVENT_SUBMISSION_UNREPORTED = "submission_unreported"  # a window the SDK called the model for but returned no result
+EVENT_SUBMISSION_UNATTRIBUTED = "submission_unattributed"  # a result no call of the SDK explains
 # The results: what `allora-gitops results import` reads from the log, and what the reporter POSTs as
 # {"results": [<the event's log object>, ...]} to ALLORA_RESULTS_URL.
 RESULT_EVENTS = (EVENT_PREDICTION, EVENT_PREDICTION_REFUSED, EVENT_SUBMISSION, EVENT_SUBMISSION_FAILED)

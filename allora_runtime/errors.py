@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from allora_runtime.contract import (
     EVENT_CONFIG_ERROR,
     EVENT_CONNECTION_ERROR,
@@ -40,9 +42,14 @@ class RuntimeFailure(BootstrapError):
 
 
 class PredictionRefused(Exception):
-    """Raised to the SDK instead of a bad value, so nothing is submitted (already logged by us)."""
+    """Raised to the SDK instead of a bad value, so nothing is submitted (already logged by us).
 
-    def __init__(self, reason: str, message: str):
+    ``nonce``: the window it refuses. The SDK hands this very exception back as that window's result
+    (``Inferer.submit`` returns what the callback raised), so the runtime reads the window from it.
+    """
+
+    def __init__(self, reason: str, message: str, nonce: Optional[int] = None):
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.nonce = nonce

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
+from dataclasses import dataclass
 from typing import Any, Optional
 
-from allora_runtime.adapter import Adapter
+from allora_runtime.adapter import Adapter, SdkCall
 from allora_runtime.contract import (
     CONNECT_TIMEOUT,
     EVENT_SUBMISSION,
     EVENT_SUBMISSION_FAILED,
+    EVENT_SUBMISSION_SKIPPED,
+    EVENT_SUBMISSION_UNATTRIBUTED,
+    EVENT_SUBMISSION_UNREPORTED,
     EXIT_OK,
     MAX_RETRY_BACKOFF,
     SDK_REQUIREMENT,
     STABLE_RUN_SECONDS,
 )
-from allora_runtime.errors import BootstrapError, ConfigError, ConnectionFailure, ImportFailure, RuntimeFailure
+from allora_runtime.errors import BootstrapError, ConfigError, ConnectionFailure, ImportFailure, PredictionRefused, RuntimeFailure
 from allora_runtime.log import LOG
 from allora_runtime.settings import Settings, WalletSecret, redact_url
 from allora_runtime.user import check_prediction
@@ -132,26 +137,150 @@ def already_submitted(result: Any) -> bool:
     return isinstance(result, Exception) and any(cls.__name__ == "AlreadySubmittedError" for cls in type(result).__mro__)
 
 
-def submission_event(result: Any, nonce: Optional[int]) -> tuple[str, dict[str, Any]]:
+TX_TYPE_URL = "/cosmos.tx.v1beta1.Tx"
+INSERT_WORKER_PAYLOAD = "/emissions.v10.InsertWorkerPayloadRequest"
+
+
+def submitted_payload(tx_response: Any) -> Optional[tuple[int, dict[str, str]]]:
+    """(nonce, label → value text) of the ``InsertWorkerPayloadRequest`` inside a ``TxResponse``'s own transaction.
+
+    A Cosmos SDK node's ``GetTx`` answers with the transaction itself in ``TxResponse.tx`` (an ``Any`` of
+    ``cosmos.tx.v1beta1.Tx``), and that response is what the SDK hands back as ``WorkerResult.tx_result``:
+    the signed payload says which window it was for. None when the response carries no transaction
+    (a node may leave it out), it cannot be decoded, or it holds no worker payload.
+    """
+    packed = getattr(tx_response, "tx", None)
+    if packed is None or getattr(packed, "type_url", "") != TX_TYPE_URL:
+        return None
+    try:
+        from allora_sdk.rpc_client.protos.cosmos.tx.v1beta1 import Tx
+        from allora_sdk.rpc_client.protos.emissions.v10 import InsertWorkerPayloadRequest
+
+        body = Tx.parse(packed.value).body
+        for message in body.messages if body is not None else ():
+            if message.type_url != INSERT_WORKER_PAYLOAD:
+                continue
+            bundle = InsertWorkerPayloadRequest.parse(message.value).worker_data_bundle
+            if bundle is None or bundle.nonce is None:
+                return None
+            inner = bundle.inference_forecasts_bundle
+            inference = inner.inference if inner is not None else None
+            values = {v.label: v.value for v in inference.values} if inference is not None else {}
+            return bundle.nonce.block_height, values
+    except Exception:  # noqa: BLE001 - an undecodable transaction: fall back to the order of the calls
+        return None
+    return None
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """The window one item of ``worker.run()`` belongs to (see ``attribute``).
+
+    ``value``: the JSON form of the value submitted for it (None when unknown or refused); ``latency``:
+    seconds the model took for that window (None when unknown); ``by``: how the window was known —
+    ``transaction`` (the payload of the item's own transaction), ``refusal`` (the refusal the adapter
+    raised, handed back), ``call_order`` (the oldest call not yet read), ``unknown``. ``unreported``:
+    earlier calls whose result never came, dropped.
+    """
+
+    nonce: Optional[int]
+    value: Any
+    latency: Optional[float]
+    by: str
+    unreported: tuple[SdkCall, ...] = ()
+
+
+def _take_through(calls: "deque[SdkCall]", nonce: int) -> tuple[Optional[SdkCall], tuple[SdkCall, ...]]:
+    """Remove the oldest pending call for ``nonce`` and the calls before it (whose results never came)."""
+    if not any(call.nonce == nonce for call in calls):
+        return None, ()
+    skipped = []
+    while calls:
+        call = calls.popleft()
+        if call.nonce == nonce:
+            return call, tuple(skipped)
+        skipped.append(call)
+    return None, tuple(skipped)  # not reached: the call is in the deque
+
+
+def attribute(result: Any, calls: "deque[SdkCall]") -> Attribution:
+    """Which window an item of ``worker.run()`` is the result of; consumes its entry of ``calls``.
+
+    Why not "the latest call": allora-sdk 1.3.0 (``AlloraWorker._maybe_submit_impl``) handles the windows
+    of one poll serially under its submit lock — call the model, sign and send, wait for the block, put the
+    result (a ``WorkerResult`` or an exception) on an ``asyncio.Queue`` — and goes on to the next window's
+    model call without waiting for the runtime to read the queue. With a backlog (a pod starting or
+    restarting, windows overlapping) the latest call is already the next window when a result is read.
+
+    What is used instead, in order of trust:
+
+    1. ``transaction``: a successful submission's ``tx_result`` carries the signed transaction, whose
+       ``InsertWorkerPayloadRequest`` names its nonce. That is the chain's own record: nothing to infer.
+       The value is ``WorkerResult.submission``, the very object the SDK signed into that transaction.
+    2. ``refusal``: a refused window comes back as the ``PredictionRefused`` the adapter raised for it,
+       which names its nonce.
+    3. ``call_order``: a failed submission (``TxError``, ``AlreadySubmittedError``, ``TxTimeoutError``,
+       a broken connection) carries no nonce. The SDK puts exactly one result on its FIFO queue per model
+       call, in the order of the calls (``submit``'s ``finally``, skipped only once the worker is being
+       stopped), so the k-th result read belongs to the k-th call not yet read: the oldest in ``calls``.
+       The value and latency are that call's. (A submission whose transaction carries no payload — a node
+       that leaves ``tx`` out — is placed this way too.)
+
+    1 and 2 also keep 3 in step: they remove their own call and any older one, whose result can then never
+    come (``unreported``). ``calls`` must be cleared whenever a new SDK worker starts (its queue is new).
+    """
+    if isinstance(result, PredictionRefused) and result.nonce is not None:
+        call, skipped = _take_through(calls, result.nonce)
+        return Attribution(result.nonce, None, call.latency if call else None, "refusal", skipped)
+    tx = getattr(result, "tx_result", None)
+    if tx is not None and not isinstance(result, Exception):
+        payload = submitted_payload(tx)
+        value = check_prediction(result.submission) if result.submission is not None else None
+        if payload is not None:
+            call, skipped = _take_through(calls, payload[0])
+            return Attribution(payload[0], value, call.latency if call else None, "transaction", skipped)
+        if calls:
+            call = calls.popleft()
+            return Attribution(call.nonce, value, call.latency, "call_order")
+        return Attribution(None, value, None, "unknown")
+    if calls:
+        call = calls.popleft()
+        return Attribution(call.nonce, call.value, call.latency, "call_order")
+    return Attribution(None, None, None, "unknown")
+
+
+def submission_event(
+    result: Any, nonce: Optional[int], *, value: Any = None, latency: Optional[float] = None
+) -> tuple[str, dict[str, Any]]:
     """What one item of ``worker.run()`` is logged (and reported) as: ``(event, fields)``.
 
-    An exception is ``submission_failed`` with its type and message; a submission is ``submission`` with the value,
-    the transaction hash and code, and gas used and fee (``"1234uallo"``) when the response says. ``nonce``: the
-    nonce of the prediction the SDK just submitted (it submits one at a time, right after predicting).
-    The fields are those ``allora_gitops.result_log`` reads; ``fee_uallo`` (the fee as a number, for the
-    metrics) is popped before logging.
+    An exception is ``submission_failed`` with its type and message (and the transaction hash when the SDK's
+    ``TxError`` has one); a submission is ``submission`` with the value, the transaction hash and code, and
+    gas used and fee (``"1234uallo"``) when the response says. ``nonce``, ``value`` (a failure's: the value the
+    SDK was sending; a submission's value is the result's own) and ``latency`` (seconds the model took, reported
+    as ``latency_ms``) come from ``attribute``, never from the latest call. The fields are those
+    ``allora_gitops.result_log`` reads; ``fee_uallo`` (the fee as a number, for the metrics) is popped before
+    logging.
     """
+    timing = {"latency_ms": round(latency * 1000, 3)} if latency is not None else {}
     if isinstance(result, Exception):
-        return EVENT_SUBMISSION_FAILED, {
+        fields: dict[str, Any] = {
             "nonce": nonce, "error_type": type(result).__name__, "message": LOG.scrub(str(result))[:500],
         }  # fmt: skip
+        tx_hash = getattr(result, "tx_hash", None)
+        if isinstance(tx_hash, str) and tx_hash:
+            fields["tx_hash"] = tx_hash
+        if value is not None:
+            fields["value"] = value
+        return EVENT_SUBMISSION_FAILED, {**fields, **timing}
     tx = getattr(result, "tx_result", None)
     gas, fee = submission_costs(tx)
-    fields: dict[str, Any] = {
+    fields = {
         "nonce": nonce,
         "value": check_prediction(result.submission) if result.submission is not None else None,
         "tx_hash": getattr(tx, "txhash", None),
         "code": getattr(tx, "code", None),
+        **timing,
     }
     if gas is not None:
         fields["gas_used"] = gas
@@ -159,6 +288,39 @@ def submission_event(result: Any, nonce: Optional[int]) -> tuple[str, dict[str, 
         fields["fee"] = f"{fee}uallo"
         fields["fee_uallo"] = fee
     return EVENT_SUBMISSION, fields
+
+
+def report_result(result: Any, adapter: Adapter) -> None:
+    """Log one item of ``worker.run()`` under the window ``attribute`` finds, and count it in the metrics.
+
+    - a success → ``submission`` (a chain code other than 0 is read as an error by the results reader);
+    - ``AlreadySubmittedError`` → ``submission_skipped`` (the chain holds our payload for that window: after a
+      restart, the window the previous process submitted) — not a result, so the window keeps its one record;
+    - the adapter's own refusal handed back → ``submission_failed`` with ``reason: prediction_refused``: the
+      window was missed (nothing was signed), so the submission success rate counts it, as the metrics do
+      ("a refused prediction is a failed submission, counted once");
+    - any other exception → ``submission_failed`` under the window, with the value that was being sent.
+    """
+    window = attribute(result, adapter.calls)
+    for lost in window.unreported:
+        LOG.emit(EVENT_SUBMISSION_UNREPORTED, level="warning", nonce=lost.nonce, reason="the SDK returned no result for it")
+    if already_submitted(result):
+        adapter.metrics.submission("already_submitted")
+        LOG.emit(EVENT_SUBMISSION_SKIPPED, nonce=window.nonce, reason="already_submitted")
+        return
+    event, fields = submission_event(result, window.nonce, value=window.value, latency=window.latency)
+    if isinstance(result, PredictionRefused):
+        fields["reason"] = "prediction_refused"
+    failed = event == EVENT_SUBMISSION_FAILED
+    if failed:
+        adapter.metrics.submission("error", fields["error_type"])
+    else:
+        adapter.metrics.submission("ok", gas_used=fields.get("gas_used"), fee_uallo=fields.pop("fee_uallo", None))
+    if window.nonce is None:  # no window to store it under: said once, never a result line with a made-up nonce
+        fields.pop("nonce")
+        LOG.emit(EVENT_SUBMISSION_UNATTRIBUTED, level="warning", result_event=event, **fields)
+    else:
+        LOG.emit(event, level="error" if failed else "info", **fields)
 
 
 async def read_balance(worker: Any, metrics: Any, last_read: float) -> float:
@@ -219,17 +381,9 @@ async def run_live(settings: Settings, wallet: WalletSecret, adapter: Adapter, s
             LOG.emit("connected", chain_id=chain_id)
             ran = True
             balance_read = await read_balance(worker, adapter.metrics, 0.0)
+            adapter.calls.clear()  # calls made for an earlier worker: their results went with its queue
             async for result in worker.run():
-                event, fields = submission_event(result, adapter.last_nonce)
-                if already_submitted(result):
-                    adapter.metrics.submission("already_submitted")
-                    LOG.emit("submission_skipped", nonce=adapter.last_nonce, reason="already_submitted")
-                elif event == EVENT_SUBMISSION_FAILED:
-                    adapter.metrics.submission("error", fields["error_type"])
-                    LOG.emit(event, level="error", **fields)
-                else:
-                    adapter.metrics.submission("ok", gas_used=fields.get("gas_used"), fee_uallo=fields.pop("fee_uallo", None))
-                    LOG.emit(event, **fields)
+                report_result(result, adapter)
                 balance_read = await read_balance(worker, adapter.metrics, balance_read)
             if stop.is_set():
                 return EXIT_OK

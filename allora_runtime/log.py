@@ -15,12 +15,21 @@ from allora_runtime.errors import PredictionRefused
 
 
 class JsonLog:
-    """One JSON object per line, written under a lock; registered secrets are scrubbed from every line."""
+    """One JSON object per line, written under a lock; registered secrets are scrubbed from every line.
+
+    A Python signal handler runs on the main thread between two bytecodes, possibly in the middle of this
+    thread's own write — and the SDK's SIGTERM handler (``AlloraWorker._setup_signal_handlers``) logs. So the
+    lock is reentrant, and a line emitted while this thread is already writing is held (``_pending``) and
+    written right after the interrupted line: never spliced into it, never waiting on a lock this very
+    thread holds (that wait was a deadlock: the process hung on SIGTERM until Kubernetes killed it).
+    """
 
     def __init__(self, stream: Any):
         self.stream = stream
         self.debug = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._depth = 0  # > 0 while this log is writing (on the thread that holds the lock)
+        self._pending: list[str] = []  # lines emitted by a signal handler that interrupted a write
         self._secrets: list[str] = []
         # Called with each result line (RESULT_EVENTS) once written: the results reporter's queue, when on.
         self.results_tap: Optional[Callable[[str], None]] = None
@@ -61,7 +70,7 @@ class JsonLog:
     def emit(self, event: str, level: str = "info", **fields: Any) -> None:
         line = self.format(event, level, **fields)
         with self._lock:
-            self._write(line)
+            self._write_in_turn(line)
         tap = self.results_tap
         if tap is not None and event in RESULT_EVENTS:
             tap(line)  # outside the lock: the reporter's own log lines must not wait on it
@@ -76,12 +85,30 @@ class JsonLog:
         line = self.format(event, level, **fields)
         locked = self._lock.acquire(blocking=False)
         try:
-            self._write(line)
+            if locked:
+                self._write_in_turn(line)
+            else:
+                self._write(line)
         except RuntimeError:
             pass  # "reentrant call inside <_io.BufferedWriter>": see above
         finally:
             if locked:
                 self._lock.release()
+
+    def _write_in_turn(self, line: str) -> None:
+        """Write ``line`` (the lock held), or, when it interrupted this thread's own write, leave it to that write."""
+        if self._depth:
+            self._pending.append(line)
+            return
+        self._depth += 1
+        try:
+            while self._pending:  # held lines whose writer had finished its loop when they came
+                self._write(self._pending.pop(0))
+            self._write(line)
+            while self._pending:
+                self._write(self._pending.pop(0))
+        finally:
+            self._depth -= 1
 
     def _write(self, line: str) -> None:
         try:

@@ -336,7 +336,24 @@ def _sha256(value: Optional[str]) -> str:
     return value
 
 
-URL_SCHEMES = ("grpc+https", "grpc+http", "rest+https", "rest+http")
+URL_SCHEMES = ("grpc+https", "grpc+http")
+REST_SCHEMES = ("rest+https", "rest+http")
+# Why a REST endpoint is refused wherever a network is set (runtime, model.yaml, render, publish): checked
+# against allora-sdk 1.3.0 (tests/test_rest_network.py keeps both facts under test).
+REST_UNSUPPORTED = (
+    "allora-sdk 1.3.0 cannot run a worker over REST: its REST clients never open their HTTP session"
+    ' (every query fails with "Session not initialized") and they send Simulate and BroadcastTx as GET,'
+    " which a Cosmos REST gateway answers only with POST, so no payload could be submitted;"
+    " use the network's gRPC endpoint (grpc+https://HOST:PORT)"
+)
+
+
+def rest_network_problem(value: Any) -> Optional[str]:
+    """The reason ``value`` (a network setting) cannot be used when it is a REST URL (``rest+https://…``,
+    ``rest+http://…``), else None. The URL is not repeated: it may carry credentials."""
+    if isinstance(value, str) and value.split("://", 1)[0].strip().lower() in REST_SCHEMES and "://" in value:
+        return f"a REST network URL cannot be used: {REST_UNSUPPORTED}"
+    return None
 
 
 def _network_settings(env: dict[str, str], manifest_network: Any, file: str) -> NetworkSettings:
@@ -348,10 +365,13 @@ def _network_settings(env: dict[str, str], manifest_network: Any, file: str) -> 
             raise ConfigError(f"{what} must be testnet or mainnet, got {raw!r}")
     if raw in ("testnet", "mainnet"):
         return NetworkSettings(name=raw)
+    rest = rest_network_problem(raw)
+    if rest is not None:
+        raise ConfigError(f"{what}: {rest}")
     scheme = raw.split("://", 1)[0] if "://" in raw else None
     if scheme not in URL_SCHEMES:
         raise ConfigError(
-            f"{what} must be testnet, mainnet or a gRPC/REST URL ({', '.join(s + '://…' for s in URL_SCHEMES)}),"
+            f"{what} must be testnet, mainnet or a gRPC URL ({', '.join(s + '://…' for s in URL_SCHEMES)}),"
             f" got {redact_url(raw)!r}"
         )
     chain_id = _env(env, "ALLORA_CHAIN_ID")

@@ -229,7 +229,7 @@ def test_check_passes_on_a_valid_value_and_fails_on_a_bad_one(tmp_path):
         ({"ALLORA_TOPIC_ID": "0"}, "ALLORA_TOPIC_ID must be a positive integer, got '0'"),
         ({"ALLORA_FEE_TIER": "FAST"}, "ALLORA_FEE_TIER must be one of ECO, STANDARD, PRIORITY, got 'FAST'"),
         ({"ALLORA_POLLING_INTERVAL": "-5"}, "ALLORA_POLLING_INTERVAL must be a positive integer, got '-5'"),
-        ({"ALLORA_NETWORK": "devnet"}, "ALLORA_NETWORK must be testnet, mainnet or a gRPC/REST URL"),
+        ({"ALLORA_NETWORK": "devnet"}, "ALLORA_NETWORK must be testnet, mainnet or a gRPC URL"),
         ({"ALLORA_NETWORK": "grpc+http://127.0.0.1:9"}, "ALLORA_NETWORK is a custom URL: ALLORA_CHAIN_ID and ALLORA_WEBSOCKET_URL must be set too"),
         ({"ALLORA_METRICS_PORT": "http"}, "ALLORA_METRICS_PORT must be a port number (0 disables metrics), got 'http'"),
     ],

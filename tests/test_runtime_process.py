@@ -351,3 +351,38 @@ def test_an_import_that_outlasts_the_startup_limit_lets_the_heartbeat_go_stale(t
     finally:
         running.kill()
     assert probe.returncode == 1 and "heartbeat is" in probe.stderr
+
+
+def test_a_line_a_signal_handler_logs_during_a_write_comes_whole_after_it_instead_of_deadlocking():
+    """The SDK's SIGTERM handler logs; Python runs it on the main thread, possibly inside our own write, under
+    our lock. That once hung the process until SIGKILL. Now the handler's line is written after the interrupted one."""
+    import io
+    import json
+
+    from allora_runtime.log import JsonLog
+
+    class Stream(io.StringIO):
+        def write(self, text):
+            first = not self.getvalue()
+            written = super().write(text[: len(text) // 2])
+            if first:
+                os.kill(os.getpid(), signal.SIGUSR1)  # the handler runs here, mid-line, with the lock held
+            return written + super().write(text[len(text) // 2 :])
+
+    log = JsonLog(Stream())
+
+    def alarm(signum, frame):
+        raise TimeoutError("the handler's emit waited on the lock its own thread holds")
+
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: log.emit("log", message="Received signal 15"))
+    previous_alarm = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, 5)
+    try:
+        log.emit("submission", nonce=1188)
+        log.emit("stopped", exit_code=0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGUSR1, previous)
+        signal.signal(signal.SIGALRM, previous_alarm)
+    lines = [json.loads(line) for line in log.stream.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["submission", "log", "stopped"]

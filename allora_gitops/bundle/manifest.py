@@ -37,6 +37,18 @@ def _relative_path(value: str, what: str) -> str:
     return value
 
 
+
+def refuse_rest_network(value: object) -> object:
+    """A pydantic before-validator for a network field: a REST URL is refused with the reason
+    (``allora_runtime.settings.REST_UNSUPPORTED``), anything else goes on to the field's own check."""
+    from allora_runtime.settings import rest_network_problem
+
+    problem = rest_network_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -113,6 +125,11 @@ class AlloraSettings(_Section):
     polling_interval: int = Field(default=120, gt=0, description="Seconds between polls for a new submission window.")
     fee_tier: Literal["ECO", "STANDARD", "PRIORITY"] = Field(default="STANDARD")
     network: Literal["testnet", "mainnet"] = Field(default="testnet")
+
+    @field_validator("network", mode="before")
+    @classmethod
+    def _network(cls, v: object) -> object:
+        return refuse_rest_network(v)
 
 
 class Artifacts(_Section):

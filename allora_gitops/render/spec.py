@@ -16,7 +16,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from allora_gitops import constants as C
-from allora_gitops.bundle.manifest import BundleManifest
+from allora_gitops.bundle.manifest import BundleManifest, refuse_rest_network
 from allora_gitops.errors import Problem, SettingsError
 from allora_gitops.redact import shown_value
 
@@ -177,6 +177,11 @@ class DeploymentSpec(_Model):
                 )
         return v
 
+    @field_validator("network", mode="before")
+    @classmethod
+    def _network(cls, v: object) -> object:
+        return refuse_rest_network(v)
+
     @field_validator("sha256")
     @classmethod
     def _sha256(cls, v: str) -> str:
@@ -300,6 +305,9 @@ class DeploymentSpec(_Model):
     def complete(cls, manifest: BundleManifest, *, sha256: str, archive_size: int, settings: DeploymentSettings) -> "DeploymentSpec":
         """Fill what ``settings`` left out from model.yaml and platform defaults, then check it all."""
         s = settings.model_copy(update={"network": settings.network or manifest.allora.network})
+        # Names derived from the network are derived from a known one: a bad network is reported once, by its
+        # own field, and never echoed into a secret name (a URL may carry credentials).
+        named_for = s.network if s.network in C.NETWORKS else C.NETWORKS[0]
         allora = manifest.allora
         runtime = manifest.runtime
         cpu = s.cpu or (cpu_from_cores(runtime.cpu_cores) if runtime.cpu_cores else C.DEFAULT_CPU)
@@ -324,10 +332,10 @@ class DeploymentSpec(_Model):
             "cpu_limit": cpu_limit,
             "memory": memory,
             "image_registry": s.image_registry or C.DEFAULT_IMAGE_REGISTRY,
-            "wallet_secret": s.wallet_secret or C.wallet_secret_name(manifest.name, s.network),
+            "wallet_secret": s.wallet_secret or C.wallet_secret_name(manifest.name, named_for),
             "secret_store": s.secret_store,
             "secret_store_kind": s.secret_store_kind or C.DEFAULT_SECRET_STORE_KIND,
-            "wallet_remote_key": s.wallet_remote_key or f"allora/{manifest.name}/{s.network}",
+            "wallet_remote_key": s.wallet_remote_key or f"allora/{manifest.name}/{named_for}",
             "base_image": s.base_image or f"python:{manifest.python.version}-slim",
             "namespace": s.namespace or C.NAMESPACE,
             "cluster_dns_namespace": s.cluster_dns_namespace or C.CLUSTER_DNS_NAMESPACE,
