@@ -148,25 +148,25 @@ def test_twenty_windows_are_delivered_once_each_with_the_fields_of_their_log_lin
     # What the API does with each POST body: read it as results and record them, idempotently.
     deployment = records.create_deployment(**deployment_args(records.register_bundle(**bundle_args()).id))
     bodies = [{"results": batch} for _, batch in receiver.requests]
-    stored = [record_results(records.connection, deployment.id, report_rows(body)[0]) for body in bodies]
+    stored = [record_results(records.connection, deployment.id, report_rows(body).rows) for body in bodies]
     assert sum(stored) == 20
-    assert sum(record_results(records.connection, deployment.id, report_rows(body)[0]) for body in bodies) == 0  # sent again
+    assert sum(record_results(records.connection, deployment.id, report_rows(body).rows) for body in bodies) == 0  # sent again
     stats = deployment_result_summary(records.connection, deployment.id).window("1h", "prediction")
     assert (stats.total, stats.success, stats.error, stats.success_rate) == (20, 16, 4, 0.8)
     latencies = [e["latency_ms"] for e in logged]
     assert stats.latency_ms == {f"p{round(q * 100)}": round(percentile_cont(latencies, q), 3) for q in (0.5, 0.95, 0.99)}
 
 
-def test_a_report_with_a_malformed_result_names_it_and_stores_nothing():
+def test_a_report_names_each_malformed_result_and_keeps_the_others():
     good = {"ts": "2026-01-31T12:00:00.000Z", "event": "prediction", "nonce": 1, "value": 0.5, "latency_ms": 3.2}
-    rows, unattributed = report_rows({"results": [good, {"event": "submission_failed", "error_type": "OSError"}]})
-    assert [(r.kind, r.nonce, r.status, r.value) for r in rows] == [("prediction", 1, "success", "0.5")] and unattributed == 1
-    with pytest.raises(ResultsError) as caught:
-        report_rows({"results": [good, {**good, "nonce": "7"}, {"event": "heartbeat"}]})
-    assert str(caught.value) == "2 of 3 results are malformed; none was stored"
-    assert [p.message for p in caught.value.problems] == [
-        "results[1]: nonce must be a whole number, not '7'",
-        "results[2]: not a result event (prediction, prediction_refused, submission, submission_failed)",
+    reading = report_rows({"results": [good, {"event": "submission_failed", "error_type": "OSError"}]})
+    assert [(r.kind, r.nonce, r.status, r.value) for r in reading.rows] == [("prediction", 1, "success", "0.5")]
+    assert (reading.unattributed, reading.refused) == (1, [])
+    reading = report_rows({"results": [good, {**good, "nonce": "7"}, {"event": "heartbeat"}]})
+    assert [r.nonce for r in reading.rows] == [1]
+    assert [n.to_dict() for n in reading.refused] == [
+        {"index": 1, "nonce": None, "message": "nonce must be a whole number, not '7'"},
+        {"index": 2, "nonce": None, "message": "not a result event (prediction, prediction_refused, submission, submission_failed)"},
     ]
     with pytest.raises(ResultsError, match=r'^the body must be a JSON object \{"results": \[...\]\}$'):
         report_rows([good])
