@@ -44,6 +44,15 @@ def sendable(value: Any, limit: Optional[int] = MAX_RESULT_TEXT, scrub: Callable
     return value
 
 
+def _loggable(value: Any) -> Any:
+    """``value`` if JSON can write it, else a short text saying what it was (never its digits or contents)."""
+    try:
+        json.dumps(value, default=str)
+        return value
+    except (ValueError, TypeError, RecursionError):
+        return f"<{type(value).__name__} that cannot be written as JSON>"
+
+
 class JsonLog:
     """One JSON object per line, written under a lock; registered secrets are scrubbed from every line."""
 
@@ -91,7 +100,10 @@ class JsonLog:
                 for k, v in fields.items()
             }
         record.update(fields)
-        line = json.dumps(record, default=str, ensure_ascii=False)
+        try:
+            line = json.dumps(record, default=str, ensure_ascii=False)
+        except (ValueError, TypeError, RecursionError):  # an int of 5,000 digits, a circular dict: the line still goes out
+            line = json.dumps({k: _loggable(v) for k, v in record.items()}, default=str, ensure_ascii=False)
         if not line.isascii() and _SURROGATE.search(line) is not None:  # any event: a line must always encode as UTF-8
             line = _SURROGATE.sub(REPLACEMENT, line)
         return self.scrub(line) + "\n"

@@ -328,3 +328,19 @@ def test_a_multipart_boundary_over_256_characters_and_a_nul_in_the_url_are_4xx_p
         )  # fmt: skip
         assert 400 <= answer.status_code < 500 and answer.headers["content-type"] == "application/problem+json", answer.text
     assert "internal error" not in server.log.read_text()
+
+
+def test_a_prediction_no_float_holds_is_refused_and_the_runtime_goes_on(tmp_path):
+    """10**5000 cannot even be written as text (Python's int_max_str_digits): it made the log line raise, and the
+    runtime exit 5. Now it is an invalid value like NaN, and the next window is predicted."""
+    from tests.fixtures.runtime import run_bootstrap
+
+    bundle = make_bundle(tmp_path / "b", "def run(nonce):\n    return {1: 10**5000, 2: {'eth': -(10**400)}}.get(nonce, nonce / 10)\n")
+    result = run_bootstrap(bundle, "--dry-run", "--nonce", "1", "--nonce", "2", "--nonce", "3")
+    assert result.code == EXIT_INVALID_PREDICTION, result.out
+    refused = {e["nonce"]: e["message"] for e in result.of("prediction_refused")}
+    assert refused == {
+        1: "the prediction is an integer of 16610 bits, beyond any float; return a float",
+        2: "the value for label 'eth' is an integer of 1329 bits, beyond any float; return a float",
+    }
+    assert [(e["nonce"], e["value"]) for e in result.of("prediction")] == [(3, 0.3)]
