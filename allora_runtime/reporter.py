@@ -163,6 +163,16 @@ class ResultReporter:
 
     # --- the sending thread ----------------------------------------------------------------------
     def _run(self) -> None:
+        """The thread: ``_loop`` until it returns (closed); an unexpected error is logged and the loop starts again,
+        so the reporter never stops sending while the runtime runs."""
+        while True:
+            try:
+                return self._loop()
+            except Exception as exc:  # noqa: BLE001 - a dead thread would leave every later result unsent, silently
+                self.log.emit("results_reporter_error", level="error", error_type=type(exc).__name__)
+                self._stopping.wait(self.backoff)
+
+    def _loop(self) -> None:
         failures = 0
         while True:
             with self._wake:
@@ -263,7 +273,7 @@ class ResultReporter:
             refused = json.loads(answer).get("refused") or []
         except (ValueError, AttributeError):
             return []  # not the API's JSON answer (an older API, a proxy's 200): nothing known to be refused
-        return [r for r in refused if isinstance(r, dict)] if isinstance(refused, list) else []
+        return [r for r in refused if isinstance(r, dict)][: len(batch)] if isinstance(refused, list) else []
 
     def _token(self) -> str:
         """The projected token as the kubelet last wrote it (it rotates the file well before expiry)."""
