@@ -118,7 +118,8 @@ class MigrationError(DatabaseError):
 
 class InputRefused(DatabaseError):
     """The database refused a value the caller sent (PostgreSQL's data exceptions, SQLSTATE class 22: a NUL in
-    text, a number out of range): the input's fault, never the database's; the API answers 422, not 503."""
+    text, a number out of range; or a CHECK constraint, 23514): the input's fault, never the database's; the API
+    answers 422, not 503."""
 
 
 class ResultsError(DatabaseError):

@@ -132,6 +132,7 @@ class ReportReading:
 
     received: int
     rows: list[ResultRow] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)  # each row's position in the report's ``results``
     refused: list[ItemNote] = field(default_factory=list)
     adjusted: list[ItemNote] = field(default_factory=list)  # stored, with its time clamped to the receive time
     unattributed: int = 0  # submission failures without a nonce: skipped, not refused
@@ -176,6 +177,7 @@ def report_rows(report: Any, *, received_at: Optional[datetime] = None) -> Repor
         if adjusted is not None:
             reading.adjusted.append(ItemNote(index, nonce, adjusted))
         reading.rows.append(row)
+        reading.indices.append(index)
     return reading
 
 

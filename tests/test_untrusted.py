@@ -185,6 +185,8 @@ def test_a_batch_of_hostile_values_stores_the_good_results_and_names_each_refuse
         {**ok, "nonce": 11, "tx_hash": "\x00" * 64, "event": "submission"},
         {**ok, "nonce": 12, "ts": "2026-01-31 12:00:00"},
         {**refused, "ts": now.isoformat(), "nonce": 13, "error_type": "Ошибка", "message": "x"},
+        # a class name that is a wallet key: never redacted (it is a name), so the database's CHECK refuses it
+        {**refused, "ts": now.isoformat(), "nonce": 14, "error_type": "Key" + "1f" * 32, "message": "x"},
     ]
     body = json.dumps({"results": batch})  # json.dumps writes \u0000 and \ud800 escapes: what a client sends
     assert len(body) < 64 << 10
@@ -201,11 +203,14 @@ def test_a_batch_of_hostile_values_stores_the_good_results_and_names_each_refuse
         9: "value must be text of 1 to 10000 characters",
         11: "tx_hash must be 64 upper-case hex digits, not '" + "\ufffd" * 64 + "'",
         12: "ts must carry a timezone (e.g. 2026-01-31T12:00:00Z), not '2026-01-31 12:00:00'",
+        14: 'the database refused to record the results: new row for relation "submission_results" violates check'
+            ' constraint "submission_results_error_type_format"',
     }
-    assert [r["index"] for r in doc["refused"]] == [4, 5, 8, 10, 11]
+    assert [r["index"] for r in doc["refused"]] == [4, 5, 8, 10, 11, 13]
     [adjusted] = doc["adjusted"]
     assert adjusted["nonce"] == 7 and adjusted["message"].startswith("ts 2099-06-01T00:00:00Z is ")
-    assert (doc["received"], doc["stored"], doc["already_recorded"]) == (13, 8, 0)
+    assert (doc["received"], doc["stored"], doc["already_recorded"]) == (14, 8, 0)
+    assert "1f" * 32 not in answer.text + server.log.read_text()  # the refusal does not echo the key
 
     rows = {
         r[0]: r[1:] for r in records.connection.execute(
@@ -353,7 +358,7 @@ def test_a_value_the_database_refuses_as_data_is_an_input_error_never_a_503(reco
     from allora_gitops.db.results import ResultRow, record_results
     from allora_gitops.errors import InputRefused
 
-    with pytest.raises(InputRefused, match=r"^the database refused a value given to read the records: .*NUL"):
+    with pytest.raises(InputRefused, match=r"^the database refused to read the records: .*NUL"):
         records.list_deployments(name="a\x00b")
     with pytest.raises(InputRefused) as caught:  # a row that did not come through the normaliser
         record_results(records.connection, deployment.id, [ResultRow("prediction", 1, "error", error_message="nul \x00")])

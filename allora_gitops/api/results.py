@@ -62,19 +62,24 @@ def pod_deployment(
 
 @router.post("/v1/results", summary="Record a model pod's results (idempotent on deployment, nonce and kind; answered per result)")
 def post_results(report: Any = Body(...), session: tuple[Any, Any] = Depends(pod_deployment)) -> dict:
-    from allora_gitops.db.results import record_results
-    from allora_gitops.result_log import report_rows
+    from allora_gitops.db.results import record_each
+    from allora_gitops.result_log import ItemNote, report_rows
 
     records, deployment = session
     reading = report_rows(report)
-    stored = record_results(records.connection, deployment.id, reading.rows)
+    stored, refused_rows = record_each(records.connection, deployment.id, reading.rows)
+    for position, why in refused_rows:  # the database's last line of defence refused these alone
+        index = reading.indices[position]
+        reading.refused.append(ItemNote(index, reading.rows[position].nonce, why))
+        reading.adjusted = [note for note in reading.adjusted if note.index != index]
+    reading.refused.sort(key=lambda note: note.index)
     if reading.refused:  # once per report, not per result; no message: a refused value may hold what must not be logged
         log.warning("results of deployment %s: %d of %d refused (the answer names each)", deployment.id, len(reading.refused), reading.received)
     return {
         "deployment_id": str(deployment.id),
         "received": reading.received,
         "stored": stored,
-        "already_recorded": len(reading.rows) - stored,
+        "already_recorded": len(reading.rows) - len(refused_rows) - stored,
         "unattributed": reading.unattributed,
         "refused": [note.to_dict() for note in reading.refused],
         "adjusted": [note.to_dict() for note in reading.adjusted],

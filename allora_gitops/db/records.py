@@ -383,8 +383,8 @@ class _Refusal:
 
         from allora_gitops.db.connection import translate_error
 
-        if isinstance(exc, psycopg.DataError):  # a value the caller sent (a NUL, out of range): its fault, a 4xx
-            raise InputRefused(f"the database refused a value given to {self.what}: {translate_error(exc)}") from None
+        if isinstance(exc, (psycopg.DataError, psycopg.errors.CheckViolation)):  # a value the caller sent: a 4xx
+            raise InputRefused(f"the database refused to {self.what}: {translate_error(exc)}") from None
         if isinstance(exc, psycopg.Error):
             raise DatabaseError(f"the database refused to {self.what}: {translate_error(exc)}") from None
         return False

@@ -4,7 +4,8 @@ The functions take an open psycopg connection (``Records.connection``, autocommi
 platform API and tests share them:
 
 - ``record_results(conn, deployment_id, rows)``: a small batch (the runtime reporter's POST), validated,
-  one statement, idempotent on (deployment, nonce, kind);
+  one statement, idempotent on (deployment, nonce, kind); ``record_each`` the same, but a row the database
+  refuses is refused alone;
 - ``import_results(conn, deployment_id, rows)``: a stream of any length (a log file), staged with COPY
   in one transaction: all of it or nothing;
 - ``deployment_result_summary(conn, deployment_id)``: the last N results, success rate and latency
@@ -31,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from allora_gitops.constants import DEFAULT_RESULTS_RETENTION, RESULTS_RETENTION_ENV
-from allora_gitops.errors import DatabaseError, Problem, ResultsError, UsageError
+from allora_gitops.errors import DatabaseError, InputRefused, Problem, ResultsError, UsageError
 
 RESULT_KINDS = ("prediction", "submission")
 RESULT_STATUSES = ("success", "error", "timeout")  # the CHECK of 0001's submission_results.status
@@ -169,6 +170,25 @@ def record_results(conn, deployment_id: str, rows: Iterable[ResultRow]) -> int:
                 (deployment_id, *[list(c) for c in columns]),
             )
             return cur.rowcount
+
+
+def record_each(conn, deployment_id: str, rows: list[ResultRow]) -> tuple[int, list[tuple[int, str]]]:
+    """``record_results`` of a batch whose rows were validated one by one, where one row the database still refuses
+    (``InputRefused``: a CHECK constraint, e.g. a class name that looks like a wallet key, which is stored unredacted
+    and so refused) must not cost the others: the batch is one statement, and only when the database refuses it are
+    its rows written one by one. Returns (rows new, [(index in ``rows``, why) of each refused row])."""
+    try:
+        return record_results(conn, deployment_id, rows), []
+    except InputRefused as exc:
+        if len(rows) == 1:
+            return 0, [(0, exc.message)]
+    stored, refused = 0, []
+    for index, row in enumerate(rows):
+        try:
+            stored += record_results(conn, deployment_id, [row])
+        except InputRefused as exc:
+            refused.append((index, exc.message))
+    return stored, refused
 
 
 @dataclass(frozen=True)
