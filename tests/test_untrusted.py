@@ -203,8 +203,7 @@ def test_a_batch_of_hostile_values_stores_the_good_results_and_names_each_refuse
         9: "value must be text of 1 to 10000 characters",
         11: "tx_hash must be 64 upper-case hex digits, not '" + "\ufffd" * 64 + "'",
         12: "ts must carry a timezone (e.g. 2026-01-31T12:00:00Z), not '2026-01-31 12:00:00'",
-        14: 'the database refused to record the results: new row for relation "submission_results" violates check'
-            ' constraint "submission_results_error_type_format"',
+        14: "error_type looks like it may hold a wallet secret (a 64-digit hex run, or 12 words); it is not stored",
     }
     assert [r["index"] for r in doc["refused"]] == [4, 5, 8, 10, 11, 13]
     [adjusted] = doc["adjusted"]
@@ -246,6 +245,7 @@ def test_import_names_every_refused_line_nul_lines_included_and_imports_nothing(
         json.dumps({"event": "start", "mode": "dry_run"}).encode(),
         b"\x00\x00\x00\x00",  # the padding a truncated log file shows: noise, not a result
         json.dumps({**good, "nonce": 7, "ts": "0001-01-01T00:00:00+00:01"}).encode(),
+        json.dumps({**good, "nonce": 8, "event": "prediction_refused", "error_type": "Key" + "1f" * 32, "message": "m"}).encode(),
     ]
     path = tmp_path / "bad.log"
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -253,13 +253,15 @@ def test_import_names_every_refused_line_nul_lines_included_and_imports_nothing(
     assert result.code == 1
     not_json = "a result line that is not valid JSON (cut short, or holding a control character such as NUL)"
     assert result.lines == [
-        f"error: {path}: 6 malformed result line(s); nothing was imported",
+        f"error: {path}: 7 malformed result line(s); nothing was imported",
         f"{path}:2: error: {not_json}",
         f"{path}:3: error: {not_json}",
         f"{path}:4: error: prediction line: ts '9999-12-31T23:30:00-01:00' is out of range: it has no UTC time between years 1 and 9999",
         f"{path}:5: error: prediction_refused line: reason must be lower-case letters, digits and _ (e.g. timeout), not 'Not A Reason'",
         f"{path}:6: error: {not_json}",
         f"{path}:9: error: prediction line: ts '0001-01-01T00:00:00+00:01' is out of range: it has no UTC time between years 1 and 9999",
+        f"{path}:10: error: prediction_refused line: error_type looks like it may hold a wallet secret (a 64-digit hex run, or 12 words);"
+        " it is not stored",
     ]
     assert "Traceback" not in result.err and "0x00" not in result.err
     assert count_rows(records) == 0
@@ -364,3 +366,19 @@ def test_a_value_the_database_refuses_as_data_is_an_input_error_never_a_503(reco
         record_results(records.connection, deployment.id, [ResultRow("prediction", 1, "error", error_message="nul \x00")])
     assert core_status(caught.value) == 422
     assert records.connection.execute("SELECT count(*) FROM submission_results").fetchone() == (0,)
+
+
+def test_rows_the_database_refuses_in_a_batch_are_refused_alone_and_the_others_stored(records, deployment):  # noqa: F811
+    from allora_gitops.db.results import ResultRow, record_each
+
+    rows = [
+        ResultRow("prediction", 1, "success", value="0.1"),
+        ResultRow("prediction", 2, "success", value="0.2\x00"),  # rows that did not come through the normaliser:
+        ResultRow("prediction", 3, "error", error_message="nul \x00"),  # psycopg refuses the NUL
+        ResultRow("prediction", 4, "success", value="0.4"),
+    ]
+    stored, refused = record_each(records.connection, deployment.id, rows)
+    assert stored == 2 and [i for i, _ in refused] == [1, 2]
+    assert all("NUL" in why for _, why in refused)
+    assert records.connection.execute("SELECT nonce FROM submission_results ORDER BY nonce").fetchall() == [(1,), (4,)]
+    assert record_each(records.connection, deployment.id, rows[:1]) == (0, [])  # already recorded

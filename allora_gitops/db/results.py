@@ -58,6 +58,11 @@ _TEXT_FORMATS = (
     ("error_type", _ERROR_TYPE, "a Python class name (e.g. ValueError)"),
     ("fee", _FEE, "Cosmos coins (e.g. 1250uallo)"),
 )
+# 0006's allora_may_hold_secret, the cheap necessary condition of its secret test: the class name is stored as it
+# is (free text is redacted instead), so one that may be a key or a mnemonic is refused here, with its line or index,
+# before the CHECK refuses the whole statement
+_HEX_RUN = re.compile(r"[0-9A-Fa-f]{64}")
+_WORD_RUN = re.compile(r"([a-z]+[^a-z]+){11}[a-z]")
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -113,6 +118,10 @@ class ResultRow:
             text = getattr(self, name)
             if text is not None and not (isinstance(text, str) and pattern.match(text)):
                 out.append(f"{name} must be {shape}, not {text!r}"[:300])
+        if isinstance(self.error_type, str) and len(self.error_type) >= 47 and (
+            _HEX_RUN.search(self.error_type) or _WORD_RUN.search(self.error_type.lower())
+        ):
+            out.append("error_type looks like it may hold a wallet secret (a 64-digit hex run, or 12 words); it is not stored")
         if self.latency_ms is not None and not (
             isinstance(self.latency_ms, (int, float)) and not isinstance(self.latency_ms, bool)
             and math.isfinite(self.latency_ms) and 0 <= self.latency_ms < 86_400_000
