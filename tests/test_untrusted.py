@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
@@ -328,12 +329,25 @@ def test_a_multipart_boundary_over_256_characters_and_a_nul_in_the_url_are_4xx_p
         answer = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         assert (answer.status_code, answer.json()["detail"]) == (400, "the URL holds a NUL character (%00)"), url
     # a body that is not UTF-8, or JSON nested deeper than the parser goes
-    for content in (b'{"results": [\xff\xfe]}', b'{"results": ' + b"[" * 30000 + b"]" * 30000 + b"}"):
+    for content in (
+        b'{"results": [\xff\xfe]}',
+        b'{"results": ' + b"[" * 30000 + b"]" * 30000 + b"}",
+        b'{"results": [{"event": "prediction", "value": 1, "nonce": ' + b"7" * 5000 + b"}]}",  # past int_max_str_digits
+    ):
         answer = httpx.post(
             f"{server.url}/api/v1/results", content=content, timeout=30,
             headers={"Authorization": f"Bearer {projected_token(key, 'cluster-key')}", "Content-Type": "application/json"},
         )  # fmt: skip
         assert 400 <= answer.status_code < 500 and answer.headers["content-type"] == "application/problem+json", answer.text
+    from allora_gitops.api.web import LOGIN_CSRF_COOKIE
+
+    with httpx.Client(base_url=server.url, timeout=30) as browser:  # the sign-in form, with a NUL or a byte not UTF-8
+        browser.get("/login")
+        for token in ("agp_0000\x00000_" + "x" * 43, "\udce9" * 60):
+            csrf = urllib.parse.quote(browser.cookies[LOGIN_CSRF_COOKIE])  # each answer sets a new one
+            body = f"csrf={csrf}&token={urllib.parse.quote(token, errors='surrogateescape')}"
+            answer = browser.post("/login", content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert answer.status_code == 401 and "That token is not valid" in answer.text, answer.status_code
     assert "internal error" not in server.log.read_text()
 
 
