@@ -21,7 +21,7 @@ import pytest
 
 from allora_gitops.untrusted import FUTURE_SKEW, UntrustedValue, ascii_identifier, bound_text, check_time, clean_json, clean_text
 from tests.fixtures.runtime import EXIT_INVALID_PREDICTION, RunningBootstrap, bootstrap_env, free_port, make_bundle
-from tests.test_api_results import key, platform, post  # noqa: F401 - fixtures: the API with pod identity configured
+from tests.test_api_results import key, platform  # noqa: F401 - fixtures: the API with pod identity configured
 from tests.test_podidentity import projected_token
 from tests.test_results import NAME, count_rows, deployment  # noqa: F401 - fixture
 

@@ -28,7 +28,7 @@ import os
 import re
 import uuid
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from allora_gitops.constants import DEFAULT_RESULTS_RETENTION, RESULTS_RETENTION_ENV
@@ -566,14 +566,6 @@ def _refusal(what: str):
     from allora_gitops.db.records import _Refusal
 
     return _Refusal(what)
-
-
-def utc(ts: str) -> datetime:
-    """An ISO 8601 time with a zone (``…Z`` or ``+00:00``) → aware datetime; ``ValueError`` otherwise."""
-    parsed = datetime.fromisoformat(ts)
-    if parsed.tzinfo is None:
-        raise ValueError("no timezone")
-    return parsed.astimezone(timezone.utc)
 
 
 @dataclass(frozen=True)
