@@ -116,6 +116,12 @@ class MigrationError(DatabaseError):
     """A migration failed, or an applied migration was edited."""
 
 
+class InputRefused(DatabaseError):
+    """The database refused a value the caller sent (PostgreSQL's data exceptions, SQLSTATE class 22: a NUL in
+    text, a number out of range; or a CHECK constraint, 23514): the input's fault, never the database's; the API
+    answers 422, not 503."""
+
+
 class ResultsError(DatabaseError):
     """Reported submission results are malformed (one problem per result, with its line when from a log)."""
 

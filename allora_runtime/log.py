@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -12,6 +13,44 @@ from typing import Any, Callable, Optional
 
 from allora_runtime.contract import EVENT_PRINT, RESULT_EVENTS
 from allora_runtime.errors import PredictionRefused
+
+# What the results channel can carry (the platform's allora_gitops.untrusted is the authority; the runtime imports
+# nothing from it, so it keeps its own small copy): no NUL (PostgreSQL text refuses it), no lone surrogate (an
+# os.fsdecode file name in an exception: no encoder writes it), each text field of a result bounded.
+REPLACEMENT = "\ufffd"
+MAX_RESULT_TEXT = 4000  # characters of one text field of a result line; the API keeps 4000 of a message
+MAX_RESULT_TRACEBACK = 16000  # the traceback a DEBUG run adds to a refused prediction
+_UNSENDABLE = re.compile("[\x00\ud800-\udfff]")  # in a str, a code point in D800-DFFF is always a lone surrogate
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def sendable(value: Any, limit: Optional[int] = MAX_RESULT_TEXT, scrub: Callable[[str], str] = lambda text: text) -> Any:
+    """``value`` as a result line carries it: in every string (dict keys and list items too) NUL and lone
+    surrogates become U+FFFD, and a string longer than ``limit`` is cut, ending in ``… [N more characters]``.
+    ``limit=None`` cleans without cutting (a prediction's value: what is reported is what was submitted).
+    ``scrub`` runs on each string before it is cut, so a cut never leaves half a secret unrecognised."""
+    if isinstance(value, str):
+        value = scrub(value)
+        if _UNSENDABLE.search(value) is not None:
+            value = _UNSENDABLE.sub(REPLACEMENT, value)
+        if limit is not None and len(value) > limit:
+            keep = max(limit - len(f" … [{len(value)} more characters]"), 0)
+            value = value[:keep] + f" … [{len(value) - keep} more characters]"
+        return value
+    if isinstance(value, dict):
+        return {sendable(k, limit, scrub): sendable(v, limit, scrub) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [sendable(v, limit, scrub) for v in value]
+    return value
+
+
+def _loggable(value: Any) -> Any:
+    """``value`` if JSON can write it, else a short text saying what it was (never its digits or contents)."""
+    try:
+        json.dumps(value, default=str)
+        return value
+    except (ValueError, TypeError, RecursionError):
+        return f"<{type(value).__name__} that cannot be written as JSON>"
 
 
 class JsonLog:
@@ -64,8 +103,19 @@ class JsonLog:
             "level": level,
             "event": event,
         }
+        if event in RESULT_EVENTS:  # what the reporter sends: cleaned and bounded here, once, for log and API alike
+            fields = {
+                k: sendable(v, None if k == "value" else MAX_RESULT_TRACEBACK if k == "traceback" else MAX_RESULT_TEXT, self.scrub)
+                for k, v in fields.items()
+            }
         record.update(fields)
-        return self.scrub(json.dumps(record, default=str, ensure_ascii=False)) + "\n"
+        try:
+            line = json.dumps(record, default=str, ensure_ascii=False)
+        except (ValueError, TypeError, RecursionError):  # an int of 5,000 digits, a circular dict: the line still goes out
+            line = json.dumps({k: _loggable(v) for k, v in record.items()}, default=str, ensure_ascii=False)
+        if not line.isascii() and _SURROGATE.search(line) is not None:  # any event: a line must always encode as UTF-8
+            line = _SURROGATE.sub(REPLACEMENT, line)
+        return self.scrub(line) + "\n"
 
     def emit(self, event: str, level: str = "info", **fields: Any) -> None:
         line = self.format(event, level, **fields)
@@ -73,7 +123,10 @@ class JsonLog:
             self._write_in_turn(line)
         tap = self.results_tap
         if tap is not None and event in RESULT_EVENTS:
-            tap(line)  # outside the lock: the reporter's own log lines must not wait on it
+            try:
+                tap(line)  # outside the lock: the reporter's own log lines must not wait on it
+            except Exception:  # noqa: BLE001 - reporting must never cost the prediction that logged this line
+                pass
 
     def emit_from_signal_handler(self, event: str, level: str = "info", **fields: Any) -> None:
         """emit() for a signal handler: the interrupted code may hold the lock, so never wait for it.

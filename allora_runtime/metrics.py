@@ -18,7 +18,7 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 FAILURE_REASONS = ("timeout", "exception", "invalid_value")
 SUBMISSION_RESULTS = ("ok", "error", "already_submitted")  # already_submitted: the chain had our payload for that nonce
-RESULT_DROP_REASONS = ("queue_full", "rejected")  # allora_runtime.reporter
+RESULT_DROP_REASONS = ("queue_full", "rejected", "refused")  # allora_runtime.reporter
 MAX_ERROR_TYPES = 20  # distinct `error_type` label values; any further type is counted as "other"
 OTHER = "other"
 
@@ -80,7 +80,8 @@ class Metrics:
         )
         self.results_dropped = Counter(
             "allora_results_dropped",
-            "Results never delivered: queue_full (the oldest, beyond ALLORA_RESULTS_QUEUE_LIMIT) or rejected by the API",
+            "Results never stored: queue_full (the oldest, beyond ALLORA_RESULTS_QUEUE_LIMIT), rejected (a batch or line the API"
+            " refuses whole) or refused (one result the API refused in a batch it stored)",
             ["reason"], registry=registry,
         )  # fmt: skip
         for reason in RESULT_DROP_REASONS:

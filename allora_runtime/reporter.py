@@ -18,8 +18,15 @@ so the API reads them with the same reader as ``allora-gitops results import`` (
 - A failed send (connection refused, timeout, 5xx, 401/403 while the token rotates) is retried with exponential
   backoff and jitter ("equal jitter": half the delay fixed, half random, so restarted pods do not retry in step);
   the batch goes back to the front of the queue, so order is kept and the oldest are still the first dropped.
-- A batch the API refuses as malformed (400, 413, 422) is not retried: it is dropped and counted
-  (``reason="rejected"``), so one bad batch cannot hold the queue forever.
+- A batch the API refuses whole (any 4xx but 401/403 while the token rotates, 408 and 429) is not retried: it is
+  dropped and counted (``reason="rejected"``), so one bad batch cannot hold the queue forever. A line too large
+  to fit in any batch is dropped the same way when it is offered.
+- The API answers a batch per result (``allora_gitops/api/results.py``): results it refused (a time out of
+  range, a value too long) are dropped and counted (``reason="refused"``) and logged once per batch
+  (``results_refused``, the first few with their nonce and why); the rest of the batch is stored.
+- Nothing a model produces can make ``offer`` raise or the thread stop: result lines are cleaned and bounded
+  where they are written (``allora_runtime.log.sendable``), encoded with replacement here, and an unexpected
+  error in a send is one failed send.
 - The API is idempotent on (deployment, nonce, kind): a batch sent again after a lost response is harmless.
 - ``close`` sends what is left for at most a bounded time, then reports what it could not send.
 
@@ -28,6 +35,7 @@ The token is never logged: log lines name the token file, never its content. Sta
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -48,7 +56,10 @@ from allora_runtime.log import JsonLog
 from allora_runtime.metrics import RESULT_DROP_REASONS, Metrics
 from allora_runtime.settings import ResultsSettings, redact_url
 
-REJECTED_STATUSES = (400, 413, 422)  # the API will never accept this batch: retrying it would block the queue
+# 4xx answers worth another try: the token is rotating (401/403), the server timed out reading (408), or asked us
+# to slow down (429). Any other 4xx means the API will never accept this batch: retrying it would block the queue.
+RETRIED_CLIENT_STATUSES = (401, 403, 408, 429)
+MAX_LOGGED_REFUSALS = 3  # per results_refused line
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -112,8 +123,13 @@ class ResultReporter:
         return self
 
     def offer(self, line: str) -> None:
-        """Queue one result (its JSON log line); drop the oldest waiting one when the queue is full. Never blocks on I/O."""
-        data = line.rstrip("\n").encode("utf-8")
+        """Queue one result (its JSON log line); drop the oldest waiting one when the queue is full. Never blocks on
+        I/O, never raises: it runs inside the log call of the model's prediction."""
+        data = line.rstrip("\n").encode("utf-8", "replace")  # a lone surrogate the log missed is a "?", not a crash
+        if len(data) > RESULTS_BATCH_BYTES:  # it could never be sent: the API refuses bodies past its limit
+            self._count_drop("rejected", 1)
+            self.log.emit("results_rejected", level="error", results=1, error=f"a result line of {len(data)} bytes (at most {RESULTS_BATCH_BYTES})")
+            return
         dropped = 0
         with self._wake:
             if self._closing and time.monotonic() > self._deadline:
@@ -147,6 +163,16 @@ class ResultReporter:
 
     # --- the sending thread ----------------------------------------------------------------------
     def _run(self) -> None:
+        """The thread: ``_loop`` until it returns (closed); an unexpected error is logged and the loop starts again,
+        so the reporter never stops sending while the runtime runs."""
+        while True:
+            try:
+                return self._loop()
+            except Exception as exc:  # noqa: BLE001 - a dead thread would leave every later result unsent, silently
+                self.log.emit("results_reporter_error", level="error", error_type=type(exc).__name__)
+                self._stopping.wait(self.backoff)
+
+    def _loop(self) -> None:
         failures = 0
         while True:
             with self._wake:
@@ -161,7 +187,7 @@ class ResultReporter:
                     batch.append(self._queue.popleft())
                 remaining = self._deadline - time.monotonic()
             try:
-                self._send(batch, min(self.send_timeout, max(remaining, 0.1)))
+                refused = self._send(batch, min(self.send_timeout, max(remaining, 0.1)))
             except _SendFailed as failed:
                 if failed.rejected:
                     self._count_drop("rejected", len(batch))
@@ -184,9 +210,15 @@ class ResultReporter:
             if failures:
                 self.log.emit("results_send_recovered", after_attempts=failures, pending=self.pending())
                 failures = 0
+            if refused:
+                self._count_drop("refused", len(refused))
+                self.log.emit(
+                    "results_refused", level="error", results=len(refused), of=len(batch),
+                    first=[{"nonce": r.get("nonce"), "message": str(r.get("message", ""))[:300]} for r in refused[:MAX_LOGGED_REFUSALS]],
+                )  # fmt: skip
             with self._wake:
-                self.sent += len(batch)
-            self.on_sent(len(batch))
+                self.sent += len(batch) - len(refused)
+            self.on_sent(len(batch) - len(refused))
 
     def _requeue(self, batch: list[bytes]) -> None:
         """Put an unsent batch back in front, in order; what does not fit is the oldest, and is dropped."""
@@ -206,7 +238,17 @@ class ResultReporter:
             self.dropped[reason] += count
         self.on_drop(reason, count)
 
-    def _send(self, batch: list[bytes], timeout: float) -> None:
+    def _send(self, batch: list[bytes], timeout: float) -> list[dict]:
+        """POST one batch; the results the API refused one by one (``refused`` of its answer; none from an older
+        API). ``_SendFailed`` for a failed send, ``rejected`` when the API will never take this batch."""
+        try:
+            return self._post(batch, timeout)
+        except _SendFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever urllib or the answer does, the thread goes on
+            raise _SendFailed(self.log.scrub(f"{type(exc).__name__}: {exc}")[:200]) from None
+
+    def _post(self, batch: list[bytes], timeout: float) -> list[dict]:
         token = self._token()
         body = b'{"results":[' + b",".join(batch) + b"]}"
         request = urllib.request.Request(
@@ -217,15 +259,21 @@ class ResultReporter:
         )
         try:
             with _OPENER.open(request, timeout=timeout) as response:
-                response.read()
+                answer = response.read(1 << 20)
         except urllib.error.HTTPError as exc:
             if 300 <= exc.code < 400:
                 location = redact_url(exc.headers.get("Location") or "?")
                 raise _SendFailed(f"HTTP {exc.code}: redirect to {location} not followed; set ALLORA_RESULTS_URL to the final URL") from None
-            raise _SendFailed(f"HTTP {exc.code}", rejected=exc.code in REJECTED_STATUSES) from None
+            rejected = 400 <= exc.code < 500 and exc.code not in RETRIED_CLIENT_STATUSES
+            raise _SendFailed(f"HTTP {exc.code}{_problem_detail(exc)}", rejected=rejected) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", None) or exc
             raise _SendFailed(self.log.scrub(f"{type(exc).__name__}: {reason}")[:200]) from None
+        try:
+            refused = json.loads(answer).get("refused") or []
+        except (ValueError, AttributeError):
+            return []  # not the API's JSON answer (an older API, a proxy's 200): nothing known to be refused
+        return [r for r in refused if isinstance(r, dict)][: len(batch)] if isinstance(refused, list) else []
 
     def _token(self) -> str:
         """The projected token as the kubelet last wrote it (it rotates the file well before expiry)."""
@@ -236,6 +284,15 @@ class ResultReporter:
         if not token or any(c.isspace() for c in token):
             raise _SendFailed(f"the token file {self.token_file} does not hold a token")
         return token
+
+
+def _problem_detail(exc: urllib.error.HTTPError) -> str:
+    """``: <detail>`` of the API's problem answer (what was wrong with the batch), or nothing."""
+    try:
+        detail = json.loads(exc.read(1 << 16)).get("detail")
+    except Exception:  # noqa: BLE001 - a body that is not the API's problem: the status says enough
+        return ""
+    return f": {str(detail)[:200]}" if detail else ""
 
 
 def start_reporter(settings: Optional[ResultsSettings], metrics: Metrics, log: JsonLog) -> Optional[ResultReporter]:

@@ -119,7 +119,10 @@ class Settings:
 
 @dataclass
 class ResultsSettings:
-    """Where results are reported (allora_runtime/reporter.py); the token file is read at each send, never here."""
+    """Where results are reported (allora_runtime/reporter.py); the token file is read at each send, never here.
+
+    ``token_file`` is absolute: a relative ALLORA_RESULTS_TOKEN_FILE is resolved against the directory the runtime
+    starts in, here, before it changes to the bundle's workdir (read after that, it would name another file)."""
 
     url: str
     token_file: str
@@ -136,7 +139,7 @@ def results_settings(env: dict[str, str]) -> Optional[ResultsSettings]:
         raise ConfigError(f"{ENV_RESULTS_URL} must be an http:// or https:// URL, got {redact_url(url)!r}")
     return ResultsSettings(
         url=url,
-        token_file=_env(env, ENV_RESULTS_TOKEN_FILE) or DEFAULT_RESULTS_TOKEN_FILE,
+        token_file=os.path.abspath(_env(env, ENV_RESULTS_TOKEN_FILE) or DEFAULT_RESULTS_TOKEN_FILE),
         queue_limit=_positive_int(_env(env, ENV_RESULTS_QUEUE_LIMIT) or DEFAULT_RESULTS_QUEUE_LIMIT, ENV_RESULTS_QUEUE_LIMIT),
         retry_backoff=_number(_env(env, ENV_RESULTS_RETRY_BACKOFF) or DEFAULT_RESULTS_RETRY_BACKOFF, ENV_RESULTS_RETRY_BACKOFF),
     )

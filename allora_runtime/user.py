@@ -111,6 +111,9 @@ def check_prediction(value: Any) -> Any:
     return _check_scalar(value, "the prediction")
 
 
+_LARGEST_FLOAT = int(sys.float_info.max)
+
+
 def _check_scalar(value: Any, what: str) -> Any:
     if isinstance(value, float):
         if math.isfinite(value):
@@ -121,6 +124,8 @@ def _check_scalar(value: Any, what: str) -> Any:
     if isinstance(value, bool):
         raise PredictionRefused("invalid_value", f"{what} is a bool ({value}); return a number")
     if isinstance(value, int):
+        if abs(value) > _LARGEST_FLOAT:  # 10**5000 cannot even be written as text (sys.get_int_max_str_digits)
+            raise PredictionRefused("invalid_value", f"{what} is an integer of {value.bit_length()} bits, beyond any float; return a float")
         return int(value)
     if isinstance(value, Decimal):
         if value.is_finite():

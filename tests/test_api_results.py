@@ -78,6 +78,7 @@ def test_twenty_dry_run_windows_reach_the_database_through_the_api_and_status_sh
     again = post(server.url, token, [e for e in run.events if e["event"] == "prediction"][:3])
     assert again.status_code == 200 and again.json() == {
         "deployment_id": str(a.id), "received": 3, "stored": 0, "already_recorded": 3, "unattributed": 0,
+        "refused": [], "adjusted": [],
     }  # fmt: skip
 
 
@@ -104,21 +105,27 @@ def test_tokens_that_do_not_verify_are_401_and_other_service_accounts_403(platfo
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == 'Bearer realm="allora-platform"'
 
 
-def test_a_malformed_result_is_422_and_nothing_is_stored(platform, key, records):
+def test_a_malformed_result_is_refused_alone_and_the_rest_of_its_batch_is_stored(platform, key, records):
     server, a, _ = platform
     good = {"ts": "2026-01-31T12:00:00.000Z", "event": "prediction", "nonce": 1, "value": 0.5}
     answer = post(server.url, projected_token(key, "cluster-key"), [good, {**good, "nonce": -1}])
-    assert answer.status_code == 422
-    assert answer.json()["detail"] == "1 of 2 results are malformed; none was stored"
-    assert [p["message"] for p in answer.json()["problems"]] == ["results[1]: nonce must be a whole number from 0 to 9223372036854775807, not -1"]
+    assert answer.status_code == 200
+    assert answer.json()["stored"] == 1
+    assert answer.json()["refused"] == [
+        {"index": 1, "nonce": -1, "message": "nonce must be a whole number from 0 to 9223372036854775807, not -1"},
+    ]
     # NaN is not JSON but Python reads it: never a successful prediction
     answer = httpx.post(
         f"{server.url}/api/v1/results", content='{"results": [{"event": "prediction", "nonce": 2, "value": NaN}]}',
         headers={"Authorization": f"Bearer {projected_token(key, 'cluster-key')}", "Content-Type": "application/json"}, timeout=30,
     )  # fmt: skip
-    assert answer.status_code == 422
-    assert [p["message"] for p in answer.json()["problems"]] == ["results[0]: value must be finite, not NaN"]
-    assert records.connection.execute("SELECT count(*) FROM submission_results").fetchone()[0] == 0
+    assert answer.status_code == 200
+    assert answer.json()["refused"] == [{"index": 0, "nonce": 2, "message": "value must be finite, not NaN"}]
+    assert records.connection.execute("SELECT nonce FROM submission_results").fetchall() == [(1,)]
+    # a body that is not a batch is refused whole: a 4xx problem, never a 5xx (the reporter drops it, never retries)
+    for body, status in (([good], 422), ({"results": "x"}, 422), ({"results": [good] * 5001}, 413)):
+        whole = httpx.post(f"{server.url}/api/v1/results", json=body, headers={"Authorization": f"Bearer {projected_token(key, 'cluster-key')}"}, timeout=30)
+        assert (whole.status_code, whole.headers["content-type"]) == (status, "application/problem+json"), whole.text
 
 
 def test_without_the_clusters_issuer_results_are_503_and_half_a_configuration_does_not_start(tmp_path, database_url, key, monkeypatch):

@@ -39,6 +39,8 @@ class Receiver:
     def __init__(self, port: int = 0, status: int = 200):
         self.requests: list[tuple[str, list[dict]]] = []
         self.status = status
+        self.answer = lambda results: b""  # the body of each answer, from the results it carries
+        self.attempts = 0  # POSTs received, answered with any status
         self.lock = threading.Lock()
         self.port = port
         self.server: ThreadingHTTPServer | None = None
@@ -50,12 +52,16 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                results = json.loads(body)["results"]
                 with receiver.lock:
+                    receiver.attempts += 1
                     if receiver.status == 200:
-                        receiver.requests.append((self.headers.get("Authorization", ""), json.loads(body)["results"]))
+                        receiver.requests.append((self.headers.get("Authorization", ""), results))
+                    answer = receiver.answer(results)
                 self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                self.wfile.write(answer)
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -148,25 +154,25 @@ def test_twenty_windows_are_delivered_once_each_with_the_fields_of_their_log_lin
     # What the API does with each POST body: read it as results and record them, idempotently.
     deployment = records.create_deployment(**deployment_args(records.register_bundle(**bundle_args()).id))
     bodies = [{"results": batch} for _, batch in receiver.requests]
-    stored = [record_results(records.connection, deployment.id, report_rows(body)[0]) for body in bodies]
+    stored = [record_results(records.connection, deployment.id, report_rows(body).rows) for body in bodies]
     assert sum(stored) == 20
-    assert sum(record_results(records.connection, deployment.id, report_rows(body)[0]) for body in bodies) == 0  # sent again
+    assert sum(record_results(records.connection, deployment.id, report_rows(body).rows) for body in bodies) == 0  # sent again
     stats = deployment_result_summary(records.connection, deployment.id).window("1h", "prediction")
     assert (stats.total, stats.success, stats.error, stats.success_rate) == (20, 16, 4, 0.8)
     latencies = [e["latency_ms"] for e in logged]
     assert stats.latency_ms == {f"p{round(q * 100)}": round(percentile_cont(latencies, q), 3) for q in (0.5, 0.95, 0.99)}
 
 
-def test_a_report_with_a_malformed_result_names_it_and_stores_nothing():
+def test_a_report_names_each_malformed_result_and_keeps_the_others():
     good = {"ts": "2026-01-31T12:00:00.000Z", "event": "prediction", "nonce": 1, "value": 0.5, "latency_ms": 3.2}
-    rows, unattributed = report_rows({"results": [good, {"event": "submission_failed", "error_type": "OSError"}]})
-    assert [(r.kind, r.nonce, r.status, r.value) for r in rows] == [("prediction", 1, "success", "0.5")] and unattributed == 1
-    with pytest.raises(ResultsError) as caught:
-        report_rows({"results": [good, {**good, "nonce": "7"}, {"event": "heartbeat"}]})
-    assert str(caught.value) == "2 of 3 results are malformed; none was stored"
-    assert [p.message for p in caught.value.problems] == [
-        "results[1]: nonce must be a whole number, not '7'",
-        "results[2]: not a result event (prediction, prediction_refused, submission, submission_failed)",
+    reading = report_rows({"results": [good, {"event": "submission_failed", "error_type": "OSError"}]})
+    assert [(r.kind, r.nonce, r.status, r.value) for r in reading.rows] == [("prediction", 1, "success", "0.5")]
+    assert (reading.unattributed, reading.refused) == (1, [])
+    reading = report_rows({"results": [good, {**good, "nonce": "7"}, {"event": "heartbeat"}]})
+    assert [r.nonce for r in reading.rows] == [1]
+    assert [n.to_dict() for n in reading.refused] == [
+        {"index": 1, "nonce": None, "message": "nonce must be a whole number, not '7'"},
+        {"index": 2, "nonce": None, "message": "not a result event (prediction, prediction_refused, submission, submission_failed)"},
     ]
     with pytest.raises(ResultsError, match=r'^the body must be a JSON object \{"results": \[...\]\}$'):
         report_rows([good])
@@ -396,3 +402,125 @@ def test_batches_stay_under_the_apis_body_limit_with_long_error_messages(tmp_pat
     sizes = [len(json.dumps({"results": batch})) for _, batch in receiver.requests]
     assert len(sizes) > 1 and max(sizes) < MAX_REQUEST_BODY, sizes
     assert sorted(r["nonce"] for r in receiver.results()) == list(range(100))
+
+
+def _reporter(receiver: Receiver, tmp_path: Path, stream, dropped: list, **kwargs) -> ResultReporter:
+    token_file = tmp_path / "token"
+    write_token(token_file, TOKEN_1)
+    return ResultReporter(
+        receiver.url, str(token_file), JsonLog(stream), limit=10, backoff=0.05, on_drop=lambda r, n: dropped.append((r, n)), **kwargs
+    )
+
+
+def _wait(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("status", [404, 405, 409, 415])
+def test_any_4xx_but_the_retried_ones_drops_the_batch_instead_of_blocking_the_queue(tmp_path, status):
+    receiver = Receiver(status=status)
+    receiver.answer = lambda results: json.dumps({"status": status, "detail": "no such route"}).encode()
+    dropped: list = []
+    with (tmp_path / "log").open("w") as stream:
+        reporter = _reporter(receiver, tmp_path, stream, dropped).start()
+        reporter.offer(json.dumps({"event": "prediction", "nonce": 1, "value": "0.1"}))
+        _wait(lambda: dropped)
+        receiver.status = 200
+        reporter.offer(json.dumps({"event": "prediction", "nonce": 2, "value": "0.2"}))
+        stats = reporter.close(5.0)
+    receiver.down()
+    assert (dropped, stats, receiver.attempts) == ([("rejected", 1)], {"sent": 1, "dropped": 1, "pending": 0}, 2)
+    assert [r["nonce"] for r in receiver.results()] == [2]
+    [line] = [json.loads(x) for x in (tmp_path / "log").read_text().splitlines()]
+    assert (line["event"], line["error"]) == ("results_rejected", f"HTTP {status}: no such route")
+
+
+@pytest.mark.parametrize("status", [401, 403, 408, 429, 503])
+def test_a_rotating_token_a_timeout_a_rate_limit_and_a_5xx_are_retried(tmp_path, status):
+    receiver = Receiver(status=status)
+    dropped: list = []
+    with (tmp_path / "log").open("w") as stream:
+        reporter = _reporter(receiver, tmp_path, stream, dropped).start()
+        reporter.offer(json.dumps({"event": "prediction", "nonce": 1, "value": "0.1"}))
+        _wait(lambda: receiver.attempts >= 2)
+        receiver.status = 200
+        stats = reporter.close(5.0)
+    receiver.down()
+    assert (dropped, stats) == ([], {"sent": 1, "dropped": 0, "pending": 0})
+    assert [r["nonce"] for r in receiver.results()] == [1]
+
+
+def test_results_the_api_refuses_one_by_one_are_counted_and_logged_once_per_batch(tmp_path):
+    receiver = Receiver()
+    receiver.answer = lambda results: json.dumps({
+        "stored": 0, "refused": [{"index": i, "nonce": r["nonce"], "message": "ts is out of range"} for i, r in enumerate(results) if r["nonce"] % 2],
+    }).encode()  # fmt: skip
+    dropped: list = []
+    with (tmp_path / "log").open("w") as stream:
+        reporter = _reporter(receiver, tmp_path, stream, dropped)
+        for nonce in range(1, 11):  # queued before the thread starts: one batch
+            reporter.offer(json.dumps({"event": "prediction", "nonce": nonce, "value": "0.1"}))
+        reporter.start()
+        stats = reporter.close(5.0)
+    receiver.down()
+    assert dropped == [("refused", 5)]
+    assert stats == {"sent": 5, "dropped": 5, "pending": 0}
+    [line] = [json.loads(x) for x in (tmp_path / "log").read_text().splitlines()]
+    assert (line["event"], line["results"], line["of"]) == ("results_refused", 5, 10)
+    assert line["first"] == [{"nonce": n, "message": "ts is out of range"} for n in (1, 3, 5)]
+
+
+def test_offer_never_raises_and_a_line_too_large_for_any_batch_is_dropped_at_once(tmp_path):
+    from allora_runtime.contract import RESULTS_BATCH_BYTES
+
+    receiver = Receiver()
+    dropped: list = []
+    with (tmp_path / "log").open("w") as stream:
+        reporter = _reporter(receiver, tmp_path, stream, dropped).start()
+        reporter.offer('{"event": "prediction_refused", "nonce": 1, "reason": "exception", "message": "caf\udce9"}')
+        reporter.offer(json.dumps({"event": "prediction_refused", "nonce": 2, "message": "m" * RESULTS_BATCH_BYTES}))
+        reporter.offer(json.dumps({"event": "prediction", "nonce": 3, "value": "0.3"}))
+        stats = reporter.close(5.0)
+    receiver.down()
+    assert dropped == [("rejected", 1)] and stats == {"sent": 2, "dropped": 1, "pending": 0}
+    assert [(r["nonce"], r.get("message")) for r in receiver.results()] == [(1, "caf?"), (3, None)]
+
+
+def test_bundle_run_shows_that_results_could_not_be_sent(cli, tmp_path, monkeypatch):
+    """``allora-bundle run`` with ALLORA_RESULTS_URL set: each failed send and what was never delivered are warnings,
+    and ``--json`` carries the counts; nothing listens on the port."""
+    bundle = make_bundle(tmp_path / "b", "def run(nonce):\n    return nonce / 1000\n")
+    write_token(tmp_path / "token", TOKEN_1)
+    monkeypatch.setenv("ALLORA_RESULTS_URL", f"http://127.0.0.1:{free_port()}/api/v1/results")
+    monkeypatch.setenv("ALLORA_RESULTS_TOKEN_FILE", str(tmp_path / "token"))
+    monkeypatch.setenv("ALLORA_RESULTS_RETRY_BACKOFF", "0.2")
+    result = cli("bundle", "run", bundle, "--here", "-n", "1", "-n", "2")
+    assert result.code == 0, result.err
+    warnings = [line for line in result.err.splitlines() if line.startswith("warning: results:")]
+    assert warnings[0] == "warning: results: sending to ALLORA_RESULTS_URL failed (attempt 1): URLError: [Errno 111] Connection refused"
+    assert warnings[-1] == "warning: results: 2 of 2 result(s) were not delivered to ALLORA_RESULTS_URL"
+    assert TOKEN_1 not in result.out + result.err
+    as_json = cli("bundle", "run", bundle, "--here", "-n", "1", "--json")
+    doc = json.loads(as_json.out)
+    assert doc["reporting"]["sent"] == 0 and doc["reporting"]["pending"] + doc["reporting"]["dropped"] == 1
+    assert doc["reporting"]["warnings"][-1] == "results: 1 of 1 result(s) were not delivered to ALLORA_RESULTS_URL"
+
+
+def test_a_relative_token_file_is_read_where_the_runtime_started_not_in_the_bundles_workdir(tmp_path):
+    receiver = Receiver()
+    start = tmp_path / "start"
+    start.mkdir()
+    write_token(start / "token", TOKEN_1)
+    bundle = make_bundle(tmp_path / "b", FAILS_EVERY_FIFTH)
+    (bundle / "token").write_text(TOKEN_2)  # the file the old runtime read after changing directory
+    env = bootstrap_env(ALLORA_RESULTS_URL=receiver.url, ALLORA_RESULTS_TOKEN_FILE="token")
+    try:
+        result = run_bootstrap(bundle, "--dry-run", "--nonce", "1", env=env, cwd=start)
+    finally:
+        receiver.down()
+    assert result.code == EXIT_OK, result.out
+    assert result.one("results_reporting")["token_file"] == str(start / "token")
+    assert receiver.tokens() == [f"Bearer {TOKEN_1}"]

@@ -25,6 +25,7 @@ from allora_gitops.errors import (
     BundleError,
     DatabaseError,
     GitOpsError,
+    InputRefused,
     ManifestError,
     RecordConflict,
     RemoteUnavailable,
@@ -73,8 +74,8 @@ def core_status(exc: AlloraGitopsError) -> int:
 
     if isinstance(exc, PodIdentityError):
         return exc.status_code  # 401 / 403 / 503
-    if isinstance(exc, ResultsError):
-        return 422  # malformed results: the reporter drops the batch instead of retrying it
+    if isinstance(exc, (ResultsError, InputRefused)):
+        return 422  # malformed input: never a retryable 5xx (the reporter drops the batch instead of retrying it)
     if isinstance(exc, RecordConflict):
         return 409
     if isinstance(exc, (BundleError, ManifestError, RenderError, UsageError)):
@@ -121,6 +122,22 @@ def _install_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "error")
         return problem(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
+    # Input errors raised below our own code are the client's too: a 4xx problem, never a 500 or a retryable 503.
+    from python_multipart.exceptions import FormParserError
+    from psycopg import DataError
+
+    @app.exception_handler(FormParserError)
+    async def _multipart(request: Request, exc: FormParserError):
+        # python-multipart refuses before or while parsing (a boundary over 256 characters: CVE-2024-24762's
+        # shape; a malformed part); its message names the limit, never the client's bytes
+        return problem(400, f"the multipart body is malformed: {str(exc)[:200]}", headers={"Connection": "close"})
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError):
+        from allora_gitops.db.connection import translate_error
+
+        return problem(422, f"a value in the request cannot be stored: {translate_error(exc)}")
+
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception):
         log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
@@ -165,6 +182,23 @@ class BodyLimit:
         await problem(413, detail, headers={"Connection": "close"})(scope, receive, send)
 
 
+class RefuseNulInUrl:
+    """ASGI middleware: a path or query that decodes to a NUL (``%00``) is a 400 problem before any route runs.
+
+    No name, id or filter of ours holds one, and PostgreSQL's text refuses it: without this the same request
+    is a 503 or a 500 depending on which query meets it first. (Headers cannot carry one: the HTTP parser
+    refuses them.)
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")):
+            return await problem(400, "the URL holds a NUL character (%00)")(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     """The API for ``settings``: health, OpenAPI at ``/api/openapi.json``, bundles and deployments under ``/api``."""
     from allora_gitops.api import bundles, deployments, results, web
@@ -179,6 +213,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.add_middleware(BodyLimit)
+    app.add_middleware(RefuseNulInUrl)
     app.state.pod_verifier = None  # POST /api/v1/results answers 503 until the cluster's issuer is configured
     if settings.pod_jwks and settings.pod_issuer:
         from allora_gitops.api.podidentity import PodTokenVerifier

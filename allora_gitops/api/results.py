@@ -3,13 +3,23 @@
 The pod proves which deployment it is with its projected ServiceAccount token (``api/podidentity.py``), not with
 a user's API token: 401 for a token that does not verify, 403 for a valid one of no live deployment, 503 when
 the cluster's keys cannot be read or reporting is not configured. The body is the reporter's
-``{"results": [<result log object>, ...]}``, read by ``result_log.report_rows`` (422 with one problem per bad
-result, nothing stored) and stored by ``record_results``: idempotent on (deployment, nonce, kind), so a batch
+``{"results": [<result log object>, ...]}``, read by ``result_log.report_rows`` (every value through
+``allora_gitops.untrusted``) and stored by ``record_results``: idempotent on (deployment, nonce, kind), so a batch
 the reporter sends again after a lost answer is stored once.
+
+One bad result never costs the others: a well-formed batch is answered 200 with what happened to each result::
+
+    {"deployment_id": "…", "received": 3, "stored": 2, "already_recorded": 0, "unattributed": 0,
+     "refused": [{"index": 1, "nonce": 8, "message": "ts '9999-12-31T23:30:00-01:00' is out of range: …"}],
+     "adjusted": [{"index": 2, "nonce": 9, "message": "ts … is 3 d ahead of the server's clock …; recorded at …"}]}
+
+(``stored`` + ``already_recorded`` + ``unattributed`` + refused = ``received``.) Only a body that is not such a
+batch is refused whole: 422, never a 5xx, so the reporter drops it instead of retrying it.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterator
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -19,6 +29,7 @@ from allora_gitops.api.app import ApiError, get_settings
 from allora_gitops.api.settings import ApiSettings
 
 router = APIRouter(tags=["results"])
+log = logging.getLogger("allora_gitops.api.results")
 # declares the pods' scheme in the OpenAPI document; the header itself is read (and answered) below
 pod_bearer = HTTPBearer(
     auto_error=False, scheme_name="podToken",
@@ -49,18 +60,27 @@ def pod_deployment(
         records.close()
 
 
-@router.post("/v1/results", summary="Record a model pod's results (idempotent on deployment, nonce and kind)")
+@router.post("/v1/results", summary="Record a model pod's results (idempotent on deployment, nonce and kind; answered per result)")
 def post_results(report: Any = Body(...), session: tuple[Any, Any] = Depends(pod_deployment)) -> dict:
-    from allora_gitops.db.results import record_results
-    from allora_gitops.result_log import report_rows
+    from allora_gitops.db.results import record_each
+    from allora_gitops.result_log import ItemNote, report_rows
 
     records, deployment = session
-    rows, unattributed = report_rows(report)
-    stored = record_results(records.connection, deployment.id, rows)
+    reading = report_rows(report)
+    stored, refused_rows = record_each(records.connection, deployment.id, reading.rows)
+    for position, why in refused_rows:  # the database's last line of defence refused these alone
+        index = reading.indices[position]
+        reading.refused.append(ItemNote(index, reading.rows[position].nonce, why))
+        reading.adjusted = [note for note in reading.adjusted if note.index != index]
+    reading.refused.sort(key=lambda note: note.index)
+    if reading.refused:  # once per report, not per result; no message: a refused value may hold what must not be logged
+        log.warning("results of deployment %s: %d of %d refused (the answer names each)", deployment.id, len(reading.refused), reading.received)
     return {
         "deployment_id": str(deployment.id),
-        "received": len(rows) + unattributed,
+        "received": reading.received,
         "stored": stored,
-        "already_recorded": len(rows) - stored,
-        "unattributed": unattributed,
+        "already_recorded": len(reading.rows) - len(refused_rows) - stored,
+        "unattributed": reading.unattributed,
+        "refused": [note.to_dict() for note in reading.refused],
+        "adjusted": [note.to_dict() for note in reading.adjusted],
     }

@@ -21,9 +21,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Record every prediction and submission in FILE for NAME's live deployment.
 
-        All or nothing: a malformed result line is reported with its line number and nothing is imported.
+        All or nothing: every malformed result line is reported as FILE:LINE and nothing is imported.
         Lines that are not result events are skipped and counted. Results already recorded (same nonce
-        and kind) are left as they are, so importing the same log twice adds nothing.
+        and kind) are left as they are, so importing the same log twice adds nothing. Text is stored as the
+        results API stores it: bytes that are not UTF-8, NUL and lone surrogates become U+FFFD, long messages
+        are cut; a time in the future is recorded as the import's time (counted in the summary).
         """
         import sys
 
@@ -37,7 +39,10 @@ def register(app: typer.Typer) -> None:
             deployment = live_deployment(records, name, network)
             log = ResultLog(source)
             if file == "-":
-                counts = import_results(records.connection, deployment.id, log.rows(sys.stdin))
+                import io
+
+                stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")  # as a file is read
+                counts = import_results(records.connection, deployment.id, log.rows(stdin))
             else:
                 try:
                     handle = open(file, encoding="utf-8", errors="replace")
@@ -50,6 +55,7 @@ def register(app: typer.Typer) -> None:
             f" ({counts.duplicates} already recorded) from {log.lines} line(s); skipped {log.skipped} line(s)"
             " that are not result events"
             + (f", {log.unattributed} submission failure(s) without a nonce" if log.unattributed else "")
+            + (f"; {log.adjusted} result(s) dated in the future were recorded at the import's time" if log.adjusted else "")
         )
 
     @results.command("prune")

@@ -70,6 +70,7 @@ def register(app: typer.Typer) -> None:
                     on_prediction=(lambda p: None) if json_output else (lambda p: typer.echo(format_prediction(p))),
                     on_output=eprint,
                     progress=eprint,
+                    on_warning=lambda line: eprint(f"warning: {line}"),
                 )
             except AlloraGitopsError as exc:
                 if not json_output:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from allora_gitops.errors import DatabaseError, RecordConflict
+from allora_gitops.errors import DatabaseError, InputRefused, RecordConflict
 
 DEPLOYMENT_STATUSES = ("pending", "committed", "merged", "synced", "failed", "abandoned", "retiring", "retired")
 # pending → committed (review branch) → merged (on the base branch) → synced (cluster feedback);
@@ -383,6 +383,8 @@ class _Refusal:
 
         from allora_gitops.db.connection import translate_error
 
+        if isinstance(exc, (psycopg.DataError, psycopg.errors.CheckViolation)):  # a value the caller sent: a 4xx
+            raise InputRefused(f"the database refused to {self.what}: {translate_error(exc)}") from None
         if isinstance(exc, psycopg.Error):
             raise DatabaseError(f"the database refused to {self.what}: {translate_error(exc)}") from None
         return False

@@ -4,7 +4,8 @@ The functions take an open psycopg connection (``Records.connection``, autocommi
 platform API and tests share them:
 
 - ``record_results(conn, deployment_id, rows)``: a small batch (the runtime reporter's POST), validated,
-  one statement, idempotent on (deployment, nonce, kind);
+  one statement, idempotent on (deployment, nonce, kind); ``record_each`` the same, but a row the database
+  refuses is refused alone;
 - ``import_results(conn, deployment_id, rows)``: a stream of any length (a log file), staged with COPY
   in one transaction: all of it or nothing;
 - ``deployment_result_summary(conn, deployment_id)``: the last N results, success rate and latency
@@ -27,11 +28,11 @@ import os
 import re
 import uuid
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from allora_gitops.constants import DEFAULT_RESULTS_RETENTION, RESULTS_RETENTION_ENV
-from allora_gitops.errors import DatabaseError, Problem, ResultsError, UsageError
+from allora_gitops.errors import DatabaseError, InputRefused, Problem, ResultsError, UsageError
 
 RESULT_KINDS = ("prediction", "submission")
 RESULT_STATUSES = ("success", "error", "timeout")  # the CHECK of 0001's submission_results.status
@@ -57,6 +58,11 @@ _TEXT_FORMATS = (
     ("error_type", _ERROR_TYPE, "a Python class name (e.g. ValueError)"),
     ("fee", _FEE, "Cosmos coins (e.g. 1250uallo)"),
 )
+# 0006's allora_may_hold_secret, the cheap necessary condition of its secret test: the class name is stored as it
+# is (free text is redacted instead), so one that may be a key or a mnemonic is refused here, with its line or index,
+# before the CHECK refuses the whole statement
+_HEX_RUN = re.compile(r"[0-9A-Fa-f]{64}")
+_WORD_RUN = re.compile(r"([a-z]+[^a-z]+){11}[a-z]")
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -112,6 +118,10 @@ class ResultRow:
             text = getattr(self, name)
             if text is not None and not (isinstance(text, str) and pattern.match(text)):
                 out.append(f"{name} must be {shape}, not {text!r}"[:300])
+        if isinstance(self.error_type, str) and len(self.error_type) >= 47 and (
+            _HEX_RUN.search(self.error_type) or _WORD_RUN.search(self.error_type.lower())
+        ):
+            out.append("error_type looks like it may hold a wallet secret (a 64-digit hex run, or 12 words); it is not stored")
         if self.latency_ms is not None and not (
             isinstance(self.latency_ms, (int, float)) and not isinstance(self.latency_ms, bool)
             and math.isfinite(self.latency_ms) and 0 <= self.latency_ms < 86_400_000
@@ -169,6 +179,25 @@ def record_results(conn, deployment_id: str, rows: Iterable[ResultRow]) -> int:
                 (deployment_id, *[list(c) for c in columns]),
             )
             return cur.rowcount
+
+
+def record_each(conn, deployment_id: str, rows: list[ResultRow]) -> tuple[int, list[tuple[int, str]]]:
+    """``record_results`` of a batch whose rows were validated one by one, where one row the database still refuses
+    (``InputRefused``: a CHECK constraint, e.g. a class name that looks like a wallet key, which is stored unredacted
+    and so refused) must not cost the others: the batch is one statement, and only when the database refuses it are
+    its rows written one by one. Returns (rows new, [(index in ``rows``, why) of each refused row])."""
+    try:
+        return record_results(conn, deployment_id, rows), []
+    except InputRefused as exc:
+        if len(rows) == 1:
+            return 0, [(0, exc.message)]
+    stored, refused = 0, []
+    for index, row in enumerate(rows):
+        try:
+            stored += record_results(conn, deployment_id, [row])
+        except InputRefused as exc:
+            refused.append((index, exc.message))
+    return stored, refused
 
 
 @dataclass(frozen=True)
@@ -537,14 +566,6 @@ def _refusal(what: str):
     from allora_gitops.db.records import _Refusal
 
     return _Refusal(what)
-
-
-def utc(ts: str) -> datetime:
-    """An ISO 8601 time with a zone (``…Z`` or ``+00:00``) → aware datetime; ``ValueError`` otherwise."""
-    parsed = datetime.fromisoformat(ts)
-    if parsed.tzinfo is None:
-        raise ValueError("no timezone")
-    return parsed.astimezone(timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,9 @@ class RunReport:
     environment: str  # "here" or the virtualenv directory
     predictions: list[Prediction] = field(default_factory=list)
     output: list[str] = field(default_factory=list)  # lines the model printed
+    # when ALLORA_RESULTS_URL is set: what the runtime's reporter said (send failures, refusals) and delivered
+    reporting_warnings: list[str] = field(default_factory=list)
+    reporting: Optional[dict[str, int]] = None  # sent, dropped, pending (results_reporter_stopped)
 
     @property
     def ok(self) -> bool:
@@ -71,6 +74,7 @@ class RunReport:
             "python": self.python,
             "environment": self.environment,
             "predictions": [p.to_dict() for p in self.predictions],
+            **({"reporting": {**self.reporting, "warnings": self.reporting_warnings}} if self.reporting is not None else {}),
         }
 
 
@@ -80,8 +84,12 @@ def run_bundle(
     on_prediction: Callable[[Prediction], None] = lambda p: None,
     on_output: Callable[[str], None] = lambda line: None,
     progress: Callable[[str], None] = lambda line: None,
+    on_warning: Callable[[str], None] = lambda line: None,
 ) -> RunReport:
-    """Predict ``request.nonces`` with the bundle; each prediction is reported as soon as it is made."""
+    """Predict ``request.nonces`` with the bundle; each prediction is reported as soon as it is made.
+
+    With ``ALLORA_RESULTS_URL`` set the runtime also reports the results; every send failure, refusal and the final
+    count of undelivered results reaches ``on_warning`` (a line each) and ``RunReport.reporting``."""
     from allora_gitops.bundle.manifest import load_manifest
 
     bundle_dir = request.bundle_dir.resolve()
@@ -120,6 +128,7 @@ def run_bundle(
             on_prediction,
             on_output,
             manifest.environment.pip_requirements,
+            on_warning,
         )
 
 
@@ -130,6 +139,7 @@ def _run_runtime(
     on_prediction: Callable[[Prediction], None],
     on_output: Callable[[str], None],
     requirements_file: str = "requirements.txt",
+    on_warning: Callable[[str], None] = lambda line: None,
 ) -> RunReport:
     for nonce in request.nonces:
         command += ["--nonce", str(nonce)]
@@ -162,6 +172,11 @@ def _run_runtime(
                 on_output(str(event.get("message", "")))
             elif kind in R.ERROR_EVENTS:
                 error = event
+            elif kind in _REPORTING_EVENTS:
+                warning = _reporting_warning(event, report)
+                if warning:
+                    report.reporting_warnings.append(warning)
+                    on_warning(warning)
         stderr = proc.stderr.read()
         code = proc.wait()
     except KeyboardInterrupt:
@@ -179,6 +194,31 @@ def _run_runtime(
                        details=details)
     tail = [line for line in stderr.splitlines() if line.strip()][-12:]
     raise RunError(f"the runtime ({C.BUILD_CONTEXT_BOOTSTRAP}) exited with code {code}", details=tail)
+
+
+_REPORTING_EVENTS = ("results_reporting", "results_send_failed", "results_rejected", "results_refused", "results_reporter_stopped")
+
+
+def _reporting_warning(event: dict[str, Any], report: RunReport) -> Optional[str]:
+    """One line for the user about the results reporter's ``event`` (None when there is nothing wrong to say)."""
+    kind = event.get("event")
+    if kind == "results_reporting":
+        report.reporting = {"sent": 0, "dropped": 0, "pending": 0}
+        return None
+    if kind == "results_send_failed":
+        return f"results: sending to ALLORA_RESULTS_URL failed (attempt {event.get('attempt')}): {event.get('error')}"
+    if kind == "results_rejected":
+        return f"results: the API refused {event.get('results')} result(s): {event.get('error')}"
+    if kind == "results_refused":
+        first = event.get("first") or [{}]
+        return (f"results: the API refused {event.get('results')} of {event.get('of')} result(s)"
+                f" (nonce {first[0].get('nonce')}: {first[0].get('message')})")
+    counts = {key: int(event.get(key) or 0) for key in ("sent", "dropped", "pending")}
+    report.reporting = counts
+    lost = counts["dropped"] + counts["pending"]
+    if lost:
+        return f"results: {lost} of {lost + counts['sent']} result(s) were not delivered to ALLORA_RESULTS_URL"
+    return None
 
 
 _NO_MODULE = re.compile(r"No module named '([^']+)'")
