@@ -124,6 +124,11 @@ class RecordConflict(DatabaseError):
     """A record contradicts one already stored (e.g. same name+version, other sha256)."""
 
 
+class RecordRefused(DatabaseError):
+    """A value breaks a rule of the records (a CHECK the request's own checks missed): the caller's input, not
+    an outage (the API answers 422). The message names the field in words, never the constraint."""
+
+
 class GitOpsError(AlloraGitopsError):
     """The GitOps repository is not ours, unreachable, or refused a push."""
 
