@@ -18,7 +18,7 @@ against the issuer's public keys, a JWKS served by the API server at ``{issuer}/
 account issuer discovery), given here as a URL or a file; a file is read again when it changes. A URL is read by
 one :class:`JwksFetcher`: never on a request's path for a known key (the last good set is refreshed in the
 background, stale-while-revalidate, and trusted for a bounded time while the issuer is unreachable), one fetch in
-flight at a time, a request with an unknown ``kid`` waits for it at most ~0.5 s and then fails (503, retryable).
+flight at a time, a request with an unknown ``kid`` waits for it at most ~0.25 s and then fails (503, retryable).
 
 Each deployment has its own ServiceAccount, named like its other objects: ``<bundle name>-<network>`` (the
 overlay's ``nameSuffix``; ``DeploymentSpec.instance``) in the deployments' namespace. So ``sub`` names exactly one
@@ -49,6 +49,7 @@ ALGORITHMS = ("RS256", "ES256")  # what kube-apiserver signs ServiceAccount toke
 LEEWAY_SECONDS = 30  # clock skew tolerated on exp/nbf/iat between the node and the platform
 REQUIRED_CLAIMS = ("exp", "iat", "nbf", "iss", "aud", "sub")
 SUBJECT_PREFIX = "system:serviceaccount:"
+JWKS_MIN_INTERVAL_SECONDS = 5.0  # between two fetches: made-up kids cannot make the server hammer the issuer
 MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600  # exp - iat: the kubelet mints ≤ 48 h; the rendered pods ask for 1 h
 log = logging.getLogger("allora_gitops.api.podidentity")
 
@@ -164,8 +165,8 @@ class JwksFetcher:
 
     def __init__(
         self, url: str, *, ca_file: Optional[str] = None, token_file: Optional[str] = None,
-        refresh_seconds: float = 300.0, max_stale_seconds: float = 3600.0, min_interval: float = 10.0,
-        wait_seconds: float = 0.5, timeout: float = 10.0, clock: Callable[[], float] = time.monotonic,
+        refresh_seconds: float = 300.0, max_stale_seconds: float = 3600.0, min_interval: float = JWKS_MIN_INTERVAL_SECONDS,
+        wait_seconds: float = 0.25, timeout: float = 10.0, clock: Callable[[], float] = time.monotonic,
     ):  # fmt: skip
         self.url, self.ca_file, self.token_file = url, ca_file, token_file
         self.refresh_seconds, self.max_stale_seconds = refresh_seconds, max_stale_seconds
