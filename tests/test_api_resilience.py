@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import threading
@@ -229,5 +230,94 @@ def test_readiness_says_database_down_only_when_it_is(tmp_path, pg_server_url, p
         assert down.status_code == 503 and down.json()["detail"] == "the database is down: it does not answer", down.text
         assert took < 10
         assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200  # the process lives: liveness holds
+    finally:
+        stop_platform(server)
+
+
+def test_the_pool_works_through_pgbouncer_in_transaction_mode(tmp_path, pg_server_url, database_url, records, key):
+    """No session state across transactions: uploads (claim + record in one transaction), sign-in sessions and
+    pods' results through a real PgBouncer in transaction mode, with more requests than server connections."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.fixtures.bundles import make_bundle
+    from tests.fixtures.pgbouncer import start_pgbouncer
+    from tests.test_api import build
+
+    create_two_deployments(records)
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps(jwks(("cluster-key", key))))
+    bouncer = start_pgbouncer(pg_server_url, pool_mode="transaction")
+    server = serve(tmp_path, bouncer.url(database_url), str(keys))
+    try:
+        alice = server.token("alice")
+        archives = [build(make_bundle(tmp_path / f"b{i}", name=f"model-{i}")) for i in range(3)]
+
+        def push(archive):
+            with open(archive, "rb") as fh:
+                return httpx.post(f"{server.url}/api/bundles", files={"bundle": (archive.name, fh)}, headers=server.headers(alice), timeout=60)
+
+        pod = {"Authorization": f"Bearer {projected_token(key, 'cluster-key')}"}
+        with ThreadPoolExecutor(8) as pool:
+            pushed = list(pool.map(push, archives))
+            posted = list(pool.map(lambda n: httpx.post(f"{server.url}/api/v1/results", json={"results": [result(n)]}, headers=pod, timeout=30), range(20)))
+        assert [p.status_code for p in pushed] == [201] * 3, [p.text for p in pushed]
+        assert {p.status_code for p in posted} == {200}
+        assert sorted(b["name"] for b in httpx.get(f"{server.url}/api/bundles", headers=server.headers(alice), timeout=10).json()) == ["model-0", "model-1", "model-2"]
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            form = client.get("/login")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+            assert client.post("/login", data={"token": alice, "csrf": csrf}).status_code == 303
+            assert client.get("/").status_code == 200
+        assert httpx.get(f"{server.url}/api/health", timeout=10).json()["database"] == "ok"
+        assert records.connection.execute("SELECT count(*) FROM submission_results").fetchone()[0] == 20
+    finally:
+        stop_platform(server)
+        bouncer.stop()
+
+
+def test_the_settings_have_bounds_and_reach_worker_processes_unchanged(monkeypatch, tmp_path):
+    from allora_gitops.api.settings import ApiSettings, load_api_settings, settings_environment
+    from allora_gitops.errors import UsageError
+
+    defaults = load_api_settings(repo=str(tmp_path))
+    assert (defaults.db_pool_size, defaults.upload_idle_seconds, defaults.uploads_per_user, defaults.shutdown_grace_seconds,
+            defaults.pod_jwks_max_stale_seconds, defaults.pod_token_max_lifetime_seconds, defaults.secure_cookies) == (
+        10, 30, 4, 20, 3600, 86400, False)  # fmt: skip
+    for name, value, message in (
+        ("ALLORA_API_SHUTDOWN_GRACE_SECONDS", "45", "$ALLORA_API_SHUTDOWN_GRACE_SECONDS must be at most 30 (Kubernetes' default grace period)"),
+        ("ALLORA_API_DB_POOL_SIZE", "0", "$ALLORA_API_DB_POOL_SIZE must be at least 1"),
+        ("ALLORA_API_UPLOAD_IDLE_SECONDS", "soon", "$ALLORA_API_UPLOAD_IDLE_SECONDS must be a whole number, not 'soon'"),
+        ("ALLORA_API_SECURE_COOKIES", "maybe", "$ALLORA_API_SECURE_COOKIES must be true or false, not 'maybe'"),
+    ):
+        with monkeypatch.context() as m:
+            m.setenv(name, value)
+            with pytest.raises(UsageError) as caught:
+                load_api_settings(repo=str(tmp_path))
+            assert str(caught.value) == message
+    monkeypatch.setenv("ALLORA_API_UPLOADS_PER_USER", "2")
+    monkeypatch.setenv("ALLORA_API_SECURE_COOKIES", "true")
+    monkeypatch.setenv("ALLORA_API_POD_JWKS_CA_FILE", "/etc/ca.crt")
+    chosen = load_api_settings(repo=str(tmp_path))
+    assert (chosen.uploads_per_user, chosen.secure_cookies, chosen.pod_jwks_ca_file) == (2, True, "/etc/ca.crt")
+    for name in list(os.environ):
+        if name.startswith("ALLORA_API_"):
+            monkeypatch.delenv(name)
+    for name, value in settings_environment(chosen).items():
+        monkeypatch.setenv(name, value)
+    assert load_api_settings() == chosen and isinstance(chosen, ApiSettings)
+
+
+def test_a_json_body_that_never_ends_is_cut_off_too(tmp_path, database_url, key):
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps(jwks(("cluster-key", key))))
+    server = serve(tmp_path, database_url, str(keys), ALLORA_API_UPLOAD_IDLE_SECONDS="2")
+    try:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"POST /api/v1/results HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"res")
+            started = time.monotonic()
+            answer = sock.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 408 ") and 1.5 < time.monotonic() - started < 4, answer
+        assert '"detail":"the request body did not arrive within 2 s"' in answer
     finally:
         stop_platform(server)

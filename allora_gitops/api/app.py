@@ -131,14 +131,14 @@ def _install_handlers(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """ASGI middleware: a request body other than the upload's is read here, at most ``limit`` bytes, and
-    handed on whole; a larger one (declared in ``Content-Length`` or sent chunked) is a 413 problem and the
+    """ASGI middleware: a request body other than the upload's is read here, at most ``limit`` bytes within
+    ``idle`` seconds (else 408), and handed on whole; a larger one (declared in ``Content-Length`` or sent chunked) is a 413 problem and the
     connection is closed. FastAPI reads a JSON body into memory before any dependency runs, so without this
     an unauthenticated client could make the server hold a body of any size.
     """
 
-    def __init__(self, app, limit: int = MAX_REQUEST_BODY, exempt: tuple[tuple[str, str], ...] = (UPLOAD_ROUTE,)):
-        self.app, self.limit, self.exempt = app, limit, exempt
+    def __init__(self, app, limit: int = MAX_REQUEST_BODY, exempt: tuple[tuple[str, str], ...] = (UPLOAD_ROUTE,), idle: float = 30.0):
+        self.app, self.limit, self.exempt, self.idle = app, limit, exempt, idle
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or (scope["method"], scope["path"].rstrip("/")) in self.exempt:
@@ -146,9 +146,16 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
             return await self._refuse(scope, receive, send)
+        import asyncio
+
         messages, size = [], 0
+        deadline = asyncio.get_running_loop().time() + self.idle  # a small body: the idle deadline bounds all of it
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - asyncio.get_running_loop().time(), 0.001))
+            except asyncio.TimeoutError:
+                detail = f"the request body did not arrive within {self.idle:g} s"
+                return await problem(408, detail, headers={"Connection": "close"})(scope, receive, send)
             messages.append(message)
             if message["type"] != "http.request":
                 break
@@ -198,7 +205,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.settings = settings
     app.state.pool = None  # db/connection.py RecordsPool, made at the first request (after the schema check)
     app.state.uploads = {}  # user id -> uploads streaming now (the per-user cap, this process)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, idle=settings.upload_idle_seconds)
     app.state.pod_verifier = None  # POST /api/v1/results answers 503 until the cluster's issuer is configured
     if settings.pod_jwks and settings.pod_issuer:
         from allora_gitops.api.podidentity import JwksFetcher, PodTokenVerifier

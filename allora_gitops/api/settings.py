@@ -97,7 +97,11 @@ def load_api_settings(
     """Flags first, then ``$ALLORA_GITOPS_REPO``, ``$ALLORA_STORE_URL``, ``$ALLORA_DATABASE_URL``,
     ``$ALLORA_API_MAX_UPLOAD_MB``, ``$ALLORA_API_MAX_LIVE_DEPLOYMENTS``, then the defaults; results reporting
     from ``$ALLORA_API_POD_JWKS``, ``$ALLORA_API_POD_ISSUER`` and ``$ALLORA_API_MODELS_NAMESPACE``; the Prometheus
-    the resources are read from: the flag, else ``$ALLORA_PROMETHEUS_URL`` (:func:`allora_gitops.prometheus.prometheus_url_setting`).
+    the resources are read from: the flag, else ``$ALLORA_PROMETHEUS_URL`` (:func:`allora_gitops.prometheus.prometheus_url_setting`);
+    the pods' issuer (``$ALLORA_API_POD_JWKS_CA_FILE``, ``…_TOKEN_FILE``, ``…_MAX_STALE_SECONDS``,
+    ``$ALLORA_API_POD_TOKEN_MAX_LIFETIME_SECONDS``), the pool (``$ALLORA_API_DB_POOL_SIZE``, ``…_TIMEOUT_SECONDS``),
+    the uploads (``$ALLORA_API_UPLOAD_IDLE_SECONDS``, ``…_TOTAL_SECONDS``, ``$ALLORA_API_UPLOADS_PER_USER``), the
+    shutdown grace (``$ALLORA_API_SHUTDOWN_GRACE_SECONDS``, ≤ 30) and ``$ALLORA_API_SECURE_COOKIES``.
 
     The one place the server's configuration is read (repository settings files plug in here).
     Raises UsageError when no repository is given or a limit or the Prometheus URL is malformed.
