@@ -113,16 +113,17 @@ def test_120_stalled_uploads_take_nothing_from_others_and_sigterm_ends_the_serve
         assert refused.json()["detail"] == f"{PER_USER} uploads of yours are in progress on this server; wait for one to finish"
 
         pod = projected_token(key, "cluster-key")
+        others = httpx.Client(base_url=server.url, timeout=10)  # made before the clock (its TLS context is not the server's time)
         for round_ in range(5):
             for call in (
-                lambda: httpx.get(f"{server.url}/api/bundles", headers=server.headers(bob), timeout=10),
-                lambda: httpx.get(f"{server.url}/healthz", timeout=10),
-                lambda: httpx.get(f"{server.url}/api/health", timeout=10),
-                lambda: httpx.post(f"{server.url}/api/v1/results", json={"results": [result(round_)]},
-                                   headers={"Authorization": f"Bearer {pod}"}, timeout=10),
+                lambda: others.get("/api/bundles", headers=server.headers(bob)),
+                lambda: others.get("/healthz"),
+                lambda: others.get("/api/health"),
+                lambda: others.post("/api/v1/results", json={"results": [result(round_)]}, headers={"Authorization": f"Bearer {pod}"}),
             ):  # fmt: skip
                 took, answer = timed(call)
                 assert answer.status_code == 200 and took < FAST, (answer.request.url.path, took, answer.text)
+        others.close()
         assert httpx.get(f"{server.url}/api/health", timeout=10).json()["database"] == "ok"
         assert server_connections(database_url) <= POOL_SIZE  # 120 uploads in flight, no connection held for them
         assert records.connection.execute("SELECT count(*) FROM submission_results").fetchone()[0] == 5
@@ -188,18 +189,22 @@ def test_a_hanging_jwks_url_keeps_known_keys_working_fails_unknown_kids_fast_and
         stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         unknown = {"Authorization": f"Bearer {projected_token(stranger, 'rotated-key')}"}
 
-        def unknown_kid():
-            return httpx.post(f"{server.url}/api/v1/results", json={"results": [result(99)]}, headers=unknown, timeout=10)
+        clients = [httpx.Client(base_url=server.url, timeout=10) for _ in range(11)]  # made (TLS context and all) before the clock
+
+        def unknown_kid(client: httpx.Client):
+            return client.post("/api/v1/results", json={"results": [result(99)]}, headers=unknown)
 
         outcomes: list = []
-        threads = [threading.Thread(target=lambda: outcomes.append(timed(unknown_kid))) for _ in range(10)]
+        threads = [threading.Thread(target=lambda c=c: outcomes.append(timed(lambda: unknown_kid(c)))) for c in clients[1:]]
         for t in threads:
             t.start()
         for nonce in range(2, 22):  # known keys meanwhile: answered from the last good set
-            took, answer = timed(lambda: httpx.post(f"{server.url}/api/v1/results", json={"results": [result(nonce)]}, headers=pod, timeout=10))
+            took, answer = timed(lambda: clients[0].post("/api/v1/results", json={"results": [result(nonce)]}, headers=pod))
             assert answer.status_code == 200 and took < FAST, (took, answer.text)
         for t in threads:
             t.join()
+        for c in clients:
+            c.close()
         assert [a.status_code for _, a in outcomes] == [503] * 10 and max(took for took, _ in outcomes) <= FAST, sorted(t for t, _ in outcomes)
         assert outcomes[0][1].json()["detail"] == "the cluster's ServiceAccount keys (JWKS) cannot be fetched"
         assert issuer.requests == 2  # the start's fetch, and one (hanging) fetch for the ten unknown kids

@@ -134,7 +134,7 @@ def test_the_options_reach_the_server_through_its_settings(tmp_path, key, monkey
         }.items():  # fmt: skip
             monkeypatch.setenv(name, value)
         verifier = create_app(load_api_settings(repo=str(tmp_path))).state.pod_verifier
-        assert (verifier._keys.max_stale_seconds, verifier.max_lifetime) == (120, 7200)
+        assert (verifier.keys.max_stale_seconds, verifier.max_lifetime) == (120, 7200)
         assert verifier.verify(projected_token(key, "cluster-key", lifetime=7200)).service_account == SA_A
         with pytest.raises(PodTokenRejected, match=r"^the token is valid for longer than this platform accepts \(2 h at most\)$"):
             verifier.verify(projected_token(key, "cluster-key", lifetime=7201))

@@ -183,9 +183,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        fetcher = getattr(app.state.pod_verifier, "_keys", None)
-        if hasattr(fetcher, "start"):
-            fetcher.start()  # the pods' issuer keys, fetched before the first report needs them
+        if app.state.pod_verifier is not None:
+            app.state.pod_verifier.start()  # the pods' issuer keys, fetched before the first report needs them
         try:
             yield
         finally:

@@ -100,20 +100,25 @@ class PodTokenVerifier:
         max_lifetime: int = MAX_TOKEN_LIFETIME_SECONDS, fetcher: Optional["JwksFetcher"] = None,
     ):  # fmt: skip
         if fetcher is not None:
-            self._keys: Any = fetcher
+            self.keys: Any = fetcher
         elif jwks.startswith(("https://", "http://")):
-            self._keys = JwksFetcher(jwks)
+            self.keys = JwksFetcher(jwks)
         else:
-            self._keys = _FileKeys(Path(jwks))
+            self.keys = _FileKeys(Path(jwks))
         self.issuer = issuer
         self.namespace = namespace
         self.audience = audience
         self.max_lifetime = max_lifetime
 
+    def start(self) -> None:
+        """Begin fetching a URL's keys in the background (the server's start), so the first report need not wait."""
+        if isinstance(self.keys, JwksFetcher):
+            self.keys.start()
+
     def verify(self, token: str) -> PodIdentity:
         """The token's verified identity, or ``PodTokenRejected`` / ``PodIdentityUnavailable``."""
         try:
-            key = self._keys.get_signing_key_from_jwt(token)
+            key = self.keys.get_signing_key_from_jwt(token)
         except jwt.PyJWKClientConnectionError:
             raise PodIdentityUnavailable("the cluster's ServiceAccount keys (JWKS) cannot be fetched") from None
         except jwt.PyJWKClientError:
