@@ -14,6 +14,7 @@ SCHEMA_VERSION = "0.1"
 SUPPORTED_PYTHON = ("3.10", "3.11", "3.12", "3.13")
 DEFAULT_PYTHON = "3.11"
 MAX_NAME_LENGTH = 53  # leaves room for suffixes in Kubernetes object names (63)
+MAX_VERSION_LENGTH = 64  # the records' limit (model_bundles_version_format)
 MAX_BUNDLE_BYTES = 500 * 1024 * 1024
 MAX_TOPIC_ID = 2**63 - 1  # the records database keeps topic ids as bigint (the chain's are uint64)
 DEFAULT_MAX_SECONDS = _runtime.DEFAULT_MAX_SECONDS
@@ -157,8 +158,15 @@ def image_tag(version: str, sha256: str) -> str:
     return f"{version.replace('+', '_')}-{sha256[:12]}"
 
 
+def version_ref(version: str) -> str:
+    """A version as a git ref component: semver build metadata's ``+`` (no valid branch character in the records'
+    rule) becomes ``_``, which no semantic version holds, so two versions never share a branch. The rest of a
+    semantic version is ref-safe except a ``.lock`` ending, which the manifest refuses (bundle/manifest.py)."""
+    return version.replace("+", "_")
+
+
 def review_branch(name: str, network: str, version: str) -> str:
-    return f"deploy/{name}/{network}/{version}"
+    return f"deploy/{name}/{network}/{version_ref(version)}"
 
 
 def archive_filename(name: str, version: str) -> str:
@@ -188,11 +196,11 @@ def deployment_dir(name: str) -> str:
 
 
 def promote_branch(name: str, network: str, version: str) -> str:
-    return f"promote/{name}/{network}/{version}"
+    return f"promote/{name}/{network}/{version_ref(version)}"
 
 
 def rollback_branch(name: str, network: str, version: str) -> str:
-    return f"rollback/{name}/{network}/{version}"
+    return f"rollback/{name}/{network}/{version_ref(version)}"
 
 
 def retire_branch(name: str, network: str) -> str:
@@ -230,7 +238,7 @@ MAX_RUNTIME_ENV = _runtime.ENV_MAX_RUNTIME  # seconds after which the runtime ex
 
 
 def pin_branch(name: str, network: str, version: str) -> str:
-    return f"pin/{name}/{network}/{version}"
+    return f"pin/{name}/{network}/{version_ref(version)}"
 
 
 def pin_commit_message(name: str, network: str, image: str, digest: str) -> str:

@@ -116,18 +116,18 @@ class MigrationError(DatabaseError):
     """A migration failed, or an applied migration was edited."""
 
 
-class InputRefused(DatabaseError):
-    """The database refused a value the caller sent (PostgreSQL's data exceptions, SQLSTATE class 22: a NUL in
-    text, a number out of range; or a CHECK constraint, 23514): the input's fault, never the database's; the API
-    answers 422, not 503."""
-
-
 class ResultsError(DatabaseError):
     """Reported submission results are malformed (one problem per result, with its line when from a log)."""
 
 
 class RecordConflict(DatabaseError):
     """A record contradicts one already stored (e.g. same name+version, other sha256)."""
+
+
+class RecordRefused(DatabaseError):
+    """A value breaks a rule of the records (a CHECK the request's own checks missed, or one of PostgreSQL's
+    data exceptions, SQLSTATE class 22: a NUL in text, a number out of range): the caller's input, not an outage
+    (the API answers 422). The message names the field in words, never the constraint."""
 
 
 class GitOpsError(AlloraGitopsError):

@@ -163,9 +163,10 @@ def test_tokens_owners_and_wallets(platform_server, tmp_path):
     assert api.get(f"/api/bundles/{NAME}/1.0.0", headers=platform.headers(admin)).status_code == 200
     deploy = {"bundle": {"name": NAME, "version": "1.0.0"}, "network": "testnet", "wallet": "bob-wallet"}
     assert_problem(api.post("/api/deployments", json=deploy, headers=platform.headers(bob)), 404)
-    # bob may not take alice's name either
+    # bob may not take alice's name either: names are one namespace, so a push says it is taken (never by whom)
     status, taken = curl_upload(platform, archive, bob, cwd=v1)
-    assert status == 409 and "belongs to another user" in taken["detail"]
+    assert status == 409 and taken["detail"] == f"the bundle name '{NAME}' is taken; choose another name in model.yaml"
+    assert "alice" not in json.dumps(taken)
 
     # a wallet not assigned to alice: 403, nothing committed
     branches = remote_branches(platform.repo)

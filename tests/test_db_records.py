@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from allora_gitops.db.records import ALLOWED_TRANSITIONS, DEPLOYMENT_STATUSES
-from allora_gitops.errors import DatabaseError, RecordConflict
+from allora_gitops.errors import DatabaseError, RecordConflict, RecordRefused
 
 SHA = "a" * 64
 OTHER_SHA = "b" * 64
@@ -74,13 +74,14 @@ def test_list_bundles_by_name_newest_first(records):
     assert [r.version for r in records.list_bundles("linear-forecaster")] == [b.version, a.version]
 
 
-def test_a_refused_bundle_says_which_rule_and_never_echoes_the_secret(records):
-    with pytest.raises(DatabaseError) as err:
+def test_a_refused_bundle_names_the_field_in_words_and_never_echoes_the_secret_or_the_sql(records):
+    with pytest.raises(RecordRefused) as err:  # a DatabaseError the API answers 422, never a retryable 503
         records.register_bundle(**bundle_args(manifest={"name": "linear-forecaster", "version": "1.2.0", "note": MNEMONIC}))
-    assert err.value.lines() == [
-        'error: the database refused to register the bundle: new row for relation "model_bundles" violates '
-        'check constraint "model_bundles_manifest_matches"'
-    ]
+    assert err.value.lines() == ["error: cannot register the bundle: the manifest is not one the records accept"]
+    assert isinstance(err.value, DatabaseError)
+    with pytest.raises(RecordRefused) as long_version:
+        records.register_bundle(**bundle_args(version="1.0.0-" + "a" * 59, manifest={"name": "linear-forecaster", "version": "1.0.0-" + "a" * 59}))
+    assert str(long_version.value) == "cannot register the bundle: the version is not one the records accept"
     assert "abandon" not in str(err.value)
 
 
@@ -294,6 +295,8 @@ def test_failure_without_an_error_message_and_keys_and_nulls(conn):
 
 
 def test_no_column_is_named_like_a_secret(conn):
-    columns = [r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = 'public'")]
-    assert not [c for c in columns if any(w in c for w in ("mnemonic", "private_key", "password", "token"))]
+    typed = conn.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'public'").fetchall()
+    columns = [name for name, _ in typed]
+    # a uuid (web_sessions.token_id: which token a sign-in came from) is a reference and cannot hold a secret
+    assert not [c for c, kind in typed if kind != "uuid" and any(w in c for w in ("mnemonic", "private_key", "password", "token"))]
     assert "wallet_secret_name" in columns and "wallet_secret_kind" in columns

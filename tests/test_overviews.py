@@ -92,7 +92,7 @@ def test_the_deployments_page_reads_every_row_with_one_overview_query(records, d
     from allora_gitops.api.app import create_app
     from allora_gitops.api.settings import ApiSettings
     from allora_gitops.api.auth import token_prefix
-    from allora_gitops.api.web import SESSION_COOKIE, session_cookie
+    from allora_gitops.api.web import SESSION_COOKIE, start_session
 
     made, now = deployments
     accounts = Accounts(records.connection)
@@ -104,7 +104,7 @@ def test_the_deployments_page_reads_every_row_with_one_overview_query(records, d
     key, _ = accounts.live_token(token_prefix(admin_token))
     app = create_app(ApiSettings(repo=str(tmp_path), database_url=database_url))
     with TestClient(app, base_url="http://127.0.0.1") as client:
-        client.cookies.set(SESSION_COOKIE, session_cookie(token_prefix(admin_token), key))
+        client.cookies.set(SESSION_COOKIE, start_session(records.connection, token_prefix(admin_token), key))
         page = client.get("/")
     assert page.status_code == 200
     assert len(calls) == 1 and sorted(calls[0]) == sorted(d.id for d in made)

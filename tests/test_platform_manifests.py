@@ -48,6 +48,9 @@ def test_platform_manifests_render_and_meet_the_pod_rules(tmp_path):
     (config,) = [o for o in objects if o["kind"] == "ConfigMap"]
     assert config["data"]["ALLORA_GITOPS_REPO"] == "https://git.example.com/platform/allora-deployments.git"
     assert not any(k in config["data"] for k in ("ALLORA_DATABASE_URL", "AWS_SECRET_ACCESS_KEY"))
+    # behind the TLS ingress: its forwarded headers believed, the session cookie Secure whatever they say
+    assert (config["data"]["FORWARDED_ALLOW_IPS"], config["data"]["ALLORA_API_SECURE_COOKIES"]) == ("*", "true")
+    assert int(config["data"]["ALLORA_API_SHUTDOWN_GRACE_SECONDS"]) <= 30 < pod["terminationGracePeriodSeconds"]
 
     app = yaml.safe_load((repo / "platform" / "argocd" / "application.yaml").read_text())
     assert (app["kind"], app["spec"]["source"]["path"], app["spec"]["destination"]["namespace"]) == ("Application", "platform", "allora-platform")

@@ -369,14 +369,14 @@ def test_a_prediction_no_float_holds_is_refused_and_the_runtime_goes_on(tmp_path
 
 def test_a_value_the_database_refuses_as_data_is_an_input_error_never_a_503(records, deployment):  # noqa: F811
     """Behind the normaliser, the last line: PostgreSQL's data exceptions (and psycopg's own refusal of a NUL) are
-    the caller's input, InputRefused → 422 on the API, where a DatabaseError would be a 503 that clients retry."""
+    the caller's input, RecordRefused → 422 on the API, where a DatabaseError would be a 503 that clients retry."""
     from allora_gitops.api.app import core_status
     from allora_gitops.db.results import ResultRow, record_results
-    from allora_gitops.errors import InputRefused
+    from allora_gitops.errors import RecordRefused
 
-    with pytest.raises(InputRefused, match=r"^the database refused to read the records: .*NUL"):
+    with pytest.raises(RecordRefused, match=r"^cannot read the records: .*NUL"):
         records.list_deployments(name="a\x00b")
-    with pytest.raises(InputRefused) as caught:  # a row that did not come through the normaliser
+    with pytest.raises(RecordRefused) as caught:  # a row that did not come through the normaliser
         record_results(records.connection, deployment.id, [ResultRow("prediction", 1, "error", error_message="nul \x00")])
     assert core_status(caught.value) == 422
     assert records.connection.execute("SELECT count(*) FROM submission_results").fetchone() == (0,)

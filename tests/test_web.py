@@ -211,3 +211,59 @@ def test_an_admin_sees_every_deployment_and_every_page(site):
         assert "Signed in as <strong>root</strong> (admin)" in page.text
         assert f'href="/deployments/{a.id}">linear-forecaster</a>' in page.text and f'href="/deployments/{b.id}">mean-reverter</a>' in page.text
         assert client.get(f"/deployments/{b.id}").status_code == 200
+
+
+def test_after_sign_out_the_old_cookie_is_refused_on_the_server(site):
+    server, alice, a, b = site
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        sign_in(client, alice)
+        old = client.cookies["allora_session"]
+        page = client.get("/")
+        assert page.status_code == 200
+        assert client.post("/logout", data={"csrf": csrf_of(page.text)}).status_code == 303
+    # the cookie kept from before (copied, or a browser that ignored the deletion): no session any more
+    for path in ("/", f"/deployments/{a.id}"):
+        replay = httpx.get(f"{server.url}{path}", cookies={"allora_session": old}, timeout=10)
+        assert (replay.status_code, replay.headers["location"]) == (303, "/login")
+    with httpx.Client(base_url=server.url, timeout=10) as again:  # signing in again is a new session
+        sign_in(again, alice)
+        assert again.cookies["allora_session"] != old and again.get("/").status_code == 200
+
+
+def test_the_session_cookie_is_secure_through_a_trusted_proxy_or_when_forced(site, tmp_path, database_url):
+    from tests.fixtures.platform import start_platform
+
+    server, alice, a, b = site  # uvicorn believes 127.0.0.1 (its default --forwarded-allow-ips): the ingress here
+    proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+
+    def sign_in_behind_tls(client: httpx.Client) -> httpx.Response:
+        """As a browser on the proxy's https:// URL: it sends the Secure login cookie back (httpx on http:// would not)."""
+        form = client.get("/login")
+        csrf_cookie = form.cookies["allora_login_csrf"]
+        return client.post("/login", data={"token": alice, "csrf": csrf_of(form.text)}, headers={"Cookie": f"allora_login_csrf={csrf_cookie}"})
+
+    with httpx.Client(base_url=server.url, timeout=10, headers=proxied) as client:
+        signed = sign_in_behind_tls(client)
+        assert signed.status_code == 303, signed.text
+        assert "; secure" in signed.headers["set-cookie"].lower()
+    with httpx.Client(base_url=server.url, timeout=10) as plain:  # plain HTTP, no proxy: a Secure cookie would be lost
+        assert "secure" not in sign_in(plain, alice).headers["set-cookie"].lower()
+
+    for d in ("untrusted", "forced"):
+        (tmp_path / d).mkdir()
+    untrusted = start_platform(
+        tmp_path / "untrusted", database_url=database_url, repo=tmp_path / "unused-repo", store_url=(tmp_path / "store").as_uri(),
+        env={"ALLORA_GITOPS_HOME": str(tmp_path / "state")}, extra_args=("--forwarded-allow-ips", "10.9.9.9"),
+    )  # fmt: skip
+    forced = start_platform(
+        tmp_path / "forced", database_url=database_url, repo=tmp_path / "unused-repo", store_url=(tmp_path / "store").as_uri(),
+        env={"ALLORA_GITOPS_HOME": str(tmp_path / "state"), "ALLORA_API_SECURE_COOKIES": "true"},
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=untrusted.url, timeout=10, headers=proxied) as client:  # a client posing as the proxy
+            assert "secure" not in sign_in(client, alice).headers["set-cookie"].lower()
+        with httpx.Client(base_url=forced.url, timeout=10) as client:
+            assert "; secure" in sign_in_behind_tls(client).headers["set-cookie"].lower()
+    finally:
+        stop_platform(untrusted)
+        stop_platform(forced)

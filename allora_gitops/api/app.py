@@ -25,9 +25,9 @@ from allora_gitops.errors import (
     BundleError,
     DatabaseError,
     GitOpsError,
-    InputRefused,
     ManifestError,
     RecordConflict,
+    RecordRefused,
     RemoteUnavailable,
     RenderError,
     ResultsError,
@@ -56,7 +56,7 @@ class ApiError(Exception):
 
 _TITLES = {
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    409: "Conflict", 413: "Content Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Content",
+    408: "Request Timeout", 409: "Conflict", 413: "Content Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Content", 429: "Too Many Requests",
     500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
 }  # fmt: skip
 
@@ -74,14 +74,14 @@ def core_status(exc: AlloraGitopsError) -> int:
 
     if isinstance(exc, PodIdentityError):
         return exc.status_code  # 401 / 403 / 503
-    if isinstance(exc, (ResultsError, InputRefused)):
-        return 422  # malformed input: never a retryable 5xx (the reporter drops the batch instead of retrying it)
+    if isinstance(exc, (ResultsError, RecordRefused)):
+        return 422  # malformed input, or a value the records' rules refuse: never a retryable 5xx
     if isinstance(exc, RecordConflict):
         return 409
     if isinstance(exc, (BundleError, ManifestError, RenderError, UsageError)):
         return 422
     if isinstance(exc, (DatabaseError, StorageError, RemoteUnavailable)):
-        return 503
+        return 503  # DatabaseBusy included: the pool had no connection to lend in time
     if isinstance(exc, GitOpsError):
         return 409
     return 500
@@ -145,14 +145,14 @@ def _install_handlers(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """ASGI middleware: a request body other than the upload's is read here, at most ``limit`` bytes, and
-    handed on whole; a larger one (declared in ``Content-Length`` or sent chunked) is a 413 problem and the
+    """ASGI middleware: a request body other than the upload's is read here, at most ``limit`` bytes within
+    ``idle`` seconds (else 408), and handed on whole; a larger one (declared in ``Content-Length`` or sent chunked) is a 413 problem and the
     connection is closed. FastAPI reads a JSON body into memory before any dependency runs, so without this
     an unauthenticated client could make the server hold a body of any size.
     """
 
-    def __init__(self, app, limit: int = MAX_REQUEST_BODY, exempt: tuple[tuple[str, str], ...] = (UPLOAD_ROUTE,)):
-        self.app, self.limit, self.exempt = app, limit, exempt
+    def __init__(self, app, limit: int = MAX_REQUEST_BODY, exempt: tuple[tuple[str, str], ...] = (UPLOAD_ROUTE,), idle: float = 30.0):
+        self.app, self.limit, self.exempt, self.idle = app, limit, exempt, idle
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or (scope["method"], scope["path"].rstrip("/")) in self.exempt:
@@ -160,9 +160,16 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
             return await self._refuse(scope, receive, send)
+        import asyncio
+
         messages, size = [], 0
+        deadline = asyncio.get_running_loop().time() + self.idle  # a small body: the idle deadline bounds all of it
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - asyncio.get_running_loop().time(), 0.001))
+            except asyncio.TimeoutError:
+                detail = f"the request body did not arrive within {self.idle:g} s"
+                return await problem(408, detail, headers={"Connection": "close"})(scope, receive, send)
             messages.append(message)
             if message["type"] != "http.request":
                 break
@@ -201,7 +208,20 @@ class RefuseNulInUrl:
 
 def create_app(settings: ApiSettings) -> FastAPI:
     """The API for ``settings``: health, OpenAPI at ``/api/openapi.json``, bundles and deployments under ``/api``."""
+    import contextlib
+
     from allora_gitops.api import bundles, deployments, results, web
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if app.state.pod_verifier is not None:
+            app.state.pod_verifier.start()  # the pods' issuer keys, fetched before the first report needs them
+        try:
+            yield
+        finally:
+            pool = getattr(app.state, "pool", None)
+            if pool is not None:
+                pool.close()
 
     app = FastAPI(
         title="allora-gitops platform API",
@@ -210,15 +230,27 @@ def create_app(settings: ApiSettings) -> FastAPI:
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.settings = settings
-    app.add_middleware(BodyLimit)
+    app.state.pool = None  # db/connection.py RecordsPool, made at the first request (after the schema check)
+    app.state.uploads = {}  # user id -> uploads streaming now (the per-user cap, this process)
+    app.add_middleware(BodyLimit, idle=settings.upload_idle_seconds)
     app.add_middleware(RefuseNulInUrl)
     app.state.pod_verifier = None  # POST /api/v1/results answers 503 until the cluster's issuer is configured
     if settings.pod_jwks and settings.pod_issuer:
-        from allora_gitops.api.podidentity import PodTokenVerifier
+        from allora_gitops.api.podidentity import JwksFetcher, PodTokenVerifier
 
-        app.state.pod_verifier = PodTokenVerifier(settings.pod_jwks, settings.pod_issuer, namespace=settings.models_namespace)
+        fetcher = None
+        if settings.pod_jwks.startswith(("https://", "http://")):
+            fetcher = JwksFetcher(
+                settings.pod_jwks, ca_file=settings.pod_jwks_ca_file, token_file=settings.pod_jwks_token_file,
+                max_stale_seconds=settings.pod_jwks_max_stale_seconds,
+            )  # fmt: skip
+        app.state.pod_verifier = PodTokenVerifier(
+            settings.pod_jwks, settings.pod_issuer, namespace=settings.models_namespace,
+            max_lifetime=settings.pod_token_max_lifetime_seconds, fetcher=fetcher,
+        )  # fmt: skip
     _install_handlers(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
@@ -226,12 +258,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     @app.get(f"{API_PREFIX}/health", tags=["health"], summary="Readiness: the records database answers")
-    def health() -> dict:
-        from allora_gitops.db import open_records
-
-        with open_records(settings.database_url):
-            pass
-        return {"status": "ok", "version": __version__}
+    def health(request: Request) -> dict:
+        return {"status": "ok", "version": __version__, "database": database_state(request)}
 
     unauthorized = {401: {"description": "Missing, unknown, revoked or expired token (a problem object)"}}
     app.include_router(bundles.router, prefix=API_PREFIX, responses=unauthorized)
@@ -239,6 +267,25 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(results.router, prefix=API_PREFIX, responses=unauthorized)
     app.include_router(web.router)  # the monitoring pages (HTML, session cookie)
     return app
+
+
+READINESS_WAIT_SECONDS = 1.0
+
+
+def database_state(request: Request) -> str:
+    """``ok`` when a pooled connection answers; ``busy`` when every one is lent out but a fresh connection
+    answers (the server is loaded, not broken: it stays ready); else DatabaseError (503 "database down")."""
+    from allora_gitops.db.connection import DatabaseBusy, database_answers
+
+    try:
+        with records_connection(request, timeout=READINESS_WAIT_SECONDS) as conn:
+            conn.execute("SELECT 1")
+        return "ok"
+    except DatabaseBusy:
+        pool = request.app.state.pool
+        if pool is not None and database_answers(pool.database_url):
+            return "busy"
+        raise DatabaseError("the database is down: it does not answer") from None
 
 
 def create_app_from_environment() -> FastAPI:
@@ -256,30 +303,48 @@ def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
-def open_session(request: Request, settings: ApiSettings = Depends(get_settings)) -> Iterator[tuple[Any, Accounts]]:
-    """(records, accounts) on one database connection for the request; closed after the response.
+def records_pool(request: Request):
+    """The process's pool (``RecordsPool``), made at the first request, after the schema was checked against this
+    code's migrations once (``serve`` checks it at start too): an applied migration stays applied."""
+    app = request.app
+    if app.state.pool is None:
+        from allora_gitops.db import open_records
+        from allora_gitops.db.connection import RecordsPool
 
-    The schema is checked against this code's migrations on the first request of the process only (``serve``
-    checks it at start too): an applied migration stays applied, and the check cost every request a second
-    connection and its queries (about 6-14 ms of a page's time, benchmarks/bench_pages.py)."""
-    from allora_gitops.db import open_records
+        settings: ApiSettings = app.state.settings
+        checked = open_records(settings.database_url)
+        checked.close()
+        if app.state.pool is None:
+            app.state.pool = RecordsPool(checked.database_url, max_size=settings.db_pool_size, timeout=settings.db_pool_timeout_seconds)
+    return app.state.pool
+
+
+def records_connection(request: Request, timeout: Optional[float] = None):
+    """A context manager lending one pooled connection (``DatabaseBusy`` after ``timeout`` s: a 503)."""
+    return records_pool(request).connection(timeout=timeout)
+
+
+def open_session(request: Request) -> Iterator[tuple[Any, Accounts]]:
+    """(records, accounts) on one pooled connection for the request; given back after the response. Routes that
+    wait on a client or a remote take :func:`authenticated` instead and borrow a connection only to write."""
     from allora_gitops.db.records import Records
 
-    checked = getattr(request.app.state, "checked_database_url", None)
-    if checked is None:
-        records = open_records(settings.database_url)
-        request.app.state.checked_database_url = records.database_url
-    else:
-        records = Records(checked)
-    try:
-        yield records, Accounts(records.connection)
-    finally:
-        records.close()
+    pool = records_pool(request)
+    with pool.connection() as conn:
+        yield Records(pool.database_url, conn=conn), Accounts(conn)
 
 
 # declares the scheme in the OpenAPI document (securitySchemes, and `security` on every route that needs it);
 # the refusal itself stays ours, one problem object for every way a token can be wrong
 bearer = HTTPBearer(auto_error=False, scheme_name="token", description="An API token from `allora-gitops token create`")
+
+
+def _unauthorized() -> ApiError:
+    return ApiError(
+        401,
+        "a valid API token is required: send 'Authorization: Bearer TOKEN' (create one with `allora-gitops token create`)",
+        headers={"WWW-Authenticate": 'Bearer realm="allora-gitops"'},
+    )
 
 
 def current_principal(
@@ -288,11 +353,19 @@ def current_principal(
     """The caller, from ``Authorization: Bearer TOKEN``; 401 (the same answer) for missing, unknown, revoked or expired."""
     principal = session[1].authenticate(credentials.credentials.strip()) if credentials is not None else None
     if principal is None:
-        raise ApiError(
-            401,
-            "a valid API token is required: send 'Authorization: Bearer TOKEN' (create one with `allora-gitops token create`)",
-            headers={"WWW-Authenticate": 'Bearer realm="allora-gitops"'},
-        )
+        raise _unauthorized()
+    return principal
+
+
+def authenticated(request: Request, credentials: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> Principal:
+    """The caller, like :func:`current_principal`, on a connection given back before the route runs: for a route
+    that then waits on its client (an upload's body) while holding nothing of the database."""
+    if credentials is None:
+        raise _unauthorized()
+    with records_connection(request) as conn:
+        principal = Accounts(conn).authenticate(credentials.credentials.strip())
+    if principal is None:
+        raise _unauthorized()
     return principal
 
 

@@ -107,6 +107,11 @@ class Accounts:
     def __init__(self, conn):
         self._conn = conn
 
+    @property
+    def connection(self):
+        """The psycopg connection (autocommit) these accounts work on."""
+        return self._conn
+
     # --- users and tokens ---------------------------------------------------------------------
     def ensure_user(self, name: str, *, admin: Optional[bool] = None) -> str:
         """The user's id, creating the user when new; ``admin`` given = set the flag."""
@@ -186,8 +191,8 @@ class Accounts:
             "INSERT INTO bundle_owners (name, user_id) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING", (name, principal.user_id)
         )
         owner = self.owner_of(name)
-        if owner != principal.user_id and not principal.is_admin:
-            raise RecordConflict(f"the bundle name {name!r} belongs to another user; choose another name in model.yaml")
+        if owner != principal.user_id and not principal.is_admin:  # taken: never say by whom (api/bundles.py)
+            raise RecordConflict(f"the bundle name {name!r} is taken; choose another name in model.yaml")
 
     def owner_of(self, name: str) -> Optional[str]:
         row = self._conn.execute("SELECT user_id::text FROM bundle_owners WHERE name = %s", (name,)).fetchone()

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from allora_gitops import constants as C
-from allora_gitops.api.app import ApiError, Caller, caller
+from allora_gitops.api.app import ApiError, Caller, authenticated, caller, get_settings
 from allora_gitops.api.auth import Principal
 from allora_gitops.api.settings import ApiSettings
 
@@ -47,13 +47,35 @@ def bundle_out(record, *, created: bool = False, warnings: Optional[list[str]] =
     )  # fmt: skip
 
 
-def store_uploaded_bundle(path: Path, sha256: str, principal: Principal, settings: ApiSettings, records, accounts):
-    """Inspect (the checks of ``allora-bundle inspect``), claim the name, store and record an uploaded archive.
+NAME_TAKEN = "the bundle name {name!r} is taken; choose another name in model.yaml"
 
-    Returns (BundleRecord, created). Raises ArchiveError (unsafe, altered, secrets: nothing stored),
-    RecordConflict (the name is another user's, or this version names other bytes).
+
+def check_name_free(accounts, principal: Principal, name: str) -> None:
+    """RecordConflict (409) when another user owns ``name``. Names are one namespace for every user, so a push
+    must say the name is taken; it never says by whom, and every read of another user's name answers 404."""
+    from allora_gitops.errors import RecordConflict
+
+    owner = accounts.owner_of(name)
+    if owner is not None and owner != principal.user_id and not principal.is_admin:
+        raise RecordConflict(NAME_TAKEN.format(name=name))
+
+
+def store_uploaded_bundle(path: Path, sha256: str, principal: Principal, settings: ApiSettings, pool):
+    """Check, store and record an uploaded archive; a refusal leaves the store, the records and the name as they were.
+
+    1. every rule the records enforce is checked first, without writing: the archive (``inspect_archive``, the
+       checks of ``allora-bundle inspect``; model.yaml's name and version as the database holds them), the name
+       free for this user, the version not already naming other bytes;
+    2. the archive is stored (no database connection is held meanwhile);
+    3. in one transaction the name is claimed and the record inserted; if that fails, the archive this call
+       stored is removed again (unless a record of the same bytes uses it: a concurrent upload of them).
+
+    Returns (BundleRecord, created). Raises ArchiveError/ManifestError (422), RecordConflict (409: the name is
+    another user's, or this version names other bytes), DatabaseError/StorageError (503).
     """
+    from allora_gitops.api.auth import Accounts
     from allora_gitops.bundle.archive import inspect_archive
+    from allora_gitops.db.records import Records
     from allora_gitops.errors import RecordConflict
     from allora_gitops.storage.objects import open_store
 
@@ -61,8 +83,9 @@ def store_uploaded_bundle(path: Path, sha256: str, principal: Principal, setting
     if info.sha256 != sha256:  # the file changed under us between receiving and reading it
         raise RecordConflict("the upload changed while it was being read; send it again")
     name, version = info.name, info.version
-    accounts.claim_name(principal, name)
-    existing = records.get_bundle(name, version)
+    with pool.connection() as conn:
+        check_name_free(Accounts(conn), principal, name)
+        existing = Records(pool.database_url, conn=conn).get_bundle(name, version)
     if existing is not None:
         if existing.sha256 != sha256:
             raise RecordConflict(
@@ -73,12 +96,35 @@ def store_uploaded_bundle(path: Path, sha256: str, principal: Principal, setting
     store = open_store(settings.store_url)
     if hasattr(store, "upload_concurrency"):  # an S3 store
         store.upload_concurrency, store.part_size = STORE_UPLOAD_CONCURRENCY, STORE_PART_SIZE
-    put = store.put_file(C.archive_object_key(name, version, sha256), path, sha256)
-    record = records.register_bundle(
-        name=name, version=version, sha256=sha256, size=info.size, archive_url=put.url,
-        python_version=info.manifest.python.version, manifest=info.manifest, published_by=principal.name,
-    )  # fmt: skip
+    key = C.archive_object_key(name, version, sha256)
+    put = store.put_file(key, path, sha256)
+    try:
+        with pool.connection() as conn, conn.transaction():
+            accounts, records = Accounts(conn), Records(pool.database_url, conn=conn)
+            accounts.claim_name(principal, name)
+            record = records.register_bundle(
+                name=name, version=version, sha256=sha256, size=info.size, archive_url=put.url,
+                python_version=info.manifest.python.version, manifest=info.manifest, published_by=principal.name,
+            )  # fmt: skip
+    except BaseException:
+        if put.uploaded:
+            _remove_unrecorded(store, key, put.url, sha256, pool)
+        raise
     return record, record.created
+
+
+def _remove_unrecorded(store, key: str, url: str, sha256: str, pool) -> None:
+    """Remove an archive this upload stored and could not record, unless a record uses it; when the records
+    cannot be read the archive stays (a stray object is harmless, a record without its archive is not)."""
+    import contextlib
+
+    from allora_gitops.db.records import Records
+
+    with contextlib.suppress(Exception):
+        with pool.connection() as conn:
+            used = any(b.archive_url == url for b in Records(pool.database_url, conn=conn).find_bundle_by_sha256(sha256))
+        if not used:
+            store.delete(key)
 
 
 @router.post(
@@ -86,7 +132,7 @@ def store_uploaded_bundle(path: Path, sha256: str, principal: Principal, setting
     summary="Upload a bundle archive (multipart field 'bundle')",
     status_code=201,
     response_model=BundleOut,
-    responses={200: {"description": "These exact bytes were already stored: no new record"}, 409: {}, 413: {}, 422: {}},
+    responses={200: {"description": "These exact bytes were already stored: no new record"}, 408: {}, 409: {}, 413: {}, 422: {}, 429: {}},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -97,19 +143,34 @@ def store_uploaded_bundle(path: Path, sha256: str, principal: Principal, setting
         }
     },  # fmt: skip
 )
-async def upload_bundle(request: Request, c: Caller = Depends(caller)):
+async def upload_bundle(request: Request, principal: Principal = Depends(authenticated), settings: ApiSettings = Depends(get_settings)):
+    from allora_gitops.api.app import records_pool
     from allora_gitops.api.upload import receive_file
 
-    limit = min(c.settings.max_upload_bytes, c.principal.max_upload_bytes or c.settings.max_upload_bytes)
-    spool = tempfile.mkdtemp(prefix="allora-upload-", dir=c.settings.upload_dir)
+    limit = min(settings.max_upload_bytes, principal.max_upload_bytes or settings.max_upload_bytes)
+    uploads: dict = request.app.state.uploads
+    if uploads.get(principal.user_id, 0) >= settings.uploads_per_user:
+        raise ApiError(
+            429, f"{settings.uploads_per_user} uploads of yours are in progress on this server; wait for one to finish",
+            headers={"Retry-After": "2", "Connection": "close"},
+        )  # fmt: skip
+    uploads[principal.user_id] = uploads.get(principal.user_id, 0) + 1  # one event loop: no await in between
+    spool = tempfile.mkdtemp(prefix="allora-upload-", dir=settings.upload_dir)
     request.state.scrub = (spool + "/", spool)
     try:
-        received = await receive_file(request, Path(spool), field=UPLOAD_FIELD, limit=limit)
+        received = await receive_file(
+            request, Path(spool), field=UPLOAD_FIELD, limit=limit, idle=settings.upload_idle_seconds, total=settings.upload_total_seconds
+        )  # fmt: skip
         record, created = await run_in_threadpool(
-            store_uploaded_bundle, received.path, received.sha256, c.principal, c.settings, c.records, c.accounts
+            store_uploaded_bundle, received.path, received.sha256, principal, settings, records_pool(request)
         )
     finally:
         shutil.rmtree(spool, ignore_errors=True)
+        left = uploads.get(principal.user_id, 1) - 1
+        if left > 0:
+            uploads[principal.user_id] = left
+        else:
+            uploads.pop(principal.user_id, None)
     return JSONResponse(bundle_out(record, created=created).model_dump(), status_code=201 if created else 200)
 
 

@@ -32,6 +32,9 @@ class Credentials:
     token: str
 
 
+UPLOAD_BUSY_WAIT_SECONDS = 600  # a 429 (the user's concurrent uploads at the server's cap) is retried this long
+
+
 def credentials_file() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME", "").strip() or str(Path.home() / ".config")
     return Path(base) / "allora-gitops" / "platform.json"
@@ -154,14 +157,22 @@ class PlatformClient:
         """POST the archive as the multipart field ``bundle``; httpx streams it from disk in chunks."""
         import httpx
 
+        import time
+
         archive = Path(archive)
-        try:
-            with open(archive, "rb") as fh:
-                files = {"bundle": (archive.name, _Counting(fh, progress), "application/gzip")}
-                response = self._http.post("/api/bundles", files=files)
-        except httpx.HTTPError as exc:
-            raise PlatformError(f"the upload to {self.credentials.platform} failed: {type(exc).__name__}") from None
-        return self._answer(response)
+        deadline = time.monotonic() + UPLOAD_BUSY_WAIT_SECONDS
+        while True:
+            try:
+                with open(archive, "rb") as fh:
+                    files = {"bundle": (archive.name, _Counting(fh, progress), "application/gzip")}
+                    response = self._http.post("/api/bundles", files=files)
+            except httpx.HTTPError as exc:
+                raise PlatformError(f"the upload to {self.credentials.platform} failed: {type(exc).__name__}") from None
+            # 429: as many of this user's uploads as the server takes at once are in progress; wait as told
+            if response.status_code != 429 or time.monotonic() > deadline:
+                return self._answer(response)
+            retry_after = response.headers.get("retry-after", "")
+            time.sleep(min(float(retry_after) if retry_after.isdigit() else 5.0, 30.0))
 
     def deploy(self, request: dict) -> dict:
         return self._request("POST", "/api/deployments", json=request)

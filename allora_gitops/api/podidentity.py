@@ -15,8 +15,10 @@ signs (RS256 or ES256); its claims look like::
 (https://kubernetes.io/docs/reference/access-authn-authz/service-accounts-admin/#bound-service-account-token-volume,
 https://kubernetes.io/docs/concepts/storage/projected-volumes/#serviceaccounttoken). The signature is checked
 against the issuer's public keys, a JWKS served by the API server at ``{issuer}/openid/v1/jwks`` (service
-account issuer discovery), given here as a URL or a file; keys are cached and fetched again for an unknown
-``kid`` (PyJWT's ``PyJWKClient``, at most every 30 s); a file is read again when it changes.
+account issuer discovery), given here as a URL or a file; a file is read again when it changes. A URL is read by
+one :class:`JwksFetcher`: never on a request's path for a known key (the last good set is refreshed in the
+background, stale-while-revalidate, and trusted for a bounded time while the issuer is unreachable), one fetch in
+flight at a time, a request with an unknown ``kid`` waits for it at most ~0.25 s and then fails (503, retryable).
 
 Each deployment has its own ServiceAccount, named like its other objects: ``<bundle name>-<network>`` (the
 overlay's ``nameSuffix``; ``DeploymentSpec.instance``) in the deployments' namespace. So ``sub`` names exactly one
@@ -30,9 +32,12 @@ Messages never quote the token.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jwt
 
@@ -44,6 +49,9 @@ ALGORITHMS = ("RS256", "ES256")  # what kube-apiserver signs ServiceAccount toke
 LEEWAY_SECONDS = 30  # clock skew tolerated on exp/nbf/iat between the node and the platform
 REQUIRED_CLAIMS = ("exp", "iat", "nbf", "iss", "aud", "sub")
 SUBJECT_PREFIX = "system:serviceaccount:"
+JWKS_MIN_INTERVAL_SECONDS = 5.0  # between two fetches: made-up kids cannot make the server hammer the issuer
+MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600  # exp - iat: the kubelet mints ≤ 48 h; the rendered pods ask for 1 h
+log = logging.getLogger("allora_gitops.api.podidentity")
 
 
 class PodIdentityError(AlloraGitopsError):
@@ -87,19 +95,30 @@ class PodTokenVerifier:
     /.well-known/openid-configuration``); ``namespace``: where the platform's deployments run.
     """
 
-    def __init__(self, jwks: str, issuer: str, *, namespace: str = C.NAMESPACE, audience: str = RESULTS_TOKEN_AUDIENCE):
-        if jwks.startswith(("https://", "http://")):
-            self._keys: Any = jwt.PyJWKClient(jwks, cache_jwk_set=True, lifespan=300, timeout=10)
+    def __init__(
+        self, jwks: str, issuer: str, *, namespace: str = C.NAMESPACE, audience: str = RESULTS_TOKEN_AUDIENCE,
+        max_lifetime: int = MAX_TOKEN_LIFETIME_SECONDS, fetcher: Optional["JwksFetcher"] = None,
+    ):  # fmt: skip
+        if fetcher is not None:
+            self.keys: Any = fetcher
+        elif jwks.startswith(("https://", "http://")):
+            self.keys = JwksFetcher(jwks)
         else:
-            self._keys = _FileKeys(Path(jwks))
+            self.keys = _FileKeys(Path(jwks))
         self.issuer = issuer
         self.namespace = namespace
         self.audience = audience
+        self.max_lifetime = max_lifetime
+
+    def start(self) -> None:
+        """Begin fetching a URL's keys in the background (the server's start), so the first report need not wait."""
+        if isinstance(self.keys, JwksFetcher):
+            self.keys.start()
 
     def verify(self, token: str) -> PodIdentity:
         """The token's verified identity, or ``PodTokenRejected`` / ``PodIdentityUnavailable``."""
         try:
-            key = self._keys.get_signing_key_from_jwt(token)
+            key = self.keys.get_signing_key_from_jwt(token)
         except jwt.PyJWKClientConnectionError:
             raise PodIdentityUnavailable("the cluster's ServiceAccount keys (JWKS) cannot be fetched") from None
         except jwt.PyJWKClientError:
@@ -125,7 +144,129 @@ class PodTokenVerifier:
             raise PodTokenRejected("the token's signature does not verify") from None
         except jwt.PyJWTError as exc:
             raise PodTokenRejected(f"the token is not valid ({type(exc).__name__})") from None
+        lifetime = claims["exp"] - claims["iat"] if all(isinstance(claims[k], (int, float)) for k in ("exp", "iat")) else None
+        if lifetime is None or lifetime > self.max_lifetime:
+            raise PodTokenRejected(f"the token is valid for longer than this platform accepts ({self.max_lifetime // 3600} h at most)")
         return identity_from_claims(claims)
+
+
+class JwksFetcher:
+    """The signing keys of a JWKS URL, fetched so that no request waits on the issuer for a key it already knows.
+
+    - a known ``kid`` is answered from the last good set; once that set is ``refresh_seconds`` old a refetch
+      starts in the background and the set keeps serving (stale-while-revalidate) until ``max_stale_seconds``
+      after its fetch; past that, nothing verifies (503) until a fetch succeeds;
+    - an unknown ``kid`` starts a fetch (at most one every ``min_interval`` seconds, so made-up kids cannot make
+      the server hammer the issuer) and waits for it at most ``wait_seconds``; a fetch still running then is a
+      ``PyJWKClientConnectionError`` (503), not a blocked thread;
+    - one fetch at a time, in a daemon thread, with a ``timeout``; a failed fetch logs its cause (status, TLS,
+      connection) once per fetch, never a token.
+
+    ``ca_file``: the CA bundle trusted for an ``https`` URL (an in-cluster issuer's private CA; default: the
+    system's, ``$SSL_CERT_FILE``); ``token_file``: a bearer token sent with each fetch, read at each fetch (a
+    projected ServiceAccount token rotates), for an API server that does not serve the JWKS anonymously.
+    ``clock``: monotonic seconds (tests pass their own).
+    """
+
+    def __init__(
+        self, url: str, *, ca_file: Optional[str] = None, token_file: Optional[str] = None,
+        refresh_seconds: float = 300.0, max_stale_seconds: float = 3600.0, min_interval: float = JWKS_MIN_INTERVAL_SECONDS,
+        wait_seconds: float = 0.25, timeout: float = 10.0, clock: Callable[[], float] = time.monotonic,
+    ):  # fmt: skip
+        self.url, self.ca_file, self.token_file = url, ca_file, token_file
+        self.refresh_seconds, self.max_stale_seconds = refresh_seconds, max_stale_seconds
+        self.min_interval, self.wait_seconds, self.timeout = min_interval, wait_seconds, timeout
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: Optional[float] = None  # when the current set was fetched (clock)
+        self._attempted_at: Optional[float] = None
+        self._in_flight: Optional[threading.Event] = None
+        self.last_error: Optional[str] = None
+        self.fetches = 0
+
+    def start(self) -> None:
+        """Fetch in the background now, so the first report does not wait for it."""
+        with self._lock:
+            self._start_locked(self.clock())
+
+    def get_signing_key_from_jwt(self, token: str) -> jwt.PyJWK:
+        kid = jwt.get_unverified_header(token).get("kid")
+        now = self.clock()
+        with self._lock:
+            fresh = self._fetched_at is not None and now - self._fetched_at < self.max_stale_seconds
+            key = self._keys.get(kid) if fresh else None
+            if key is not None:
+                if now - self._fetched_at >= self.refresh_seconds:
+                    self._start_locked(now)  # revalidate behind the answer
+                return key
+            event = self._start_locked(now, unknown_kid=fresh)
+        if event is not None:
+            event.wait(self.wait_seconds)
+        now = self.clock()
+        with self._lock:
+            fresh = self._fetched_at is not None and now - self._fetched_at < self.max_stale_seconds
+            key = self._keys.get(kid) if fresh else None
+            if key is not None:
+                return key
+            if fresh and (self._in_flight is None and self.last_error is None):
+                raise jwt.PyJWKClientError("no key with this kid")  # the issuer answered, and has no such key
+            cause = "still being fetched" if self._in_flight is not None else (self.last_error or "not fetched yet")
+        raise jwt.PyJWKClientConnectionError(f"the JWKS at {self.url} is unavailable ({cause})")
+
+    def _start_locked(self, now: float, *, unknown_kid: bool = False) -> Optional[threading.Event]:
+        """The running fetch's event, or a new fetch's; None when one ran less than ``min_interval`` ago."""
+        if self._in_flight is not None:
+            return self._in_flight
+        if self._attempted_at is not None and now - self._attempted_at < self.min_interval:
+            return None
+        self._attempted_at = now
+        self._in_flight = event = threading.Event()
+        threading.Thread(target=self._fetch, args=(event,), name="jwks-fetch", daemon=True).start()
+        return event
+
+    def _fetch(self, event: threading.Event) -> None:
+        try:
+            keys = self._download()
+        except Exception as exc:  # noqa: BLE001 - every cause is logged and kept, the thread never dies loudly
+            cause = _fetch_failure(exc)
+            log.warning("cannot fetch the pods' issuer keys from %s: %s", self.url, cause)
+            with self._lock:
+                self.last_error, self._in_flight = cause, None
+        else:
+            with self._lock:
+                self._keys, self._fetched_at, self.last_error, self._in_flight = keys, self.clock(), None, None
+                self.fetches += 1
+        finally:
+            event.set()
+
+    def _download(self) -> dict[str, jwt.PyJWK]:
+        import ssl
+        import urllib.request
+
+        headers = {"Accept": "application/json", "User-Agent": "allora-gitops"}
+        if self.token_file:
+            bearer = Path(self.token_file).read_text(encoding="utf-8").strip()
+            headers["Authorization"] = f"Bearer {bearer}"
+        context = ssl.create_default_context(cafile=self.ca_file) if self.url.startswith("https://") else None
+        request = urllib.request.Request(self.url, headers=headers)
+        with urllib.request.urlopen(request, timeout=self.timeout, context=context) as response:  # noqa: S310 - http(s) only
+            body = response.read(1 << 20)
+        found = jwt.PyJWKSet.from_json(body.decode("utf-8"))
+        return {key.key_id: key for key in found.keys if key.key_id}
+
+
+def _fetch_failure(exc: BaseException) -> str:
+    """One line for why a JWKS fetch failed: the HTTP status, the TLS or connection error, the bad document."""
+    import urllib.error
+
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return f"{type(exc.reason).__name__}: {exc.reason}"[:300]
+    if isinstance(exc, OSError) and not exc.args:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 class _FileKeys:

@@ -25,7 +25,7 @@ from typing import Any, Iterator
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.security import HTTPBearer
 
-from allora_gitops.api.app import ApiError, get_settings
+from allora_gitops.api.app import ApiError, get_settings, records_pool
 from allora_gitops.api.settings import ApiSettings
 
 router = APIRouter(tags=["results"])
@@ -40,9 +40,9 @@ pod_bearer = HTTPBearer(
 def pod_deployment(
     request: Request, settings: ApiSettings = Depends(get_settings), _declared: Any = Depends(pod_bearer)
 ) -> Iterator[tuple[Any, Any]]:
-    """(records, the caller's deployment) from the pod's bearer token; the connection is closed after the response."""
-    from allora_gitops.api.podidentity import authorize_pod
-    from allora_gitops.db import open_records
+    """(records, the caller's deployment) from the pod's bearer token, verified before a pooled connection is borrowed (given back after the response)."""
+    from allora_gitops.api.podidentity import deployment_for_pod
+    from allora_gitops.db.records import Records
 
     verifier = getattr(request.app.state, "pod_verifier", None)
     if verifier is None:
@@ -53,11 +53,11 @@ def pod_deployment(
             401, "a projected ServiceAccount token is required: 'Authorization: Bearer TOKEN'",
             headers={"WWW-Authenticate": 'Bearer realm="allora-platform"'},
         )  # fmt: skip
-    records = open_records(settings.database_url)
-    try:
-        yield records, authorize_pod(verifier, records, token.strip())
-    finally:
-        records.close()
+    identity = verifier.verify(token.strip())  # before any database work: a bad or unverifiable token costs none
+    pool = records_pool(request)
+    with pool.connection() as conn:
+        records = Records(pool.database_url, conn=conn)
+        yield records, deployment_for_pod(records, identity, verifier.namespace)
 
 
 @router.post("/v1/results", summary="Record a model pod's results (idempotent on deployment, nonce and kind; answered per result)")

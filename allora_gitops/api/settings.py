@@ -18,7 +18,29 @@ UPLOAD_DIR_ENV = "ALLORA_API_UPLOAD_DIR"
 POD_JWKS_ENV = "ALLORA_API_POD_JWKS"  # the issuer's JWKS: https://<api-server>/openid/v1/jwks or a file
 POD_ISSUER_ENV = "ALLORA_API_POD_ISSUER"  # the exact `iss` of its tokens
 MODELS_NAMESPACE_ENV = "ALLORA_API_MODELS_NAMESPACE"  # where the deployments' pods run (default: allora-models)
+# the pods' issuer keys (api/podidentity.py JwksFetcher): an in-cluster issuer URL with a private CA and the
+# ServiceAccount token the API server asks for; how long the last good keys stay trusted while it is unreachable
+POD_JWKS_CA_FILE_ENV = "ALLORA_API_POD_JWKS_CA_FILE"
+POD_JWKS_TOKEN_FILE_ENV = "ALLORA_API_POD_JWKS_TOKEN_FILE"
+POD_JWKS_MAX_STALE_ENV = "ALLORA_API_POD_JWKS_MAX_STALE_SECONDS"
+POD_TOKEN_MAX_LIFETIME_ENV = "ALLORA_API_POD_TOKEN_MAX_LIFETIME_SECONDS"
+# nothing waits while holding the database: the pool, and the deadlines of a streamed upload
+DB_POOL_SIZE_ENV = "ALLORA_API_DB_POOL_SIZE"
+DB_POOL_TIMEOUT_ENV = "ALLORA_API_DB_POOL_TIMEOUT_SECONDS"
+UPLOAD_IDLE_ENV = "ALLORA_API_UPLOAD_IDLE_SECONDS"
+UPLOAD_TOTAL_ENV = "ALLORA_API_UPLOAD_TOTAL_SECONDS"
+UPLOADS_PER_USER_ENV = "ALLORA_API_UPLOADS_PER_USER"
+SHUTDOWN_GRACE_ENV = "ALLORA_API_SHUTDOWN_GRACE_SECONDS"
+SECURE_COOKIES_ENV = "ALLORA_API_SECURE_COOKIES"  # true: session cookies are Secure whatever the request's scheme
 DEFAULT_MAX_LIVE_DEPLOYMENTS = 10
+DEFAULT_DB_POOL_SIZE = 10
+DEFAULT_DB_POOL_TIMEOUT = 5
+DEFAULT_UPLOAD_IDLE_SECONDS = 30  # no byte of the body for this long: 408, the connection closed
+DEFAULT_UPLOAD_TOTAL_SECONDS = 1800  # 500 MB at ~2.3 Mbit/s
+DEFAULT_UPLOADS_PER_USER = 4
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 20  # SIGTERM: requests in flight get this long, then the server ends (≤ 30 s)
+DEFAULT_POD_JWKS_MAX_STALE = 3600
+DEFAULT_POD_TOKEN_MAX_LIFETIME = 24 * 3600  # the kubelet mints projected tokens valid ≤ 48 h; ours ask for 1 h
 
 
 @dataclass(frozen=True)
@@ -36,6 +58,17 @@ class ApiSettings:
     pod_issuer: Optional[str] = None  # $ALLORA_API_POD_ISSUER
     models_namespace: str = C.NAMESPACE  # $ALLORA_API_MODELS_NAMESPACE
     prometheus_url: Optional[str] = None  # --prometheus-url, $ALLORA_PROMETHEUS_URL; None: resources are not shown
+    pod_jwks_ca_file: Optional[str] = None  # $ALLORA_API_POD_JWKS_CA_FILE: trust for an https JWKS (else $SSL_CERT_FILE / the system's)
+    pod_jwks_token_file: Optional[str] = None  # $ALLORA_API_POD_JWKS_TOKEN_FILE: a bearer token sent to the JWKS URL, read per fetch
+    pod_jwks_max_stale_seconds: int = DEFAULT_POD_JWKS_MAX_STALE
+    pod_token_max_lifetime_seconds: int = DEFAULT_POD_TOKEN_MAX_LIFETIME  # exp - iat above this: 401
+    db_pool_size: int = DEFAULT_DB_POOL_SIZE  # connections per server process
+    db_pool_timeout_seconds: int = DEFAULT_DB_POOL_TIMEOUT  # a request waits this long for one, then 503
+    upload_idle_seconds: int = DEFAULT_UPLOAD_IDLE_SECONDS
+    upload_total_seconds: int = DEFAULT_UPLOAD_TOTAL_SECONDS
+    uploads_per_user: int = DEFAULT_UPLOADS_PER_USER  # concurrent uploads of one user on one server process
+    shutdown_grace_seconds: int = DEFAULT_SHUTDOWN_GRACE_SECONDS
+    secure_cookies: bool = False
 
 
 def _int_env(name: str, default: int) -> int:
@@ -64,7 +97,11 @@ def load_api_settings(
     """Flags first, then ``$ALLORA_GITOPS_REPO``, ``$ALLORA_STORE_URL``, ``$ALLORA_DATABASE_URL``,
     ``$ALLORA_API_MAX_UPLOAD_MB``, ``$ALLORA_API_MAX_LIVE_DEPLOYMENTS``, then the defaults; results reporting
     from ``$ALLORA_API_POD_JWKS``, ``$ALLORA_API_POD_ISSUER`` and ``$ALLORA_API_MODELS_NAMESPACE``; the Prometheus
-    the resources are read from: the flag, else ``$ALLORA_PROMETHEUS_URL`` (:func:`allora_gitops.prometheus.prometheus_url_setting`).
+    the resources are read from: the flag, else ``$ALLORA_PROMETHEUS_URL`` (:func:`allora_gitops.prometheus.prometheus_url_setting`);
+    the pods' issuer (``$ALLORA_API_POD_JWKS_CA_FILE``, ``…_TOKEN_FILE``, ``…_MAX_STALE_SECONDS``,
+    ``$ALLORA_API_POD_TOKEN_MAX_LIFETIME_SECONDS``), the pool (``$ALLORA_API_DB_POOL_SIZE``, ``…_TIMEOUT_SECONDS``),
+    the uploads (``$ALLORA_API_UPLOAD_IDLE_SECONDS``, ``…_TOTAL_SECONDS``, ``$ALLORA_API_UPLOADS_PER_USER``), the
+    shutdown grace (``$ALLORA_API_SHUTDOWN_GRACE_SECONDS``, ≤ 30) and ``$ALLORA_API_SECURE_COOKIES``.
 
     The one place the server's configuration is read (repository settings files plug in here).
     Raises UsageError when no repository is given or a limit or the Prometheus URL is malformed.
@@ -90,6 +127,7 @@ def load_api_settings(
         upload_dir=os.environ.get(UPLOAD_DIR_ENV, "").strip() or None,
         prometheus_url=prometheus_url_setting(prometheus_url),
         **_pod_identity_settings(),
+        **_server_settings(),
     )
 
 
@@ -107,11 +145,44 @@ def settings_environment(settings: ApiSettings) -> dict[str, str]:
     for name, value in (
         (C.STORE_URL_ENV, settings.store_url), (C.DATABASE_URL_ENV, settings.database_url), (UPLOAD_DIR_ENV, settings.upload_dir),
         (POD_JWKS_ENV, settings.pod_jwks), (POD_ISSUER_ENV, settings.pod_issuer), (MODELS_NAMESPACE_ENV, settings.models_namespace),
-        (PROMETHEUS_URL_ENV, settings.prometheus_url),
+        (PROMETHEUS_URL_ENV, settings.prometheus_url), (POD_JWKS_CA_FILE_ENV, settings.pod_jwks_ca_file),
+        (POD_JWKS_TOKEN_FILE_ENV, settings.pod_jwks_token_file),
     ):  # fmt: skip
         if value:
             env[name] = value
+    for name, field in _SERVER_INTS:
+        env[name] = str(getattr(settings, field))
+    env[SECURE_COOKIES_ENV] = "true" if settings.secure_cookies else "false"
     return env
+
+
+# (variable, ApiSettings field, smallest allowed value)
+_SERVER_INTS = (
+    (POD_JWKS_MAX_STALE_ENV, "pod_jwks_max_stale_seconds"), (POD_TOKEN_MAX_LIFETIME_ENV, "pod_token_max_lifetime_seconds"),
+    (DB_POOL_SIZE_ENV, "db_pool_size"), (DB_POOL_TIMEOUT_ENV, "db_pool_timeout_seconds"),
+    (UPLOAD_IDLE_ENV, "upload_idle_seconds"), (UPLOAD_TOTAL_ENV, "upload_total_seconds"),
+    (UPLOADS_PER_USER_ENV, "uploads_per_user"), (SHUTDOWN_GRACE_ENV, "shutdown_grace_seconds"),
+)  # fmt: skip
+
+
+def _server_settings() -> dict:
+    """The pool, deadline, cookie and pod-token settings from their variables (defaults: ApiSettings'); UsageError
+    for a malformed one, a zero (each must be at least 1) or a shutdown grace over 30 s."""
+    values: dict = {}
+    for name, field in _SERVER_INTS:
+        value = _int_env(name, ApiSettings.__dataclass_fields__[field].default)
+        if value < 1:
+            raise UsageError(f"${name} must be at least 1")
+        values[field] = value
+    if values["shutdown_grace_seconds"] > 30:
+        raise UsageError(f"${SHUTDOWN_GRACE_ENV} must be at most 30 (Kubernetes' default grace period)")
+    raw = os.environ.get(SECURE_COOKIES_ENV, "").strip().lower()
+    if raw not in ("", "true", "false", "1", "0", "yes", "no"):
+        raise UsageError(f"${SECURE_COOKIES_ENV} must be true or false, not {raw!r}")
+    values["secure_cookies"] = raw in ("true", "1", "yes")
+    for name, field in ((POD_JWKS_CA_FILE_ENV, "pod_jwks_ca_file"), (POD_JWKS_TOKEN_FILE_ENV, "pod_jwks_token_file")):
+        values[field] = os.environ.get(name, "").strip() or None
+    return values
 
 
 def _pod_identity_settings() -> dict:

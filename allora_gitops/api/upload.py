@@ -3,13 +3,17 @@
 The body is fed chunk by chunk to python-multipart's push parser; the bytes of the one file field
 go straight to a file and into sha256, so memory stays at one network chunk whatever the size.
 A declared ``Content-Length`` over the limit is refused before a byte is read; a body without one
-(chunked) is refused as soon as it passes the limit.
+(chunked) is refused as soon as it passes the limit. A client that stops sending (between chunks or inside a
+part's headers) is cut off after ``idle`` seconds, a slow one after ``total`` seconds (408): no connection is
+held meanwhile (the route authenticated on one it gave back), only this coroutine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -45,11 +49,36 @@ def _too_large(limit: int) -> ApiError:
     return ApiError(413, f"the upload is larger than the limit of {limit >> 20} MB; nothing was stored", headers=CLOSE)
 
 
-async def receive_file(request: Request, directory: Path, *, field: str, limit: int) -> ReceivedFile:
+async def body_chunks(request: Request, *, idle: float, total: float):
+    """The request body's chunks as they arrive; ApiError 408 when none comes for ``idle`` seconds or the whole
+    body takes longer than ``total``, 400 when the client goes away."""
+    deadline = time.monotonic() + total
+    while True:
+        wait = min(idle, deadline - time.monotonic())
+        if wait <= 0:
+            raise ApiError(408, f"the upload took longer than {total:g} s; nothing was stored", title="Request Timeout", headers=CLOSE)
+        try:
+            message = await asyncio.wait_for(request.receive(), wait)
+        except asyncio.TimeoutError:
+            if time.monotonic() >= deadline:
+                raise ApiError(408, f"the upload took longer than {total:g} s; nothing was stored", title="Request Timeout", headers=CLOSE) from None
+            raise ApiError(408, f"the upload sent nothing for {idle:g} s; nothing was stored", title="Request Timeout", headers=CLOSE) from None
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "the client went away before the upload ended; nothing was stored", headers=CLOSE)
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def receive_file(
+    request: Request, directory: Path, *, field: str, limit: int, idle: float = 30.0, total: float = 1800.0
+) -> ReceivedFile:
     """Stream the form field ``field`` of ``request`` into ``directory``; (path, sha256, size, filename).
 
-    Raises ApiError: 415 (not multipart), 413 (over ``limit`` bytes, declared or streamed),
-    422 (no such field, or a malformed body).
+    Raises ApiError: 415 (not multipart), 413 (over ``limit`` bytes, declared or streamed), 408 (no byte for
+    ``idle`` seconds, or longer than ``total``), 422 (no such field, or a malformed body).
     """
     from python_multipart.exceptions import MultipartParseError
     from python_multipart.multipart import MultipartParser, parse_options_header
@@ -115,7 +144,7 @@ async def receive_file(request: Request, directory: Path, *, field: str, limit: 
     )  # fmt: skip
     received = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in body_chunks(request, idle=idle, total=total):
             received += len(chunk)
             if received > limit + FORM_OVERHEAD:
                 raise _too_large(limit)

@@ -2,7 +2,7 @@
 the same API tokens as the API.
 
 - ``GET /login``, ``POST /login``: a form that takes an API token and sets the session cookie;
-- ``POST /logout``: clears it;
+- ``POST /logout``: ends the session on the server (the old cookie is refused from then on) and clears it;
 - ``GET /``: the caller's deployments (every one for an admin): name, network, version, state, last
   successful submission, success rate and p95 latency over 24 h;
 - ``GET /deployments/{id}``: one deployment: state, rates and latency per window, a success/failure chart
@@ -10,9 +10,12 @@ the same API tokens as the API.
   memory against the limits, restarts, from Prometheus when ``--prometheus-url`` is set), the ``kubectl logs``
   command for its pod. Another user's deployment is a 404, as in the API.
 
-The session cookie is ``<token prefix>.<expiry>.<HMAC-SHA256>``, keyed by the token's stored sha256 (which
-never leaves the server): the token itself is not in it, any replica can check it without shared state,
-and revoking or expiring the token ends the session. It is HttpOnly, SameSite=Strict, Secure over HTTPS.
+The session cookie is ``<token prefix>.<expiry>.<session id>.<HMAC-SHA256>``, keyed by the token's stored sha256
+(which never leaves the server): the token itself is not in it. Each sign-in is a row of ``web_sessions`` keyed
+by the sha256 of the random session id (migration 0011), so sign-out ends it for every replica; revoking or
+expiring the token ends it too. It is HttpOnly, SameSite=Strict, and Secure when the request came over HTTPS
+(directly, or through a proxy in ``--forwarded-allow-ips`` sending ``X-Forwarded-Proto: https``) or when
+``ALLORA_API_SECURE_COOKIES`` is true.
 Forms carry a CSRF token: the logout form's is an HMAC of the session; the login form's is a random value
 also set in a short-lived cookie (double submit, OWASP CSRF Prevention Cheat Sheet).
 """
@@ -93,27 +96,56 @@ def _sign(key: str, purpose: str, payload: str) -> str:
     return hmac.new(key.encode(), f"{purpose}:{payload}".encode(), sha256).hexdigest()
 
 
-def session_cookie(prefix: str, key: str, now: Optional[float] = None) -> str:
-    """The cookie value for a session of the token ``prefix`` whose stored sha256 is ``key``."""
-    payload = f"{prefix}.{int((now or time.time()) + SESSION_SECONDS)}"
+def start_session(conn, prefix: str, key: str) -> str:
+    """Record a new sign-in of the token ``prefix`` (stored sha256 ``key``); its cookie value. Sessions that ended
+    a day ago or more are deleted on the way (they only ever refuse)."""
+    session_id = secrets.token_urlsafe(32)
+    expires = int(time.time()) + SESSION_SECONDS
+    conn.execute("DELETE FROM web_sessions WHERE expires_at < now() - interval '1 day'")
+    conn.execute(
+        """INSERT INTO web_sessions (sha256, token_id, expires_at)
+           SELECT %s, id, to_timestamp(%s) FROM api_tokens WHERE prefix = %s""",
+        (sha256(session_id.encode()).hexdigest(), expires, prefix),
+    )
+    payload = f"{prefix}.{expires}.{session_id}"
     return f"{payload}.{_sign(key, 'session', payload)}"
 
 
+def end_session(conn, cookie: Optional[str]) -> None:
+    """Sign-out: the cookie's session row ends now (its signature was checked by :func:`read_session`)."""
+    session_id = _cookie_parts(cookie)[2]
+    if session_id:
+        conn.execute("UPDATE web_sessions SET ended_at = coalesce(ended_at, now()) WHERE sha256 = %s", (sha256(session_id.encode()).hexdigest(),))
+
+
+def _cookie_parts(cookie: Optional[str]) -> tuple[str, str, str, str]:
+    parts = (cookie or "").split(".")
+    return tuple(parts) if len(parts) == 4 else ("", "", "", "")  # type: ignore[return-value]
+
+
 def read_session(cookie: Optional[str], accounts) -> Optional[WebSession]:
-    """The session of a cookie value when its signature holds, it has not expired and its token is still live."""
-    prefix, _, rest = (cookie or "").partition(".")
-    expires, _, signature = rest.partition(".")
-    if not prefix.startswith(TOKEN_PREFIX) or not expires.isdigit() or int(expires) < time.time():
+    """The session of a cookie value when its signature holds, it has not expired or ended, and its token is still live."""
+    prefix, expires, session_id, signature = _cookie_parts(cookie)
+    if not prefix.startswith(TOKEN_PREFIX) or not expires.isdigit() or int(expires) < time.time() or not session_id:
         return None
     found = accounts.live_token(prefix)
-    payload = f"{prefix}.{expires}"
+    payload = f"{prefix}.{expires}.{session_id}"
     if found is None or not hmac.compare_digest(signature, _sign(found[0], "session", payload)):
+        return None
+    row = accounts.connection.execute(
+        """SELECT 1 FROM web_sessions s JOIN api_tokens t ON t.id = s.token_id
+           WHERE s.sha256 = %s AND t.prefix = %s AND s.ended_at IS NULL AND s.expires_at > now()""",
+        (sha256(session_id.encode()).hexdigest(), prefix),
+    ).fetchone()
+    if row is None:
         return None
     return WebSession(found[1], _sign(found[0], "csrf", payload))
 
 
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Secure cookies: forced by the setting, else when the request came over HTTPS (uvicorn takes the scheme
+    from ``X-Forwarded-Proto`` of a proxy in ``--forwarded-allow-ips`` only)."""
+    return request.app.state.settings.secure_cookies or request.url.scheme == "https"
 
 
 def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -148,7 +180,7 @@ def login(request: Request, token: str = Form(""), csrf: str = Form(""), session
         return _login_page(request, 401, "That token is not valid: it is unknown, revoked or expired.")
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, session_cookie(prefix, found[0]),
+        SESSION_COOKIE, start_session(accounts.connection, prefix, found[0]),
         max_age=SESSION_SECONDS, httponly=True, samesite="strict", secure=_secure(request),
     )  # fmt: skip
     response.delete_cookie(LOGIN_CSRF_COOKIE)
@@ -160,6 +192,8 @@ def logout(request: Request, csrf: str = Form(""), session=Depends(open_session)
     web = read_session(request.cookies.get(SESSION_COOKIE), session[1])
     if web is not None and not hmac.compare_digest(csrf, web.csrf):
         return _page(request, "error.html", 403, title="Form expired", message="The sign-out form did not come from this page: reload it and try again.")
+    if web is not None:
+        end_session(session[1].connection, request.cookies.get(SESSION_COOKIE))
     response = _to_login()
     response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict", secure=_secure(request))
     return response

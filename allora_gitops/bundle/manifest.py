@@ -175,9 +175,7 @@ class BundleManifest(_Section):
     @field_validator("version")
     @classmethod
     def _version(cls, v: str) -> str:
-        if not SEMVER.match(v):
-            raise ValueError(f"{v!r} is not a semantic version like 1.0.0")
-        return v
+        return check_bundle_version(v)
 
     @property
     def artifacts_path(self) -> str:
@@ -199,6 +197,18 @@ class BundleManifest(_Section):
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
         return cls.model_json_schema()
+
+
+def check_bundle_version(v: str) -> str:
+    """A semantic version of at most 64 characters (the records' limit) that can name a git branch (a review
+    branch is ``deploy/<name>/<network>/<version>``: git refuses a component ending in ``.lock``)."""
+    if len(v) > C.MAX_VERSION_LENGTH:
+        raise ValueError(f"the version is {len(v)} characters long; at most {C.MAX_VERSION_LENGTH} are allowed")
+    if not SEMVER.match(v):
+        raise ValueError(f"{v!r} is not a semantic version like 1.0.0")
+    if v.endswith(".lock"):
+        raise ValueError(f"{v!r} cannot name a git branch (a ref component may not end in .lock); choose another pre-release label")
+    return v
 
 
 def check_bundle_name(v: str) -> str:

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 DATABASE_URL_HELP = "PostgreSQL URL (default: $ALLORA_DATABASE_URL, else the embedded server)."
+DEFAULT_TOKEN_EXPIRY = "90d"  # a forgotten token stops working on its own; `--expires never` is a choice, not a default
 
 
 def _accounts(database_url: Optional[str]):
@@ -31,6 +32,11 @@ def register(app: typer.Typer) -> None:
             None, "--prometheus-url", help="Prometheus to read CPU, memory and restarts from (default: $ALLORA_PROMETHEUS_URL, else not shown)."
         ),
         workers: int = typer.Option(1, "--workers", min=1, help="Worker processes (replicas scale further: the server keeps no state)."),
+        forwarded_allow_ips: Optional[str] = typer.Option(
+            None, "--forwarded-allow-ips",
+            help="Proxies whose X-Forwarded-Proto/-For are believed: comma-separated addresses or networks, or '*' "
+                 "(default: $FORWARDED_ALLOW_IPS, else 127.0.0.1). Behind a TLS ingress this makes cookies Secure.",
+        ),
     ) -> None:
         """Serve the platform API (upload bundles, deploy them through review branches) with uvicorn."""
         import signal
@@ -52,8 +58,10 @@ def register(app: typer.Typer) -> None:
         # uvicorn drains on SIGTERM, then raises the signal again; its default action would end the process
         # before the exit hooks run, leaving the embedded PostgreSQL running: leave like the shell says instead
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+        # SIGTERM: stop accepting, give requests in flight the grace period, then end whatever clients do (slow
+        # uploads, stalled bodies): within Kubernetes' default 30 s. Keep-alive connections are closed after 5 s.
         common = dict(host=host, port=port, log_level="info", access_log=True, server_header=False, proxy_headers=True,
-                      timeout_graceful_shutdown=30)  # fmt: skip
+                      forwarded_allow_ips=forwarded_allow_ips, timeout_graceful_shutdown=settings.shutdown_grace_seconds)  # fmt: skip
         if workers <= 1:
             uvicorn.Server(uvicorn.Config(create_app(settings), **common)).run()
             return
@@ -71,7 +79,9 @@ def register(app: typer.Typer) -> None:
     def token_create(
         user: str = typer.Option(..., "--user", help="The user (or team) the token acts as; created when new."),
         admin: bool = typer.Option(False, "--admin", help="Make the user an admin (sees and changes everything)."),
-        expires: Optional[str] = typer.Option(None, "--expires", help="30d, 12h, 2w, an ISO date, or never (default)."),
+        expires: str = typer.Option(
+            DEFAULT_TOKEN_EXPIRY, "--expires", help="30d, 12h, 2w, an ISO date, or never (spelled out: a token that never expires)."
+        ),
         database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
     ) -> None:
         """Create a token and print it once: only its sha256 and prefix are stored."""

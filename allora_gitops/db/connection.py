@@ -47,3 +47,87 @@ def _first_line(exc: BaseException) -> str:
     line = text[0] if text else type(exc).__name__
     # libpq says "connection to server at "h" (addr), port p failed: <reason>"; keep the reason.
     return line
+
+
+class RecordsPool:
+    """The server's connections to the records database: one ``psycopg_pool.ConnectionPool``, opened on first
+    use in the process that uses it (each ``serve --workers`` process has its own), shared by every request.
+
+    The connections are the ones :func:`connect` makes (autocommit, ``prepare_threshold=None``) and carry no
+    session state from one use to the next, so the pool works through PgBouncer in transaction mode. A borrowed
+    connection is checked (one round trip) before it is lent, so a database restart costs no request.
+
+    ``max_size`` connections at most; a borrower waits at most ``timeout`` seconds, then ``DatabaseBusy``.
+    """
+
+    def __init__(self, database_url: str, *, max_size: int = 10, timeout: float = 5.0, application_name: str = "allora-gitops serve"):
+        self.database_url = database_url
+        self.max_size, self.timeout = max_size, timeout
+        self.application_name = application_name
+        self._pool = None
+        import threading
+
+        self._lock = threading.Lock()
+
+    def _opened(self):
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    from psycopg_pool import ConnectionPool
+
+                    self._pool = ConnectionPool(
+                        self.database_url, min_size=min(2, self.max_size), max_size=self.max_size, timeout=self.timeout,
+                        kwargs={"autocommit": True, "prepare_threshold": None, "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                                "application_name": self.application_name},
+                        check=ConnectionPool.check_connection, open=True, name="allora-records",
+                    )  # fmt: skip
+        return self._pool
+
+    def connection(self, timeout: float | None = None):
+        """A context manager lending one connection; ``DatabaseBusy`` when none frees up within ``timeout``
+        (default: the pool's), ``DatabaseError`` when the database cannot be reached."""
+        import contextlib
+
+        from psycopg_pool import PoolTimeout
+
+        @contextlib.contextmanager
+        def lend():
+            pool = self._opened()
+            try:
+                conn = pool.getconn(timeout=timeout)
+            except PoolTimeout:
+                raise DatabaseBusy(
+                    f"no database connection within {timeout or self.timeout:g} s (all {self.max_size} of this server's are in use, "
+                    "or the database does not answer); try again"
+                ) from None
+            try:
+                yield conn
+            finally:
+                pool.putconn(conn)
+
+        return lend()
+
+    @property
+    def stats(self) -> dict:
+        return dict(self._pool.get_stats()) if self._pool is not None else {}
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close(timeout=2)
+            self._pool = None
+
+
+class DatabaseBusy(DatabaseError):
+    """Every pooled connection is lent out: the database is up, this server is at its connection limit."""
+
+
+def database_answers(database_url: str, timeout: float = 3.0) -> bool:
+    """Whether a fresh connection to ``database_url`` answers ``SELECT 1`` within about ``timeout`` seconds."""
+    import psycopg
+
+    try:
+        with psycopg.connect(database_url, autocommit=True, connect_timeout=max(1, int(timeout)), prepare_threshold=None) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False

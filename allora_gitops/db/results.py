@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from allora_gitops.constants import DEFAULT_RESULTS_RETENTION, RESULTS_RETENTION_ENV
-from allora_gitops.errors import DatabaseError, InputRefused, Problem, ResultsError, UsageError
+from allora_gitops.errors import DatabaseError, RecordRefused, Problem, ResultsError, UsageError
 
 RESULT_KINDS = ("prediction", "submission")
 RESULT_STATUSES = ("success", "error", "timeout")  # the CHECK of 0001's submission_results.status
@@ -183,19 +183,19 @@ def record_results(conn, deployment_id: str, rows: Iterable[ResultRow]) -> int:
 
 def record_each(conn, deployment_id: str, rows: list[ResultRow]) -> tuple[int, list[tuple[int, str]]]:
     """``record_results`` of a batch whose rows were validated one by one, where one row the database still refuses
-    (``InputRefused``: a CHECK constraint, e.g. a class name that looks like a wallet key, which is stored unredacted
+    (``RecordRefused``: a CHECK constraint, e.g. a class name that looks like a wallet key, which is stored unredacted
     and so refused) must not cost the others: the batch is one statement, and only when the database refuses it are
     its rows written one by one. Returns (rows new, [(index in ``rows``, why) of each refused row])."""
     try:
         return record_results(conn, deployment_id, rows), []
-    except InputRefused as exc:
+    except RecordRefused as exc:
         if len(rows) == 1:
             return 0, [(0, exc.message)]
     stored, refused = 0, []
     for index, row in enumerate(rows):
         try:
             stored += record_results(conn, deployment_id, [row])
-        except InputRefused as exc:
+        except RecordRefused as exc:
             refused.append((index, exc.message))
     return stored, refused
 

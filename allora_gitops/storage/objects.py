@@ -54,6 +54,10 @@ class ObjectStore(ABC):
     def put_file(self, key: str, path: Path, sha256: str, *, progress: bool | None = None) -> PutResult: ...
 
     @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key`` (nothing when absent): undoes a ``put_file`` whose record could not be written."""
+
+    @abstractmethod
     def get_file(self, key: str, dest: Path, sha256: str, *, progress: bool | None = None) -> Path: ...
 
 
@@ -204,6 +208,12 @@ class FileStore(ObjectStore):
                      on_mismatch=lambda got: f"{path} does not match its sha256 (expected {sha256}, read {got}); nothing was stored")
         return PutResult(self.url_for(key), key, sha256, size, uploaded=True)
 
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot remove {self.url_for(key)}: {_os_reason(exc)}") from None
+
     def get_file(self, key: str, dest: Path, sha256: str, *, progress: bool | None = None) -> Path:
         _check_sha256(sha256)
         source = self._path(key)
@@ -339,6 +349,12 @@ class S3Store(ObjectStore):
             raise self._error(exc, f"look up {self.url_for(key)}") from None
         except Exception as exc:  # noqa: BLE001
             raise self._error(exc, f"look up {self.url_for(key)}") from None
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._object_key(key))
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc, f"remove {self.url_for(key)}") from None
 
     def exists(self, key: str, sha256: str) -> bool:
         head = self._head(key)
