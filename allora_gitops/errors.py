@@ -124,6 +124,10 @@ class RecordConflict(DatabaseError):
     """A record contradicts one already stored (e.g. same name+version, other sha256)."""
 
 
+class RecordRefused(DatabaseError):
+    """The database refused a value (a CHECK, NOT NULL or foreign key): the input's fault, in the product's words."""
+
+
 class GitOpsError(AlloraGitopsError):
     """The GitOps repository is not ours, unreachable, or refused a push."""
 

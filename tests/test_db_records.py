@@ -78,8 +78,7 @@ def test_a_refused_bundle_says_which_rule_and_never_echoes_the_secret(records):
     with pytest.raises(DatabaseError) as err:
         records.register_bundle(**bundle_args(manifest={"name": "linear-forecaster", "version": "1.2.0", "note": MNEMONIC}))
     assert err.value.lines() == [
-        'error: the database refused to register the bundle: new row for relation "model_bundles" violates '
-        'check constraint "model_bundles_manifest_matches"'
+        "error: cannot register the bundle: model.yaml: does not match the bundle's name and version, or looks like a wallet key or mnemonic"
     ]
     assert "abandon" not in str(err.value)
 

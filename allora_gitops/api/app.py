@@ -27,6 +27,7 @@ from allora_gitops.errors import (
     GitOpsError,
     ManifestError,
     RecordConflict,
+    RecordRefused,
     RemoteUnavailable,
     RenderError,
     ResultsError,
@@ -40,6 +41,7 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 # before authentication) ever see it, so nobody can make the server hold a body of any size in memory.
 MAX_REQUEST_BODY = 64 << 10  # > allora_runtime.contract.RESULTS_BATCH_BYTES: a results batch always fits
 UPLOAD_ROUTE = ("POST", f"{API_PREFIX}/bundles")  # streamed to disk under its own limit (api/upload.py)
+OPENAPI_VERSION = "1"  # the API contract's version (routes under /api/v1 keep it); bump on a breaking change
 log = logging.getLogger("allora_gitops.api")
 
 
@@ -77,6 +79,8 @@ def core_status(exc: AlloraGitopsError) -> int:
         return 422  # malformed results: the reporter drops the batch instead of retrying it
     if isinstance(exc, RecordConflict):
         return 409
+    if isinstance(exc, RecordRefused):
+        return 422  # a value the database's own checks refused: the input's fault, never a retryable 503
     if isinstance(exc, (BundleError, ManifestError, RenderError, UsageError)):
         return 422
     if isinstance(exc, (DatabaseError, StorageError, RemoteUnavailable)):
@@ -123,6 +127,11 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception):
+        from allora_gitops.db.refusals import describe_refusal
+
+        refusal = describe_refusal(exc)  # a database refusal no route translated: still the input's words
+        if refusal is not None:
+            return problem(409 if refusal.conflict else 422, str(refusal))
         log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
         return problem(500, f"internal error ({type(exc).__name__}); the server log has the request")
 
@@ -171,7 +180,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     app = FastAPI(
         title="allora-gitops platform API",
-        version=__version__,
+        version=OPENAPI_VERSION,  # the API's, not the server's build: that is shown to token holders only
         description="Upload model bundles and deploy them through the GitOps repository (a review branch per change).",
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
@@ -186,17 +195,17 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.state.pod_verifier = PodTokenVerifier(settings.pod_jwks, settings.pod_issuer, namespace=settings.models_namespace)
     _install_handlers(app)
 
-    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
-    def healthz() -> dict:
-        return {"status": "ok", "version": __version__}
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (the version only with a valid token)")
+    def healthz(request: Request) -> dict:
+        return _with_version(request, {"status": "ok"})
 
-    @app.get(f"{API_PREFIX}/health", tags=["health"], summary="Readiness: the records database answers")
-    def health() -> dict:
+    @app.get(f"{API_PREFIX}/health", tags=["health"], summary="Readiness: the records database answers (the version only with a valid token)")
+    def health(request: Request) -> dict:
         from allora_gitops.db import open_records
 
         with open_records(settings.database_url):
             pass
-        return {"status": "ok", "version": __version__}
+        return _with_version(request, {"status": "ok"})
 
     unauthorized = {401: {"description": "Missing, unknown, revoked or expired token (a problem object)"}}
     app.include_router(bundles.router, prefix=API_PREFIX, responses=unauthorized)
@@ -204,6 +213,22 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(results.router, prefix=API_PREFIX, responses=unauthorized)
     app.include_router(web.router)  # the monitoring pages (HTML, session cookie)
     return app
+
+
+def _with_version(request: Request, body: dict) -> dict:
+    """``body`` plus the server's version when the request carries a valid API token: which release runs
+    tells an attacker which published flaws apply, and the probes that read these need no token."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return body
+    from allora_gitops.db import open_records
+
+    try:
+        with open_records(request.app.state.settings.database_url) as records:
+            principal = Accounts(records.connection).authenticate(token.strip())
+    except AlloraGitopsError:  # liveness does not depend on the database: no version then
+        return body
+    return {**body, "version": __version__} if principal is not None else body
 
 
 def create_app_from_environment() -> FastAPI:

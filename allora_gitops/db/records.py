@@ -381,10 +381,10 @@ class _Refusal:
             return False
         import psycopg
 
-        from allora_gitops.db.connection import translate_error
+        from allora_gitops.db.connection import refusal_error
 
         if isinstance(exc, psycopg.Error):
-            raise DatabaseError(f"the database refused to {self.what}: {translate_error(exc)}") from None
+            raise refusal_error(exc, self.what) from None
         return False
 
 
