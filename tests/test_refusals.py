@@ -122,7 +122,7 @@ def test_the_error_body_watch_would_catch_the_old_wording():
     assert not SCHEMA_NAME.search("carol has 1 live deployment(s), the limit; version: a semantic version")
 
 
-def test_through_the_api_a_version_the_database_refuses_is_a_422_naming_version(platform_server, tmp_path):
+def test_through_the_api_bad_input_is_a_422_naming_the_field(platform_server, tmp_path):
     """Each of these reached the database's checks as a 503 quoting SQL (issue 27). Now 422, the field named;
     the autouse watch checks every body for schema names as well."""
     import httpx
@@ -148,3 +148,20 @@ def test_through_the_api_a_version_the_database_refuses_is_a_422_naming_version(
                                                "wallet": "erin-wallet"})  # fmt: skip
     assert r.status_code == 422, r.text
     assert "version" in r.json()["detail"] and ".lock" in r.json()["detail"]
+
+    # an absurd resource ask: refused by the repository's maxima before anything is pushed
+    from tests.fixtures.git import remote_branches
+
+    d = make_bundle(tmp_path / "ok", name="erin-model", version="1.0.0")
+    with open(build(d), "rb") as fh:
+        assert api.post("/api/bundles", files={"bundle": ("b.tar.gz", fh)}).status_code == 201
+    before = remote_branches(platform.repo)
+    for resources, needle in (
+        ({"cpu": "1" + "0" * 30}, "cpu: '1000000000000000000000000000000' cores is more than 16"),
+        ({"memory": "900Ti"}, "memory: '900Ti' is more than 64Gi"),
+    ):
+        r = api.post("/api/deployments", json={"bundle": {"name": "erin-model", "version": "1.0.0"}, "network": "testnet",
+                                               "wallet": "erin-wallet", "resources": resources})  # fmt: skip
+        assert r.status_code == 422, r.text
+        assert needle in r.json()["detail"] and "resources.max_" in r.json()["detail"]
+    assert remote_branches(platform.repo) == before
