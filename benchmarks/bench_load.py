@@ -223,6 +223,11 @@ def report(work: Path, seen: dict, database_url: str) -> None:
         print(f"  {name:40} " + ", ".join(f"{s}: {c}" for s, c in sorted(codes[name].items())))
         fivexx += sum(c for s, c in codes[name].items() if s.isdigit() and s.startswith("5"))
     print(f"5xx answers: {fivexx}")
+    for name, detail, count in seen.get("fivexx", [])[:6]:
+        print(f"  {count:5} × {name}: {detail}")
+    for name, started in sorted(seen.get("started", {}).items()):
+        answered = sum(codes.get(name, {}).values())
+        print(f"{name}: {started} started, {answered} answered, {started - answered} still unanswered when the run ended")
     accepted = seen["accepted"]
     with psycopg.connect(database_url) as conn:
         rows = conn.execute("SELECT count(*), count(DISTINCT (deployment_id, nonce, kind)) FROM submission_results").fetchone()

@@ -36,15 +36,27 @@ _browser_index = itertools.count()
 _uploader_index = itertools.count()
 
 
+FIVEXX: Counter = Counter()  # (request name, the problem's detail) of 5xx answers
+STARTED: Counter = Counter()  # uploads begun (an upload still sending when the run ends has no answer)
+
+
 @events.request.add_listener
 def _count(name, response, exception, **kwargs):
-    STATUS[(name, type(exception).__name__ if response is None or not getattr(response, "status_code", 0) else response.status_code)] += 1
+    status = getattr(response, "status_code", 0) if response is not None else 0
+    STATUS[(name, status or type(exception).__name__)] += 1
+    if status >= 500:
+        try:
+            detail = str(response.json().get("detail", ""))[:160]
+        except ValueError:
+            detail = response.text[:160]
+        FIVEXX[(name, detail)] += 1
 
 
 @events.test_stop.add_listener
 def _write(**kwargs):
     with open(os.environ["ALLORA_LOAD_OUT"], "w") as out:
-        json.dump({"status": [[n, str(s), c] for (n, s), c in STATUS.items()], "accepted": ACCEPTED}, out)
+        json.dump({"status": [[n, str(s), c] for (n, s), c in STATUS.items()], "accepted": ACCEPTED,
+                   "fivexx": [[n, d, c] for (n, d), c in FIVEXX.most_common()], "started": dict(STARTED)}, out)  # fmt: skip
 
 
 def _ts() -> str:
@@ -186,6 +198,7 @@ class Uploader(HttpUser):
         tail = f"\r\n--{boundary}--\r\n".encode()
         body = _Trickle(head, self.upload["archive"], tail, CONFIG["slow_upload_bytes_per_second"] if self.slow else None)
         name = f"POST /api/bundles ({'slow' if self.slow else 'fast'} {CONFIG['upload_mb']} MB)"
+        STARTED[name] += 1
         self.client.post("/api/bundles", data=body, name=name, timeout=600,
                          headers={"Authorization": f"Bearer {self.upload['token']}",
                                   "Content-Type": f"multipart/form-data; boundary={boundary}"})  # fmt: skip
