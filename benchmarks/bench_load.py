@@ -230,14 +230,26 @@ def report(work: Path, seen: dict, database_url: str) -> None:
         print(f"{name}: {started} started, {answered} answered, {started - answered} still unanswered when the run ended")
     accepted = seen["accepted"]
     with psycopg.connect(database_url) as conn:
-        rows = conn.execute("SELECT count(*), count(DISTINCT (deployment_id, nonce, kind)) FROM submission_results").fetchone()
-    print(f"\nresult batches answered 2xx: {accepted['batches']} ({accepted['results_sent_in_accepted']} results sent in them); "
-          f"hostile batches sent {accepted['hostile_sent']}, answered 2xx {accepted['hostile_accepted']}")  # fmt: skip
-    print(f"server said stored: {accepted['stored']}, already recorded: {accepted['already_recorded']}")
-    print(f"rows in submission_results: {rows[0]} ({rows[1]} distinct deployment+nonce+kind)")
-    verdict = "yes" if rows[0] == rows[1] == accepted["stored"] else "NO"
-    print(f"every accepted result stored exactly once: {verdict}"
-          + ("" if verdict == "yes" else f" (rows {rows[0]} vs. stored answers {accepted['stored']})"))  # fmt: skip
+        rows = conn.execute(
+            """SELECT substr(b.name, 7)::int, r.nonce, count(*) FROM submission_results r
+               JOIN deployments d ON d.id = r.deployment_id JOIN model_bundles b ON b.id = d.bundle_id
+               WHERE b.name LIKE 'model-%%' GROUP BY 1, 2"""
+        ).fetchall()
+    stored = {(pod, nonce): count for pod, nonce, count in rows}
+    acked = {(pod, nonce) for pod, nonces in seen.get("acked", []) for nonce in nonces}
+    lost = acked - set(stored)
+    twice = {k for k, c in stored.items() if c > 1}  # a prediction and a refusal never share a nonce here
+    unacked = set(stored) - acked
+    in_flight = seen.get("started", {}).get("POST /api/v1/results", 0) - sum(codes.get("POST /api/v1/results", {}).values())
+    print(f"\nresult batches answered 2xx: {accepted['batches']} ({accepted['results_sent_in_accepted']} results in them, "
+          f"{accepted['partial_batches']} with some refused); hostile batches sent {accepted['hostile_sent']}, "
+          f"answered 2xx {accepted['hostile_accepted']}")  # fmt: skip
+    print(f"server said stored: {accepted['stored']}, already recorded: {accepted['already_recorded']}; "
+          f"rows in submission_results: {sum(stored.values())}")  # fmt: skip
+    print(f"acknowledged results missing from the database: {len(lost)}; stored more than once: {len(twice)}; "
+          f"stored without a 2xx the client saw: {len(unacked)} (batches still in flight at the end: {in_flight}, "
+          f"plus any answered 5xx after storing)")  # fmt: skip
+    print(f"every accepted result stored exactly once: {'yes' if not lost and not twice else 'NO'}")
 
 
 if __name__ == "__main__":

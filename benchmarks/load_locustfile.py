@@ -30,7 +30,8 @@ from locust import HttpUser, between, constant_pacing, events, task
 
 CONFIG = json.loads(open(os.environ["ALLORA_LOAD_CONFIG"]).read())
 STATUS: Counter = Counter()  # (request name, status code or exception name) → count
-ACCEPTED = {"batches": 0, "results_sent_in_accepted": 0, "stored": 0, "already_recorded": 0, "hostile_accepted": 0, "hostile_sent": 0}
+ACKED: list = []  # [pod index, [nonce, …]] of batches answered 2xx with every result stored
+ACCEPTED = {"partial_batches": 0, "batches": 0, "results_sent_in_accepted": 0, "stored": 0, "already_recorded": 0, "hostile_accepted": 0, "hostile_sent": 0}
 _pod_index = itertools.count()
 _browser_index = itertools.count()
 _uploader_index = itertools.count()
@@ -56,7 +57,7 @@ def _count(name, response, exception, **kwargs):
 def _write(**kwargs):
     with open(os.environ["ALLORA_LOAD_OUT"], "w") as out:
         json.dump({"status": [[n, str(s), c] for (n, s), c in STATUS.items()], "accepted": ACCEPTED,
-                   "fivexx": [[n, d, c] for (n, d), c in FIVEXX.most_common()], "started": dict(STARTED)}, out)  # fmt: skip
+                   "fivexx": [[n, d, c] for (n, d), c in FIVEXX.most_common()], "started": dict(STARTED), "acked": ACKED}, out)  # fmt: skip
 
 
 def _ts() -> str:
@@ -107,6 +108,7 @@ class Pod(HttpUser):
         if truncated:
             body = body[: len(body) // 2]
         ACCEPTED["hostile_sent"] += hostile
+        STARTED["POST /api/v1/results"] += 1
         with self.client.post("/api/v1/results", data=body, name="POST /api/v1/results", catch_response=True,
                               headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}) as r:  # fmt: skip
             if 200 <= r.status_code < 300:
@@ -116,6 +118,11 @@ class Pod(HttpUser):
                 ACCEPTED["stored"] += int(answer.get("stored", 0))
                 ACCEPTED["already_recorded"] += int(answer.get("already_recorded", 0))
                 ACCEPTED["hostile_accepted"] += hostile
+                nonces = [x["nonce"] for x in results]
+                if int(answer.get("stored", 0)) + int(answer.get("already_recorded", 0)) == len(results):
+                    ACKED.append([self.index, nonces])  # every one of these must be in the database, once
+                else:
+                    ACCEPTED["partial_batches"] += 1  # some items refused (per item): not checked one by one
                 r.success()
             elif hostile and 400 <= r.status_code < 500:
                 r.success()  # refusing a hostile batch is right (whether the good items beside it are kept is counted)
