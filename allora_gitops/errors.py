@@ -124,6 +124,11 @@ class RecordConflict(DatabaseError):
     """A record contradicts one already stored (e.g. same name+version, other sha256)."""
 
 
+class DatabaseUnavailable(DatabaseError):
+    """The records database cannot be reached (refused, timed out): the platform's problem, not the input's.
+    The message names the database (host, port, name) for the operator; the API answers without it."""
+
+
 class RecordRefused(DatabaseError):
     """The database refused a value (a CHECK, NOT NULL or foreign key): the input's fault, in the product's words."""
 

@@ -24,6 +24,7 @@ from allora_gitops.errors import (
     AlloraGitopsError,
     BundleError,
     DatabaseError,
+    DatabaseUnavailable,
     GitOpsError,
     ManifestError,
     RecordConflict,
@@ -104,6 +105,9 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AlloraGitopsError)
     async def _core_error(request: Request, exc: AlloraGitopsError):
+        if isinstance(exc, DatabaseUnavailable):  # where the database lives is the operator's business: the log's
+            log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+            return problem(503, "the records database is unavailable; try again shortly", headers={"Retry-After": "5"})
         status = core_status(exc)
         problems = [{**p.to_dict(), **({"file": _scrub(p.file, request)} if p.file else {})} for p in exc.problems]
         detail = _scrub(exc.message or (str(exc.problems[0]) if exc.problems else type(exc).__name__), request)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from allora_gitops.errors import DatabaseError
+from allora_gitops.errors import DatabaseError, DatabaseUnavailable
 from allora_gitops.redact import display_url, redact_message
 
 __all__ = ["connect", "display_url", "refusal_error", "translate_error"]
@@ -29,7 +29,7 @@ def connect(database_url: str, *, application_name: str = "allora-gitops"):
         )
     except psycopg.Error as exc:
         reason = redact_message(_first_line(exc), database_url)
-        raise DatabaseError(f"cannot connect to the database {display_url(database_url)}: {reason}") from None
+        raise DatabaseUnavailable(f"cannot connect to the database {display_url(database_url)}: {reason}") from None
 
 
 def translate_error(exc: BaseException) -> str:
