@@ -115,6 +115,19 @@ def test_a_uniqueness_violation_is_a_conflict_and_data_errors_are_refusals(datab
     assert "no_such_table" not in translate_error(gone.value) and "db upgrade" in translate_error(gone.value)
 
 
+def test_a_status_change_our_trigger_refuses_keeps_its_own_words_as_a_conflict(records, database_url):
+    import psycopg
+
+    bundle = records.register_bundle(**bundle_args())
+    d = records.create_deployment(bundle_id=bundle.id, network="testnet", topic_id=69, wallet_secret_name="w",
+                                  repo_url="file:///r", repo_branch="main")  # fmt: skip
+    with psycopg.connect(database_url, autocommit=True) as conn, pytest.raises(psycopg.Error) as err:
+        conn.execute("UPDATE deployments SET status = 'retired' WHERE id = %s", (d.id,))
+        conn.execute("UPDATE deployments SET status = 'pending' WHERE id = %s", (d.id,))
+    refusal = describe_refusal(err.value)
+    assert refusal.conflict and str(refusal) == "status: illegal deployment status change retired -> pending"
+
+
 def test_the_error_body_watch_would_catch_the_old_wording():
     old = 'the database refused to register the bundle: new row for relation "model_bundles" violates check constraint "model_bundles_version_format"'
     assert SCHEMA_NAME.search(old)

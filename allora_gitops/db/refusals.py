@@ -67,6 +67,9 @@ CONSTRAINT_WORDS: dict[str, tuple[str, str]] = {
     ),
 }
 
+# constraints our own triggers raise with a message in product words (and no identifier): field → keep the message
+OWN_WORDS = {"deployments_status_transition": "status"}  # "illegal deployment status change retired -> pending"
+
 # the rule a constraint's name ends in → what it means, for constraints without words of their own
 _SUFFIX_WORDS = (
     ("_not_null", "is required"),
@@ -112,6 +115,9 @@ def describe_refusal(exc: BaseException) -> Optional[Refusal]:
         return None
     if sqlstate.startswith("22"):
         return Refusal(_DATA_WORDS.get(sqlstate, "a value is malformed or out of range"))
+    constraint = getattr(diag, "constraint_name", None)
+    if constraint in OWN_WORDS and getattr(diag, "message_primary", None):
+        return Refusal(diag.message_primary, OWN_WORDS[constraint], conflict=True)  # the record's state, not the input
     return constraint_refusal(
         getattr(diag, "table_name", None), getattr(diag, "constraint_name", None), getattr(diag, "column_name", None), sqlstate
     )
