@@ -5,7 +5,7 @@ from __future__ import annotations
 from allora_gitops.errors import DatabaseError, DatabaseUnavailable
 from allora_gitops.redact import display_url, redact_message
 
-__all__ = ["connect", "display_url", "refusal_error", "translate_error"]
+__all__ = ["connect", "display_url", "refusal_error", "server_message", "translate_error"]
 
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -44,6 +44,16 @@ def translate_error(exc: BaseException) -> str:
     if (getattr(exc, "sqlstate", None) or "") in _SCHEMA_MISMATCH:
         return "the database schema does not match this server (run `allora-gitops db upgrade`, or use the server of that version)"
     return (getattr(diag, "message_primary", None) or _first_line(exc)).strip()
+
+
+def server_message(exc: BaseException) -> str:
+    """The server's own line, with the constraint it names: for the operator (a failed migration), never a client."""
+    diag = getattr(exc, "diag", None)
+    message = (getattr(diag, "message_primary", None) or _first_line(exc)).strip()
+    constraint = getattr(diag, "constraint_name", None)
+    if constraint and constraint not in message:
+        message += f" (constraint {constraint})"
+    return message
 
 
 def refusal_error(exc: BaseException, what: str) -> DatabaseError:
