@@ -191,7 +191,8 @@ def main() -> None:
         report(work, json.loads(out.read_text()), direct)
         server_logs = "".join((work / f"serve-{p}.log").read_text(errors="replace") for p in ports)
         print(f"server logs: {server_logs.count('internal error')} 'internal error' lines, "
-              f"{server_logs.count('Traceback')} tracebacks")  # fmt: skip
+              f"{server_logs.count('Traceback')} tracebacks, {server_logs.count('cannot connect to the database')} "
+              f"'cannot connect to the database' (the cause behind a 503 'unavailable')")  # fmt: skip
     finally:
         for proc in procs:
             stop(proc)
