@@ -124,10 +124,15 @@ class RecordConflict(DatabaseError):
     """A record contradicts one already stored (e.g. same name+version, other sha256)."""
 
 
+class DatabaseUnavailable(DatabaseError):
+    """The records database cannot be reached (refused, timed out): the platform's problem, not the input's.
+    The message names the database (host, port, name) for the operator; the API answers without it."""
+
+
 class RecordRefused(DatabaseError):
-    """A value breaks a rule of the records (a CHECK the request's own checks missed, or one of PostgreSQL's
-    data exceptions, SQLSTATE class 22: a NUL in text, a number out of range): the caller's input, not an outage
-    (the API answers 422). The message names the field in words, never the constraint."""
+    """The database refused a value (a CHECK, NOT NULL or foreign key, or one of PostgreSQL's data exceptions,
+    SQLSTATE class 22: a NUL in text, a number out of range): the input's fault, never an outage (the API answers
+    422), in the product's words (``db/refusals.py``), never a table or constraint name."""
 
 
 class GitOpsError(AlloraGitopsError):

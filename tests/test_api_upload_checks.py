@@ -105,7 +105,9 @@ def test_a_record_that_fails_after_the_archive_was_stored_takes_the_archive_back
     before = state(platform, store)
     answer = upload(platform, build(make_bundle(tmp_path / "a")), alice)
     assert answer.status_code == 422, answer.text
-    assert answer.json()["detail"] == "cannot register the bundle: the manifest is not one the records accept"
+    assert answer.json()["detail"] == (
+        "cannot register the bundle: model.yaml: does not match the bundle's name and version, or looks like a wallet key or mnemonic"
+    )
     assert state(platform, store) == before  # the archive it stored is gone again, and the name was not claimed
     with psycopg.connect(platform.database_url, autocommit=True) as conn:
         conn.execute("DROP TRIGGER refuse_bundle ON model_bundles")

@@ -77,11 +77,13 @@ def test_list_bundles_by_name_newest_first(records):
 def test_a_refused_bundle_names_the_field_in_words_and_never_echoes_the_secret_or_the_sql(records):
     with pytest.raises(RecordRefused) as err:  # a DatabaseError the API answers 422, never a retryable 503
         records.register_bundle(**bundle_args(manifest={"name": "linear-forecaster", "version": "1.2.0", "note": MNEMONIC}))
-    assert err.value.lines() == ["error: cannot register the bundle: the manifest is not one the records accept"]
+    assert err.value.lines() == [
+        "error: cannot register the bundle: model.yaml: does not match the bundle's name and version, or looks like a wallet key or mnemonic"
+    ]
     assert isinstance(err.value, DatabaseError)
     with pytest.raises(RecordRefused) as long_version:
         records.register_bundle(**bundle_args(version="1.0.0-" + "a" * 59, manifest={"name": "linear-forecaster", "version": "1.0.0-" + "a" * 59}))
-    assert str(long_version.value) == "cannot register the bundle: the version is not one the records accept"
+    assert str(long_version.value) == "cannot register the bundle: version: a semantic version (1.2.3, 1.2.3-rc.1, 1.2.3+build) of at most 64 characters"
     assert "abandon" not in str(err.value)
 
 

@@ -174,3 +174,25 @@ def test_a_module_written_as_a_file_path_gets_the_dotted_form(written, meant):
         f"src.my_model.runner; did you mean {meant}?"
     ]
 
+
+
+def test_an_absurd_resource_ask_stops_at_validate_with_its_line(tmp_path):
+    """10^30 cores or 16 EiB of memory is a typo: model.yaml says so with file:line before any render."""
+    from allora_gitops.bundle.manifest import load_manifest
+    from allora_gitops.errors import ManifestError
+    from tests.conftest import EXAMPLES
+
+    text = (EXAMPLES / "linear-forecaster" / "model.yaml").read_text()
+    assert "cpu_cores:" in text and "memory_mb:" in text
+    import re
+
+    text = re.sub(r"cpu_cores: .*", "cpu_cores: 1" + "0" * 30, text)
+    text = re.sub(r"memory_mb: .*", "memory_mb: 17592186044416", text)
+    (tmp_path / "model.yaml").write_text(text)
+    with pytest.raises(ManifestError) as err:
+        load_manifest(tmp_path / "model.yaml")
+    lines = [str(p) for p in err.value.problems]
+    assert len(lines) == 2, lines
+    assert all("model.yaml:" in line for line in lines)
+    assert "runtime.cpu_cores" in lines[0] + lines[1] and "1024" in lines[0] + lines[1]
+    assert "runtime.memory_mb" in lines[0] + lines[1] and "16777216" in lines[0] + lines[1]

@@ -62,7 +62,7 @@ def test_verify_finds_a_broken_rule_expression_and_a_misspelt_podmonitor_field(e
         (
             "promtool",
             'PrometheusRule/linear-forecaster-testnet: promtool: group "allora.linear-forecaster-testnet", rule 2,'
-            ' "AlloraConsecutiveFailures": could not parse expression: 1:38: parse error: unclosed left parenthesis',
+            ' "AlloraCrashLooping": could not parse expression: 1:38: parse error: unclosed left parenthesis',
         ),
         ("schema", "PodMonitor/linear-forecaster-testnet: schema: spec: Additional properties are not allowed ('podMetricsEndpoint' was unexpected)"),
     ]

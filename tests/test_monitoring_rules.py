@@ -25,6 +25,12 @@ KPOD = f'namespace="{NS}",pod="{POD}",container="model"'
 MEMORY_LIMIT = 536870912  # 512Mi
 CPU_LIMIT = 0.5
 
+# Minutes 0-1 running, then back-off 2-4, run 5, back-off 6-9, run 10, back-off 11-15, run 16, back-off 17-21 …
+CRASH_LOOP = "_ _ 1x2 _ 1x3 _ 1x4 _ 1x4 _ 1x4"
+CRASH_LOOP_AVAILABLE = "1 1 0x2 1 0x3 1 0x4 1 0x4 1 0x4"
+# Last heartbeat at 5m; absent_over_time([5m]) from 11m (promtool 2.42: a closed window), for: 5m.
+METRICS_MISSING_AT = 16
+
 # alert → (input series (when it fires), minutes when it fires, labels from the expression, description,
 #          input series just under the threshold)
 CASES = {
@@ -39,12 +45,42 @@ CASES = {
         [(f'kube_deployment_status_replicas_available{{namespace="{NS}",deployment="{DEP}"}}', "1 1 0x15")],
         7,  # no replica from 2m, for: 5m
         {"namespace": NS, "deployment": DEP},
-        "The model linear-forecaster on testnet has had no running replica for 5 minutes; it submits nothing.",
+        "The model linear-forecaster on testnet has had no available replica for 5 minutes; it submits nothing.",
+        [(f'kube_deployment_status_replicas_available{{namespace="{NS}",deployment="{DEP}"}}', "1 1 0x3 1x12")],
+    ),
+    "AlloraCrashLooping": (
+        # A realistic crash loop: back-offs of 3-5 minutes, a minute of running between them, in which the
+        # waiting reason is absent and a replica is briefly available. No 10 minutes without a gap.
         [
-            (f'kube_deployment_status_replicas_available{{namespace="{NS}",deployment="{DEP}"}}', "1 1 0x3 1x12"),
+            (f'kube_pod_container_status_waiting_reason{{{KPOD},reason="CrashLoopBackOff"}}', CRASH_LOOP),
+            (f'kube_deployment_status_replicas_available{{namespace="{NS}",deployment="{DEP}"}}', CRASH_LOOP_AVAILABLE),
+        ],
+        12,  # waiting from 2m, for: 10m across the runs
+        {"namespace": NS, "pod": POD},
+        f"{POD} has been in CrashLoopBackOff again and again for 10 minutes; between back-offs it runs too briefly to submit.",
+        [
+            # two single crashes 7 minutes apart (one short back-off each): the window never bridges them
+            (f'kube_pod_container_status_waiting_reason{{{KPOD},reason="CrashLoopBackOff"}}', "_ _ 1 _x6 1 _x20"),
             # another deployment's crash loop is not this one's
             (f'kube_pod_container_status_waiting_reason{{namespace="{NS}",pod="linear-forecaster-mainnet-5d9c7b6f4-x7k2p",'
-             'container="model",reason="CrashLoopBackOff"}', "1x17"),
+             'container="model",reason="CrashLoopBackOff"}', "1x25"),
+        ],
+    ),
+    "AlloraMetricsMissing": (
+        # The series vanish (an unselected PodMonitor: no target, no up) while the replica stays available.
+        [
+            (f"allora_heartbeat_timestamp_seconds{{{RT}}}", "0+60x5 _x25"),
+            (f"up{{{RT}}}", "1x5 _x25"),
+            (f'kube_deployment_status_replicas_available{{namespace="{NS}",deployment="{DEP}"}}', "1x30"),
+        ],
+        METRICS_MISSING_AT,
+        {"namespace": NS, "allora_deployment": DEP},
+        "The runtime's series are missing (the scrape fails or finds no target), so every runtime alert of this deployment is blind.",
+        [
+            # the same silence with no replica available is AlloraModelDown's, not a monitoring gap
+            (f"allora_heartbeat_timestamp_seconds{{{RT}}}", "0+60x5 _x25"),
+            (f"up{{{RT}}}", "1x5 _x25"),
+            (f'kube_deployment_status_replicas_available{{namespace="{NS}",deployment="{DEP}"}}', "1x5 0x25"),
         ],
     ),
     "AlloraNoRecentSuccess": (
@@ -126,6 +162,18 @@ def test_every_rendered_alert_has_a_case_and_a_runbook(testnet_spec):
         assert f'<a id="runbook-{name.lower()}"></a>' in readme, name
 
 
+def test_the_crash_loop_case_never_waits_ten_minutes_on_end():
+    """The flapping input is the point: a ``for: 10m`` on the raw waiting reason would restart at every run."""
+    from itertools import groupby
+
+    minutes = []
+    for token in CRASH_LOOP.split():
+        value, _, times = token.partition("x")
+        minutes += [value] * (int(times) + 1 if times else 1)
+    assert len(minutes) > 20
+    assert max(len(list(g)) for v, g in groupby(minutes) if v == "1") < 10
+
+
 def _series(pairs):
     return [{"series": s, "values": v} for s, v in pairs]
 
@@ -172,15 +220,16 @@ def test_alert_fires_at_the_expected_time_with_its_labels_and_not_just_below(nam
 # Second ways in: (alert, input series, minute it fires, labels from the expression, description). Each
 # isolates one branch of an `or` that the main case above never reaches.
 BRANCHES = {
-    "crash loop of this deployment's pod, replicas still reported available": (
-        "AlloraModelDown",
+    "the scrape fails (sampleLimit, a NetworkPolicy): up is 0 at once, no waiting for the series to go": (
+        "AlloraMetricsMissing",
         [
-            (f'kube_deployment_status_replicas_available{{namespace="{NS}",deployment="{DEP}"}}', "1x17"),
-            (f'kube_pod_container_status_waiting_reason{{{KPOD},reason="CrashLoopBackOff"}}', "0 0 1x15"),
+            (f"up{{{RT}}}", "1 1 0x20"),
+            (f"allora_heartbeat_timestamp_seconds{{{RT}}}", "0 60 _x20"),
+            (f'kube_deployment_status_replicas_available{{namespace="{NS}",deployment="{DEP}"}}', "1x22"),
         ],
-        7,  # waiting from 2m, for: 5m
-        {"namespace": NS, "pod": POD},
-        "The model linear-forecaster on testnet has had no running replica for 5 minutes; it submits nothing.",
+        7,  # up == 0 from 2m, for: 5m (the heartbeat alone would take until 13m)
+        {"namespace": NS, "allora_deployment": DEP},
+        "The runtime's series are missing (the scrape fails or finds no target), so every runtime alert of this deployment is blind.",
     ),
     "no success yet: counted from the process start, not from 0": (
         "AlloraNoRecentSuccess",

@@ -71,6 +71,14 @@ def test_resources_come_from_runtime_then_flags(make_spec):
         ({"network": "testnet", "cpu": "2Gi"}, "cpu: '2Gi' is not a Kubernetes CPU quantity like 250m, 0.5 or 2"),
         ({"network": "testnet", "cpu": "1", "cpu_limit": "4Mi"}, "cpu-limit: '4Mi' is not a Kubernetes CPU quantity like 250m, 0.5 or 2"),
         ({"network": "testnet", "cpu": "1", "cpu_limit": "500m"}, "cpu-limit: 500m is below the cpu request 1"),
+        # absurd asks: refused by the maxima (the repository's resources.*, else 16 cores / 64Gi)
+        (
+            {"network": "testnet", "cpu": "1" + "0" * 30},
+            "cpu: '1000000000000000000000000000000' cores is more than 16, the repository's maximum (resources.max_cpu in .allora-gitops.yaml)",
+        ),
+        ({"network": "testnet", "cpu": "1", "cpu_limit": "17"}, "cpu-limit: '17' cores is more than 16, the repository's maximum (resources.max_cpu in .allora-gitops.yaml)"),
+        ({"network": "testnet", "memory": "1Ei"}, "memory: '1Ei' is more than 64Gi, the repository's maximum (resources.max_memory in .allora-gitops.yaml)"),
+        ({"network": "testnet", "memory": "3Gi", "max_memory": "2Gi"}, "memory: '3Gi' is more than 2Gi, the repository's maximum (resources.max_memory in .allora-gitops.yaml)"),
         ({"network": "testnet", "base_image": "python:latest"}, "base-image: 'python:latest' is not a pinned image reference like python:3.11-slim or repo@sha256:…"),
         ({"network": "testnet", "image_registry": "Bad Registry"}, "image-registry: 'Bad Registry' is not an image registry/repository prefix like registry.example.com/team"),
         ({"network": "testnet", "wallet_secret": "Wallet_1"}, "wallet-secret: 'Wallet_1' is not a Kubernetes object name (lowercase letters, digits, '-' and '.')"),

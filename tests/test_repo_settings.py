@@ -60,6 +60,7 @@ def test_repo_init_writes_every_repository_setting(cli, tmp_path, gitops_home):
         "dns": {"cluster_dns_namespace": "kube-system", "node_local_address": "169.254.20.10"},
         "images": {"require_digest": ["mainnet"]},
         "sandbox": {"wallet_secret": "allora-sandbox-wallet", "commit": "review", "max_per_user": 2},
+        "resources": {"max_cpu": "16", "max_memory": "64Gi", "max_gpus": 8},
         "ci": {"install": settings_of(repo)["ci"]["install"]},
     }
     project = yaml.safe_load(remote_file(repo, "main", "argocd/appproject.yaml"))
@@ -99,6 +100,8 @@ def test_repo_config_ci_install_rewrites_both_workflows(cli, tmp_path, gitops_ho
         ("ci.install", "allora-gitops; rm -rf /", "error: ci.install: not a pip requirement: Expected a marker variable or quoted string"),
         ("colour", "blue", "error: unknown setting 'colour'; known settings: "),
         ("kind", "Other", "error: kind is written by allora-gitops and cannot be set"),
+        ("resources.max_cpu", "lots", "error: resources.max_cpu: 'lots' is not a Kubernetes CPU quantity like 250m, 0.5 or 2"),
+        ("resources.max_gpus", "4096", "error: resources.max_gpus: "),
     ],
 )
 def test_repo_config_refuses_a_bad_value(cli, tmp_path, gitops_home, key, value, message):
@@ -222,6 +225,22 @@ def test_publish_refuses_a_flag_that_contradicts_the_settings(gitops, cli, recor
     main = git(repo, "rev-parse", "main")
     r = gitops("publish", make_bundle(tmp_path), "--repo", repo, "--network", "testnet", *flags)
     assert r.code == 2 and r.err.splitlines()[-1].startswith(f"error: {message}") and r.err.count("error:") == 1, r.err
+    assert remote_branches(repo) == ["main"] and git(repo, "rev-parse", "main") == main  # nothing pushed
+    assert records.list_bundles() == []  # nothing recorded
+    assert not list((tmp_path / "objects").rglob("*.tar.gz"))  # nothing uploaded
+
+
+def test_publish_refuses_resources_beyond_the_repositorys_maxima_before_anything_is_written(gitops, cli, records, tmp_path):
+    repo = init(cli, tmp_path / "d.git", "--store", (tmp_path / "objects").as_uri())
+    assert settings_of(repo)["resources"] == {"max_cpu": "16", "max_memory": "64Gi", "max_gpus": 8}
+    main = git(repo, "rev-parse", "main")
+    r = gitops("publish", make_bundle(tmp_path), "--repo", repo, "--network", "testnet", "--cpu", "1" + "0" * 30, "--memory", "1Pi")
+    assert r.code == 2, r.err
+    assert r.err.splitlines()[-3:] == [
+        "error: invalid deployment settings",
+        "error: cpu: '1000000000000000000000000000000' cores is more than 16, the repository's maximum (resources.max_cpu in .allora-gitops.yaml)",
+        "error: memory: '1Pi' is more than 64Gi, the repository's maximum (resources.max_memory in .allora-gitops.yaml)",
+    ]
     assert remote_branches(repo) == ["main"] and git(repo, "rev-parse", "main") == main  # nothing pushed
     assert records.list_bundles() == []  # nothing recorded
     assert not list((tmp_path / "objects").rglob("*.tar.gz"))  # nothing uploaded

@@ -24,6 +24,7 @@ from allora_gitops.errors import (
     AlloraGitopsError,
     BundleError,
     DatabaseError,
+    DatabaseUnavailable,
     GitOpsError,
     ManifestError,
     RecordConflict,
@@ -41,6 +42,7 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 # before authentication) ever see it, so nobody can make the server hold a body of any size in memory.
 MAX_REQUEST_BODY = 64 << 10  # > allora_runtime.contract.RESULTS_BATCH_BYTES: a results batch always fits
 UPLOAD_ROUTE = ("POST", f"{API_PREFIX}/bundles")  # streamed to disk under its own limit (api/upload.py)
+OPENAPI_VERSION = "1"  # the API contract's version (routes under /api/v1 keep it); bump on a breaking change
 log = logging.getLogger("allora_gitops.api")
 
 
@@ -101,6 +103,9 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AlloraGitopsError)
     async def _core_error(request: Request, exc: AlloraGitopsError):
+        if isinstance(exc, DatabaseUnavailable):  # where the database lives is the operator's business: the log's
+            log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+            return problem(503, "the records database is unavailable; try again shortly", headers={"Retry-After": "5"})
         status = core_status(exc)
         problems = [{**p.to_dict(), **({"file": _scrub(p.file, request)} if p.file else {})} for p in exc.problems]
         detail = _scrub(exc.message or (str(exc.problems[0]) if exc.problems else type(exc).__name__), request)
@@ -140,6 +145,11 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception):
+        from allora_gitops.db.refusals import describe_refusal
+
+        refusal = describe_refusal(exc)  # a database refusal no route translated: still the input's words
+        if refusal is not None:
+            return problem(409 if refusal.conflict else 422, str(refusal))
         log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
         return problem(500, f"internal error ({type(exc).__name__}); the server log has the request")
 
@@ -225,7 +235,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     app = FastAPI(
         title="allora-gitops platform API",
-        version=__version__,
+        version=OPENAPI_VERSION,  # the API's, not the server's build: that is shown to token holders only
         description="Upload model bundles and deploy them through the GitOps repository (a review branch per change).",
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
@@ -253,13 +263,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
         )  # fmt: skip
     _install_handlers(app)
 
-    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
-    def healthz() -> dict:
-        return {"status": "ok", "version": __version__}
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (the version only with a valid token)")
+    def healthz(request: Request) -> dict:
+        return _with_version(request, {"status": "ok"})
 
-    @app.get(f"{API_PREFIX}/health", tags=["health"], summary="Readiness: the records database answers")
+    @app.get(f"{API_PREFIX}/health", tags=["health"], summary="Readiness: the records database answers (the version only with a valid token)")
     def health(request: Request) -> dict:
-        return {"status": "ok", "version": __version__, "database": database_state(request)}
+        return _with_version(request, {"status": "ok", "database": database_state(request)})
 
     unauthorized = {401: {"description": "Missing, unknown, revoked or expired token (a problem object)"}}
     app.include_router(bundles.router, prefix=API_PREFIX, responses=unauthorized)
@@ -286,6 +296,20 @@ def database_state(request: Request) -> str:
         if pool is not None and database_answers(pool.database_url):
             return "busy"
         raise DatabaseError("the database is down: it does not answer") from None
+
+
+def _with_version(request: Request, body: dict) -> dict:
+    """``body`` plus the server's version when the request carries a valid API token: which release runs
+    tells an attacker which published flaws apply, and the probes that read these need no token."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return body
+    try:
+        with records_connection(request, timeout=READINESS_WAIT_SECONDS) as conn:
+            principal = Accounts(conn).authenticate(token.strip())
+    except AlloraGitopsError:  # liveness does not depend on the database: no version then
+        return body
+    return {**body, "version": __version__} if principal is not None else body
 
 
 def create_app_from_environment() -> FastAPI:

@@ -25,6 +25,7 @@ from allora_gitops.errors import DatabaseError, RecordConflict, UsageError
 TOKEN_PREFIX = "agp_"
 _TOKEN = re.compile(r"^agp_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$")
 _USER = re.compile(r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$")
+_SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _DURATION = re.compile(r"^(\d+)([hdw])$")
 LIVE_STATUSES = ("pending", "committed", "synced")
 
@@ -101,6 +102,14 @@ def check_user_name(name: str) -> str:
     return name
 
 
+def check_wallet_secret_name(name: str) -> str:
+    """A Kubernetes Secret name (DNS subdomain, at most 253): the format half of the database's
+    ``wallet_assignments`` check, asked first; the "looks like a key" half stays the database's."""
+    if not _SECRET_NAME.match(name or "") or len(name) > 253:
+        raise UsageError("wallet Secret name: lower-case letters, digits, '-' and '.' (at most 253), starting and ending alphanumeric")
+    return name
+
+
 class Accounts:
     """Users, tokens, name ownership and wallet assignments on one autocommit psycopg connection."""
 
@@ -124,13 +133,23 @@ class Accounts:
         ).fetchone()
         return row[0]
 
-    def set_limits(self, name: str, *, max_live_deployments: Optional[int], max_upload_bytes: Optional[int]) -> None:
-        """Per-user limits (None = the server's setting)."""
+    def set_limits(self, name: str, *, max_live_deployments: Optional[int] = None, max_upload_bytes: Optional[int] = None,
+                   reset: bool = False) -> tuple[Optional[int], Optional[int]]:
+        """Change only the limits given (None = leave as it is); ``reset`` puts both back to the server's setting.
+
+        Returns (max_live_deployments, max_upload_bytes) as stored afterwards, None meaning the server's
+        setting. Raises UsageError for an unknown user.
+        """
         user_id = self._user_id(name)
-        self._conn.execute(
-            "UPDATE platform_users SET max_live_deployments = %s, max_upload_bytes = %s WHERE id = %s",
-            (max_live_deployments, max_upload_bytes, user_id),
-        )
+        if reset:
+            changes = {"max_live_deployments": None, "max_upload_bytes": None}
+        else:
+            changes = {k: v for k, v in (("max_live_deployments", max_live_deployments), ("max_upload_bytes", max_upload_bytes)) if v is not None}
+        if changes:
+            assignments = ", ".join(f"{column} = %s" for column in changes)  # column names from the fixed pairs above
+            self._conn.execute(f"UPDATE platform_users SET {assignments} WHERE id = %s", (*changes.values(), user_id))
+        row = self._conn.execute("SELECT max_live_deployments, max_upload_bytes FROM platform_users WHERE id = %s", (user_id,)).fetchone()
+        return row[0], row[1]
 
     def set_admin(self, name: str, admin: bool) -> None:
         """Grant or take away ``name``'s admin flag; their tokens' next request sees the change.
@@ -232,15 +251,22 @@ class Accounts:
 
     # --- wallets ------------------------------------------------------------------------------
     def assign_wallet(self, user: str, secret_name: str) -> None:
-        user_id = self.ensure_user(user)
-        try:
-            self._conn.execute(
-                "INSERT INTO wallet_assignments (user_id, secret_name) VALUES (%s, %s) ON CONFLICT DO NOTHING", (user_id, secret_name)
-            )
-        except Exception as exc:  # a CHECK refusal: say which rule, never echo the value (it may be a pasted key)
-            from allora_gitops.db.connection import translate_error
+        """Allow ``user`` (created when new) the wallet Secret ``secret_name``; a refused name creates nothing.
 
-            raise DatabaseError(f"the database refused the wallet name: {translate_error(exc)}") from None
+        Raises UsageError for a malformed user or Secret name (the value is never echoed: it may be a pasted key).
+        """
+        check_user_name(user)
+        check_wallet_secret_name(secret_name)
+        with self._conn.transaction():  # the user and the assignment, or neither
+            user_id = self.ensure_user(user)
+            try:
+                self._conn.execute(
+                    "INSERT INTO wallet_assignments (user_id, secret_name) VALUES (%s, %s) ON CONFLICT DO NOTHING", (user_id, secret_name)
+                )
+            except Exception as exc:  # the database's own check (a name that looks like a key)
+                from allora_gitops.db.connection import refusal_error
+
+                raise refusal_error(exc, "assign the wallet") from None
 
     def unassign_wallet(self, user: str, secret_name: str) -> bool:
         row = self._conn.execute(

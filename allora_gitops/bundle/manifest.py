@@ -143,8 +143,10 @@ class Artifacts(_Section):
 
 class Runtime(_Section):
     max_seconds: float = Field(default=C.DEFAULT_MAX_SECONDS, gt=0, le=3600, description="Timeout of one prediction call.")
-    memory_mb: Optional[int] = Field(default=None, gt=0, description="Memory the model needs (request and limit).")
-    cpu_cores: Optional[float] = Field(default=None, gt=0, description="CPU cores the model needs (request).")
+    # Bounds no machine exceeds (a typo's 10^30 cores stops at validate); the repository's resources.max_*
+    # (default 16 cores, 64Gi) bound what a deployment may ask for at render, publish and in the API.
+    memory_mb: Optional[int] = Field(default=None, gt=0, le=C.MANIFEST_MAX_MEMORY_MB, description="Memory the model needs (request and limit).")
+    cpu_cores: Optional[float] = Field(default=None, gt=0, le=C.MANIFEST_MAX_CPU_CORES, description="CPU cores the model needs (request).")
 
 
 class BundleManifest(_Section):

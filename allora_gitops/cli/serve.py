@@ -179,14 +179,24 @@ def register(app: typer.Typer) -> None:
     @app.command("user-limits")
     def user_limits(
         user: str = typer.Argument(...),
-        max_live_deployments: Optional[int] = typer.Option(None, "--max-live-deployments", min=0, help="Default: the server's setting."),
-        max_upload_mb: Optional[int] = typer.Option(None, "--max-upload-mb", min=1, help="Default: the server's setting."),
+        max_live_deployments: Optional[int] = typer.Option(None, "--max-live-deployments", min=0, help="Live deployments USER may have."),
+        max_upload_mb: Optional[int] = typer.Option(None, "--max-upload-mb", min=1, help="USER's upload limit per request."),
+        reset: bool = typer.Option(False, "--reset", help="Both limits back to the server's settings."),
         database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
     ) -> None:
-        """Set USER's own limits (an option left out goes back to the server's setting)."""
+        """Set USER's own limits: only the options given change; --reset returns both to the server's settings;
+        no option shows them."""
+        from allora_gitops.errors import UsageError
+
+        if reset and (max_live_deployments is not None or max_upload_mb is not None):
+            raise UsageError("--reset returns both limits to the server's settings: give it alone, then set what differs")
         accounts, conn = _accounts(database_url)
         with conn:
-            accounts.set_limits(user, max_live_deployments=max_live_deployments,
-                                max_upload_bytes=max_upload_mb << 20 if max_upload_mb else None)  # fmt: skip
-        typer.echo(f"{user}: live deployments {max_live_deployments if max_live_deployments is not None else 'server setting'}, "
-                   f"upload {str(max_upload_mb) + ' MB' if max_upload_mb else 'server setting'}")  # fmt: skip
+            live, upload = accounts.set_limits(user, max_live_deployments=max_live_deployments,
+                                               max_upload_bytes=max_upload_mb << 20 if max_upload_mb else None, reset=reset)  # fmt: skip
+        typer.echo(f"{user}: live deployments {live if live is not None else 'server setting'}, "
+                   f"upload {_megabytes(upload) if upload is not None else 'server setting'}")  # fmt: skip
+
+
+def _megabytes(size: int) -> str:
+    return f"{size >> 20} MB" if size % (1 << 20) == 0 else f"{size / (1 << 20):.1f} MB"

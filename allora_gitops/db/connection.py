@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from allora_gitops.errors import DatabaseError
+from allora_gitops.errors import DatabaseError, DatabaseUnavailable
 from allora_gitops.redact import display_url, redact_message
 
-__all__ = ["connect", "display_url", "translate_error"]
+__all__ = ["connect", "display_url", "refusal_error", "server_message", "translate_error"]
 
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -29,17 +29,46 @@ def connect(database_url: str, *, application_name: str = "allora-gitops"):
         )
     except psycopg.Error as exc:
         reason = redact_message(_first_line(exc), database_url)
-        raise DatabaseError(f"cannot connect to the database {display_url(database_url)}: {reason}") from None
+        raise DatabaseUnavailable(f"cannot connect to the database {display_url(database_url)}: {reason}") from None
 
 
 def translate_error(exc: BaseException) -> str:
-    """One line for a database error: the server's message plus the constraint it names, never the parameters."""
+    """One line for a database error, never its parameters nor a table or constraint name: a refused value in
+    the product's words (``db/refusals.py``), else the server's message."""
+    from allora_gitops.db.refusals import describe_refusal
+
+    refusal = describe_refusal(exc)
+    if refusal is not None:
+        return str(refusal)
+    diag = getattr(exc, "diag", None)
+    if (getattr(exc, "sqlstate", None) or "") in _SCHEMA_MISMATCH:
+        return "the database schema does not match this server (run `allora-gitops db upgrade`, or use the server of that version)"
+    return (getattr(diag, "message_primary", None) or _first_line(exc)).strip()
+
+
+def server_message(exc: BaseException) -> str:
+    """The server's own line, with the constraint it names: for the operator (a failed migration), never a client."""
     diag = getattr(exc, "diag", None)
     message = (getattr(diag, "message_primary", None) or _first_line(exc)).strip()
     constraint = getattr(diag, "constraint_name", None)
     if constraint and constraint not in message:
         message += f" (constraint {constraint})"
     return message
+
+
+def refusal_error(exc: BaseException, what: str) -> DatabaseError:
+    """The project's error for a psycopg error while trying to ``what``: ``RecordConflict`` (409) for a
+    uniqueness violation, ``RecordRefused`` (422) for a refused value, else ``DatabaseError`` (503)."""
+    from allora_gitops.db.refusals import describe_refusal
+    from allora_gitops.errors import RecordConflict, RecordRefused
+
+    refusal = describe_refusal(exc)
+    if refusal is None:
+        return DatabaseError(f"the database refused to {what}: {translate_error(exc)}")
+    return (RecordConflict if refusal.conflict else RecordRefused)(f"cannot {what}: {refusal}")
+
+
+_SCHEMA_MISMATCH = {"42P01", "42703", "42883"}  # undefined table, column, function: they name the identifier
 
 
 def _first_line(exc: BaseException) -> str:

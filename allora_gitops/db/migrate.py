@@ -245,7 +245,7 @@ def _apply(conn, migration: Migration, watch: _LockWatch) -> None:
     """One migration with a lock_timeout, retried while the lock is not available."""
     import psycopg.errors
 
-    from allora_gitops.db.connection import translate_error
+    from allora_gitops.db.connection import server_message as translate_error  # the operator's: raw names help
 
     timeout_ms = int(STATEMENT_LOCK_TIMEOUT_SECONDS * 1000)
     pause = RETRY_PAUSE_SECONDS

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from allora_gitops.errors import DatabaseError, RecordConflict, RecordRefused
+from allora_gitops.errors import DatabaseError, RecordConflict
 
 DEPLOYMENT_STATUSES = ("pending", "committed", "merged", "synced", "failed", "abandoned", "retiring", "retired")
 # pending → committed (review branch) → merged (on the base branch) → synced (cluster feedback);
@@ -381,39 +381,12 @@ class _Refusal:
             return False
         import psycopg
 
-        from allora_gitops.db.connection import translate_error
+        from allora_gitops.db.connection import refusal_error
 
-        if isinstance(exc, psycopg.errors.UniqueViolation):
-            raise RecordConflict(f"cannot {self.what}: {constraint_field(exc)} is already recorded") from None
-        if isinstance(exc, psycopg.errors.IntegrityError):  # a CHECK, NOT NULL or foreign key: the value, not the server
-            raise RecordRefused(f"cannot {self.what}: the {constraint_field(exc)} is not one the records accept") from None
-        if isinstance(exc, psycopg.DataError):  # SQLSTATE class 22 (a NUL in text, a number out of range): the value
-            raise RecordRefused(f"cannot {self.what}: {translate_error(exc)}") from None
         if isinstance(exc, psycopg.Error):
-            raise DatabaseError(f"the database refused to {self.what}: {translate_error(exc)}") from None
+            raise refusal_error(exc, self.what) from None
         return False
 
-
-_TABLES = ("model_bundles", "deployments", "submission_results", "platform_users", "api_tokens", "bundle_owners",
-           "wallet_assignments", "web_sessions")  # fmt: skip
-_RULES = ("_format", "_text", "_valid", "_positive", "_nonnegative", "_matches", "_key", "_fkey", "_check")
-
-
-def constraint_field(exc) -> str:
-    """The field a violated constraint guards, in words (``model_bundles_version_format`` → ``version``,
-    ``deployments_repo_branch_format`` → ``repo branch``); ``value`` when it cannot tell. Never the SQL name."""
-    diag = getattr(exc, "diag", None)
-    column = getattr(diag, "column_name", None)
-    name = column or getattr(diag, "constraint_name", None) or ""
-    for table in _TABLES:
-        if name.startswith(table + "_"):
-            name = name[len(table) + 1 :]
-            break
-    for rule in _RULES:
-        if name.endswith(rule):
-            name = name[: -len(rule)]
-            break
-    return name.replace("_", " ") or "value"
 
 
 def _uuid(value: str) -> str:

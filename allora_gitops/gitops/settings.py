@@ -106,6 +106,29 @@ class SandboxSettings(_Section):
     max_per_user: int = Field(2, ge=1, description="Running sandboxes per owner.")
 
 
+class ResourceMaxima(_Section):
+    """``resources:`` — the most one deployment may ask for (request and limit); a larger ask is refused at
+    render, publish and in the API, before anything is stored or pushed."""
+
+    max_cpu: str = Field(C.MAX_CPU, description="CPU cores per deployment, a Kubernetes quantity (16, 7500m).")
+    max_memory: str = Field(C.MAX_MEMORY, description="Memory per deployment, a Kubernetes quantity (64Gi).")
+    max_gpus: int = Field(C.MAX_GPUS, ge=0, le=1024, description="GPUs per deployment (runtime.gpus).")
+
+    @field_validator("max_cpu")
+    @classmethod
+    def _cpu(cls, v: str) -> str:
+        from allora_gitops.render.spec import _quantity
+
+        return _quantity(v, "CPU", allow_milli=True)
+
+    @field_validator("max_memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        from allora_gitops.render.spec import _quantity
+
+        return _quantity(v, "memory", allow_milli=False)
+
+
 class RepositorySettings(_Section):
     """``.allora-gitops.yaml``, layout version 1."""
 
@@ -124,6 +147,7 @@ class RepositorySettings(_Section):
     dns: DnsEgress = DnsEgress()
     images: ImageSettings = ImageSettings()
     sandbox: SandboxSettings = SandboxSettings()
+    resources: ResourceMaxima = ResourceMaxima()
     ci: CiSettings = Field(default_factory=lambda: CiSettings(install=default_ci_install()))
 
     @field_validator("namespace", "monitoring_namespace")
@@ -176,6 +200,9 @@ class RepositorySettings(_Section):
             "monitoring": self.monitoring,
             "monitoring_namespace": self.monitoring_namespace,
             "low_balance_threshold": self.low_balance_threshold_uallo,
+            "max_cpu": self.resources.max_cpu,
+            "max_memory": self.resources.max_memory,
+            "max_gpus": self.resources.max_gpus,
         }
 
     def to_yaml(self) -> str:

@@ -12,6 +12,7 @@ Series the expressions rely on:
 * the runtime's own metrics (``allora_*``, see the README), scraped through the
   PodMonitor, which copies the pod labels into ``allora_model``,
   ``allora_network`` and ``allora_deployment``;
+* Prometheus's own ``up`` of that scrape target (0 when the scrape fails);
 * kube-state-metrics (``kube_deployment_status_replicas_available``,
   ``kube_pod_container_status_waiting_reason``,
   ``kube_pod_container_status_restarts_total``,
@@ -40,6 +41,10 @@ CONSECUTIVE_FAILURES_THRESHOLD = 3  # the guide: "more than 3 consecutive submis
 RESOURCE_LIMIT_RATIO = 0.8  # the guide: "resource usage above 80 % of limits"
 NO_SUCCESS_POLLS = 5  # AlloraNoRecentSuccess: this many polling intervals (plus one run) without a valid prediction
 RESTARTS_PER_HOUR = 3  # AlloraRestarts: this many container restarts within an hour
+CRASHLOOP_WINDOW = "5m"  # AlloraCrashLooping: longer than a run between two back-offs
+CRASHLOOP_FOR = "10m"  # longer than the window: one crash (one 10 s back-off) never fires
+CRASHLOOP_FOR_TEXT = "10 minutes"
+METRICS_MISSING_WINDOW = "5m"  # AlloraMetricsMissing: ten scrape intervals without one heartbeat sample
 SAMPLE_LIMIT = 1000  # the runtime exposes ~60 series; far more means a label carries an unbounded value
 SCRAPE_INTERVAL = "30s"
 MONITORING_FILES = ["podmonitor.yaml", "prometheusrule.yaml"]  # in the overlay, beside kustomization.yaml
@@ -92,6 +97,7 @@ def alerts(spec) -> tuple[Alert, ...]:
     """The alerts of one deployment (a ``DeploymentSpec``), in README order."""
     ns, inst = spec.namespace, spec.instance
     rt = runtime_selector(ns, inst)
+    deployment = f'namespace="{ns}",deployment="{inst}"'
     pod = pod_selector(ns, inst)
     labels = alert_labels(spec)
     no_success_after = NO_SUCCESS_POLLS * spec.polling_interval + int(spec.manifest.runtime.max_seconds)
@@ -104,12 +110,37 @@ def alerts(spec) -> tuple[Alert, ...]:
     return (
         alert(
             "AlloraModelDown",
-            f'max by (namespace, deployment) (kube_deployment_status_replicas_available{{namespace="{ns}",deployment="{inst}"}}) < 1'
-            f' or max by (namespace, pod) (kube_pod_container_status_waiting_reason{{{pod},reason="CrashLoopBackOff"}}) > 0',
+            f'max by (namespace, deployment) (kube_deployment_status_replicas_available{{{deployment}}}) < 1',
             "5m",
             "critical",
-            f"{inst}: no available replica or the container is in CrashLoopBackOff",
-            f"The model {spec.name} on {spec.network} has had no running replica for 5 minutes; it submits nothing.",
+            f"{inst}: no available replica",
+            f"The model {spec.name} on {spec.network} has had no available replica for 5 minutes; it submits nothing.",
+        ),
+        alert(
+            "AlloraCrashLooping",
+            # A crash loop alternates back-off (the waiting reason present) with short runs (absent): a
+            # plain `for:` restarts at every run. The window bridges the runs, `for:` longer than the window
+            # lets a single crash pass (kubernetes-mixin KubePodCrashLooping, PR #678).
+            f"max by (namespace, pod) (max_over_time(kube_pod_container_status_waiting_reason"
+            f'{{{pod},reason="CrashLoopBackOff"}}[{CRASHLOOP_WINDOW}])) >= 1',
+            CRASHLOOP_FOR,
+            "critical",
+            f"{inst}: the container keeps crashing (CrashLoopBackOff)",
+            "{{ $labels.pod }} has been in CrashLoopBackOff again and again for "
+            f"{CRASHLOOP_FOR_TEXT}; between back-offs it runs too briefly to submit.",
+        ),
+        alert(
+            "AlloraMetricsMissing",
+            # Every runtime alert vanishes with its series: a failed scrape (sampleLimit, a NetworkPolicy)
+            # sets up to 0; an unselected PodMonitor or a dropped target leaves no series at all.
+            f"(max by (namespace, allora_deployment) (up{{{rt}}}) == 0"
+            f" or absent_over_time(allora_heartbeat_timestamp_seconds{{{rt}}}[{METRICS_MISSING_WINDOW}]))"
+            f" and on (namespace) (max by (namespace) (kube_deployment_status_replicas_available{{{deployment}}}) >= 1)",
+            "5m",
+            "warning",
+            f"{inst}: a replica is available but Prometheus receives none of its runtime metrics",
+            "The runtime's series are missing (the scrape fails or finds no target), so every runtime alert"
+            " of this deployment is blind.",
         ),
         alert(
             "AlloraConsecutiveFailures",

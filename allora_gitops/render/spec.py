@@ -83,6 +83,23 @@ def cpu_from_cores(cores: float) -> str:
         return C.DEFAULT_CPU
 
 
+def resources_over_maxima(spec: "DeploymentSpec") -> list[str]:
+    """One line per resource ``spec`` asks more of than its maxima (the repository's ``resources:``)."""
+    where = f"the repository's maximum (resources.max_{{}} in {C.REPO_MARKER_FILE})"
+    out = []
+    cap = quantity_value(spec.max_cpu)
+    for field in ("cpu", "cpu_limit"):  # the limit defaults to twice the request: one line for one absurd ask
+        if quantity_value(getattr(spec, field)) > cap:
+            out.append(f"{field.replace('_', '-')}: {shown_value(getattr(spec, field))} cores is more than {spec.max_cpu}, {where.format('cpu')}")
+            break
+    if quantity_value(spec.memory) > quantity_value(spec.max_memory):
+        out.append(f"memory: {shown_value(spec.memory)} is more than {spec.max_memory}, {where.format('memory')}")
+    gpus = getattr(spec.manifest.runtime, "gpus", None) or 0  # runtime.gpus, where the manifest has it
+    if gpus > spec.max_gpus:
+        out.append(f"runtime.gpus: {gpus} is more than {spec.max_gpus}, {where.format('gpus')}")
+    return out
+
+
 def default_archive_url(name: str, version: str, sha256: str) -> str:
     """Where the archive lives when nobody said: its URL in the configured (else the local default) store.
 
@@ -123,6 +140,9 @@ class DeploymentSettings(_Model):
     low_balance_threshold: Optional[int] = None
     monitoring_namespace: Optional[str] = None
     results_url: Optional[str] = None
+    max_cpu: Optional[str] = None  # the repository's resources.* maxima (not flags: an admin's bound)
+    max_memory: Optional[str] = None
+    max_gpus: Optional[int] = None
 
     def explicit(self) -> dict:
         """What was given, without the ``None`` gaps."""
@@ -163,6 +183,9 @@ class DeploymentSpec(_Model):
     results_url: Optional[str] = Field(
         None, description="the platform API's results endpoint (a cluster Service URL); set: the pod reports its results there"
     )
+    max_cpu: str = Field(C.MAX_CPU, description="the most CPU (request and limit) the repository allows one deployment")
+    max_memory: str = Field(C.MAX_MEMORY, description="the most memory the repository allows one deployment")
+    max_gpus: int = Field(C.MAX_GPUS, ge=0, description="the most GPUs the repository allows one deployment")
 
     @field_validator("results_url")
     @classmethod
@@ -189,12 +212,12 @@ class DeploymentSpec(_Model):
             raise ValueError("must be 64 lowercase hex digits")
         return v
 
-    @field_validator("cpu", "cpu_limit")
+    @field_validator("cpu", "cpu_limit", "max_cpu")
     @classmethod
     def _cpu(cls, v: str) -> str:
         return _quantity(v, "CPU", allow_milli=True)
 
-    @field_validator("memory")
+    @field_validator("memory", "max_memory")
     @classmethod
     def _memory(cls, v: str) -> str:
         return _quantity(v, "memory", allow_milli=False)
@@ -344,13 +367,20 @@ class DeploymentSpec(_Model):
             "low_balance_threshold": C.LOW_BALANCE_THRESHOLD_UALLO if s.low_balance_threshold is None else s.low_balance_threshold,
             "monitoring_namespace": s.monitoring_namespace or C.MONITORING_NAMESPACE,
             "results_url": s.results_url,
+            "max_cpu": s.max_cpu or C.MAX_CPU,
+            "max_memory": s.max_memory or C.MAX_MEMORY,
+            "max_gpus": C.MAX_GPUS if s.max_gpus is None else s.max_gpus,
         }
         if topic_id is None:
             raise settings_error([Problem("topic-id: no topic id; pass --topic-id or set allora.topic_id in model.yaml", code="settings")])
         try:
-            return cls.model_validate(data)
+            spec = cls.model_validate(data)
         except ValidationError as exc:
             raise settings_error([_problem(e) for e in exc.errors(include_url=False)]) from None
+        over = resources_over_maxima(spec)
+        if over:
+            raise settings_error([Problem(line, code="settings") for line in over])
+        return spec
 
 
 def settings_error(problems: list[Problem]) -> SettingsError:
