@@ -33,6 +33,7 @@ HEALTHCHECK_COMMAND = ("python", C.BOOTSTRAP_IN_IMAGE, "--healthcheck")
 # Never egress to cluster-internal or link-local networks (cloud metadata endpoints live there).
 PRIVATE_CIDRS = ("10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16")
 
+ENV_EXTERNALSECRET = "externalsecret-env.yaml"  # environment.secrets through a secret store
 RESULTS_NETWORKPOLICY = "networkpolicy-results.yaml"  # egress to the platform API, with --results-url only
 _BASE = ("kustomization.yaml", "serviceaccount.yaml", "deployment.yaml", "networkpolicy.yaml", "poddisruptionbudget.yaml")
 
@@ -77,6 +78,8 @@ def _context(spec: DeploymentSpec) -> dict:
         "private_cidrs": PRIVATE_CIDRS,
         "constraints": spec.manifest.environment.constraints,
         "extra_index_urls": spec.manifest.environment.extra_index_urls,
+        "system_packages": spec.manifest.environment.system_packages,
+        "remote_artifacts": spec.manifest.remote_artifacts,
         "version_label": spec.version.replace("+", "_"),
     }
 
@@ -93,6 +96,8 @@ def render_overlay(spec: DeploymentSpec, ctx: dict | None = None) -> dict[str, s
     ctx = ctx or _context(spec)
     overlay = C.deployment_overlay_dir(spec.name, spec.network)
     files = ["kustomization.yaml", "deployment-patch.yaml"] + (["externalsecret.yaml"] if spec.secret_store else [])
+    if spec.secret_store and spec.secret_refs:
+        files.append(ENV_EXTERNALSECRET)
     if spec.results_url:
         files.append(RESULTS_NETWORKPOLICY)
     if spec.monitoring:
