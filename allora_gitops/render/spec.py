@@ -81,17 +81,18 @@ class SecretRef(BaseModel):
 def parse_secret_mapping(name: str, target: str, *, remote: bool) -> SecretRef:
     """``NAME`` and ``SECRET/KEY`` (the text of ``--secret NAME=SECRET/KEY``) as a SecretRef; ValueError naming NAME.
 
-    With a secret store (``remote``) SECRET is the store's key and may hold ``/`` (the last ``/`` starts KEY)."""
+    With a secret store (``remote``) SECRET is the store's key and may hold ``/`` (the last ``/`` starts KEY).
+    Messages never quote SECRET or KEY: what was typed there may be a pasted value rather than a reference."""
     secret, slash, key = target.rpartition("/")
     if not slash or not secret or not key:
         raise ValueError(f"{name}: expected SECRET/KEY (a Secret's name and one of its keys)")
     if not _SECRET_KEY.match(key) or len(key) > 253:
-        raise ValueError(f"{name}: {shown_value(key)} is not a Secret key (letters, digits, '-', '_' and '.')")
+        raise ValueError(f"{name}: the KEY of SECRET/KEY is not a Secret key (letters, digits, '-', '_' and '.')")
     if remote:
         if not _REMOTE_KEY.match(secret):
-            raise ValueError(f"{name}: {shown_value(secret)} is not a secret-store key (path segments of letters, digits, '-', '_', '.')")
+            raise ValueError(f"{name}: the SECRET of SECRET/KEY is not a secret-store key (path segments of letters, digits, '-', '_', '.')")
     elif len(secret) > 253 or not _DNS_SUBDOMAIN.match(secret):
-        raise ValueError(f"{name}: {shown_value(secret)} is not a Kubernetes Secret name (lowercase letters, digits, '-' and '.')")
+        raise ValueError(f"{name}: the SECRET of SECRET/KEY is not a Kubernetes Secret name (lowercase letters, digits, '-' and '.')")
     return SecretRef(name=name, secret=secret, key=key)
 
 

@@ -125,6 +125,34 @@ def render_deployment(spec: DeploymentSpec) -> dict[str, str]:
     return dict(sorted(tree.items()))
 
 
+def secret_mapping_of_overlay(files: Mapping[str, str]) -> dict[str, str]:
+    """The ``{NAME: "SECRET/KEY"}`` an overlay was rendered with (its deployment-patch and env ExternalSecret), so a
+    re-render keeps what the operator mapped before. ``files``: file name in the overlay → text. Names only."""
+    import yaml
+
+    def docs(name: str) -> list:
+        try:
+            return [d for d in yaml.safe_load_all(files.get(name) or "") if isinstance(d, dict)]
+        except yaml.YAMLError:
+            return []
+
+    remote = {}
+    for doc in docs(ENV_EXTERNALSECRET):
+        for item in (doc.get("spec") or {}).get("data") or []:
+            ref = item.get("remoteRef") or {} if isinstance(item, dict) else {}
+            if item.get("secretKey") and ref.get("key") and ref.get("property"):
+                remote[str(item["secretKey"])] = f"{ref['key']}/{ref['property']}"
+    mapping = {}
+    for doc in docs("deployment-patch.yaml"):
+        for container in ((((doc.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")) or []:
+            for env in container.get("env") or [] if isinstance(container, dict) else []:
+                ref = ((env.get("valueFrom") or {}).get("secretKeyRef") or {}) if isinstance(env, dict) else {}
+                name = env.get("name") if isinstance(env, dict) else None
+                if name and ref.get("name") and ref.get("key"):
+                    mapping[str(name)] = remote.get(str(name)) or f"{ref['name']}/{ref['key']}"
+    return mapping
+
+
 def render_argocd(settings: ArgoCDSettings) -> dict[str, str]:
     """``argocd/``: the AppProject and the ApplicationSet over ``deployments/*/overlays/*``."""
     ctx = {
