@@ -80,3 +80,4 @@ from tests.fixtures.rendered import *  # noqa: F401,F403,E402
 from tests.fixtures.git import *  # noqa: E402,F401,F403
 from tests.fixtures.images import *  # noqa: F401,F403,E402
 from tests.fixtures.registry import *  # noqa: F401,F403,E402
+from tests.fixtures.artifacts import *  # noqa: F401,F403,E402
