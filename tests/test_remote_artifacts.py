@@ -4,6 +4,7 @@ and SeaweedFS for s3://. Digest checks, the cache, the size limit and the addres
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
@@ -109,3 +110,31 @@ def test_s3_artifacts_come_through_the_aws_environment(s3_server, s3_bucket, s3_
         fetch_artifact(artifact(f"s3://{s3_bucket}/models/w.bin", "0" * 64), FetchPolicy(), tmp_path / "cache")
     with pytest.raises(RemoteArtifactError, match="S3 answered 404|S3 answered NoSuchKey"):
         fetch_artifact(artifact(f"s3://{s3_bucket}/models/missing.bin", digest.replace("a", "b")), LOOPBACK, tmp_path / "cache")
+
+
+# --- allora-bundle run: what the image holds, the remote weights included -----------------------------------------
+
+
+def test_run_fetches_the_remote_weights_beside_what_ships(cli, trusted, tmp_path):
+    from tests.fixtures.artifacts import remote_weights_bundle
+
+    bundle = remote_weights_bundle(tmp_path / "remote-weights", trusted)
+    before = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*"))
+    refused = cli("bundle", "run", bundle, "--here", "-n", "1000")
+    assert refused.code == 1 and "resolves to the loopback address 127.0.0.1; fetching from it is refused" in refused.err
+    result = cli("bundle", "run", bundle, "--here", "-n", "1000", "--allow-private-artifacts", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["ok"] and report["predictions"][0]["nonce"] == 1000
+    assert sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*")) == before  # the source was not written
+
+
+def test_run_with_a_wrong_sha256_names_the_path_and_both_digests(cli, trusted, tmp_path):
+    from tests.fixtures.artifacts import remote_weights_bundle
+
+    wrong = "0" * 64
+    bundle = remote_weights_bundle(tmp_path / "wrong", trusted, sha256=wrong)
+    result = cli("bundle", "run", bundle, "--here", "--allow-private-artifacts")
+    assert result.code == 1
+    (line,) = [x for x in result.err.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: artifacts.remote artifacts/weights.npy: the download has sha256 ") and line.endswith(f", but model.yaml says {wrong}; refused")
