@@ -138,3 +138,19 @@ def test_run_with_a_wrong_sha256_names_the_path_and_both_digests(cli, trusted, t
     assert result.code == 1
     (line,) = [x for x in result.err.splitlines() if x.startswith("error:")]
     assert line.startswith("error: artifacts.remote artifacts/weights.npy: the download has sha256 ") and line.endswith(f", but model.yaml says {wrong}; refused")
+
+
+def test_validate_refuses_a_remote_artifact_that_would_also_ship(cli, trusted, tmp_path):
+    from tests.fixtures.artifacts import remote_weights_bundle
+
+    bundle = remote_weights_bundle(tmp_path / "both", trusted)
+    (bundle / "artifacts" / "weights.npy").write_bytes(b"a local copy")
+    result = cli("bundle", "validate", bundle)
+    assert result.code == 1
+    line = next(x for x in result.out.splitlines() + result.err.splitlines() if "artifacts.remote[0]" in x)
+    assert line.endswith(
+        "error: artifacts.remote[0]: artifacts/weights.npy is also a file of the bundle and would ship in the archive; "
+        "add /artifacts/weights.npy to .allorabundleignore (the image build and `run` fetch it)"
+    ) and line.startswith(f"{bundle}/model.yaml:")
+    (bundle / ".allorabundleignore").write_text("/artifacts/weights.npy\n")
+    assert cli("bundle", "validate", bundle).code == 0
