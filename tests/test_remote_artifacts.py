@@ -9,13 +9,16 @@ import json
 import pytest
 
 from allora_gitops.bundle.manifest import RemoteArtifact
+from tests.fixtures.artifacts import remote_weights_bundle
+from tests.test_image_build_model_config import ALLOWING, build_dir_for, gitops, trust_bundle
 from allora_gitops.storage.remote import FetchPolicy, RemoteArtifactError, cached_path, check_address, fetch_artifact
 
 LOOPBACK = FetchPolicy(allow_private=True)  # what a repository allows with remote_artifacts.allow_private_addresses
 
 
 @pytest.fixture
-def trusted(artifact_server, monkeypatch):
+def trusted(artifact_server, monkeypatch, gitops_home):
+    """The test server's CA trusted through SSL_CERT_FILE; a private state directory, so the artifact cache starts empty."""
     monkeypatch.setenv("SSL_CERT_FILE", str(artifact_server.ca_file))
     return artifact_server
 
@@ -154,3 +157,32 @@ def test_validate_refuses_a_remote_artifact_that_would_also_ship(cli, trusted, t
     ) and line.startswith(f"{bundle}/model.yaml:")
     (bundle / ".allorabundleignore").write_text("/artifacts/weights.npy\n")
     assert cli("bundle", "validate", bundle).code == 0
+
+
+# --- build-image: the refusals stop before the builder starts (the one real build is in test_image_build_model_config.py)
+
+
+@pytest.fixture(scope="module")
+def trust(artifact_server, tmp_path_factory):
+    return trust_bundle(artifact_server, tmp_path_factory.mktemp("trust"))
+
+
+def test_build_image_with_a_wrong_sha256_fails_naming_the_path_and_builds_nothing(artifact_server, trust, tmp_path, gitops_home):
+    wrong = "0" * 64
+    bundle = remote_weights_bundle(tmp_path / "wrong", artifact_server, sha256=wrong)
+    (bundle / ".allorabundleignore").write_text("/artifacts/weights.npy\n")
+    proc = gitops("build-image", build_dir_for(bundle, tmp_path, **ALLOWING), "--base-image", "localhost/allora-test/python:3.11-slim", "--no-record", ca=trust)
+    assert proc.returncode == 1
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: artifacts.remote artifacts/weights.npy: the download has sha256 ")
+    assert errors[0].endswith(f", but model.yaml says {wrong}; refused")
+    assert "STEP" not in proc.stderr  # refused before the builder started
+
+
+def test_build_image_refuses_loopback_when_the_repository_does_not_allow_it(artifact_server, trust, tmp_path, gitops_home):
+    bundle = remote_weights_bundle(tmp_path / "strict", artifact_server)
+    (bundle / ".allorabundleignore").write_text("/artifacts/weights.npy\n")
+    proc = gitops("build-image", build_dir_for(bundle, tmp_path), "--base-image", "localhost/allora-test/python:3.11-slim", "--no-record", ca=trust)
+    assert proc.returncode == 1
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and "localhost resolves to the loopback address 127.0.0.1; fetching from it is refused" in errors[0]

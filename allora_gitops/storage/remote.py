@@ -44,10 +44,10 @@ class FetchPolicy:
 
 
 def artifact_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/allora-gitops/artifacts`` (``~/.cache/…``): a cache, safe to delete."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "allora-gitops" / "artifacts"
+    """``<state directory>/artifacts`` (beside the cached run environments): a cache, safe to delete."""
+    from allora_gitops.state import state_home
+
+    return state_home() / "artifacts"
 
 
 def cached_path(cache: Path, sha256: str) -> Path:
