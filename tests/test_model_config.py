@@ -259,3 +259,31 @@ def test_render_cli_maps_secrets_and_refuses_a_malformed_mapping(cli, tmp_path):
         ' (API: secrets: {"MARKET_API_SECRET": "SECRET/KEY"})\n'
     )
     assert files_of(out) == written  # the refused renders wrote nothing
+
+
+def test_repository_settings_for_model_configuration_are_set_from_the_command_line():
+    from allora_gitops.errors import UsageError
+    from allora_gitops.gitops.settings import RepositorySettings, settings_keys, set_setting
+
+    s = RepositorySettings(repo_url="https://git.example.com/p/d.git")
+    assert {"system_packages.allowed", "remote_artifacts.max_bytes", "remote_artifacts.allow_private_addresses",
+            "gpu.base_image", "gpu.node_selector", "gpu.tolerations"} <= set(settings_keys())  # fmt: skip
+    s = set_setting(s, "system_packages.allowed", "libgomp1, ffmpeg")
+    s = set_setting(s, "remote_artifacts.allow_private_addresses", "true")
+    s = set_setting(s, "remote_artifacts.max_bytes", "1073741824")
+    s = set_setting(s, "gpu.base_image", CUDA_IMAGE)
+    s = set_setting(s, "gpu.node_selector", '{nvidia.com/gpu.present: "true"}')
+    s = set_setting(s, "gpu.tolerations", "[{key: gpu-pool, operator: Equal, value: a100, effect: NoSchedule}]")
+    d = s.deployment_defaults()
+    assert d["system_packages_allowed"] == ("libgomp1", "ffmpeg") and d["artifact_allow_private"] is True and d["artifact_max_bytes"] == 1 << 30
+    assert d["gpu_base_image"] == CUDA_IMAGE and d["gpu_node_selector"] == {"nvidia.com/gpu.present": "true"}
+    assert d["gpu_tolerations"] == ({"key": "gpu-pool", "operator": "Equal", "value": "a100", "effect": "NoSchedule"},)
+    for key, raw, message in (
+        ("system_packages.allowed", "libgomp1,Bad_Name", "system_packages.allowed: 'Bad_Name' is not a Debian package name"),
+        ("gpu.base_image", "cuda:latest", "gpu.base_image: 'cuda:latest' is not a pinned image reference"),
+        ("gpu.tolerations", "[{operator: Sometimes}]", "gpu.tolerations: Input should be 'Exists' or 'Equal'"),
+        ("remote_artifacts.max_bytes", "0", "remote_artifacts.max_bytes: Input should be greater than 0"),
+    ):
+        with pytest.raises(UsageError) as err:
+            set_setting(s, key, raw)
+        assert str(err.value).startswith(message), str(err.value)
