@@ -287,3 +287,23 @@ def test_repository_settings_for_model_configuration_are_set_from_the_command_li
         with pytest.raises(UsageError) as err:
             set_setting(s, key, raw)
         assert str(err.value).startswith(message), str(err.value)
+
+
+def test_a_sandbox_of_the_configured_bundle_keeps_its_env_secrets_and_gpu_placement(configured, tmp_path):
+    """The sandbox Job is the Deployment's pod: the model's env, its Secret references and the GPU node placement."""
+    from allora_gitops.render import write_tree
+    from allora_gitops.render.sandbox import SandboxRun, render_sandbox
+    from allora_gitops.verify import verify_repo
+    from allora_gitops.verify.kustomize import build_overlay
+
+    spec = spec_of(configured, secrets=SECRETS, wallet_secret="allora-sandbox-wallet", **REPO_SETTINGS)
+    write_tree(render_sandbox(spec, SandboxRun(1800, "2026-12-01T01:00:00Z", "alice", "allora-sandbox-wallet")), tmp_path / "repo")
+    report = verify_repo(tmp_path / "repo")
+    assert report.findings == [], [str(p) for p in report.findings]
+    (directory,) = (tmp_path / "repo" / C.SANDBOXES_DIR).iterdir()
+    job = next(o for o in build_overlay(directory).objects if o["kind"] == "Job")
+    pod = job["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["LOG_LEVEL"]["value"] == "debug" and env["MARKET_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "market-data", "key": "api-key"}
+    assert pod["containers"][0]["resources"]["limits"][C.GPU_RESOURCE] == "1"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"} and pod["tolerations"][0]["key"] == C.GPU_RESOURCE
