@@ -423,7 +423,8 @@ class DeploymentSpec(_Model):
         try:
             spec = cls.model_validate(data)
         except ValidationError as exc:
-            raise settings_error(problems + [_problem(e) for e in exc.errors(include_url=False)]) from None
+            errors = [e for e in exc.errors(include_url=False) if not (topic_id is None and e["loc"][:1] == ("topic_id",))]
+            raise settings_error(problems + [_problem(e) for e in errors]) from None
         if problems:
             raise settings_error(problems)
         return spec
