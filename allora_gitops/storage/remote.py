@@ -99,7 +99,8 @@ def _download_https(url: str, out, policy: FetchPolicy, what: str) -> None:
         target = parts._replace(netloc=f"{host}:{port}").geturl()
         headers = {"Host": parts.netloc.rsplit("@", 1)[-1], "Accept-Encoding": "identity"}
         try:
-            with httpx.Client(verify=context, timeout=httpx.Timeout(30.0, read=120.0), follow_redirects=False) as client:
+            # trust_env=False: no proxy from the environment, so the connection goes to the address just checked
+            with httpx.Client(verify=context, timeout=httpx.Timeout(30.0, read=120.0), follow_redirects=False, trust_env=False) as client:
                 with client.stream("GET", target, headers=headers, extensions={"sni_hostname": parts.hostname}) as response:
                     if response.status_code in (301, 302, 303, 307, 308) and "location" in response.headers:
                         url = str(httpx.URL(url).join(response.headers["location"]))
