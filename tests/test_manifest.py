@@ -316,3 +316,13 @@ def test_the_json_schema_describes_the_new_keys():
     remote = defs["RemoteArtifact"]
     assert remote["required"] == ["path", "url", "sha256"] and remote["additionalProperties"] is False
     assert "sha256" in defs["Artifacts"]["properties"]["remote"]["description"]
+
+
+def test_an_editor_checking_against_the_schema_accepts_the_new_keys_and_refuses_a_typo(cli):
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(json.loads(cli("bundle", "schema").out))
+    assert list(validator.iter_errors(yaml.safe_load(CONFIGURED))) == []
+    typo = yaml.safe_load(CONFIGURED.replace("  gpus: 1", "  gpu: 1"))
+    assert [e.message for e in validator.iter_errors(typo)] == ["Additional properties are not allowed ('gpu' was unexpected)"]
