@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
 from allora_gitops import constants as C
 from allora_gitops.errors import ManifestError, Problem
@@ -99,7 +99,7 @@ def check_remote_url(url: str) -> str:
 
 
 EnvName = Annotated[str, AfterValidator(check_env_name)]
-EnvValue = Annotated[str, BeforeValidator(_env_value)]
+EnvValue = Annotated[str, BeforeValidator(_env_value), WithJsonSchema({"type": ["string", "integer"]})]
 DebianPackage = Annotated[str, AfterValidator(check_debian_package)]
 
 
