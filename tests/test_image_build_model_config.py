@@ -110,20 +110,3 @@ def test_the_image_holds_the_system_package_and_the_remote_weights_and_its_smoke
     dry = run_in(image, "python", C.BOOTSTRAP_IN_IMAGE, "--dry-run", "--nonce", "1000")
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert [json.loads(x)["event"] for x in dry.stdout.splitlines() if x.startswith("{")].count("prediction") == 1
-
-
-def test_a_second_build_takes_the_weights_from_the_cache(built, base_image, artifact_server, trust, tmp_path):
-    """Same bundle, a code-only change: nothing is downloaded again (cached by digest) and the build reuses its layers."""
-    import shutil
-
-    bundle = tmp_path / "again"
-    shutil.copytree(built["bundle"], bundle)
-    runner = bundle / "src" / "linear_forecaster" / "runner.py"
-    runner.write_text(runner.read_text() + "\n# a code-only change\n")
-    build_dir = build_dir_for(bundle, tmp_path, **ALLOWING)
-    hits = sum(artifact_server.hits.values())
-    proc = gitops("build-image", build_dir, "--base-image", base_image.ref, "--pip-cert", host_ca_bundle(), "--no-record", "--json", ca=trust)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert sum(artifact_server.hits.values()) == hits and "fetching artifacts/weights.npy" not in proc.stderr
-    assert "Installing collected packages" not in proc.stderr and "Setting up jq" not in proc.stderr  # cached layers
-    subprocess.run(["buildah", "--storage-driver", "vfs", "rmi", json.loads(proc.stdout)["image"]], capture_output=True)
