@@ -21,6 +21,16 @@ DEFAULT_MAX_SECONDS = _runtime.DEFAULT_MAX_SECONDS
 FEE_TIERS = _runtime.FEE_TIERS
 NETWORKS = ("testnet", "mainnet")
 IGNORE_FILE = ".allorabundleignore"
+# model.yaml environment.variables / environment.secrets: names the platform sets itself (the runtime's contract, the
+# image's ENV) and the prefix it keeps for them; a bundle naming one is refused.
+RESERVED_ENV_PREFIX = "ALLORA_"
+RESERVED_ENV_NAMES = frozenset(
+    {value for key, value in vars(_runtime).items() if key.startswith("ENV_") and isinstance(value, str)}
+    | {"BUNDLE_ROOT", "HOME", "XDG_CACHE_HOME", "PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONPATH", "PYTHONHOME"}
+)
+REMOTE_ARTIFACT_SCHEMES = ("https", "s3")
+DEFAULT_REMOTE_ARTIFACT_MAX_BYTES = 20 * 1024**3  # each file; the repository's remote_artifacts.max_bytes overrides it
+GPU_RESOURCE = "nvidia.com/gpu"  # the NVIDIA device plugin's extended resource
 ARCHIVE_MANIFEST = ".allora-manifest.json"  # per-file sha256, written by build, checked by inspect
 # The guide's default excludes, plus compiled Python anywhere. Gitignore syntax.
 DEFAULT_EXCLUDES = (
@@ -76,6 +86,7 @@ BUILD_SECRET_PIP_CONF = "pipconf"  # pip.conf with index credentials, optional
 BUILD_CONTEXT_DOCKERFILE = "Dockerfile"
 BUILD_CONTEXT_REQUIREMENTS = "requirements.txt"  # copied out of the archive (environment.pip_requirements)
 BUILD_CONTEXT_CONSTRAINTS = "constraints.txt"  # copied out of the archive when environment.constraints is set
+BUILD_CONTEXT_REMOTE_ARTIFACTS = "remote-artifacts"  # model.yaml artifacts.remote, one file per sha256
 BUILD_METADATA_FILE = "build.yaml"  # beside the Dockerfile in builds/<name>/<version>/
 # PID 1 of every model container: forwards signals to the runtime and reaps orphaned processes.
 RUNTIME_INIT_REQUIREMENT = "dumb-init==1.2.5.post1"
@@ -128,6 +139,7 @@ MAX_MEMORY = "64Gi"  # resources.max_memory
 MAX_GPUS = 8  # resources.max_gpus
 MANIFEST_MAX_CPU_CORES = 1024  # model.yaml runtime.cpu_cores: more than any node has
 MANIFEST_MAX_MEMORY_MB = 16 << 20  # model.yaml runtime.memory_mb: 16 TiB
+MANIFEST_MAX_GPUS = 16  # model.yaml runtime.gpus: more than one node holds is a mistake, not a plan
 DEFAULT_CPU = "250m"  # when neither runtime.cpu_cores nor --cpu says
 DEFAULT_MEMORY = "512Mi"  # when neither runtime.memory_mb nor --memory says
 DEFAULT_SECRET_STORE_KIND = "ClusterSecretStore"

@@ -123,6 +123,21 @@ def check_network(network: str) -> None:
 # --- pieces ----------------------------------------------------------------------------
 
 
+def keep_secret_mapping(git, commit: str, manifest, network: str, settings: "DeploymentSettings") -> "DeploymentSettings":
+    """``settings`` with the environment.secrets mappings the live overlay on ``network`` already has (names only),
+    for every declared secret the operator did not map again; a given ``--secret`` wins."""
+    from allora_gitops.render.tree import ENV_EXTERNALSECRET, secret_mapping_of_overlay
+
+    declared = manifest.environment.secrets
+    if not declared or all(n in (settings.secrets or {}) for n in declared):
+        return settings
+    overlay = C.deployment_overlay_dir(manifest.name, network)
+    files = git.read_many(commit, [f"{overlay}/deployment-patch.yaml", f"{overlay}/{ENV_EXTERNALSECRET}"])
+    live = secret_mapping_of_overlay({path.rsplit("/", 1)[-1]: text for path, text in files.items()})
+    kept = {n: live[n] for n in declared if n in live}
+    return settings.model_copy(update={"secrets": {**kept, **(settings.secrets or {})}})
+
+
 def _spec(manifest, sha256: str, size: int, settings: "DeploymentSettings", archive_url: str | None):
     from allora_gitops.render import DeploymentSpec
 
@@ -376,6 +391,7 @@ def publish_bundle(
         store = open_store(target.store_url)
         key = C.archive_object_key(name, version, built.sha256)
         archive_url = store.url_for(key)
+        options = keep_secret_mapping(cache.git, heads[target.base_branch], manifest, network, options)
         spec = _spec(manifest, built.sha256, built.size, options.model_copy(update={"network": network}), archive_url)
         branch = target.branch or C.review_branch(name, network, version)
         tree = render_deployment(spec)
@@ -531,6 +547,7 @@ def _redeploy(
                 raise GitOpsError(f"the archive of {name} {version} is missing from the store {store.url}; publish it again")
             manifest, size = BundleManifest.model_validate(bundle.manifest), bundle.size
             step("fetch", f"archive {store.url_for(key)} present")
+        options = keep_secret_mapping(cache.git, heads[target.base_branch], manifest, network, options)
         spec = _spec(manifest, bundle.sha256, size, options.model_copy(update={"network": network}), bundle.archive_url)
         tree = render_deployment(spec)
         step("render", f"{len(tree)} files for {name} {version} on {network}, image {spec.image}")

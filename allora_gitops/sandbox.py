@@ -71,6 +71,7 @@ class SandboxRequest:
     base_branch: str = C.DEFAULT_BRANCH
     store_url: Optional[str] = None
     database_url: Optional[str] = None
+    secrets: Optional[dict[str, str]] = None  # model.yaml environment.secrets: NAME → "SECRET/KEY" (names only)
 
 
 @dataclass
@@ -183,7 +184,7 @@ def start_sandbox(request: SandboxRequest, *, clock: Clock = utc_now, step: Call
         key = C.archive_object_key(name, version, built.sha256)
         options = DeploymentSettings(
             network=request.network, topic_id=request.topic_id, image_registry=request.image_registry,
-            wallet_secret=settings.sandbox.wallet_secret,
+            wallet_secret=settings.sandbox.wallet_secret, secrets=request.secrets,
         ).over(settings.deployment_defaults())  # namespace, DNS, monitoring: as for deployments
         spec = _spec(manifest, built.sha256, built.size, options, store.url_for(key))
         run = SandboxRun(duration_seconds=seconds, expires_at=rfc3339(expires), owner=request.owner, wallet_secret=settings.sandbox.wallet_secret)

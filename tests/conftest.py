@@ -81,3 +81,4 @@ from tests.fixtures.git import *  # noqa: E402,F401,F403
 from tests.fixtures.images import *  # noqa: F401,F403,E402
 from tests.fixtures.registry import *  # noqa: F401,F403,E402
 from tests.fixtures.problems import no_schema_names_in_error_bodies  # noqa: E402,F401  (autouse: every test)
+from tests.fixtures.artifacts import *  # noqa: F401,F403,E402

@@ -196,3 +196,155 @@ def test_an_absurd_resource_ask_stops_at_validate_with_its_line(tmp_path):
     assert all("model.yaml:" in line for line in lines)
     assert "runtime.cpu_cores" in lines[0] + lines[1] and "1024" in lines[0] + lines[1]
     assert "runtime.memory_mb" in lines[0] + lines[1] and "16777216" in lines[0] + lines[1]
+
+
+# --- model configuration: environment.variables / secrets / system_packages, runtime.gpus, artifacts.remote ---------
+
+DIGEST = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+PIP = '  pip_requirements: "requirements.txt"\n'
+CONFIGURED = VALID.replace(PIP, PIP + f"""\
+  variables:
+    LOG_LEVEL: "debug"
+    WINDOW: 24
+    MODEL_SHA256: "{DIGEST}"
+  secrets: [MARKET_API_KEY]
+  system_packages: [libgomp1, ffmpeg]
+""") + f"""\
+runtime:
+  gpus: 1
+artifacts:
+  remote:
+    - path: artifacts/weights.bin
+      url: https://models.example.com/weights.bin
+      sha256: "{DIGEST}"
+    - path: ./artifacts/tokenizer/vocab.json
+      url: s3://bucket/tok/vocab.json
+      sha256: "{DIGEST}"
+"""
+
+
+def test_model_configuration_loads():
+    m = load_manifest_text(CONFIGURED, "model.yaml").manifest
+    assert m.environment.variables == {"LOG_LEVEL": "debug", "WINDOW": "24", "MODEL_SHA256": DIGEST}  # a digest is not a key
+    assert m.environment.secrets == ["MARKET_API_KEY"]
+    assert m.environment.system_packages == ["libgomp1", "ffmpeg"]
+    assert m.runtime.gpus == 1
+    assert [(a.path, a.url) for a in m.remote_artifacts] == [
+        ("artifacts/weights.bin", "https://models.example.com/weights.bin"),
+        ("artifacts/tokenizer/vocab.json", "s3://bucket/tok/vocab.json"),  # normalised
+    ]
+    assert load_manifest_text(VALID, "model.yaml").manifest.remote_artifacts == []
+
+
+def _env(block: str) -> str:
+    """``block`` inside environment: (indented) or as a section of its own, after allora:."""
+    return VALID.replace(PIP, PIP + block) if block.startswith("  ") else VALID + block
+
+
+@pytest.mark.parametrize(
+    "block, expected",
+    [
+        ('  variables:\n    ALLORA_TOPIC_ID: "3"\n',
+         "model.yaml:15:22: error: environment.variables.ALLORA_TOPIC_ID: names starting with ALLORA_ are set by the platform; choose another name"),
+        ("  variables:\n    BUNDLE_ROOT: /x\n",
+         "model.yaml:15:18: error: environment.variables.BUNDLE_ROOT: BUNDLE_ROOT is set by the platform (the runtime and the image need it); choose another name"),
+        ("  variables:\n    PROMETHEUS_MULTIPROC_DIR: /x\n",
+         "model.yaml:15:31: error: environment.variables.PROMETHEUS_MULTIPROC_DIR: PROMETHEUS_MULTIPROC_DIR is set by the platform (the runtime and the image need it); choose another name"),
+        ('  variables:\n    9LIVES: "x"\n',
+         "model.yaml:15:13: error: environment.variables.9LIVES: '9LIVES' is not an environment variable name (letters, digits and '_', not starting with a digit)"),
+        ("  variables:\n    RATIO: 0.5\n",
+         "model.yaml:15:12: error: environment.variables.RATIO: write the value as a quoted string (environment variables are text)"),
+        ("  secrets: [HOME]\n",
+         "model.yaml:14:13: error: environment.secrets.0: HOME is set by the platform (the runtime and the image need it); choose another name"),
+        ("  secrets: [A_KEY, A_KEY]\n", "model.yaml:14:20: error: environment.secrets[1]: A_KEY is listed twice"),
+        ('  variables:\n    A_KEY: "x"\n  secrets: [A_KEY]\n',
+         "model.yaml:15:12: error: environment.variables.A_KEY: A_KEY is also declared under environment.secrets; keep one"),
+        ('  system_packages: ["ffmpeg=7:5.1"]\n',
+         "model.yaml:14:21: error: environment.system_packages.0: 'ffmpeg=7:5.1' is not a Debian package name (Debian Policy 5.6.1: "
+         "lowercase letters, digits, '+', '-' and '.', at least two characters, starting with a letter or digit; no version or release)"),
+        ("  system_packages: [x]\n", "model.yaml:14:21: error: environment.system_packages.0: 'x' is not a Debian package name"),
+        ("  system_packages: [libgomp1, libgomp1]\n", "model.yaml:14:31: error: environment.system_packages[1]: libgomp1 is listed twice"),
+        ("runtime:\n  gpus: 0\n", "model.yaml:20:9: error: runtime.gpus: Input should be greater than 0 (got 0)"),
+        ("runtime:\n  gpus: 17\n", "model.yaml:20:9: error: runtime.gpus: Input should be less than or equal to 16 (got 17)"),
+        ("runtime:\n  gpus: one\n", "model.yaml:20:9: error: runtime.gpus: Input should be a valid integer"),
+    ],
+)
+def test_each_environment_and_runtime_key_fails_with_its_line(block, expected):
+    found = problems(_env(block))
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_a_secret_looking_variable_is_refused_without_its_value():
+    key = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+    mnemonic = "abandon " * 11 + "about"
+    found = problems(_env(f'  variables:\n    MARKET_API_KEY: "{key}"\n    SEED: "{mnemonic}"\n'))
+    assert found == [
+        "model.yaml:15:21: error: environment.variables.MARKET_API_KEY: the value looks like a secret (a key or a mnemonic); "
+        "declare MARKET_API_KEY under environment.secrets and map it at deploy time (--secret MARKET_API_KEY=SECRET/KEY)",
+        "model.yaml:16:11: error: environment.variables.SEED: the value looks like a secret (a key or a mnemonic); "
+        "declare SEED under environment.secrets and map it at deploy time (--secret SEED=SECRET/KEY)",
+    ]
+    assert not any(key in f or "abandon" in f for f in found)
+
+
+def _remote(path: str = "artifacts/w.bin", url: str = "https://models.example.com/w.bin", sha256: str = DIGEST) -> str:
+    return VALID + f'artifacts:\n  remote:\n    - path: "{path}"\n      url: "{url}"\n      sha256: "{sha256}"\n'
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"path": "weights.bin"}, "model.yaml:21:13: error: artifacts.remote[0].path: 'weights.bin' is not under the artifacts directory artifacts/"),
+        ({"path": "artifacts/../w.bin"}, "model.yaml:21:13: error: artifacts.remote.0.path: path must be a relative path inside the bundle"),
+        ({"path": "artifacts/my weights.bin"}, "model.yaml:21:13: error: artifacts.remote.0.path: 'artifacts/my weights.bin' may hold letters, digits"),
+        ({"url": "http://models.example.com/w.bin"}, "model.yaml:22:12: error: artifacts.remote.0.url: 'http://models.example.com/w.bin' is not an https:// or s3:// URL"),
+        ({"url": "ftp://models.example.com/w.bin"}, "model.yaml:22:12: error: artifacts.remote.0.url: 'ftp://models.example.com/w.bin' is not an https:// or s3:// URL"),
+        ({"url": "https://user:hunter2@models.example.com/w.bin"}, "model.yaml:22:12: error: artifacts.remote.0.url: carries credentials;"),
+        ({"url": "https://b.s3.amazonaws.com/w.bin?X-Amz-Credential=AKIA&X-Amz-Signature=abc"},
+         "model.yaml:22:12: error: artifacts.remote.0.url: carries a credential in its query string"),
+        ({"sha256": "ABC"}, "model.yaml:23:15: error: artifacts.remote.0.sha256: must be 64 lowercase hex digits (the sha256 of the file)"),
+    ],
+)
+def test_each_remote_artifact_problem_names_its_line(kwargs, expected):
+    found = problems(_remote(**kwargs))
+    assert len(found) == 1 and found[0].startswith(expected), found
+    assert "hunter2" not in found[0] and "AKIA" not in found[0]
+
+
+def test_two_remote_artifacts_at_one_path_and_an_unknown_key():
+    text = _remote() + f'    - path: "artifacts/w.bin"\n      url: "s3://b/w"\n      sha256: "{DIGEST}"\n      size: 3\n'
+    assert problems(text) == ["model.yaml:27:7: error: unknown key 'artifacts.remote.1.size' (typo? unknown keys are not allowed)"]
+    text = _remote() + f'    - path: "artifacts/w.bin"\n      url: "s3://b/w"\n      sha256: "{DIGEST}"\n'
+    assert problems(text) == ["model.yaml:24:13: error: artifacts.remote[1].path: artifacts/w.bin is listed twice"]
+
+
+def test_unknown_keys_in_the_new_sections_stay_errors():
+    found = problems(_env("  secret: [A]\n") + "runtime:\n  gpu: 1\n")
+    assert found == [
+        "model.yaml:14:3: error: unknown key 'environment.secret' (did you mean 'secrets'? unknown keys are not allowed)",
+        "model.yaml:21:3: error: unknown key 'runtime.gpu' (did you mean 'gpus'? unknown keys are not allowed)",
+    ]
+
+
+def test_the_json_schema_describes_the_new_keys():
+    schema = BundleManifest.json_schema()
+    defs = schema["$defs"]
+    env = defs["Environment"]["properties"]
+    assert {"variables", "secrets", "system_packages"} <= set(env)
+    assert "--secret NAME=SECRET/KEY" in env["secrets"]["description"]
+    assert "allow" in env["system_packages"]["description"] and "ALLORA_" in env["variables"]["description"]
+    gpus = defs["Runtime"]["properties"]["gpus"]
+    assert gpus["anyOf"][0] == {"exclusiveMinimum": 0, "maximum": 16, "type": "integer"} and "nvidia.com/gpu" in gpus["description"]
+    remote = defs["RemoteArtifact"]
+    assert remote["required"] == ["path", "url", "sha256"] and remote["additionalProperties"] is False
+    assert "sha256" in defs["Artifacts"]["properties"]["remote"]["description"]
+
+
+def test_an_editor_checking_against_the_schema_accepts_the_new_keys_and_refuses_a_typo(cli):
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(json.loads(cli("bundle", "schema").out))
+    assert list(validator.iter_errors(yaml.safe_load(CONFIGURED))) == []
+    typo = yaml.safe_load(CONFIGURED.replace("  gpus: 1", "  gpu: 1"))
+    assert [e.message for e in validator.iter_errors(typo)] == ["Additional properties are not allowed ('gpu' was unexpected)"]

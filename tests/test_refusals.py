@@ -146,21 +146,7 @@ def test_through_the_api_bad_input_is_a_422_naming_the_field(platform_server, tm
     platform = platform_server
     token = platform.token("erin", wallets=("erin-wallet",))
     api = httpx.Client(base_url=platform.url, timeout=300, headers=platform.headers(token))
-    long_version = "1.0.0-" + "a" * 59  # 65 characters: valid semver, longer than the records allow
-    d = make_bundle(tmp_path / "long", name="erin-model", version=long_version)
-    with open(build(d), "rb") as fh:
-        r = api.post("/api/bundles", files={"bundle": ("b.tar.gz", fh)})
-    assert r.status_code == 422, r.text
-    assert "version" in r.json()["detail"]
-    # valid semver, but no valid git ref for the review branch
-    d = make_bundle(tmp_path / "lock", name="erin-model", version="1.0.0-x.lock")
-    with open(build(d), "rb") as fh:
-        r = api.post("/api/bundles", files={"bundle": ("b.tar.gz", fh)})
-    if r.status_code == 201:  # today the upload takes it; the deploy must still be the input's fault
-        r = api.post("/api/deployments", json={"bundle": {"name": "erin-model", "version": "1.0.0-x.lock"}, "network": "testnet",
-                                               "wallet": "erin-wallet"})  # fmt: skip
-    assert r.status_code == 422, r.text
-    assert "version" in r.json()["detail"] and ".lock" in r.json()["detail"]
+    # a 65-character version and a `.lock` version are refused before anything is written: test_api_upload_checks.py
 
     # an absurd resource ask: refused by the repository's maxima before anything is pushed
     from tests.fixtures.git import remote_branches

@@ -61,6 +61,13 @@ def test_repo_init_writes_every_repository_setting(cli, tmp_path, gitops_home):
         "images": {"require_digest": ["mainnet"]},
         "sandbox": {"wallet_secret": "allora-sandbox-wallet", "commit": "review", "max_per_user": 2},
         "resources": {"max_cpu": "16", "max_memory": "64Gi", "max_gpus": 8},
+        "system_packages": {"allowed": []},
+        "remote_artifacts": {"max_bytes": 20 * 1024**3, "allow_private_addresses": False},
+        "gpu": {
+            "base_image": None,
+            "node_selector": {},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "value": None, "effect": "NoSchedule"}],
+        },
         "ci": {"install": settings_of(repo)["ci"]["install"]},
     }
     project = yaml.safe_load(remote_file(repo, "main", "argocd/appproject.yaml"))

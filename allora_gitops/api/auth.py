@@ -288,6 +288,38 @@ class Accounts:
         ).fetchone()
         return row is not None
 
+    # --- model secrets (model.yaml environment.secrets): the same rule as wallets -------------------
+    def assign_secret(self, user: str, secret_name: str) -> None:
+        user_id = self.ensure_user(user)
+        try:
+            self._conn.execute(
+                "INSERT INTO secret_assignments (user_id, secret_name) VALUES (%s, %s) ON CONFLICT DO NOTHING", (user_id, secret_name)
+            )
+        except Exception as exc:  # a CHECK refusal: say which rule, never echo the value (it may be a pasted key)
+            from allora_gitops.db.connection import translate_error
+
+            raise DatabaseError(f"the database refused the Secret name: {translate_error(exc)}") from None
+
+    def unassign_secret(self, user: str, secret_name: str) -> bool:
+        row = self._conn.execute(
+            "DELETE FROM secret_assignments WHERE user_id = %s AND secret_name = %s RETURNING 1", (self._user_id(user), secret_name)
+        ).fetchone()
+        return row is not None
+
+    def secrets_of(self, user: str) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT s.secret_name FROM secret_assignments s JOIN platform_users u ON u.id = s.user_id WHERE u.name = %s ORDER BY 1",
+            (user,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def may_use_secret(self, principal: Principal, secret_name: str) -> bool:
+        """Admins too, like wallets: every Secret a model reads is on record as assigned."""
+        row = self._conn.execute(
+            "SELECT 1 FROM secret_assignments WHERE user_id = %s AND secret_name = %s", (principal.user_id, secret_name)
+        ).fetchone()
+        return row is not None
+
     # --- plumbing -----------------------------------------------------------------------------
     def _user_id(self, name: str) -> str:
         row = self._conn.execute("SELECT id::text FROM platform_users WHERE name = %s", (name,)).fetchone()

@@ -3,10 +3,10 @@ promote, roll back and retire — what ``allora-gitops publish/promote/rollback/
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from fastapi import APIRouter, Depends, Path as PathParam, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from allora_gitops import constants as C
 from allora_gitops.api.app import ApiError, Caller, caller
@@ -42,6 +42,16 @@ class Resources(BaseModel):
     memory: Optional[str] = Field(None, pattern=QUANTITY_PATTERN, max_length=32)
 
 
+SECRETS_HELP = (
+    "model.yaml's environment.secrets, each mapped to a key of a Secret assigned to the caller: "
+    '{"NAME": "SECRET/KEY"} (names only; the value stays in the Secret). Default: the mapping the live deployment has'
+)
+SecretMapping = dict[
+    Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=253)],
+    Annotated[str, StringConstraints(max_length=507)],
+]
+
+
 class DeploymentRequest(BaseModel):
     """A deployment of an uploaded bundle. ``wallet`` is the *name* of a Secret assigned to the caller, never a key."""
 
@@ -53,12 +63,14 @@ class DeploymentRequest(BaseModel):
     fee_tier: Optional[FeeTier] = None
     polling_interval: Optional[int] = Field(None, gt=0, le=86400)
     resources: Resources = Resources()
+    secrets: Optional[SecretMapping] = Field(None, description=SECRETS_HELP)
 
 
 class PromoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     network: Network
     wallet: Optional[str] = Field(None, pattern=SECRET_NAME_PATTERN, max_length=253)
+    secrets: Optional[SecretMapping] = Field(None, description=SECRETS_HELP)
     topic_id: Optional[int] = Field(None, gt=0, le=C.MAX_TOPIC_ID)
     fee_tier: Optional[FeeTier] = None
 
@@ -180,6 +192,15 @@ def _check_wallet(c: Caller, wallet: str) -> None:
                             "an admin assigns wallets (`allora-gitops wallet assign`)")
 
 
+def _check_secrets(c: Caller, secrets: Optional[dict[str, str]]) -> None:
+    """Each mapped Secret must be assigned to the caller (``allora-gitops secret assign``), like a wallet."""
+    for name, target in (secrets or {}).items():
+        secret = target.rpartition("/")[0]
+        if not secret or not c.accounts.may_use_secret(c.principal, secret):  # the name only: the target may be a pasted value
+            raise ApiError(403, f"secrets.{name}: the Secret is not assigned to {c.principal.name}; "
+                                "an admin assigns Secrets (`allora-gitops secret assign SECRET --user USER`)")
+
+
 def _only_wallet(c: Caller) -> str:
     names = c.accounts.wallets_of(c.principal.name)
     if len(names) != 1:
@@ -217,9 +238,10 @@ def create_deployment(
     network = body.network or (bundle.manifest.get("allora") or {}).get("network") or "testnet"
     wallet = body.wallet or _only_wallet(c)
     _check_wallet(c, wallet)
+    _check_secrets(c, body.secrets)
     options = DeploymentSettings(
         topic_id=body.topic_id, fee_tier=body.fee_tier, polling_interval=body.polling_interval, cpu=body.resources.cpu,
-        cpu_limit=body.resources.cpu_limit, memory=body.resources.memory, wallet_secret=wallet,
+        cpu_limit=body.resources.cpu_limit, memory=body.resources.memory, wallet_secret=wallet, secrets=body.secrets,
     )  # fmt: skip
     with c.accounts.deploying(c.principal):
         _check_live_limit(c, bundle.name, network)
@@ -275,7 +297,8 @@ def promote_deployment(
     d = _owned_deployment(deployment_id, c)
     wallet = body.wallet or d.wallet_secret_name
     _check_wallet(c, wallet)
-    options = DeploymentSettings(topic_id=body.topic_id, fee_tier=body.fee_tier, wallet_secret=wallet)
+    _check_secrets(c, body.secrets)
+    options = DeploymentSettings(topic_id=body.topic_id, fee_tier=body.fee_tier, wallet_secret=wallet, secrets=body.secrets)
     with c.accounts.deploying(c.principal):
         _check_live_limit(c, d.name, body.network)
         return change_out(promote(d.name, d.network, body.network, _target(c.settings), options))

@@ -11,9 +11,9 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
 from allora_gitops import constants as C
 from allora_gitops.errors import ManifestError, Problem
@@ -28,6 +28,14 @@ SEMVER = re.compile(
 )
 DOTTED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# POSIX portable environment variable names (IEEE Std 1003.1, 8.1): letters, digits, '_', not starting with a digit.
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Debian Policy 5.6.1: lowercase letters, digits, '+', '-', '.'; at least two characters; starts alphanumeric.
+DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_ARTIFACT_PATH = re.compile(r"^[A-Za-z0-9._+-]+(/[A-Za-z0-9._+-]+)*$")  # goes into Dockerfile COPY lines as is
+# Query parameters that carry a credential (presigned URLs, API keys): never in model.yaml, which ships and is reviewed.
+_CREDENTIAL_PARAM = re.compile(r"(signature|credential|token|secret|passw|key|sig|auth)", re.IGNORECASE)
 
 
 def _relative_path(value: str, what: str) -> str:
@@ -51,6 +59,60 @@ def refuse_rest_network(value: object) -> object:
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_env_name(name: str) -> str:
+    """An environment variable name the bundle may set: portable, and not one the platform sets itself."""
+    if not ENV_NAME.match(name):
+        raise ValueError(f"{name!r} is not an environment variable name (letters, digits and '_', not starting with a digit)")
+    if name.startswith(C.RESERVED_ENV_PREFIX):
+        raise ValueError(f"names starting with {C.RESERVED_ENV_PREFIX} are set by the platform; choose another name")
+    if name in C.RESERVED_ENV_NAMES:
+        raise ValueError(f"{name} is set by the platform (the runtime and the image need it); choose another name")
+    return name
+
+
+def _env_value(value: Any) -> Any:
+    """A variable's value as the container gets it: text; a whole number may be written bare (``WINDOW: 24``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise ValueError("write the value as a quoted string (environment variables are text)")
+    if "\0" in value:
+        raise ValueError("a value cannot hold a NUL character")
+    return value
+
+
+def check_debian_package(name: str) -> str:
+    if not DEBIAN_PACKAGE.match(name):
+        raise ValueError(
+            f"{name!r} is not a Debian package name (Debian Policy 5.6.1: lowercase letters, digits, '+', '-' and '.', "
+            "at least two characters, starting with a letter or digit; no version or release)"
+        )
+    return name
+
+
+def check_remote_url(url: str) -> str:
+    """``https://`` or ``s3://`` with no credentials in it (the value is never echoed when it might hold one)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ValueError("is not a URL") from None
+    if "@" in parts.netloc:
+        raise ValueError("carries credentials; give them to the build as secrets or in the environment, never in model.yaml")
+    if any(_CREDENTIAL_PARAM.search(k) for k, _ in parse_qsl(parts.query, keep_blank_values=True)):
+        raise ValueError("carries a credential in its query string (a signed URL or a key); "
+                         "give credentials to the build as secrets or in the environment, never in model.yaml")
+    if parts.scheme not in C.REMOTE_ARTIFACT_SCHEMES or not parts.hostname or any(ch.isspace() for ch in url):
+        raise ValueError(f"{shown_value(url)} is not an https:// or s3:// URL")
+    return url
+
+
+EnvName = Annotated[str, AfterValidator(check_env_name)]
+EnvValue = Annotated[str, BeforeValidator(_env_value), WithJsonSchema({"type": ["string", "integer"]})]
+DebianPackage = Annotated[str, AfterValidator(check_debian_package)]
 
 
 class PythonSpec(_Section):
@@ -102,6 +164,22 @@ class Environment(_Section):
     pip_requirements: str = Field(default="requirements.txt", description="pip requirements file, relative to the bundle root.")
     constraints: Optional[str] = Field(default=None, description="Optional pip constraints file, relative to the bundle root.")
     extra_index_urls: list[str] = Field(default_factory=list, description="Extra package index URLs (https).")
+    variables: dict[EnvName, EnvValue] = Field(
+        default_factory=dict,
+        description="Plain settings for the model's code, set as environment variables in its container ({NAME: value}). "
+        "Names the platform sets (ALLORA_*, BUNDLE_ROOT, HOME, PATH …) are refused, and so is a value that looks like a "
+        "secret: declare those under secrets.",
+    )
+    secrets: list[EnvName] = Field(
+        default_factory=list,
+        description="Names of environment variables the model reads from Kubernetes Secrets. The operator maps each at "
+        "deploy time (--secret NAME=SECRET/KEY, or secrets in the API request); values never enter the bundle.",
+    )
+    system_packages: list[DebianPackage] = Field(
+        default_factory=list,
+        description="Debian packages installed in the runtime image (apt-get --no-install-recommends), e.g. libgomp1. "
+        "The GitOps repository's system_packages.allowed list says which ones publish accepts.",
+    )
 
     @field_validator("pip_requirements", "constraints")
     @classmethod
@@ -132,8 +210,41 @@ class AlloraSettings(_Section):
         return refuse_rest_network(v)
 
 
+class RemoteArtifact(_Section):
+    """A model file too large for the archive: fetched at image build (and by ``run``), checked against ``sha256``."""
+
+    path: str = Field(description="Where the file lands, relative to the bundle root and under the artifacts directory, e.g. artifacts/weights.bin.")
+    url: str = Field(description="https:// or s3:// URL; credentials come from the environment or build secrets, never from here.")
+    sha256: str = Field(description="Lowercase hex sha256 of the file; a download that does not match is refused.")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        v = Path(_relative_path(v, "path")).as_posix()
+        if not _ARTIFACT_PATH.match(v):
+            raise ValueError(f"{shown_value(v)} may hold letters, digits, '.', '_', '-', '+' and '/' only")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return check_remote_url(v)
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha256(cls, v: str) -> str:
+        if not _HEX64.match(v):
+            raise ValueError("must be 64 lowercase hex digits (the sha256 of the file)")
+        return v
+
+
 class Artifacts(_Section):
     root: str = Field(default="artifacts", description="Root directory of model files, relative to the bundle root.")
+    remote: list[RemoteArtifact] = Field(
+        default_factory=list,
+        description="Files not in the archive: fetched at image build and by `allora-bundle run`, verified against sha256 and "
+        "cached by digest (weights over the archive's 500 MB limit).",
+    )
 
     @field_validator("root")
     @classmethod
@@ -147,6 +258,11 @@ class Runtime(_Section):
     # (default 16 cores, 64Gi) bound what a deployment may ask for at render, publish and in the API.
     memory_mb: Optional[int] = Field(default=None, gt=0, le=C.MANIFEST_MAX_MEMORY_MB, description="Memory the model needs (request and limit).")
     cpu_cores: Optional[float] = Field(default=None, gt=0, le=C.MANIFEST_MAX_CPU_CORES, description="CPU cores the model needs (request).")
+    gpus: Optional[int] = Field(
+        default=None, gt=0, le=C.MANIFEST_MAX_GPUS,
+        description="NVIDIA GPUs the model needs (an nvidia.com/gpu limit); the GitOps repository's gpu settings give the "
+        "CUDA-capable base image and the node selector / tolerations of GPU nodes.",
+    )
 
 
 class BundleManifest(_Section):
@@ -182,6 +298,10 @@ class BundleManifest(_Section):
     @property
     def artifacts_path(self) -> str:
         return self.artifacts.root if self.artifacts else self.entrypoint.artifacts_dir
+
+    @property
+    def remote_artifacts(self) -> list[RemoteArtifact]:
+        return list(self.artifacts.remote) if self.artifacts else []
 
     @property
     def module_file_candidates(self) -> list[str]:
@@ -290,7 +410,7 @@ _TYPE_HINTS = {
 
 
 def _format_error(err: dict, data: Any, file: str) -> Problem:
-    loc = tuple(err["loc"])
+    loc = tuple(p for p in err["loc"] if p != "[key]")  # pydantic's marker for a mapping key's own error
     dotted = ".".join(str(p) for p in loc) or "(root)"
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -397,7 +517,54 @@ def load_manifest_text(raw: bytes | str, file: str) -> LoadedManifest:
         problems = [_format_error(e, data, file) for e in exc.errors(include_url=False)]
         problems.sort(key=lambda p: (p.line or 0, p.col or 0))
         raise ManifestError(problems=problems) from None
-    return LoadedManifest(manifest=manifest, file=file, data=data)
+    loaded = LoadedManifest(manifest=manifest, file=file, data=data)
+    problems = list(_cross_problems(loaded))
+    if problems:
+        raise ManifestError(problems=sorted(problems, key=lambda p: (p.line or 0, p.col or 0)))
+    return loaded
+
+
+def _duplicates(items: list[str]) -> list[int]:
+    seen: set[str] = set()
+    out = []
+    for i, item in enumerate(items):
+        if item in seen:
+            out.append(i)
+        seen.add(item)
+    return out
+
+
+def _cross_problems(loaded: LoadedManifest):
+    """What one key cannot say about itself: duplicates, a secret-looking value, a remote file outside the artifacts."""
+    from allora_gitops.bundle.secrets import scan_bytes
+
+    m = loaded.manifest
+    env = m.environment
+    for name, value in env.variables.items():
+        # The scan of the line as written (the name gives a digest its context: MODEL_SHA256 is not a key).
+        if scan_bytes(loaded.file, f"{name}: {value}".encode()):  # never the value in the message
+            yield loaded.problem(
+                f"environment.variables.{name}: the value looks like a secret (a key or a mnemonic); "
+                f"declare {name} under environment.secrets and map it at deploy time (--secret {name}=SECRET/KEY)",
+                "environment", "variables", name, code="secret",
+            )
+        if name in env.secrets:
+            yield loaded.problem(
+                f"environment.variables.{name}: {name} is also declared under environment.secrets; keep one",
+                "environment", "variables", name, code="schema",
+            )
+    for key, items in (("secrets", env.secrets), ("system_packages", env.system_packages)):
+        for i in _duplicates(list(items)):
+            yield loaded.problem(f"environment.{key}[{i}]: {items[i]} is listed twice", "environment", key, i, code="schema")
+    root = m.artifacts_path.strip("/").rstrip("/")
+    paths = [Path(a.path).as_posix() for a in m.remote_artifacts]
+    for i, path in enumerate(paths):
+        if root in (".", "") or not path.startswith(root + "/"):
+            yield loaded.problem(
+                f"artifacts.remote[{i}].path: {path!r} is not under the artifacts directory {root}/", "artifacts", "remote", i, "path", code="schema"
+            )
+    for i in _duplicates(paths):
+        yield loaded.problem(f"artifacts.remote[{i}].path: {paths[i]} is listed twice", "artifacts", "remote", i, "path", code="schema")
 
 
 def manifest_json_schema() -> dict[str, Any]:

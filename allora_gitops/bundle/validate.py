@@ -253,6 +253,12 @@ class _Checker:
                     f"every file under the artifacts directory {artifacts!r} is excluded by the ignore rules "
                     f"(e.g. {on_disk.relative_to(self.root).as_posix()}); the model would ship without them",
                     *where, severity="warning", code="excluded"))
+        for i, remote in enumerate(m.remote_artifacts):  # fetched at build: a local copy must not ship too
+            if tree.ships(remote.path):
+                self.problems.append(loaded.problem(
+                    f"artifacts.remote[{i}]: {remote.path} is also a file of the bundle and would ship in the archive; "
+                    f"add /{remote.path} to {C.IGNORE_FILE} (the image build and `run` fetch it)",
+                    "artifacts", "remote", i, "path", code="remote"))
 
     def check_import(self, loaded: LoadedManifest, module_file: str, result: ImportResult,
                      reqs: list[ParsedRequirement]) -> Optional[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, List, Optional
 
 import typer
 
@@ -33,6 +33,7 @@ BaseImageOpt = Annotated[Optional[str], typer.Option("--base-image", help="Base 
 MonitoringOpt = Annotated[Optional[bool], typer.Option("--monitoring/--no-monitoring", help="Render a PodMonitor and PrometheusRule for the deployment (default: monitoring in .allora-gitops.yaml, else on).")]
 LowBalanceThresholdOpt = Annotated[Optional[int], typer.Option("--low-balance-threshold", min=0, metavar="UALLO", help="AlloraLowWalletBalance fires below this many uallo (default: low_balance_threshold_uallo in .allora-gitops.yaml, else 10^18 = 1 ALLO).")]
 ResultsUrlOpt = Annotated[Optional[str], typer.Option("--results-url", help="Report each result to the platform API at this cluster Service URL (a projected ServiceAccount token, egress to it; default: off).")]
+SecretOpt = Annotated[Optional[List[str]], typer.Option("--secret", metavar="NAME=SECRET/KEY", help="Map model.yaml's environment.secrets entry NAME to key KEY of Secret SECRET (with --secret-store: property KEY of the store's key SECRET); repeatable. Names only: the value stays in the Secret.")]
 NamespaceOpt = Annotated[Optional[str], typer.Option("--namespace", help="Namespace of the models (default: namespace in .allora-gitops.yaml, else allora-models).")]
 
 # --- where the change goes -------------------------------------------------------------------
@@ -51,7 +52,29 @@ DEPLOYMENT_OPTIONS = (
     ("wallet_secret", WalletSecretOpt), ("secret_store", SecretStoreOpt), ("secret_store_kind", SecretStoreKindOpt),
     ("wallet_remote_key", WalletRemoteKeyOpt), ("base_image", BaseImageOpt), ("namespace", NamespaceOpt),
     ("monitoring", MonitoringOpt), ("low_balance_threshold", LowBalanceThresholdOpt), ("results_url", ResultsUrlOpt),
+    ("secrets", SecretOpt),
 )  # fmt: skip
+
+
+def parse_secret_options(values: Optional[list[str]]) -> Optional[dict[str, str]]:
+    """``["NAME=SECRET/KEY", …]`` as ``{NAME: "SECRET/KEY"}``; UsageError (exit 2) for a malformed or repeated NAME.
+
+    Only the NAME is ever quoted back: what follows ``=`` is meant to be a reference, but may be a pasted value.
+    """
+    from allora_gitops.errors import UsageError
+
+    if not values:
+        return None
+    out: dict[str, str] = {}
+    for raw in values:
+        name, eq, target = raw.partition("=")
+        name = name.strip()
+        if not eq or not name or not target:
+            raise UsageError(f"--secret {name or '…'}: expected NAME=SECRET/KEY")
+        if name in out:
+            raise UsageError(f"--secret {name}: given twice")
+        out[name] = target.strip()
+    return out
 
 
 def _with_options(func: Callable[..., Any], options: list[tuple[str, Any, Any]], keyword: str, build: Callable[[dict], Any]):
@@ -86,7 +109,7 @@ def with_deployment_options(*, network: bool = True) -> Callable[[Callable[..., 
     def build(values: dict) -> Any:
         from allora_gitops.render import DeploymentSettings
 
-        return DeploymentSettings(**values)
+        return DeploymentSettings(**{**values, "secrets": parse_secret_options(values.get("secrets"))})
 
     options = [(name, alias, None) for name, alias in DEPLOYMENT_OPTIONS if network or name != "network"]
     return lambda func: _with_options(func, options, "settings", build)

@@ -26,6 +26,9 @@ def register(app: typer.Typer) -> None:
             False, "--here", help="Use the current interpreter instead of the bundle's cached virtualenv."
         ),
         rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild the cached virtualenv first."),
+        allow_private_artifacts: bool = typer.Option(
+            False, "--allow-private-artifacts", help="Let artifacts.remote come from loopback, private or link-local addresses (refused by default)."
+        ),
         prune: bool = typer.Option(
             False, "--prune", help="List and remove the cached virtualenvs (of every bundle), then exit; runs nothing."
         ),
@@ -63,6 +66,7 @@ def register(app: typer.Typer) -> None:
                 here=here,
                 rebuild=rebuild,
                 verbose=sys.stderr.isatty(),
+                allow_private_artifacts=allow_private_artifacts,
             )
             try:
                 report = run_bundle(

@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
         owner: Optional[str] = typer.Option(None, "--owner", help="Who runs it (default: $USER); the per-user limit counts by owner."),
         wallet_secret: Optional[str] = typer.Option(None, "--wallet-secret", help="Refused unless it names the platform's sandbox wallet."),
         image_registry: Optional[str] = typer.Option(None, "--image-registry", help="Where images are pushed, e.g. ghcr.io/org."),
+        secret: Optional[list[str]] = typer.Option(None, "--secret", metavar="NAME=SECRET/KEY", help="Map model.yaml's environment.secrets entry NAME to key KEY of Secret SECRET; repeatable."),
         store: Optional[str] = typer.Option(None, "--store", help="Object store: file://DIR or s3://bucket/prefix."),
         database_url: Optional[str] = typer.Option(None, "--database-url", help="PostgreSQL URL (default: $ALLORA_DATABASE_URL, else the embedded one)."),
         base: str = typer.Option("main", "--base", help="The branch Argo CD deploys."),
@@ -47,13 +48,14 @@ def register(app: typer.Typer) -> None:
         import json
 
         from allora_gitops.cli.app import eprint
+        from allora_gitops.cli.options import parse_secret_options
         from allora_gitops.sandbox import SandboxRequest, start_sandbox
 
         result = start_sandbox(
             SandboxRequest(
                 source=source, repo=repo, owner=owner or getpass.getuser(), duration=duration, topic_id=topic_id,
                 network=network, wallet_secret=wallet_secret, image_registry=image_registry, base_branch=base,
-                store_url=store, database_url=database_url,
+                store_url=store, database_url=database_url, secrets=parse_secret_options(secret),
             ),
             step=lambda s, m: eprint(f"==> {s}: {m}"),
         )  # fmt: skip

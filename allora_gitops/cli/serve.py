@@ -164,6 +164,47 @@ def register(app: typer.Typer) -> None:
             names = accounts.wallets_of(user)
         typer.echo("\n".join(names) if names else f"no wallet assigned to {user}")
 
+    secret = typer.Typer(
+        name="secret", help="Which Secrets (names, never values) a user may map into a model's environment (model.yaml environment.secrets).",
+        no_args_is_help=True,
+    )
+    app.add_typer(secret)
+
+    @secret.command("assign")
+    def secret_assign(
+        name: str = typer.Argument(..., help="The Kubernetes Secret's name (or the secret store's key)."),
+        user: str = typer.Option(..., "--user"),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    ) -> None:
+        """Allow USER to map keys of the Secret NAME into their models' environment (API: secrets)."""
+        accounts, conn = _accounts(database_url)
+        with conn:
+            accounts.assign_secret(user, name)
+        typer.echo(f"{user} may map Secret {name}")
+
+    @secret.command("unassign")
+    def secret_unassign(
+        name: str = typer.Argument(...),
+        user: str = typer.Option(..., "--user"),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    ) -> None:
+        """Stop USER from mapping NAME in new deployments (running ones keep it until changed)."""
+        accounts, conn = _accounts(database_url)
+        with conn:
+            removed = accounts.unassign_secret(user, name)
+        typer.echo(f"{user} may no longer map Secret {name}" if removed else f"{name} was not assigned to {user}")
+
+    @secret.command("list")
+    def secret_list(
+        user: str = typer.Option(..., "--user"),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    ) -> None:
+        """The Secrets USER may map."""
+        accounts, conn = _accounts(database_url)
+        with conn:
+            names = accounts.secrets_of(user)
+        typer.echo("\n".join(names) if names else f"no Secret assigned to {user}")
+
     @app.command("user-admin")
     def user_admin(
         user: str = typer.Argument(...),

@@ -129,6 +129,66 @@ class ResourceMaxima(_Section):
         return _quantity(v, "memory", allow_milli=False)
 
 
+class SystemPackageSettings(_Section):
+    """``system_packages:`` — which Debian packages a bundle's environment.system_packages may install."""
+
+    allowed: tuple[str, ...] = Field(
+        (), description="Debian package names publish accepts in a bundle's environment.system_packages (empty: none)."
+    )
+
+    @field_validator("allowed")
+    @classmethod
+    def _names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from allora_gitops.bundle.manifest import check_debian_package
+
+        return tuple(dict.fromkeys(check_debian_package(name) for name in v))
+
+
+class RemoteArtifactSettings(_Section):
+    """``remote_artifacts:`` — how image builds fetch a bundle's artifacts.remote."""
+
+    max_bytes: int = Field(C.DEFAULT_REMOTE_ARTIFACT_MAX_BYTES, gt=0, description="Largest remote artifact a build fetches, in bytes (each file).")
+    allow_private_addresses: bool = Field(
+        False, description="Let builds fetch from loopback, private and link-local addresses (an in-cluster object store); off: refused."
+    )
+
+
+class Toleration(_Section):
+    """A Kubernetes toleration (core/v1 Toleration)."""
+
+    key: Optional[str] = None
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: Optional[str] = None
+    effect: Optional[Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]] = None
+
+
+class GpuSettings(_Section):
+    """``gpu:`` — where models with runtime.gpus run and what they are built on."""
+
+    base_image: Optional[str] = Field(
+        None,
+        description="CUDA-capable base image with Python for bundles with runtime.gpus, pinned (tag or digest); {python} stands "
+        "for the bundle's Python version, e.g. registry.example.com/cuda-python:{python}-12.4 (null: GPU bundles are refused).",
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict, description="nodeSelector of GPU pods, e.g. {nvidia.com/gpu.present: 'true'}.")
+    tolerations: tuple[Toleration, ...] = Field(
+        (Toleration(key=C.GPU_RESOURCE, operator="Exists", effect="NoSchedule"),),
+        description="Tolerations of GPU pods (default: the nvidia.com/gpu:NoSchedule taint GPU node pools carry).",
+    )
+
+    @field_validator("base_image")
+    @classmethod
+    def _image(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None:
+            from allora_gitops.render.spec import check_base_image
+
+            check_base_image(v.replace("{python}", C.DEFAULT_PYTHON))
+        return v
+
+    def base_image_for(self, python: str) -> Optional[str]:
+        return self.base_image.replace("{python}", python) if self.base_image else None
+
+
 class RepositorySettings(_Section):
     """``.allora-gitops.yaml``, layout version 1."""
 
@@ -148,6 +208,9 @@ class RepositorySettings(_Section):
     images: ImageSettings = ImageSettings()
     sandbox: SandboxSettings = SandboxSettings()
     resources: ResourceMaxima = ResourceMaxima()
+    system_packages: SystemPackageSettings = SystemPackageSettings()
+    remote_artifacts: RemoteArtifactSettings = RemoteArtifactSettings()
+    gpu: GpuSettings = GpuSettings()
     ci: CiSettings = Field(default_factory=lambda: CiSettings(install=default_ci_install()))
 
     @field_validator("namespace", "monitoring_namespace")
@@ -203,6 +266,12 @@ class RepositorySettings(_Section):
             "max_cpu": self.resources.max_cpu,
             "max_memory": self.resources.max_memory,
             "max_gpus": self.resources.max_gpus,
+            "system_packages_allowed": self.system_packages.allowed,
+            "gpu_base_image": self.gpu.base_image,
+            "gpu_node_selector": self.gpu.node_selector,
+            "gpu_tolerations": tuple(t.model_dump(exclude_none=True) for t in self.gpu.tolerations),
+            "artifact_max_bytes": self.remote_artifacts.max_bytes,
+            "artifact_allow_private": self.remote_artifacts.allow_private_addresses,
         }
 
     def to_yaml(self) -> str:
@@ -291,8 +360,15 @@ def set_setting(settings: RepositorySettings, key: str, raw: str) -> RepositoryS
     if key in FIXED_KEYS:
         raise UsageError(f"{key} is written by allora-gitops and cannot be set")
     value: Any = None if raw in ("null", "") else raw
-    if key == "networks":
+    if key in ("networks", "images.require_digest", "system_packages.allowed"):
         value = [n.strip() for n in raw.split(",") if n.strip()]
+    elif key in ("gpu.node_selector", "gpu.tolerations"):
+        from allora_gitops.boundedyaml import YamlError, load_yaml
+
+        try:  # a YAML/JSON flow value: {nvidia.com/gpu.present: "true"} or [{key: nvidia.com/gpu, operator: Exists}]
+            value = load_yaml(raw, key) if raw else ({} if key == "gpu.node_selector" else [])
+        except YamlError as exc:
+            raise UsageError(f"{key}: not a YAML value ({exc.problems[0].message})") from None
     data = settings.model_dump(mode="json")
     node = data
     parts = key.split(".")

@@ -62,6 +62,8 @@ class BuildPlan:
     base_image: str
     dockerfile: str
     origin: str  # where the archive came from, for messages
+    artifact_max_bytes: int = C.DEFAULT_REMOTE_ARTIFACT_MAX_BYTES  # artifacts.remote: the repository's remote_artifacts settings
+    artifact_allow_private: bool = False
 
 
 @dataclass
@@ -192,6 +194,8 @@ def plan_from_build_dir(build_dir: Path, work: Path, store_url: Optional[str]) -
         base_image=meta.default_base_image,
         dockerfile=dockerfile,
         origin=meta.archive.url,
+        artifact_max_bytes=meta.remote_artifacts.max_bytes,
+        artifact_allow_private=meta.remote_artifacts.allow_private_addresses,
     )
     return plan, archive
 
@@ -226,6 +230,8 @@ def plan_from_source(source: Path, work: Path, image_registry: Optional[str], ba
         base_image=spec.base_image,
         dockerfile=dockerfile,
         origin=str(source),
+        artifact_max_bytes=spec.artifact_max_bytes,
+        artifact_allow_private=spec.artifact_allow_private,
     )
     return plan, bundle.path
 
@@ -249,6 +255,8 @@ def build_image(request: ImageBuildRequest, log: LogSink = terminal_log) -> Imag
         raise UsageError(f"{target}: no such bundle directory, archive or build directory")
     builder = select_builder(request.builder, log)
 
+    from allora_gitops.storage.remote import FetchPolicy
+
     with tempfile.TemporaryDirectory(prefix="allora-image-") as tmp:
         work = Path(tmp)
         if is_build_dir(target):
@@ -261,6 +269,8 @@ def build_image(request: ImageBuildRequest, log: LogSink = terminal_log) -> Imag
             archive=archive,
             archive_sha256=plan.sha256,
             archive_origin=plan.origin,
+            artifact_policy=FetchPolicy(max_bytes=plan.artifact_max_bytes, allow_private=plan.artifact_allow_private),
+            say=log,
         )
         base = request.base_image or plan.base_image
         check_reference(base, "base image")

@@ -73,10 +73,14 @@ def assemble_context(
     archive: Path,
     archive_sha256: str,
     archive_origin: str,
+    artifact_policy=None,
+    say=lambda _m: None,
 ) -> BuildContext:
     """Write the build context into ``dest`` (an empty or missing directory).
 
-    ``archive`` is checked against ``archive_sha256`` before anything else is read from it.
+    ``archive`` is checked against ``archive_sha256`` before anything else is read from it. The bundle's
+    artifacts.remote are fetched under ``artifact_policy`` (a ``FetchPolicy``; default: public addresses only)
+    into ``remote-artifacts/<sha256>``.
     """
     from allora_gitops.bundle.manifest import load_manifest_text
     from allora_gitops.errors import ManifestError
@@ -104,9 +108,22 @@ def assemble_context(
     if constraints is not None:
         (dest / C.BUILD_CONTEXT_CONSTRAINTS).write_bytes(constraints)
     write_runtime_archive(dest / C.BUILD_CONTEXT_BOOTSTRAP)
+    if manifest.remote_artifacts:
+        from allora_gitops.storage.remote import FetchPolicy, RemoteArtifactError, fetch_artifacts, place_artifacts
+
+        try:
+            fetched = fetch_artifacts(manifest.remote_artifacts, artifact_policy or FetchPolicy(), say=say)
+        except RemoteArtifactError as exc:
+            raise ImageBuildError(exc.message) from None
+        remote_dir = dest / C.BUILD_CONTEXT_REMOTE_ARTIFACTS
+        place_artifacts({a.sha256: fetched[a.path] for a in manifest.remote_artifacts}, remote_dir)
+        remote_dir.chmod(0o755)
+        for path in remote_dir.iterdir():
+            path.chmod(0o644)
     # Modes in the context are normalized so the COPY layers do not depend on the operator's umask.
     for path in dest.iterdir():
-        path.chmod(0o644)
+        if path.is_file():
+            path.chmod(0o644)
     return BuildContext(
         root=dest,
         dockerfile=dest / C.BUILD_CONTEXT_DOCKERFILE,

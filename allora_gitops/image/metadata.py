@@ -31,6 +31,15 @@ class ArchiveRef(BaseModel):
         return v
 
 
+class RemoteArtifactPolicy(BaseModel):
+    """The repository's remote_artifacts settings, as render wrote them for this build."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    max_bytes: int = Field(C.DEFAULT_REMOTE_ARTIFACT_MAX_BYTES, gt=0)
+    allow_private_addresses: bool = False
+
+
 class BuildMetadata(BaseModel):
     """The contract between the renderer (which writes build.yaml) and build-image (which reads it)."""
 
@@ -42,6 +51,7 @@ class BuildMetadata(BaseModel):
     archive: ArchiveRef
     image: str = Field(description="The full image reference the overlay uses.")
     base_image: Optional[str] = None
+    remote_artifacts: RemoteArtifactPolicy = RemoteArtifactPolicy()
 
     @property
     def default_base_image(self) -> str:

@@ -77,6 +77,9 @@ def _job(deployment: dict, patch: dict, spec: DeploymentSpec, run: SandboxRun) -
     patched = patch["spec"]["template"]["spec"]
     pod["containers"] = _merge_named(pod["containers"], patched.get("containers", []), _merge_container)
     pod["volumes"] = _merge_named(pod.get("volumes", []), patched.get("volumes", []), lambda _a, b: b)
+    for key in ("nodeSelector", "tolerations"):  # runtime.gpus: the Job runs where the Deployment would
+        if key in patched:
+            pod[key] = patched[key]
     pod["restartPolicy"] = "Never"
     for volume in pod["volumes"]:
         if volume["name"] == "wallet":

@@ -54,6 +54,48 @@ def check_image_registry(value: str) -> str:
     return value
 
 
+def check_base_image(v: str) -> str:
+    """A pinned image reference (a tag other than latest, or a digest); ValueError otherwise."""
+    if not _IMAGE.match(v) or v.endswith(":latest"):
+        raise ValueError(f"{v!r} is not a pinned image reference like python:3.11-slim or repo@sha256:…")
+    return v
+
+
+# A Secret data key (k8s.io/apimachinery IsConfigMapKey): letters, digits, '-', '_', '.'.
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+# A key in an external secret store: path segments, no spaces or quotes.
+_REMOTE_KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+
+
+class SecretRef(BaseModel):
+    """Where the container's environment variable ``name`` comes from: key ``key`` of Secret ``secret`` — or, with a
+    secret store, property ``key`` of the store's entry ``secret``. Names only: the value is never read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    secret: str
+    key: str
+
+
+def parse_secret_mapping(name: str, target: str, *, remote: bool) -> SecretRef:
+    """``NAME`` and ``SECRET/KEY`` (the text of ``--secret NAME=SECRET/KEY``) as a SecretRef; ValueError naming NAME.
+
+    With a secret store (``remote``) SECRET is the store's key and may hold ``/`` (the last ``/`` starts KEY).
+    Messages never quote SECRET or KEY: what was typed there may be a pasted value rather than a reference."""
+    secret, slash, key = target.rpartition("/")
+    if not slash or not secret or not key:
+        raise ValueError(f"{name}: expected SECRET/KEY (a Secret's name and one of its keys)")
+    if not _SECRET_KEY.match(key) or len(key) > 253:
+        raise ValueError(f"{name}: the KEY of SECRET/KEY is not a Secret key (letters, digits, '-', '_' and '.')")
+    if remote:
+        if not _REMOTE_KEY.match(secret):
+            raise ValueError(f"{name}: the SECRET of SECRET/KEY is not a secret-store key (path segments of letters, digits, '-', '_', '.')")
+    elif len(secret) > 253 or not _DNS_SUBDOMAIN.match(secret):
+        raise ValueError(f"{name}: the SECRET of SECRET/KEY is not a Kubernetes Secret name (lowercase letters, digits, '-' and '.')")
+    return SecretRef(name=name, secret=secret, key=key)
+
+
 def cpu_millicores(quantity: str) -> int:
     match = _QUANTITY.match(quantity)
     assert match, quantity
@@ -143,6 +185,15 @@ class DeploymentSettings(_Model):
     max_cpu: Optional[str] = None  # the repository's resources.* maxima (not flags: an admin's bound)
     max_memory: Optional[str] = None
     max_gpus: Optional[int] = None
+    # NAME (an environment.secrets entry of model.yaml) → "SECRET/KEY": names only, never a value
+    secrets: Optional[dict[str, str]] = None
+    # from the repository settings (system_packages.*, gpu.*, remote_artifacts.*); None: not rendered into a repository
+    system_packages_allowed: Optional[tuple[str, ...]] = None
+    gpu_base_image: Optional[str] = None
+    gpu_node_selector: Optional[dict[str, str]] = None
+    gpu_tolerations: Optional[tuple[dict, ...]] = None
+    artifact_max_bytes: Optional[int] = None
+    artifact_allow_private: Optional[bool] = None
 
     def explicit(self) -> dict:
         """What was given, without the ``None`` gaps."""
@@ -186,6 +237,11 @@ class DeploymentSpec(_Model):
     max_cpu: str = Field(C.MAX_CPU, description="the most CPU (request and limit) the repository allows one deployment")
     max_memory: str = Field(C.MAX_MEMORY, description="the most memory the repository allows one deployment")
     max_gpus: int = Field(C.MAX_GPUS, ge=0, description="the most GPUs the repository allows one deployment")
+    secret_refs: tuple[SecretRef, ...] = Field((), description="environment.secrets of model.yaml, each mapped to a Secret key")
+    gpu_node_selector: dict[str, str] = Field(default_factory=dict, description="nodeSelector of the pod when runtime.gpus is set")
+    gpu_tolerations: tuple[dict, ...] = Field((), description="tolerations of the pod when runtime.gpus is set")
+    artifact_max_bytes: int = Field(C.DEFAULT_REMOTE_ARTIFACT_MAX_BYTES, gt=0, description="largest artifacts.remote file a build fetches")
+    artifact_allow_private: bool = Field(False, description="builds may fetch artifacts.remote from loopback/private/link-local addresses")
 
     @field_validator("results_url")
     @classmethod
@@ -230,9 +286,7 @@ class DeploymentSpec(_Model):
     @field_validator("base_image")
     @classmethod
     def _base_image(cls, v: str) -> str:
-        if not _IMAGE.match(v) or v.endswith(":latest"):
-            raise ValueError(f"{v!r} is not a pinned image reference like python:3.11-slim or repo@sha256:…")
-        return v
+        return check_base_image(v)
 
     @field_validator("node_local_dns")
     @classmethod
@@ -320,6 +374,15 @@ class DeploymentSpec(_Model):
         return {"namespace": match["namespace"], "ports": sorted({port, C.PLATFORM_API_POD_PORT})}
 
     @property
+    def gpus(self) -> Optional[int]:
+        return self.manifest.runtime.gpus
+
+    @property
+    def env_secret_name(self) -> str:
+        """The Secret the ExternalSecret of environment.secrets creates (with a secret store)."""
+        return f"{self.name}-{self.network}-env"
+
+    @property
     def heartbeat_max_age(self) -> int:
         """Liveness must tolerate one slow prediction plus a poll: never less than the default."""
         return max(C.HEARTBEAT_MAX_AGE_SECONDS, int(self.manifest.runtime.max_seconds) * 2 + self.polling_interval)
@@ -371,16 +434,75 @@ class DeploymentSpec(_Model):
             "max_memory": s.max_memory or C.MAX_MEMORY,
             "max_gpus": C.MAX_GPUS if s.max_gpus is None else s.max_gpus,
         }
+        problems = []
         if topic_id is None:
-            raise settings_error([Problem("topic-id: no topic id; pass --topic-id or set allora.topic_id in model.yaml", code="settings")])
+            problems.append(Problem("topic-id: no topic id; pass --topic-id or set allora.topic_id in model.yaml", code="settings"))
+        refs, ref_problems = _secret_refs(manifest, s.secrets or {}, remote=bool(s.secret_store))
+        problems += ref_problems
+        problems += _system_package_problems(manifest, s.system_packages_allowed)
+        if runtime.gpus:
+            gpu_image = s.gpu_base_image.replace("{python}", manifest.python.version) if s.gpu_base_image else None
+            if not s.base_image and not gpu_image:
+                problems.append(Problem(
+                    f"base-image: runtime.gpus is {runtime.gpus} but no CUDA-capable base image is set; set gpu.base_image in "
+                    ".allora-gitops.yaml (`allora-gitops repo config gpu.base_image IMAGE`) or pass --base-image", code="settings",
+                ))
+            data["base_image"] = s.base_image or gpu_image or data["base_image"]
+            data["gpu_node_selector"] = s.gpu_node_selector or {}
+            data["gpu_tolerations"] = tuple(s.gpu_tolerations) if s.gpu_tolerations is not None else _DEFAULT_GPU_TOLERATIONS
+        data["secret_refs"] = refs
+        if s.artifact_max_bytes is not None:
+            data["artifact_max_bytes"] = s.artifact_max_bytes
+        data["artifact_allow_private"] = bool(s.artifact_allow_private)
         try:
             spec = cls.model_validate(data)
         except ValidationError as exc:
-            raise settings_error([_problem(e) for e in exc.errors(include_url=False)]) from None
-        over = resources_over_maxima(spec)
-        if over:
-            raise settings_error([Problem(line, code="settings") for line in over])
+            errors = [e for e in exc.errors(include_url=False) if not (topic_id is None and e["loc"][:1] == ("topic_id",))]
+            raise settings_error(problems + [_problem(e) for e in errors]) from None
+        problems += [Problem(line, code="settings") for line in resources_over_maxima(spec)]
+        if problems:
+            raise settings_error(problems)
         return spec
+
+
+_DEFAULT_GPU_TOLERATIONS = ({"key": C.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},)
+
+
+def _secret_refs(manifest: BundleManifest, mapping: dict[str, str], *, remote: bool) -> tuple[tuple[SecretRef, ...], list[Problem]]:
+    """model.yaml's environment.secrets, each with the mapping the operator gave; a problem per missing or unknown one."""
+    declared = list(manifest.environment.secrets)
+    refs, problems = [], []
+    for name in declared:
+        if name not in mapping:
+            problems.append(Problem(
+                f"secret: model.yaml declares the secret {name} but it is not mapped; pass --secret {name}=SECRET/KEY "
+                "(API: secrets: {" + f'"{name}": "SECRET/KEY"' + "})", code="settings",
+            ))
+            continue
+        try:
+            refs.append(parse_secret_mapping(name, mapping[name], remote=remote))
+        except ValueError as exc:
+            problems.append(Problem(f"secret: {exc}", code="settings"))
+    for name in mapping:
+        if name not in declared:
+            known = ", ".join(declared) or "none"
+            problems.append(Problem(f"secret: {shown_value(name)} is not declared in model.yaml's environment.secrets (declared: {known})", code="settings"))
+    return tuple(refs), problems
+
+
+def _system_package_problems(manifest: BundleManifest, allowed: Optional[tuple[str, ...]]) -> list[Problem]:
+    """environment.system_packages outside the repository's allow-list (None: no repository, nothing to enforce)."""
+    if allowed is None:
+        return []
+    refused = [p for p in manifest.environment.system_packages if p not in allowed]
+    if not refused:
+        return []
+    listed = ",".join(dict.fromkeys((*allowed, *refused)))
+    return [Problem(
+        f"system-packages: {', '.join(refused)} {'is' if len(refused) == 1 else 'are'} not in the repository's allow-list "
+        f"(system_packages.allowed: {', '.join(allowed) or 'none'}); an admin allows them with "
+        f"`allora-gitops repo config system_packages.allowed {listed}`", code="settings",
+    )]
 
 
 def settings_error(problems: list[Problem]) -> SettingsError:

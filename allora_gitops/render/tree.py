@@ -21,6 +21,10 @@ CHECKOV_SKIPS = (
     ("CKV_K8S_40", "the runtime contract fixes UID 1000 (guide: Container Security); runAsNonRoot is enforced"),
     ("CKV_K8S_43", "the image is built after rendering; its tag is derived from the bundle sha256 and never reused"),
 )
+# Only on an overlay whose model.yaml declares environment.secrets (the overlay's patch adds it beside the base's two).
+ENV_SECRETS_CHECKOV_SKIP = (
+    "CKV_K8S_35", "model.yaml environment.secrets are environment variables by contract; they reference a Secret, never hold a value",
+)
 IMAGE_DIGEST_CHECK = "CKV_K8S_43"  # dropped from an overlay once its image is pinned (gitops/pin.py)
 
 
@@ -33,6 +37,7 @@ HEALTHCHECK_COMMAND = ("python", C.BOOTSTRAP_IN_IMAGE, "--healthcheck")
 # Never egress to cluster-internal or link-local networks (cloud metadata endpoints live there).
 PRIVATE_CIDRS = ("10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16")
 
+ENV_EXTERNALSECRET = "externalsecret-env.yaml"  # environment.secrets through a secret store
 RESULTS_NETWORKPOLICY = "networkpolicy-results.yaml"  # egress to the platform API, with --results-url only
 _BASE = ("kustomization.yaml", "serviceaccount.yaml", "deployment.yaml", "networkpolicy.yaml", "poddisruptionbudget.yaml")
 
@@ -73,10 +78,13 @@ def _context(spec: DeploymentSpec) -> dict:
         },
         "C": C,
         "checkov_skips": CHECKOV_SKIPS,
+        "env_secrets_skip": (f"checkov.io/skip{len(CHECKOV_SKIPS) + 1}", "=".join(ENV_SECRETS_CHECKOV_SKIP)),
         "healthcheck": list(HEALTHCHECK_COMMAND),
         "private_cidrs": PRIVATE_CIDRS,
         "constraints": spec.manifest.environment.constraints,
         "extra_index_urls": spec.manifest.environment.extra_index_urls,
+        "system_packages": spec.manifest.environment.system_packages,
+        "remote_artifacts": spec.manifest.remote_artifacts,
         "version_label": spec.version.replace("+", "_"),
     }
 
@@ -93,6 +101,8 @@ def render_overlay(spec: DeploymentSpec, ctx: dict | None = None) -> dict[str, s
     ctx = ctx or _context(spec)
     overlay = C.deployment_overlay_dir(spec.name, spec.network)
     files = ["kustomization.yaml", "deployment-patch.yaml"] + (["externalsecret.yaml"] if spec.secret_store else [])
+    if spec.secret_store and spec.secret_refs:
+        files.append(ENV_EXTERNALSECRET)
     if spec.results_url:
         files.append(RESULTS_NETWORKPOLICY)
     if spec.monitoring:
@@ -118,6 +128,34 @@ def render_deployment(spec: DeploymentSpec) -> dict[str, str]:
     ctx = _context(spec)
     tree = {**render_base(spec, ctx), **render_overlay(spec, ctx), **render_build(spec, ctx)}
     return dict(sorted(tree.items()))
+
+
+def secret_mapping_of_overlay(files: Mapping[str, str]) -> dict[str, str]:
+    """The ``{NAME: "SECRET/KEY"}`` an overlay was rendered with (its deployment-patch and env ExternalSecret), so a
+    re-render keeps what the operator mapped before. ``files``: file name in the overlay → text. Names only."""
+    import yaml
+
+    def docs(name: str) -> list:
+        try:
+            return [d for d in yaml.safe_load_all(files.get(name) or "") if isinstance(d, dict)]
+        except yaml.YAMLError:
+            return []
+
+    remote = {}
+    for doc in docs(ENV_EXTERNALSECRET):
+        for item in (doc.get("spec") or {}).get("data") or []:
+            ref = item.get("remoteRef") or {} if isinstance(item, dict) else {}
+            if item.get("secretKey") and ref.get("key") and ref.get("property"):
+                remote[str(item["secretKey"])] = f"{ref['key']}/{ref['property']}"
+    mapping = {}
+    for doc in docs("deployment-patch.yaml"):
+        for container in ((((doc.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")) or []:
+            for env in container.get("env") or [] if isinstance(container, dict) else []:
+                ref = ((env.get("valueFrom") or {}).get("secretKeyRef") or {}) if isinstance(env, dict) else {}
+                name = env.get("name") if isinstance(env, dict) else None
+                if name and ref.get("name") and ref.get("key"):
+                    mapping[str(name)] = remote.get(str(name)) or f"{ref['name']}/{ref['key']}"
+    return mapping
 
 
 def render_argocd(settings: ArgoCDSettings) -> dict[str, str]:

@@ -33,6 +33,7 @@ class RunRequest:
     here: bool = False  # use the current interpreter instead of the cached virtualenv
     rebuild: bool = False  # rebuild the cached virtualenv
     verbose: bool = False  # show pip's progress while the virtualenv builds (the CLI sets it on a terminal)
+    allow_private_artifacts: bool = False  # artifacts.remote may come from loopback/private/link-local addresses
 
 
 @dataclass
@@ -121,6 +122,11 @@ def run_bundle(
 
         runtime = Path(scratch) / C.BUILD_CONTEXT_BOOTSTRAP
         write_runtime_archive(runtime)
+        if manifest.remote_artifacts:  # fetched (cached by digest) beside what ships, as the image holds them
+            from allora_gitops.storage.remote import FetchPolicy, stage_bundle
+
+            policy = FetchPolicy(allow_private=request.allow_private_artifacts)
+            bundle_dir = stage_bundle(bundle_dir, manifest, Path(scratch) / "bundle", policy, say=progress)
         return _run_runtime(
             [python, str(runtime), "--dry-run", "--bundle-root", str(bundle_dir)],
             request,

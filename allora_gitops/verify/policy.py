@@ -26,6 +26,7 @@ RULES = (
     "image-pinned",
     "secret-value",
     "network-policy",
+    "gpu",
 )
 _HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 _WORDS = re.compile(r"^[a-z]{3,8}( [a-z]{3,8}){11,23}$")
@@ -59,6 +60,7 @@ def check_object(obj: dict) -> Iterator[tuple[str, str]]:
     for key in ("hostNetwork", "hostPID", "hostIPC"):
         if pod.get(key):
             yield "host-namespaces", f"{key} must not be true"
+    yield from _gpu_placement(pod)
     for c in _containers(pod):
         name = c.get("name", "?")
         sc = c.get("securityContext") or {}
@@ -93,10 +95,43 @@ def check_object(obj: dict) -> Iterator[tuple[str, str]]:
         problem = image_problem(c.get("image"))
         if problem:
             yield "image-pinned", f"container {name}: {problem}"
+        yield from _gpu_problems(name, res)
         for env in c.get("env") or []:
             env_name = str(env.get("name", ""))
             if "value" in env and (env_name in ("ALLORA_MNEMONIC", "ALLORA_PRIVATE_KEY") or looks_secret(env_name, env["value"])):
                 yield "secret-value", f"container {name}: env {env_name} holds a literal credential; mount the wallet Secret as files"
+
+
+def _gpus(resources: dict, part: str) -> Any:
+    return (resources.get(part) or {}).get(C.GPU_RESOURCE)
+
+
+def _gpu_problems(name: str, res: dict) -> Iterator[tuple[str, str]]:
+    """An extended resource is whole devices, set as a limit; a request, if any, must equal it (Kubernetes' rule)."""
+    limit, request = _gpus(res, "limits"), _gpus(res, "requests")
+    if limit is None and request is None:
+        return
+    if limit is None:
+        yield "gpu", f"container {name} requests {C.GPU_RESOURCE} without a limit; set limits.{C.GPU_RESOURCE}"
+        return
+    if not re.fullmatch(r"[1-9][0-9]*", str(limit)):
+        yield "gpu", f"container {name}: limits.{C.GPU_RESOURCE} must be a whole number of GPUs, got {limit!r}"
+    elif request is not None and str(request) != str(limit):
+        yield "gpu", f"container {name}: requests.{C.GPU_RESOURCE} ({request}) must equal the limit ({limit})"
+
+
+def _gpu_placement(pod: dict) -> Iterator[tuple[str, str]]:
+    """GPU pods go to GPU nodes (a nodeSelector or a toleration of the GPU taint); other pods never tolerate that taint,
+    or they take a GPU node's place without using its GPUs."""
+    wants = any(_gpus(c.get("resources") or {}, part) for c in _containers(pod) for part in ("limits", "requests"))
+    tolerates = any(
+        isinstance(t, dict) and (t.get("key") == C.GPU_RESOURCE or (t.get("key") is None and t.get("operator") == "Exists"))
+        for t in pod.get("tolerations") or []
+    )
+    if wants and not (tolerates or pod.get("nodeSelector") or pod.get("affinity")):
+        yield "gpu", f"the pod uses {C.GPU_RESOURCE} but has no nodeSelector, affinity or toleration for GPU nodes (gpu.* in .allora-gitops.yaml)"
+    if tolerates and not wants:
+        yield "gpu", f"the pod tolerates the {C.GPU_RESOURCE} taint but uses no GPU: it would hold a GPU node's place"
 
 
 def image_problem(image: Any) -> str | None:
