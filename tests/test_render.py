@@ -55,7 +55,7 @@ def test_resources_come_from_runtime_then_flags(make_spec):
     spec = make_spec("testnet")
     assert (spec.cpu, spec.cpu_limit, spec.memory) == ("250m", "500m", "256Mi")  # runtime.cpu_cores 0.25, memory_mb 256
     spec = make_spec("testnet", cpu="1.5", memory="2Gi")
-    assert (spec.cpu, spec.cpu_limit, spec.memory) == ("1.5", "3000m", "2Gi")
+    assert (spec.cpu, spec.cpu_limit, spec.memory) == ("1500m", "3", "2Gi")  # as the API server stores them
 
 
 @pytest.mark.parametrize(

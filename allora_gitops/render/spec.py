@@ -43,7 +43,9 @@ def _quantity(value: str, what: str, allow_milli: bool) -> str:
         raise ValueError(f"{value!r} is not a Kubernetes {what} quantity like {example}")
     if Decimal(match["num"]) == 0:
         raise ValueError(f"{what} must be more than zero")
-    return value.strip()
+    from allora_gitops.render.quantity import canonical_quantity
+
+    return canonical_quantity(value)  # what the API server stores, so Argo CD sees no difference
 
 
 def check_image_registry(value: str) -> str:
