@@ -223,7 +223,6 @@ def init_commit_message() -> str:
 SANDBOXES_DIR = "sandboxes"
 SANDBOX_NETWORK = "testnet"  # sandboxes run on testnet only, with the platform's wallet
 SANDBOX_MAX_SECONDS = 3600  # the guide's Dry-run Mode: at most one hour
-SANDBOX_TTL_AFTER_FINISHED = 600  # seconds a finished Job (and its pod's logs) stays before Kubernetes deletes it
 ANNOTATION_SANDBOX_EXPIRES = f"{LABEL_PREFIX}/sandbox-expires-at"  # RFC 3339 UTC; `sandbox prune` removes it after
 ANNOTATION_SANDBOX_OWNER = f"{LABEL_PREFIX}/sandbox-owner"
 MAX_RUNTIME_ENV = _runtime.ENV_MAX_RUNTIME  # seconds after which the runtime exits 0 (sandboxes end cleanly)
