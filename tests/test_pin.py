@@ -263,3 +263,46 @@ def test_diff_shows_a_digest_change_as_one_summary_line(cli, gitops_remote, push
         f"-        image: {image}",
         f"+        image: {image}@{digest}",
     ])  # the rendered objects: the image line, and the skip that no longer holds
+
+
+def test_verify_reads_a_bare_repository_as_its_base_branch(cli, gitops_remote, pushed):
+    image, digest = pushed
+    mainnet = C.deployment_overlay_dir(NAME, "mainnet")
+
+    r = cli("gitops", "verify", gitops_remote)
+
+    assert r.code == 1, r.err
+    assert [line.split(": error: ", 1)[0] for line in r.out.splitlines() if line.endswith("[image-digest]")] == [mainnet]
+    assert "2 overlays" in r.err
+    assert cli("gitops", "pin-image", NAME, "--image", image, "--digest", digest, "--repo", gitops_remote, "--network", "mainnet", "--branch", "main").code == 0
+    assert cli("gitops", "verify", gitops_remote).code == 0
+    # a usage mistake is exit 2, one line
+    r = cli("gitops", "verify", gitops_remote, "--changed-since", "main")
+    assert (r.code, len(r.err.splitlines())) == (2, 1) and "bare repository" in r.err
+
+
+def test_verify_on_a_review_branch_warns_that_merging_leaves_mainnet_unpinned(cli, gitops_remote, pushed, tmp_path):
+    image, digest = pushed
+    work = tmp_path / "review"
+    subprocess.run(["git", "clone", "-q", str(gitops_remote), str(work)], check=True)
+    subprocess.run(["git", "-C", str(work), "checkout", "-q", "-b", C.review_branch(NAME, "mainnet", "1.0.0")], check=True)
+    warning = (
+        f"{C.deployment_overlay_dir(NAME, 'mainnet')}: warning: Deployment/{NAME}-mainnet: container model: image {image} is not "
+        "pinned by digest; merged as it is, the base branch fails verify (mainnet must be pinned there): pin it on this branch "
+        "first (pin-image) [image-digest]"
+    )
+
+    r = cli("gitops", "verify", work)
+
+    assert r.code == 0, r.out  # a warning: the review branch itself is fine
+    assert [line for line in r.out.splitlines() if "[image-digest]" in line] == [warning]
+    # the same branch read from the bare repository
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "HEAD"], check=True)
+    r = cli("gitops", "verify", gitops_remote, "--ref", C.review_branch(NAME, "mainnet", "1.0.0"))
+    assert r.code == 0 and [line for line in r.out.splitlines() if "[image-digest]" in line] == [warning]
+    # pinned on the branch: no warning
+    assert cli("gitops", "pin-image", NAME, "--image", image, "--digest", digest, "--repo", gitops_remote, "--network", "mainnet",
+               "--branch", C.review_branch(NAME, "mainnet", "1.0.0")).code == 0  # fmt: skip
+    subprocess.run(["git", "-C", str(work), "pull", "-q", "--ff-only", "origin", C.review_branch(NAME, "mainnet", "1.0.0")], check=True)
+    r = cli("gitops", "verify", work)
+    assert r.code == 0 and "[image-digest]" not in r.out

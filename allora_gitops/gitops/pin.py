@@ -119,6 +119,12 @@ def pin_image(request: PinRequest, say: Callable[[str], None] = lambda _m: None)
     return result
 
 
+def pin_command(name: str, image: str, repo: str, network: str, version: Optional[str], branch: str) -> str:
+    """The ``pin-image`` command line that pins ``image`` on ``branch`` (the digest is the pushed image's, shown as ``sha256:…``)."""
+    where = f"--version {version}" if version and branch == C.review_branch(name, network, version) else f"--branch {branch}"
+    return f"allora-gitops pin-image {name} --image {image} --digest sha256:… --repo {repo} --network {network} {where}"
+
+
 def _check_request(request: PinRequest) -> str:
     """The image's repository, once the request's own values are well formed (each fault a usage error, exit 2)."""
     from allora_gitops.errors import AlloraGitopsError, UsageError
