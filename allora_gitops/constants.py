@@ -130,6 +130,14 @@ CLUSTER_DNS_NAMESPACE = "kube-system"  # where CoreDNS / kube-dns runs
 # NodeLocal DNSCache's documented link-local address (kubernetes.io: "Using NodeLocal DNSCache in Kubernetes Clusters").
 NODE_LOCAL_DNS_ADDRESS = "169.254.20.10"
 ARGOCD_PROJECT = "allora-models"
+# Argo CD notifications → the platform (argocd/notifications-cm.yaml, POST /api/v1/argocd/events)
+ARGOCD_NOTIFICATIONS_CM = "argocd-notifications-cm"
+ARGOCD_NOTIFICATIONS_SECRET = "argocd-notifications-secret"
+ARGOCD_WEBHOOK_SERVICE = "allora-platform"  # service.webhook.<this> in argocd-notifications-cm
+ARGOCD_WEBHOOK_TOKEN_KEY = "allora-platform-webhook-token"  # the key of argocd-notifications-secret holding the token
+ARGOCD_EVENTS_PATH = "/api/v1/argocd/events"
+PLATFORM_SERVICE_URL = "http://allora-platform.allora-platform.svc"  # platform/service.yaml (port 80)
+ARGOCD_TRIGGERS = ("on-allora-deployed", "on-allora-sync-failed", "on-allora-health-degraded")
 
 
 def deployment_base_dir(name: str) -> str:

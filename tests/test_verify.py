@@ -37,7 +37,7 @@ def findings_by_overlay(report) -> dict[str, list[str]]:
 def test_a_rendered_repository_is_clean(cli, example_repo):
     result = cli("gitops", "verify", example_repo)
     assert (result.code, result.out) == (0, "")
-    assert result.err == "verify: 2 overlays, 1 Dockerfile, 2 Argo CD files checked; 0 findings\n"
+    assert result.err == "verify: 2 overlays, 1 Dockerfile, 3 Argo CD files checked; 0 findings\n"
     result = cli("gitops", "verify", example_repo, "--json")
     report = json.loads(result.out)
     assert result.code == 0 and report["ok"] is True and report["findings"] == []
@@ -46,6 +46,8 @@ def test_a_rendered_repository_is_clean(cli, example_repo):
         "deployments/linear-forecaster/overlays/testnet",
     ]
     assert report["checked"]["dockerfiles"] == ["builds/linear-forecaster/1.0.0/Dockerfile"]
+    # the notifications ConfigMap is validated (core schema, policy rules) like every Argo CD file
+    assert report["checked"]["files"] == ["argocd/applicationset.yaml", "argocd/appproject.yaml", "argocd/notifications-cm.yaml"]
 
 
 def test_planted_problems_each_get_their_own_finding(cli, example_repo, make_spec):
