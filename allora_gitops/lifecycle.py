@@ -131,13 +131,15 @@ def derive_lifecycle(facts: LifecycleFacts, now: datetime) -> Lifecycle:
     has_digest = DIGEST_MARKER in (facts.image or "")
     report = facts.argocd
     merged = facts.status in ("merged", "synced") or report is not None  # Argo CD syncs only the base branch
-    healthy = report is not None and report.health_status == "Healthy"
+    # results newer than Argo CD's last word show the pod runs: a recovery Argo CD reports no more (oncePer revision)
+    since = report is not None and facts.last_result_at is not None and facts.last_result_at > report.reported_at
+    healthy = report is not None and (report.health_status == "Healthy" or since)
     results_recent = result_age is not None and result_age <= running_span
     evidence = {
         "pending": (True, facts.created_at),
         "committed": (bool(facts.commit_sha) or facts.status in ("committed", "merged", "synced"), None),
         "merged": (merged, None),
-        "synced": (report is not None and report.sync_status == "Synced" and report.event != "sync-failed", _at(report)),
+        "synced": (report is not None and (report.sync_status == "Synced" and report.event != "sync-failed" or since), _at(report)),
         "image built": (has_digest or (merged and facts.last_result_at is not None) or healthy, None),
         "healthy": (healthy, _at(report)),
         "running": (results_recent, facts.last_result_at),
