@@ -146,6 +146,19 @@ def test_the_rendered_wiring_is_consistent(gitops_remote):
     }
 
 
+def test_repo_config_adds_the_wiring_to_a_repository_made_before_it(cli, gitops_remote, gitops_home):
+    from allora_gitops.gitops.repo import TreeChange, parse_remote, persist
+
+    older = {f"{C.ARGOCD_DIR}/notifications-cm.yaml"}
+    persist(parse_remote(gitops_remote), TreeChange(delete_files=tuple(older)), branch="main", message="as before 0009\n")
+    assert remote_file(gitops_remote, "main", f"{C.ARGOCD_DIR}/notifications-cm.yaml") is None
+
+    r = cli("gitops", "repo", "config", "--repo", gitops_remote, "monitoring", "true", "--branch", "main")
+
+    assert r.code == 0, r.err
+    assert "trigger.on-allora-deployed" in remote_file(gitops_remote, "main", f"{C.ARGOCD_DIR}/notifications-cm.yaml")
+
+
 def test_argocd_reports_move_the_release_through_synced_healthy_and_degraded(gitops, cli, gitops_remote, published, server, records):
     d, revision = published
     token = cli("gitops", "argocd", "rotate-token", "--grace", "0")
@@ -210,6 +223,14 @@ def test_a_sync_failure_shows_argo_cds_message(gitops, cli, gitops_remote, publi
     assert shown["stage"] == "degraded"
     assert shown["reason"] == (f"Argo CD: sync failed at revision {revision[:12]}: one or more objects failed to apply, reason: "
                                'Job.batch "x" is invalid: spec.template: field is immutable')  # fmt: skip
+
+    # a message that carries something like a private key is kept redacted, never as it came
+    key = "ab" * 32
+    leaky = application(revision, health="Missing", phase="Error", op_message=f"env WALLET_KEY=0x{key} rejected",
+                        finished="2026-12-07T10:02:00Z")  # fmt: skip
+    assert argocd.send("allora-sync-failed", leaky).json()["recorded"] is True
+    shown = lifecycle_of(gitops, gitops_remote)
+    assert key not in shown["reason"] and "[redacted]" in shown["reason"]
 
 
 def test_unknown_applications_other_commits_and_stale_revisions_are_ignored_and_say_so(cli, gitops, gitops_remote, published, server):

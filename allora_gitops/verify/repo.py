@@ -168,10 +168,22 @@ def is_bare_repository(path: Path) -> bool:
     return proc.returncode == 0 and proc.stdout.strip() == "true"
 
 
+def _base_branch_of_bare(path: Path) -> str:
+    """The base branch of a bare repository: its marker's ``default_branch`` (read at HEAD), else HEAD's branch, else main."""
+    from allora_gitops.gitops.layout import load_yaml_documents
+
+    head = subprocess.run(["git", "--git-dir", str(path), "symbolic-ref", "-q", "--short", "HEAD"], capture_output=True, text=True)
+    branch = head.stdout.strip() or C.DEFAULT_BRANCH
+    marker = subprocess.run(["git", "--git-dir", str(path), "show", f"{branch}:{C.REPO_MARKER_FILE}"], capture_output=True, text=True)
+    docs = load_yaml_documents(marker.stdout if marker.returncode == 0 else "")
+    configured = docs[0].get("default_branch") if docs and isinstance(docs[0], dict) else None
+    return str(configured) if isinstance(configured, str) and configured else branch
+
+
 def verify_bare(
     path: Path, ref: str | None = None, jobs: int | None = None, require_digest: bool | None = None
 ) -> VerifyReport:
-    """Verify ``ref`` (default: the repository's HEAD, its base branch) of a bare repository.
+    """Verify ``ref`` (default: the repository's base branch, as its marker says) of a bare repository.
 
     Its tree is exported into a temporary directory (``git archive``; nothing is written to the
     repository) and checked as a checkout of the base branch would be: mainnet must be pinned,
@@ -181,15 +193,15 @@ def verify_bare(
     import tarfile
     import tempfile
 
-    wanted = ref or "HEAD"
+    wanted = ref or _base_branch_of_bare(path)
     resolved = subprocess.run(
         ["git", "--git-dir", str(path), "rev-parse", "--verify", "-q", f"{wanted}^{{commit}}"], capture_output=True, text=True
     )
     if resolved.returncode != 0:
         raise VerifyError(f"{path}: no commit {wanted!r} in this bare repository" + ("" if ref else " (an empty repository?)"))
     commit = resolved.stdout.strip()
-    head = subprocess.run(["git", "--git-dir", str(path), "symbolic-ref", "-q", "HEAD"], capture_output=True, text=True).stdout.strip()
-    on_base = ref is None or ref in ("HEAD", head, head.removeprefix("refs/heads/"))  # by name: a new branch may equal its base
+    base = _base_branch_of_bare(path)
+    on_base = ref is None or ref in (base, f"refs/heads/{base}")  # by name: a new branch may equal its base
     archive = subprocess.run(["git", "--git-dir", str(path), "archive", "--format=tar", commit], capture_output=True)
     if archive.returncode != 0:
         raise VerifyError(f"{path}: git archive {commit[:12]} failed: {archive.stderr.decode(errors='replace').strip()[:200]}")
