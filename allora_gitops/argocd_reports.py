@@ -29,7 +29,7 @@ import re
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Optional, Protocol
+from typing import Any, Callable, Literal, Optional, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -222,8 +222,28 @@ def parse_application_path(path: str) -> Optional[tuple[str, str]]:
     return None
 
 
-def record_event(conn, event: ArgoCDEvent, repository: Optional[RepositoryView] = None) -> Outcome:
-    """Check ``event`` and keep it (rules in the module docstring); never raises for an event that is merely not ours."""
+@dataclass(frozen=True)
+class ReleaseRef:
+    """What matching needs of a recorded release: its commit, version and bundle sha256."""
+
+    commit: str
+    version: str
+    sha256: str
+
+
+def recorded_releases(records: Any, name: str, network: str) -> list[ReleaseRef]:
+    """The committed releases of ``name`` on ``network`` the records know, newest first (the records API's view)."""
+    rows = sorted(records.list_deployments(name=name, network=network), key=lambda d: d.created_at, reverse=True)
+    return [ReleaseRef(d.commit_sha, d.version, d.bundle_sha256) for d in rows if d.commit_sha]
+
+
+def record_event(
+    conn, event: ArgoCDEvent, releases_of: Callable[[str, str], list[ReleaseRef]], repository: Optional[RepositoryView] = None
+) -> Outcome:
+    """Check ``event`` and keep it (rules in the module docstring); never raises for an event that is merely not ours.
+
+    ``releases_of(name, network)``: the recorded releases, newest first (``recorded_releases`` over the records API).
+    """
     app, rev = event.application, event.revision
 
     def ignored(reason: str, **kw) -> Outcome:
@@ -233,11 +253,7 @@ def record_event(conn, event: ArgoCDEvent, repository: Optional[RepositoryView] 
     if where is None or app != f"{where[0]}-{where[1]}":
         return ignored(f"unknown application {app} (path {event.path!r}): not a deployment overlay of this platform")
     name, network = where
-    releases = conn.execute(
-        "SELECT d.commit_sha, b.version, b.sha256, d.created_at FROM deployments d JOIN model_bundles b ON b.id = d.bundle_id "
-        "WHERE b.name = %s AND d.network = %s AND d.kind = 'deployment' AND d.commit_sha IS NOT NULL ORDER BY d.created_at DESC",
-        (name, network),
-    ).fetchall()
+    releases = releases_of(name, network)
     if not releases:
         return ignored(f"unknown application {app}: no release of {name} on {network} is recorded", name=name, network=network)
     kept = conn.execute(
@@ -274,20 +290,20 @@ def record_event(conn, event: ArgoCDEvent, repository: Optional[RepositoryView] 
     return Outcome(True, f"{event.event}: {event.sync_status}, {event.health_status}", app, rev, name, network, release)
 
 
-def _release_of(releases: list, revision: str, name: str, network: str, repository: Optional[RepositoryView]) -> Optional[str]:
+def _release_of(releases: list[ReleaseRef], revision: str, name: str, network: str, repository: Optional[RepositoryView]) -> Optional[str]:
     """The commit of the release ``revision`` runs: the release committed as it, else the one its tree runs (newest first)."""
-    for commit, *_ in releases:
-        if commit == revision:
-            return commit
+    for release in releases:
+        if release.commit == revision:
+            return release.commit
     if repository is None or not repository.has(revision):
         return None
     running = repository.runs(revision, name, network)
     if running is None:
         return None
     version, sha256 = running
-    for commit, release_version, release_sha256, _created in releases:
-        if release_version == version and (not sha256 or release_sha256 == sha256) and repository.is_ancestor(commit, revision):
-            return commit
+    for release in releases:
+        if release.version == version and (not sha256 or release.sha256 == sha256) and repository.is_ancestor(release.commit, revision):
+            return release.commit
     return None
 
 

@@ -48,12 +48,13 @@ def argocd_session(request: Request, settings: ApiSettings = Depends(get_setting
 
 @router.post("/v1/argocd/events", summary="Record what Argo CD reports about a release (sync status, revision, health)")
 def post_argocd_event(event: ArgoCDEvent, records: Any = Depends(argocd_session), settings: ApiSettings = Depends(get_settings)) -> dict:
-    from allora_gitops.argocd_reports import GitRepositoryView, record_event
+    from allora_gitops.argocd_reports import GitRepositoryView, record_event, recorded_releases
 
     def repository():
         return GitRepositoryView(settings.repo, settings.base_branch)
 
-    return record_event(records.connection, event, _Lazy(repository)).to_dict()
+    releases_of = lambda name, network: recorded_releases(records, name, network)  # noqa: E731
+    return record_event(records.connection, event, releases_of, _Lazy(repository)).to_dict()
 
 
 class _Lazy:
