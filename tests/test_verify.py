@@ -305,3 +305,24 @@ def test_colliding_application_names_are_found(example_repo, make_spec):
         "Application name a-b-testnet is generated for 2 overlays (deployments/a/overlays/b-testnet, deployments/a-b/overlays/testnet); "
         "Argo CD keeps one Application per name: rename one deployment",
     )
+
+
+def test_what_argo_cd_would_keep_out_of_sync_or_undo_is_found():
+    """A quantity the API server rewrites (argo-cd #17682) and a Job TTL that self-heal undoes (argo-cd #13851)."""
+    from allora_gitops.verify.policy import check_object
+
+    def job(**spec) -> dict:
+        container = {"name": "model", "image": "r/m:1", "resources": {"requests": {"cpu": "0.5", "memory": "1024Mi"},
+                                                                       "limits": {"cpu": "1", "memory": "1Gi"}}}
+        return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "annotations": spec.pop("annotations", {})},
+                "spec": {**spec, "template": {"spec": {"containers": [container]}}}}  # fmt: skip
+
+    found = [(rule, message) for rule, message in check_object(job(ttlSecondsAfterFinished=600)) if rule in ("canonical-quantity", "job-ttl")]
+    assert found == [
+        ("job-ttl", "ttlSecondsAfterFinished under Argo CD's self-heal: the TTL deletes the finished Job, Argo CD creates it again "
+                    "and it runs again; drop it (sandbox prune removes the Job) or make the Job a sync hook"),
+        ("canonical-quantity", "container model: requests.cpu 0.5 is stored by the API server as 500m; Argo CD would show it OutOfSync for ever"),
+        ("canonical-quantity", "container model: requests.memory 1024Mi is stored by the API server as 1Gi; Argo CD would show it OutOfSync for ever"),
+    ]  # fmt: skip
+    hook = job(ttlSecondsAfterFinished=600, annotations={"argocd.argoproj.io/hook": "PostSync"})
+    assert "job-ttl" not in [rule for rule, _ in check_object(hook)]  # a hook Job's deletion is intended
