@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPBearer
 
-from allora_gitops.api.app import ApiError, get_settings
+from allora_gitops.api.app import ApiError, get_settings, log
 from allora_gitops.api.settings import ApiSettings
 from allora_gitops.argocd_reports import ArgoCDEvent
 
@@ -54,7 +54,10 @@ def post_argocd_event(event: ArgoCDEvent, records: Any = Depends(argocd_session)
         return GitRepositoryView(settings.repo, settings.base_branch)
 
     releases_of = lambda name, network: recorded_releases(records, name, network)  # noqa: E731
-    return record_event(records.connection, event, releases_of, _Lazy(repository)).to_dict()
+    outcome = record_event(records.connection, event, releases_of, _Lazy(repository))
+    log.info("Argo CD %s of %s at %s: %s%s", event.event, outcome.application, outcome.revision[:12],
+             "" if outcome.recorded else "ignored: ", outcome.reason)  # fmt: skip
+    return outcome.to_dict()
 
 
 class _Lazy:
