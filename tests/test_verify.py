@@ -326,3 +326,17 @@ def test_what_argo_cd_would_keep_out_of_sync_or_undo_is_found():
     ]  # fmt: skip
     hook = job(ttlSecondsAfterFinished=600, annotations={"argocd.argoproj.io/hook": "PostSync"})
     assert "job-ttl" not in [rule for rule, _ in check_object(hook)]  # a hook Job's deletion is intended
+
+
+def test_the_notifications_configmap_is_validated_strictly(example_repo):
+    """argocd/notifications-cm.yaml goes through kubernetes-validate's strict schema like every rendered object."""
+    from allora_gitops.verify import verify_repo
+
+    path = example_repo / "argocd" / "notifications-cm.yaml"
+    assert path.is_file()
+    path.write_text(path.read_text().replace("\ndata:\n", "\nstringData:\n", 1))  # a Secret's field on a ConfigMap
+
+    report = verify_repo(example_repo)
+
+    assert [(p.file, p.code) for p in report.findings] == [("argocd/notifications-cm.yaml", "schema")]
+    assert "stringData" in report.findings[0].message
