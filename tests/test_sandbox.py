@@ -112,9 +112,7 @@ def test_a_restarted_sandbox_gets_a_new_job_name_and_the_name_fits_a_label(make_
     assert first["spec"]["template"]["spec"]["containers"][0]["image"] == again["spec"]["template"]["spec"]["containers"][0]["image"]
 
     longest = "m" * C.MAX_NAME_LENGTH
-    long_spec = make_spec("testnet", wallet_secret="allora-sandbox-wallet").model_copy(
-        update={"manifest": spec.manifest.model_copy(update={"name": longest})}
-    )
+    long_spec = make_spec("testnet", name=longest, wallet_secret="allora-sandbox-wallet")
     root = tmp_path / "long"
     from allora_gitops.render import write_tree
 
