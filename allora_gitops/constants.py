@@ -148,6 +148,14 @@ CLUSTER_DNS_NAMESPACE = "kube-system"  # where CoreDNS / kube-dns runs
 # NodeLocal DNSCache's documented link-local address (kubernetes.io: "Using NodeLocal DNSCache in Kubernetes Clusters").
 NODE_LOCAL_DNS_ADDRESS = "169.254.20.10"
 ARGOCD_PROJECT = "allora-models"
+# Argo CD notifications → the platform (argocd/notifications-cm.yaml, POST /api/v1/argocd/events)
+ARGOCD_NOTIFICATIONS_CM = "argocd-notifications-cm"
+ARGOCD_NOTIFICATIONS_SECRET = "argocd-notifications-secret"
+ARGOCD_WEBHOOK_SERVICE = "allora-platform"  # service.webhook.<this> in argocd-notifications-cm
+ARGOCD_WEBHOOK_TOKEN_KEY = "allora-platform-webhook-token"  # the key of argocd-notifications-secret holding the token
+ARGOCD_EVENTS_PATH = "/api/v1/argocd/events"
+PLATFORM_SERVICE_URL = "http://allora-platform.allora-platform.svc"  # platform/service.yaml (port 80)
+ARGOCD_TRIGGERS = ("on-allora-deployed", "on-allora-sync-failed", "on-allora-health-degraded")
 
 
 def deployment_base_dir(name: str) -> str:
@@ -248,7 +256,6 @@ def init_commit_message() -> str:
 SANDBOXES_DIR = "sandboxes"
 SANDBOX_NETWORK = "testnet"  # sandboxes run on testnet only, with the platform's wallet
 SANDBOX_MAX_SECONDS = 3600  # the guide's Dry-run Mode: at most one hour
-SANDBOX_TTL_AFTER_FINISHED = 600  # seconds a finished Job (and its pod's logs) stays before Kubernetes deletes it
 ANNOTATION_SANDBOX_EXPIRES = f"{LABEL_PREFIX}/sandbox-expires-at"  # RFC 3339 UTC; `sandbox prune` removes it after
 ANNOTATION_SANDBOX_OWNER = f"{LABEL_PREFIX}/sandbox-owner"
 MAX_RUNTIME_ENV = _runtime.ENV_MAX_RUNTIME  # seconds after which the runtime exits 0 (sandboxes end cleanly)

@@ -3,7 +3,7 @@
 The guide's step 10 names the stages a model developer watches (building → running → active); the platform
 knows them as::
 
-    pending → committed → merged → image built → running → active
+    pending → committed → merged → synced → image built → healthy → running → active
 
 Each stage has its own evidence, all of it already recorded:
 
@@ -11,9 +11,11 @@ Each stage has its own evidence, all of it already recorded:
 pending           the deployment row exists (``created_at``)
 committed         its change is on a review branch: a commit sha, or a status past ``pending``
 merged            the change is on the base branch Argo CD deploys: status ``merged`` or ``synced``
+synced            Argo CD reported the release's commit applied (``argocd_reports``, matched by commit)
 image built       the row's ``container_image`` names a digest (``…@sha256:…``, written by
-                  ``build-image --write-back``), or results arrive from a merged deployment (its pod
-                  could not run without an image)
+                  ``build-image --write-back``), or results arrive from a merged deployment, or Argo
+                  CD reports it Healthy (its pod could not run without an image)
+healthy           Argo CD reported the release Healthy
 running           a result (prediction or submission, any status) within ``RUNNING_POLLS`` polling
                   intervals
 active            a *successful submission* within ``ACTIVE_POLLS`` polling intervals
@@ -28,6 +30,11 @@ the reason says results are arriving from elsewhere.
 ``failed``, ``abandoned``, ``retiring`` and ``retired`` are side states and show as themselves; their
 ``reached`` list still tells what the facts show (a ``retiring`` deployment may still be running).
 
+``synced`` and ``healthy`` need Argo CD's notifications (``argocd/notifications-cm.yaml``): without any
+report about the release they are skipped, not missing, so a platform Argo CD does not report to still
+shows *running* and *active*. A report of a failed sync or of a Degraded health makes the stage
+``degraded``, its reason Argo CD's message — until results newer than that report show the model runs.
+
 No silence means "never": after ``RUNNING_POLLS`` intervals without a result a merged deployment falls back
 to *image built* (or *merged*), with a reason such as ``no result for 9 min, polling interval 2 min``.
 """
@@ -38,7 +45,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional
 
-STAGES = ("pending", "committed", "merged", "image built", "running", "active")
+STAGES = ("pending", "committed", "merged", "synced", "image built", "healthy", "running", "active")
+ARGOCD_STAGES = ("synced", "healthy")  # evidence only Argo CD's reports give: skipped when there is none
+DEGRADED = "degraded"  # a failed sync or Degraded health reported by Argo CD (between merged and running)
 SIDE_STATES = ("failed", "abandoned", "retiring", "retired")
 DEFAULT_POLLING_INTERVAL = 120  # seconds: model.yaml's allora.polling_interval default (bundle/manifest.py)
 # "running": a result within this many polling intervals. One missed window is ordinary (a slow run, the
@@ -68,16 +77,18 @@ class LifecycleFacts:
     status_message: Optional[str] = None
     last_result_at: Optional[datetime] = None
     last_success_at: Optional[datetime] = None
+    argocd: Any = None  # the newest Argo CD report on the release's commit (argocd_reports.ArgoCDReport), if any
 
     @classmethod
-    def of(cls, deployment: Any, summary: Any = None) -> "LifecycleFacts":
-        """From a ``DeploymentRecord`` and, when results were read, its ``ResultSummary``."""
+    def of(cls, deployment: Any, summary: Any = None, argocd: Any = None) -> "LifecycleFacts":
+        """From a ``DeploymentRecord``, when results were read its ``ResultSummary``, and its Argo CD report."""
         return cls(
             status=deployment.status, image=deployment.container_image, polling_interval=deployment.polling_interval,
             created_at=deployment.created_at, commit_sha=deployment.commit_sha, branch=deployment.repo_branch,
             status_message=deployment.status_message,
             last_result_at=summary.last_result_at if summary is not None else None,
             last_success_at=summary.last_success_at.get("submission") if summary is not None else None,
+            argocd=argocd,
         )  # fmt: skip
 
 
@@ -118,25 +129,46 @@ def derive_lifecycle(facts: LifecycleFacts, now: datetime) -> Lifecycle:
     result_age = _age(facts.last_result_at, now)
     success_age = _age(facts.last_success_at, now)
     has_digest = DIGEST_MARKER in (facts.image or "")
-    merged = facts.status in ("merged", "synced")
+    report = facts.argocd
+    merged = facts.status in ("merged", "synced") or report is not None  # Argo CD syncs only the base branch
+    # results newer than Argo CD's last word show the pod runs: a recovery Argo CD reports no more (oncePer revision)
+    since = report is not None and facts.last_result_at is not None and facts.last_result_at > report.reported_at
+    healthy = report is not None and (report.health_status == "Healthy" or since)
     results_recent = result_age is not None and result_age <= running_span
     evidence = {
         "pending": (True, facts.created_at),
         "committed": (bool(facts.commit_sha) or facts.status in ("committed", "merged", "synced"), None),
         "merged": (merged, None),
-        "image built": (has_digest or (merged and facts.last_result_at is not None), None),
+        "synced": (report is not None and (report.sync_status == "Synced" and report.event != "sync-failed" or since), _at(report)),
+        "image built": (has_digest or (merged and facts.last_result_at is not None) or healthy, None),
+        "healthy": (healthy, _at(report)),
         "running": (results_recent, facts.last_result_at),
         "active": (results_recent and success_age is not None and success_age <= active_span, facts.last_success_at),
     }
     reached = []
     for stage in STAGES:
         shown, at = evidence[stage]
+        if not shown and stage in ARGOCD_STAGES and report is None:
+            continue  # no Argo CD report at all: these stages cannot be known, so they do not break the chain
         if not shown:
             break
         reached.append(StageReached(stage, at))
     stage = facts.status if facts.status in SIDE_STATES else reached[-1].stage
+    if stage not in SIDE_STATES and _degraded(report, facts.last_result_at):
+        stage = DEGRADED
     every = f"polling interval {human_span(interval)}"
     return Lifecycle(stage=stage, reason=_reason(stage, facts, has_digest, result_age, success_age, every), polling_interval=interval, reached=reached)
+
+
+def _at(report: Any) -> Optional[datetime]:
+    return report.reported_at if report is not None else None
+
+
+def _degraded(report: Any, last_result_at: Optional[datetime]) -> bool:
+    """A failed sync or Degraded health reported, and no result since that report (which would show it runs)."""
+    if report is None or not report.failed:
+        return False
+    return last_result_at is None or last_result_at <= report.reported_at
 
 
 def _reason(stage: str, f: LifecycleFacts, has_digest: bool, result_age, success_age, every: str) -> str:
@@ -146,6 +178,9 @@ def _reason(stage: str, f: LifecycleFacts, has_digest: bool, result_age, success
                 "retiring": "a retire change waits for review", "retired": "removed from the cluster"}[stage]  # fmt: skip
         return (f"{stage}: {f.status_message or told}" + (f"; {last}" if result_age is not None else ""))[:500]
     # reasons are shown in parentheses after the stage (`running (…)`): no parentheses inside them
+    if stage == DEGRADED:
+        what = "sync failed" if f.argocd.event == "sync-failed" else f"health {f.argocd.health_status}"
+        return f"Argo CD: {what} at revision {f.argocd.revision[:12]}: {f.argocd.message or 'no message'}"[:500]
     outside = f"; results arrive from a run outside the cluster, e.g. --dry-run: {last}" if result_age is not None else ""
     if stage == "pending":
         return f"recorded; its change is not committed yet{outside}"
@@ -154,6 +189,10 @@ def _reason(stage: str, f: LifecycleFacts, has_digest: bool, result_age, success
         return f"waiting for review{where}: Argo CD deploys it once merged{outside}"
     if stage == "merged":  # any result would have shown the image
         return "merged; no image digest recorded yet by build-image --write-back, and no result reported yet"
+    if stage in ARGOCD_STAGES:
+        said = "synced" if stage == "synced" else "synced and healthy"
+        where = f"Argo CD reports it {said} at revision {f.argocd.revision[:12]}"
+        return f"{where}; " + (f"no result reported yet, {every}" if result_age is None else f"no result for {human_span(result_age)}, {every}")
     if stage == "image built":
         if result_age is None:  # then the digest is the evidence
             return f"image built; no result reported yet, {every}"
@@ -214,8 +253,11 @@ def deployment_status(conn, deployment: Any, *, recent: int = 10) -> DeploymentS
     results) and derive its lifecycle from it. Raises ``DatabaseError`` when the database fails."""
     from allora_gitops.db.results import deployment_result_summary
 
+    from allora_gitops.argocd_reports import reports_by_commit
+
     summary = deployment_result_summary(conn, deployment.id, recent=recent)
-    return DeploymentStatus(deployment.network, derive_lifecycle(LifecycleFacts.of(deployment, summary), summary.as_of), summary)
+    report = reports_by_commit(conn, [deployment.commit_sha]).get(deployment.commit_sha or "")
+    return DeploymentStatus(deployment.network, derive_lifecycle(LifecycleFacts.of(deployment, summary, report), summary.as_of), summary)
 
 
 def deployments_lifecycles(conn, deployments: list, *, overviews: Optional[dict] = None) -> dict[str, Lifecycle]:
@@ -225,6 +267,12 @@ def deployments_lifecycles(conn, deployments: list, *, overviews: Optional[dict]
     other columns), so they are not read twice."""
     from allora_gitops.db.results import deployment_overviews
 
+    from allora_gitops.argocd_reports import reports_by_commit
+
     if overviews is None:
         overviews = deployment_overviews(conn, [d.id for d in deployments], kinds=())
-    return {d.id: derive_lifecycle(LifecycleFacts.of(d, overviews[d.id]), overviews[d.id].as_of) for d in deployments}
+    reports = reports_by_commit(conn, [d.commit_sha for d in deployments])
+    return {
+        d.id: derive_lifecycle(LifecycleFacts.of(d, overviews[d.id], reports.get(d.commit_sha or "")), overviews[d.id].as_of)
+        for d in deployments
+    }

@@ -456,7 +456,23 @@ def publish_bundle(
         )  # fmt: skip
         _announce_commit(step, persisted)
         step("record", f"deployment {deployment.id} committed at {persisted.commit[:12]}")
-    return _finish(result, persisted, remote, target, change.before, change.facts_after())
+    after = change.facts_after()
+    _finish(result, persisted, remote, target, change.before, after)
+    at = len(result.review) - (persisted.branch != persisted.base_branch)  # before "then merge …"
+    result.review[at:at] = pin_step(after, repo_settings.images.require_digest, remote.display, persisted.branch, persisted.base_branch)
+    return result
+
+
+def pin_step(facts, networks, repo: str, branch: str, base_branch: str) -> list[str]:
+    """The next step for a network that must run a digest on the base branch (``images.require_digest``), unless pinned."""
+    from allora_gitops.gitops.pin import pin_command
+
+    if facts is None or facts.network not in networks or not facts.image or "@" in facts.image:
+        return []
+    return [
+        f"pin the image before the merge ({facts.network} runs a digest on {base_branch}; verify fails there otherwise), "
+        f"once it is built and pushed: {pin_command(facts.name, facts.image, repo, facts.network, facts.version, branch)}"
+    ]
 
 
 def _finish(result: PublishResult, persisted: Persisted, remote: Remote, target: Target, old, new) -> PublishResult:
@@ -584,7 +600,11 @@ def _redeploy(
             base_branch=target.base_branch, message=message, step=step, heads=heads,
         )  # fmt: skip
         _announce_commit(step, persisted)
-    return _finish(result, persisted, remote, target, change.before, change.facts_after())
+    after = change.facts_after()
+    _finish(result, persisted, remote, target, change.before, after)
+    at = len(result.review) - (persisted.branch != persisted.base_branch)  # before "then merge …"
+    result.review[at:at] = pin_step(after, repo_settings.images.require_digest, remote.display, persisted.branch, persisted.base_branch)
+    return result
 
 
 def publish_recorded(name: str, version: str, network: str, target: Target, options: "DeploymentSettings | None" = None, *, step: StepFn = _quiet) -> PublishResult:

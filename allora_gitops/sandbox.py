@@ -318,7 +318,9 @@ def list_sandboxes(
 ) -> list[dict]:
     """Sandboxes in ``ref`` of the repository and live sandbox rows of the records, one dict each (by directory).
 
-    A row whose directory is not (yet) on ``ref`` is waiting for review on its branch.
+    ``state``: ``running`` when the directory is on ``ref`` (Argo CD runs what the base branch holds),
+    ``expired`` past its end time, ``committed`` for a row whose directory is not on ``ref`` (waiting
+    for review on its branch: nothing runs yet). Without a repository the record's own state decides.
     """
     now = clock()
     rows: dict[str, dict] = {}
@@ -343,8 +345,17 @@ def list_sandboxes(
                 row = rows.setdefault(directory, {
                     "sandbox": directory.rsplit("/", 1)[1], "name": d.name, "version": d.version, "sha256": d.bundle_sha256,
                     "owner": d.owner, "expires_at": rfc3339(d.expires_at) if d.expires_at else None,
-                    "state": "expired" if d.expires_at and d.expires_at <= now else "running",
+                    "state": _row_state(d, now, on_ref=False if repo is not None else None),
                     "in_repo": repo is None, "branch": d.repo_branch,
                 })  # fmt: skip
                 row["status"], row["deployment_id"] = d.status, d.id
     return [rows[k] for k in sorted(rows)]
+
+
+def _row_state(row, now: datetime, on_ref: Optional[bool]) -> str:
+    """A sandbox row's state when its directory was not found on the ref read (``on_ref`` False) or none was read (None)."""
+    if row.expires_at and row.expires_at <= now:
+        return "expired"
+    if on_ref is False or row.status == "committed":
+        return "committed"
+    return "running"

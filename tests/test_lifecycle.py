@@ -264,3 +264,32 @@ def test_serve_refuses_a_malformed_explorer_setting_before_it_starts(cli, databa
     assert served.code == 2  # a setting, like the other $ALLORA_API_* ones
     assert served.err.startswith("error: $ALLORA_EXPLORER_TX_URL_MAINNET must be an http(s) URL with one {tx_hash} placeholder")
     assert len(served.err.splitlines()) == 1
+
+
+def report(health="Healthy", event="deployed", at=None, message=None):
+    from allora_gitops.argocd_reports import ArgoCDReport
+
+    at = at or ago(600)
+    return ArgoCDReport(application="linear-forecaster-testnet", revision="d" * 40, event=event, sync_status="Synced",
+                        health_status=health, message=message, reported_at=at, received_at=at)  # fmt: skip
+
+
+def test_argo_cd_reports_add_synced_healthy_and_degraded_and_their_absence_skips_them():
+    stages = lambda lc: [r.stage for r in lc.reached]  # noqa: E731
+    # no report at all: the chain goes on to running as before
+    plain = derive_lifecycle(facts(result=ago(30)), NOW)
+    assert plain.stage == "running" and stages(plain) == ["pending", "committed", "merged", "image built", "running"]
+    # a healthy report: both stages, and a tag image counts as built (a healthy pod runs it)
+    healthy = derive_lifecycle(facts(image=TAG_IMAGE, argocd=report()), NOW)
+    assert (healthy.stage, stages(healthy)) == ("healthy", ["pending", "committed", "merged", "synced", "image built", "healthy"])
+    assert healthy.reason == "Argo CD reports it synced and healthy at revision dddddddddddd; no result reported yet, polling interval 2 min"
+    # progressing: synced only
+    progressing = derive_lifecycle(facts(image=TAG_IMAGE, argocd=report(health="Progressing")), NOW)
+    assert progressing.stage == "synced"
+    # degraded, with Argo CD's message, until a result newer than the report shows the model runs
+    degraded = derive_lifecycle(facts(result=ago(900), argocd=report(health="Degraded", event="health-degraded", message="OOMKilled")), NOW)
+    assert (degraded.stage, degraded.reason) == ("degraded", "Argo CD: health Degraded at revision dddddddddddd: OOMKilled")
+    recovered = derive_lifecycle(facts(result=ago(30), argocd=report(health="Degraded", event="health-degraded")), NOW)
+    assert recovered.stage == "running"
+    # a side state stays itself
+    assert derive_lifecycle(facts(status="retiring", argocd=report(health="Degraded", event="health-degraded")), NOW).stage == "retiring"

@@ -212,8 +212,9 @@ def test_the_gpu_policy_rule(configured):
         ("gpu", "the pod tolerates the nvidia.com/gpu taint but uses no GPU: it would hold a GPU node's place")
     ]
     half = {"requests": base["requests"], "limits": {**base["limits"], C.GPU_RESOURCE: "0.5"}}
-    assert list(check_object(pod(half, tolerations=toleration))) == [
-        ("gpu", "container model: limits.nvidia.com/gpu must be a whole number of GPUs, got '0.5'")
+    assert list(check_object(pod(half, tolerations=toleration))) == [  # both rules hold: 0.5 is also no canonical form
+        ("canonical-quantity", "container model: limits.nvidia.com/gpu 0.5 is stored by the API server as 500m; Argo CD would show it OutOfSync for ever"),
+        ("gpu", "container model: limits.nvidia.com/gpu must be a whole number of GPUs, got '0.5'"),
     ]
     unequal = {"requests": {**base["requests"], C.GPU_RESOURCE: "1"}, "limits": gpu["limits"]}
     assert list(check_object(pod(unequal, tolerations=toleration))) == [

@@ -108,6 +108,47 @@ def test_a_digest_the_registry_does_not_hold_is_refused(cli, gitops_remote, push
     assert git(gitops_remote, "for-each-ref", "--format=%(refname) %(objectname)") == before
 
 
+def test_a_digest_the_tag_no_longer_names_is_refused_naming_both(cli, gitops_remote, pushed, oci_registry, tmp_path):
+    """After a tag is pushed again, its old digest is other bytes than the tag the overlay shows (docker/cli #4545)."""
+    image, old = pushed
+    new = push_tiny_image(image, tmp_path, note="pushed again")
+    assert new != old and oci_registry.manifest_digest(image.split("/", 1)[1].rsplit(":", 1)[0], image.rsplit(":", 1)[1]) == new
+    before = git(gitops_remote, "for-each-ref", "--format=%(refname) %(objectname)")
+
+    r = cli("gitops", "pin-image", NAME, "--image", image, "--digest", old, "--repo", gitops_remote)
+
+    assert r.code == 1
+    assert r.err.splitlines() == [
+        f"error: {image} resolves to {new}, not {old}: the tag was pushed again or the digest is another image's; "
+        "pin the digest the tag names, after checking it holds the reviewed build"
+    ]
+    assert git(gitops_remote, "for-each-ref", "--format=%(refname) %(objectname)") == before
+    assert cli("gitops", "pin-image", NAME, "--image", image, "--digest", new, "--repo", gitops_remote, "--version", "1.0.0").code == 0
+
+
+def test_another_bundles_image_under_the_tag_is_refused(cli, gitops_remote, published, tmp_path):
+    """The image's own bundle label must name the sha256 the overlay runs (annotations of the overlay)."""
+    from tests.fixtures.rendered import EXAMPLE_SHA256
+
+    other = "f" * 64
+    assert overlay(gitops_remote, "main", "mainnet").count(EXAMPLE_SHA256) == 1  # the overlay says which bundle it runs
+    digest = push_tiny_image(published, tmp_path, labels={C.ANNOTATION_BUNDLE_SHA256: other})
+    before = git(gitops_remote, "for-each-ref", "--format=%(refname) %(objectname)")
+
+    r = cli("gitops", "pin-image", NAME, "--image", published, "--digest", digest, "--repo", gitops_remote, "--network", "mainnet")
+
+    assert r.code == 1
+    repository = published.rsplit(":", 1)[0]
+    assert r.err.splitlines() == [
+        f"error: {repository}@{digest} is labelled {C.ANNOTATION_BUNDLE_SHA256}={other}, but the overlay runs bundle sha256 "
+        f"{EXAMPLE_SHA256}: it is another bundle's image"
+    ]
+    assert git(gitops_remote, "for-each-ref", "--format=%(refname) %(objectname)") == before
+    # the right label passes
+    right = push_tiny_image(published, tmp_path, labels={C.ANNOTATION_BUNDLE_SHA256: EXAMPLE_SHA256})
+    assert cli("gitops", "pin-image", NAME, "--image", published, "--digest", right, "--repo", gitops_remote, "--network", "mainnet").code == 0
+
+
 def test_an_unreachable_registry_is_one_line_and_nothing_is_written(cli, gitops_remote, unreachable_registry):
     image = f"{unreachable_registry}/allora/{NAME}:1.0.0-3f6c1d2e4b5a"
     before = git(gitops_remote, "for-each-ref", "--format=%(refname) %(objectname)")
@@ -222,3 +263,46 @@ def test_diff_shows_a_digest_change_as_one_summary_line(cli, gitops_remote, push
         f"-        image: {image}",
         f"+        image: {image}@{digest}",
     ])  # the rendered objects: the image line, and the skip that no longer holds
+
+
+def test_verify_reads_a_bare_repository_as_its_base_branch(cli, gitops_remote, pushed):
+    image, digest = pushed
+    mainnet = C.deployment_overlay_dir(NAME, "mainnet")
+
+    r = cli("gitops", "verify", gitops_remote)
+
+    assert r.code == 1, r.err
+    assert [line.split(": error: ", 1)[0] for line in r.out.splitlines() if line.endswith("[image-digest]")] == [mainnet]
+    assert "2 overlays" in r.err
+    assert cli("gitops", "pin-image", NAME, "--image", image, "--digest", digest, "--repo", gitops_remote, "--network", "mainnet", "--branch", "main").code == 0
+    assert cli("gitops", "verify", gitops_remote).code == 0
+    # a usage mistake is exit 2, one line
+    r = cli("gitops", "verify", gitops_remote, "--changed-since", "main")
+    assert (r.code, len(r.err.splitlines())) == (2, 1) and "bare repository" in r.err
+
+
+def test_verify_on_a_review_branch_warns_that_merging_leaves_mainnet_unpinned(cli, gitops_remote, pushed, tmp_path):
+    image, digest = pushed
+    work = tmp_path / "review"
+    subprocess.run(["git", "clone", "-q", str(gitops_remote), str(work)], check=True)
+    subprocess.run(["git", "-C", str(work), "checkout", "-q", "-b", C.review_branch(NAME, "mainnet", "1.0.0")], check=True)
+    warning = (
+        f"{C.deployment_overlay_dir(NAME, 'mainnet')}: warning: Deployment/{NAME}-mainnet: container model: image {image} is not "
+        "pinned by digest; merged as it is, the base branch fails verify (mainnet must be pinned there): pin it on this branch "
+        "first (pin-image) [image-digest]"
+    )
+
+    r = cli("gitops", "verify", work)
+
+    assert r.code == 0, r.out  # a warning: the review branch itself is fine
+    assert [line for line in r.out.splitlines() if "[image-digest]" in line] == [warning]
+    # the same branch read from the bare repository
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "HEAD"], check=True)
+    r = cli("gitops", "verify", gitops_remote, "--ref", C.review_branch(NAME, "mainnet", "1.0.0"))
+    assert r.code == 0 and [line for line in r.out.splitlines() if "[image-digest]" in line] == [warning]
+    # pinned on the branch: no warning
+    assert cli("gitops", "pin-image", NAME, "--image", image, "--digest", digest, "--repo", gitops_remote, "--network", "mainnet",
+               "--branch", C.review_branch(NAME, "mainnet", "1.0.0")).code == 0  # fmt: skip
+    subprocess.run(["git", "-C", str(work), "pull", "-q", "--ff-only", "origin", C.review_branch(NAME, "mainnet", "1.0.0")], check=True)
+    r = cli("gitops", "verify", work)
+    assert r.code == 0 and "[image-digest]" not in r.out

@@ -30,6 +30,9 @@ def test_platform_manifests_render_and_meet_the_pod_rules(tmp_path):
     (policy,) = [o for o in objects if o["kind"] == "NetworkPolicy"]
     from_models = [r for r in policy["spec"]["ingress"] if r["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "allora-models"]
     assert from_models and from_models[0]["ports"] == [{"port": 8080, "protocol": "TCP"}]  # the models' results reporting
+    from_argocd = [r for r in policy["spec"]["ingress"] if r["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "argocd"]
+    assert [list(r["from"][0]) for r in from_argocd] == [["namespaceSelector"]]
+    assert from_argocd[0]["ports"] == [{"port": 8080, "protocol": "TCP"}]  # Argo CD's notifications reporting syncs
 
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
     assert deployment["spec"]["replicas"] >= 2

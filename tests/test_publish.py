@@ -411,6 +411,10 @@ def test_publish_a_built_archive(gitops, cli, gitops_remote, records, tmp_path):
     assert r.code == 0, r.err
     assert records.get_bundle(NAME, "1.0.0").sha256 == (tmp_path / "dist" / f"{NAME}-1.0.0.tar.gz.sha256").read_text().split()[0]
     assert "deploy/linear-forecaster/mainnet/1.0.0" in remote_branches(gitops_remote)
+    # mainnet must run a digest on main: the next steps say how, before the merge
+    pin = [line.strip() for line in r.out.splitlines() if "pin-image" in line]
+    assert len(pin) == 1 and pin[0].startswith("pin the image before the merge (mainnet runs a digest on main; verify fails there otherwise)"), r.out
+    assert pin[0].endswith("--network mainnet --version 1.0.0") and f"allora-gitops pin-image {NAME} --image " in pin[0]
 
 
 def test_the_repository_sets_the_monitoring_default_and_the_flag_overrides_it(gitops, cli, records, tmp_path):

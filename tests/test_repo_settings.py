@@ -396,7 +396,7 @@ def test_list_json_fills_topic_fee_tier_and_resources(gitops, cli, records, tmp_
     assert gitops("publish", make_bundle(tmp_path), "--repo", repo, "--network", "testnet", "--branch", "main", "--cpu", "500m").code == 0
     [row] = json.loads(gitops("list", "--repo", repo, "--json").out)
     assert (row["topic_id"], row["fee_tier"], row["cpu_request"], row["cpu_limit"], row["memory_request"], row["status"]) == (
-        "69", "STANDARD", "500m", "1000m", "256Mi", "merged"
+        "69", "STANDARD", "500m", "1", "256Mi", "merged"  # twice the request, as the API server stores it
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from allora_gitops import constants as C
+from allora_gitops.render.sandbox import SandboxRun
 from tests.conftest import EXAMPLES
 from tests.fixtures.git import git, remote_file
 from tests.fixtures.rendered import EXAMPLE_SHA256
@@ -65,8 +66,11 @@ def test_the_sandbox_job_is_bounded_and_has_the_deployments_pod(make_spec, tmp_p
     objects = list(yaml.safe_load_all(subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True, check=True).stdout))
     job = next(o for o in objects if o["kind"] == "Job")
     assert job["apiVersion"] == "batch/v1"
-    assert job["metadata"]["name"] == f"{NAME}-sandbox-{EXAMPLE_SHA256[:12]}"
-    assert (job["spec"]["activeDeadlineSeconds"], job["spec"]["backoffLimit"], job["spec"]["ttlSecondsAfterFinished"]) == (1800, 0, 600)
+    run_id = SandboxRun(1800, "2026-12-01T00:30:00Z", "alice", "allora-sandbox-wallet").run_id
+    assert job["metadata"]["name"] == f"{NAME}-{run_id}-sandbox-{EXAMPLE_SHA256[:12]}"
+    assert (job["spec"]["activeDeadlineSeconds"], job["spec"]["backoffLimit"]) == (1800, 0)
+    # under Argo CD's selfHeal a TTL deletion would be undone: the finished Job would run again (argo-cd #13851)
+    assert "ttlSecondsAfterFinished" not in job["spec"]
     pod = job["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     container = pod["containers"][0]
@@ -90,6 +94,34 @@ def test_the_sandbox_job_is_bounded_and_has_the_deployments_pod(make_spec, tmp_p
     policy = next(o for o in objects if o["kind"] == "NetworkPolicy")
     assert policy["spec"]["podSelector"]["matchLabels"]["allora.network/sandbox"] == "true"
     assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == f"{NAME}-{EXAMPLE_SHA256[:12]}"
+
+
+def test_a_restarted_sandbox_gets_a_new_job_name_and_the_name_fits_a_label(make_spec, tmp_path):
+    """A Job's pod template is immutable: a restart under the old name would fail every sync (argo-cd #14910)."""
+    import yaml
+
+    from allora_gitops.render.sandbox import render_sandbox
+
+    def job(spec, run) -> dict:
+        return yaml.safe_load(render_sandbox(spec, run)[f"{C.sandbox_dir(spec.name, spec.sha256)}/job.yaml"])
+
+    spec = make_spec("testnet", wallet_secret="allora-sandbox-wallet")
+    first = job(spec, SandboxRun(1800, "2026-12-01T00:30:00Z", "alice", "allora-sandbox-wallet"))
+    again = job(spec, SandboxRun(1800, "2026-12-01T01:10:00Z", "alice", "allora-sandbox-wallet"))
+    assert first["metadata"]["name"] != again["metadata"]["name"]
+    assert first["spec"]["template"]["spec"]["containers"][0]["image"] == again["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    longest = "m" * C.MAX_NAME_LENGTH
+    long_spec = make_spec("testnet", name=longest, wallet_secret="allora-sandbox-wallet")
+    root = tmp_path / "long"
+    from allora_gitops.render import write_tree
+
+    write_tree(render_sandbox(long_spec, SandboxRun(60, "2026-12-01T00:01:00Z", "alice", "allora-sandbox-wallet")), root)
+    objects = yaml.safe_load_all(
+        subprocess.run(["kubectl", "kustomize", str(root / C.sandbox_dir(longest, spec.sha256))], capture_output=True, text=True, check=True).stdout
+    )
+    (name,) = [o["metadata"]["name"] for o in objects if o["kind"] == "Job"]
+    assert len(name) == 63 and name.endswith(f"-sandbox-{spec.sha256[:12]}")  # the pods' job-name label value
 
 
 def test_the_sandbox_passes_verify_strict_schemas_and_checkov(cli, make_spec, tmp_path):
@@ -132,6 +164,11 @@ def test_sandbox_commits_on_a_review_branch_and_records_a_sandbox_row(cli, env, 
     listed = cli("gitops", "list", "--sandboxes", "--repo", gitops_remote, "--ref", branch)
     assert listed.code == 0, listed.err
     assert listed.out.splitlines()[1].split()[:3] == [f"{NAME}-{row.bundle_sha256[:12]}", "1.0.0", "alice"]
+    assert listed.out.splitlines()[1].split()[-1] == "running"  # what that branch would run
+    # on the base branch nothing runs until the review branch is merged
+    on_main = cli("gitops", "list", "--sandboxes", "--repo", gitops_remote, "--json")
+    assert on_main.code == 0, on_main.err
+    assert [(s["sandbox"], s["state"]) for s in json.loads(on_main.out)] == [(f"{NAME}-{row.bundle_sha256[:12]}", "committed")]
 
 
 @pytest.mark.parametrize(

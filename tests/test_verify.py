@@ -37,7 +37,7 @@ def findings_by_overlay(report) -> dict[str, list[str]]:
 def test_a_rendered_repository_is_clean(cli, example_repo):
     result = cli("gitops", "verify", example_repo)
     assert (result.code, result.out) == (0, "")
-    assert result.err == "verify: 2 overlays, 1 Dockerfile, 2 Argo CD files checked; 0 findings\n"
+    assert result.err == "verify: 2 overlays, 1 Dockerfile, 3 Argo CD files checked; 0 findings\n"
     result = cli("gitops", "verify", example_repo, "--json")
     report = json.loads(result.out)
     assert result.code == 0 and report["ok"] is True and report["findings"] == []
@@ -46,6 +46,8 @@ def test_a_rendered_repository_is_clean(cli, example_repo):
         "deployments/linear-forecaster/overlays/testnet",
     ]
     assert report["checked"]["dockerfiles"] == ["builds/linear-forecaster/1.0.0/Dockerfile"]
+    # the notifications ConfigMap is validated (core schema, policy rules) like every Argo CD file
+    assert report["checked"]["files"] == ["argocd/applicationset.yaml", "argocd/appproject.yaml", "argocd/notifications-cm.yaml"]
 
 
 def test_planted_problems_each_get_their_own_finding(cli, example_repo, make_spec):
@@ -170,7 +172,11 @@ def test_changed_since_limits_work_to_what_the_branch_touched(cli, example_repo,
         "deployments/linear-forecaster/overlays/mainnet",
         "deployments/linear-forecaster/overlays/testnet",
     ]
-    assert sorted(f["code"] for f in report["findings"]) == ["read-only-root-filesystem"] * 2
+    assert sorted(f["code"] for f in report["findings"] if f["severity"] == "error") == ["read-only-root-filesystem"] * 2
+    # on a review branch the unpinned mainnet overlay is a warning: merged, it would fail verify on main
+    assert [(f["file"], f["code"]) for f in report["findings"] if f["severity"] == "warning"] == [
+        ("deployments/linear-forecaster/overlays/mainnet", "image-digest")
+    ]
 
     result = cli("gitops", "verify", example_repo, "--changed-since", "no-such-ref")
     assert result.code == 2
@@ -299,3 +305,38 @@ def test_colliding_application_names_are_found(example_repo, make_spec):
         "Application name a-b-testnet is generated for 2 overlays (deployments/a/overlays/b-testnet, deployments/a-b/overlays/testnet); "
         "Argo CD keeps one Application per name: rename one deployment",
     )
+
+
+def test_what_argo_cd_would_keep_out_of_sync_or_undo_is_found():
+    """A quantity the API server rewrites (argo-cd #17682) and a Job TTL that self-heal undoes (argo-cd #13851)."""
+    from allora_gitops.verify.policy import check_object
+
+    def job(**spec) -> dict:
+        container = {"name": "model", "image": "r/m:1", "resources": {"requests": {"cpu": "0.5", "memory": "1024Mi"},
+                                                                       "limits": {"cpu": "1", "memory": "1Gi"}}}
+        return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "annotations": spec.pop("annotations", {})},
+                "spec": {**spec, "template": {"spec": {"containers": [container]}}}}  # fmt: skip
+
+    found = [(rule, message) for rule, message in check_object(job(ttlSecondsAfterFinished=600)) if rule in ("canonical-quantity", "job-ttl")]
+    assert found == [
+        ("job-ttl", "ttlSecondsAfterFinished under Argo CD's self-heal: the TTL deletes the finished Job, Argo CD creates it again "
+                    "and it runs again; drop it (sandbox prune removes the Job) or make the Job a sync hook"),
+        ("canonical-quantity", "container model: requests.cpu 0.5 is stored by the API server as 500m; Argo CD would show it OutOfSync for ever"),
+        ("canonical-quantity", "container model: requests.memory 1024Mi is stored by the API server as 1Gi; Argo CD would show it OutOfSync for ever"),
+    ]  # fmt: skip
+    hook = job(ttlSecondsAfterFinished=600, annotations={"argocd.argoproj.io/hook": "PostSync"})
+    assert "job-ttl" not in [rule for rule, _ in check_object(hook)]  # a hook Job's deletion is intended
+
+
+def test_the_notifications_configmap_is_validated_strictly(example_repo):
+    """argocd/notifications-cm.yaml goes through kubernetes-validate's strict schema like every rendered object."""
+    from allora_gitops.verify import verify_repo
+
+    path = example_repo / "argocd" / "notifications-cm.yaml"
+    assert path.is_file()
+    path.write_text(path.read_text().replace("\ndata:\n", "\nstringData:\n", 1))  # a Secret's field on a ConfigMap
+
+    report = verify_repo(example_repo)
+
+    assert [(p.file, p.code) for p in report.findings] == [("argocd/notifications-cm.yaml", "schema")]
+    assert "stringData" in report.findings[0].message

@@ -220,7 +220,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     """The API for ``settings``: health, OpenAPI at ``/api/openapi.json``, bundles and deployments under ``/api``."""
     import contextlib
 
-    from allora_gitops.api import bundles, deployments, results, web
+    from allora_gitops.api import argocd, bundles, deployments, results, web
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -275,6 +275,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(bundles.router, prefix=API_PREFIX, responses=unauthorized)
     app.include_router(deployments.router, prefix=API_PREFIX, responses=unauthorized)
     app.include_router(results.router, prefix=API_PREFIX, responses=unauthorized)
+    app.include_router(argocd.router, prefix=API_PREFIX, responses=unauthorized)  # Argo CD's notifications webhook
     app.include_router(web.router)  # the monitoring pages (HTML, session cookie)
     return app
 

@@ -13,9 +13,12 @@ def register(app: typer.Typer) -> None:
 
 
 def verify_cmd(
-    repo_dir: Path = typer.Argument(Path("."), help="GitOps repository checkout (default: the current directory)."),
+    repo_dir: Path = typer.Argument(
+        Path("."), help="GitOps repository checkout, or a bare repository (its base branch is read) (default: the current directory)."
+    ),
     changed_since: Optional[str] = typer.Option(None, "--changed-since", help="Only what changed since this git ref (e.g. origin/main)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ref: Optional[str] = typer.Option(None, "--ref", help="A bare repository only: check this branch or commit instead of its base branch."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="kustomize builds in parallel (default: CPU count)."),
     require_digest: Optional[bool] = typer.Option(
         None, "--require-digest/--no-require-digest",
@@ -26,9 +29,17 @@ def verify_cmd(
     """Check every overlay, Dockerfile and Argo CD file. Exit 0 clean, 1 findings, 2 could not check."""
     import json
 
-    from allora_gitops.verify import verify_repo
+    from allora_gitops.errors import UsageError
+    from allora_gitops.verify import is_bare_repository, verify_bare, verify_repo
 
-    report = verify_repo(repo_dir, changed_since=changed_since, jobs=jobs, require_digest=require_digest)
+    if is_bare_repository(repo_dir):
+        if changed_since:
+            raise UsageError("--changed-since needs a checkout; a bare repository is checked whole (--ref picks the branch)")
+        report = verify_bare(repo_dir, ref=ref, jobs=jobs, require_digest=require_digest)
+    elif ref is not None:
+        raise UsageError(f"--ref is for bare repositories; {repo_dir} is a checkout (check out {ref} instead)")
+    else:
+        report = verify_repo(repo_dir, changed_since=changed_since, jobs=jobs, require_digest=require_digest)
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:

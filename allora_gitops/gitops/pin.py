@@ -12,7 +12,9 @@ Where the commit goes, per network:
 - otherwise a new review branch ``pin/NAME/NETWORK/VERSION`` from the base branch, when the base
   branch's overlay references the image (the image workflow runs after the merge).
 
-The digest must exist in the registry (checked with ``skopeo``) before anything is written, and
+The digest must exist in the registry (checked with ``skopeo``), be what ``REPO:TAG`` resolves to
+now, and — when the image carries the ``allora.network/bundle-sha256`` label, as images built by
+``build-image`` do — belong to the bundle the overlay runs, before anything is written; and
 the change is applied with :func:`~allora_gitops.gitops.repo.persist`: a rejected push re-reads the
 new tip and pins again, so concurrent write-backs to one branch all land.
 """
@@ -71,26 +73,32 @@ def pin_image(request: PinRequest, say: Callable[[str], None] = lambda _m: None)
 
     Raises :class:`~allora_gitops.errors.UsageError` for a malformed image, digest or network
     (before the registry is asked); :class:`~allora_gitops.errors.ImageBuildError` when the
-    registry does not hold ``REPO@digest`` (or cannot be reached) — nothing is written then — and
+    registry does not hold ``REPO@digest`` (or cannot be reached), when ``REPO:TAG`` resolves to
+    another digest, or when the image's bundle label names another bundle — nothing is written then — and
     :class:`GitOpsError` when no overlay references the image or a push keeps being rejected.
     """
-    from allora_gitops.image.registry import require_manifest
+    from allora_gitops.image.registry import require_tagged_digest
 
     repository = _check_request(request)
-    if request.check_registry:
-        require_manifest(repository, request.digest)
-        say(f"{repository}@{request.digest} is in the registry")
     remote = parse_remote(request.repo)
     cache = RepoCache(remote)
     heads = cache.remote_heads()
     if request.base_branch not in heads:
         raise GitOpsError(f"{remote.display} has no branch {request.base_branch!r}; initialise it with `allora-gitops repo init`")
     base = Snapshot(cache.git, cache.fetch(request.base_branch, heads[request.base_branch]))
-    result = PinResult(name=request.name, image=request.image, digest=request.digest)
+    targets = {}
     for network in request.networks or C.NETWORKS:
-        branch = _target_branch(cache, heads, base, request, network)
-        if branch is None:
-            continue
+        found = _target_branch(cache, heads, base, request, network)
+        if found is not None:
+            targets[network] = found
+    if request.check_registry:
+        bundles = {bundle_sha256(snapshot, request.name, network) for network, (_b, snapshot) in targets.items()} - {None}
+        tag = request.image.rsplit(":", 1)[1]
+        for sha256 in sorted(bundles) or [None]:  # one per bundle the overlays run (one, unless they disagree)
+            require_tagged_digest(repository, tag, request.digest, sha256)
+        say(f"{repository}@{request.digest} is in the registry and is what {request.image} names")
+    result = PinResult(name=request.name, image=request.image, digest=request.digest)
+    for network, (branch, _snapshot) in targets.items():
         persisted = persist(
             remote,
             _pin_change(request.name, network, request.image, request.digest),
@@ -109,6 +117,12 @@ def pin_image(request: PinRequest, say: Callable[[str], None] = lambda _m: None)
             "publish it first"
         )
     return result
+
+
+def pin_command(name: str, image: str, repo: str, network: str, version: Optional[str], branch: str) -> str:
+    """The ``pin-image`` command line that pins ``image`` on ``branch`` (the digest is the pushed image's, shown as ``sha256:…``)."""
+    where = f"--version {version}" if version and branch == C.review_branch(name, network, version) else f"--branch {branch}"
+    return f"allora-gitops pin-image {name} --image {image} --digest sha256:… --repo {repo} --network {network} {where}"
 
 
 def _check_request(request: PinRequest) -> str:
@@ -135,21 +149,31 @@ def _pinned(network: str, persisted: Persisted) -> PinnedOverlay:
     return PinnedOverlay(network, persisted.branch, persisted.commit, persisted.created, persisted.attempts)
 
 
-def _target_branch(cache: RepoCache, heads: dict[str, str], base: Snapshot, request: PinRequest, network: str) -> Optional[str]:
-    """The branch to pin ``network``'s overlay on, or None when no overlay of that network runs the image."""
+def _target_branch(
+    cache: RepoCache, heads: dict[str, str], base: Snapshot, request: PinRequest, network: str
+) -> Optional[tuple[str, Snapshot]]:
+    """The branch to pin ``network``'s overlay on and the commit whose overlay references the image; None when none does."""
     if request.branch:
         where = base if request.branch not in heads else Snapshot(cache.git, cache.fetch(request.branch, heads[request.branch]))
-        return request.branch if _references(where, request.name, network, request.image) else None
+        return (request.branch, where) if _references(where, request.name, network, request.image) else None
     on_base = _references(base, request.name, network, request.image)
     if request.version:
         review = C.review_branch(request.name, network, request.version)
         if review in heads and not on_base:
             tip = Snapshot(cache.git, cache.fetch(review, heads[review]))
             if _references(tip, request.name, network, request.image):
-                return review
+                return review, tip
     if on_base:
-        return C.pin_branch(request.name, network, request.version or request.image.rsplit(":", 1)[-1])
+        return C.pin_branch(request.name, network, request.version or request.image.rsplit(":", 1)[-1]), base
     return None
+
+
+def bundle_sha256(snapshot: Snapshot, name: str, network: str) -> Optional[str]:
+    """The bundle sha256 the overlay of ``name`` on ``network`` runs (its kustomization's commonAnnotations), if it says."""
+    text = snapshot.read(f"{C.deployment_overlay_dir(name, network)}/{KUSTOMIZATION}")
+    annotations = (_load(text).get("commonAnnotations") or {}) if text else {}
+    value = annotations.get(C.ANNOTATION_BUNDLE_SHA256) if isinstance(annotations, dict) else None
+    return str(value) if value else None
 
 
 def _references(snapshot: Snapshot, name: str, network: str, image: str) -> bool:

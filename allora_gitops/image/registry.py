@@ -72,6 +72,52 @@ def manifest_digest(ref: str) -> str:
     return digest
 
 
+def image_labels(ref: str) -> dict[str, str]:
+    """The labels of the image ``ref`` names (its OCI config's ``config.Labels``); {} when it has none.
+
+    Raises :class:`ImageBuildError` like :func:`manifest_digest` when the registry cannot answer.
+    """
+    import json
+
+    proc = subprocess.run(
+        ["skopeo", "inspect", "--config", *tls_verify_args(ref), f"docker://{ref}"],
+        capture_output=True, timeout=INSPECT_TIMEOUT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise ImageBuildError(_inspect_failure(ref, proc.stderr.decode("utf-8", "replace")))
+    try:
+        config = json.loads(proc.stdout)
+    except ValueError:
+        raise ImageBuildError(f"the registry answered {ref} with an image configuration that is not JSON") from None
+    labels = ((config if isinstance(config, dict) else {}).get("config") or {}).get("Labels") or {}
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
+def require_tagged_digest(repository: str, tag: str, digest: str, bundle_sha256: str | None = None) -> str:
+    """Refuse ``digest`` unless it is what ``repository:tag`` names now and, when its image carries the bundle
+    label, the label says ``bundle_sha256``: a pin must hold the bytes that were reviewed, not another push
+    of the tag or another version's image of the same repository (docker/cli #4545, jib #2398).
+
+    Returns the pinned reference. Raises :class:`ImageBuildError` (one line, both digests or both sha256s named).
+    """
+    from allora_gitops import constants as C
+
+    pinned = require_manifest(repository, digest)
+    tagged = manifest_digest(f"{repository}:{tag}")
+    if tagged != digest:
+        raise ImageBuildError(
+            f"{repository}:{tag} resolves to {tagged}, not {digest}: the tag was pushed again or the digest is another "
+            "image's; pin the digest the tag names, after checking it holds the reviewed build"
+        )
+    label = image_labels(pinned).get(C.ANNOTATION_BUNDLE_SHA256)
+    if bundle_sha256 and label and label != bundle_sha256:
+        raise ImageBuildError(
+            f"{pinned} is labelled {C.ANNOTATION_BUNDLE_SHA256}={label}, but the overlay runs bundle sha256 {bundle_sha256}: "
+            "it is another bundle's image"
+        )
+    return pinned
+
+
 def require_manifest(repository: str, digest: str) -> str:
     """Refuse ``repository@digest`` unless the registry holds that manifest; returns the pinned reference."""
     check_digest(digest)

@@ -5,8 +5,20 @@ before anyone stakes on mainnet. The Job's pod is the deployment's pod — the b
 template with the overlay's patch applied — so pod security, probes, resources, the wallet mount
 and the NetworkPolicy are exactly those of a deployment; only the lifecycle differs:
 ``activeDeadlineSeconds`` (the duration, at most an hour), ``backoffLimit: 0`` (a failed run is a
-result, not something to retry), ``ttlSecondsAfterFinished`` and ``restartPolicy: Never``. The
-runtime also gets ``ALLORA_MAX_RUNTIME`` so it exits 0 on time and the Job completes cleanly.
+result, not something to retry) and ``restartPolicy: Never``. The runtime also gets
+``ALLORA_MAX_RUNTIME`` so it exits 0 on time and the Job completes cleanly.
+
+Under Argo CD's automated sync with ``selfHeal`` (the ApplicationSet's policy) two things follow:
+
+- **No** ``ttlSecondsAfterFinished``: the TTL controller would delete the finished Job, self-heal
+  would create it again from git, and the sandbox would run again with the platform's wallet, for
+  ever (airbyte #15202, argo-cd #13851). A finished Job stays (Healthy, with its pod's logs) until
+  ``sandbox prune`` removes the directory; Argo CD then prunes it. Sync hooks were the other way and
+  were not taken: a hook Job runs again on every sync, and a hook is not shown as the Application's
+  own resource.
+- **A new Job name per run** (:func:`job_name`): a Job's pod template is immutable, so a restarted
+  sandbox (same bundle, new end time) under the old name would fail every sync (argo-cd #14910);
+  under a new name Argo CD creates the new Job and prunes the old one.
 """
 
 from __future__ import annotations
@@ -30,6 +42,23 @@ class SandboxRun:
     expires_at: str  # RFC 3339 UTC, e.g. 2026-12-01T01:00:00Z
     owner: str
     wallet_secret: str  # the platform's sandbox wallet Secret
+
+    @property
+    def run_id(self) -> str:
+        """8 hex digits naming this run: a restart (a new end time) gets another, so another Job name."""
+        import hashlib
+
+        return hashlib.sha256(f"{self.expires_at}/{self.duration_seconds}".encode()).hexdigest()[:8]
+
+
+# The Job name is <job_name()> + kustomize's nameSuffix "-sandbox-<sha12>" (21 characters). The pods get it as
+# the batch.kubernetes.io/job-name label, whose values hold at most 63 characters.
+JOB_NAME_MAX = 63 - len("-sandbox-") - 12
+
+
+def job_name(spec: DeploymentSpec, run: SandboxRun) -> str:
+    """``<name>-<run_id>``, the bundle name shortened so that the full Job name fits a label value (63)."""
+    return f"{spec.name[: JOB_NAME_MAX - len(run.run_id) - 1].rstrip('-.')}-{run.run_id}"
 
 
 def sandbox_name(spec: DeploymentSpec) -> str:
@@ -88,7 +117,8 @@ def _job(deployment: dict, patch: dict, spec: DeploymentSpec, run: SandboxRun) -
         container["env"] = _merge_named(
             container.get("env", []), [{"name": C.MAX_RUNTIME_ENV, "value": str(run.duration_seconds)}], lambda _a, b: b
         )
-    metadata = {k: v for k, v in deployment["metadata"].items() if k in ("name", "labels", "annotations")}
+    metadata = {k: v for k, v in deployment["metadata"].items() if k in ("labels", "annotations")}
+    metadata = {"name": job_name(spec, run), **metadata}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -96,7 +126,6 @@ def _job(deployment: dict, patch: dict, spec: DeploymentSpec, run: SandboxRun) -
         "spec": {
             "activeDeadlineSeconds": run.duration_seconds,
             "backoffLimit": 0,
-            "ttlSecondsAfterFinished": C.SANDBOX_TTL_AFTER_FINISHED,
             "template": {"metadata": template.get("metadata", {}), "spec": pod},
         },
     }

@@ -43,7 +43,12 @@ def _quantity(value: str, what: str, allow_milli: bool) -> str:
         raise ValueError(f"{value!r} is not a Kubernetes {what} quantity like {example}")
     if Decimal(match["num"]) == 0:
         raise ValueError(f"{what} must be more than zero")
-    return value.strip()
+    from allora_gitops.render.quantity import MAX_QUANTITY, parse_quantity
+
+    quantity = parse_quantity(value)
+    if quantity.value >= MAX_QUANTITY:  # the API server would cap it; kept as written so the maxima refusal quotes it
+        return value.strip()
+    return quantity.canonical()  # what the API server stores, so Argo CD sees no difference
 
 
 def check_image_registry(value: str) -> str:

@@ -159,7 +159,8 @@ def secret_mapping_of_overlay(files: Mapping[str, str]) -> dict[str, str]:
 
 
 def render_argocd(settings: ArgoCDSettings) -> dict[str, str]:
-    """``argocd/``: the AppProject and the ApplicationSet over ``deployments/*/overlays/*``."""
+    """``argocd/``: the AppProject, the ApplicationSet over ``deployments/*/overlays/*`` and the notifications
+    ConfigMap through which Argo CD reports each sync back to the platform (``render/notifications.py``)."""
     ctx = {
         "argocd": settings,
         "C": C,
@@ -171,9 +172,12 @@ def render_argocd(settings: ArgoCDSettings) -> dict[str, str]:
 
         "app_path": "{{.path.path}}",
     }
+    from allora_gitops.render.notifications import render_notifications
+
     return {
         f"{C.ARGOCD_DIR}/appproject.yaml": render_template("argocd/appproject.yaml.j2", **ctx),
         f"{C.ARGOCD_DIR}/applicationset.yaml": render_template("argocd/applicationset.yaml.j2", **ctx),
+        **render_notifications(),
     }
 
 

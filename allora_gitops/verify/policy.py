@@ -27,7 +27,10 @@ RULES = (
     "secret-value",
     "network-policy",
     "gpu",
+    "canonical-quantity",
+    "job-ttl",
 )
+ARGOCD_HOOK_ANNOTATION = "argocd.argoproj.io/hook"
 _HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 _WORDS = re.compile(r"^[a-z]{3,8}( [a-z]{3,8}){11,23}$")
 _SECRETISH = re.compile(r"(mnemonic|private|secret|passw|token|seed|key)", re.IGNORECASE)
@@ -55,6 +58,10 @@ def check_object(obj: dict) -> Iterator[tuple[str, str]]:
     if pod is None:
         return
     pod_sc = pod.get("securityContext") or {}
+    if obj.get("kind") == "Job" and "ttlSecondsAfterFinished" in (obj.get("spec") or {}):
+        if ARGOCD_HOOK_ANNOTATION not in ((obj.get("metadata") or {}).get("annotations") or {}):
+            yield "job-ttl", ("ttlSecondsAfterFinished under Argo CD's self-heal: the TTL deletes the finished Job, Argo CD creates "
+                              "it again and it runs again; drop it (sandbox prune removes the Job) or make the Job a sync hook")
     if pod.get("automountServiceAccountToken") is not False:
         yield "no-service-account-token", "automountServiceAccountToken must be false (models never call the Kubernetes API)"
     for key in ("hostNetwork", "hostPID", "hostIPC"):
@@ -90,6 +97,12 @@ def check_object(obj: dict) -> Iterator[tuple[str, str]]:
         ]
         if missing:
             yield "resources", f"container {name} has no {', '.join(missing)}"
+        for part in ("requests", "limits"):
+            for what, value in ((res.get(part) or {}) if isinstance(res.get(part), dict) else {}).items():
+                stored = _stored_quantity(value)
+                if stored is not None and stored != str(value):
+                    yield "canonical-quantity", (f"container {name}: {part}.{what} {value} is stored by the API server as {stored}; "
+                                                 "Argo CD would show it OutOfSync for ever")
         if c in (pod.get("containers") or []) and not (c.get("livenessProbe") or {}).get("exec"):
             yield "liveness-probe", f"container {name} needs an exec livenessProbe (python {C.BOOTSTRAP_IN_IMAGE} --healthcheck)"
         problem = image_problem(c.get("image"))
@@ -132,6 +145,16 @@ def _gpu_placement(pod: dict) -> Iterator[tuple[str, str]]:
         yield "gpu", f"the pod uses {C.GPU_RESOURCE} but has no nodeSelector, affinity or toleration for GPU nodes (gpu.* in .allora-gitops.yaml)"
     if tolerates and not wants:
         yield "gpu", f"the pod tolerates the {C.GPU_RESOURCE} taint but uses no GPU: it would hold a GPU node's place"
+
+
+def _stored_quantity(value: Any) -> str | None:
+    """The API server's form of a quantity (``render/quantity.py``); None for what is not a quantity (schemas say so)."""
+    from allora_gitops.render.quantity import canonical_quantity
+
+    try:
+        return canonical_quantity(str(value))
+    except ValueError:
+        return None
 
 
 def image_problem(image: Any) -> str | None:

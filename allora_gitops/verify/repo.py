@@ -115,32 +115,110 @@ def select_changed(root: Path, paths: list[str], overlays: list[Path], dockerfil
     return overlays, dockerfiles, (argocd if argocd_touched else [])
 
 
-def digest_networks(root: Path, require_digest: bool | None) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class DigestPolicy:
+    """Which networks' overlays must be pinned by digest here (errors), and which only would have to be on the base branch (warnings)."""
+
+    required: tuple[str, ...] = ()
+    warned: tuple[str, ...] = ()  # a review branch: merging an unpinned overlay of these fails verify on the base branch
+
+
+def digest_policy(root: Path, require_digest: bool | None, on_base: bool | None = None) -> DigestPolicy:
     """Networks whose overlays must be pinned by digest in this check: none off the base branch.
 
     ``require_digest`` None means: when the checkout is on the repository's base branch (the
     marker's ``default_branch``, else main); the networks come from the ``images.require_digest``
-    setting (default: mainnet; testnet may run a tag until it is pinned).
+    setting (default: mainnet; testnet may run a tag until it is pinned). On any other branch of a
+    git checkout (a review branch, or the detached merge commit a CI job checks out) those networks
+    are *warned*: verify passes, and says that the merge would leave the base branch failing.
+    ``on_base`` given (a tree exported from a bare repository) replaces asking git about ``root``.
     """
     from allora_gitops.gitops.settings import ImageSettings, parse_repository_settings
 
     marker = root / C.REPO_MARKER_FILE
     text = marker.read_text(encoding="utf-8") if marker.is_file() else None
-    if require_digest is None:
-        from allora_gitops.gitops.layout import load_yaml_documents
-
-        docs = load_yaml_documents(text or "")
-        base = (docs[0].get("default_branch") if docs and isinstance(docs[0], dict) else None) or C.DEFAULT_BRANCH
-        proc = subprocess.run(["git", "-C", str(root), "symbolic-ref", "--short", "-q", "HEAD"], capture_output=True, text=True)
-        require_digest = proc.returncode == 0 and proc.stdout.strip() == str(base)
-    if not require_digest:
-        return ()
     images = parse_repository_settings(text, str(marker)).images if text is not None else ImageSettings()
-    return images.require_digest
+    if on_base is None:
+        on_base = _on_base_branch(root, text)
+    if require_digest is None:
+        require_digest = on_base is True
+    if require_digest:
+        return DigestPolicy(required=images.require_digest)
+    return DigestPolicy(warned=images.require_digest if on_base is False else ())
+
+
+def _on_base_branch(root: Path, marker_text: str | None) -> bool | None:
+    """True on the base branch, False on another branch or a detached HEAD, None outside a git work tree."""
+    from allora_gitops.gitops.layout import load_yaml_documents
+
+    docs = load_yaml_documents(marker_text or "")
+    base = (docs[0].get("default_branch") if docs and isinstance(docs[0], dict) else None) or C.DEFAULT_BRANCH
+    inside = subprocess.run(["git", "-C", str(root), "rev-parse", "--is-inside-work-tree"], capture_output=True, text=True)
+    if inside.returncode != 0 or inside.stdout.strip() != "true":
+        return None
+    proc = subprocess.run(["git", "-C", str(root), "symbolic-ref", "--short", "-q", "HEAD"], capture_output=True, text=True)
+    return proc.returncode == 0 and proc.stdout.strip() == str(base)
+
+
+def is_bare_repository(path: Path) -> bool:
+    """A bare git repository (what ``repo init --bare`` makes, and what a git server holds)."""
+    if not (path / "HEAD").is_file() or not (path / "objects").is_dir():
+        return False
+    proc = subprocess.run(["git", "--git-dir", str(path), "rev-parse", "--is-bare-repository"], capture_output=True, text=True)
+    return proc.returncode == 0 and proc.stdout.strip() == "true"
+
+
+def _base_branch_of_bare(path: Path) -> str:
+    """The base branch of a bare repository: its marker's ``default_branch`` (read at HEAD), else HEAD's branch, else main."""
+    from allora_gitops.gitops.layout import load_yaml_documents
+
+    head = subprocess.run(["git", "--git-dir", str(path), "symbolic-ref", "-q", "--short", "HEAD"], capture_output=True, text=True)
+    branch = head.stdout.strip() or C.DEFAULT_BRANCH
+    marker = subprocess.run(["git", "--git-dir", str(path), "show", f"{branch}:{C.REPO_MARKER_FILE}"], capture_output=True, text=True)
+    docs = load_yaml_documents(marker.stdout if marker.returncode == 0 else "")
+    configured = docs[0].get("default_branch") if docs and isinstance(docs[0], dict) else None
+    return str(configured) if isinstance(configured, str) and configured else branch
+
+
+def verify_bare(
+    path: Path, ref: str | None = None, jobs: int | None = None, require_digest: bool | None = None
+) -> VerifyReport:
+    """Verify ``ref`` (default: the repository's base branch, as its marker says) of a bare repository.
+
+    Its tree is exported into a temporary directory (``git archive``; nothing is written to the
+    repository) and checked as a checkout of the base branch would be: mainnet must be pinned,
+    unless ``require_digest`` says otherwise or ``ref`` names another branch.
+    """
+    import io
+    import tarfile
+    import tempfile
+
+    wanted = ref or _base_branch_of_bare(path)
+    resolved = subprocess.run(
+        ["git", "--git-dir", str(path), "rev-parse", "--verify", "-q", f"{wanted}^{{commit}}"], capture_output=True, text=True
+    )
+    if resolved.returncode != 0:
+        raise VerifyError(f"{path}: no commit {wanted!r} in this bare repository" + ("" if ref else " (an empty repository?)"))
+    commit = resolved.stdout.strip()
+    base = _base_branch_of_bare(path)
+    on_base = ref is None or ref in (base, f"refs/heads/{base}")  # by name: a new branch may equal its base
+    archive = subprocess.run(["git", "--git-dir", str(path), "archive", "--format=tar", commit], capture_output=True)
+    if archive.returncode != 0:
+        raise VerifyError(f"{path}: git archive {commit[:12]} failed: {archive.stderr.decode(errors='replace').strip()[:200]}")
+    with tempfile.TemporaryDirectory(prefix="allora-verify-") as tmp:
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(tmp, filter="data")
+        report = verify_repo(Path(tmp), jobs=jobs, require_digest=require_digest, on_base=on_base)
+    report.root = path
+    return report
 
 
 def verify_repo(
-    root: Path, changed_since: str | None = None, jobs: int | None = None, require_digest: bool | None = None
+    root: Path,
+    changed_since: str | None = None,
+    jobs: int | None = None,
+    require_digest: bool | None = None,
+    on_base: bool | None = None,
 ) -> VerifyReport:
     if not root.is_dir():
         raise VerifyError(f"{root} is not a directory")
@@ -160,7 +238,7 @@ def verify_repo(
     report.dockerfiles = [d.relative_to(root).as_posix() for d in dockerfiles]
     report.files = [a.relative_to(root).as_posix() for a in argocd]
 
-    pinned_networks = digest_networks(root, require_digest)
+    policy = digest_policy(root, require_digest, on_base)
 
     def check(result) -> None:
         where = result.overlay.relative_to(root).as_posix()
@@ -168,10 +246,17 @@ def verify_repo(
             result.findings = [Problem(f"kustomize build failed: {result.error}", where, code="kustomize")]
         else:
             result.findings = check_objects(result.objects, where)
-            if result.overlay.name in pinned_networks:
+            if result.overlay.name in policy.required:
                 result.findings += [
                     Problem(f"{_ident(obj)}: {message} (required on the base branch for {result.overlay.name}: "
                             "build-image --push --write-back, or pin-image)", where, code="image-digest")
+                    for obj, message in unpinned_images(result.objects)
+                ]  # fmt: skip
+            elif result.overlay.name in policy.warned:
+                result.findings += [
+                    Problem(f"{_ident(obj)}: {message}; merged as it is, the base branch fails verify ({result.overlay.name} "
+                            "must be pinned there): pin it on this branch first (pin-image)", where, severity="warning",
+                            code="image-digest")
                     for obj, message in unpinned_images(result.objects)
                 ]  # fmt: skip
             if project is not None:
