@@ -98,7 +98,8 @@ def test_import_errors_are_reported_as_errors(cli, tmp_path):
     assert result.out == ""
     assert result.err.splitlines()[0] == (
         "error: cannot import src.demo.runner: a module it imports is missing (No module named 'numpy_that_does_not_exist'); "
-        "add numpy-that-does-not-exist to requirements.txt"
+        "no module named 'numpy_that_does_not_exist', and requirements.txt lists no packages; "
+        "add numpy-that-does-not-exist to requirements.txt"  # validate's words: one diagnosis
     )
 
 
@@ -199,7 +200,8 @@ def test_run_archive_predicts_what_run_dir_predicts(cli, tmp_path):
 
 @pytest.mark.parametrize("pickled, expected", [
     (b"csklearn.linear_model\nLinearRegression\n.",
-     "No module named 'sklearn'); add scikit-learn to requirements.txt (needed while loading artifacts/model.pkl)"),
+     "No module named 'sklearn'); no module named 'sklearn', and requirements.txt lists no packages; "
+     "add scikit-learn to requirements.txt (needed while loading artifacts/model.pkl)"),
     (b"c_loss\nCyHalfSquaredError\n.",
      "No module named '_loss'); this looks like a version mismatch while loading artifacts/model.pkl: the artifact was "
      "saved with another version of a package than the one installed; pin in requirements.txt the version it was saved with"),
@@ -259,7 +261,7 @@ def test_utf16_requirements_install_and_validate_then_sees_the_run_environment(c
     result = cli_proc("bundle", "validate", bundle, env=env)
     assert result.code == 1
     assert (f"{bundle}/src/demo/runner.py:1: error: importing src.demo.runner failed: no module named 'boto3' in the run "
-            "environment built from requirements.txt; add the package that provides it") in result.out.splitlines()
+            "environment built from requirements.txt; add boto3 to requirements.txt") in result.out.splitlines()
 
     pruned = cli_proc("bundle", "run", "--prune", env=env)
     assert pruned.code == 0, pruned.err
