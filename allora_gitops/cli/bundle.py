@@ -49,9 +49,10 @@ def init_cmd(
     network: Network = typer.Option(Network.testnet, "--network", help="Allora network."),
 ) -> None:
     """Create a new bundle from the blueprint: model.yaml, requirements.txt, src/<package>/runner.py, artifacts/."""
-    from allora_gitops.bundle.scaffold import init_bundle
+    from allora_gitops.bundle.scaffold import check_init, init_bundle
 
     target = directory if directory is not None else Path(name)
+    check_init(name, target, python_version=python.value, network=network.value)  # refuse before printing anything
     shown = str(target) if target.is_absolute() or str(target).startswith(".") else f"./{target}"
     print(f"Creating new bundle: {name}")
     print(f"Location: {shown}")
