@@ -197,6 +197,7 @@ def _run_runtime(
             kind = event.get("event")
             if kind in (R.EVENT_PREDICTION, R.EVENT_PREDICTION_REFUSED):
                 prediction = _prediction(event)
+                prediction.where = original(prediction.where)
                 report.predictions.append(prediction)
                 on_prediction(prediction)
             elif kind == R.EVENT_PRINT:
