@@ -5,7 +5,8 @@ The bundle needs numpy + scikit-learn + joblib (scipy and threadpoolctl come wit
 run (always): ``ensure_environment`` — what the first ``allora-bundle run`` does, in a fresh state
 directory, so nothing is reused but the installer's own cache — against the obvious alternative,
 ``python -m venv DIR`` + ``DIR/bin/pip install -r requirements.txt``. Caches warm on both sides: each
-side is run once untimed (downloads and built wheels cached), then ``--repeat`` times; medians reported.
+side is run once untimed (downloads and built wheels cached), then the sides alternate ``--repeat``
+times; medians reported.
 ``ensure_environment`` with ``ALLORA_GITOPS_INSTALLER=pip`` (the fallback) is shown too. Target: uv/pip ≤ 0.25.
 
 image (``--image``): ``allora-gitops build-image`` of the same bundle, cold — each build in its own
@@ -81,12 +82,16 @@ def bench_run(repeat: int) -> None:
             "ensure_environment (pip fallback)": lambda: first_run_environment(work, "pip"),
             "python -m venv + pip install -r": lambda: venv_and_pip(work),
         }
+        for fn in sides.values():
+            fn()  # warm each side's cache
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        for _ in range(repeat):  # alternating, so a busy machine weighs on every side alike
+            for name, fn in sides.items():
+                times[name].append(fn())
         medians = {}
-        for name, fn in sides.items():
-            fn()  # warm this side's cache
-            times = [fn() for _ in range(repeat)]
-            medians[name] = statistics.median(times)
-            print(f"{name:36s} median {medians[name]:6.2f} s   ({', '.join(f'{t:.2f}' for t in times)})", flush=True)
+        for name, taken in times.items():
+            medians[name] = statistics.median(taken)
+            print(f"{name:36s} median {medians[name]:6.2f} s   ({', '.join(f'{t:.2f}' for t in taken)})", flush=True)
         uv, pip = medians["ensure_environment (uv)"], medians["python -m venv + pip install -r"]
         print(f"first run environment, uv / (venv + pip): {uv / pip:.3f}  (target <= 0.25)")
         print(f"pip fallback / (venv + pip): {medians['ensure_environment (pip fallback)'] / pip:.3f}")

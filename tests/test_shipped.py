@@ -177,3 +177,38 @@ def test_the_checklist_says_not_imported_when_a_package_is_not_installed_here(cl
     assert ("! entrypoint module found, not imported (a package it imports is not installed here); "
             "its function's signature checked from source") in out
     assert not any(line.startswith("✓ entrypoint") for line in out)
+
+
+# --- the staged copy --------------------------------------------------------------------------------
+
+
+def test_the_staged_copy_holds_what_the_archive_holds_as_hard_links(tmp_path, ignored_artifact):
+    from allora_gitops.bundle.archive import build_archive, inspect_archive
+    from allora_gitops.bundle.ignore import walk_bundle
+    from allora_gitops.bundle.stage import StagedBundle
+
+    (ignored_artifact / "artifacts" / "scale.json").write_text("2")
+    (ignored_artifact / "src" / "demo" / "__pycache__").mkdir()
+    (ignored_artifact / "src" / "demo" / "__pycache__" / "runner.cpython-311.pyc").write_bytes(b"\0")
+    archived = {f.path for f in inspect_archive(build_archive(ignored_artifact, tmp_path / "out").path).files}
+    with StagedBundle(walk_bundle(ignored_artifact)) as staged:
+        laid_out = {p.relative_to(staged.path).as_posix() for p in staged.path.rglob("*") if p.is_file()}
+        assert staged.linked
+        runner = staged.path / "src" / "demo" / "runner.py"
+        assert runner.stat().st_ino == (ignored_artifact / "src" / "demo" / "runner.py").stat().st_ino
+        base = staged.path
+    assert laid_out == archived - {".allora-manifest.json"}
+    assert "artifacts/model.pkl" not in laid_out and "artifacts/scale.json" in laid_out
+    assert not base.exists()  # removed on leaving
+    assert (ignored_artifact / "artifacts" / "model.pkl").is_file()
+
+
+def test_the_staged_copy_is_copied_where_no_scratch_directory_can_link(ignored_artifact):
+    from allora_gitops.bundle.ignore import walk_bundle
+    from allora_gitops.bundle.stage import StagedBundle
+
+    with StagedBundle(walk_bundle(ignored_artifact), scratch_dirs=[]) as staged:
+        assert not staged.linked
+        runner = staged.path / "src" / "demo" / "runner.py"
+        assert runner.read_text() == LOADS_AT_IMPORT
+        assert runner.stat().st_ino != (ignored_artifact / "src" / "demo" / "runner.py").stat().st_ino
