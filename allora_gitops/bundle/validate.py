@@ -18,7 +18,7 @@ from allora_gitops.bundle.diagnosis import (
     Diagnosis, FailedImport, ImportContext, diagnose_import, entrypoint_not_found, missing_package,
 )
 from allora_gitops.bundle.importcheck import DEFAULT_IMPORT_TIMEOUT, ImportProbe, ImportResult
-from allora_gitops.bundle.imports import ImportGraph, scan_imports
+from allora_gitops.bundle.imports import ImportGraph, is_local, scan_imports
 from allora_gitops.bundle.manifest import BundleManifest, LoadedManifest, load_manifest
 from allora_gitops.bundle.requirements import ParsedRequirement, parse_requirements, read_requirements
 from allora_gitops.bundle.stage import StagedBundle
@@ -267,7 +267,7 @@ class _Checker:
             self.imported = True
             return None
         if result.status == "raised" and ("missing" in d or "filename" in d):
-            if "missing" in d and not ctx.requirements_known and not _is_bundle_module(ctx, d["missing"]):
+            if "missing" in d and not ctx.requirements_known and not is_local(ctx.root, d["missing"]):
                 self._static_function_check(loaded, module_file)  # what the bundle installs is unknown; reported already
                 return d["missing"].split(".", 1)[0]
             failure = FailedImport(str(d.get("message", "")), d.get("missing"), d.get("filename"), file, line)
@@ -342,12 +342,6 @@ def _run_environment_site(root: Path, manifest: BundleManifest) -> Optional[Path
     spec = EnvironmentSpec(requirements, root, constraints, tuple(env.extra_index_urls))
     path = cached_environment(spec)
     return site_packages(path) if path is not None else None
-
-
-def _is_bundle_module(ctx: ImportContext, module: str) -> bool:
-    from allora_gitops.bundle.imports import is_local
-
-    return is_local(ctx.root, module)
 
 
 def _mb(n: int) -> str:
