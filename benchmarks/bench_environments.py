@@ -12,9 +12,10 @@ times; medians reported.
 image (``--image``): ``allora-gitops build-image`` of the same bundle, cold — each build in its own
 containers storage holding only the test stand-in base image (tests/fixtures/images.py), imported
 untimed — once as rendered (uv) and once on the pip fallback (forced by a pip.conf build secret, which
-uv cannot read). No cache on either side inside a build. Slow: minutes per build on vfs.
+uv cannot read). No cache on either side inside a build. Slow: minutes per build on vfs, where
+copying every layer dominates; ``--driver overlay`` shows the installers' share better.
 
-    python benchmarks/bench_environments.py [--repeat 3] [--image]
+    python benchmarks/bench_environments.py [--repeat 3] [--image [--driver vfs|overlay]]
 """
 
 from __future__ import annotations
@@ -109,16 +110,17 @@ def make_bundle(work: Path) -> Path:
     return bundle
 
 
-def cold_build(work: Path, name: str, bundle: Path, extra: list[str]) -> float:
+def cold_build(work: Path, name: str, bundle: Path, extra: list[str], driver: str) -> float:
     from tests.fixtures.images import ensure_base_image, write_storage_conf
 
     archive = ensure_base_image().archive
     root = work / f"storage-{name}"
     conf = write_storage_conf(root)
-    env = dict(os.environ, CONTAINERS_STORAGE_CONF=str(conf), STORAGE_DRIVER="vfs", BUILDAH_ISOLATION="chroot",
+    conf.write_text(conf.read_text().replace('driver = "vfs"', f'driver = "{driver}"'))
+    env = dict(os.environ, CONTAINERS_STORAGE_CONF=str(conf), STORAGE_DRIVER=driver, BUILDAH_ISOLATION="chroot",
                PYTHONPATH=str(ROOT))
     try:
-        subprocess.run(["buildah", "--storage-driver", "vfs", "pull", "-q", f"oci-archive:{archive}"],
+        subprocess.run(["buildah", "--storage-driver", driver, "pull", "-q", f"oci-archive:{archive}"],
                        env=env, check=True, capture_output=True)
         started = time.perf_counter()
         proc = subprocess.run(
@@ -135,12 +137,12 @@ def cold_build(work: Path, name: str, bundle: Path, extra: list[str]) -> float:
             raise SystemExit(f"the {name} build did not install with {name}:\n{proc.stderr[-3000:]}")
         return took
     finally:
-        subprocess.run(["buildah", "--storage-driver", "vfs", "rm", "--all"], env=env, capture_output=True)
-        subprocess.run(["buildah", "--storage-driver", "vfs", "rmi", "--all", "--force"], env=env, capture_output=True)
+        subprocess.run(["buildah", "--storage-driver", driver, "rm", "--all"], env=env, capture_output=True)
+        subprocess.run(["buildah", "--storage-driver", driver, "rmi", "--all", "--force"], env=env, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
-def bench_image() -> None:
+def bench_image(driver: str) -> None:
     from tests.fixtures.images import ensure_base_image, write_storage_conf
 
     with tempfile.TemporaryDirectory(prefix="bench-env-image-", dir=os.environ.get("ALLORA_BENCH_TMP")) as tmp:
@@ -150,23 +152,24 @@ def bench_image() -> None:
         bundle = make_bundle(work)
         pip_conf = work / "pip.conf"
         pip_conf.write_text("[global]\ndisable-pip-version-check = true\n")
-        uv = cold_build(work, "uv", bundle, [])
-        print(f"image build, uv:  {uv:7.1f} s", flush=True)
-        pip = cold_build(work, "pip", bundle, ["--pip-conf", str(pip_conf)])
-        print(f"image build, pip: {pip:7.1f} s", flush=True)
-        print(f"image build, uv / pip: {uv / pip:.3f}")
+        uv = cold_build(work, "uv", bundle, [], driver)
+        print(f"image build ({driver}), uv:  {uv:7.1f} s", flush=True)
+        pip = cold_build(work, "pip", bundle, ["--pip-conf", str(pip_conf)], driver)
+        print(f"image build ({driver}), pip: {pip:7.1f} s", flush=True)
+        print(f"image build ({driver}), uv / pip: {uv / pip:.3f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per side (after one warm-up run)")
     parser.add_argument("--image", action="store_true", help="also build the image both ways (slow)")
+    parser.add_argument("--driver", default="vfs", help="buildah storage driver for --image (vfs, or overlay where it works)")
     parser.add_argument("--no-run", action="store_true", help="skip the run-environment comparison")
     args = parser.parse_args()
     if not args.no_run:
         bench_run(args.repeat)
     if args.image:
-        bench_image()
+        bench_image(args.driver)
 
 
 if __name__ == "__main__":
