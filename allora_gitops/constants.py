@@ -99,6 +99,8 @@ INIT_IN_IMAGE = f"{VENV_IN_IMAGE}/bin/dumb-init"
 
 # --- state on the operator's machine -------------------------------------------
 STATE_HOME_ENV = "ALLORA_GITOPS_HOME"
+INSTALLER_ENV = "ALLORA_GITOPS_INSTALLER"  # "pip" builds `run` environments with pip even where uv is installed
+UV_VERSION = "0.13.10"  # the uv the image's build stage installs its environment with (`uv` on PyPI)
 DATABASE_URL_ENV = "ALLORA_DATABASE_URL"
 STORE_URL_ENV = "ALLORA_STORE_URL"
 # how long `results prune` keeps submission results when --older-than is not given (e.g. 30d, 12h)

@@ -55,3 +55,4 @@ def test_found_in_an_installed_wheel_and_init_works_from_it(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == str(site / "allora_gitops" / "_data" / "blueprints")
     assert (work / "from-wheel" / "src" / "from_wheel" / "runner.py").is_file()
+    assert not list((work / "from-wheel").rglob("__pycache__"))  # pip compiled the installed blueprint; init leaves that behind

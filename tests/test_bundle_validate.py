@@ -416,7 +416,7 @@ def test_an_import_of_the_cli_environment_is_an_error_with_empty_requirements(ma
     result = cli("bundle", "validate", root, "--strict")
     assert result.code == 1
     assert (f"{root}/src/demo/runner.py:1: error: importing src.demo.runner failed: no module named 'boto3', and "
-            "requirements.txt lists no packages; add the package that provides it") in result.out.splitlines()
+            "requirements.txt lists no packages; add boto3 to requirements.txt") in result.out.splitlines()
 
 
 def test_every_third_party_import_is_checked_not_only_the_first(make):

@@ -91,7 +91,7 @@ def test_init_package_name_when_the_bundle_name_starts_with_a_digit(cli, tmp_pat
 )
 def test_init_refuses_bad_names(cli, tmp_path, name, message):
     res = cli("bundle", "init", name, "--dir", tmp_path / "x")
-    assert (res.code, res.lines) == (1, [message])
+    assert (res.code, res.lines, res.out) == (1, [message], "")  # refused before "Creating new bundle…" is printed
     assert not (tmp_path / "x").exists()
 
 
@@ -104,7 +104,25 @@ def test_init_refuses_a_non_empty_directory(cli, tmp_path):
     (tmp_path / "taken" / "notes.txt").write_text("mine")
     res = cli("bundle", "init", "taken", "--dir", tmp_path / "taken")
     assert (res.code, res.lines) == (1, [f"error: {tmp_path / 'taken'} already exists and is not empty; choose another name or --dir"])
+    assert res.out == ""
     assert [p.name for p in (tmp_path / "taken").iterdir()] == ["notes.txt"]
+
+
+def test_init_leaves_no_bytecode_the_installed_blueprint_carries(tmp_path):
+    """pip byte-compiles every .py of the wheel it installs, the blueprint's runner.py included."""
+    import compileall
+    import shutil
+
+    from allora_gitops.bundle.scaffold import init_bundle
+    from allora_gitops.resources import blueprints_dir
+
+    blueprint = tmp_path / "blueprint"
+    shutil.copytree(blueprints_dir() / "bundle", blueprint)
+    assert compileall.compile_dir(blueprint, quiet=1, force=True)
+    assert list(blueprint.rglob("__pycache__"))  # as an installed wheel has it
+    init_bundle("fresh", tmp_path / "fresh", blueprint=blueprint)
+    assert (tmp_path / "fresh" / "src" / "fresh" / "runner.py").is_file()
+    assert [p for p in (tmp_path / "fresh").rglob("*") if p.name == "__pycache__" or p.suffix == ".pyc"] == []
 
 
 def test_init_refuses_an_unsupported_python_as_a_usage_error(cli, tmp_path):

@@ -1,7 +1,7 @@
 """End to end: build the rendered Dockerfile of the example bundle into a real image, run it, look inside.
 
 No registry is reachable here, so the base image is the debootstrap stand-in for
-``python:3.11-slim`` (tests/fixtures/images.py), and pip inside the build reaches
+``python:3.11-slim`` (tests/fixtures/images.py), and pip and uv inside the build reach
 PyPI only through the host's CA bundle, passed as the ``pipcert`` build secret.
 Two builds in all (vfs storage is slow): the GitOps build directory, then a
 code-only change of the bundle from its source directory, which must reuse the
@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -135,6 +136,8 @@ def test_image_is_tagged_exported_and_recorded(first_build):
     assert first_build.result["tags"] == [image, EXTRA_TAG]
     assert {image, EXTRA_TAG} <= buildah_images()
     assert "[2/2] STEP" in first_build.log and "pip install" in first_build.log  # the build streamed its log
+    # uv installed the environment ("Resolved N packages in …"), not the pip fallback
+    assert re.search(r"Resolved \d+ packages? in", first_build.log) and "Installing collected packages" not in first_build.log
     with tarfile.open(first_build.oci_archive) as tar:
         index = json.load(tar.extractfile("index.json"))
     assert index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] == image
@@ -304,7 +307,8 @@ def test_code_only_change_reuses_the_requirements_layers(first_build, base_image
     second = json.loads(proc.stdout)
     print(f"\nfirst build {first_build.seconds:.1f}s, code-only rebuild {seconds:.1f}s ({first_build.seconds / seconds:.2f}x)")
     assert second["sha256"] != first_build.archive_sha256 and second["image"] != first_build.result["image"]
-    assert "Installing collected packages" not in proc.stderr  # pip did not run again
+    assert "Installing collected packages" not in proc.stderr  # neither pip
+    assert not re.search(r"Resolved \d+ packages? in", proc.stderr)  # nor uv ran again: the layer was reused
 
     first_layers, second_layers = diff_ids(first_build.result["image"]), diff_ids(second["image"])
     base_layers = diff_ids(base_image.ref)

@@ -98,7 +98,8 @@ def test_import_errors_are_reported_as_errors(cli, tmp_path):
     assert result.out == ""
     assert result.err.splitlines()[0] == (
         "error: cannot import src.demo.runner: a module it imports is missing (No module named 'numpy_that_does_not_exist'); "
-        "add numpy-that-does-not-exist to requirements.txt"
+        "no module named 'numpy_that_does_not_exist', and requirements.txt lists no packages; "
+        "add numpy-that-does-not-exist to requirements.txt"  # validate's words: one diagnosis
     )
 
 
@@ -175,8 +176,29 @@ def test_a_failing_install_is_reported_and_leaves_no_half_environment(cli_proc, 
     lines = result.err.splitlines()
     assert lines[0].startswith("creating the run environment ")
     assert lines[1] == "error: installing the bundle's requirements failed (exit 1):"
-    assert any("No matching distribution found for allora-gitops-no-such-package==0.0.1" in line for line in lines[2:])
+    # uv's words (the default installer where uv is installed, as here)
+    assert any("allora-gitops-no-such-package was not found in the package registry" in line for line in lines[2:]), lines
     assert [p.suffix for p in (state / "runtimes").iterdir()] == [".lock"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_the_environment_is_built_with_uv_and_with_pip_where_uv_cannot_serve(cli_proc, tmp_path, installer):
+    """uv by default; ALLORA_GITOPS_INSTALLER=pip (or no uv at all) builds it with pip. Same key, same contents."""
+    from allora_gitops.runner.environment import find_uv
+
+    assert find_uv() is not None  # the test environment installs uv (the "fast" extra)
+    state = tmp_path / "state"
+    bundle = make_bundle(tmp_path / "b", "import six\n\n\ndef run(nonce):\n    return float(six.PY3)\n",
+                         requirements="six==1.17.0\n")
+    result = cli_proc("bundle", "run", bundle, "-n", "3",
+                      env={"ALLORA_GITOPS_HOME": str(state), "ALLORA_GITOPS_INSTALLER": installer}, timeout=600)
+    assert result.code == 0, result.err
+    assert parse_lines(result.out) == [(3, "1.0")]
+    [environment] = [p for p in (state / "runtimes").iterdir() if p.is_dir()]
+    assert json.loads((environment / ".allora-ready.json").read_text())["installer"] == installer
+    site = next(environment.glob("lib/python3*/site-packages"))
+    assert {p.name.split("-")[0].lower() for p in site.glob("*.dist-info")} >= {"six", "pyyaml", "prometheus_client"}
 
 
 def test_run_archive_predicts_what_run_dir_predicts(cli, tmp_path):
@@ -199,7 +221,8 @@ def test_run_archive_predicts_what_run_dir_predicts(cli, tmp_path):
 
 @pytest.mark.parametrize("pickled, expected", [
     (b"csklearn.linear_model\nLinearRegression\n.",
-     "No module named 'sklearn'); add scikit-learn to requirements.txt (needed while loading artifacts/model.pkl)"),
+     "No module named 'sklearn'); no module named 'sklearn', and requirements.txt lists no packages; "
+     "add scikit-learn to requirements.txt (needed while loading artifacts/model.pkl)"),
     (b"c_loss\nCyHalfSquaredError\n.",
      "No module named '_loss'); this looks like a version mismatch while loading artifacts/model.pkl: the artifact was "
      "saved with another version of a package than the one installed; pin in requirements.txt the version it was saved with"),
@@ -259,7 +282,7 @@ def test_utf16_requirements_install_and_validate_then_sees_the_run_environment(c
     result = cli_proc("bundle", "validate", bundle, env=env)
     assert result.code == 1
     assert (f"{bundle}/src/demo/runner.py:1: error: importing src.demo.runner failed: no module named 'boto3' in the run "
-            "environment built from requirements.txt; add the package that provides it") in result.out.splitlines()
+            "environment built from requirements.txt; add boto3 to requirements.txt") in result.out.splitlines()
 
     pruned = cli_proc("bundle", "run", "--prune", env=env)
     assert pruned.code == 0, pruned.err

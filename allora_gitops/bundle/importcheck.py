@@ -1,8 +1,9 @@
 """Import the bundle's entrypoint in a child interpreter, so that user code that raises, hangs,
 calls ``sys.exit`` or crashes the interpreter gives a finding instead of taking the CLI down.
 
-The child sees what the bundle will have and nothing more: the standard library, the bundle, and
-the environment ``run`` built from its requirements when there is one — not this CLI's packages.
+The child sees what the bundle will have and nothing more: the standard library, the bundle's shipped
+files (validate hands it the staged copy, :mod:`bundle.stage`), and the environment ``run`` built from
+its requirements when there is one — not this CLI's packages.
 
 The child writes one JSON result to a file (the user's code owns stdout and
 stderr) and leaves with ``os._exit`` so that atexit hooks and stray threads of
@@ -62,6 +63,8 @@ except BaseException as exc:
         result = {"status": "exit", "code": repr(exc.code)}
     if isinstance(exc, ModuleNotFoundError):
         result["missing"] = exc.name or ""
+    if isinstance(exc, OSError) and isinstance(exc.filename, str):  # a file the module opens, maybe excluded from the archive
+        result["filename"] = exc.filename
     if loc:
         result["file"], result["line"] = loc
     done(**result)

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from allora_gitops import constants as C
 from allora_gitops.bundle.manifest import check_bundle_name
@@ -33,16 +34,8 @@ def package_name(name: str) -> str:
     return package
 
 
-def init_bundle(
-    name: str,
-    target: Path,
-    *,
-    python_version: str = C.DEFAULT_PYTHON,
-    topic_id: int = 69,
-    network: str = "testnet",
-    version: str = "0.1.0",
-) -> ScaffoldedBundle:
-    """Create the bundle ``name`` in ``target`` (absent or empty). Raises BundleError on a bad name or a non-empty dir."""
+def check_init(name: str, target: Path, *, python_version: str = C.DEFAULT_PYTHON, network: str = "testnet") -> None:
+    """Refuse what ``init_bundle`` would refuse, before anything is printed or written. Raises BundleError."""
     try:
         check_bundle_name(name)
     except ValueError as exc:
@@ -57,12 +50,31 @@ def init_bundle(
     if target.is_dir() and any(target.iterdir()):
         raise BundleError(f"{target} already exists and is not empty; choose another name or --dir")
 
+
+def init_bundle(
+    name: str,
+    target: Path,
+    *,
+    python_version: str = C.DEFAULT_PYTHON,
+    topic_id: int = 69,
+    network: str = "testnet",
+    version: str = "0.1.0",
+    blueprint: Optional[Path] = None,
+) -> ScaffoldedBundle:
+    """Create the bundle ``name`` in ``target`` (absent or empty). Raises BundleError on a bad name or a non-empty dir.
+
+    ``blueprint``: the cookiecutter template (default: ``blueprints/bundle``). Bytecode in it (pip compiles the
+    blueprint's ``.py`` files when it installs the wheel) never reaches the new bundle.
+    """
+    check_init(name, target, python_version=python_version, network=network)
+    target = Path(target)
+
     from cookiecutter.exceptions import CookiecutterException
     from cookiecutter.generate import generate_context, generate_files
     from cookiecutter.prompt import prompt_for_config
 
     package = package_name(name)
-    template = blueprints_dir() / "bundle"
+    template = blueprint if blueprint is not None else blueprints_dir() / "bundle"
     context = generate_context(
         context_file=str(template / "cookiecutter.json"),
         extra_context={"name": name, "package": package, "version": version, "python_version": python_version,
@@ -77,6 +89,7 @@ def init_bundle(
             rendered = Path(generate_files(template, context, output_dir=staging, accept_hooks=False))
         except CookiecutterException as exc:
             raise BundleError("the bundle blueprint failed to render", [Problem(str(exc), str(template))]) from None
+        _drop_bytecode(rendered)
         if target.is_dir():
             for child in rendered.iterdir():
                 shutil.move(str(child), target / child.name)
@@ -85,3 +98,11 @@ def init_bundle(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ScaffoldedBundle(target, name, package)
+
+
+def _drop_bytecode(root: Path) -> None:
+    """Remove ``__pycache__`` directories and stray ``.pyc`` files the blueprint carried."""
+    for cache in sorted(root.rglob("__pycache__"), reverse=True):
+        shutil.rmtree(cache, ignore_errors=True)
+    for compiled in root.rglob("*.py[co]"):
+        compiled.unlink(missing_ok=True)

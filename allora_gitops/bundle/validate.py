@@ -14,10 +14,14 @@ from typing import Optional
 
 from allora_gitops import constants as C
 from allora_gitops.bundle.ignore import BundleTree, symlink_escapes, walk_bundle
+from allora_gitops.bundle.diagnosis import (
+    Diagnosis, FailedImport, ImportContext, diagnose_import, entrypoint_not_found, missing_package,
+)
 from allora_gitops.bundle.importcheck import DEFAULT_IMPORT_TIMEOUT, ImportProbe, ImportResult
 from allora_gitops.bundle.imports import ImportGraph, is_local, scan_imports
 from allora_gitops.bundle.manifest import BundleManifest, LoadedManifest, load_manifest
-from allora_gitops.bundle.requirements import ParsedRequirement, parse_requirements, provided_by, read_requirements
+from allora_gitops.bundle.requirements import ParsedRequirement, parse_requirements, read_requirements
+from allora_gitops.bundle.stage import StagedBundle
 from allora_gitops.bundle.secrets import ALLOW_FILE, not_allowed, parse_allow_list, scan_file
 from allora_gitops.bundle.text import BundleTextError, decode_text
 from allora_gitops.errors import ManifestError, Problem
@@ -32,6 +36,7 @@ class ValidationReport:
     problems: list[Problem] = field(default_factory=list)
     manifest: Optional[BundleManifest] = None
     tree: Optional[BundleTree] = field(default=None, repr=False)
+    imported: Optional[bool] = None  # the entrypoint was imported (None: not attempted, model.yaml did not load)
 
     @property
     def errors(self) -> list[Problem]:
@@ -55,6 +60,7 @@ class ValidationReport:
             "warnings": len(self.warnings),
             "files": len(self.tree.files) if self.tree else None,
             "size": self.tree.total_size if self.tree else None,
+            "imported": self.imported,
             "problems": [p.to_dict() for p in self.problems],
         }
 
@@ -68,6 +74,8 @@ class _Checker:
         self.problems: list[Problem] = []
         self.env_site: Optional[Path] = None  # site-packages of `run`'s environment for these requirements
         self.requirements_read = False  # the requirements file was read, every line understood: an empty list then means "no packages"
+        self.staged: Optional[StagedBundle] = None  # the shipped files, where the probe imports
+        self.imported = False
 
     def shown(self, rel: str) -> str:
         """How a bundle path is printed: relative to where the user pointed us."""
@@ -120,40 +128,66 @@ class _Checker:
 
     # --- model.yaml-driven checks ------------------------------------------------
 
-    def start_import(self, loaded: LoadedManifest) -> Optional[tuple[ImportProbe, str]]:
-        """Start importing the entrypoint (it runs while the tree is walked and scanned); None when it cannot be."""
+    def start_import(self, loaded: LoadedManifest, tree: BundleTree) -> Optional[tuple[Optional[ImportProbe], str]]:
+        """Start importing the entrypoint from the shipped files (it runs while the tree is scanned).
+
+        (probe, module file); the probe is None when the module file itself does not ship. None when
+        there is no module file to import.
+        """
         m = loaded.manifest
-        candidates = m.module_file_candidates
-        module_file = next((c for c in candidates if (self.root / c).is_file()), None)
-        if module_file is None:
-            hint = ""
-            if not m.entrypoint.module.startswith("src.") and ((self.root / "src" / candidates[0]).is_file()
-                                                              or (self.root / "src" / candidates[1]).is_file()):
-                hint = f"; did you mean src.{m.entrypoint.module}?"
-            self.problems.append(loaded.problem(
-                f"module {m.entrypoint.module!r} not found: expected {candidates[0]} or {candidates[1]}{hint}",
-                "entrypoint", "module", code="entrypoint"))
+        why = entrypoint_not_found(self.root, m.entrypoint.module)
+        if why is not None:
+            self.problems.append(loaded.problem(why, "entrypoint", "module", code="entrypoint"))
             return None
-        workdir = self.root / m.entrypoint.workdir
-        if not workdir.is_dir():
-            return None
+        module_file = next(c for c in m.module_file_candidates if (self.root / c).is_file())
+        if not tree.ships(module_file) or not (self.root / m.entrypoint.workdir).is_dir():
+            return None, module_file
+        try:
+            self.staged = StagedBundle(tree)
+        except OSError as exc:
+            self.add(f"cannot lay out the shipped files to import them: {exc.strerror} ({exc.filename})", code="io")
+            return None, module_file
+        workdir = self.staged.path / m.entrypoint.workdir
+        if not workdir.is_dir():  # the workdir ships no file: the image would not have it either
+            self.add(f"workdir {m.entrypoint.workdir!r} holds no file that ships, so the image would not have it",
+                     m.entrypoint.workdir, code="workdir")
+            return None, module_file
         self.env_site = _run_environment_site(self.root, m)
         site_dirs = (self.env_site,) if self.env_site is not None else ()
-        probe = ImportProbe(self.root, workdir, m.entrypoint.module, m.entrypoint.function, self.import_timeout, site_dirs)
+        probe = ImportProbe(self.staged.path, workdir, m.entrypoint.module, m.entrypoint.function, self.import_timeout, site_dirs)
         return probe, module_file
 
-    def check_manifest(self, loaded: LoadedManifest, tree: BundleTree, started: Optional[tuple[ImportProbe, str]]) -> None:
+    def cleanup(self) -> None:
+        if self.staged is not None:
+            self.staged.cleanup()
+            self.staged = None
+
+    def import_context(self, loaded: LoadedManifest, tree: BundleTree, reqs: list[ParsedRequirement]) -> ImportContext:
+        m = loaded.manifest
+        return ImportContext(
+            root=self.root, module=m.entrypoint.module, workdir=m.entrypoint.workdir, ships=tree.ships,
+            requirements=reqs, requirements_file=m.environment.pip_requirements, requirements_known=self.requirements_read,
+            env_site=self.env_site, staged_root=self.staged.path if self.staged is not None else None,
+        )
+
+    def check_manifest(self, loaded: LoadedManifest, tree: BundleTree,
+                       started: Optional[tuple[Optional[ImportProbe], str]]) -> None:
         reqs = self.check_requirements(loaded, tree)
         self.check_paths(loaded, tree)
         if started is not None:
             probe, module_file = started
+            ctx = self.import_context(loaded, tree, reqs)
             if not tree.ships(module_file):
                 self.problems.append(loaded.problem(f"{module_file} is excluded from the archive by the ignore rules",
                                                     "entrypoint", "module", code="excluded"))
             graph = scan_imports(self.root, loaded.manifest.entrypoint.module)
             self.check_local_imports(graph, tree, module_file)
-            reported = self.check_import(loaded, module_file, probe.result(), reqs)
-            self.check_external_imports(loaded, graph, reqs, reported)
+            reported = None
+            if probe is not None:
+                reported = self.check_import(loaded, module_file, probe.result(), ctx)
+            else:
+                self._static_function_check(loaded, module_file)
+            self.check_external_imports(graph, ctx, reported)
 
     def check_local_imports(self, graph: ImportGraph, tree: BundleTree, module_file: str) -> None:
         """Every bundle file the entrypoint imports (directly or through other bundle modules) must ship."""
@@ -163,46 +197,14 @@ class _Checker:
                          f"ignore rules ({C.IGNORE_FILE} or the defaults); `run` and the image would fail to import it",
                          rel, code="excluded")
 
-    def check_external_imports(self, loaded: LoadedManifest, graph: ImportGraph, reqs: list[ParsedRequirement],
-                               reported: Optional[str]) -> None:
+    def check_external_imports(self, graph: ImportGraph, ctx: ImportContext, reported: Optional[str]) -> None:
         """Every third-party module the code needs should come from a requirement (the probe saw only the first)."""
         for top, site in graph.external.items():
             if top == reported:
                 continue
-            verdict = self.missing_package(top, reqs, loaded.manifest.environment.pip_requirements)
+            verdict = missing_package(top, ctx)
             if verdict is not None:
-                severity, message, code = verdict
-                self.add(message, site.file, site.line, severity=severity, code=code)
-
-    def missing_package(self, top: str, reqs: list[ParsedRequirement], req_file: str) -> Optional[tuple[str, str, str]]:
-        """(severity, message, code) for third-party module ``top`` given the requirements; None when it is provided.
-
-        An error only when certain: the requirements are empty, or ``run``'s environment for them exists
-        and lacks the module. Otherwise an import name that matches no requirement is a warning naming
-        the requirement that might provide it (distribution and import names differ: scikit-learn/sklearn).
-        """
-        if provided_by(top, _RUNTIME_PACKAGES) is not None:
-            return None  # the image installs the runtime's own packages (PyYAML, prometheus-client, allora-sdk)
-        req = provided_by(top, reqs)
-        if self.env_site is not None:
-            if _installed(self.env_site, top):
-                return None
-            if req is not None:
-                return ("error", f"no module named {top!r} in the run environment, though {req.text} is installed there; "
-                        "check which package provides it", "import")
-            return ("error", f"no module named {top!r} in the run environment built from {req_file}; "
-                    "add the package that provides it", "import")
-        if req is not None or not self.requirements_read:  # unreadable requirements are reported on their own
-            return None
-        if not reqs:
-            return ("error", f"no module named {top!r}, and {req_file} lists no packages; add the package that provides it", "import")
-        import difflib
-
-        close = difflib.get_close_matches(top.lower().replace("_", "-"), [r.name for r in reqs], n=1, cutoff=0.4)
-        maybe = f"; perhaps {close[0]} provides it" if close else ""
-        return ("warning", f"no module named {top!r} here, and no requirement in {req_file} is known to provide it "
-                f"(import and distribution names can differ{maybe}); if none does, add the package that provides it "
-                "(`allora-bundle run` checks for certain)", "import-unknown")
+                self.add(verdict.message, site.file, site.line, severity=verdict.severity, code=verdict.code)
 
     def check_requirements(self, loaded: LoadedManifest, tree: BundleTree) -> list[ParsedRequirement]:
         m = loaded.manifest
@@ -261,35 +263,26 @@ class _Checker:
                     "artifacts", "remote", i, "path", code="remote"))
 
     def check_import(self, loaded: LoadedManifest, module_file: str, result: ImportResult,
-                     reqs: list[ParsedRequirement]) -> Optional[str]:
-        """Report the probe's result; returns the top-level module it found missing, if any."""
+                     ctx: ImportContext) -> Optional[str]:
+        """Report the probe's result; returns the third-party top-level module it found missing, if any."""
         m = loaded.manifest
         module, function = m.entrypoint.module, m.entrypoint.function
         d = result.data
         file, line = d.get("file") or module_file, d.get("line")
         if result.status == "ok":
+            self.imported = True
             return None
-        if result.status == "raised" and "missing" in d:
-            missing = d["missing"]
-            top = missing.split(".", 1)[0]
-            if is_local(self.root, missing):
-                self.add(f"importing {module} failed: no module named {missing!r} in the bundle"
-                         f"{_did_you_mean(self.root, missing)}", file, line, code="import")
-                return top
-            if not self.requirements_read:  # what the bundle installs is unknown; that problem is reported already
-                self._static_function_check(loaded, module_file)
-                return top
-            verdict = self.missing_package(top, reqs, m.environment.pip_requirements)
-            if verdict is None:  # a requirement provides it, not installed here
-                self.add(f"{top} is not installed here, so {module} was not imported; "
-                         "`allora-bundle run` checks in a real environment", file, line,
-                         severity="warning", code="not-installed")
-            else:
-                severity, message, code = verdict
-                self.add(f"importing {module} failed: {message}", file, line, severity=severity, code=code)
-            if verdict is None or severity == "warning":
-                self._static_function_check(loaded, module_file)
-            return top
+        if result.status == "raised" and ("missing" in d or "filename" in d):
+            if "missing" in d and not ctx.requirements_known and not is_local(ctx.root, d["missing"]):
+                self._static_function_check(loaded, module_file)  # what the bundle installs is unknown; reported already
+                return d["missing"].split(".", 1)[0]
+            failure = FailedImport(str(d.get("message", "")), d.get("missing"), d.get("filename"), file, line)
+            found = diagnose_import(failure, ctx)
+            if found is not None:
+                self._report_diagnosis(loaded, module, found, file, line)
+                if found.severity == "warning":
+                    self._static_function_check(loaded, module_file)
+                return found.missing_top
         if result.status == "raised":
             self.add(f"importing {module} raised {d.get('type')}: {d.get('message')}", file, line, code="import")
         elif result.status == "exit":
@@ -307,6 +300,16 @@ class _Checker:
         elif result.status == "arity":
             self.add(f"{function}{d.get('signature')} must take exactly one argument, the nonce: def {function}(nonce: int)",
                      module_file, line, code="function")
+
+    def _report_diagnosis(self, loaded: LoadedManifest, module: str, found: Diagnosis, file: str, line: Optional[int]) -> None:
+        if found.code == "import-excluded" and any(p.code == "excluded" and p.file == self.shown(found.path or "") for p in self.problems):
+            return  # the static pass named the file already
+        if found.code == "entrypoint":  # the module path in model.yaml is wrong: point at it
+            self.problems.append(loaded.problem(found.message, "entrypoint", "module", code=found.code))
+        elif found.code in ("import-excluded", "not-installed"):
+            self.add(found.message, file, line, severity=found.severity, code=found.code)
+        else:
+            self.add(f"importing {module} failed: {found.message}", file, line, severity=found.severity, code=found.code)
 
     def _static_function_check(self, loaded: LoadedManifest, module_file: str) -> None:
         """When the module cannot be imported here, still check that the function is defined with one argument."""
@@ -331,11 +334,6 @@ class _Checker:
         # assigned, imported or generated: only an import can tell; say nothing
 
 
-_RUNTIME_PACKAGES = [
-    ParsedRequirement(r.split("==")[0].lower(), r, 0, True) for r in C.RUNTIME_REQUIREMENTS
-]
-
-
 def _run_environment_site(root: Path, manifest: BundleManifest) -> Optional[Path]:
     """site-packages of the environment ``allora-bundle run`` built for these requirements, if it exists."""
     from allora_gitops.bundle.text import decode_text
@@ -350,23 +348,6 @@ def _run_environment_site(root: Path, manifest: BundleManifest) -> Optional[Path
     spec = EnvironmentSpec(requirements, root, constraints, tuple(env.extra_index_urls))
     path = cached_environment(spec)
     return site_packages(path) if path is not None else None
-
-
-def _installed(site: Path, top: str) -> bool:
-    """Is top-level module ``top`` in the environment's site-packages (package, module or extension)?"""
-    return (site / top).is_dir() or any(site.glob(f"{top}.py")) or any(site.glob(f"{top}.*.so")) or any(site.glob(f"{top}.*.pyd"))
-
-
-def _did_you_mean(root: Path, module: str) -> str:
-    """`` (src/x/y.py does not exist; did you mean src/x/z.py?)`` for a bundle module that is not there."""
-    import difflib
-
-    rel = module.replace(".", "/")
-    parent = (root / rel).parent
-    siblings = sorted(p.stem for p in parent.glob("*.py")) + sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
-    close = difflib.get_close_matches(Path(rel).name, siblings, n=1)
-    hint = f"; did you mean {module.rsplit('.', 1)[0]}.{close[0]}?" if close and "." in module else ""
-    return f" ({rel}.py does not exist{hint})"
 
 
 def _mb(n: int) -> str:
@@ -397,13 +378,10 @@ def validate_bundle(
         report.manifest = loaded.manifest
     except ManifestError as exc:
         checker.problems.extend(exc.problems)
-    started = checker.start_import(loaded) if loaded is not None else None
 
     try:
         tree = walk_bundle(root, extra_excludes)
     except (OSError, BundleTextError) as exc:
-        if started is not None:
-            started[0].result()
         if isinstance(exc, BundleTextError):  # the ignore file: what ships cannot be known without it
             checker.problems.extend(replace(p, file=checker.shown(p.file or C.IGNORE_FILE)) for p in exc.problems)
         else:
@@ -411,16 +389,22 @@ def validate_bundle(
         report.problems = checker.problems
         return report
     report.tree = tree
-    if loaded is not None and not tree.ships(C.MANIFEST_FILE):
-        checker.add(f"{C.MANIFEST_FILE} is excluded from the archive by the ignore rules", C.MANIFEST_FILE, code="excluded")
-    checker.check_tree(tree)
-    if loaded is not None:
-        checker.check_manifest(loaded, tree, started)
-    else:  # the rest depends on model.yaml; the requirements file can still be checked
-        rel = _requirements_path_anyway(root / C.MANIFEST_FILE)
-        if rel and (root / rel).is_file():
-            text, problems = read_requirements(root / rel, checker.shown(rel))
-            checker.problems.extend(problems if text is None else parse_requirements(text, checker.shown(rel))[1])
+    try:
+        # the import runs from the shipped files while the tree is scanned for secrets
+        started = checker.start_import(loaded, tree) if loaded is not None else None
+        if loaded is not None and not tree.ships(C.MANIFEST_FILE):
+            checker.add(f"{C.MANIFEST_FILE} is excluded from the archive by the ignore rules", C.MANIFEST_FILE, code="excluded")
+        checker.check_tree(tree)
+        if loaded is not None:
+            checker.check_manifest(loaded, tree, started)
+        else:  # the rest depends on model.yaml; the requirements file can still be checked
+            rel = _requirements_path_anyway(root / C.MANIFEST_FILE)
+            if rel and (root / rel).is_file():
+                text, problems = read_requirements(root / rel, checker.shown(rel))
+                checker.problems.extend(problems if text is None else parse_requirements(text, checker.shown(rel))[1])
+    finally:
+        checker.cleanup()
+    report.imported = checker.imported if loaded is not None else None
 
     problems = checker.problems
     if strict:

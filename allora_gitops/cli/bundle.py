@@ -49,9 +49,10 @@ def init_cmd(
     network: Network = typer.Option(Network.testnet, "--network", help="Allora network."),
 ) -> None:
     """Create a new bundle from the blueprint: model.yaml, requirements.txt, src/<package>/runner.py, artifacts/."""
-    from allora_gitops.bundle.scaffold import init_bundle
+    from allora_gitops.bundle.scaffold import check_init, init_bundle
 
     target = directory if directory is not None else Path(name)
+    check_init(name, target, python_version=python.value, network=network.value)  # refuse before printing anything
     shown = str(target) if target.is_absolute() or str(target).startswith(".") else f"./{target}"
     print(f"Creating new bundle: {name}")
     print(f"Location: {shown}")
@@ -71,14 +72,15 @@ def init_cmd(
 
 # (label, problem codes it owns, what it needs to have run: "" always runs, "manifest" a loaded model.yaml,
 # "tree" a readable bundle directory). A step that did not run is never shown as passed.
+_IMPORT_LABEL = "entrypoint module found, imports, and its function takes the nonce"
 _CHECKLIST = (
     ("model.yaml structure is valid", {"schema", "yaml", "missing", "io"}, ""),
     ("requirements parse and are pinned", {"requirements", "unpinned", "encoding"}, ""),
-    ("entrypoint module found, imports, and its function takes the nonce",
-     {"entrypoint", "import", "import-timeout", "import-unknown", "function", "not-installed", "workdir"}, "manifest"),
+    (_IMPORT_LABEL,
+     {"entrypoint", "import", "import-timeout", "import-unknown", "function", "not-installed", "workdir", "import-excluded"}, "manifest"),
     ("artifacts directory exists", {"artifacts"}, "manifest"),
     ("no secrets, links, unreadable names, excluded essentials or oversize content",
-     {"secret", "link", "special", "size", "excluded", "name"}, "tree"),
+     {"secret", "link", "special", "size", "excluded", "import-excluded", "name"}, "tree"),
 )
 
 
@@ -97,7 +99,11 @@ def _print_report(report) -> None:
     for label, codes, needs in _CHECKLIST:
         hits = [p for p in report.problems if p.code in codes]
         ran = (needs != "manifest" or report.manifest is not None) and (needs != "tree" or report.tree is not None)
-        if any(p.severity == "error" for p in hits):
+        if label == _IMPORT_LABEL and ran and not report.imported and not any(p.severity == "error" for p in hits):
+            # a warning kept the import from happening (a package not installed here): never a ✓ for "imports"
+            print(f"! entrypoint module found, not imported ({_not_imported_reason(hits)}); its function's signature "
+                  "checked from source", file=out)
+        elif any(p.severity == "error" for p in hits):
             print(f"✗ {label}", file=out)
         elif not ran:
             print(f"- {label} (not checked: {'model.yaml did not load' if needs == 'manifest' else 'the bundle could not be read'})",
@@ -105,6 +111,12 @@ def _print_report(report) -> None:
         else:
             print(f"{'!' if hits else '✓'} {label}", file=out)
     print(file=out)
+
+
+def _not_imported_reason(hits) -> str:
+    if any(p.code in ("not-installed", "import-unknown") for p in hits):
+        return "a package it imports is not installed here"
+    return "the import did not run"
 
 
 def _counts(report) -> str:

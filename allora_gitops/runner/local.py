@@ -7,19 +7,22 @@ cannot take the CLI down; its JSON lines are read back as they come.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from allora_gitops import constants as C
 from allora_gitops.errors import RunError
 from allora_runtime import contract as R
+
+if TYPE_CHECKING:
+    from allora_gitops.bundle.diagnosis import ImportContext
 
 # Never handed to the model's process: a local run needs no wallet.
 _SECRET_ENV = (*R.WALLET_ENV, R.ENV_API_KEY)
@@ -90,52 +93,89 @@ def run_bundle(
     """Predict ``request.nonces`` with the bundle; each prediction is reported as soon as it is made.
 
     With ``ALLORA_RESULTS_URL`` set the runtime also reports the results; every send failure, refusal and the final
-    count of undelivered results reaches ``on_warning`` (a line each) and ``RunReport.reporting``."""
+    count of undelivered results reaches ``on_warning`` (a line each) and ``RunReport.reporting``.
+
+    What runs is what ships: the files the archive would hold (the ignore rules applied), laid out in a
+    scratch directory (:mod:`bundle.stage`), so a file the code needs but the archive drops fails here.
+    """
+    from allora_gitops.bundle.diagnosis import entrypoint_not_found
     from allora_gitops.bundle.manifest import load_manifest
 
     bundle_dir = request.bundle_dir.resolve()
-    manifest = load_manifest(bundle_dir / C.MANIFEST_FILE, display=str(request.bundle_dir / C.MANIFEST_FILE)).manifest
+    loaded = load_manifest(bundle_dir / C.MANIFEST_FILE, display=str(request.bundle_dir / C.MANIFEST_FILE))
+    manifest = loaded.manifest
+    why = entrypoint_not_found(bundle_dir, manifest.entrypoint.module)
+    if why is not None:  # before an environment is built for a bundle that cannot import
+        raise RunError(problems=[loaded.problem(why, "entrypoint", "module", code="entrypoint")])
     here = f"{sys.version_info[0]}.{sys.version_info[1]}"
     if manifest.python.version != here:
         progress(f"warning: model.yaml asks for Python {manifest.python.version}; this run uses {here} (the image uses {manifest.python.version})")
+    requirements = _read(bundle_dir, manifest.environment.pip_requirements, "environment.pip_requirements")
+    _refuse_bad_requirements(requirements, str(request.bundle_dir / manifest.environment.pip_requirements))
 
-    if request.here:
-        python, environment = sys.executable, "here"
-    else:
-        from allora_gitops.runner.environment import EnvironmentSpec, ensure_environment
+    with contextlib.ExitStack() as stack:
+        tree, staged = _stage(bundle_dir, stack)
+        env_site: Optional[Path] = None
+        if request.here:
+            python, environment = sys.executable, "here"
+        else:
+            from allora_gitops.runner.environment import EnvironmentSpec, ensure_environment, site_packages
 
-        requirements = _read(bundle_dir, manifest.environment.pip_requirements, "environment.pip_requirements")
-        _refuse_bad_requirements(requirements, str(request.bundle_dir / manifest.environment.pip_requirements))
-        spec = EnvironmentSpec(
-            requirements=requirements,
-            requirements_dir=bundle_dir,
-            constraints=_read(bundle_dir, manifest.environment.constraints, "environment.constraints")
-            if manifest.environment.constraints
-            else None,
-            extra_index_urls=tuple(manifest.environment.extra_index_urls),
+            spec = EnvironmentSpec(
+                requirements=requirements,
+                requirements_dir=staged.path,
+                constraints=_read(bundle_dir, manifest.environment.constraints, "environment.constraints")
+                if manifest.environment.constraints
+                else None,
+                extra_index_urls=tuple(manifest.environment.extra_index_urls),
+            )
+            env_info = ensure_environment(spec, rebuild=request.rebuild, progress=progress, verbose=request.verbose)
+            python, environment = str(env_info.python), str(env_info.path)
+            env_site = site_packages(env_info.path)
+
+        from allora_gitops.bundle.diagnosis import ImportContext
+        from allora_gitops.bundle.requirements import parse_requirements
+
+        context = ImportContext(
+            root=bundle_dir, module=manifest.entrypoint.module, workdir=manifest.entrypoint.workdir, ships=tree.ships,
+            requirements=parse_requirements(requirements, manifest.environment.pip_requirements)[0],
+            requirements_file=manifest.environment.pip_requirements, env_site=env_site, staged_root=staged.path,
         )
-        env_info = ensure_environment(spec, rebuild=request.rebuild, progress=progress, verbose=request.verbose)
-        python, environment = str(env_info.python), str(env_info.path)
-
-    with tempfile.TemporaryDirectory(prefix="allora-runtime-") as scratch:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="allora-runtime-"))
         from allora_gitops.runtime import write_runtime_archive
 
         runtime = Path(scratch) / C.BUILD_CONTEXT_BOOTSTRAP
         write_runtime_archive(runtime)
-        if manifest.remote_artifacts:  # fetched (cached by digest) beside what ships, as the image holds them
-            from allora_gitops.storage.remote import FetchPolicy, stage_bundle
+        if manifest.remote_artifacts:  # fetched (cached by digest) into what ships, as the image holds them
+            from allora_gitops.storage.remote import FetchPolicy, fetch_artifacts, place_artifacts
 
             policy = FetchPolicy(allow_private=request.allow_private_artifacts)
-            bundle_dir = stage_bundle(bundle_dir, manifest, Path(scratch) / "bundle", policy, say=progress)
+            place_artifacts(fetch_artifacts(manifest.remote_artifacts, policy, say=progress), staged.path)
         return _run_runtime(
-            [python, str(runtime), "--dry-run", "--bundle-root", str(bundle_dir)],
+            [python, str(runtime), "--dry-run", "--bundle-root", str(staged.path)],
             request,
             RunReport(manifest.name, manifest.version, python, environment),
             on_prediction,
             on_output,
-            manifest.environment.pip_requirements,
             on_warning,
+            context,
+            staged.original,
         )
+
+
+def _stage(bundle_dir: Path, stack: contextlib.ExitStack):
+    """(tree, staged copy) of what the archive of ``bundle_dir`` would hold; RunError when it cannot be laid out."""
+    from allora_gitops.bundle.ignore import walk_bundle
+    from allora_gitops.bundle.stage import StagedBundle
+    from allora_gitops.bundle.text import BundleTextError
+
+    try:
+        tree = walk_bundle(bundle_dir)
+        return tree, stack.enter_context(StagedBundle(tree))
+    except BundleTextError as exc:
+        raise RunError(problems=exc.problems) from None
+    except OSError as exc:
+        raise RunError(f"cannot lay out the bundle's shipped files: {exc.strerror} ({exc.filename})") from None
 
 
 def _run_runtime(
@@ -144,9 +184,11 @@ def _run_runtime(
     report: RunReport,
     on_prediction: Callable[[Prediction], None],
     on_output: Callable[[str], None],
-    requirements_file: str = "requirements.txt",
     on_warning: Callable[[str], None] = lambda line: None,
+    context: "Optional[ImportContext]" = None,
+    original: Callable[[str], str] = lambda path: path,
 ) -> RunReport:
+    """Run the runtime; ``original`` maps a staged path in its messages back to the user's bundle."""
     for nonce in request.nonces:
         command += ["--nonce", str(nonce)]
     if request.timeout is not None:
@@ -171,6 +213,7 @@ def _run_runtime(
             kind = event.get("event")
             if kind in (R.EVENT_PREDICTION, R.EVENT_PREDICTION_REFUSED):
                 prediction = _prediction(event)
+                prediction.where = original(prediction.where)
                 report.predictions.append(prediction)
                 on_prediction(prediction)
             elif kind == R.EVENT_PRINT:
@@ -192,12 +235,12 @@ def _run_runtime(
     if code in (R.EXIT_OK, R.EXIT_INVALID_PREDICTION) and error is None:
         return report
     if error is not None:
-        details = [f"at {error['where']}"] if error.get("where") else []
+        where = original(str(error.get("where", "")))
+        details = [f"at {where}"] if where else []
         if error.get("traceback"):
-            details += error["traceback"].rstrip().splitlines()
-        message = str(error.get("message", "the bundle failed"))
-        raise RunError(message + missing_module_hint(message, error.get("where", ""), requirements_file),
-                       details=details)
+            details += original(error["traceback"]).rstrip().splitlines()
+        message = original(str(error.get("message", "the bundle failed")))
+        raise RunError(message + import_hint(message, where, context), details=details)
     tail = [line for line in stderr.splitlines() if line.strip()][-12:]
     raise RunError(f"the runtime ({C.BUILD_CONTEXT_BOOTSTRAP}) exited with code {code}", details=tail)
 
@@ -227,39 +270,26 @@ def _reporting_warning(event: dict[str, Any], report: RunReport) -> Optional[str
     return None
 
 
-_NO_MODULE = re.compile(r"No module named '([^']+)'")
-_ARTIFACT_IN_SOURCE = re.compile(r"""["']([^"'\s]+\.(?:pkl|pickle|joblib|jbl|sav|pt|pth|ckpt|h5|keras|onnx|cbm|ubj|npz|npy|model))["']""")
+def import_hint(message: str, where: str, context: "Optional[ImportContext]") -> str:
+    """``; what to do`` for a failed import, from the diagnosis validate uses too; "" when it has nothing to add."""
+    from allora_gitops.bundle.diagnosis import FailedImport, diagnose_import
 
-
-def missing_module_hint(message: str, where: str, requirements_file: str) -> str:
-    """What to do about ``No module named 'X'``: the requirement to add, or a version mismatch to pin away.
-
-    A private module (``_loss``, ``sklearn._loss``) missing while unpickling means the artifact was saved
-    by another version of the package than the one installed. ``where`` (``file:line``) names the user's
-    line; an artifact path quoted on it is named too.
-    """
-    m = _NO_MODULE.search(message)
-    if not m:
+    if context is None:
         return ""
-    from allora_gitops.bundle.requirements import distribution_for
-
-    missing = m.group(1)
-    artifact = _artifact_at(where)
-    loading = f" while loading {artifact}" if artifact else ""
-    if missing.startswith("_") or "._" in missing:
-        return (f"; this looks like a version mismatch{loading}: the artifact was saved with another version of a "
-                f"package than the one installed; pin in {requirements_file} the version it was saved with")
-    return f"; add {distribution_for(missing)} to {requirements_file}{' (needed' + loading + ')' if artifact else ''}"
-
-
-def _artifact_at(where: str) -> str:
     path, _, line = where.rpartition(":")
+    file: Optional[str] = None
     try:
-        source = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()[int(line) - 1]
-    except (OSError, ValueError, IndexError):
+        file = Path(path).resolve().relative_to(context.root).as_posix() if path else None
+    except ValueError:
+        pass
+    failure = FailedImport.from_message(message, file, int(line) if file and line.isdigit() else None)
+    found = diagnose_import(failure, context)
+    if found is None:
         return ""
-    m = _ARTIFACT_IN_SOURCE.search(source)
-    return m.group(1) if m else ""
+    if found.code == "not-installed":  # --here: the requirement is listed, this interpreter lacks it
+        return (f"; {found.missing_top} is in {context.requirements_file} but not installed in this interpreter; "
+                "drop --here to run in the bundle's own environment")
+    return "; " + found.message
 
 
 def _read(bundle_dir: Path, relative: str, field_name: str) -> str:

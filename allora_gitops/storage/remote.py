@@ -220,27 +220,3 @@ def _sha256_file(path: Path) -> str:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def stage_bundle(bundle_dir: Path, manifest, dest: Path, policy: FetchPolicy, cache: Optional[Path] = None,
-                 say: Callable[[str], None] = lambda _m: None) -> Path:
-    """The files of ``bundle_dir`` that ship (its ignore rules applied), hard-linked into ``dest``, with the bundle's
-    artifacts.remote fetched into place: what the image holds, for ``allora-bundle run``. The source is never written."""
-    import shutil
-
-    from allora_gitops.bundle.ignore import walk_bundle
-
-    fetched = fetch_artifacts(manifest.remote_artifacts, policy, cache, say)
-    dest.mkdir(parents=True, exist_ok=True)
-    for entry in walk_bundle(bundle_dir).entries:
-        target = dest / entry.path
-        if entry.is_dir:
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(entry.abs_path, target)
-        except OSError:
-            shutil.copy2(entry.abs_path, target)
-    place_artifacts(fetched, dest)
-    return dest
