@@ -201,14 +201,14 @@ class RefuseNulInUrl:
 
 def create_app(settings: ApiSettings) -> FastAPI:
     """The API for ``settings``: health, OpenAPI at ``/api/openapi.json``, bundles and deployments under ``/api``."""
-    from allora_gitops.api import bundles, deployments, results, web
+    from allora_gitops.api import bundles, deployments, docs, logs, results, web
 
     app = FastAPI(
         title="allora-gitops platform API",
         version=__version__,
         description="Upload model bundles and deploy them through the GitOps repository (a review branch per change).",
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # served from vendored assets (api/docs.py), not a CDN
         redoc_url=None,
     )
     app.state.settings = settings
@@ -237,7 +237,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(bundles.router, prefix=API_PREFIX, responses=unauthorized)
     app.include_router(deployments.router, prefix=API_PREFIX, responses=unauthorized)
     app.include_router(results.router, prefix=API_PREFIX, responses=unauthorized)
+    app.include_router(logs.router, prefix=API_PREFIX, responses=unauthorized)
+    app.include_router(docs.docs_router(app.openapi_url, app.title))
     app.include_router(web.router)  # the monitoring pages (HTML, session cookie)
+    app.include_router(logs.page_router)  # the deployment page's live tail
     return app
 
 

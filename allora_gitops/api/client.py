@@ -169,6 +169,12 @@ class PlatformClient:
     def deployment(self, deployment_id: str) -> dict:
         return self._request("GET", f"/api/deployments/{deployment_id}")
 
+    def logs(self, name: str, *, network: Optional[str] = None, since: Optional[str] = None, after: Optional[str] = None,
+             level: Optional[str] = None, limit: int = 200) -> dict:  # fmt: skip
+        """``GET /api/v1/logs``: ``{"lines": [{ts, level, event, pod, message, cursor}, ...], "cursor": …}``, oldest first."""
+        params = {k: v for k, v in (("name", name), ("network", network), ("since", since), ("after", after), ("level", level)) if v}
+        return self._request("GET", "/api/v1/logs", params={**params, "limit": limit}, timeout=30.0)
+
 
 class _Counting:
     """A file that reports how many bytes were read from it (the upload's progress bar)."""

@@ -18,6 +18,11 @@ UPLOAD_DIR_ENV = "ALLORA_API_UPLOAD_DIR"
 POD_JWKS_ENV = "ALLORA_API_POD_JWKS"  # the issuer's JWKS: https://<api-server>/openid/v1/jwks or a file
 POD_ISSUER_ENV = "ALLORA_API_POD_ISSUER"  # the exact `iss` of its tokens
 MODELS_NAMESPACE_ENV = "ALLORA_API_MODELS_NAMESPACE"  # where the deployments' pods run (default: allora-models)
+# POST /api/v1/logs: how long model log lines are kept, and how many of one deployment at most (db/logs.py)
+LOGS_RETENTION_ENV = "ALLORA_API_LOGS_RETENTION"  # a duration: 7d, 48h
+LOGS_MAX_LINES_ENV = "ALLORA_API_LOGS_MAX_LINES"
+DEFAULT_LOGS_RETENTION = "7d"
+DEFAULT_LOGS_MAX_LINES = 100_000
 DEFAULT_MAX_LIVE_DEPLOYMENTS = 10
 
 
@@ -36,6 +41,8 @@ class ApiSettings:
     pod_issuer: Optional[str] = None  # $ALLORA_API_POD_ISSUER
     models_namespace: str = C.NAMESPACE  # $ALLORA_API_MODELS_NAMESPACE
     prometheus_url: Optional[str] = None  # --prometheus-url, $ALLORA_PROMETHEUS_URL; None: resources are not shown
+    logs_retention: str = DEFAULT_LOGS_RETENTION  # $ALLORA_API_LOGS_RETENTION: model log lines older than this are deleted
+    logs_max_lines: int = DEFAULT_LOGS_MAX_LINES  # $ALLORA_API_LOGS_MAX_LINES: per deployment; beyond it the oldest go
 
 
 def _int_env(name: str, default: int) -> int:
@@ -89,6 +96,7 @@ def load_api_settings(
         ),
         upload_dir=os.environ.get(UPLOAD_DIR_ENV, "").strip() or None,
         prometheus_url=prometheus_url_setting(prometheus_url),
+        **_logs_settings(),
         **_pod_identity_settings(),
     )
 
@@ -103,6 +111,8 @@ def settings_environment(settings: ApiSettings) -> dict[str, str]:
         BASE_BRANCH_ENV: settings.base_branch,
         MAX_UPLOAD_MB_ENV: str(settings.max_upload_bytes >> 20),
         MAX_LIVE_DEPLOYMENTS_ENV: str(settings.max_live_deployments),
+        LOGS_RETENTION_ENV: settings.logs_retention,
+        LOGS_MAX_LINES_ENV: str(settings.logs_max_lines),
     }
     for name, value in (
         (C.STORE_URL_ENV, settings.store_url), (C.DATABASE_URL_ENV, settings.database_url), (UPLOAD_DIR_ENV, settings.upload_dir),
@@ -112,6 +122,18 @@ def settings_environment(settings: ApiSettings) -> dict[str, str]:
         if value:
             env[name] = value
     return env
+
+
+def _logs_settings() -> dict:
+    """$ALLORA_API_LOGS_RETENTION (a positive duration) and $ALLORA_API_LOGS_MAX_LINES (at least 1); UsageError otherwise."""
+    from allora_gitops.db.results import parse_duration
+
+    retention = os.environ.get(LOGS_RETENTION_ENV, "").strip() or DEFAULT_LOGS_RETENTION
+    parse_duration(retention, what=f"${LOGS_RETENTION_ENV}")
+    max_lines = _int_env(LOGS_MAX_LINES_ENV, DEFAULT_LOGS_MAX_LINES)
+    if max_lines < 1:
+        raise UsageError(f"${LOGS_MAX_LINES_ENV} must be at least 1")
+    return {"logs_retention": retention, "logs_max_lines": max_lines}
 
 
 def _pod_identity_settings() -> dict:

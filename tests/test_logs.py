@@ -1,0 +1,226 @@
+"""Model logs end to end: the runtime (--dry-run, shipping on) → the real API server (uvicorn, loopback) → real
+PostgreSQL → ``allora-bundle logs`` and the API, with the pod's identity a projected ServiceAccount token signed by
+a key the test generates (as tests/test_api_results.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import psycopg
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from allora_gitops.api.auth import Accounts
+from tests.conftest import cli_env
+from tests.fixtures.platform import start_platform, stop_platform
+from tests.fixtures.runtime import RunningBootstrap, bootstrap_env, make_bundle
+from tests.test_podidentity import ISSUER, jwks, projected_token, create_two_deployments
+
+# The wallet's mnemonic (the runtime knows it: ALLORA_MNEMONIC) and one it does not know (the database catches it).
+MNEMONIC = " ".join(["abandon"] * 11 + ["about"])
+OTHER_MNEMONIC = "legal winner thank year wave sausage worth useful legal winner thank yellow"
+CHATTY = f'''\
+import sys, traceback, warnings
+
+def run(nonce):
+    print(f"computing window {{nonce}}")
+    print(f"to stderr {{nonce}}", file=sys.stderr)
+    warnings.warn(f"feature drift at {{nonce}}")
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        traceback.print_exc()
+    print("wallet: {MNEMONIC}")
+    print("pasted: {OTHER_MNEMONIC}")
+    return nonce / 1000
+'''
+
+
+@pytest.fixture(scope="module")
+def key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture
+def site(tmp_path, database_url, records, key):
+    """The API with pod identity configured; alice owns linear-forecaster (a), bob owns mean-reverter (b)."""
+    a, b = create_two_deployments(records)
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps(jwks(("cluster-key", key))))
+    server = start_platform(
+        tmp_path, database_url=database_url, repo=tmp_path / "unused-repo", store_url=(tmp_path / "store").as_uri(),
+        env={"ALLORA_API_POD_JWKS": str(keys), "ALLORA_API_POD_ISSUER": ISSUER, "ALLORA_GITOPS_HOME": str(tmp_path / "state"),
+             "ALLORA_API_LOGS_MAX_LINES": "50", "ALLORA_API_LOGS_RETENTION": "1d"},
+    )  # fmt: skip
+    tokens = {user: server.token(user) for user in ("alice", "bob")}
+    accounts = Accounts(records.connection)
+    accounts.claim_name(accounts.authenticate(tokens["alice"]), a.name)
+    accounts.claim_name(accounts.authenticate(tokens["bob"]), b.name)
+    try:
+        yield server, tokens, a, b
+    finally:
+        stop_platform(server)
+
+
+def ship(url: str, token: str, lines: list) -> httpx.Response:
+    return httpx.post(f"{url}/api/v1/logs", json={"lines": lines}, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+def read(url: str, token: str, **params) -> httpx.Response:
+    return httpx.get(f"{url}/api/v1/logs", params=params, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+def now_ts(delta: timedelta = timedelta(0)) -> str:
+    return (datetime.now(timezone.utc) + delta).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def stored_messages(database_url: str, deployment_id) -> list[str]:
+    with psycopg.connect(database_url) as conn:
+        return [r[0] for r in conn.execute("SELECT message FROM model_logs WHERE deployment_id = %s ORDER BY ts, id", (deployment_id,))]
+
+
+class Follower:
+    """``allora-bundle logs NAME --follow`` in the background; every output line with the monotonic time it came."""
+
+    def __init__(self, url: str, token: str, *args: str):
+        env = cli_env({"ALLORA_PLATFORM_URL": url, "ALLORA_PLATFORM_TOKEN": token, "XDG_CONFIG_HOME": "/nonexistent"})
+        self.proc = subprocess.Popen([sys.executable, "-m", "allora_gitops.cli.bundle", "logs", *args, "--follow"], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        self.lines: list[tuple[float, str]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append((time.monotonic(), line.rstrip("\n")))
+
+    def first(self, text: str) -> float | None:
+        return next((at for at, line in list(self.lines) if text in line), None)
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        _, err = self.proc.communicate(timeout=10)
+        return err
+
+
+def test_what_a_model_prints_reaches_logs_follow_within_2_s_and_no_mnemonic_anywhere(site, tmp_path, key, database_url):
+    server, tokens, a, b = site
+    token_file = tmp_path / "pod-token"
+    token_file.write_text(projected_token(key, "cluster-key"))
+    bundle = make_bundle(tmp_path / "bundle", CHATTY, name="linear-forecaster")
+    env = bootstrap_env(ALLORA_RESULTS_URL=f"{server.url}/api/v1/results", ALLORA_RESULTS_TOKEN_FILE=str(token_file), ALLORA_MNEMONIC=MNEMONIC)
+    follower = Follower(server.url, tokens["alice"], "linear-forecaster")
+    time.sleep(1.5)  # the follower has read the (empty) log once: what follows arrives while it polls
+    running = RunningBootstrap(bundle, "--dry-run", "--interval", "1", "--count", "6", "--start-nonce", "1", env=env)
+    try:
+        running.wait_for(lambda events: any(e.get("message") == "computing window 3" for e in events), timeout=60)
+        printed_at = time.monotonic()  # the line is on the pod log now (within the time the reader took)
+        deadline = printed_at + 5
+        while follower.first("computing window 3") is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        arrived = follower.first("computing window 3")
+        assert arrived is not None, follower.lines
+        assert arrived - printed_at < 2.0, f"{arrived - printed_at:.2f} s"
+        running.wait_for(lambda events: any(e["event"] == "stopped" for e in events), timeout=60)
+    finally:
+        running.kill()
+        err = follower.stop()
+    shown = "\n".join(line for _, line in follower.lines)
+    assert "to stderr 3" in shown and "UserWarning: feature drift at 1" in shown  # stderr and the warning, as warnings
+    assert "ZeroDivisionError: division by zero" in shown and "Traceback (most recent call last):" in shown
+    assert any("WARNING" in line and "to stderr 2" in line for _, line in follower.lines)
+    stored = stored_messages(database_url, a.id)
+    answer = read(server.url, tokens["alice"], name="linear-forecaster", since="10m", limit=1000).text
+    for where, text in (("store", "\n".join(stored)), ("API", answer), ("follow", shown), ("server log", server.log.read_text()),
+                        ("follow stderr", err)):  # fmt: skip
+        assert "abandon abandon" not in text and "legal winner" not in text, where
+    assert any(m == "wallet: [redacted]" for m in stored)  # the runtime scrubbed its own wallet's mnemonic
+    assert any(m == "[redacted: the text looked like a wallet secret]" for m in stored)  # the database caught the other
+    assert stored_messages(database_url, b.id) == []  # nothing reached the other deployment
+
+
+def test_levels_since_and_the_cursor(site, key):
+    server, tokens, a, b = site
+    pod = projected_token(key, "cluster-key")
+    lines = [{"ts": now_ts(timedelta(minutes=-30)), "level": "info", "event": "print", "message": "old"},
+             {"ts": now_ts(timedelta(seconds=-5)), "level": "warning", "event": "print", "message": "careful", "stream": "stderr"},
+             {"ts": now_ts(), "level": "error", "event": "log", "message": "broke", "traceback": "Traceback …\nValueError: x"},
+             {"ts": now_ts(), "level": "info", "event": "prediction", "nonce": 7, "value": "0.5", "latency_ms": 1.2},
+             "not an object", {"ts": "yesterday", "message": "no time"}]  # fmt: skip
+    answer = ship(server.url, pod, lines)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"deployment_id": str(a.id), "received": 6, "stored": 4, "dropped": 0, "refused": [
+        {"index": 4, "message": "a line must be a JSON object"},
+        {"index": 5, "message": "ts must be an ISO 8601 time with a zone, not 'yesterday'"}]}  # fmt: skip
+    alice = tokens["alice"]
+    everything = read(server.url, alice, name="linear-forecaster").json()["lines"]
+    assert [line["message"] for line in everything] == ["old", "careful", "broke\nTraceback …\nValueError: x", "nonce=7 value=0.5 latency_ms=1.2"]
+    assert [line["message"] for line in read(server.url, alice, name="linear-forecaster", since="10m").json()["lines"]][0] == "careful"
+    warnings = read(server.url, alice, name="linear-forecaster", level="warning").json()["lines"]
+    assert [(line["level"], line["message"][:5]) for line in warnings] == [("warning", "caref"), ("error", "broke")]
+    after = read(server.url, alice, name="linear-forecaster", after=everything[1]["cursor"]).json()["lines"]
+    assert [line["message"][:5] for line in after] == ["broke", "nonce"]
+    bad = read(server.url, alice, name="linear-forecaster", level="loud")
+    assert (bad.status_code, bad.json()["detail"]) == (422, "level 'loud' is not one of debug, info, warning, error, critical")
+
+
+def test_credentials_missing_wrong_expired_and_another_users_are_refused_on_both_endpoints(site, key, records):
+    server, tokens, a, b = site
+    line = [{"ts": now_ts(), "level": "info", "event": "print", "message": "hello"}]
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    posts = {
+        "missing": (None, 401),
+        "wrong key": (projected_token(stranger, "cluster-key"), 401),
+        "expired": (projected_token(key, "cluster-key", issued=time.time() - 7200), 401),
+        "a user's API token": (tokens["alice"], 401),
+        "no live deployment": (projected_token(key, "cluster-key", sa="default"), 403),
+    }
+    for what, (token, status) in posts.items():
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        answer = httpx.post(f"{server.url}/api/v1/logs", json={"lines": line}, headers=headers, timeout=10)
+        assert answer.status_code == status, (what, answer.text)
+    # b's pod writes b's log only: the token names the deployment, the body cannot
+    other = ship(server.url, projected_token(key, "cluster-key", sa="mean-reverter-testnet"), [{**line[0], "message": "from b"}])
+    assert other.json()["deployment_id"] == str(b.id)
+    assert read(server.url, tokens["bob"], name="mean-reverter").json()["lines"][0]["message"] == "from b"
+    assert read(server.url, tokens["alice"], name="linear-forecaster").json()["lines"] == []
+
+    accounts = Accounts(records.connection)
+    expired, _ = accounts.create_token("carol")
+    records.connection.execute("UPDATE api_tokens SET expires_at = now() - interval '1 minute' WHERE prefix = %s", (expired[:12],))
+    revoked, _ = accounts.create_token("dave")
+    accounts.revoke_token(revoked)
+    gets = {"missing": None, "wrong": tokens["alice"][:-4] + "AAAA", "expired": expired, "revoked": revoked}
+    for what, token in gets.items():
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        answer = httpx.get(f"{server.url}/api/v1/logs", params={"name": "mean-reverter"}, headers=headers, timeout=10)
+        assert answer.status_code == 401 and "from b" not in answer.text, what
+    for params in ({"name": "mean-reverter"}, {"deployment_id": str(b.id)}):  # bob's, asked by alice: as if it did not exist
+        answer = read(server.url, tokens["alice"], **params)
+        assert answer.status_code == 404 and "from b" not in answer.text, params
+    assert read(server.url, server.token("root", admin=True), name="mean-reverter").json()["lines"][0]["message"] == "from b"
+
+
+def test_retention_removes_lines_older_than_the_days_and_beyond_the_per_deployment_cap(site, key, database_url):
+    server, tokens, a, b = site
+    pod = projected_token(key, "cluster-key")
+    old = [{"ts": now_ts(timedelta(days=-2, seconds=i)), "level": "info", "event": "print", "message": f"old {i}"} for i in range(5)]
+    new = [{"ts": now_ts(timedelta(seconds=i - 60)), "level": "info", "event": "print", "message": f"new {i}"} for i in range(60)]
+    assert ship(server.url, pod, old + new).json()["stored"] == 65
+    assert stored_messages(database_url, a.id) == [f"new {i}" for i in range(10, 60)]  # 1 d retention, a cap of 50
+
+
+def test_a_pod_over_its_rate_is_answered_with_what_was_dropped(site, key):
+    server, tokens, a, b = site
+    pod = projected_token(key, "cluster-key")
+    line = {"ts": now_ts(), "level": "info", "event": "print", "message": "spam"}
+    answers = [ship(server.url, pod, [line] * 700).json() for _ in range(4)]  # 2,800 lines at once: a burst holds 2,000
+    stored = sum(x["stored"] for x in answers)
+    assert stored < 2800 and sum(x["dropped"] for x in answers) == 2800 - stored
+    assert answers[0] == {"deployment_id": str(a.id), "received": 700, "stored": 700, "dropped": 0, "refused": []}
+    assert answers[3]["dropped"] > 0
