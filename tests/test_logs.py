@@ -5,6 +5,7 @@ a key the test generates (as tests/test_api_results.py)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -224,3 +225,79 @@ def test_a_pod_over_its_rate_is_answered_with_what_was_dropped(site, key):
     assert stored < 2800 and sum(x["dropped"] for x in answers) == 2800 - stored
     assert answers[0] == {"deployment_id": str(a.id), "received": 700, "stored": 700, "dropped": 0, "refused": []}
     assert answers[3]["dropped"] > 0
+
+
+def chromium(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1600",
+                f"--user-data-dir={tmp_path / 'chromium-profile'}"):  # fmt: skip
+        options.add_argument(arg)
+    return webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("chromedriver"), reason="needs Debian chromium-driver (installed by .ci/setup)")
+def test_in_chromium_a_deep_link_signs_in_onto_the_page_whose_live_tail_shows_the_models_lines_within_2_s(site, tmp_path, key, database_url):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    server, tokens, a, b = site
+    token_file = tmp_path / "pod-token"
+    token_file.write_text(projected_token(key, "cluster-key"))
+    bundle = make_bundle(tmp_path / "bundle", CHATTY, name="linear-forecaster")
+    env = bootstrap_env(ALLORA_RESULTS_URL=f"{server.url}/api/v1/results", ALLORA_RESULTS_TOKEN_FILE=str(token_file), ALLORA_MNEMONIC=MNEMONIC)
+    browser = chromium(tmp_path)
+    running = None
+    try:
+        page = f"{server.url}/deployments/{a.id}"
+        browser.get(page)  # a followed link, signed out: the form, then back to this page
+        assert browser.current_url.startswith(f"{server.url}/login?next=")
+        browser.find_element(By.ID, "token").send_keys(tokens["alice"])
+        browser.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
+        WebDriverWait(browser, 10).until(EC.url_to_be(page), message=browser.page_source)
+        assert browser.find_element(By.ID, "logs-empty").is_displayed()
+        WebDriverWait(browser, 5).until(EC.text_to_be_present_in_element((By.ID, "logs-status"), "Live"))
+        running = RunningBootstrap(bundle, "--dry-run", "--interval", "1", "--count", "5", "--start-nonce", "1", env=env)
+        running.wait_for(lambda events: any(e.get("message") == "computing window 2" for e in events), timeout=60)
+        printed_at = time.monotonic()
+        WebDriverWait(browser, 5, poll_frequency=0.05).until(
+            EC.text_to_be_present_in_element((By.ID, "logs-lines"), "computing window 2"), message="not in the live tail")
+        assert time.monotonic() - printed_at < 2.0
+        running.wait_for(lambda events: any(e["event"] == "stopped" for e in events), timeout=60)
+        WebDriverWait(browser, 5).until(EC.text_to_be_present_in_element((By.ID, "logs-lines"), "computing window 5"))
+        tail = browser.find_element(By.ID, "logs-lines").text
+        assert "ZeroDivisionError: division by zero" in tail and "UserWarning: feature drift at 1" in tail
+        assert "abandon abandon" not in browser.page_source and "legal winner" not in browser.page_source
+        assert not browser.find_element(By.ID, "logs-empty").is_displayed()
+        warnings = browser.find_elements(By.CSS_SELECTOR, "#logs-lines li.log-warning")
+        assert any("to stderr 1" in w.text for w in warnings)
+        browser.execute_script("document.getElementById('logs').scrollIntoView()")
+        browser.save_screenshot(str(tmp_path / "deployment-logs.png"))
+
+        # the level filter, a plain GET form: only warnings and above, and still live
+        from selenium.webdriver.support.select import Select
+
+        Select(browser.find_element(By.ID, "logs-level")).select_by_value("warning")
+        browser.find_element(By.CSS_SELECTOR, "form.logs-filter button").click()
+        WebDriverWait(browser, 10).until(EC.url_contains("level=warning"))
+        levels = {li.get_attribute("class") for li in browser.find_elements(By.CSS_SELECTOR, "#logs-lines li")}
+        assert levels and levels <= {"log-warning", "log-error", "log-critical"}, levels
+        browser.save_screenshot(str(tmp_path / "deployment-logs-warnings.png"))
+        browser.get(f"{server.url}/deployments/{b.id}/logs?after=0-0")  # bob's: as if it did not exist
+        assert "There is no such deployment among yours." in browser.page_source
+    finally:
+        if running is not None:
+            running.kill()
+        browser.quit()
+    shots = [tmp_path / "deployment-logs.png", tmp_path / "deployment-logs-warnings.png"]
+    assert all(p.stat().st_size > 10_000 for p in shots)
+    import os
+    keep = os.environ.get("ALLORA_TEST_ARTIFACTS")
+    if keep:
+        for p in shots:
+            shutil.copy(p, keep)

@@ -282,7 +282,7 @@ def open_session(request: Request, settings: ApiSettings = Depends(get_settings)
 
 # declares the scheme in the OpenAPI document (securitySchemes, and `security` on every route that needs it);
 # the refusal itself stays ours, one problem object for every way a token can be wrong
-bearer = HTTPBearer(auto_error=False, scheme_name="token", description="An API token from `allora-gitops token create`")
+bearer = HTTPBearer(auto_error=False, scheme_name="token", description="An API token (`allora-bundle login` saves one; an admin creates them with `allora-gitops token create`)")
 
 
 def current_principal(
@@ -293,7 +293,8 @@ def current_principal(
     if principal is None:
         raise ApiError(
             401,
-            "a valid API token is required: send 'Authorization: Bearer TOKEN' (create one with `allora-gitops token create`)",
+            "a valid API token is required: send 'Authorization: Bearer TOKEN'; this one is missing, unknown, revoked or expired "
+            "(ask your platform's admin for a new token, then run `allora-bundle login --platform URL`)",
             headers={"WWW-Authenticate": 'Bearer realm="allora-gitops"'},
         )
     return principal

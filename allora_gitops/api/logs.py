@@ -25,11 +25,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any, Iterator, Optional
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 
 from allora_gitops.api.app import ApiError, Caller, caller, get_settings, open_session
 from allora_gitops.api.results import pod_bearer
@@ -176,7 +177,8 @@ def get_logs(
 @page_router.get("/deployments/{deployment_id}/logs")
 def page_logs(request: Request, deployment_id: str, after: Optional[str] = None, level: Optional[str] = None, session=Depends(open_session)):
     """The page's live tail (``static/logs-tail.js`` polls it): the same answer as ``GET /api/v1/logs``, signed in
-    with the session cookie; 401 without a session, 404 for another user's deployment."""
+    with the session cookie; 401 without a session, 404 for another user's deployment. (A GET that changes
+    nothing: the SameSite=Strict cookie is not sent from other sites, and the answer is JSON, not a page.)"""
     from allora_gitops.api.web import _is_uuid, read_session
     from allora_gitops.db.logs import check_level, read_logs
     from allora_gitops.errors import InputRefused
@@ -197,6 +199,11 @@ def page_logs(request: Request, deployment_id: str, after: Optional[str] = None,
                         headers={"Cache-Control": "no-store"})  # fmt: skip
 
 
+@page_router.get("/static/logs-tail.js")
+def tail_script() -> FileResponse:
+    return FileResponse(Path(__file__).parent / "static" / "logs-tail.js", media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+
+
 def logs_block(records, d, level: Optional[str]) -> dict:
     """What the page's logs block shows before any script runs: the last lines (at ``level`` and above)."""
     from allora_gitops.db.logs import LEVELS, check_level, read_logs
@@ -208,4 +215,4 @@ def logs_block(records, d, level: Optional[str]) -> dict:
         level = None
     ids = [x.id for x in records.list_deployments(name=d.name, network=d.network)]
     lines = read_logs(records.connection, ids, level=level, limit=100, newest=True)
-    return {"lines": lines, "cursor": lines[-1].cursor if lines else "", "level": level or "", "levels": LEVELS}
+    return {"lines": lines, "cursor": lines[-1].cursor if lines else "0-0", "level": level or "", "levels": LEVELS}

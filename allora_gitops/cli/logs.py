@@ -12,6 +12,7 @@ import typer
 from allora_gitops.cli.push import PLATFORM_HELP
 
 FOLLOW_POLL_SECONDS = 1.0  # the shipper is at most ~0.3 s behind the model: a line shows within about 1.5 s
+FIRST_CURSOR = "0-0"  # before every line (db/logs.py encode_cursor)
 LEVEL_STYLE = {"warning": "yellow", "error": "red", "critical": "bold red"}
 
 
@@ -39,11 +40,10 @@ def register(app: typer.Typer) -> None:
             answer = client.logs(name, network=network, since=since, level=level, limit=1000 if since else 200)
             for line in answer["lines"]:
                 show(line)
-            cursor = answer.get("cursor")
+            cursor = answer.get("cursor") or FIRST_CURSOR  # an empty log: whatever comes is new
             while follow:
                 time.sleep(FOLLOW_POLL_SECONDS)
-                answer = client.logs(name, network=network, after=cursor, level=level, limit=1000) if cursor else \
-                    client.logs(name, network=network, since="1m", level=level, limit=1000)  # fmt: skip
+                answer = client.logs(name, network=network, after=cursor, level=level, limit=1000)
                 for line in answer["lines"]:
                     show(line)
                 cursor = answer.get("cursor") or cursor
