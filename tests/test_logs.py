@@ -296,8 +296,15 @@ def test_in_chromium_a_deep_link_signs_in_onto_the_page_whose_live_tail_shows_th
         browser.quit()
     shots = [tmp_path / "deployment-logs.png", tmp_path / "deployment-logs-warnings.png"]
     assert all(p.stat().st_size > 10_000 for p in shots)
+    keep_artifacts(*shots)
+
+
+def keep_artifacts(*paths) -> None:
+    """Copy screenshots to $ALLORA_TEST_ARTIFACTS when set (CI uploads that directory), to be looked at."""
     import os
-    keep = os.environ.get("ALLORA_TEST_ARTIFACTS")
-    if keep:
-        for p in shots:
-            shutil.copy(p, keep)
+
+    where = os.environ.get("ALLORA_TEST_ARTIFACTS")
+    if where:
+        os.makedirs(where, exist_ok=True)
+        for path in paths:
+            shutil.copy(path, where)

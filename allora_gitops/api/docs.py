@@ -2,8 +2,9 @@
 
 FastAPI's default page loads Swagger UI from a CDN (jsdelivr), so on a platform without internet access — or
 a reader's laptop behind a strict proxy — ``/api/docs`` is a blank page. The files come from the
-``swagger-ui-bundle`` package (Swagger UI's dist, vendored in a wheel) and are served under
-``/api/docs/assets/``; only the three files the page uses are reachable.
+``fastapi-offline`` package (Swagger UI 5's dist in a wheel: 5.x, because FastAPI writes OpenAPI 3.1, which
+Swagger UI 4 cannot render) and are served under ``/api/docs/assets/``; only the three files the page uses are
+reachable. The package's own app factory is not used: only its files.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 DOCS_URL = "/api/docs"
 ASSETS_URL = f"{DOCS_URL}/assets"
-ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css", "favicon-32x32.png": "image/png"}
+ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css", "favicon.png": "image/png"}
 CACHE = {"Cache-Control": "public, max-age=86400"}
 
 
 def assets_dir() -> Path:
-    import swagger_ui_bundle
+    import fastapi_offline
 
-    return Path(swagger_ui_bundle.swagger_ui_path)
+    return Path(fastapi_offline.__file__).parent / "static"
 
 
 def docs_router(openapi_url: str, title: str) -> APIRouter:
@@ -34,7 +35,7 @@ def docs_router(openapi_url: str, title: str) -> APIRouter:
     def docs() -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url=openapi_url, title=f"{title} - Swagger UI", swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{ASSETS_URL}/swagger-ui.css", swagger_favicon_url=f"{ASSETS_URL}/favicon-32x32.png",
+            swagger_css_url=f"{ASSETS_URL}/swagger-ui.css", swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
         )  # fmt: skip
 
     @router.get(f"{ASSETS_URL}/{{name}}")
