@@ -96,8 +96,7 @@ class Metrics:
             " second, here or at the API), rejected (a batch the API refuses whole) or refused (one line the API refused)",
             ["reason"], registry=registry,
         )  # fmt: skip
-        for reason in LOG_DROP_REASONS:
-            self.log_lines_dropped.labels(reason)
+        self._log_dropped = {reason: self.log_lines_dropped.labels(reason) for reason in LOG_DROP_REASONS}  # per line: no lookup
         self.enabled = True
 
     def serve(self, port: int, address: str) -> None:
@@ -161,7 +160,8 @@ class Metrics:
 
     def log_lines_lost(self, reason: str, count: int) -> None:
         if self.enabled:
-            self.log_lines_dropped.labels(reason if reason in LOG_DROP_REASONS else OTHER).inc(count)
+            child = self._log_dropped.get(reason)
+            (child if child is not None else self.log_lines_dropped.labels(OTHER)).inc(count)
 
     def wallet_balance(self, uallo: int) -> None:
         if not self.enabled:

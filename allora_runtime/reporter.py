@@ -155,6 +155,14 @@ class ResultReporter:
             self._offering.busy = False
 
     def _offer(self, line: str) -> None:
+        if self.rate is not None:  # first: a line over the rate costs no encoding
+            with self._wake:
+                limited = not self._take_token()
+                if limited:
+                    self.dropped["rate_limited"] += 1
+            if limited:
+                self.on_drop("rate_limited", 1)
+                return
         data = line.rstrip("\n").encode("utf-8", "replace")  # a lone surrogate the log missed is a "?", not a crash
         if len(data) > RESULTS_BATCH_BYTES:  # it could never be sent: the API refuses bodies past its limit
             self._count_drop("rejected", 1)
@@ -164,8 +172,6 @@ class ResultReporter:
         with self._wake:
             if self._closing and time.monotonic() > self._deadline:
                 reason = "queue_full"  # too late to be sent: counted, not silently lost
-            elif self.rate is not None and not self._take_token():
-                reason = "rate_limited"
             else:
                 if len(self._queue) >= self.limit:
                     self._queue.popleft()
