@@ -49,7 +49,13 @@ def key():
 
 
 @pytest.fixture
-def site(tmp_path, database_url, records, key):
+def site_env() -> dict[str, str]:
+    """More of the server's environment (a test parametrized with ``site_env`` sets its own)."""
+    return {}
+
+
+@pytest.fixture
+def site(tmp_path, database_url, records, key, site_env):
     """The API with pod identity configured; alice owns linear-forecaster (a), bob owns mean-reverter (b)."""
     a, b = create_two_deployments(records)
     keys = tmp_path / "jwks.json"
@@ -57,7 +63,7 @@ def site(tmp_path, database_url, records, key):
     server = start_platform(
         tmp_path, database_url=database_url, repo=tmp_path / "unused-repo", store_url=(tmp_path / "store").as_uri(),
         env={"ALLORA_API_POD_JWKS": str(keys), "ALLORA_API_POD_ISSUER": ISSUER, "ALLORA_GITOPS_HOME": str(tmp_path / "state"),
-             "ALLORA_API_LOGS_MAX_LINES": "50", "ALLORA_API_LOGS_RETENTION": "1d"},
+             **site_env},
     )  # fmt: skip
     tokens = {user: server.token(user) for user in ("alice", "bob")}
     accounts = Accounts(records.connection)
@@ -207,6 +213,7 @@ def test_credentials_missing_wrong_expired_and_another_users_are_refused_on_both
     assert read(server.url, server.token("root", admin=True), name="mean-reverter").json()["lines"][0]["message"] == "from b"
 
 
+@pytest.mark.parametrize("site_env", [{"ALLORA_API_LOGS_MAX_LINES": "50", "ALLORA_API_LOGS_RETENTION": "1d"}])
 def test_retention_removes_lines_older_than_the_days_and_beyond_the_per_deployment_cap(site, key, database_url):
     server, tokens, a, b = site
     pod = projected_token(key, "cluster-key")
@@ -308,3 +315,37 @@ def keep_artifacts(*paths) -> None:
         os.makedirs(where, exist_ok=True)
         for path in paths:
             shutil.copy(path, where)
+
+
+def test_a_model_printing_1000_lines_a_second_keeps_its_pace_and_the_excess_is_counted(site, tmp_path, key, database_url):
+    import urllib.request
+
+    from tests.fixtures.runtime import EXIT_OK, free_port
+
+    server, tokens, a, b = site
+    token_file = tmp_path / "pod-token"
+    token_file.write_text(projected_token(key, "cluster-key"))
+    bundle = make_bundle(tmp_path / "bundle", 'def run(nonce):\n    for i in range(1000):\n        print(f"line {i} of {nonce}")\n    return nonce / 1000\n')
+    metrics_port = free_port()
+    env = bootstrap_env(ALLORA_RESULTS_URL=f"{server.url}/api/v1/results", ALLORA_RESULTS_TOKEN_FILE=str(token_file),
+                        ALLORA_METRICS_PORT=str(metrics_port), ALLORA_METRICS_ADDRESS="127.0.0.1")  # fmt: skip
+    running = RunningBootstrap(bundle, "--dry-run", "--interval", "1", "--count", "8", "--start-nonce", "1", env=env)
+    try:
+        running.wait_for(lambda events: sum(e["event"] == "prediction" for e in events) >= 6, timeout=120)
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        running.wait_for(lambda events: any(e["event"] == "stopped" for e in events), timeout=60)
+        assert running.proc.wait(timeout=30) == EXIT_OK
+    finally:
+        running.kill()
+    stamps = [datetime.fromisoformat(e["ts"]).timestamp() for e in running.events if e["event"] == "prediction"]
+    gaps = [later - earlier for earlier, later in zip(stamps, stamps[1:])]
+    # the pace kept: no window waited on shipping (a loaded CI machine adds jitter; the cost itself is measured in
+    # benchmarks/bench_log_shipping.py)
+    assert len(stamps) == 8 and max(gaps) < 2.0 and sum(gaps) / len(gaps) < 1.25, gaps
+    dropped = float(next(x for x in scraped.splitlines() if x.startswith('allora_log_lines_dropped_total{reason="rate_limited"}')).split()[-1])
+    assert dropped > 1000  # by the 6th window ~6,000 lines were printed; the default rate ships 100 a second (a burst of 1,000)
+    [stopped] = [e for e in running.events if e["event"] == "logs_shipper_stopped"]
+    assert stopped["dropped"] >= dropped and stopped["pending"] == 0
+    stored = stored_messages(database_url, a.id)
+    assert len(stored) == len(set(stored)) == stopped["sent"]  # what was sent was stored, nothing twice
+    assert sum(e["event"] == "print" for e in running.events) == 8000  # the pod log itself keeps every line
