@@ -349,3 +349,32 @@ def test_a_model_printing_1000_lines_a_second_keeps_its_pace_and_the_excess_is_c
     stored = stored_messages(database_url, a.id)
     assert len(stored) == len(set(stored)) == stopped["sent"]  # what was sent was stored, nothing twice
     assert sum(e["event"] == "print" for e in running.events) == 8000  # the pod log itself keeps every line
+
+
+def test_allora_bundle_logs_prints_filters_and_refuses_what_is_not_yours(site, key, cli, monkeypatch, tmp_path):
+    server, tokens, a, b = site
+    at = now_ts()
+    ship(server.url, projected_token(key, "cluster-key"), [
+        {"ts": at, "level": "info", "event": "print", "message": "hello"},
+        {"ts": at, "level": "warning", "event": "print", "message": "careful", "stream": "stderr"},
+        {"ts": at, "level": "info", "event": "prediction", "nonce": 7, "value": "0.5"},
+    ])  # fmt: skip
+    monkeypatch.setenv("ALLORA_PLATFORM_URL", server.url)
+    monkeypatch.setenv("ALLORA_PLATFORM_TOKEN", tokens["alice"])
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    shown = cli("bundle", "logs", "linear-forecaster")
+    assert shown.code == 0, shown.err
+    assert shown.out.splitlines() == [f"{at} INFO     hello", f"{at} WARNING  careful", f"{at} INFO     [prediction] nonce=7 value=0.5"]
+    warnings = cli("bundle", "logs", "linear-forecaster", "--network", "testnet", "--level", "warning", "--json")
+    assert [json.loads(x) for x in warnings.out.splitlines()] == [
+        {"ts": at, "level": "warning", "event": "print", "pod": "linear-forecaster-testnet-5d9c7b8f4-x2x4k", "message": "careful"}]
+    bundle = make_bundle(tmp_path / "bundle", "def run(nonce):\n    return 1.0\n", name="linear-forecaster")
+    monkeypatch.chdir(bundle)
+    assert cli("bundle", "logs", "--since", "10m").out.count("\n") == 3  # NAME from ./model.yaml
+    theirs = cli("bundle", "logs", "mean-reverter")
+    assert (theirs.code, theirs.err) == (1, "error: the platform refused the request (404): no deployment of mean-reverter among yours\n")
+    bad = cli("bundle", "logs", "linear-forecaster", "--since", "yesterday")
+    assert bad.code == 1 and "since 'yesterday' is neither a duration (10m, 2h, 7d) nor an ISO 8601 time" in bad.err
+    monkeypatch.chdir(tmp_path)
+    nameless = cli("bundle", "logs")
+    assert nameless.code == 2 and "give NAME, or run this in the bundle's directory" in nameless.err

@@ -41,12 +41,15 @@ def register(app: typer.Typer) -> None:
             for line in answer["lines"]:
                 show(line)
             cursor = answer.get("cursor") or FIRST_CURSOR  # an empty log: whatever comes is new
-            while follow:
-                time.sleep(FOLLOW_POLL_SECONDS)
-                answer = client.logs(name, network=network, after=cursor, level=level, limit=1000)
-                for line in answer["lines"]:
-                    show(line)
-                cursor = answer.get("cursor") or cursor
+            try:
+                while follow:
+                    time.sleep(FOLLOW_POLL_SECONDS)
+                    answer = client.logs(name, network=network, after=cursor, level=level, limit=1000)
+                    for line in answer["lines"]:
+                        show(line)
+                    cursor = answer.get("cursor") or cursor
+            except KeyboardInterrupt:  # Ctrl-C is how a follow ends: not an error
+                return
 
 
 def _name_from_manifest() -> str:
