@@ -35,7 +35,7 @@ from allora_runtime.contract import (
 )
 from allora_runtime.log import JsonLog, sendable
 from allora_runtime.metrics import LOG_DROP_REASONS, Metrics
-from allora_runtime.reporter import ResultReporter
+from allora_runtime.reporter import ResultReporter, _SendFailed
 from allora_runtime.settings import ResultsSettings, redact_url
 
 
@@ -56,10 +56,28 @@ def bounded_line(line: str, limit: int = MAX_LOG_LINE_BYTES) -> str:
 
 
 class LogShipper(ResultReporter):
-    """The reporter, shipping log lines: ``offer(line)`` for every line the log writes."""
+    """The reporter, shipping log lines: ``offer(line)`` for every line the log writes.
+
+    A platform without the logs endpoint (404/405: older than log shipping) turns shipping off, said once
+    (``logs_shipping_off``): otherwise each refused batch's own ``logs_rejected`` line would be shipped, refused
+    and logged again, a few lines a second for ever."""
 
     def offer(self, line: str) -> None:
         super().offer(bounded_line(line))
+
+    def _send(self, batch: list[bytes], timeout: float):
+        try:
+            return super()._send(batch, timeout)
+        except _SendFailed as failed:
+            if failed.rejected and failed.detail.startswith(("HTTP 404", "HTTP 405")) and self.log.logs_tap == self.offer:
+                self.log.logs_tap = None
+                with self._wake:
+                    lost, self._queue = len(self._queue), type(self._queue)()
+                if lost:
+                    self._count_drop("rejected", lost)
+                self.log.emit("logs_shipping_off", level="warning", url=redact_url(self.url), error=failed.detail,
+                              message="the platform has no logs endpoint: the model's log stays in the pod log only")  # fmt: skip
+            raise
 
 
 def start_shipper(settings: Optional[ResultsSettings], log: JsonLog) -> Optional[LogShipper]:

@@ -378,3 +378,45 @@ def test_allora_bundle_logs_prints_filters_and_refuses_what_is_not_yours(site, k
     monkeypatch.chdir(tmp_path)
     nameless = cli("bundle", "logs")
     assert nameless.code == 2 and "give NAME, or run this in the bundle's directory" in nameless.err
+
+
+def test_a_platform_without_the_logs_endpoint_turns_shipping_off_once(tmp_path):
+    """An older platform (404 on /api/v1/logs): one line saying so, not a refused batch per quarter second for ever."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from allora_runtime.log import JsonLog
+    from allora_runtime.settings import results_settings
+    from allora_runtime.shipper import start_shipper, stop_shipper
+
+    posts = []
+
+    class Old(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            posts.append(self.path)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Old)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = tmp_path / "token"
+    token.write_text("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
+    out = tmp_path / "out.log"
+    with open(out, "w") as stream:
+        log = JsonLog(stream)
+        settings = results_settings({"ALLORA_RESULTS_URL": f"http://127.0.0.1:{server.server_address[1]}/api/v1/results",
+                                     "ALLORA_RESULTS_TOKEN_FILE": str(token)})  # fmt: skip
+        shipper = start_shipper(settings, log)
+        for i in range(20):
+            log.emit("print", message=f"line {i}")
+            time.sleep(0.1)
+        stop_shipper(shipper, log)
+    server.shutdown()
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert posts and set(posts) == {"/api/v1/logs"} and len(posts) <= 2
+    assert sum(e["event"] == "logs_shipping_off" for e in events) == 1 and log.logs_tap is None
+    assert sum(e["event"] == "logs_rejected" for e in events) <= 2
