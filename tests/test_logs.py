@@ -420,3 +420,16 @@ def test_a_platform_without_the_logs_endpoint_turns_shipping_off_once(tmp_path):
     assert posts and set(posts) == {"/api/v1/logs"} and len(posts) <= 2
     assert sum(e["event"] == "logs_shipping_off" for e in events) == 1 and log.logs_tap is None
     assert sum(e["event"] == "logs_rejected" for e in events) <= 2
+
+
+def test_allora_gitops_logs_reads_any_deployments_log_from_the_records(site, key, cli, database_url):
+    server, tokens, a, b = site
+    at = now_ts()
+    ship(server.url, projected_token(key, "cluster-key", sa="mean-reverter-testnet"), [
+        {"ts": at, "level": "error", "event": "log", "message": "boom", "traceback": "Traceback …\nValueError: x"},
+        {"ts": at, "level": "info", "event": "print", "message": "fine"},
+    ])  # fmt: skip
+    shown = cli("gitops", "logs", "mean-reverter", "--level", "error", "--database-url", database_url)
+    assert (shown.code, shown.out) == (0, f"{at} ERROR    boom\nTraceback …\nValueError: x\n")
+    missing = cli("gitops", "logs", "no-such-model", "--database-url", database_url)
+    assert (missing.code, missing.err) == (2, "error: no deployment of no-such-model\n")

@@ -1,4 +1,5 @@
-"""``allora-bundle logs``: a deployment's model log through the platform API (like ``truss model-logs``)."""
+"""``allora-bundle logs``: a deployment's model log through the platform API (like ``truss model-logs``);
+``allora-gitops logs``: the same log read from the records database, for the platform team."""
 
 from __future__ import annotations
 
@@ -49,6 +50,48 @@ def register(app: typer.Typer) -> None:
                         show(line)
                     cursor = answer.get("cursor") or cursor
             except KeyboardInterrupt:  # Ctrl-C is how a follow ends: not an error
+                return
+
+
+def register_platform(app: typer.Typer) -> None:
+    from allora_gitops.cli.db import DATABASE_URL_HELP
+
+    @app.command("logs")
+    def platform_logs_cmd(
+        name: str = typer.Argument(..., help="The bundle name of the deployment."),
+        network: Optional[str] = typer.Option(None, "--network", help="testnet or mainnet (needed when NAME runs on both)."),
+        follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines as they arrive (Ctrl-C stops)."),
+        since: Optional[str] = typer.Option(None, "--since", help="Lines from this long ago (10m, 2h, 7d) or an ISO 8601 time; default: the last 200."),
+        level: Optional[str] = typer.Option(None, "--level", help="Only this level and above: debug, info, warning, error, critical."),
+        as_json: bool = typer.Option(False, "--json", help="One JSON object per line (ts, level, event, pod, message)."),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP, show_default=False),
+    ) -> None:
+        """Print what NAME's model printed, from the records (every owner's; what `allora-bundle logs` shows its owner)."""
+        from allora_gitops.api.logs import parse_since
+        from allora_gitops.db import open_records
+        from allora_gitops.db.logs import check_level, read_logs
+        from allora_gitops.errors import UsageError
+
+        show = _printer(as_json)
+        with open_records(database_url) as records:
+            found = records.list_deployments(name=name, network=network)
+            networks = sorted({d.network for d in found})
+            if not found:
+                raise UsageError(f"no deployment of {name}" + (f" on {network}" if network else ""))
+            if len(networks) > 1:
+                raise UsageError(f"{name} is deployed on {' and '.join(networks)}: choose one with --network")
+            ids, wanted, start = [d.id for d in found], check_level(level), parse_since(since)
+            lines = read_logs(records.connection, ids, since=start, level=wanted, limit=1000 if start else 200, newest=start is None)
+            for line in lines:
+                show(line.to_dict())
+            cursor = lines[-1].cursor if lines else FIRST_CURSOR
+            try:
+                while follow:
+                    time.sleep(FOLLOW_POLL_SECONDS)
+                    for line in read_logs(records.connection, ids, after=cursor, level=wanted):
+                        show(line.to_dict())
+                        cursor = line.cursor
+            except KeyboardInterrupt:
                 return
 
 
