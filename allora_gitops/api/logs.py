@@ -179,12 +179,12 @@ def page_logs(request: Request, deployment_id: str, after: Optional[str] = None,
     """The page's live tail (``static/logs-tail.js`` polls it): the same answer as ``GET /api/v1/logs``, signed in
     with the session cookie; 401 without a session, 404 for another user's deployment. (A GET that changes
     nothing: the SameSite=Strict cookie is not sent from other sites, and the answer is JSON, not a page.)"""
-    from allora_gitops.api.web import _is_uuid, read_session
+    from allora_gitops.api.web import SESSION_COOKIE, _is_uuid, read_session
     from allora_gitops.db.logs import check_level, read_logs
     from allora_gitops.errors import InputRefused
 
     records, accounts = session
-    web = read_session(request.cookies.get("allora_session"), accounts)
+    web = read_session(request.cookies.get(SESSION_COOKIE), accounts)
     if web is None:
         return JSONResponse({"detail": "signed out: sign in again"}, status_code=401)
     d = records.get_deployment(deployment_id) if _is_uuid(deployment_id) else None

@@ -49,6 +49,7 @@
       });
   }
 
+  list.scrollTop = list.scrollHeight;  // a tail: the newest lines in view
   status.textContent = "Live: new lines appear as the model prints them.";
   window.setTimeout(poll, 1000);
 })();
