@@ -166,7 +166,7 @@ class ResultReporter:
         data = line.rstrip("\n").encode("utf-8", "replace")  # a lone surrogate the log missed is a "?", not a crash
         if len(data) > RESULTS_BATCH_BYTES:  # it could never be sent: the API refuses bodies past its limit
             self._count_drop("rejected", 1)
-            self.log.emit(f"{self.name}_rejected", level="error", **{self.body_key: 1}, error=f"a {self.body_key[:-1]} line of {len(data)} bytes (at most {RESULTS_BATCH_BYTES})")
+            self.log.emit(f"{self.name}_rejected", level="error", **{self.body_key: 1}, error=f"a {'result ' if self.body_key == 'results' else ''}line of {len(data)} bytes (at most {RESULTS_BATCH_BYTES})")
             return
         reason = None
         with self._wake:
