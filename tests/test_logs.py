@@ -211,6 +211,19 @@ def test_credentials_missing_wrong_expired_and_another_users_are_refused_on_both
         answer = read(server.url, tokens["alice"], **params)
         assert answer.status_code == 404 and "from b" not in answer.text, params
     assert read(server.url, server.token("root", admin=True), name="mean-reverter").json()["lines"][0]["message"] == "from b"
+    # the page's tail endpoint: a session cookie or nothing
+    signed_out = httpx.get(f"{server.url}/deployments/{b.id}/logs", params={"after": "0-0"}, timeout=10)
+    assert signed_out.status_code == 401 and "from b" not in signed_out.text
+    with httpx.Client(base_url=server.url, timeout=10) as alice:
+        import re
+
+        form = alice.get("/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+        assert alice.post("/login", data={"token": tokens["alice"], "csrf": csrf}).status_code == 303
+        assert alice.get(f"/deployments/{a.id}/logs", params={"after": "0-0"}).json()["lines"] == []
+        theirs = alice.get(f"/deployments/{b.id}/logs", params={"after": "0-0"})
+        assert theirs.status_code == 404 and "from b" not in theirs.text
+        assert "from b" not in alice.get(f"/deployments/{b.id}").text
 
 
 @pytest.mark.parametrize("site_env", [{"ALLORA_API_LOGS_MAX_LINES": "50", "ALLORA_API_LOGS_RETENTION": "1d"}])
