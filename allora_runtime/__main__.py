@@ -52,6 +52,7 @@ from allora_runtime.live import _import_sdk, build_worker, run_live, worker_summ
 from allora_runtime.log import LOG, FdCapture, PrintCapture, _install_logging
 from allora_runtime.metrics import ignore_multiprocess_dir, start_metrics
 from allora_runtime.reporter import start_reporter, stop_reporter
+from allora_runtime.shipper import count_in, start_shipper, stop_shipper
 from allora_runtime.settings import _env, forget_wallet_env, load_settings, read_wallet
 from allora_runtime.user import _where, load_user_function
 
@@ -205,6 +206,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         sys.stderr.flush()
         errors.close()
         capture.close()
+        stop_shipper(_SHIPPING.pop() if _SHIPPING else None, LOG)  # the last lines too: an error, `stopped`
 
 
 def _stop_at_once_on_signal(capture: FdCapture, errors: FdCapture) -> None:
@@ -225,6 +227,9 @@ def _stop_at_once_on_signal(capture: FdCapture, errors: FdCapture) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
+
+
+_SHIPPING: list = []  # the log shipper _main started (at most one), stopped by main after the last line
 
 
 def _main(args: argparse.Namespace, env: dict[str, str], mode: str) -> int:
@@ -249,6 +254,8 @@ def _main(args: argparse.Namespace, env: dict[str, str], mode: str) -> int:
         wallet = read_wallet(env)
         LOG.add_secret(wallet.value)
     forget_wallet_env()  # in every mode: the user's code never sees a wallet in its environment
+    if mode in ("live", "dry_run"):  # before the import: what the model prints while it loads is shipped too
+        _SHIPPING.append(start_shipper(settings.results, LOG))
     LOG.emit("config", **settings.summary(), wallet=wallet.source if wallet else None)
     ignore_multiprocess_dir()  # before user code can import prometheus_client
     startup = None
@@ -271,6 +278,7 @@ def _main(args: argparse.Namespace, env: dict[str, str], mode: str) -> int:
     )
     metrics = start_metrics(settings, required=mode == "live", settle_on_submission=mode == "live")
     adapter = Adapter(user, settings.max_seconds, metrics, LOG, settings.topic_id, settings.max_stuck_calls, supervisor.fail)
+    count_in(_SHIPPING[-1] if _SHIPPING else None, metrics)
 
     async def body() -> int:
         beat = None

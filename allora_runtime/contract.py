@@ -49,6 +49,9 @@ ENV_RESULTS_URL = "ALLORA_RESULTS_URL"  # the platform API's results endpoint, P
 ENV_RESULTS_TOKEN_FILE = "ALLORA_RESULTS_TOKEN_FILE"  # the projected ServiceAccount token, read again for each send
 ENV_RESULTS_QUEUE_LIMIT = "ALLORA_RESULTS_QUEUE_LIMIT"  # results waiting to be sent; beyond it the oldest are dropped
 ENV_RESULTS_RETRY_BACKOFF = "ALLORA_RESULTS_RETRY_BACKOFF"  # first retry delay (s), doubled each failure, capped below
+# Log shipping (allora_runtime/shipper.py): on whenever results reporting is, through the same token and API.
+ENV_LOGS_URL = "ALLORA_LOGS_URL"  # default: ALLORA_RESULTS_URL with its last path segment `results` made `logs`
+ENV_LOGS_RATE = "ALLORA_LOGS_RATE"  # lines per second shipped at most (a burst of LOGS_BURST_SECONDS of it); 0: off
 # prometheus-client's own variable: multiprocess mode, which the runtime does not use (one process serves metrics)
 ENV_PROMETHEUS_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # Values that are secrets: scrubbed from every log line, and never handed to a local run's model process.
@@ -83,6 +86,12 @@ MAX_RESULTS_RETRY_BACKOFF = 60.0
 RESULTS_BATCH_SIZE = 100  # results per POST at most
 RESULTS_BATCH_BYTES = 48 << 10  # and at most this many bytes of results (the API refuses JSON bodies over 64 KiB)
 RESULTS_SEND_TIMEOUT = 10.0  # seconds for one POST
+DEFAULT_LOGS_RATE = 100.0  # ALLORA_LOGS_RATE: lines a second; a model printing more has the excess dropped, counted
+LOGS_BURST_SECONDS = 10.0  # the bucket holds this many seconds of the rate (a traceback, a start-up's output)
+DEFAULT_LOGS_QUEUE_LIMIT = 10_000  # log lines waiting to be sent; beyond it the oldest are dropped
+LOGS_LINGER_SECONDS = 0.25  # how long the shipper waits for a batch to fill (the tail is at most this much late)
+LOGS_BATCH_SIZE = 500  # lines per POST at most (and RESULTS_BATCH_BYTES)
+MAX_LOG_LINE_BYTES = 8 << 10  # a longer line's message is cut before it is queued
 RESULTS_FLUSH_SECONDS = 3.0  # on shutdown, how long the reporter may still send (inside STOP_GRACE_SECONDS)
 DEFAULT_CONNECT_RETRIES = 5  # ALLORA_CONNECT_RETRIES: consecutive failures before EXIT_CONNECTION
 DEFAULT_RETRY_BACKOFF = 2.0  # ALLORA_RETRY_BACKOFF: first delay (s), doubled each time, capped below

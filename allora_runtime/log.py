@@ -72,6 +72,8 @@ class JsonLog:
         self._secrets: list[str] = []
         # Called with each result line (RESULT_EVENTS) once written: the results reporter's queue, when on.
         self.results_tap: Optional[Callable[[str], None]] = None
+        # Called with every line once written: the log shipper's queue (allora_runtime/shipper.py), when on.
+        self.logs_tap: Optional[Callable[[str], None]] = None
 
     def add_secret(self, value: Optional[str]) -> None:
         """Scrub ``value`` (8 characters or more) from every later line, in each form it can take there.
@@ -126,6 +128,12 @@ class JsonLog:
             try:
                 tap(line)  # outside the lock: the reporter's own log lines must not wait on it
             except Exception:  # noqa: BLE001 - reporting must never cost the prediction that logged this line
+                pass
+        tap = self.logs_tap
+        if tap is not None:
+            try:
+                tap(line)  # the line as written: scrubbed; a signal handler's lines (emit_from_signal_handler) are not shipped
+            except Exception:  # noqa: BLE001 - shipping must never cost the prediction that printed this line
                 pass
 
     def emit_from_signal_handler(self, event: str, level: str = "info", **fields: Any) -> None:

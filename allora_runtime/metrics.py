@@ -19,6 +19,7 @@ LATENCY_BUCKETS = (
 FAILURE_REASONS = ("timeout", "exception", "invalid_value")
 SUBMISSION_RESULTS = ("ok", "error", "already_submitted")  # already_submitted: the chain had our payload for that nonce
 RESULT_DROP_REASONS = ("queue_full", "rejected", "refused")  # allora_runtime.reporter
+LOG_DROP_REASONS = ("queue_full", "rate_limited", "rejected", "refused")  # allora_runtime.shipper
 MAX_ERROR_TYPES = 20  # distinct `error_type` label values; any further type is counted as "other"
 OTHER = "other"
 
@@ -86,6 +87,16 @@ class Metrics:
         )  # fmt: skip
         for reason in RESULT_DROP_REASONS:
             self.results_dropped.labels(reason)
+        self.log_lines_sent = Counter(
+            "allora_log_lines_sent", "Log lines delivered to the platform API (POST /api/v1/logs)", registry=registry
+        )
+        self.log_lines_dropped = Counter(
+            "allora_log_lines_dropped",
+            "Log lines never stored: queue_full (the oldest, beyond the queue), rate_limited (over the pod's lines per"
+            " second, here or at the API), rejected (a batch the API refuses whole) or refused (one line the API refused)",
+            ["reason"], registry=registry,
+        )  # fmt: skip
+        self._log_dropped = {reason: self.log_lines_dropped.labels(reason) for reason in LOG_DROP_REASONS}  # per line: no lookup
         self.enabled = True
 
     def serve(self, port: int, address: str) -> None:
@@ -142,6 +153,15 @@ class Metrics:
     def result_dropped(self, reason: str, count: int) -> None:
         if self.enabled:
             self.results_dropped.labels(reason if reason in RESULT_DROP_REASONS else OTHER).inc(count)
+
+    def log_lines_shipped(self, count: int) -> None:
+        if self.enabled:
+            self.log_lines_sent.inc(count)
+
+    def log_lines_lost(self, reason: str, count: int) -> None:
+        if self.enabled:
+            child = self._log_dropped.get(reason)
+            (child if child is not None else self.log_lines_dropped.labels(OTHER)).inc(count)
 
     def wallet_balance(self, uallo: int) -> None:
         if not self.enabled:

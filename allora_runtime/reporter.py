@@ -85,6 +85,13 @@ class ResultReporter:
 
     ``on_drop(reason, count)`` and ``on_sent(count)`` feed the metrics (called from the sending thread or,
     for ``queue_full``, from the thread that logs the result).
+
+    The same machinery ships the model's log lines (``allora_runtime/shipper.py``), configured by: ``name`` (the
+    thread's and its own log events' prefix: ``logs_send_failed``), ``body_key`` (``{"lines": [...]}``),
+    ``drop_reasons``, ``linger`` (seconds the thread waits for a batch to fill: 1,000 lines a second are a
+    few POSTs, not 1,000) and ``rate``/``burst`` (a token bucket in ``offer``: lines beyond ``rate`` a second
+    are dropped and counted as ``rate_limited``). An answer's ``dropped`` (lines the API would not take over
+    its own rate limit) is counted as ``rate_limited`` too.
     """
 
     def __init__(
@@ -99,7 +106,17 @@ class ResultReporter:
         send_timeout: float = RESULTS_SEND_TIMEOUT,
         on_drop: Optional[Callable[[str, int], None]] = None,
         on_sent: Optional[Callable[[int], None]] = None,
+        name: str = "results",
+        body_key: str = "results",
+        drop_reasons: tuple[str, ...] = RESULT_DROP_REASONS,
+        linger: float = 0.0,
+        rate: Optional[float] = None,
+        burst: Optional[float] = None,
     ):
+        self.name, self.body_key, self.linger = name, body_key, linger
+        self.rate, self.burst = rate, burst if burst is not None else (rate or 0.0)
+        self._tokens, self._refilled = self.burst, time.monotonic()
+        self._offering = threading.local()  # set while this thread is inside offer(): see offer()
         self.url = url
         self.token_file = token_file
         self.log = log
@@ -110,13 +127,13 @@ class ResultReporter:
         self.on_drop = on_drop or (lambda reason, count: None)
         self.on_sent = on_sent or (lambda count: None)
         self.sent = 0
-        self.dropped = dict.fromkeys(RESULT_DROP_REASONS, 0)
+        self.dropped = dict.fromkeys(drop_reasons, 0)
         self._queue: deque[bytes] = deque()
         self._wake = threading.Condition(threading.Lock())
         self._closing = False
         self._stopping = threading.Event()  # set by close(); a new result does not cut a backoff short, this does
         self._deadline = float("inf")  # monotonic time after which close() stops sending
-        self._thread = threading.Thread(target=self._run, name="allora-results", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"allora-{name}", daemon=True)
 
     def start(self) -> "ResultReporter":
         self._thread.start()
@@ -124,26 +141,59 @@ class ResultReporter:
 
     def offer(self, line: str) -> None:
         """Queue one result (its JSON log line); drop the oldest waiting one when the queue is full. Never blocks on
-        I/O, never raises: it runs inside the log call of the model's prediction."""
+        I/O, never raises: it runs inside the log call of the model's prediction.
+
+        A signal handler that logs runs on the main thread between two bytecodes, possibly while this very thread
+        holds the queue's lock inside ``offer``: its line is dropped (counted) rather than waiting forever on it."""
+        if getattr(self._offering, "busy", False):
+            self.dropped["queue_full"] += 1  # no lock: this thread holds it; a rare, approximate count
+            return
+        self._offering.busy = True
+        try:
+            self._offer(line)
+        finally:
+            self._offering.busy = False
+
+    def _offer(self, line: str) -> None:
+        if self.rate is not None:  # first: a line over the rate costs no encoding
+            with self._wake:
+                limited = not self._take_token()
+                if limited:
+                    self.dropped["rate_limited"] += 1
+            if limited:
+                self.on_drop("rate_limited", 1)
+                return
         data = line.rstrip("\n").encode("utf-8", "replace")  # a lone surrogate the log missed is a "?", not a crash
         if len(data) > RESULTS_BATCH_BYTES:  # it could never be sent: the API refuses bodies past its limit
             self._count_drop("rejected", 1)
-            self.log.emit("results_rejected", level="error", results=1, error=f"a result line of {len(data)} bytes (at most {RESULTS_BATCH_BYTES})")
+            self.log.emit(f"{self.name}_rejected", level="error", **{self.body_key: 1}, error=f"a {'result ' if self.body_key == 'results' else ''}line of {len(data)} bytes (at most {RESULTS_BATCH_BYTES})")
             return
-        dropped = 0
+        reason = None
         with self._wake:
             if self._closing and time.monotonic() > self._deadline:
-                dropped = 1  # too late to be sent: counted, not silently lost
+                reason = "queue_full"  # too late to be sent: counted, not silently lost
             else:
                 if len(self._queue) >= self.limit:
                     self._queue.popleft()
-                    dropped = 1
+                    reason = "queue_full"
+                was_empty = not self._queue
                 self._queue.append(data)
-                self._wake.notify()
-            if dropped:
-                self.dropped["queue_full"] += 1
-        if dropped:
-            self.on_drop("queue_full", 1)
+                if was_empty:  # the thread waits only on an empty queue (or lingers on a short one: no need to wake it)
+                    self._wake.notify()
+            if reason:
+                self.dropped[reason] += 1
+        if reason:
+            self.on_drop(reason, 1)
+
+    def _take_token(self) -> bool:
+        """One line's worth of the rate (the lock held)."""
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate)
+        self._refilled = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
     def pending(self) -> int:
         with self._wake:
@@ -169,7 +219,7 @@ class ResultReporter:
             try:
                 return self._loop()
             except Exception as exc:  # noqa: BLE001 - a dead thread would leave every later result unsent, silently
-                self.log.emit("results_reporter_error", level="error", error_type=type(exc).__name__)
+                self.log.emit(f"{self.name}_reporter_error", level="error", error_type=type(exc).__name__)
                 self._stopping.wait(self.backoff)
 
     def _loop(self) -> None:
@@ -180,6 +230,10 @@ class ResultReporter:
                     self._wake.wait()
                 if not self._queue or time.monotonic() >= self._deadline:
                     return
+                if self.linger and not self._closing:  # let a batch gather, a bounded wait after its first line
+                    until = time.monotonic() + self.linger
+                    while len(self._queue) < self.batch_size and not self._closing and (left := until - time.monotonic()) > 0:
+                        self._wake.wait(left)
                 batch = [self._queue.popleft()]  # bytes: one encoded result each
                 size = len(batch[0])
                 while self._queue and len(batch) < self.batch_size and size + len(self._queue[0]) <= RESULTS_BATCH_BYTES:
@@ -187,11 +241,11 @@ class ResultReporter:
                     batch.append(self._queue.popleft())
                 remaining = self._deadline - time.monotonic()
             try:
-                refused = self._send(batch, min(self.send_timeout, max(remaining, 0.1)))
+                refused, limited = self._send(batch, min(self.send_timeout, max(remaining, 0.1)))
             except _SendFailed as failed:
                 if failed.rejected:
                     self._count_drop("rejected", len(batch))
-                    self.log.emit("results_rejected", level="error", results=len(batch), error=failed.detail)
+                    self.log.emit(f"{self.name}_rejected", level="error", **{self.body_key: len(batch)}, error=failed.detail)
                     continue
                 failures += 1
                 self._requeue(batch)
@@ -199,7 +253,7 @@ class ResultReporter:
                 delay = delay / 2 + random.uniform(0, delay / 2)
                 if failures & (failures - 1) == 0:  # the 1st, 2nd, 4th, 8th... failure in a row: a bounded log
                     self.log.emit(
-                        "results_send_failed", level="warning", attempt=failures, error=failed.detail,
+                        f"{self.name}_send_failed", level="warning", attempt=failures, error=failed.detail,
                         retry_in_s=round(delay, 3), pending=self.pending(),
                     )  # fmt: skip
                 if self._stopping.is_set():  # flushing: keep trying until the deadline, still not in a busy loop
@@ -208,17 +262,21 @@ class ResultReporter:
                     self._stopping.wait(delay)  # close() ends the wait: one more try within its deadline
                 continue
             if failures:
-                self.log.emit("results_send_recovered", after_attempts=failures, pending=self.pending())
+                self.log.emit(f"{self.name}_send_recovered", after_attempts=failures, pending=self.pending())
                 failures = 0
             if refused:
                 self._count_drop("refused", len(refused))
+                key = "nonce" if self.body_key == "results" else "index"
                 self.log.emit(
-                    "results_refused", level="error", results=len(refused), of=len(batch),
-                    first=[{"nonce": r.get("nonce"), "message": str(r.get("message", ""))[:300]} for r in refused[:MAX_LOGGED_REFUSALS]],
+                    f"{self.name}_refused", level="error", **{self.body_key: len(refused)}, of=len(batch),
+                    first=[{key: r.get(key), "message": str(r.get("message", ""))[:300]} for r in refused[:MAX_LOGGED_REFUSALS]],
                 )  # fmt: skip
+            if limited and "rate_limited" in self.dropped:
+                self._count_drop("rate_limited", limited)
+            delivered = max(len(batch) - len(refused) - limited, 0)
             with self._wake:
-                self.sent += len(batch) - len(refused)
-            self.on_sent(len(batch) - len(refused))
+                self.sent += delivered
+            self.on_sent(delivered)
 
     def _requeue(self, batch: list[bytes]) -> None:
         """Put an unsent batch back in front, in order; what does not fit is the oldest, and is dropped."""
@@ -238,9 +296,10 @@ class ResultReporter:
             self.dropped[reason] += count
         self.on_drop(reason, count)
 
-    def _send(self, batch: list[bytes], timeout: float) -> list[dict]:
+    def _send(self, batch: list[bytes], timeout: float) -> tuple[list[dict], int]:
         """POST one batch; the results the API refused one by one (``refused`` of its answer; none from an older
-        API). ``_SendFailed`` for a failed send, ``rejected`` when the API will never take this batch."""
+        API) and how many it dropped over its rate limit (``dropped``). ``_SendFailed`` for a failed send,
+        ``rejected`` when the API will never take this batch."""
         try:
             return self._post(batch, timeout)
         except _SendFailed:
@@ -248,9 +307,9 @@ class ResultReporter:
         except Exception as exc:  # noqa: BLE001 - whatever urllib or the answer does, the thread goes on
             raise _SendFailed(self.log.scrub(f"{type(exc).__name__}: {exc}")[:200]) from None
 
-    def _post(self, batch: list[bytes], timeout: float) -> list[dict]:
+    def _post(self, batch: list[bytes], timeout: float) -> tuple[list[dict], int]:
         token = self._token()
-        body = b'{"results":[' + b",".join(batch) + b"]}"
+        body = b'{"' + self.body_key.encode() + b'":[' + b",".join(batch) + b"]}"
         request = urllib.request.Request(
             self.url,
             data=body,
@@ -270,10 +329,13 @@ class ResultReporter:
             reason = getattr(exc, "reason", None) or exc
             raise _SendFailed(self.log.scrub(f"{type(exc).__name__}: {reason}")[:200]) from None
         try:
-            refused = json.loads(answer).get("refused") or []
+            parsed = json.loads(answer)
+            refused, dropped = parsed.get("refused") or [], parsed.get("dropped") or 0
         except (ValueError, AttributeError):
-            return []  # not the API's JSON answer (an older API, a proxy's 200): nothing known to be refused
-        return [r for r in refused if isinstance(r, dict)][: len(batch)] if isinstance(refused, list) else []
+            return [], 0  # not the API's JSON answer (an older API, a proxy's 200): nothing known to be refused
+        refused = [r for r in refused if isinstance(r, dict)][: len(batch)] if isinstance(refused, list) else []
+        dropped = min(dropped, len(batch) - len(refused)) if isinstance(dropped, int) and dropped > 0 else 0
+        return refused, dropped
 
     def _token(self) -> str:
         """The projected token as the kubelet last wrote it (it rotates the file well before expiry)."""

@@ -34,6 +34,9 @@ from allora_runtime.contract import (
     ENV_RESULTS_RETRY_BACKOFF,
     ENV_RESULTS_TOKEN_FILE,
     ENV_RESULTS_URL,
+    ENV_LOGS_RATE,
+    ENV_LOGS_URL,
+    DEFAULT_LOGS_RATE,
     ENV_MAX_RUNTIME,
     FALSE_WORDS,
     FEE_TIERS,
@@ -128,6 +131,14 @@ class ResultsSettings:
     token_file: str
     queue_limit: int
     retry_backoff: float
+    logs_url: Optional[str] = None  # POST /api/v1/logs (allora_runtime/shipper.py); None: the model's lines are not shipped
+    logs_rate: float = 0.0  # lines per second at most
+
+
+def logs_url_for(results_url: str) -> Optional[str]:
+    """``https://platform/api/v1/results`` → ``https://platform/api/v1/logs``: the same API, beside the results."""
+    base, slash, last = results_url.partition("?")[0].rstrip("/").rpartition("/")
+    return f"{base}/logs" if slash and last == "results" else None
 
 
 def results_settings(env: dict[str, str]) -> Optional[ResultsSettings]:
@@ -137,11 +148,17 @@ def results_settings(env: dict[str, str]) -> Optional[ResultsSettings]:
         return None
     if not re.match(r"^https?://[^/?#\s]+(/\S*)?$", url):
         raise ConfigError(f"{ENV_RESULTS_URL} must be an http:// or https:// URL, got {redact_url(url)!r}")
+    logs_url = _env(env, ENV_LOGS_URL) or logs_url_for(url)
+    if logs_url is not None and not re.match(r"^https?://[^/?#\s]+(/\S*)?$", logs_url):
+        raise ConfigError(f"{ENV_LOGS_URL} must be an http:// or https:// URL, got {redact_url(logs_url)!r}")
+    logs_rate = _number(_env(env, ENV_LOGS_RATE) or DEFAULT_LOGS_RATE, ENV_LOGS_RATE, allow_zero=True)
     return ResultsSettings(
         url=url,
         token_file=os.path.abspath(_env(env, ENV_RESULTS_TOKEN_FILE) or DEFAULT_RESULTS_TOKEN_FILE),
         queue_limit=_positive_int(_env(env, ENV_RESULTS_QUEUE_LIMIT) or DEFAULT_RESULTS_QUEUE_LIMIT, ENV_RESULTS_QUEUE_LIMIT),
         retry_backoff=_number(_env(env, ENV_RESULTS_RETRY_BACKOFF) or DEFAULT_RESULTS_RETRY_BACKOFF, ENV_RESULTS_RETRY_BACKOFF),
+        logs_url=logs_url if logs_rate > 0 else None,
+        logs_rate=logs_rate,
     )
 
 

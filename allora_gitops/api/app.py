@@ -220,7 +220,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     """The API for ``settings``: health, OpenAPI at ``/api/openapi.json``, bundles and deployments under ``/api``."""
     import contextlib
 
-    from allora_gitops.api import argocd, bundles, deployments, results, web
+    from allora_gitops.api import argocd, bundles, deployments, docs, logs, results, web
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -238,7 +238,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         version=OPENAPI_VERSION,  # the API's, not the server's build: that is shown to token holders only
         description="Upload model bundles and deploy them through the GitOps repository (a review branch per change).",
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # served from vendored assets (api/docs.py), not a CDN
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -276,7 +276,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(deployments.router, prefix=API_PREFIX, responses=unauthorized)
     app.include_router(results.router, prefix=API_PREFIX, responses=unauthorized)
     app.include_router(argocd.router, prefix=API_PREFIX, responses=unauthorized)  # Argo CD's notifications webhook
+    app.include_router(logs.router, prefix=API_PREFIX, responses=unauthorized)
+    app.include_router(docs.docs_router(app.openapi_url, app.title))
     app.include_router(web.router)  # the monitoring pages (HTML, session cookie)
+    app.include_router(logs.page_router)  # the deployment page's live tail
     return app
 
 
@@ -296,7 +299,7 @@ def database_state(request: Request) -> str:
         pool = request.app.state.pool
         if pool is not None and database_answers(pool.database_url):
             return "busy"
-        raise DatabaseError("the database is down: it does not answer") from None
+        raise DatabaseUnavailable("the database is down: it does not answer") from None  # answered without where it lives
 
 
 def _with_version(request: Request, body: dict) -> dict:
@@ -361,13 +364,14 @@ def open_session(request: Request) -> Iterator[tuple[Any, Accounts]]:
 
 # declares the scheme in the OpenAPI document (securitySchemes, and `security` on every route that needs it);
 # the refusal itself stays ours, one problem object for every way a token can be wrong
-bearer = HTTPBearer(auto_error=False, scheme_name="token", description="An API token from `allora-gitops token create`")
+bearer = HTTPBearer(auto_error=False, scheme_name="token", description="An API token (`allora-bundle login` saves one; an admin creates them with `allora-gitops token create`)")
 
 
 def _unauthorized() -> ApiError:
     return ApiError(
         401,
-        "a valid API token is required: send 'Authorization: Bearer TOKEN' (create one with `allora-gitops token create`)",
+        "a valid API token is required: send 'Authorization: Bearer TOKEN'; this one is missing, unknown, revoked or expired "
+        "(ask your platform's admin for a new token, then run `allora-bundle login --platform URL`)",
         headers={"WWW-Authenticate": 'Bearer realm="allora-gitops"'},
     )
 

@@ -104,6 +104,51 @@ def _problem_error(response) -> PlatformError:
     return PlatformError(f"the platform refused the request ({response.status_code}): {detail or response.reason_phrase}", problems)
 
 
+def unreachable(platform: str, exc: Exception, doing: str = "cannot reach the platform at") -> PlatformError:
+    """``cannot reach the platform at URL: why`` for an httpx transport error: which URL did not answer (the one
+    requested, credentials never part of it) and why, in words (connection refused, a name that does not resolve,
+    a certificate that does not verify, no answer in time), not only the exception's class."""
+    import httpx
+
+    try:
+        url = str(exc.request.url.copy_with(query=None)) if isinstance(exc, httpx.RequestError) else platform  # type: ignore[attr-defined]
+    except RuntimeError:  # an error raised before the request existed
+        url = platform
+    prefix = f"{doing} {url}" if doing != "cannot reach the platform at" else f"cannot reach the platform at {url}"
+    if doing == "the upload to":
+        prefix += " failed"
+    return PlatformError(f"{prefix}: {_why(exc)}")
+
+
+def _why(exc: Exception) -> str:
+    import socket
+    import ssl
+
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        kind = {httpx.ConnectTimeout: "connecting", httpx.ReadTimeout: "waiting for its answer", httpx.WriteTimeout: "sending"}
+        return f"no answer in time ({next((v for k, v in kind.items() if isinstance(exc, k)), 'timed out')}); is the server up?"
+    seen, cause = set(), exc
+    while cause is not None and id(cause) not in seen:  # the OSError under httpcore's and httpx's wrappers
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"its TLS certificate does not verify ({cause.verify_message}); set SSL_CERT_FILE to your CA bundle if it is a private CA"
+        if isinstance(cause, socket.gaierror):
+            return "the host name does not resolve (check the URL)"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused: nothing listens there (is the server running, and is the port right?)"
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"{cause.strerror.lower()} ({type(cause).__name__})"
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc).strip()
+    if "Name or service not known" in text or "nodename nor servname" in text or "Temporary failure in name resolution" in text:
+        return "the host name does not resolve (check the URL)"
+    if "Connection refused" in text:
+        return "connection refused: nothing listens there (is the server running, and is the port right?)"
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
 class PlatformClient:
     """A session with one platform. Every method raises PlatformError with the server's problem detail."""
 
@@ -132,7 +177,7 @@ class PlatformClient:
         try:
             response = self._http.request(method, url, **kw)
         except httpx.HTTPError as exc:
-            raise PlatformError(f"cannot reach the platform {self.credentials.platform}: {type(exc).__name__}") from None
+            raise unreachable(self.credentials.platform, exc) from None
         return self._answer(response)
 
     def _answer(self, response) -> dict | list:
@@ -167,7 +212,7 @@ class PlatformClient:
                     files = {"bundle": (archive.name, _Counting(fh, progress), "application/gzip")}
                     response = self._http.post("/api/bundles", files=files)
             except httpx.HTTPError as exc:
-                raise PlatformError(f"the upload to {self.credentials.platform} failed: {type(exc).__name__}") from None
+                raise unreachable(self.credentials.platform, exc, doing="the upload to") from None
             # 429: as many of this user's uploads as the server takes at once are in progress; wait as told
             if response.status_code != 429 or time.monotonic() > deadline:
                 return self._answer(response)
@@ -179,6 +224,12 @@ class PlatformClient:
 
     def deployment(self, deployment_id: str) -> dict:
         return self._request("GET", f"/api/deployments/{deployment_id}")
+
+    def logs(self, name: str, *, network: Optional[str] = None, since: Optional[str] = None, after: Optional[str] = None,
+             level: Optional[str] = None, limit: int = 200) -> dict:  # fmt: skip
+        """``GET /api/v1/logs``: ``{"lines": [{ts, level, event, pod, message, cursor}, ...], "cursor": …}``, oldest first."""
+        params = {k: v for k, v in (("name", name), ("network", network), ("since", since), ("after", after), ("level", level)) if v}
+        return self._request("GET", "/api/v1/logs", params={**params, "limit": limit}, timeout=30.0)
 
 
 class _Counting:

@@ -32,6 +32,11 @@ UPLOAD_TOTAL_ENV = "ALLORA_API_UPLOAD_TOTAL_SECONDS"
 UPLOADS_PER_USER_ENV = "ALLORA_API_UPLOADS_PER_USER"
 SHUTDOWN_GRACE_ENV = "ALLORA_API_SHUTDOWN_GRACE_SECONDS"
 SECURE_COOKIES_ENV = "ALLORA_API_SECURE_COOKIES"  # true: session cookies are Secure whatever the request's scheme
+# POST /api/v1/logs: how long model log lines are kept, and how many of one deployment at most (db/logs.py)
+LOGS_RETENTION_ENV = "ALLORA_API_LOGS_RETENTION"  # a duration: 7d, 48h
+LOGS_MAX_LINES_ENV = "ALLORA_API_LOGS_MAX_LINES"
+DEFAULT_LOGS_RETENTION = "7d"
+DEFAULT_LOGS_MAX_LINES = 100_000
 DEFAULT_MAX_LIVE_DEPLOYMENTS = 10
 DEFAULT_DB_POOL_SIZE = 10
 DEFAULT_DB_POOL_TIMEOUT = 5
@@ -69,6 +74,8 @@ class ApiSettings:
     uploads_per_user: int = DEFAULT_UPLOADS_PER_USER  # concurrent uploads of one user on one server process
     shutdown_grace_seconds: int = DEFAULT_SHUTDOWN_GRACE_SECONDS
     secure_cookies: bool = False
+    logs_retention: str = DEFAULT_LOGS_RETENTION  # $ALLORA_API_LOGS_RETENTION: model log lines older than this are deleted
+    logs_max_lines: int = DEFAULT_LOGS_MAX_LINES  # $ALLORA_API_LOGS_MAX_LINES: per deployment; beyond it the oldest go
 
 
 def _int_env(name: str, default: int) -> int:
@@ -126,6 +133,7 @@ def load_api_settings(
         ),
         upload_dir=os.environ.get(UPLOAD_DIR_ENV, "").strip() or None,
         prometheus_url=prometheus_url_setting(prometheus_url),
+        **_logs_settings(),
         **_pod_identity_settings(),
         **_server_settings(),
     )
@@ -141,6 +149,8 @@ def settings_environment(settings: ApiSettings) -> dict[str, str]:
         BASE_BRANCH_ENV: settings.base_branch,
         MAX_UPLOAD_MB_ENV: str(settings.max_upload_bytes >> 20),
         MAX_LIVE_DEPLOYMENTS_ENV: str(settings.max_live_deployments),
+        LOGS_RETENTION_ENV: settings.logs_retention,
+        LOGS_MAX_LINES_ENV: str(settings.logs_max_lines),
     }
     for name, value in (
         (C.STORE_URL_ENV, settings.store_url), (C.DATABASE_URL_ENV, settings.database_url), (UPLOAD_DIR_ENV, settings.upload_dir),
@@ -183,6 +193,18 @@ def _server_settings() -> dict:
     for name, field in ((POD_JWKS_CA_FILE_ENV, "pod_jwks_ca_file"), (POD_JWKS_TOKEN_FILE_ENV, "pod_jwks_token_file")):
         values[field] = os.environ.get(name, "").strip() or None
     return values
+
+
+def _logs_settings() -> dict:
+    """$ALLORA_API_LOGS_RETENTION (a positive duration) and $ALLORA_API_LOGS_MAX_LINES (at least 1); UsageError otherwise."""
+    from allora_gitops.db.results import parse_duration
+
+    retention = os.environ.get(LOGS_RETENTION_ENV, "").strip() or DEFAULT_LOGS_RETENTION
+    parse_duration(retention, what=f"${LOGS_RETENTION_ENV}")
+    max_lines = _int_env(LOGS_MAX_LINES_ENV, DEFAULT_LOGS_MAX_LINES)
+    if max_lines < 1:
+        raise UsageError(f"${LOGS_MAX_LINES_ENV} must be at least 1")
+    return {"logs_retention": retention, "logs_max_lines": max_lines}
 
 
 def _pod_identity_settings() -> dict:

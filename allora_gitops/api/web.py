@@ -83,7 +83,7 @@ RECENT = 20
 CHART_WIDTH, CHART_HEIGHT = 720, 160
 LATENCY_MARK_RADIUS = 3.5  # the latency chart's points (deployment.html)
 PAGE_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
-                "Content-Security-Policy": "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"}  # fmt: skip
+                "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -152,24 +152,50 @@ def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTM
     return templates.TemplateResponse(request, name, context, status_code=status, headers=PAGE_HEADERS)
 
 
-def _login_page(request: Request, status: int = 200, error: Optional[str] = None) -> HTMLResponse:
+def safe_next(target: Optional[str]) -> str:
+    """Where sign-in may return: a path of this site (``/deployments/…?level=warning``), else ``/``.
+
+    Refused (``/``): anything with a scheme or host (``https://evil.example``, ``//evil.example``, ``/\\evil.example``,
+    which browsers read as ``//``), control characters (a ``\t`` or ``\n`` that browsers drop from URLs), and
+    anything longer than 2,000 characters: an open redirect would let a link to this site's sign-in send the
+    signed-in user anywhere."""
+    from urllib.parse import unquote, urlsplit
+
+    if not target or len(target) > 2000 or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return "/"
+    decoded = unquote(target)
+    if any(ord(c) < 0x20 or c == "\x7f" or c == "\\" for c in decoded) or decoded.startswith("//"):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or parts.path.startswith("/login"):
+        return "/"
+    return target
+
+
+def _login_page(request: Request, status: int = 200, error: Optional[str] = None, next_path: str = "/") -> HTMLResponse:
     csrf = secrets.token_urlsafe(32)
-    response = _page(request, "login.html", status, csrf=csrf, error=error)
+    response = _page(request, "login.html", status, csrf=csrf, error=error, next=safe_next(next_path))
     response.set_cookie(LOGIN_CSRF_COOKIE, csrf, max_age=LOGIN_FORM_SECONDS, httponly=True, samesite="strict", secure=_secure(request))
     return response
 
 
-def _to_login() -> RedirectResponse:
-    return RedirectResponse("/login", status_code=303)
+def _to_login(request: Optional[Request] = None) -> RedirectResponse:
+    """To the sign-in form; from a page, with ``?next=`` that page, so sign-in returns to it."""
+    from urllib.parse import quote
+
+    target = "/"
+    if request is not None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse("/login" if target == "/" else f"/login?next={quote(target, safe='')}", status_code=303)
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request):
-    return _login_page(request)
+def login_form(request: Request, next: str = "/"):
+    return _login_page(request, next_path=next)
 
 
 @router.post("/login", response_class=HTMLResponse)
-def login(request: Request, token: str = Form(""), csrf: str = Form(""), session=Depends(open_session)):
+def login(request: Request, token: str = Form(""), csrf: str = Form(""), next: str = Form("/"), session=Depends(open_session)):
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not hmac.compare_digest(csrf, expected):
         return _page(request, "error.html", 403, title="Form expired", message="The sign-in form has expired or did not come from this site: sign in again.")
@@ -177,8 +203,8 @@ def login(request: Request, token: str = Form(""), csrf: str = Form(""), session
     prefix = token_prefix(token.strip())
     found = accounts.live_token(prefix) if accounts.authenticate(token.strip()) is not None else None
     if found is None:
-        return _login_page(request, 401, "That token is not valid: it is unknown, revoked or expired.")
-    response = RedirectResponse("/", status_code=303)
+        return _login_page(request, 401, "That token is not valid: it is unknown, revoked or expired.", next_path=next)
+    response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE, start_session(accounts.connection, prefix, found[0]),
         max_age=SESSION_SECONDS, httponly=True, samesite="strict", secure=_secure(request),
@@ -225,7 +251,7 @@ def deployment_page(deployment_id: str, request: Request, session=Depends(open_s
     records, accounts = session
     web = read_session(request.cookies.get(SESSION_COOKIE), accounts)
     if web is None:
-        return _to_login()
+        return _to_login(request)
     d = records.get_deployment(deployment_id) if _is_uuid(deployment_id) else None
     if d is None or not accounts.may_see(web.principal, d.name):
         return _page(request, "error.html", 404, web=web, title="Not found", message="There is no such deployment among yours.")
@@ -234,12 +260,15 @@ def deployment_page(deployment_id: str, request: Request, session=Depends(open_s
     kind = chart_kind(summary)
     timeline = result_timeline(records.connection, d.id, kind=kind, now=summary.as_of)
     resources = _resources_view(settings, d)
+    from allora_gitops.api.logs import logs_block
+
     return _page(
         request, "deployment.html", web=web, d=d, summary=summary, windows=[label for label, _ in WINDOWS],
         lifecycle=status.lifecycle, stages=STAGES, tx_url=lambda tx_hash: explorer_tx_url(d.network, tx_hash),
         chart=outcome_chart(timeline), latency=latency_chart(timeline), resources=resources, chart_kind=kind,
         age=lambda at: human_age(at, summary.as_of),
         logs_command=f"kubectl logs deployment/{d.name}-{d.network} -c model -n {settings.models_namespace} --tail=200",
+        logs=logs_block(records, d, request.query_params.get("level")),
     )  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from allora_gitops.cli import push, run
+from allora_gitops.cli import logs, push, run
 from allora_gitops.cli.app import entry, new_app
 
 app = new_app("allora-bundle", "Create, check, build and run Allora model bundles.")
@@ -256,6 +256,7 @@ def schema_cmd() -> None:
 
 run.register(app)
 push.register(app)
+logs.register(app)
 
 main = entry(app)
 

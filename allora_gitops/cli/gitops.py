@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from allora_gitops.cli import argocd, db, diff, image, localissuer, publish, render, repo, results, sandbox, serve, status, verify
+from allora_gitops.cli import argocd, db, diff, image, localissuer, logs, publish, render, repo, results, sandbox, serve, status, verify
 from allora_gitops.cli.app import entry, new_app
 
 app = new_app("allora-gitops", "Publish Allora model bundles to a GitOps repository that Argo CD syncs.", platform=True)
@@ -15,6 +15,7 @@ status.register(app)
 image.register(app)
 db.register(app)
 results.register(app)
+logs.register_platform(app)
 sandbox.register(app)
 serve.register(app)
 localissuer.register(app)

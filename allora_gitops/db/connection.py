@@ -125,6 +125,10 @@ class RecordsPool:
             try:
                 conn = pool.getconn(timeout=timeout)
             except PoolTimeout:
+                if pool.get_stats().get("pool_size", 0) < self.max_size:  # it could not open the connections it may have
+                    raise DatabaseUnavailable(
+                        f"cannot connect to the database {display_url(self.database_url)} within {timeout or self.timeout:g} s"
+                    ) from None
                 raise DatabaseBusy(
                     f"no database connection within {timeout or self.timeout:g} s (all {self.max_size} of this server's are in use, "
                     "or the database does not answer); try again"
