@@ -72,6 +72,24 @@ def test_a_time_that_has_no_utc_value_is_refused(ts):
         check_time(ts, received_at=NOW)
 
 
+def test_a_value_the_runtime_would_refuse_is_refused_not_stored_as_a_success():
+    """The runtime never reports "NaN", "abc", true, [1] or {} as a prediction (check_prediction refuses them); sent
+    to the API (or imported) they were stored as successful predictions and raised the success rate."""
+    from allora_gitops.result_log import report_rows
+
+    good = {"ts": "2026-01-31T12:00:00Z", "event": "prediction", "value": 1.5}
+    values = ["NaN", "-Infinity", "abc", "", True, [1.0], {}, {"": 1.0}, {"eth": "nan"}, 10**400]
+    report = {"results": [{**good, "nonce": n, "value": v} for n, v in enumerate(values)]
+              + [{**good, "nonce": 100, "value": "2.5"}, {**good, "nonce": 101, "value": {"eth": "1e3", "btc": 2}},
+                 {**good, "event": "submission_failed", "nonce": 102, "value": None, "reason": "prediction_refused"}]}
+    reading = report_rows(report, received_at=NOW)
+    assert [(note.index, note.nonce) for note in reading.refused] == [(n, n) for n in range(len(values))]
+    assert all(note.message.startswith("value: ") for note in reading.refused), reading.refused
+    assert reading.refused[0].message == "value: the prediction is the string 'NaN', not a finite decimal number"
+    assert reading.refused[4].message == "value: the prediction is a bool (True); return a number"
+    assert [(row.nonce, row.value) for row in reading.rows] == [(100, "2.5"), (101, '{"btc":2,"eth":"1e3"}'), (102, None)]
+
+
 def test_a_time_in_the_future_beyond_the_skew_is_clamped_to_the_receive_time_and_within_it_kept():
     assert check_time("2026-01-31T13:00:00+01:00", received_at=NOW) == (NOW, None)
     within = NOW + FUTURE_SKEW - timedelta(seconds=1)
@@ -181,7 +199,7 @@ def test_a_batch_of_hostile_values_stores_the_good_results_and_names_each_refuse
         {**ok, "nonce": 6, "ts": "0001-01-01T00:30:00+01:00"},
         {**ok, "nonce": 7, "ts": "2099-06-01T00:00:00Z"},
         {**ok, "nonce": 8, "ts": (now + timedelta(seconds=60)).isoformat()},
-        {**ok, "nonce": 9, "value": "v\x00" + "v" * 10_000},  # 10,002 characters: the prediction itself, never cut
+        {**ok, "nonce": 9, "value": "1" + "0" * 10_001},  # 10,002 characters: the prediction itself, never cut
         {**ok, "nonce": 10, "value": {"eth\x00": 1.0, "b\udcff": 2.0}},
         {**ok, "nonce": 11, "tx_hash": "\x00" * 64, "event": "submission"},
         {**ok, "nonce": 12, "ts": "2026-01-31 12:00:00"},
