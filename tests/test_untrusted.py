@@ -346,17 +346,20 @@ def test_a_multipart_boundary_over_256_characters_and_a_nul_in_the_url_are_4xx_p
     for url in (f"{server.url}/api/deployments/a%00b", f"{server.url}/api/deployments?name=a%00b", f"{server.url}/deployments/x%00"):
         answer = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         assert (answer.status_code, answer.json()["detail"]) == (400, "the URL holds a NUL character (%00)"), url
-    # a body that is not UTF-8, or JSON nested deeper than the parser goes
-    for content in (
-        b'{"results": [\xff\xfe]}',
-        b'{"results": ' + b"[" * 30000 + b"]" * 30000 + b"}",
-        b'{"results": [{"event": "prediction", "value": 1, "nonce": ' + b"7" * 5000 + b"}]}",  # past int_max_str_digits
+    # a body that is not UTF-8, or JSON nested deeper than the parser goes: the same 422 as any JSON the reader refuses,
+    # saying why (FastAPI's bare 400 "There was an error parsing the body" said nothing a client could act on)
+    for content, why in (
+        (b'{"results": [\xff\xfe]}', "not UTF-8 at byte 13"),
+        (b'{"results": ' + b"[" * 30000 + b"]" * 30000 + b"}", "nested too deeply"),
+        (b'{"results": [{"event": "prediction", "value": 1, "nonce": ' + b"7" * 5000 + b"}]}", "a number of more than 4300 digits"),
+        (b"nope", "Expecting value at character 0"),
     ):
         answer = httpx.post(
             f"{server.url}/api/v1/results", content=content, timeout=30,
             headers={"Authorization": f"Bearer {projected_token(key, 'cluster-key')}", "Content-Type": "application/json"},
         )  # fmt: skip
-        assert 400 <= answer.status_code < 500 and answer.headers["content-type"] == "application/problem+json", answer.text
+        assert (answer.status_code, answer.headers["content-type"]) == (422, "application/problem+json"), answer.text
+        assert answer.json()["detail"] == f"the request is invalid: body: not valid JSON ({why})"
     from allora_gitops.api.web import LOGIN_CSRF_COOKIE
 
     with httpx.Client(base_url=server.url, timeout=30) as browser:  # the sign-in form, with a NUL or a byte not UTF-8
