@@ -42,6 +42,7 @@ from typing import Any, Callable, Optional
 import jwt
 
 from allora_gitops import constants as C
+from allora_gitops.api.auth import TOKEN_PREFIX as API_TOKEN_PREFIX
 from allora_gitops.errors import AlloraGitopsError
 from allora_runtime.contract import RESULTS_TOKEN_AUDIENCE
 
@@ -124,6 +125,11 @@ class PodTokenVerifier:
         except jwt.PyJWKClientError:
             raise PodTokenRejected("the token is not signed by a key of the cluster's ServiceAccount issuer") from None
         except jwt.PyJWTError as exc:  # a header that is not a JWT's
+            if token.startswith(API_TOKEN_PREFIX):  # the likeliest mix-up, in local runs: say what to use instead
+                raise PodTokenRejected(
+                    f"the token is a platform API token ({API_TOKEN_PREFIX}…), not a pod's ServiceAccount token: results are "
+                    "reported with the pod's projected token (locally: allora-gitops local-issuer token)"
+                ) from None
             raise PodTokenRejected(f"the token is malformed ({type(exc).__name__})") from None
         try:
             claims = jwt.decode(
