@@ -41,3 +41,13 @@ def test_token_create_refuses_an_empty_or_unrepresentable_expiry(cli, database_u
     assert spelled.code == 0, spelled.err
     [info] = Accounts(records.connection).list_tokens("dave")
     assert info.expires_at is None
+
+
+def test_token_list_says_expired_for_a_token_past_its_expiry(cli, database_url, records):
+    made = cli("gitops", "token", "create", "--user", "erin", "--expires", "12h", "--database-url", database_url)
+    prefix = token_prefix(made.out.strip())
+    records.connection.execute("UPDATE api_tokens SET expires_at = now() - interval '1 day' WHERE prefix = %s", (prefix,))
+    [info] = Accounts(records.connection).list_tokens("erin")
+    listed = cli("gitops", "token", "list", "--user", "erin", "--database-url", database_url)
+    assert listed.code == 0, listed.err
+    assert listed.out == f"{prefix}  erin  expired {info.expires_at:%Y-%m-%d %H:%M}\n"
