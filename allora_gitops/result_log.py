@@ -46,6 +46,8 @@ from allora_runtime.contract import (
     EVENT_SUBMISSION_FAILED,
     RESULT_EVENTS,
 )
+from allora_runtime.errors import PredictionRefused
+from allora_runtime.user import check_prediction
 
 MAX_REPORTED_PROBLEMS = 100  # lines named one by one; the rest are counted
 # a line that names a result event but is not JSON (a NUL byte, a line cut short): refused, never skipped as noise
@@ -266,8 +268,14 @@ def _value(event: dict[str, Any]) -> str | None:
     such a value as a prediction (it refuses it: ``prediction_refused``, reason ``invalid_value``), and
     counted as a success it would raise the success rate with a value no topic accepts. A value longer than
     ``MAX_VALUE_CHARS`` is refused by ``ResultRow.problems``, never cut: it is the prediction itself.
+
+    For the same reason every other value the runtime would refuse is refused here, by the runtime's own check
+    (``allora_runtime.user.check_prediction``): a string that is not a finite decimal number (``"NaN"``,
+    ``"abc"``), a boolean, a list, an empty dict, an empty label.
     """
     value = event.get("value")
+    if value is None:  # a failed submission of a refused window: nothing was sent
+        return None
     if type(value) is float:  # the common case, on the import's hot path: no encoder call
         finite = math.isfinite(value)
     elif isinstance(value, (dict, list)):
@@ -283,6 +291,11 @@ def _value(event: dict[str, Any]) -> str | None:
         finite = True
     if not finite:
         raise _Malformed(f"value must be finite, not {json.dumps(value)}"[:200])
+    if type(value) is not float:
+        try:
+            check_prediction(value)
+        except PredictionRefused as refused:
+            raise _Malformed(clean_text(f"value: {refused.message}")[:200]) from None
     try:
         return value_text(value)
     except ValueError:  # an int of more digits than Python converts (sys.get_int_max_str_digits)

@@ -166,7 +166,10 @@ class ResultReporter:
         data = line.rstrip("\n").encode("utf-8", "replace")  # a lone surrogate the log missed is a "?", not a crash
         if len(data) > RESULTS_BATCH_BYTES:  # it could never be sent: the API refuses bodies past its limit
             self._count_drop("rejected", 1)
-            self.log.emit(f"{self.name}_rejected", level="error", **{self.body_key: 1}, error=f"a {'result ' if self.body_key == 'results' else ''}line of {len(data)} bytes (at most {RESULTS_BATCH_BYTES})")
+            # never sent, so not the API's refusal: `sent: false` says so, and (for a result) the nonce says which window
+            what = "result line" if self.body_key == "results" else "line"
+            self.log.emit(f"{self.name}_rejected", level="error", **{self.body_key: 1}, sent=False, nonce=_nonce_of(line),
+                          error=f"a {what} of {len(data)} bytes is larger than any batch (at most {RESULTS_BATCH_BYTES}): not sent")  # fmt: skip
             return
         reason = None
         with self._wake:
@@ -376,3 +379,12 @@ def stop_reporter(reporter: Optional[ResultReporter], log: JsonLog) -> None:
         return
     log.results_tap = None
     log.emit("results_reporter_stopped", **reporter.close(RESULTS_FLUSH_SECONDS))
+
+
+def _nonce_of(line: str) -> Optional[int]:
+    """The ``nonce`` of a result line (None when it has none or is not JSON): only for the rare line too large to send."""
+    try:
+        nonce = json.loads(line).get("nonce")
+    except (ValueError, AttributeError):
+        return None
+    return nonce if isinstance(nonce, int) and not isinstance(nonce, bool) else None

@@ -229,7 +229,8 @@ def test_readiness_says_database_down_only_when_it_is(tmp_path, pg_server_url, p
     keys.write_text(json.dumps(jwks(("cluster-key", key))))
     server = serve(tmp_path, url, str(keys), ALLORA_API_DB_POOL_SIZE="1")
     try:
-        assert httpx.get(f"{server.url}/api/health", timeout=10).json() == {"status": "ok", "version": httpx.get(f"{server.url}/healthz").json()["version"], "database": "ok"}
+        # anonymous: no version (the server's build is shown to token holders only)
+        assert httpx.get(f"{server.url}/api/health", timeout=10).json() == {"status": "ok", "database": "ok"}
         _admin(pg_server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
         took, down = timed(lambda: httpx.get(f"{server.url}/api/health", timeout=30))
         assert down.status_code == 503 and down.json()["detail"] == "the records database is unavailable; try again shortly", down.text
@@ -284,6 +285,8 @@ def test_the_settings_have_bounds_and_reach_worker_processes_unchanged(monkeypat
     from allora_gitops.api.settings import ApiSettings, load_api_settings, settings_environment
     from allora_gitops.errors import UsageError
 
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
     defaults = load_api_settings(repo=str(tmp_path))
     assert (defaults.db_pool_size, defaults.upload_idle_seconds, defaults.uploads_per_user, defaults.shutdown_grace_seconds,
             defaults.pod_jwks_max_stale_seconds, defaults.pod_token_max_lifetime_seconds, defaults.secure_cookies) == (
@@ -293,6 +296,11 @@ def test_the_settings_have_bounds_and_reach_worker_processes_unchanged(monkeypat
         ("ALLORA_API_DB_POOL_SIZE", "0", "$ALLORA_API_DB_POOL_SIZE must be at least 1"),
         ("ALLORA_API_UPLOAD_IDLE_SECONDS", "soon", "$ALLORA_API_UPLOAD_IDLE_SECONDS must be a whole number, not 'soon'"),
         ("ALLORA_API_SECURE_COOKIES", "maybe", "$ALLORA_API_SECURE_COOKIES must be true or false, not 'maybe'"),
+        # a CA bundle that cannot be loaded stops the start, naming the file (it logged a bare FileNotFoundError per fetch)
+        ("ALLORA_API_POD_JWKS_CA_FILE", str(tmp_path / "no-ca.crt"),
+         f"cannot load the CA bundle {tmp_path / 'no-ca.crt'} ($ALLORA_API_POD_JWKS_CA_FILE): No such file or directory"),
+        ("ALLORA_API_POD_JWKS_CA_FILE", str(garbage),
+         f"cannot load the CA bundle {garbage} ($ALLORA_API_POD_JWKS_CA_FILE): NO_CERTIFICATE_OR_CRL_FOUND"),
     ):
         with monkeypatch.context() as m:
             m.setenv(name, value)
@@ -301,9 +309,10 @@ def test_the_settings_have_bounds_and_reach_worker_processes_unchanged(monkeypat
             assert str(caught.value) == message
     monkeypatch.setenv("ALLORA_API_UPLOADS_PER_USER", "2")
     monkeypatch.setenv("ALLORA_API_SECURE_COOKIES", "true")
-    monkeypatch.setenv("ALLORA_API_POD_JWKS_CA_FILE", "/etc/ca.crt")
+    ca_file = "/etc/ssl/certs/ca-certificates.crt"  # any loadable bundle
+    monkeypatch.setenv("ALLORA_API_POD_JWKS_CA_FILE", ca_file)
     chosen = load_api_settings(repo=str(tmp_path))
-    assert (chosen.uploads_per_user, chosen.secure_cookies, chosen.pod_jwks_ca_file) == (2, True, "/etc/ca.crt")
+    assert (chosen.uploads_per_user, chosen.secure_cookies, chosen.pod_jwks_ca_file) == (2, True, ca_file)
     for name in list(os.environ):
         if name.startswith("ALLORA_API_"):
             monkeypatch.delenv(name)

@@ -114,6 +114,14 @@ def test_an_in_cluster_https_issuer_with_a_private_ca_and_a_bearer_token_file(tm
             wait_for(lambda: anonymous.last_error is not None)
         assert "CERTIFICATE_VERIFY_FAILED" in untrusted.last_error and untrusted.last_error in caplog.text
         assert anonymous.last_error == "HTTP 401 Unauthorized" and f"{server.url}: HTTP 401 Unauthorized" in caplog.text
+        # a token file that is not there (yet): the log names the file and its setting, not a bare FileNotFoundError
+        missing = JwksFetcher(server.url, ca_file=str(ca.ca_file), token_file=str(tmp_path / "no-token"))
+        with pytest.raises(PodIdentityUnavailable):
+            verifier_for(missing).verify(token)
+        wait_for(lambda: missing.last_error is not None)
+        assert missing.last_error == (
+            f"cannot read the bearer token file {tmp_path / 'no-token'} ($ALLORA_API_POD_JWKS_TOKEN_FILE): No such file or directory"
+        )
         assert "in-cluster-sa-token" not in caplog.text
     finally:
         server.stop()

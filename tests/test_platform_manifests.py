@@ -58,3 +58,22 @@ def test_platform_manifests_render_and_meet_the_pod_rules(tmp_path):
     app = yaml.safe_load((repo / "platform" / "argocd" / "application.yaml").read_text())
     assert (app["kind"], app["spec"]["source"]["path"], app["spec"]["destination"]["namespace"]) == ("Application", "platform", "allora-platform")
     assert app["spec"]["source"]["repoURL"] == "https://git.example.com/platform/allora-deployments.git"
+
+
+def test_the_platform_manifests_point_to_sections_the_repository_readme_has(tmp_path):
+    """A comment that says where to read on must name a section that exists: the ConfigMap sent operators to
+    README "Results reporting" for mounting the issuer's CA and token, a section neither README had."""
+    import re
+
+    _, repo = _rendered(tmp_path)
+    headings = {line.lstrip("#").strip() for line in (repo / "README.md").read_text().splitlines() if line.startswith("## ")}
+    cited = {
+        (path.name, section)
+        for path in sorted((repo / "platform").glob("*.yaml"))
+        for section in re.findall(r'README(?:\.md)?,? "([^"]+)"', path.read_text())
+    }
+    assert cited  # the ConfigMap's pointer for the in-cluster issuer's CA and token
+    assert {(name, s) for name, s in cited if s not in headings} == set()
+    section = (repo / "README.md").read_text().split("## Results reporting: the cluster's issuer", 1)[1].split("\n## ", 1)[0]
+    for needed in ("ALLORA_API_POD_JWKS_CA_FILE", "ALLORA_API_POD_JWKS_TOKEN_FILE", "serviceAccountToken", "kube-root-ca.crt"):
+        assert needed in section

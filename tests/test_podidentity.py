@@ -103,6 +103,12 @@ def test_expired_wrong_audience_wrong_issuer_and_other_keys_are_401(verifier, rs
     unknown = projected_token(stranger, "rsa-2")
     assert str(rejected(verifier, unknown)) == "the token is not signed by a key of the cluster's ServiceAccount issuer"
     assert str(rejected(verifier, "not-a-jwt")).startswith("the token is malformed")
+    # a user's API token in ALLORA_RESULTS_TOKEN_FILE (an easy mix-up locally) says so, without quoting it
+    api_token = "agp_0123abcd_" + "x" * 43
+    assert str(rejected(verifier, api_token)) == (
+        "the token is a platform API token (agp_…), not a pod's ServiceAccount token: results are reported with the "
+        "pod's projected token (locally: allora-gitops local-issuer token)"
+    )
     # HS256 with the public key as the secret (algorithm confusion) is refused
     header_swapped = jwt.encode({"sub": f"system:serviceaccount:{NAMESPACE}:{SA_A}"}, "s" * 32, algorithm="HS256", headers={"kid": "rsa-1"})
     rejected(verifier, header_swapped)

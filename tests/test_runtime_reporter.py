@@ -524,3 +524,21 @@ def test_a_relative_token_file_is_read_where_the_runtime_started_not_in_the_bund
     assert result.code == EXIT_OK, result.out
     assert result.one("results_reporting")["token_file"] == str(start / "token")
     assert receiver.tokens() == [f"Bearer {TOKEN_1}"]
+
+
+def test_bundle_run_says_a_result_too_large_to_send_was_dropped_by_the_runtime_not_refused_by_the_api(cli, tmp_path, monkeypatch):
+    """A result line larger than any batch is dropped when offered, before any send: the warning must not blame the
+    API (which never saw it) and names the window."""
+    from allora_runtime.contract import RESULTS_BATCH_BYTES
+
+    bundle = make_bundle(tmp_path / "b", f"def run(nonce):\n    return {{'L' * {RESULTS_BATCH_BYTES}: 1.0}} if nonce == 7 else 0.5\n")
+    write_token(tmp_path / "token", TOKEN_1)
+    monkeypatch.setenv("ALLORA_RESULTS_URL", f"http://127.0.0.1:{free_port()}/api/v1/results")
+    monkeypatch.setenv("ALLORA_RESULTS_TOKEN_FILE", str(tmp_path / "token"))
+    monkeypatch.setenv("ALLORA_RESULTS_RETRY_BACKOFF", "0.2")
+    result = cli("bundle", "run", bundle, "--here", "-n", "7")
+    warnings = [line for line in result.err.splitlines() if line.startswith("warning: results:")]
+    assert not any("the API refused" in line for line in warnings), warnings
+    [too_large] = [line for line in warnings if "larger than any batch" in line]
+    assert too_large.startswith("warning: results: nonce 7: a result line of ")
+    assert too_large.endswith(f" bytes is larger than any batch (at most {RESULTS_BATCH_BYTES}): not sent")

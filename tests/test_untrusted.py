@@ -72,6 +72,24 @@ def test_a_time_that_has_no_utc_value_is_refused(ts):
         check_time(ts, received_at=NOW)
 
 
+def test_a_value_the_runtime_would_refuse_is_refused_not_stored_as_a_success():
+    """The runtime never reports "NaN", "abc", true, [1] or {} as a prediction (check_prediction refuses them); sent
+    to the API (or imported) they were stored as successful predictions and raised the success rate."""
+    from allora_gitops.result_log import report_rows
+
+    good = {"ts": "2026-01-31T12:00:00Z", "event": "prediction", "value": 1.5}
+    values = ["NaN", "-Infinity", "abc", "", True, [1.0], {}, {"": 1.0}, {"eth": "nan"}, 10**400]
+    report = {"results": [{**good, "nonce": n, "value": v} for n, v in enumerate(values)]
+              + [{**good, "nonce": 100, "value": "2.5"}, {**good, "nonce": 101, "value": {"eth": "1e3", "btc": 2}},
+                 {**good, "event": "submission_failed", "nonce": 102, "value": None, "reason": "prediction_refused"}]}
+    reading = report_rows(report, received_at=NOW)
+    assert [(note.index, note.nonce) for note in reading.refused] == [(n, n) for n in range(len(values))]
+    assert all(note.message.startswith("value: ") for note in reading.refused), reading.refused
+    assert reading.refused[0].message == "value: the prediction is the string 'NaN', not a finite decimal number"
+    assert reading.refused[4].message == "value: the prediction is a bool (True); return a number"
+    assert [(row.nonce, row.value) for row in reading.rows] == [(100, "2.5"), (101, '{"btc":2,"eth":"1e3"}'), (102, None)]
+
+
 def test_a_time_in_the_future_beyond_the_skew_is_clamped_to_the_receive_time_and_within_it_kept():
     assert check_time("2026-01-31T13:00:00+01:00", received_at=NOW) == (NOW, None)
     within = NOW + FUTURE_SKEW - timedelta(seconds=1)
@@ -181,7 +199,7 @@ def test_a_batch_of_hostile_values_stores_the_good_results_and_names_each_refuse
         {**ok, "nonce": 6, "ts": "0001-01-01T00:30:00+01:00"},
         {**ok, "nonce": 7, "ts": "2099-06-01T00:00:00Z"},
         {**ok, "nonce": 8, "ts": (now + timedelta(seconds=60)).isoformat()},
-        {**ok, "nonce": 9, "value": "v\x00" + "v" * 10_000},  # 10,002 characters: the prediction itself, never cut
+        {**ok, "nonce": 9, "value": "1" + "0" * 10_001},  # 10,002 characters: the prediction itself, never cut
         {**ok, "nonce": 10, "value": {"eth\x00": 1.0, "b\udcff": 2.0}},
         {**ok, "nonce": 11, "tx_hash": "\x00" * 64, "event": "submission"},
         {**ok, "nonce": 12, "ts": "2026-01-31 12:00:00"},
@@ -328,17 +346,20 @@ def test_a_multipart_boundary_over_256_characters_and_a_nul_in_the_url_are_4xx_p
     for url in (f"{server.url}/api/deployments/a%00b", f"{server.url}/api/deployments?name=a%00b", f"{server.url}/deployments/x%00"):
         answer = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         assert (answer.status_code, answer.json()["detail"]) == (400, "the URL holds a NUL character (%00)"), url
-    # a body that is not UTF-8, or JSON nested deeper than the parser goes
-    for content in (
-        b'{"results": [\xff\xfe]}',
-        b'{"results": ' + b"[" * 30000 + b"]" * 30000 + b"}",
-        b'{"results": [{"event": "prediction", "value": 1, "nonce": ' + b"7" * 5000 + b"}]}",  # past int_max_str_digits
+    # a body that is not UTF-8, or JSON nested deeper than the parser goes: the same 422 as any JSON the reader refuses,
+    # saying why (FastAPI's bare 400 "There was an error parsing the body" said nothing a client could act on)
+    for content, why in (
+        (b'{"results": [\xff\xfe]}', "not UTF-8 at byte 13"),
+        (b'{"results": ' + b"[" * 30000 + b"]" * 30000 + b"}", "nested too deeply"),
+        (b'{"results": [{"event": "prediction", "value": 1, "nonce": ' + b"7" * 5000 + b"}]}", "a number of more than 4300 digits"),
+        (b"nope", "Expecting value at character 0"),
     ):
         answer = httpx.post(
             f"{server.url}/api/v1/results", content=content, timeout=30,
             headers={"Authorization": f"Bearer {projected_token(key, 'cluster-key')}", "Content-Type": "application/json"},
         )  # fmt: skip
-        assert 400 <= answer.status_code < 500 and answer.headers["content-type"] == "application/problem+json", answer.text
+        assert (answer.status_code, answer.headers["content-type"]) == (422, "application/problem+json"), answer.text
+        assert answer.json()["detail"] == f"the request is invalid: body: not valid JSON ({why})"
     from allora_gitops.api.web import LOGIN_CSRF_COOKIE
 
     with httpx.Client(base_url=server.url, timeout=30) as browser:  # the sign-in form, with a NUL or a byte not UTF-8

@@ -8,6 +8,7 @@ project's own errors are mapped by kind, anything else is a 500 that says only "
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
@@ -124,6 +125,10 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
+        why = _unreadable_json(exc)
+        if why is not None:  # the same problem as any other JSON the reader refuses, saying why
+            problems = [{"field": "body", "message": f"not valid JSON ({why})"}]
+            return problem(422, f"the request is invalid: body: not valid JSON ({why})", problems=problems)
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "error")
         return problem(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
@@ -152,6 +157,25 @@ def _install_handlers(app: FastAPI) -> None:
             return problem(409 if refusal.conflict else 422, str(refusal))
         log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
         return problem(500, f"internal error ({type(exc).__name__}); the server log has the request")
+
+
+def _unreadable_json(exc: StarletteHTTPException) -> Optional[str]:
+    """Why FastAPI could not read a JSON body, when ``exc`` is its bare "There was an error parsing the body" (400).
+
+    FastAPI turns a ``JSONDecodeError`` into a validation error (422, with the position) but anything else the reader
+    raises into that 400 without a reason: bytes that are not UTF-8, nesting deeper than Python's recursion limit,
+    an integer of more digits than Python converts. The client's bytes are never quoted.
+    """
+    cause = exc.__cause__
+    if exc.status_code != 400 or cause is None or exc.detail != "There was an error parsing the body":
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        return f"not UTF-8 at byte {cause.start}"
+    if isinstance(cause, RecursionError):
+        return "nested too deeply"
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return f"a number of more than {sys.get_int_max_str_digits()} digits"
+    return "malformed"
 
 
 class BodyLimit:

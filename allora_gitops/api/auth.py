@@ -76,14 +76,19 @@ def parse_expiry(text: Optional[str], now: Optional[datetime] = None) -> Optiona
 
     Raises UsageError for anything else or a time in the past.
     """
-    if text is None or text.strip() in ("", "never"):
+    if text is None:
+        return None
+    text = text.strip()
+    if text.lower() == "never":  # spelled out: an empty --expires '' (an unset shell variable) is not "never"
         return None
     now = now or datetime.now(timezone.utc)
-    text = text.strip()
     m = _DURATION.match(text)
     if m:
         n, unit = int(m.group(1)), m.group(2)
-        when = now + {"h": timedelta(hours=n), "d": timedelta(days=n), "w": timedelta(weeks=n)}[unit]
+        try:
+            when = now + {"h": timedelta(hours=n), "d": timedelta(days=n), "w": timedelta(weeks=n)}[unit]
+        except OverflowError:  # past year 9999 (or past timedelta's own range)
+            raise UsageError(f"--expires {text!r} is too far ahead: at most the year 9999, or 'never'") from None
     else:
         try:
             when = datetime.fromisoformat(text)
@@ -91,6 +96,10 @@ def parse_expiry(text: Optional[str], now: Optional[datetime] = None) -> Optiona
             raise UsageError(f"--expires {text!r}: give a duration (12h, 30d, 2w), an ISO date or 'never'") from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
+        try:
+            when = when.astimezone(timezone.utc)  # stored as timestamptz: 9999-12-31T23:30-01:00 has no UTC time
+        except OverflowError:
+            raise UsageError(f"--expires {text!r} has no UTC time between the years 1 and 9999") from None
     if when <= now:
         raise UsageError(f"--expires {text!r} is in the past")
     return when

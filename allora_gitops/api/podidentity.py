@@ -42,6 +42,7 @@ from typing import Any, Callable, Optional
 import jwt
 
 from allora_gitops import constants as C
+from allora_gitops.api.auth import TOKEN_PREFIX as API_TOKEN_PREFIX
 from allora_gitops.errors import AlloraGitopsError
 from allora_runtime.contract import RESULTS_TOKEN_AUDIENCE
 
@@ -124,6 +125,11 @@ class PodTokenVerifier:
         except jwt.PyJWKClientError:
             raise PodTokenRejected("the token is not signed by a key of the cluster's ServiceAccount issuer") from None
         except jwt.PyJWTError as exc:  # a header that is not a JWT's
+            if token.startswith(API_TOKEN_PREFIX):  # the likeliest mix-up, in local runs: say what to use instead
+                raise PodTokenRejected(
+                    f"the token is a platform API token ({API_TOKEN_PREFIX}…), not a pod's ServiceAccount token: results are "
+                    "reported with the pod's projected token (locally: allora-gitops local-issuer token)"
+                ) from None
             raise PodTokenRejected(f"the token is malformed ({type(exc).__name__})") from None
         try:
             claims = jwt.decode(
@@ -245,15 +251,35 @@ class JwksFetcher:
         import urllib.request
 
         headers = {"Accept": "application/json", "User-Agent": "allora-gitops"}
-        if self.token_file:
-            bearer = Path(self.token_file).read_text(encoding="utf-8").strip()
+        if self.token_file:  # the file and its setting named, never its content: "FileNotFoundError" alone said neither
+            try:
+                bearer = Path(self.token_file).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise JwksSettingError(f"cannot read the bearer token file {self.token_file} ($ALLORA_API_POD_JWKS_TOKEN_FILE): "
+                                       f"{getattr(exc, 'strerror', None) or type(exc).__name__}") from None  # fmt: skip
             headers["Authorization"] = f"Bearer {bearer}"
-        context = ssl.create_default_context(cafile=self.ca_file) if self.url.startswith("https://") else None
+        context = jwks_ssl_context(self.ca_file) if self.url.startswith("https://") else None
         request = urllib.request.Request(self.url, headers=headers)
         with urllib.request.urlopen(request, timeout=self.timeout, context=context) as response:  # noqa: S310 - http(s) only
             body = response.read(1 << 20)
         found = jwt.PyJWKSet.from_json(body.decode("utf-8"))
         return {key.key_id: key for key in found.keys if key.key_id}
+
+
+class JwksSettingError(Exception):
+    """A file the JWKS fetch is configured with cannot be used; the message names it and its setting."""
+
+
+def jwks_ssl_context(ca_file: Optional[str]):
+    """The TLS context for an ``https`` JWKS URL: ``ca_file`` (``$ALLORA_API_POD_JWKS_CA_FILE``) trusted, else the
+    system's. ``JwksSettingError`` naming the file when it cannot be loaded (missing, unreadable, no certificate)."""
+    import ssl
+
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:  # FileNotFoundError carries no file name here; SSLError a library code
+        why = exc.reason if isinstance(exc, ssl.SSLError) and exc.reason else (getattr(exc, "strerror", None) or type(exc).__name__)
+        raise JwksSettingError(f"cannot load the CA bundle {ca_file} ($ALLORA_API_POD_JWKS_CA_FILE): {why}") from None
 
 
 def _fetch_failure(exc: BaseException) -> str:
@@ -264,6 +290,8 @@ def _fetch_failure(exc: BaseException) -> str:
         return f"HTTP {exc.code} {exc.reason}"
     if isinstance(exc, urllib.error.URLError):
         return f"{type(exc.reason).__name__}: {exc.reason}"[:300]
+    if isinstance(exc, JwksSettingError):
+        return str(exc)
     if isinstance(exc, OSError) and not exc.args:
         return type(exc).__name__
     return f"{type(exc).__name__}: {exc}"[:300]

@@ -192,6 +192,13 @@ def _server_settings() -> dict:
     values["secure_cookies"] = raw in ("true", "1", "yes")
     for name, field in ((POD_JWKS_CA_FILE_ENV, "pod_jwks_ca_file"), (POD_JWKS_TOKEN_FILE_ENV, "pod_jwks_token_file")):
         values[field] = os.environ.get(name, "").strip() or None
+    if values["pod_jwks_ca_file"]:  # fixed for the server's life: a wrong path is a start-up error, not a log line per fetch
+        from allora_gitops.api.podidentity import JwksSettingError, jwks_ssl_context
+
+        try:
+            jwks_ssl_context(values["pod_jwks_ca_file"])
+        except JwksSettingError as exc:
+            raise UsageError(str(exc)) from None
     return values
 
 

@@ -109,8 +109,16 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps([t.to_dict() for t in tokens], indent=2))
             return
+        from datetime import datetime, timezone
+
+        now = datetime.now(timezone.utc)
         for t in tokens:
-            state = "revoked" if t.revoked_at else (f"expires {t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "no expiry")
+            if t.revoked_at:
+                state = "revoked"
+            elif t.expires_at is None:
+                state = "no expiry"
+            else:  # past its time a token is refused: say so, not "expires" with a date already gone
+                state = f"{'expired' if t.expires_at <= now else 'expires'} {t.expires_at:%Y-%m-%d %H:%M}"
             typer.echo(f"{t.prefix}  {t.user}{' (admin)' if t.is_admin else ''}  {state}")
         if not tokens:
             typer.echo("no tokens")

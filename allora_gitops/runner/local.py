@@ -257,6 +257,8 @@ def _reporting_warning(event: dict[str, Any], report: RunReport) -> Optional[str
     if kind == "results_send_failed":
         return f"results: sending to ALLORA_RESULTS_URL failed (attempt {event.get('attempt')}): {event.get('error')}"
     if kind == "results_rejected":
+        if event.get("sent") is False:  # dropped by the runtime before any send: the API never saw it
+            return f"results: nonce {event.get('nonce')}: {event.get('error')}"
         return f"results: the API refused {event.get('results')} result(s): {event.get('error')}"
     if kind == "results_refused":
         first = event.get("first") or [{}]
