@@ -167,7 +167,7 @@ class BodyLimit:
 
 def create_app(settings: ApiSettings) -> FastAPI:
     """The API for ``settings``: health, OpenAPI at ``/api/openapi.json``, bundles and deployments under ``/api``."""
-    from allora_gitops.api import bundles, deployments, results, web
+    from allora_gitops.api import bundles, chain, deployments, results, web
 
     app = FastAPI(
         title="allora-gitops platform API",
@@ -203,6 +203,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(deployments.router, prefix=API_PREFIX, responses=unauthorized)
     app.include_router(results.router, prefix=API_PREFIX, responses=unauthorized)
     app.include_router(web.router)  # the monitoring pages (HTML, session cookie)
+    app.include_router(chain.router)  # GET /metrics: allora_chain_* (api/chain.py)
     return app
 
 

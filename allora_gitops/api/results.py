@@ -57,6 +57,7 @@ def post_results(report: Any = Body(...), session: tuple[Any, Any] = Depends(pod
     records, deployment = session
     rows, unattributed = report_rows(report)
     stored = record_results(records.connection, deployment.id, rows)
+    _record_worker(records, deployment, report)
     return {
         "deployment_id": str(deployment.id),
         "received": len(rows) + unattributed,
@@ -64,3 +65,12 @@ def post_results(report: Any = Body(...), session: tuple[Any, Any] = Depends(pod
         "already_recorded": len(rows) - stored,
         "unattributed": unattributed,
     }
+
+
+def _record_worker(records, deployment, report: Any) -> None:
+    """The worker address the runtime reports with its results (``worker``), for the chain reader (chain/store.py)."""
+    from allora_gitops.chain.store import record_worker_address, worker_address_of
+
+    address = worker_address_of(report)
+    if address is not None:
+        record_worker_address(records.connection, deployment.id, address, "runtime")
