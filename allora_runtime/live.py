@@ -351,6 +351,25 @@ async def read_balance(worker: Any, metrics: Any, last_read: float) -> float:
 SDK_EMISSIONS_VERSION = "v10"
 
 
+async def why_stopped(worker: Any, topic_id: Optional[int]) -> str:
+    """Why ``worker.run()`` ended on its own, in one line: allora-sdk 1.3.0 stops its worker, after one log line,
+    when the chain refuses the wallet on the topic (``can_submit_worker_payload`` false: not whitelisted), so the
+    chain is asked; anything else is the SDK's own reason, in its log lines."""
+    try:
+        from allora_sdk.rpc_client.protos.emissions.v10 import CanSubmitWorkerPayloadRequest
+
+        request = CanSubmitWorkerPayloadRequest(topic_id=topic_id or 0, address=worker.address)
+        answer = await asyncio.wait_for(worker.client.emissions.query.can_submit_worker_payload(request), CONNECT_TIMEOUT)
+        if not answer.can_submit_worker_payload:
+            return (
+                f"the wallet {worker.address} may not submit on topic {topic_id}: the chain says it is not whitelisted"
+                " (can_submit_worker_payload is false); ask the topic's creator to whitelist it"
+            )
+    except Exception:  # noqa: BLE001 - the question is best effort; the generic reason stands
+        pass
+    return "the SDK worker stopped on its own (see its log lines above)"
+
+
 def _is_unimplemented(exc: BaseException) -> bool:
     """A gRPC UNIMPLEMENTED: the node has no such service (emissions v10 on a chain still at v9)."""
     names = {cls.__name__ for cls in type(exc).__mro__}
@@ -401,7 +420,7 @@ async def run_live(settings: Settings, wallet: WalletSecret, adapter: Adapter, s
                 balance_read = await read_balance(worker, adapter.metrics, balance_read)
             if stop.is_set():
                 return EXIT_OK
-            raise RuntimeFailure("the SDK worker stopped on its own (see its log lines above)")
+            raise RuntimeFailure(await why_stopped(worker, settings.topic_id))
         except BootstrapError:
             raise
         except Exception as exc:  # noqa: BLE001 - sorted into retry or crash below

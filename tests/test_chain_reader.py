@@ -179,3 +179,33 @@ def test_the_poller_backs_off_per_deployment_and_only_one_replica_leads(chain, w
     finally:
         leader.stop()
         other.stop()
+
+
+@pytest.mark.slow
+def test_a_hanging_chain_never_slows_the_server(watched, records, database_url, tmp_path, monkeypatch):
+    """The poller's read hangs on a chain that accepts and never answers; the API answers meanwhile, and the
+    read ends as a stored failure once its timeout passes."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        silent.settimeout(90)  # the server imports the SDK first
+        monkeypatch.setenv("ALLORA_CHAIN_ENDPOINTS", f"testnet=grpc+http://127.0.0.1:{silent.getsockname()[1]}")
+        monkeypatch.setenv("ALLORA_CHAIN_POLL_INTERVAL", "1")
+        monkeypatch.setenv("ALLORA_CHAIN_TIMEOUT", "20")
+        server, tokens = start_owned_platform(tmp_path, database_url, records, {"alice": NAME})
+        try:
+            reading, _ = silent.accept()  # the poller is now inside its read
+            with reading:
+                for _ in range(5):
+                    started = time.monotonic()
+                    answer = httpx.get(f"{server.url}/api/deployments/{watched.id}", headers=server.headers(tokens["alice"]), timeout=10)
+                    assert answer.status_code == 200 and time.monotonic() - started < 5
+                assert records.connection.execute("SELECT count(*) FROM chain_observations").fetchone()[0] == 0  # still reading
+                deadline = time.monotonic() + 60
+                while not records.connection.execute("SELECT count(*) FROM chain_observations").fetchone()[0]:
+                    assert time.monotonic() < deadline, server.log.read_text()
+                    time.sleep(0.5)
+        finally:
+            stop_platform(server)
+    [(reachable, error)] = records.connection.execute("SELECT reachable, error FROM chain_observations").fetchall()
+    assert not reachable and error.endswith("did not answer within 20 s")

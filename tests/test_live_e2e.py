@@ -100,3 +100,40 @@ def test_twenty_live_windows_four_failing_land_sixteen_verified_transactions_and
     assert sorted(r["nonce"] for r in recent if r["status"] == "error") == sorted(failing)
     text = cli("gitops", "status", NAME, "--database-url", database_url, "--last", "60")
     assert all(p.tx_hash in text.out for p in payloads.values())
+    # The runtime's wallet address came with its results: the platform reads the chain for it (chain/store.py).
+    from allora_gitops.db import open_records
+
+    with open_records(database_url) as records:
+        worker = records.connection.execute("SELECT address, source FROM deployment_workers WHERE deployment_id = %s", (deployment.id,)).fetchone()
+    assert worker == (TEST_ADDRESS, "runtime")
+
+
+@pytest.mark.slow
+def test_a_chain_answering_only_emissions_v9_is_one_error_naming_the_version(tmp_path):
+    from tests.fixtures.chain import ChainStandIn, ChainState
+    from tests.fixtures.runtime import EXIT_RUNTIME, run_bootstrap
+
+    with ChainStandIn(ChainState(emissions_version="v9")) as old:
+        old.fund(TEST_ADDRESS, 10**12)
+        bundle = make_bundle(tmp_path / "bundle", _runner(set()), topic_id=old.state.topic_id)
+        run = run_bootstrap(bundle, env=live_env(old, tmp_path, ALLORA_POLLING_INTERVAL="1"))
+    assert run.code == EXIT_RUNTIME, run.out + run.err
+    error = run.one("runtime_error")["message"]
+    assert error.startswith("the chain does not serve emissions v10, the only version allora-sdk 1.3.0 speaks (it answered UNIMPLEMENTED")
+    assert not run.of("connection_retry") and "Traceback" not in run.err
+
+
+@pytest.mark.slow
+def test_a_wallet_not_whitelisted_stops_with_the_chains_reason_and_submits_nothing(chain, tmp_path):  # noqa: F811
+    from tests.fixtures.runtime import EXIT_RUNTIME, run_bootstrap
+
+    chain.state.whitelist = {"allo1someoneelse"}
+    chain.next_window()
+    bundle = make_bundle(tmp_path / "bundle", _runner(set()), topic_id=chain.state.topic_id)
+    run = run_bootstrap(bundle, env=live_env(chain, tmp_path, ALLORA_POLLING_INTERVAL="1"))
+    assert run.code == EXIT_RUNTIME, run.out + run.err
+    assert run.one("runtime_error")["message"] == (
+        f"the wallet {TEST_ADDRESS} may not submit on topic {chain.state.topic_id}: the chain says it is not whitelisted"
+        " (can_submit_worker_payload is false); ask the topic's creator to whitelist it"
+    )
+    assert not chain.payloads() and not run.of("prediction")
