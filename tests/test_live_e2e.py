@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 import pytest
 
@@ -137,3 +138,26 @@ def test_a_wallet_not_whitelisted_stops_with_the_chains_reason_and_submits_nothi
         " (can_submit_worker_payload is false); ask the topic's creator to whitelist it"
     )
     assert not chain.payloads() and not run.of("prediction")
+
+
+@pytest.mark.slow
+def test_the_chain_going_away_mid_run_is_survived_and_the_next_window_submitted(chain, tmp_path):  # noqa: F811
+    bundle = make_bundle(tmp_path / "bundle", _runner(set()), topic_id=chain.state.topic_id)
+    run = RunningBootstrap(bundle, env=live_env(chain, tmp_path, ALLORA_POLLING_INTERVAL="1"))
+    try:
+        first = chain.next_window()
+        _outcome(run, first, timeout=90)
+        chain.stop()  # the node goes away: polls fail for a while
+        time.sleep(6)
+        chain.start()  # and comes back on the same address
+        second = chain.next_window()
+        _outcome(run, second, timeout=90)
+        assert run.proc.poll() is None  # still running: no exit, no crash loop
+    except BaseException:
+        run.kill()
+        raise
+    code, _ = run.stop(signal.SIGTERM, timeout=30)
+    assert code == EXIT_OK, "".join(run.lines)
+    assert sorted(p.nonce for p in chain.payloads()) == [first, second]
+    assert [e["nonce"] for e in run.events if e["event"] == "submission"] == [first, second]
+    assert not [e for e in run.events if e["event"] == "runtime_error"]
