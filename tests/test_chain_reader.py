@@ -102,7 +102,7 @@ def test_each_condition_the_chain_reports_is_said_by_chain_status_the_api_the_pa
         for line in final["summary"]:
             assert line.replace("'", "&#39;") in page or line in page, line
         assert 'id="chain-score-chart"' in page and f"of 10 closed since" in page
-        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+        metrics = httpx.get(f"{server.url}/metrics", headers=server.headers(tokens["alice"]), timeout=10).text
     finally:
         stop_platform(server)
     from prometheus_client.parser import text_string_to_metric_families
@@ -209,3 +209,34 @@ def test_a_hanging_chain_never_slows_the_server(watched, records, database_url, 
             stop_platform(server)
     [(reachable, error)] = records.connection.execute("SELECT reachable, error FROM chain_observations").fetchall()
     assert not reachable and error.endswith("did not answer within 20 s")
+
+
+def test_metrics_need_a_token_and_show_a_user_only_their_own_deployments(chain, watched, records, database_url, tmp_path):  # noqa: F811
+    from datetime import timedelta
+
+    from allora_gitops.chain.reader import Standing
+    from allora_gitops.chain.store import store_observation
+
+    [mine] = live_workers(records.connection, name=NAME)
+    [theirs] = live_workers(records.connection, name="mean-reverter")
+    record_worker_address(records.connection, theirs.deployment_id, "allo1" + "q" * 38, "admin")
+    standing = Standing(True, 1006, 6, True, True, True, True, None, None, None, 5)
+    store_observation(records.connection, mine, standing)
+    store_observation(records.connection, live_workers(records.connection, name="mean-reverter")[0], standing)
+    server, tokens = start_owned_platform(tmp_path, database_url, records, {"alice": NAME, "bob": "mean-reverter"})
+    try:
+        admin = server.token("root", admin=True)
+        expired = server.token("alice", expires_at=datetime.now(timezone.utc) - timedelta(minutes=1))
+
+        def deployments(token):
+            answer = httpx.get(f"{server.url}/metrics", headers=server.headers(token) if token else {}, timeout=10)
+            if answer.status_code != 200:
+                return answer.status_code
+            return sorted(line.split('allora_deployment="')[1].split('"')[0] for line in answer.text.splitlines() if line.startswith("allora_chain_up{"))
+
+        assert deployments(None) == deployments("agp_0123abcd_" + "x" * 43) == deployments(expired) == 401
+        assert deployments(tokens["alice"]) == [f"{NAME}-testnet"]
+        assert deployments(tokens["bob"]) == ["mean-reverter-testnet"]
+        assert deployments(admin) == ["linear-forecaster-testnet", "mean-reverter-testnet"]
+    finally:
+        stop_platform(server)

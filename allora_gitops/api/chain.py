@@ -1,7 +1,8 @@
-"""``GET /metrics``: the ``allora_chain_*`` series (``chain.metrics``) of every live deployment, for Prometheus.
+"""``GET /metrics``: the ``allora_chain_*`` series (``chain.metrics``) of live deployments, for Prometheus.
 
-No token: like any exporter's ``/metrics``, it is for the cluster's Prometheus; it says nothing a chain explorer
-does not (public addresses' standing), and the NetworkPolicy of the platform decides who reaches it.
+Behind an API token like the rest of the API (Prometheus sends it: ``authorization`` of a ServiceMonitor or
+scrape config): an admin's token gets every deployment's series, another user's only their own deployments'
+(names and standing of other users' deployments are theirs).
 """
 
 from __future__ import annotations
@@ -9,21 +10,21 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from allora_gitops.api.app import open_session
+from allora_gitops.api.app import Caller, caller
 
 router = APIRouter(tags=["metrics"])
 
 
 @router.get("/metrics", summary="Prometheus metrics: allora_chain_* per live deployment", response_class=Response)
-def metrics(session=Depends(open_session)) -> Response:
+def metrics(c: Caller = Depends(caller)) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST
 
     from allora_gitops.chain.metrics import render_metrics
     from allora_gitops.chain.store import chain_view, live_workers
 
-    records, _ = session
-    conn = records.connection
-    body = render_metrics(chain_view(conn, w) for w in live_workers(conn))
+    conn = c.records.connection
+    visible = [w for w in live_workers(conn) if c.principal.is_admin or c.accounts.may_see(c.principal, w.name)]
+    body = render_metrics(chain_view(conn, w) for w in visible)
     return Response(content=body, media_type=CONTENT_TYPE_LATEST)
 
 
