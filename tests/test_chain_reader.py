@@ -91,6 +91,10 @@ def test_each_condition_the_chain_reports_is_said_by_chain_status_the_api_the_pa
     final = json.loads(_status(cli, database_url, "--json").out)[0]
     assert final["states"] == ["topic_inactive", "not_whitelisted", "score_below_lowest", "missed_windows"]
     assert final["missed_windows"] == 6  # an inactive topic's window is not open: the latest one is counted too
+    status = cli("gitops", "status", NAME, "--database-url", database_url)
+    assert f"  chain: {'; '.join(final['summary'])}" in status.out.splitlines()
+    [row] = json.loads(cli("gitops", "status", NAME, "--database-url", database_url, "--json").out)
+    assert row["chain"]["states"] == final["states"]
     server, tokens = start_owned_platform(tmp_path, database_url, records, {"alice": NAME})
     try:
         api = httpx.get(f"{server.url}/api/deployments/{watched.id}", headers=server.headers(tokens["alice"]), timeout=10).json()
