@@ -244,3 +244,23 @@ def test_metrics_need_a_token_and_show_a_user_only_their_own_deployments(chain, 
         assert deployments(admin) == ["linear-forecaster-testnet", "mean-reverter-testnet"]
     finally:
         stop_platform(server)
+
+
+def test_an_admins_address_is_used_until_the_runtime_reports_its_own_and_bad_input_is_one_line(watched, records, cli, database_url):
+    other = "allo1" + "q" * 38
+    [bob] = [w for w in live_workers(records.connection) if w.name == "mean-reverter"]
+    assert bob.address is None
+    assert chain_view(records.connection, bob).states == ["no_address"]
+    recorded = cli("gitops", "chain", "set-address", "mean-reverter", other, "--database-url", database_url)
+    assert (recorded.code, recorded.out) == (0, f"mean-reverter on testnet: worker {other}\n")
+    assert record_worker_address(records.connection, bob.deployment_id, TEST_ADDRESS, "runtime")  # the runtime's replaces it
+    kept = cli("gitops", "chain", "set-address", "mean-reverter", other, "--database-url", database_url)
+    assert kept.out == f"mean-reverter on testnet: worker {other} (unchanged: the runtime's report is kept)\n"
+    assert [w.address for w in live_workers(records.connection, name="mean-reverter")] == [TEST_ADDRESS]
+
+    bad = cli("gitops", "chain", "set-address", "mean-reverter", "cosmos1abc", "--database-url", database_url)
+    assert bad.code == 2 and bad.err == "error: 'cosmos1abc' is not an Allora account address (allo1 followed by 38 bech32 characters)\n"
+    missing = cli("gitops", "chain", "status", "no-such-model", "--database-url", database_url)
+    assert (missing.code, missing.err) == (1, "error: no-such-model has no live deployment\n")
+    with pytest.raises(ValueError):
+        record_worker_address(records.connection, bob.deployment_id, "allo1" + "b" * 38, "runtime")  # "b" is not bech32

@@ -28,12 +28,12 @@ def register(app: typer.Typer) -> None:
         Exit 1 when a read failed (one line each: "chain unreachable: …") or NAME has no live deployment."""
         from allora_gitops.chain.observe import observe_now
         from allora_gitops.db import open_records
-        from allora_gitops.errors import UsageError
+        from allora_gitops.errors import GitOpsError
 
         with open_records(database_url) as records:
             views = observe_now(records.connection, name=name, network=network, timeout=timeout)
         if not views:
-            raise UsageError(f"{name} has no live deployment" + (f" on {network}" if network else "") if name else "no live deployment")
+            raise GitOpsError((f"{name} has no live deployment" if name else "no live deployment") + (f" on {network}" if network else ""))
         if as_json:
             typer.echo(json.dumps([v.to_dict() for v in views], indent=2))
         else:
