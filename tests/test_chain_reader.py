@@ -264,3 +264,35 @@ def test_an_admins_address_is_used_until_the_runtime_reports_its_own_and_bad_inp
     assert (missing.code, missing.err) == (1, "error: no-such-model has no live deployment\n")
     with pytest.raises(ValueError):
         record_worker_address(records.connection, bob.deployment_id, "allo1" + "b" * 38, "runtime")  # "b" is not bech32
+
+
+def test_poller_settings_come_from_the_environment_and_bad_values_name_the_variable():
+    from allora_gitops.errors import UsageError
+
+    settings = PollerSettings.from_environment({
+        "ALLORA_CHAIN_POLL_INTERVAL": "30", "ALLORA_CHAIN_POLL_CONCURRENCY": "2", "ALLORA_CHAIN_TIMEOUT": "4",
+        "ALLORA_CHAIN_RETENTION_HOURS": "24", "ALLORA_CHAIN_ENDPOINTS": "testnet=grpc+http://127.0.0.1:9090, devnet=grpc+https://n:443",
+        "ALLORA_CHAIN_LOCK_DATABASE_URL": "postgresql://direct/db",
+    })  # fmt: skip
+    assert (settings.interval, settings.concurrency, settings.timeout, settings.retention.total_seconds()) == (30, 2, 4, 86400)
+    assert settings.endpoints == {"testnet": "grpc+http://127.0.0.1:9090", "devnet": "grpc+https://n:443"}
+    assert settings.lock_database_url == "postgresql://direct/db" and PollerSettings.from_environment({}).interval == 60
+    for env, message in (
+        ({"ALLORA_CHAIN_POLL_INTERVAL": "soon"}, "$ALLORA_CHAIN_POLL_INTERVAL must be a number, not 'soon'"),
+        ({"ALLORA_CHAIN_TIMEOUT": "0"}, "$ALLORA_CHAIN_TIMEOUT must be at least 0.1"),
+        ({"ALLORA_CHAIN_ENDPOINTS": "testnet=rest+https://n"}, "$ALLORA_CHAIN_ENDPOINTS: the endpoint of testnet must be grpc+https:// or grpc+http://"),
+        ({"ALLORA_CHAIN_ENDPOINTS": "testnet=grpc+http://a:1,https://user:pw@n"}, "$ALLORA_CHAIN_ENDPOINTS: entry 2 is not NETWORK=grpc+https://HOST:PORT"),
+    ):
+        with pytest.raises(UsageError) as raised:
+            PollerSettings.from_environment(env)
+        assert str(raised.value) == message
+
+
+def test_an_error_text_that_looks_like_a_secret_is_withheld_and_the_read_still_recorded(watched, records):
+    from allora_gitops.chain.store import WITHHELD, store_observation
+
+    [worker] = live_workers(records.connection, name=NAME)
+    leaked = "node said: abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
+    store_observation(records.connection, worker, None, leaked)
+    view = chain_view(records.connection, worker)
+    assert view.states == ["unreachable"] and view.error == WITHHELD

@@ -26,6 +26,9 @@ CONCURRENCY_ENV = "ALLORA_CHAIN_POLL_CONCURRENCY"
 TIMEOUT_ENV = "ALLORA_CHAIN_TIMEOUT"  # seconds per deployment read
 RETENTION_ENV = "ALLORA_CHAIN_RETENTION_HOURS"
 MAX_BACKOFF_ENV = "ALLORA_CHAIN_MAX_BACKOFF"  # seconds
+# where the leader lock is taken: a direct (or session-pooled) PostgreSQL URL when the server's own goes through a
+# transaction-mode pooler, where a session lock would stay on whichever server connection took it
+LOCK_DATABASE_URL_ENV = "ALLORA_CHAIN_LOCK_DATABASE_URL"
 LEADER_LOCK_KEY = 0x616C6F7261636861  # pg advisory lock key ("alorachа"): one chain poller per database
 
 
@@ -37,6 +40,7 @@ class PollerSettings:
     retention: timedelta = timedelta(days=7)
     max_backoff: float = 900.0
     endpoints: Mapping[str, str] = field(default_factory=dict)  # network → gRPC URL (reader.endpoint_overrides)
+    lock_database_url: Optional[str] = None  # None: the server's database URL
 
     @classmethod
     def from_environment(cls, env: Optional[Mapping[str, str]] = None) -> "PollerSettings":
@@ -63,6 +67,7 @@ class PollerSettings:
             interval=number(INTERVAL_ENV, 60.0, 0), concurrency=int(number(CONCURRENCY_ENV, 8, 1)),
             timeout=number(TIMEOUT_ENV, 10.0, 0.1), retention=timedelta(hours=number(RETENTION_ENV, 168, 1)),
             max_backoff=number(MAX_BACKOFF_ENV, 900.0, 1), endpoints=endpoint_overrides(env.get(ENDPOINTS_ENV, "")),
+            lock_database_url=env.get(LOCK_DATABASE_URL_ENV, "").strip() or None,
         )  # fmt: skip
 
 
@@ -122,7 +127,7 @@ class ChainPoller:
                 return True
             except Exception:  # noqa: BLE001 - the session (and the lock with it) is gone
                 self._release()
-        conn = connect(self.database_url, application_name="allora-gitops chain poller")
+        conn = connect(self.settings.lock_database_url or self.database_url, application_name="allora-gitops chain poller")
         if conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,)).fetchone()[0]:
             self._lock_conn, self.is_leader = conn, True
             return True

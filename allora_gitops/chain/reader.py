@@ -64,11 +64,11 @@ def endpoint_overrides(raw: Optional[str] = None) -> dict[str, str]:
     Raises UsageError for a malformed entry or a scheme other than grpc+https / grpc+http."""
     raw = os.environ.get(ENDPOINTS_ENV, "") if raw is None else raw
     out: dict[str, str] = {}
-    for entry in filter(None, (e.strip() for e in raw.split(","))):
+    for number, entry in enumerate(filter(None, (e.strip() for e in raw.split(","))), 1):
         network, sep, url = entry.partition("=")
         network, url = network.strip(), url.strip()
-        if not sep or not network or not url:
-            raise UsageError(f"${ENDPOINTS_ENV}: {entry.split('=')[0]!r} is not NETWORK=grpc+https://HOST:PORT")
+        if not sep or not network or not url or "/" in network:  # the entry is not echoed: it may hold credentials
+            raise UsageError(f"${ENDPOINTS_ENV}: entry {number} is not NETWORK=grpc+https://HOST:PORT")
         if url.split("://", 1)[0] not in ("grpc+https", "grpc+http"):
             raise UsageError(f"${ENDPOINTS_ENV}: the endpoint of {network} must be grpc+https:// or grpc+http://")
         out[network] = url

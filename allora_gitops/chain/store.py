@@ -85,8 +85,23 @@ def live_workers(conn, *, name: Optional[str] = None, network: Optional[str] = N
     return [LiveWorker(*row) for row in rows]
 
 
+WITHHELD = "the chain's answer was not stored: it looked like a secret"
+
+
 def store_observation(conn, worker: LiveWorker, standing: Any = None, error: Optional[str] = None, *, at: Optional[datetime] = None) -> None:
-    """One read: ``standing`` (a ``reader.Standing``) or ``error`` (one line)."""
+    """One read: ``standing`` (a ``reader.Standing``) or ``error`` (one line). An error text the database refuses
+    as secret-like (``allora_looks_like_secret``) is stored as ``WITHHELD`` instead, so one read never costs the others."""
+    import psycopg
+
+    try:
+        _insert_observation(conn, worker, standing, error, at)
+    except psycopg.errors.CheckViolation:
+        if standing is not None:
+            raise
+        _insert_observation(conn, worker, None, WITHHELD, at)
+
+
+def _insert_observation(conn, worker: LiveWorker, standing: Any, error: Optional[str], at: Optional[datetime]) -> None:
     s = standing
     conn.execute(
         """INSERT INTO chain_observations (deployment_id, observed_at, address, topic_id, reachable, error, window_open, current_nonce,
