@@ -20,11 +20,11 @@ def metrics(c: Caller = Depends(caller)) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST
 
     from allora_gitops.chain.metrics import render_metrics
-    from allora_gitops.chain.store import chain_view, live_workers
+    from allora_gitops.chain.store import chain_views, live_workers
 
     conn = c.records.connection
     visible = [w for w in live_workers(conn) if c.principal.is_admin or c.accounts.may_see(c.principal, w.name)]
-    body = render_metrics(chain_view(conn, w) for w in visible)
+    body = render_metrics(chain_views(conn, visible))
     return Response(content=body, media_type=CONTENT_TYPE_LATEST)
 
 

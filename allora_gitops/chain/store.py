@@ -176,67 +176,96 @@ _COLUMNS = ("observed_at", "reachable", "error", "window_open", "current_nonce",
 
 
 def chain_view(conn, worker: LiveWorker) -> ChainView:
-    """The latest observation of ``worker``'s deployment with its derived state (see the module docstring)."""
-    view = ChainView(worker.deployment_id, worker.name, worker.network, worker.topic_id, worker.address)
-    source = conn.execute("SELECT source FROM deployment_workers WHERE deployment_id = %s", (worker.deployment_id,)).fetchone()
-    view.address_source = source[0] if source else None
-    if worker.address is None:
-        view.states, view.summary = ["no_address"], [
-            "worker address unknown: the runtime reports it with its results, or an admin records it (allora-gitops chain set-address)"
-        ]
-        return view
-    latest = conn.execute(
-        f"SELECT {', '.join(_COLUMNS)} FROM chain_observations WHERE deployment_id = %s AND address = %s ORDER BY observed_at DESC, id DESC LIMIT 1",
-        (worker.deployment_id, worker.address),
-    ).fetchone()
-    if latest is None:
-        view.states, view.summary = ["not_observed"], ["not read from the chain yet"]
-        return view
-    for key, value in zip(_COLUMNS, latest):
+    """The latest observation of ``worker``'s deployment with its derived state and score trend (module docstring)."""
+    return chain_views(conn, [worker], trend=True)[0]
+
+
+def chain_views(conn, workers: list[LiveWorker], *, trend: bool = False) -> list[ChainView]:
+    """``chain_view`` for many deployments in a fixed number of statements (``/metrics`` reads every live one):
+    the latest and latest successful observation, the first one kept and the successes per deployment are each
+    one query over all of them. ``trend``: also the score EMA points (one query per deployment; the page's)."""
+    views = [ChainView(w.deployment_id, w.name, w.network, w.topic_id, w.address) for w in workers]
+    if not views:
+        return views
+    ids = [w.deployment_id for w in workers]
+    sources = dict(conn.execute("SELECT deployment_id::text, source FROM deployment_workers WHERE deployment_id = ANY(%s::uuid[])", (ids,)).fetchall())
+    watched = [(w.deployment_id, w.address) for w in workers if w.address]
+    pairs = ([i for i, _ in watched], [a for _, a in watched])
+    columns = ", ".join(f"o.{c}" for c in _COLUMNS)
+    # newest first; for the first one kept, oldest first
+    latest = _by_deployment(conn, f"""SELECT DISTINCT ON (o.deployment_id) o.deployment_id::text, {columns}
+        FROM chain_observations o JOIN unnest(%s::uuid[], %s::text[]) AS w(id, address) ON o.deployment_id = w.id AND o.address = w.address
+        ORDER BY o.deployment_id, o.observed_at DESC, o.id DESC""", pairs)
+    reachable = _by_deployment(conn, f"""SELECT DISTINCT ON (o.deployment_id) o.deployment_id::text, {columns}
+        FROM chain_observations o JOIN unnest(%s::uuid[], %s::text[]) AS w(id, address) ON o.deployment_id = w.id AND o.address = w.address
+        WHERE o.reachable ORDER BY o.deployment_id, o.observed_at DESC, o.id DESC""", pairs)
+    first = _by_deployment(conn, """SELECT DISTINCT ON (o.deployment_id) o.deployment_id::text, o.current_nonce, o.observed_at
+        FROM chain_observations o JOIN unnest(%s::uuid[], %s::text[]) AS w(id, address) ON o.deployment_id = w.id AND o.address = w.address
+        WHERE o.reachable AND o.current_nonce > 0 ORDER BY o.deployment_id, o.observed_at, o.id""", pairs)
+    for view in views:
+        view.address_source = sources.get(view.deployment_id)
+        if view.address is None:
+            view.states, view.summary = ["no_address"], [
+                "worker address unknown: the runtime reports it with its results, or an admin records it (allora-gitops chain set-address)"
+            ]
+        elif view.deployment_id not in latest:
+            view.states, view.summary = ["not_observed"], ["not read from the chain yet"]
+        else:
+            _fill(view, _COLUMNS, latest[view.deployment_id])
+            if not view.reachable:
+                view.states, view.summary = ["unreachable"], [f"chain unreachable: {view.error}"]
+                if view.deployment_id in reachable:  # the last known standing, said as such
+                    row = reachable[view.deployment_id]
+                    view.last_reachable_at = row[0]
+                    _fill(view, _COLUMNS[3:], row[3:])
+            else:
+                view.last_reachable_at = view.observed_at
+    counted = [v for v in views if v.last_reachable_at is not None and v.deployment_id in first]
+    ranges = {v.deployment_id: _window_range(v, *first[v.deployment_id]) for v in counted}
+    ranges = {i: r for i, r in ranges.items() if r is not None}
+    submitted = dict(conn.execute(
+        """SELECT r.id::text, count(DISTINCT s.nonce) FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[]) AS r(id, lo, hi)
+           JOIN submission_results s ON s.deployment_id = r.id AND s.kind = 'submission' AND s.status = 'success'
+                AND s.nonce BETWEEN r.lo AND r.hi
+           GROUP BY r.id""",
+        (list(ranges), [lo for lo, _ in ranges.values()], [hi for _, hi in ranges.values()]),
+    ).fetchall()) if ranges else {}  # fmt: skip
+    for view in views:
+        if view.last_reachable_at is None:
+            continue
+        if view.deployment_id in ranges:
+            view.windows_submitted = submitted.get(view.deployment_id, 0)
+            view.missed_windows = max(view.windows_closed - view.windows_submitted, 0)
+        if trend:
+            _trend(conn, view)
+        states, words = _derive(view)
+        view.states += states
+        view.summary += words if view.reachable else [f"last known ({view.last_reachable_at:%Y-%m-%d %H:%M} UTC): " + w for w in words]
+    return views
+
+
+def _by_deployment(conn, sql: str, params) -> dict[str, tuple]:
+    return {row[0]: row[1:] for row in conn.execute(sql, params).fetchall()}
+
+
+def _fill(view: ChainView, keys, values) -> None:
+    for key, value in zip(keys, values):
         setattr(view, key, int(value) if key == "balance_uallo" and value is not None else value)
-    reachable = conn.execute(
-        f"SELECT {', '.join(_COLUMNS)} FROM chain_observations WHERE deployment_id = %s AND address = %s AND reachable"
-        " ORDER BY observed_at DESC, id DESC LIMIT 1",
-        (worker.deployment_id, worker.address),
-    ).fetchone()
-    if not view.reachable:
-        view.states, view.summary = ["unreachable"], [f"chain unreachable: {view.error}"]
-        if reachable is None:
-            return view
-        view.last_reachable_at = reachable[0]
-        for key, value in zip(_COLUMNS[3:], reachable[3:]):  # the last known standing, said as such
-            setattr(view, key, int(value) if key == "balance_uallo" and value is not None else value)
-    else:
-        view.last_reachable_at = view.observed_at
-    _missed_windows(conn, view)
-    _trend(conn, view)
-    states, words = _derive(view)
-    view.states += states
-    view.summary += words if view.reachable else [f"last known ({view.last_reachable_at:%Y-%m-%d %H:%M} UTC): " + w for w in words]
-    return view
 
 
-def _missed_windows(conn, view: ChainView) -> None:
-    first = conn.execute(
-        "SELECT current_nonce, observed_at FROM chain_observations WHERE deployment_id = %s AND address = %s AND reachable"
-        " AND current_nonce > 0 ORDER BY observed_at, id LIMIT 1",
-        (view.deployment_id, view.address),
-    ).fetchone()
+def _window_range(view: ChainView, baseline: int, since: datetime) -> Optional[tuple[int, int]]:
+    """(first, last) nonce of the windows closed since the first observation kept; sets ``windows_closed`` and
+    ``counted_since``. None when nothing can be counted (no epoch length) or none closed yet."""
     epoch = view.epoch_length or 0
-    if first is None or epoch <= 0 or not view.current_nonce:
-        return
-    baseline, view.counted_since = first
+    if epoch <= 0 or not view.current_nonce:
+        return None
+    view.counted_since = since
     last_closed = view.current_nonce - (epoch if view.window_open else 0)
     if last_closed < baseline:
         view.windows_closed = view.windows_submitted = view.missed_windows = 0
-        return
+        return None
     view.windows_closed = (last_closed - baseline) // epoch + 1
-    view.windows_submitted = conn.execute(
-        "SELECT count(DISTINCT nonce) FROM submission_results WHERE deployment_id = %s AND kind = 'submission'"
-        " AND status = 'success' AND nonce BETWEEN %s AND %s",
-        (view.deployment_id, baseline, last_closed),
-    ).fetchone()[0]
-    view.missed_windows = max(view.windows_closed - view.windows_submitted, 0)
+    return baseline, last_closed
 
 
 def _trend(conn, view: ChainView) -> None:
