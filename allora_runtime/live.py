@@ -290,7 +290,7 @@ def submission_event(
     return EVENT_SUBMISSION, fields
 
 
-def report_result(result: Any, adapter: Adapter) -> None:
+def report_result(result: Any, adapter: Adapter, worker: Optional[str] = None) -> None:
     """Log one item of ``worker.run()`` under the window ``attribute`` finds, and count it in the metrics.
 
     - a success → ``submission`` (a chain code other than 0 is read as an error by the results reader);
@@ -300,6 +300,9 @@ def report_result(result: Any, adapter: Adapter) -> None:
       window was missed (nothing was signed), so the submission success rate counts it, as the metrics do
       ("a refused prediction is a failed submission, counted once");
     - any other exception → ``submission_failed`` under the window, with the value that was being sent.
+
+    ``worker`` (the wallet's public address) goes on each result line as ``worker``: the platform reads the
+    chain for that address (allora_gitops/chain).
     """
     window = attribute(result, adapter.calls)
     for lost in window.unreported:
@@ -311,6 +314,8 @@ def report_result(result: Any, adapter: Adapter) -> None:
     event, fields = submission_event(result, window.nonce, value=window.value, latency=window.latency)
     if isinstance(result, PredictionRefused):
         fields["reason"] = "prediction_refused"
+    if worker:
+        fields["worker"] = worker
     failed = event == EVENT_SUBMISSION_FAILED
     if failed:
         adapter.metrics.submission("error", fields["error_type"])
@@ -341,6 +346,34 @@ async def read_balance(worker: Any, metrics: Any, last_read: float) -> float:
     except Exception as exc:  # noqa: BLE001 - a metric must never stop the worker
         LOG.emit("balance_unavailable", level="warning", error_type=type(exc).__name__)
     return now
+
+
+SDK_EMISSIONS_VERSION = "v10"
+
+
+async def why_stopped(worker: Any, topic_id: Optional[int]) -> str:
+    """Why ``worker.run()`` ended on its own, in one line: allora-sdk 1.3.0 stops its worker, after one log line,
+    when the chain refuses the wallet on the topic (``can_submit_worker_payload`` false: not whitelisted), so the
+    chain is asked; anything else is the SDK's own reason, in its log lines."""
+    try:
+        from allora_sdk.rpc_client.protos.emissions.v10 import CanSubmitWorkerPayloadRequest
+
+        request = CanSubmitWorkerPayloadRequest(topic_id=topic_id or 0, address=worker.address)
+        answer = await asyncio.wait_for(worker.client.emissions.query.can_submit_worker_payload(request), CONNECT_TIMEOUT)
+        if not answer.can_submit_worker_payload:
+            return (
+                f"the wallet {worker.address} may not submit on topic {topic_id}: the chain says it is not whitelisted"
+                " (can_submit_worker_payload is false); ask the topic's creator to whitelist it"
+            )
+    except Exception:  # noqa: BLE001 - the question is best effort; the generic reason stands
+        pass
+    return "the SDK worker stopped on its own (see its log lines above)"
+
+
+def _is_unimplemented(exc: BaseException) -> bool:
+    """A gRPC UNIMPLEMENTED: the node has no such service (emissions v10 on a chain still at v9)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return "GRPCError" in names and getattr(getattr(exc, "status", None), "name", "") == "UNIMPLEMENTED"
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -383,16 +416,22 @@ async def run_live(settings: Settings, wallet: WalletSecret, adapter: Adapter, s
             balance_read = await read_balance(worker, adapter.metrics, 0.0)
             adapter.calls.clear()  # calls made for an earlier worker: their results went with its queue
             async for result in worker.run():
-                report_result(result, adapter)
+                report_result(result, adapter, getattr(worker, "address", None))
                 balance_read = await read_balance(worker, adapter.metrics, balance_read)
             if stop.is_set():
                 return EXIT_OK
-            raise RuntimeFailure("the SDK worker stopped on its own (see its log lines above)")
+            raise RuntimeFailure(await why_stopped(worker, settings.topic_id))
         except BootstrapError:
             raise
         except Exception as exc:  # noqa: BLE001 - sorted into retry or crash below
             if stop.is_set():
                 return EXIT_OK
+            if _is_unimplemented(exc):
+                raise RuntimeFailure(
+                    f"the chain does not serve emissions {SDK_EMISSIONS_VERSION}, the only version allora-sdk {_sdk_version()} speaks"
+                    f" (it answered UNIMPLEMENTED: {LOG.scrub(str(getattr(exc, 'message', '') or exc))[:200]}); the chain may not be"
+                    " upgraded yet, or ALLORA_NETWORK points at another network"
+                ) from None
             if not _is_transient(exc):
                 raise RuntimeFailure(f"the worker failed: {type(exc).__name__}: {LOG.scrub(str(exc))[:500]}") from exc
             if time.monotonic() - started > STABLE_RUN_SECONDS:

@@ -87,3 +87,77 @@ def test_a_second_payload_for_a_window_is_already_submitted(chain):  # noqa: F81
     again = asyncio.run(_submit(chain, nonce, 4.0))
     assert type(again).__name__ == "TxError" and again.code == 75 and "already submitted" in again.message
     assert [p.values for p in chain.payloads()] == [{"y": "3.0"}]
+
+
+async def _read(stand_in: ChainStandIn, address: str) -> dict:
+    """What the platform's reader asks, through allora-sdk's own read-only client (``wallet=None``)."""
+    from allora_sdk import AlloraNetworkConfig
+    from allora_sdk.rpc_client.client import AlloraRPCClient
+    from allora_sdk.rpc_client.protos.cosmos.bank.v1beta1 import QueryBalanceRequest
+    from allora_sdk.rpc_client.protos.emissions import v10
+
+    network = AlloraNetworkConfig(chain_id=stand_in.state.chain_id, url=stand_in.url, websocket_url=None)
+    client = AlloraRPCClient(wallet=None, network=network)
+    topic = stand_in.state.topic_id
+    try:
+        q = client.emissions.query
+        window = await q.get_worker_submission_window_status(v10.GetWorkerSubmissionWindowStatusRequest(topic_id=topic, address=address))
+        can = await q.can_submit_worker_payload(v10.CanSubmitWorkerPayloadRequest(topic_id=topic, address=address))
+        registered = await q.is_worker_registered_in_topic_id(v10.IsWorkerRegisteredInTopicIdRequest(topic_id=topic, address=address))
+        active = await q.is_topic_active(v10.IsTopicActiveRequest(topic_id=topic))
+        got = await q.get_topic(v10.GetTopicRequest(topic_id=topic))
+        ema = await q.get_inferer_score_ema(v10.GetInfererScoreEmaRequest(topic_id=topic, inferer=address))
+        lowest = await q.get_current_lowest_inferer_score(v10.GetCurrentLowestInfererScoreRequest(topic_id=topic))
+        fraction = await q.get_previous_inference_reward_fraction(v10.GetPreviousInferenceRewardFractionRequest(topic_id=topic, worker=address))
+        balance = await client.bank.query.balance(QueryBalanceRequest(address=address, denom="uallo"))
+    finally:
+        await client.close()
+    return {
+        "window": (window.is_open, window.current_nonce_block_height, window.next_window_start_block),
+        "eligible": (window.is_registered, window.is_whitelisted, window.is_topic_active),
+        "can_submit": can.can_submit_worker_payload, "registered": registered.is_registered, "active": active.is_active,
+        "epoch_length": got.topic.epoch_length, "ema": ema.score.score,
+        "lowest": lowest.score.score if lowest.score else None, "fraction": (fraction.reward_fraction, fraction.not_found),
+        "balance": balance.balance.amount,
+    }  # fmt: skip
+
+
+def test_the_reader_queries_answer_the_scripted_state_and_follow_its_changes(chain):  # noqa: F811
+    chain.state.registered.add(TEST_ADDRESS)
+    first = chain.next_window()
+    chain.set_score(TEST_ADDRESS, "0.42")
+    chain.set_lowest_score("0.30")
+    chain.set_reward_fraction(TEST_ADDRESS, "0.015")
+    before = asyncio.run(_read(chain, TEST_ADDRESS))
+    assert before == {
+        "window": (True, first, first + 6), "eligible": (True, True, True), "can_submit": True, "registered": True,
+        "active": True, "epoch_length": 6, "ema": "0.42", "lowest": "0.30", "fraction": ("0.015", False), "balance": str(10**12),
+    }  # fmt: skip
+
+    # Not whitelisted, the topic inactive, the score fallen under the lowest, a stranger with nothing on record.
+    chain.state.whitelist = {"allo1someoneelse"}
+    chain.set_topic_active(False)
+    chain.set_score(TEST_ADDRESS, "0.25")
+    second = chain.next_window()
+    after = asyncio.run(_read(chain, TEST_ADDRESS))
+    assert second == first + 6 and after["window"] == (False, second, second + 6)
+    assert (after["eligible"], after["can_submit"], after["active"], after["ema"]) == ((True, False, False), False, False, "0.25")
+    stranger = asyncio.run(_read(chain, "allo1stranger"))
+    assert (stranger["registered"], stranger["ema"], stranger["fraction"], stranger["balance"]) == (False, "0", ("0", True), "0")
+    assert chain.calls("GetInfererScoreEma") == 3
+
+
+def test_a_chain_not_upgraded_answers_v10_queries_unimplemented():
+    from grpclib.const import Status
+    from grpclib.exceptions import GRPCError
+
+    from tests.fixtures.chain import ChainState
+
+    with ChainStandIn(ChainState(emissions_version="v9")) as old:
+        try:
+            asyncio.run(_read(old, TEST_ADDRESS))
+        except GRPCError as exc:
+            assert exc.status == Status.UNIMPLEMENTED
+        else:
+            raise AssertionError("a v9 chain answered a v10 query")
+        assert old.calls("GetWorkerSubmissionWindowStatus") == 0

@@ -22,6 +22,10 @@ DEP = "linear-forecaster-testnet"
 POD = f"{DEP}-5d9c7b6f4-x7k2p"
 RT = f'namespace="{NS}",allora_deployment="{DEP}",pod="{POD}",container="model",job="{NS}/linear-forecaster"'
 KPOD = f'namespace="{NS}",pod="{POD}",container="model"'
+# The platform server's chain series as Prometheus stores them: its own labels (allora_chain_*, chain/metrics.py)
+# and the server's scrape target labels (another namespace, the platform's pod).
+CH = (f'allora_deployment="{DEP}",allora_model="linear-forecaster",allora_network="testnet",'
+      'namespace="allora-platform",pod="allora-platform-7c9d5b6f4-q2w3e",job="allora-platform/api"')  # fmt: skip
 MEMORY_LIMIT = 536870912  # 512Mi
 CPU_LIMIT = 0.5
 
@@ -136,6 +140,42 @@ CASES = {
         {"namespace": NS, "allora_deployment": DEP},
         "The wallet holds 9e+17 uallo; submissions fail once it cannot pay the fees. Top it up.",
         [(f"allora_wallet_balance_uallo{{{RT}}}", "2e18 1e18x20")],
+    ),
+    "AlloraChainNotRegistered": (
+        [(f"allora_chain_registered{{{CH}}}", "1 0x20")],
+        16,  # unregistered from 1m, for: 15m
+        {"allora_deployment": DEP},
+        "The chain does not list the worker as registered on the topic; the runtime registers it when it starts. Its payloads are refused.",
+        [(f"allora_chain_registered{{{CH}}}", "1 0x13 1x6"), (f'allora_chain_registered{{{CH.replace(DEP, "other-testnet")}}}', "0x20")],
+    ),
+    "AlloraChainNotWhitelisted": (
+        [(f"allora_chain_whitelisted{{{CH}}}", "1 0x10")],
+        6,  # from 1m, for: 5m
+        {"allora_deployment": DEP},
+        "can_submit_worker_payload is false: the chain refuses the worker's payloads. Ask the topic's creator to whitelist the address.",
+        [(f"allora_chain_whitelisted{{{CH}}}", "1 0x3 1x10")],
+    ),
+    "AlloraChainTopicInactive": (
+        [(f"allora_chain_topic_active{{{CH}}}", "1 0x20")],
+        16,
+        {"allora_deployment": DEP},
+        "The topic opens no worker windows while inactive (too little stake or fees); the worker submits nothing.",
+        [(f"allora_chain_topic_active{{{CH}}}", "1x25")],
+    ),
+    "AlloraChainScoreBelowLowest": (
+        [(f"allora_chain_score_ema{{{CH}}}", "0.5 0.29x40"), (f"allora_chain_topic_lowest_score{{{CH}}}", "0.3x40")],
+        31,  # under from 1m, for: 30m
+        {"allora_deployment": DEP},
+        "The worker's score EMA (0.29) is under the topic's lowest active score: it is at risk of being dropped from the active set.",
+        [(f"allora_chain_score_ema{{{CH}}}", "0.5 0.3x40"), (f"allora_chain_topic_lowest_score{{{CH}}}", "0.3x40")],
+    ),
+    "AlloraChainMissedWindows": (
+        [(f"allora_chain_missed_windows{{{CH}}}", "2x60 2+1x30")],
+        65,  # 6 at 65m against 2 an hour before (2x60 is minutes 0-60)
+        {"allora_deployment": DEP},
+        "4 more windows of the topic closed without a successful submission recorded in the last hour.",
+        # 3 more within the hour; and a high count that no longer grows
+        [(f"allora_chain_missed_windows{{{CH}}}", "2x60 2+1x3 5x30"), (f'allora_chain_missed_windows{{{CH.replace(DEP, "x-testnet")}}}', "40x90")],
     ),
 }
 

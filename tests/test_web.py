@@ -224,7 +224,8 @@ def test_after_sign_out_the_old_cookie_is_refused_on_the_server(site):
     # the cookie kept from before (copied, or a browser that ignored the deletion): no session any more
     for path in ("/", f"/deployments/{a.id}"):
         replay = httpx.get(f"{server.url}{path}", cookies={"allora_session": old}, timeout=10)
-        assert (replay.status_code, replay.headers["location"]) == (303, "/login")
+        back = "" if path == "/" else "?next=" + path.replace("/", "%2F")  # sign-in returns to the followed page
+        assert (replay.status_code, replay.headers["location"]) == (303, "/login" + back)
     with httpx.Client(base_url=server.url, timeout=10) as again:  # signing in again is a new session
         sign_in(again, alice)
         assert again.cookies["allora_session"] != old and again.get("/").status_code == 200

@@ -120,6 +120,7 @@ class DeploymentOut(BaseModel):
                           "and p50/p95/p99 latency per window (1h, 24h, 7d) and kind, error types with counts per window",
     )  # fmt: skip
     resources: Optional[dict] = Field(None, description="GET one: CPU, memory against limits, restarts from Prometheus (allora_gitops.prometheus)")
+    chain: Optional[dict] = Field(None, description="GET one: what the chain says of its worker (allora_gitops.chain.store.ChainView)")
 
 
 class ChangeOut(BaseModel):
@@ -272,7 +273,11 @@ def get_deployment(
 
     d = _owned_deployment(deployment_id, c)
     found = deployment_status(c.records.connection, d, recent=recent)
-    return deployment_out(d, c.settings, found.lifecycle, found.results_dict(), read_deployment_resources(c.settings, d))
+    from allora_gitops.api.chain import deployment_chain
+
+    out = deployment_out(d, c.settings, found.lifecycle, found.results_dict(), read_deployment_resources(c.settings, d))
+    out.chain = deployment_chain(c.records, d)
+    return out
 
 
 def read_deployment_resources(settings: ApiSettings, d):

@@ -75,6 +75,7 @@ def post_results(report: Any = Body(...), session: tuple[Any, Any] = Depends(pod
     reading.refused.sort(key=lambda note: note.index)
     if reading.refused:  # once per report, not per result; no message: a refused value may hold what must not be logged
         log.warning("results of deployment %s: %d of %d refused (the answer names each)", deployment.id, len(reading.refused), reading.received)
+    _record_worker(records, deployment, report)
     return {
         "deployment_id": str(deployment.id),
         "received": reading.received,
@@ -84,3 +85,12 @@ def post_results(report: Any = Body(...), session: tuple[Any, Any] = Depends(pod
         "refused": [note.to_dict() for note in reading.refused],
         "adjusted": [note.to_dict() for note in reading.adjusted],
     }
+
+
+def _record_worker(records, deployment, report: Any) -> None:
+    """The worker address the runtime reports with its results (``worker``), for the chain reader (chain/store.py)."""
+    from allora_gitops.chain.store import record_worker_address, worker_address_of
+
+    address = worker_address_of(report)
+    if address is not None:
+        record_worker_address(records.connection, deployment.id, address, "runtime")

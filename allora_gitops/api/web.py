@@ -269,6 +269,7 @@ def deployment_page(deployment_id: str, request: Request, session=Depends(open_s
         age=lambda at: human_age(at, summary.as_of),
         logs_command=f"kubectl logs deployment/{d.name}-{d.network} -c model -n {settings.models_namespace} --tail=200",
         logs=logs_block(records, d, request.query_params.get("level")),
+        chain=chain_page_view(records, d),
     )  # fmt: skip
 
 
@@ -335,3 +336,31 @@ def series_chart(points, limit: Optional[float], seconds: int, height: int = CHA
              for t, v in points if end - t <= seconds]  # fmt: skip
     return {"width": CHART_WIDTH, "height": height, "top": top, "marks": marks, "points": " ".join(f"{m['x']},{m['y']}" for m in marks),
             "limit_y": round(height - height * limit / top, 2) if limit else None, "count": len(marks)}  # fmt: skip
+
+
+def chain_page_view(records, d):
+    """The deployment page's chain section (templates/_chain.html): a ``ChainView`` and its score chart, or None."""
+    from allora_gitops.chain.store import chain_view, live_workers
+
+    found = [w for w in live_workers(records.connection, name=d.name, network=d.network) if w.deployment_id == d.id]
+    if not found:
+        return None
+    view = chain_view(records.connection, found[0])
+    return {"view": view, "chart": score_chart(view.trend)}
+
+
+def score_chart(trend, width: int = 480, height: int = 120) -> dict:
+    """Polyline points for the score EMA and the topic's lowest score over the observations kept."""
+    values = [float(s) for _, s, _ in trend] + [float(lo) for _, _, lo in trend if lo is not None]
+    if len(trend) < 2 or not values:
+        return {"count": len(trend), "width": width, "height": height, "score": "", "lowest": ""}
+    top, bottom = max(values), min(values)
+    span = (top - bottom) or 1.0
+
+    def y(v: float) -> float:
+        return round(height - 4 - (v - bottom) / span * (height - 8), 1)
+
+    step = width / (len(trend) - 1)
+    score = " ".join(f"{round(i * step, 1)},{y(float(s))}" for i, (_, s, _) in enumerate(trend))
+    lowest = " ".join(f"{round(i * step, 1)},{y(float(lo))}" for i, (_, _, lo) in enumerate(trend) if lo is not None)
+    return {"count": len(trend), "width": width, "height": height, "score": score, "lowest": lowest, "top": top, "bottom": bottom}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from allora_gitops.cli import argocd, db, diff, image, localissuer, logs, publish, render, repo, results, sandbox, serve, status, verify
+from allora_gitops.cli import argocd, chain, db, diff, image, localissuer, logs, publish, render, repo, results, sandbox, serve, status, verify
 from allora_gitops.cli.app import entry, new_app
 
 app = new_app("allora-gitops", "Publish Allora model bundles to a GitOps repository that Argo CD syncs.", platform=True)
@@ -20,6 +20,7 @@ sandbox.register(app)
 serve.register(app)
 localissuer.register(app)
 argocd.register(app)
+chain.register(app)
 
 main = entry(app)
 

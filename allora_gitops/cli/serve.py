@@ -53,7 +53,12 @@ def register(app: typer.Typer) -> None:
             repo=repo, base_branch=base, store_url=store, database_url=database_url,
             max_upload_mb=max_upload_mb, max_live_deployments=max_live_deployments, prometheus_url=prometheus_url,
         )  # fmt: skip
-        open_records(settings.database_url).close()  # fail now, with one line, when the database is not ready
+        with open_records(settings.database_url) as checked:  # fail now, with one line, when the database is not ready
+            resolved_database_url = checked.database_url
+        from allora_gitops.chain.poller import start_poller
+
+        # the chain reader: its own thread and event loop, one leader among replicas (allora_gitops/chain/poller.py)
+        start_poller(resolved_database_url)
         check_explorer_settings()  # a malformed $ALLORA_EXPLORER_TX_URL_* fails here, not on every page
         # uvicorn drains on SIGTERM, then raises the signal again; its default action would end the process
         # before the exit hooks run, leaving the embedded PostgreSQL running: leave like the shell says instead

@@ -113,6 +113,7 @@ def register(app: typer.Typer) -> None:
         if not rows:
             raise GitOpsError(f"{name} is not deployed" + (f" on {ref}" if repo else "") + " and has no live deployment record")
         statuses = {} if no_db else _deployment_statuses(rows, database_url, last)
+        chains = {} if no_db else _chain_views(rows, database_url)  # the chain reader's latest (allora_gitops/chain)
         usages = [_resources(r, prometheus) if r.get("in_repo", True) else None for r in rows]  # a change under review runs nowhere
         if as_json:
             for r, usage in zip(rows, usages):
@@ -121,6 +122,8 @@ def register(app: typer.Typer) -> None:
                     r["lifecycle"] = found.lifecycle.to_dict()
                     r["results"] = found.results_dict()
                 r["resources"] = usage.to_dict() if usage else None
+                if r.get("deployment_id") in chains:
+                    r["chain"] = chains[r["deployment_id"]].to_dict()
             typer.echo(json.dumps(rows, indent=2))
             return
         for r, usage in zip(rows, usages):
@@ -137,6 +140,8 @@ def register(app: typer.Typer) -> None:
                     typer.echo(f"  {line}")
             if usage:
                 typer.echo(f"  resources: {usage.summary_line()}")
+            if r.get("deployment_id") in chains:
+                typer.echo(f"  chain: {'; '.join(chains[r['deployment_id']].summary)}")
 
     @app.command("sync")
     def sync_cmd(
@@ -218,6 +223,18 @@ def _deployment_statuses(rows: list[dict], database_url, last: int) -> dict:
             if d is not None:
                 out[i] = deployment_status(records.connection, d, recent=last)
     return out
+
+
+def _chain_views(rows: list[dict], database_url) -> dict:
+    """deployment id → chain.store.ChainView (what the chain reader last stored) for the live rows."""
+    from allora_gitops.chain.store import chain_view, live_workers
+    from allora_gitops.db import open_records
+
+    ids = {r["deployment_id"] for r in rows if r.get("deployment_id")}
+    if not ids:
+        return {}
+    with open_records(database_url) as records:
+        return {w.deployment_id: chain_view(records.connection, w) for w in live_workers(records.connection) if w.deployment_id in ids}
 
 
 def _summary_lines(summary, network: str) -> list[str]:

@@ -13,6 +13,9 @@ Series the expressions rely on:
   PodMonitor, which copies the pod labels into ``allora_model``,
   ``allora_network`` and ``allora_deployment``;
 * Prometheus's own ``up`` of that scrape target (0 when the scrape fails);
+* the platform server's chain series (``allora_chain_*``, allora_gitops/chain/metrics.py), which carry
+  ``allora_deployment``, ``allora_model`` and ``allora_network`` themselves (the server's own target labels,
+  such as its ``namespace``, say nothing about the deployment, so these alerts select on ``allora_deployment``);
 * kube-state-metrics (``kube_deployment_status_replicas_available``,
   ``kube_pod_container_status_waiting_reason``,
   ``kube_pod_container_status_restarts_total``,
@@ -45,6 +48,8 @@ CRASHLOOP_WINDOW = "5m"  # AlloraCrashLooping: longer than a run between two bac
 CRASHLOOP_FOR = "10m"  # longer than the window: one crash (one 10 s back-off) never fires
 CRASHLOOP_FOR_TEXT = "10 minutes"
 METRICS_MISSING_WINDOW = "5m"  # AlloraMetricsMissing: ten scrape intervals without one heartbeat sample
+CHAIN_SCORE_FOR = "30m"  # AlloraChainScoreBelowLowest: a score EMA moves slowly; one epoch under is noise
+MISSED_WINDOWS_PER_HOUR = 3  # AlloraChainMissedWindows: more than this many windows missed within an hour
 SAMPLE_LIMIT = 1000  # the runtime exposes ~60 series; far more means a label carries an unbounded value
 SCRAPE_INTERVAL = "30s"
 MONITORING_FILES = ["podmonitor.yaml", "prometheusrule.yaml"]  # in the overlay, beside kustomization.yaml
@@ -86,6 +91,11 @@ def runtime_selector(namespace: str, instance: str) -> str:
 def pod_selector(namespace: str, instance: str) -> str:
     """Matchers of the deployment's pods in cAdvisor/kube-state-metrics series: ``<instance>-<rs hash>-<pod hash>``."""
     return f'namespace="{namespace}",pod=~"{instance}-[a-z0-9]+-[a-z0-9]+",container="{CONTAINER}"'
+
+
+def chain_selector(instance: str) -> str:
+    """Matchers of a deployment's ``allora_chain_*`` series (exported by the platform server, not the pod)."""
+    return f'allora_deployment="{instance}"'
 
 
 def alert_labels(spec) -> dict[str, str]:
@@ -201,6 +211,49 @@ def alerts(spec) -> tuple[Alert, ...]:
             "warning",
             f"{inst}: wallet balance below {threshold} uallo",
             "The wallet holds {{ $value }} uallo; submissions fail once it cannot pay the fees. Top it up.",
+        ),
+        *chain_alerts(spec, alert),
+    )
+
+
+def chain_alerts(spec, alert) -> tuple[Alert, ...]:
+    """What the chain says (the platform's reader, allora_gitops/chain): eligibility, score, missed windows."""
+    from allora_gitops.chain.metrics import GAUGES
+
+    inst, topic = spec.instance, spec.topic_id
+    sel = chain_selector(inst)
+    by = "max by (allora_deployment)"
+    registered, whitelisted, active, score, lowest, missed = (
+        "allora_chain_registered", "allora_chain_whitelisted", "allora_chain_topic_active", "allora_chain_score_ema",
+        "allora_chain_topic_lowest_score", "allora_chain_missed_windows",
+    )  # fmt: skip
+    assert {registered, whitelisted, active, score, lowest, missed} <= GAUGES.keys()  # the names the server exports
+    return (
+        alert(
+            "AlloraChainNotRegistered", f"{by} ({registered}{{{sel}}}) == 0", "15m", "critical",
+            f"{inst}: the worker is not registered on topic {topic}",
+            "The chain does not list the worker as registered on the topic; the runtime registers it when it starts. Its payloads are refused.",
+        ),
+        alert(
+            "AlloraChainNotWhitelisted", f"{by} ({whitelisted}{{{sel}}}) == 0", "5m", "critical",
+            f"{inst}: the worker is not whitelisted on topic {topic}",
+            "can_submit_worker_payload is false: the chain refuses the worker's payloads. Ask the topic's creator to whitelist the address.",
+        ),
+        alert(
+            "AlloraChainTopicInactive", f"{by} ({active}{{{sel}}}) == 0", "15m", "warning",
+            f"{inst}: topic {topic} is inactive",
+            "The topic opens no worker windows while inactive (too little stake or fees); the worker submits nothing.",
+        ),
+        alert(
+            "AlloraChainScoreBelowLowest", f"{by} ({score}{{{sel}}}) < {by} ({lowest}{{{sel}}})", CHAIN_SCORE_FOR, "warning",
+            f"{inst}: score EMA below the topic's lowest active inferer score",
+            "The worker's score EMA ({{ $value }}) is under the topic's lowest active score: it is at risk of being dropped from the active set.",
+        ),
+        alert(
+            "AlloraChainMissedWindows", f"{by} ({missed}{{{sel}}}) - {by} ({missed}{{{sel}}} offset 1h) > {MISSED_WINDOWS_PER_HOUR}",
+            "0m", "warning",
+            f"{inst}: more than {MISSED_WINDOWS_PER_HOUR} windows missed within an hour",
+            "{{ $value }} more windows of the topic closed without a successful submission recorded in the last hour.",
         ),
     )
 
