@@ -206,7 +206,7 @@ class Accounts:
     def live_deployments(self, principal: Principal) -> int:
         """Distinct (bundle name, network) pairs of the caller's names with a live deployment record."""
         row = self._conn.execute(
-            """SELECT count(DISTINCT (b.name, d.network)) FROM deployments d
+            """SELECT count(DISTINCT (b.name, d.network)) FROM releases d
                JOIN model_bundles b ON b.id = d.bundle_id JOIN bundle_owners o ON o.name = b.name
                WHERE o.user_id = %s AND d.status = ANY(%s)""",
             (principal.user_id, list(LIVE_STATUSES)),
