@@ -377,6 +377,26 @@ class Records:
                     changed.append(_deployment(self._conn.execute(_DEPLOYMENT_SELECT + "WHERE d.id = %s", (rid,)).fetchone()))
         return changed
 
+    def deployment_lock(self, name: str, network: str):
+        """Hold the change lock of ``name`` on ``network`` (a session advisory lock, shared by every process and
+        replica): comparing with what runs, recording the release and pushing it happen one change at a time,
+        so two identical publishes make one release and the second is told there is nothing to do."""
+        import contextlib
+
+        key = f"allora-release:{name}:{network}"
+
+        @contextlib.contextmanager
+        def held():
+            with self._write("lock the deployment"):
+                self._conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):
+                    self._conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+
+        return held()
+
     def set_owner(self, name: str, user: str) -> int:
         """Transfer bundle ``name`` and its deployments to the existing platform user ``user``; returns how
         many deployments moved. ``RecordConflict`` for an unknown user or name."""

@@ -87,7 +87,7 @@ def list_deployments(
     for row in rows:
         candidates = [
             d for d in records_list if d.name == row["name"] and d.network == row["network"] and d.version == row["version"]
-            and (not row.get("sha256") or d.bundle_sha256 == row["sha256"])
+            and (not row.get("sha256") or d.bundle_sha256 == row["sha256"]) and d.action != "retire"
         ]  # fmt: skip
         match = min(candidates, key=lambda d: _PREFERENCE.get(d.status, 9), default=None)
         if match is not None:
