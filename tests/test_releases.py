@@ -9,6 +9,12 @@ import pytest
 
 from tests.fixtures.bundles import make_bundle
 from tests.fixtures.git import git, merge_into_main, remote_branches, remote_file
+from tests.fixtures.platform import platform_server  # noqa: F401  (fixture)
+
+try:  # conftest's star import leaves out underscore names; the postgres fixtures need this one
+    from tests.fixtures.postgres import _migrated_template  # noqa: F401
+except ImportError:
+    pass
 
 NAME = "linear-forecaster"
 
@@ -107,3 +113,103 @@ def test_a_rollback_waiting_for_review_shows_in_list_and_status_and_retire_follo
     assert (entry["live_version"], entry["status"]) == (None, "retired")
     r = gitops("retire", NAME, "--network", "testnet", "--repo", repo)
     assert (r.code, r.out.splitlines()[0]) == (0, f"{NAME} on testnet: nothing to do: main no longer runs {NAME} on testnet")
+
+
+# --- owners and wallets through the platform API -------------------------------------------------------------
+
+
+def test_a_cli_published_name_is_the_platforms_an_api_user_can_neither_take_nor_see_it(platform_server, gitops_home, tmp_path, records):
+    from tests.conftest import cli_env
+    from tests.test_api import assert_problem, build, bundle_push, curl_upload
+
+    import httpx
+    import subprocess
+    import sys
+
+    platform = platform_server
+    env = cli_env({**platform.env})
+    bundle = make_bundle(tmp_path / "cli", version="1.0.0")
+    proc = subprocess.run([sys.executable, "-m", "allora_gitops.cli.gitops", "publish", str(bundle), "--repo", str(platform.repo),
+                           "--network", "testnet", "--branch", "main"], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "  owner: platform" in proc.stdout.splitlines()
+    target = records.find_deployment(NAME, "testnet")
+    assert target.owner == "platform"
+
+    mallory = platform.token("mallory", wallets=("mallory-wallet",))
+    api = httpx.Client(base_url=platform.url, timeout=120)
+    before = (sorted(remote_branches(platform.repo)), len(records.list_bundles()), len(records.list_deployments()))
+    # her push of the same name (another version): refused naming the rule, nothing stored, no branch
+    other = make_bundle(tmp_path / "mallory", version="9.0.0", weight="mine")
+    status, body = curl_upload(platform, build(other), mallory, cwd=other)
+    assert status == 409 and "belongs to another user" in body["detail"], body
+    pushed = bundle_push(platform, str(other), "--deploy", token=mallory)
+    assert pushed.returncode != 0 and "belongs to another user" in pushed.stderr
+    assert (sorted(remote_branches(platform.repo)), len(records.list_bundles()), len(records.list_deployments())) == before
+    # her lists are without it; its pages and retire are 404 to her
+    assert api.get("/api/deployments", headers=platform.headers(mallory)).json() == []
+    for path in (f"/api/deployments/{target.id}", f"/api/deployments/{target.id}/releases"):
+        assert_problem(api.get(path, headers=platform.headers(mallory)), 404)
+    assert_problem(api.post(f"/api/deployments/{target.id}/retire", headers=platform.headers(mallory)), 404)
+    assert sorted(remote_branches(platform.repo)) == before[0]
+
+    # an admin sees one entry, live 1.0.0, and its release history
+    admin = platform.token("root", admin=True)
+    [entry] = api.get("/api/deployments", headers=platform.headers(admin)).json()
+    assert (entry["id"], entry["name"], entry["owner"], entry["live_version"], entry["pending"]) == (target.id, NAME, "platform", "1.0.0", [])
+    releases = api.get(f"/api/deployments/{target.id}/releases", headers=platform.headers(admin)).json()
+    assert [(r["kind"], r["version"], r["status"]) for r in releases] == [("publish", "1.0.0", "merged")]
+
+    # the operator transfers the name: now it is hers
+    moved = subprocess.run([sys.executable, "-m", "allora_gitops.cli.gitops", "owner", "set", NAME, "mallory"],
+                           env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (moved.returncode, moved.stdout.strip()) == (0, f"{NAME} now belongs to mallory (1 deployment(s))"), moved.stderr
+    [entry] = api.get("/api/deployments", headers=platform.headers(mallory)).json()
+    assert entry["owner"] == "mallory"
+
+
+def test_mainnet_needs_the_wallet_named_and_every_change_names_it(platform_server, tmp_path, records):
+    from tests.test_api import assert_problem, build, curl_upload
+
+    import httpx
+
+    platform = platform_server
+    alice = platform.token("alice", wallets=("alice-testnet-wallet",))
+    bundle = make_bundle(tmp_path, version="1.0.0")
+    status, body = curl_upload(platform, build(bundle), alice, cwd=bundle)
+    assert status == 201, body
+    api = httpx.Client(base_url=platform.url, timeout=120)
+    deploy = {"bundle": {"name": NAME, "version": "1.0.0"}, "network": "mainnet"}
+    branches = sorted(remote_branches(platform.repo))
+    # her only wallet is not taken silently for mainnet
+    assert_problem(api.post("/api/deployments", json=deploy, headers=platform.headers(alice)), 422, "'wallet'")
+    assert sorted(remote_branches(platform.repo)) == branches and records.list_deployments() == []
+    # named: the answer says which wallet
+    r = api.post("/api/deployments", json=dict(deploy, wallet="alice-testnet-wallet"), headers=platform.headers(alice))
+    assert r.status_code == 201, r.text
+    change = r.json()
+    assert change["wallet"] == "alice-testnet-wallet" and "wallet: Secret alice-testnet-wallet" in change["summary"]
+    assert any("alice-testnet-wallet names testnet, but this deployment is on mainnet" in w for w in change["warnings"])
+    # testnet: the default wallet still works, and is named
+    r = api.post("/api/deployments", json=dict(deploy, network="testnet"), headers=platform.headers(alice))
+    assert r.status_code == 201, r.text
+    assert r.json()["wallet"] == "alice-testnet-wallet"
+    # promote to mainnet without a wallet: 422 naming the field
+    dep = r.json()["deployment_id"]
+    merge_into_main(platform.repo, r.json()["branch"])
+    assert_problem(api.post(f"/api/deployments/{dep}/promote", json={"network": "mainnet"}, headers=platform.headers(alice)), 422, "'wallet'")
+    # deploying what already waits for review: 200, nothing to do, the open review named
+    r = api.post("/api/deployments", json=dict(deploy, wallet="alice-testnet-wallet"), headers=platform.headers(alice))
+    assert r.status_code == 200, r.text
+    assert r.json()["open_review"] == f"deploy/{NAME}/mainnet/1.0.0" and r.json()["nothing_to_do"]
+
+
+def test_a_wallet_named_for_another_network_is_a_warning(gitops, gitops_remote, records, tmp_path):
+    r = gitops("publish", make_bundle(tmp_path), "--repo", gitops_remote, "--network", "mainnet", "--wallet", "lf-testnet-wallet", "--json")
+    assert r.code == 0, r.err
+    result = json.loads(r.out)
+    warning = "the wallet Secret lf-testnet-wallet names testnet, but this deployment is on mainnet: check it is the right wallet"
+    assert warning in result["warnings"] and f"==> warning: {warning}" in r.err
+    assert result["wallet"] == "lf-testnet-wallet" and "wallet: Secret lf-testnet-wallet" in result["summary"]
+    r = gitops("publish", make_bundle(tmp_path / "other", version="2.0.0"), "--repo", gitops_remote, "--network", "mainnet")
+    assert (r.code, r.err.splitlines()[-1]) == (2, "error: a mainnet deployment needs its wallet named: give --wallet NAME (the Secret holding the wallet)")

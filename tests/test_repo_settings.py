@@ -57,6 +57,7 @@ def test_repo_init_writes_every_repository_setting(cli, tmp_path, gitops_home):
         "monitoring": True,
         "monitoring_namespace": "monitoring",
         "low_balance_threshold_uallo": None,
+        "default_owner": None,
         "dns": {"cluster_dns_namespace": "kube-system", "node_local_address": "169.254.20.10"},
         "images": {"require_digest": ["mainnet"]},
         "sandbox": {"wallet_secret": "allora-sandbox-wallet", "commit": "review", "max_per_user": 2},

@@ -175,11 +175,21 @@ def deployments_page(request: Request, session=Depends(open_session)):
     if web is None:
         return _to_login()
     names = accounts.owned_names(web.principal)
-    shown = [d for d in records.list_deployments() if names is None or d.name in names]
+    shown, pending = [], {}  # one row per deployment: its live release, else its newest; and what waits for review
+    for target in records.list_deployment_entities():
+        if names is not None and target.name not in names:
+            continue
+        releases = records.list_releases(target.id)
+        live = next((r for r in releases if r.id == target.live_release_id and r.action != "retire"), None)
+        waiting = [r for r in releases if r.status in ("pending", "committed")]
+        if live is None and not waiting:
+            continue  # retired: nothing runs, nothing waits
+        shown.append(live or releases[-1])
+        pending[shown[-1].id] = waiting
     overviews = deployment_overviews(records.connection, [d.id for d in shown], kinds=["submission"])  # one statement for all
     rows = [(d, o.window("submission"), o.last_success_at["submission"]) for d in shown for o in (overviews[d.id],)]
     lifecycles = deployments_lifecycles(records.connection, shown, overviews=overviews)  # from the same rows
-    return _page(request, "deployments.html", web=web, rows=rows, lifecycles=lifecycles)
+    return _page(request, "deployments.html", web=web, rows=rows, lifecycles=lifecycles, pending=pending)
 
 
 @router.get("/deployments/{deployment_id}", response_class=HTMLResponse)
@@ -192,9 +202,17 @@ def deployment_page(deployment_id: str, request: Request, session=Depends(open_s
     web = read_session(request.cookies.get(SESSION_COOKIE), accounts)
     if web is None:
         return _to_login()
-    d = records.get_deployment(deployment_id) if _is_uuid(deployment_id) else None
-    if d is None or not accounts.may_see(web.principal, d.name):
+    target = records.get_deployment_by_id(deployment_id) if _is_uuid(deployment_id) else None
+    if target is None and _is_uuid(deployment_id):  # a release's id (older links, results) finds its deployment
+        release = records.get_deployment(deployment_id)
+        target = records.get_deployment_by_id(release.deployment_id) if release is not None and release.deployment_id else None
+    releases = records.list_releases(target.id) if target is not None else []
+    if target is None or not releases or not accounts.may_see(web.principal, target.name):
         return _page(request, "error.html", 404, web=web, title="Not found", message="There is no such deployment among yours.")
+    live = next((r for r in releases if r.id == target.live_release_id and r.action != "retire"), None)
+    d = live or releases[-1]
+    pending = [r for r in releases if r.status in ("pending", "committed")]
+    by_version = records.results_by_version(target.id)
     status = deployment_status(records.connection, d, recent=RECENT)
     summary = status.summary
     kind = chart_kind(summary)
@@ -206,6 +224,7 @@ def deployment_page(deployment_id: str, request: Request, session=Depends(open_s
         chart=outcome_chart(timeline), latency=latency_chart(timeline), resources=resources, chart_kind=kind,
         age=lambda at: human_age(at, summary.as_of),
         logs_command=f"kubectl logs deployment/{d.name}-{d.network} -c model -n {settings.models_namespace} --tail=200",
+        target=target, live=live, pending=pending, releases=list(reversed(releases)), by_version=by_version,
     )  # fmt: skip
 
 

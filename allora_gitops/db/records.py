@@ -351,6 +351,21 @@ class Records:
         ).fetchall()
         return [_deployment(r) for r in rows]
 
+    @_reading
+    def results_by_version(self, deployment_id: str, kind: str = "submission") -> list[dict[str, Any]]:
+        """Per version of a deployment (in the order its releases were made): results of ``kind``, how many
+        succeeded, the success rate (None without results) and the p95 latency in ms — versions side by side."""
+        rows = self._conn.execute(
+            """SELECT b.version, count(s.id), count(s.id) FILTER (WHERE s.status = 'success'),
+                      percentile_cont(0.95) WITHIN GROUP (ORDER BY s.latency_ms)
+               FROM releases r JOIN model_bundles b ON b.id = r.bundle_id
+               LEFT JOIN submission_results s ON s.deployment_id = r.id AND s.kind = %s
+               WHERE r.deployment_id = %s AND r.action <> 'retire'
+               GROUP BY b.version ORDER BY min(r.created_at)""",
+            (kind, _uuid(deployment_id)),
+        ).fetchall()
+        return [{"version": v, "count": n, "success": ok, "success_rate": (ok / n if n else None), "p95_ms": p95} for v, n, ok, p95 in rows]
+
     def settle_live_release(self, deployment_id: str, live_release_id: str | None, reason: str) -> list[ReleaseRecord]:
         """Make ``live_release_id`` (None: nothing) the deployment's live release, as git says: every other
         merged/synced release of it becomes ``superseded``, and a superseded one git shows running is merged
