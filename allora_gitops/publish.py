@@ -468,7 +468,6 @@ def publish_bundle(
         manifest = built.manifest
         name, version = manifest.name, manifest.version
         network = network or manifest.allora.network
-        require_wallet(network, options.wallet_secret)
         step("validate", f"{name} {version} sha256 {built.sha256} ({built.size} bytes, {built.file_count} files)")
         records = None
         if not target.dry_run:
@@ -481,6 +480,7 @@ def publish_bundle(
         heads, repo_settings = checking.result()
         step("repository", f"{remote.display} {target.base_branch} at {heads[target.base_branch][:12]} (initialised by allora-gitops)")
         options, target = apply_repository_settings(repo_settings, options, target, network)
+        require_wallet(network, options.wallet_secret)  # still before anything is uploaded, recorded or pushed
         store = open_store(target.store_url)
         key = C.archive_object_key(name, version, built.sha256)
         archive_url = store.url_for(key)
@@ -649,12 +649,12 @@ def _redeploy(
     from allora_gitops.storage.objects import open_store, store_of
 
     check_network(network)
-    require_wallet(network, options.wallet_secret or defaults.get("wallet_secret"))
     remote = parse_remote(target.repo)
     cache = RepoCache(remote)
     heads = check_repository(remote, target.base_branch, branch, cache, every_branch=True)
     repo_settings = require_marker(cache.git, heads[target.base_branch], remote, target.base_branch)
     options, target = apply_repository_settings(repo_settings, options, target, network, defaults)
+    require_wallet(network, options.wallet_secret)
     with _records(target.database_url) as records, tempfile.TemporaryDirectory(prefix=f"allora-{action}-") as tmp, records.deployment_lock(name, network):
         bundle = _bundle_record(records, name, version)
         step("records", f"{name} {version} sha256 {bundle.sha256}")
