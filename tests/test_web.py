@@ -196,7 +196,7 @@ def test_in_chromium_sign_in_see_the_table_open_a_deployment_and_its_chart(site,
         assert rows[0].find_elements(By.TAG_NAME, "td")[4].text == "80.0 %"
         browser.save_screenshot(str(tmp_path / "deployments.png"))
         rows[0].find_element(By.LINK_TEXT, "linear-forecaster").click()
-        WebDriverWait(browser, 10).until(EC.url_to_be(f"{server.url}/deployments/{a.id}"))
+        WebDriverWait(browser, 10).until(EC.url_to_be(f"{server.url}/deployments/{a.deployment_id}"))
         recent = browser.find_elements(By.CSS_SELECTOR, "#recent tbody tr")
         assert len(recent) == 20 and sum("tx_failed" in r.text for r in recent) == 4
         chart = browser.find_element(By.ID, "outcome-chart")
