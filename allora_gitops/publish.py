@@ -578,6 +578,8 @@ def _nothing_to_do(result: PublishResult, plan: ReleasePlan, records, name: str,
         result.deployment_id, result.release_id, result.deployment_status = found.deployment_id, found.id, found.status
         result.commit = found.commit_sha
     result.deployment_created = False
+    target = records.find_deployment(name, network)
+    result.owner = result.owner or (target.owner if target is not None else None)
     result.summary = [wallet_line(spec)]
     step("commit", f"nothing to do: {plan.nothing}")
     return result

@@ -213,3 +213,70 @@ def test_a_wallet_named_for_another_network_is_a_warning(gitops, gitops_remote, 
     assert result["wallet"] == "lf-testnet-wallet" and "wallet: Secret lf-testnet-wallet" in result["summary"]
     r = gitops("publish", make_bundle(tmp_path / "other", version="2.0.0"), "--repo", gitops_remote, "--network", "mainnet")
     assert (r.code, r.err.splitlines()[-1]) == (2, "error: a mainnet deployment needs its wallet named: give --wallet NAME (the Secret holding the wallet)")
+
+
+# --- one definition of live, one admission check (issue 27) ---------------------------------------------------
+
+
+def test_the_live_limit_counts_what_runs_on_every_path_and_concurrent_requests_never_overshoot(platform_server, tmp_path, records):
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from tests.test_api import assert_problem, build
+
+    platform = platform_server
+    token = platform.token("carol", wallets=("carol-wallet",))
+    gitops = [sys.executable, "-m", "allora_gitops.cli.gitops"]
+    subprocess.run(gitops + ["user-limits", "carol", "--max-live-deployments", "2"], env=platform.env, check=True, capture_output=True)
+    api = httpx.Client(base_url=platform.url, timeout=300, headers=platform.headers(token))
+    for name, version in (("a", "1.0.0"), ("a", "1.1.0"), ("b", "1.0.0"), ("c", "1.0.0"), ("d", "1.0.0")):
+        d = make_bundle(tmp_path / f"{name}-{version}", name=name, version=version, weight=version)
+        with open(build(d), "rb") as fh:
+            assert api.post("/api/bundles", files={"bundle": (f"{name}.tar.gz", fh)}).status_code == 201
+
+    def deploy(name: str, version: str = "1.0.0") -> httpx.Response:
+        return api.post("/api/deployments", json={"bundle": {"name": name, "version": version}, "network": "testnet"})
+
+    def sync() -> None:
+        subprocess.run(gitops + ["sync", "--repo", str(platform.repo)], env=platform.env, check=True, capture_output=True)
+
+    def live() -> int:
+        return records.count_live("carol")
+
+    ids = {}
+    for name in ("a", "b"):  # deploy, merge, sync: a merged deployment still counts
+        r = deploy(name)
+        assert r.status_code == 201, r.text
+        ids[name] = r.json()["deployment_id"]
+        merge_into_main(platform.repo, r.json()["branch"])
+        sync()
+    assert live() == 2
+    assert_problem(deploy("c"), 403, "carol has 2 live deployment(s), the limit")
+
+    # 10 concurrent deploys, promotes and rollbacks at the limit: only changes of live deployments get in
+    requests = [
+        lambda: deploy("c"), lambda: deploy("d"), lambda: deploy("c"), lambda: deploy("a", "1.1.0"), lambda: deploy("a", "1.1.0"),
+        lambda: api.post(f"/api/deployments/{ids['a']}/promote", json={"network": "mainnet", "wallet": "carol-wallet"}),
+        lambda: api.post(f"/api/deployments/{ids['b']}/promote", json={"network": "mainnet", "wallet": "carol-wallet"}),
+        lambda: api.post(f"/api/deployments/{ids['b']}/rollback", json={"version": "1.0.0"}),
+        lambda: deploy("d"), lambda: api.post(f"/api/deployments/{ids['a']}/promote", json={"network": "mainnet", "wallet": "carol-wallet"}),
+    ]  # fmt: skip
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda call: call(), requests))
+    codes = [r.status_code for r in answers]
+    assert codes.count(403) == 7 and all(c in (200, 201) for i, c in enumerate(codes) if i in (3, 4, 7)), "\n".join(f"{c} {r.text[:300]}" for c, r in zip(codes, answers))
+    assert live() == 2
+
+    # retire b (merged, synced): a slot is free; c takes it; reviving b by a rollback is then refused
+    r = api.post(f"/api/deployments/{ids['b']}/retire")
+    assert r.status_code == 201, r.text
+    assert live() == 2  # retiring: it still runs until merged
+    merge_into_main(platform.repo, r.json()["branch"])
+    sync()
+    assert live() == 1
+    assert deploy("c").status_code == 201 and live() == 2
+    assert_problem(api.post(f"/api/deployments/{ids['b']}/rollback", json={"version": "1.0.0"}), 403, "the limit")
+    assert live() == 2 and records.is_live("b", "testnet") is False

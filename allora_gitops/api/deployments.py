@@ -3,7 +3,8 @@ promote, roll back and retire — what ``allora-gitops publish/promote/rollback/
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+import contextlib
+from typing import Any, Iterator, Literal, Optional
 
 from fastapi import APIRouter, Depends, Path as PathParam, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -274,12 +275,20 @@ def _only_wallet(c: Caller) -> str:
     return names[0]
 
 
-def _check_live_limit(c: Caller, name: str, network: str) -> None:
+@contextlib.contextmanager
+def admitted(c: Caller, name: str, network: str) -> Iterator[None]:
+    """The one admission check of every path that can make a deployment live or revive it (deploy, re-publish,
+    promote, rollback — also of a retired deployment): a new release of a deployment that is live already
+    replaces what runs and is admitted; otherwise the caller's live deployments (``live_deployments``,
+    migration 0008) must be under their limit. Held for the whole change under the caller's lock
+    (``Accounts.deploying``: one change per user at a time, on every replica), so concurrent requests
+    cannot overshoot. 403 when refused, before anything is written."""
     p = c.principal
     limit = p.max_live_deployments if p.max_live_deployments is not None else c.settings.max_live_deployments
-    already = c.records.current_deployment(name, network) is not None  # a new version of a live deployment replaces it
-    if not already and c.accounts.live_deployments(p) >= limit:
-        raise ApiError(403, f"{p.name} has {limit} live deployment(s), the limit; retire one first")
+    with c.accounts.deploying(p):
+        if not c.records.is_live(name, network) and c.accounts.live_deployments(p) >= limit:
+            raise ApiError(403, f"{p.name} has {limit} live deployment(s), the limit; retire one first")
+        yield
 
 
 @router.post("/deployments", summary="Deploy an uploaded bundle: the publish pipeline onto a review branch", status_code=201,
@@ -309,8 +318,7 @@ def create_deployment(
         topic_id=body.topic_id, fee_tier=body.fee_tier, polling_interval=body.polling_interval, cpu=body.resources.cpu,
         cpu_limit=body.resources.cpu_limit, memory=body.resources.memory, wallet_secret=wallet,
     )  # fmt: skip
-    with c.accounts.deploying(c.principal):
-        _check_live_limit(c, bundle.name, network)
+    with admitted(c, bundle.name, network):
         return _answer(publish_recorded(bundle.name, bundle.version, network, _target(c.settings, c), options), response)
 
 
@@ -380,8 +388,7 @@ def promote_deployment(
     wallet = body.wallet or d.wallet_secret_name
     _check_wallet(c, wallet)
     options = DeploymentSettings(topic_id=body.topic_id, fee_tier=body.fee_tier, wallet_secret=wallet)
-    with c.accounts.deploying(c.principal):
-        _check_live_limit(c, d.name, body.network)
+    with admitted(c, d.name, body.network):
         return _answer(promote(d.name, d.network, body.network, _target(c.settings, c), options), response)
 
 
@@ -401,7 +408,8 @@ def rollback_deployment(
     if c.records.get_bundle(d.name, body.version) is None:
         raise ApiError(404, f"no bundle {d.name} {body.version}")
     options = DeploymentSettings(topic_id=body.topic_id, wallet_secret=d.wallet_secret_name)
-    return _answer(rollback(d.name, d.network, body.version, _target(c.settings, c), options), response)
+    with admitted(c, d.name, d.network):  # a rollback of a retired deployment revives it
+        return _answer(rollback(d.name, d.network, body.version, _target(c.settings, c), options), response)
 
 
 @router.post("/deployments/{deployment_id}/retire", summary="Remove this deployment (a review branch; Argo CD prunes it once merged)",

@@ -352,6 +352,22 @@ class Records:
         return [_deployment(r) for r in rows]
 
     @_reading
+    def is_live(self, name: str, network: str) -> bool:
+        """Whether the deployment of ``name`` on ``network`` is live (the view ``live_deployments``, 0008: its
+        live release runs, or a change of it waits for review)."""
+        row = self._conn.execute(
+            "SELECT 1 FROM live_deployments WHERE name = %s AND network = %s AND kind = 'deployment'", (name, network)
+        ).fetchone()
+        return row is not None
+
+    @_reading
+    def count_live(self, owner: str) -> int:
+        """How many deployments of ``owner`` are live (``live_deployments``): what the per-user limit counts."""
+        return int(self._conn.execute(
+            "SELECT count(*) FROM live_deployments WHERE owner = %s AND kind = 'deployment'", (owner,)
+        ).fetchone()[0])
+
+    @_reading
     def results_by_version(self, deployment_id: str, kind: str = "submission") -> list[dict[str, Any]]:
         """Per version of a deployment (in the order its releases were made): results of ``kind``, how many
         succeeded, the success rate (None without results) and the p95 latency in ms — versions side by side."""
