@@ -124,6 +124,7 @@ class DeploymentEntryOut(BaseModel):
     live: Optional[ReleaseOut]
     pending: list[PendingOut]
     retired: bool
+    lifecycle: Optional[LifecycleOut] = Field(None, description="Of the live release, else of the newest pending one")
 
 
 class DeploymentOut(BaseModel):
@@ -234,7 +235,9 @@ def _owned_deployment(deployment_id: str, c: Caller):
     if target is None or not c.accounts.may_see(c.principal, target.name):
         raise ApiError(404, f"no deployment {deployment_id}")
     releases = c.records.list_releases(target.id)
-    shown = next((r for r in releases if r.id == target.live_release_id), None) or (releases[-1] if releases else None)
+    from allora_gitops.gitops.inventory import live_release_in
+
+    shown = live_release_in(target, releases) or (releases[-1] if releases else None)
     if shown is None:
         raise ApiError(404, f"no deployment {deployment_id}")
     return shown
@@ -331,10 +334,22 @@ def list_deployments(
 ):
     from allora_gitops.gitops.inventory import deployment_entries
 
+    from allora_gitops.lifecycle import deployments_lifecycles
+
     names = c.accounts.owned_names(c.principal)
-    return deployment_entries(
+    entries = deployment_entries(
         None, network=network, include_retired=all, records=c.records, visible=lambda n: names is None or n in names
     )
+    shown = {}  # entry id → the release its lifecycle is of
+    for e in entries:
+        release_id = (e["live"] or {}).get("release_id") or (e["pending"][-1]["release_id"] if e["pending"] else None)
+        if release_id:
+            shown[e["id"]] = c.records.get_deployment(release_id)
+    lifecycles = deployments_lifecycles(c.records.connection, list(shown.values()))
+    for e in entries:
+        if e["id"] in shown:
+            e["lifecycle"] = lifecycles[shown[e["id"]].id].to_dict()
+    return entries
 
 
 @router.get("/deployments/{deployment_id}", summary="One deployment: its live release (else the newest), pending reviews, lifecycle, results",

@@ -168,6 +168,7 @@ def logout(request: Request, csrf: str = Form(""), session=Depends(open_session)
 @router.get("/", response_class=HTMLResponse)
 def deployments_page(request: Request, session=Depends(open_session)):
     from allora_gitops.db.results import deployment_overviews
+    from allora_gitops.gitops.inventory import live_release_in
     from allora_gitops.lifecycle import deployments_lifecycles
 
     records, accounts = session
@@ -180,7 +181,7 @@ def deployments_page(request: Request, session=Depends(open_session)):
         if names is not None and target.name not in names:
             continue
         releases = records.list_releases(target.id)
-        live = next((r for r in releases if r.id == target.live_release_id and r.action != "retire"), None)
+        live = live_release_in(target, releases)
         waiting = [r for r in releases if r.status in ("pending", "committed")]
         if live is None and not waiting:
             continue  # retired: nothing runs, nothing waits
@@ -196,6 +197,7 @@ def deployments_page(request: Request, session=Depends(open_session)):
 def deployment_page(deployment_id: str, request: Request, session=Depends(open_session), settings: ApiSettings = Depends(get_settings)):
     from allora_gitops.db.results import WINDOWS, result_timeline
     from allora_gitops.explorer import explorer_tx_url
+    from allora_gitops.gitops.inventory import live_release_in
     from allora_gitops.lifecycle import STAGES, deployment_status, human_age
 
     records, accounts = session
@@ -209,7 +211,7 @@ def deployment_page(deployment_id: str, request: Request, session=Depends(open_s
     releases = records.list_releases(target.id) if target is not None else []
     if target is None or not releases or not accounts.may_see(web.principal, target.name):
         return _page(request, "error.html", 404, web=web, title="Not found", message="There is no such deployment among yours.")
-    live = next((r for r in releases if r.id == target.live_release_id and r.action != "retire"), None)
+    live = live_release_in(target, releases)
     d = live or releases[-1]
     pending = [r for r in releases if r.status in ("pending", "committed")]
     by_version = records.results_by_version(target.id)

@@ -128,6 +128,17 @@ def release_dict(r) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def live_release_in(deployment, releases: list[Any]) -> Any:
+    """The release of ``deployment`` that runs, as the records know it (``live_deployments``, migration 0008): its
+    live release unless that is a retire; before git was first read (no live release settled), the newest merged."""
+    on_base = ("merged", "synced", "retiring")
+    if deployment.live_release_id is not None:
+        live = next((r for r in releases if r.id == deployment.live_release_id), None)
+        return live if live is not None and live.action != "retire" and live.status in on_base else None
+    merged = [r for r in releases if r.action != "retire" and r.status in on_base]
+    return merged[-1] if merged else None
+
+
 def entry_of(deployment, releases: list[Any], facts=None, *, repo_read: bool = False) -> dict[str, Any]:
     """One deployment (a ``db.records.Deployment``) with its live release and its open reviews.
 
@@ -135,10 +146,7 @@ def entry_of(deployment, releases: list[Any], facts=None, *, repo_read: bool = F
     repository was read (``repo_read``), else from the live release the records settled last; None when
     nothing runs. ``pending``: releases waiting for review (version, branch, kind), oldest first.
     """
-    by_id = {r.id: r for r in releases}
-    live = by_id.get(deployment.live_release_id)
-    if live is not None and (live.action == "retire" or live.status not in ("merged", "synced", "retiring")):
-        live = None
+    live = live_release_in(deployment, releases)
     live_version = (facts.version if facts is not None else None) if repo_read else (live.version if live else None)
     pending = [r for r in releases if r.status in WAITING]
     if live is not None:

@@ -111,11 +111,13 @@ FROM deployments d
 WHERE d.id = r.deployment_id AND r.status IN ('merged', 'synced') AND r.id IS DISTINCT FROM d.live_release_id;
 
 -- What "live" means, once, for limits, lists, lifecycle and pages (issue 27): a deployment is live while
--- the base branch runs one of its releases (its live release, unless that is a retire), or a change of it
--- waits for review (a pending or committed release, retire included: until merged it still runs).
+-- the base branch runs one of its releases (its live release, unless that is a retire; before git was first
+-- read, any merged one), or a change of it waits for review (a pending or committed release, retire included:
+-- until merged it still runs).
 -- Retired = not live. allora_gitops/db/records.py reads only this view.
 CREATE VIEW live_deployments AS
 SELECT d.* FROM deployments d
 WHERE EXISTS (SELECT 1 FROM releases r WHERE r.deployment_id = d.id AND (
         r.status IN ('pending', 'committed')
-        OR (r.id = d.live_release_id AND r.action <> 'retire' AND r.status IN ('merged', 'synced', 'retiring'))));
+        OR ((r.id = d.live_release_id OR d.live_release_id IS NULL)
+            AND r.action <> 'retire' AND r.status IN ('merged', 'synced', 'retiring'))));
