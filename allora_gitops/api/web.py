@@ -177,10 +177,15 @@ def deployments_page(request: Request, session=Depends(open_session)):
         return _to_login()
     names = accounts.owned_names(web.principal)
     shown, pending = [], {}  # one row per deployment: its live release, else its newest; and what waits for review
+    by_deployment: dict[str, list] = {}
+    for r in reversed(records.list_deployments()):  # every release in one statement, oldest first
+        by_deployment.setdefault(r.deployment_id, []).append(r)
     for target in records.list_deployment_entities():
         if names is not None and target.name not in names:
             continue
-        releases = records.list_releases(target.id)
+        releases = sorted(by_deployment.get(target.id, []), key=lambda r: (r.created_at, r.id))
+        if not releases:
+            continue
         live = live_release_in(target, releases)
         waiting = [r for r in releases if r.status in ("pending", "committed")]
         if live is None and not waiting:

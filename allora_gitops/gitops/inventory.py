@@ -202,10 +202,14 @@ def deployment_entries(
             git, commit = read_ref(remote, ref)
             facts_of = {(f.name, f.network): f for f in read_deployments(Snapshot(git, commit), name=name, full=False)}
         out = []
+        by_deployment: dict[str, list] = {}
+        for r in records.list_deployments(name=name, network=network):  # every release in one statement
+            by_deployment.setdefault(r.deployment_id, []).append(r)
         for d in records.list_deployment_entities(name=name, network=network):
             if not visible(d.name):
                 continue
-            entry = entry_of(d, records.list_releases(d.id), facts_of.pop((d.name, d.network), None), repo_read=bool(repo))
+            releases = sorted(by_deployment.get(d.id, []), key=lambda r: (r.created_at, r.id))
+            entry = entry_of(d, releases, facts_of.pop((d.name, d.network), None), repo_read=bool(repo))
             if include_retired or not entry["retired"]:
                 out.append(entry)
         for (n, net), f in facts_of.items():

@@ -121,14 +121,14 @@ class RepositorySettings(_Section):
     monitoring: bool = Field(True, description="Default of --monitoring/--no-monitoring: a PodMonitor and a PrometheusRule per deployment.")
     monitoring_namespace: str = Field(C.MONITORING_NAMESPACE, description="Where Prometheus (and Grafana's dashboard sidecar) run: admitted to the metrics port.")
     low_balance_threshold_uallo: Optional[int] = Field(None, ge=0, description="AlloraLowWalletBalance fires below this many uallo (null: 10^18 = 1 ALLO).")
-    default_owner: Optional[str] = Field(
-        None, pattern=r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$", max_length=63,
-        description="The platform user a CLI publish records as the owner of a new name (null: the reserved platform owner).",
-    )  # fmt: skip
     dns: DnsEgress = DnsEgress()
     images: ImageSettings = ImageSettings()
     sandbox: SandboxSettings = SandboxSettings()
     ci: CiSettings = Field(default_factory=lambda: CiSettings(install=default_ci_install()))
+    default_owner: Optional[str] = Field(
+        None, pattern=r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$", max_length=63,
+        description="The platform user a CLI publish records as the owner of a new name (null: the reserved platform owner).",
+    )  # fmt: skip
 
     @field_validator("namespace", "monitoring_namespace")
     @classmethod
