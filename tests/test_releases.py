@@ -150,6 +150,8 @@ def test_a_cli_published_name_is_the_platforms_an_api_user_can_neither_take_nor_
     assert api.get("/api/deployments", headers=platform.headers(mallory)).json() == []
     for path in (f"/api/deployments/{target.id}", f"/api/deployments/{target.id}/releases"):
         assert_problem(api.get(path, headers=platform.headers(mallory)), 404)
+        assert_problem(api.get(path), 401)  # no token
+        assert_problem(api.get(path, headers={"Authorization": "Bearer agp_00000000_" + "A" * 43}), 401)  # an unknown one
     assert_problem(api.post(f"/api/deployments/{target.id}/retire", headers=platform.headers(mallory)), 404)
     assert sorted(remote_branches(platform.repo)) == before[0]
 

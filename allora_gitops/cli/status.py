@@ -123,7 +123,7 @@ def register(app: typer.Typer) -> None:
 
         rows = [r for r in _rows(repo, ref, name, database_url, no_db) if network is None or r["network"] == network]
         if not rows:
-            where = (f" on {network}" if network else "") + (f" in {ref}" if repo else "")
+            where = (f" on {network}" + (f" in {ref}" if repo else "")) if network else (f" on {ref}" if repo else "")
             raise GitOpsError(f"{name} is not deployed{where} and has no live deployment record")
         entries = {(e["name"], e["network"]): e for e in one_per_deployment(rows, database_url=database_url, use_database=not no_db)}
         for r in rows:  # what runs and what waits, on every row of the deployment
