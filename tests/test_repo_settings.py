@@ -383,7 +383,7 @@ def test_checkov_kustomize_mode_on_a_published_repository_fails_nothing(gitops, 
     repo = init(cli, tmp_path / "d.git")
     bundle = make_bundle(tmp_path)
     assert gitops("publish", bundle, "--repo", repo, "--network", "testnet", "--branch", "main", "--secret-store", "vault").code == 0
-    assert gitops("publish", bundle, "--repo", repo, "--network", "mainnet", "--branch", "main").code == 0
+    assert gitops("publish", bundle, "--repo", repo, "--network", "mainnet", "--branch", "main", "--wallet", "lf-mainnet").code == 0
     work = tmp_path / "work"
     git(tmp_path, "clone", "-q", str(repo), str(work))
     proc = subprocess.run(
@@ -429,5 +429,5 @@ def test_publishing_a_merged_deployment_again_keeps_its_row_merged(gitops, cli, 
     for _ in range(2):
         r = gitops("publish", bundle, "--repo", repo, "--network", "testnet", "--branch", "main")
         assert r.code == 0, r.err
-    assert r.out.startswith(f"{NAME} 1.0.0 on testnet: already there, no new commit")
+    assert r.out.startswith(f"{NAME} 1.0.0 on testnet: nothing to do: main already runs {NAME} 1.0.0 on testnet like this")
     assert [d.status for d in rows(records)] == ["merged"]
