@@ -27,7 +27,7 @@ count while an earlier one is missing. In particular, results for a deployment w
 has not deployed it, so the results come from a run outside the cluster. The stage stays ``committed`` and
 the reason says results are arriving from elsewhere.
 
-``failed``, ``abandoned``, ``retiring`` and ``retired`` are side states and show as themselves; their
+``failed``, ``abandoned``, ``retiring``, ``retired`` and ``superseded`` (a release a later one replaced) are side states and show as themselves; their
 ``reached`` list still tells what the facts show (a ``retiring`` deployment may still be running).
 
 ``synced`` and ``healthy`` need Argo CD's notifications (``argocd/notifications-cm.yaml``): without any
@@ -48,7 +48,7 @@ from typing import Any, Optional
 STAGES = ("pending", "committed", "merged", "synced", "image built", "healthy", "running", "active")
 ARGOCD_STAGES = ("synced", "healthy")  # evidence only Argo CD's reports give: skipped when there is none
 DEGRADED = "degraded"  # a failed sync or Degraded health reported by Argo CD (between merged and running)
-SIDE_STATES = ("failed", "abandoned", "retiring", "retired")
+SIDE_STATES = ("failed", "abandoned", "retiring", "retired", "superseded")
 DEFAULT_POLLING_INTERVAL = 120  # seconds: model.yaml's allora.polling_interval default (bundle/manifest.py)
 # "running": a result within this many polling intervals. One missed window is ordinary (a slow run, the
 # reporter's batching); three in a row means results stopped arriving.
@@ -175,7 +175,8 @@ def _reason(stage: str, f: LifecycleFacts, has_digest: bool, result_age, success
     last = f"last result {human_span(result_age)} ago" if result_age is not None else "no result reported yet"
     if stage in SIDE_STATES:
         told = {"failed": "publishing failed", "abandoned": "its review branch was deleted unmerged",
-                "retiring": "a retire change waits for review", "retired": "removed from the cluster"}[stage]  # fmt: skip
+                "retiring": "a retire change waits for review", "retired": "removed from the cluster",
+                "superseded": "a later release replaced it on the base branch"}[stage]  # fmt: skip
         return (f"{stage}: {f.status_message or told}" + (f"; {last}" if result_age is not None else ""))[:500]
     # reasons are shown in parentheses after the stage (`running (…)`): no parentheses inside them
     if stage == DEGRADED:

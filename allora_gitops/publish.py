@@ -66,6 +66,8 @@ class Target:
     store_url: Optional[str] = None
     database_url: Optional[str] = None
     dry_run: bool = False
+    owner: Optional[str] = None  # the platform user a name without an owner is recorded for (CLI: --owner)
+    actor: Optional[str] = None  # who makes the change (the API's caller), recorded on the release
 
 
 @dataclass
@@ -84,9 +86,14 @@ class PublishResult:
     archive_url: Optional[str] = None
     uploaded: Optional[bool] = None
     bundle_registered: Optional[bool] = None
-    deployment_id: Optional[str] = None
-    deployment_created: Optional[bool] = None
-    deployment_status: Optional[str] = None
+    deployment_id: Optional[str] = None  # the deployment (name + network): stable across its releases
+    deployment_created: Optional[bool] = None  # a new release row was recorded
+    deployment_status: Optional[str] = None  # the release's state
+    release_id: Optional[str] = None  # the release this change is (results of its version point at it)
+    nothing_to_do: Optional[str] = None  # why no release was made: the base branch or an open review holds it
+    open_review: Optional[str] = None  # the open review branch that already holds this change
+    wallet: Optional[str] = None  # the wallet Secret (or ExternalSecret) the deployment signs with
+    owner: Optional[str] = None  # who owns the name (and so the deployment)
     image: Optional[str] = None
     changed_files: list[dict[str, str]] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
@@ -313,8 +320,9 @@ def _commit_and_record(
     if deployment is not None:
         try:
             records.set_deployment_status(deployment.id, "committed", commit_sha=persisted.commit)
-            if persisted.branch == base_branch:  # committed straight to the base branch: merged as it lands
+            if persisted.branch == base_branch:  # committed straight to the base branch: merged (and live) as it lands
                 records.set_deployment_status(deployment.id, "merged", message=f"committed directly to {base_branch}")
+                records.settle_live_release(deployment.deployment_id, deployment.id, f"replaced on {base_branch} by {persisted.commit[:12]}")
         except RecordConflict:
             # A re-run (or an identical publish running beside this one) found the change merged already: it stays so.
             now = records.get_deployment(deployment.id)
@@ -332,6 +340,110 @@ def _announce_commit(step: StepFn, persisted: Persisted) -> None:
         step("commit", f"nothing to commit: {persisted.branch} already holds this change ({persisted.commit[:12]})")
     else:
         step("commit", f"nothing to commit: {persisted.base_branch} already holds this change ({persisted.commit[:12]})")
+
+
+# --- what runs, what waits, what is new --------------------------------------------------------
+
+
+@dataclass
+class ReleasePlan:
+    """Where a change goes: ``branch``, or nothing to do (``nothing``: why; ``open_review``: the branch that holds it)."""
+
+    branch: str
+    heads: dict[str, str]  # the remote's branches as the plan saw them (after the deployment's lock was taken)
+    nothing: Optional[str] = None
+    open_review: Optional[str] = None
+    open_release: Any = None  # the committed release on ``open_review``
+
+
+def unique_branch(wanted: str, taken: set[str]) -> str:
+    """``wanted``, or ``wanted-r2``, ``-r3`` … when a branch of that name exists or a release used it: a version
+    that returns (roll forward after a rollback) gets a review branch of its own, never a merged one again."""
+    if wanted not in taken:
+        return wanted
+    n = 2
+    while f"{wanted}-r{n}" in taken:
+        n += 1
+    return f"{wanted}-r{n}"
+
+
+def plan_release(
+    *,
+    records,
+    remote: Remote,
+    cache: RepoCache,
+    heads: dict[str, str],
+    change,
+    name: str,
+    network: str,
+    wanted_branch: str,
+    explicit_branch: bool,
+    base_branch: str,
+    what: str,
+) -> ReleasePlan:
+    """Compare ``change`` with what runs: the base branch holds it → nothing to do; an open review (a committed
+    release whose branch is still there) holds it → nothing, name it; otherwise a release on ``wanted_branch``
+    (made unique unless the caller named it). A pending release whose branch holds it (an interrupted run) is
+    completed on that branch. States are reconciled with git first."""
+    from allora_gitops.gitops.sync import is_ancestor, reconcile
+
+    heads = cache.remote_heads()  # as they are now (after the deployment's lock was taken), every branch
+    if records is not None:
+        reconcile(records, remote, base_branch, name=name)
+    trial = persist(remote, change, branch=base_branch, base_branch=base_branch, message="dry run\n", dry_run=True, heads=heads, cache=cache)
+    if not trial.changed:
+        return ReleasePlan(branch=base_branch, heads=heads, nothing=f"{base_branch} already runs {what} on {network} like this")
+    if explicit_branch:
+        return ReleasePlan(branch=wanted_branch, heads=heads)
+    releases = [r for r in (records.list_deployments(name=name, network=network) if records is not None else []) if r.repo_url == remote.display]
+    open_releases = {r.repo_branch: r for r in sorted(releases, key=lambda r: r.created_at) if r.status in ("pending", "committed")}
+    candidates = [b for b in open_releases if b in heads and b != base_branch]
+    if wanted_branch in heads and wanted_branch not in candidates and not any(r.repo_branch == wanted_branch for r in releases):
+        candidates.append(wanted_branch)  # a branch without a record (the records were lost, or another tool made it)
+    for branch in candidates:
+        held = persist(remote, change, branch=branch, base_branch=base_branch, message="dry run\n", dry_run=True, heads=heads, cache=cache)
+        if held.changed or is_ancestor(cache.git, heads[branch], heads[base_branch]):
+            continue  # it holds something else, or it was merged (then the base branch would hold this change)
+        found = open_releases.get(branch)
+        if found is not None and found.status == "committed":
+            return ReleasePlan(branch=branch, heads=heads, nothing=f"the open review {branch} already holds this change: merge it to deploy",
+                               open_review=branch, open_release=found)  # fmt: skip
+        return ReleasePlan(branch=branch, heads=heads)
+    # a branch that never reached the remote (a failed or interrupted push) may be used again
+    taken = set(heads) | {r.repo_branch for r in releases if r.status not in ("pending", "failed")}
+    taken |= {r.retire_branch for r in releases if r.retire_branch}
+    return ReleasePlan(branch=unique_branch(wanted_branch, taken), heads=heads)
+
+
+def wallet_warnings(wallet: str, network: str) -> list[str]:
+    """A wallet Secret whose name names another network (``m-testnet-wallet`` on mainnet) is probably the wrong one."""
+    import re
+
+    words = set(re.split(r"[-._]", wallet))
+    others = [n for n in C.NETWORKS if n != network and n in words]
+    if not others:
+        return []
+    return [f"the wallet Secret {wallet} names {others[0]}, but this deployment is on {network}: check it is the right wallet"]
+
+
+def require_wallet(network: str, wallet: Optional[str], flag: str = "--wallet") -> None:
+    """Mainnet signs with real funds: its wallet is never a default, it is named (``UsageError`` otherwise)."""
+    if network == "mainnet" and not wallet:
+        raise UsageError(f"a mainnet deployment needs its wallet named: give {flag} NAME (the Secret holding the wallet)")
+
+
+def wallet_line(spec) -> str:
+    kind = "ExternalSecret" if spec.secret_store else "Secret"
+    return f"wallet: {kind} {spec.wallet_secret}"
+
+
+def resolve_owner(records, name: str, owner: Optional[str], repo_settings) -> str:
+    """The owner a CLI publish records for ``name``: ``--owner``, else ``default_owner`` of the repository settings,
+    else the reserved ``platform``; a name that has an owner keeps it (``owner set`` transfers)."""
+    from allora_gitops.db.records import PLATFORM_OWNER
+
+    wanted = owner or getattr(repo_settings, "default_owner", None) or PLATFORM_OWNER
+    return records.claim_for_cli(name, wanted)
 
 
 # --- publish ------------------------------------------------------------------------------
@@ -388,6 +500,7 @@ def publish_bundle(
         heads, repo_settings = checking.result()
         step("repository", f"{remote.display} {target.base_branch} at {heads[target.base_branch][:12]} (initialised by allora-gitops)")
         options, target = apply_repository_settings(repo_settings, options, target, network)
+        require_wallet(network, options.wallet_secret)  # still before anything is uploaded, recorded or pushed
         store = open_store(target.store_url)
         key = C.archive_object_key(name, version, built.sha256)
         archive_url = store.url_for(key)
@@ -401,7 +514,9 @@ def publish_bundle(
             repo=remote.display, branch=branch, base_branch=target.base_branch, dry_run=target.dry_run,
             archive_url=archive_url, image=spec.image,
         )  # fmt: skip
-        _warn(result, step, [str(p) for p in validation_warnings] + works_on_one_machine(remote, archive_url, spec.image))
+        result.wallet = spec.wallet_secret
+        _warn(result, step, [str(p) for p in validation_warnings] + works_on_one_machine(remote, archive_url, spec.image)
+              + wallet_warnings(spec.wallet_secret, network))  # fmt: skip
 
         change = _DeploymentChange(tree, name, network, version)
 
@@ -436,18 +551,30 @@ def publish_bundle(
         )  # fmt: skip
         result.bundle_registered = bundle.created
         step("register", f"bundle {'registered' if bundle.created else 'already registered'} ({bundle.id})")
+        result.owner = resolve_owner(records, name, target.owner, repo_settings)
         # 5. render (done above: pure)
         step("render", f"{len(tree)} files for {name} on {network}, image {spec.image}")
-        # 6. the deployment row
+        # 5b. compare with what runs: the base branch, then the open reviews (one change of a deployment at a time)
+        stack.enter_context(records.deployment_lock(name, network))
+        plan = plan_release(
+            records=records, remote=remote, cache=cache, heads=heads, change=change, name=name, network=network,
+            wanted_branch=branch, explicit_branch=target.branch is not None, base_branch=target.base_branch,
+            what=f"{name} {version}",
+        )  # fmt: skip
+        if plan.nothing:
+            return _nothing_to_do(result, plan, records, name, network, step, change, spec)
+        branch, heads = plan.branch, plan.heads
+        result.branch = branch
+        # 6. the release row
         deployment = records.create_deployment(
             bundle_id=bundle.id, network=network, topic_id=spec.topic_id, fee_tier=spec.fee_tier,
             wallet_secret_name=spec.wallet_secret,
             wallet_secret_kind="ExternalSecret" if spec.secret_store else "Secret",
             repo_url=remote.display, repo_branch=branch, container_image=spec.image,
-            polling_interval=spec.polling_interval,
+            polling_interval=spec.polling_interval, action="publish", created_by=target.actor,
         )  # fmt: skip
-        result.deployment_id, result.deployment_created = deployment.id, deployment.created
-        step("deployment", f"{'created' if deployment.created else 'reusing'} deployment {deployment.id} ({deployment.status})")
+        _record_ids(result, deployment)
+        step("deployment", f"{'new' if deployment.created else 'reusing'} release {deployment.id} of deployment {deployment.deployment_id} ({deployment.status})")
         # 7–8. commit, push, record (the same change as a dry run shows)
         persisted = _commit_and_record(
             records=records, deployment=deployment, remote=remote, change=change, branch=branch,
@@ -455,9 +582,9 @@ def publish_bundle(
             step=step, heads=heads,
         )  # fmt: skip
         _announce_commit(step, persisted)
-        step("record", f"deployment {deployment.id} committed at {persisted.commit[:12]}")
+        step("record", f"release {deployment.id} committed at {persisted.commit[:12]}")
     after = change.facts_after()
-    _finish(result, persisted, remote, target, change.before, after)
+    _finish(result, persisted, remote, target, change.before, after, spec)
     at = len(result.review) - (persisted.branch != persisted.base_branch)  # before "then merge …"
     result.review[at:at] = pin_step(after, repo_settings.images.require_digest, remote.display, persisted.branch, persisted.base_branch)
     return result
@@ -475,13 +602,35 @@ def pin_step(facts, networks, repo: str, branch: str, base_branch: str) -> list[
     ]
 
 
-def _finish(result: PublishResult, persisted: Persisted, remote: Remote, target: Target, old, new) -> PublishResult:
+def _record_ids(result: PublishResult, release) -> None:
+    result.deployment_id, result.release_id, result.deployment_created = release.deployment_id, release.id, release.created
+
+
+def _nothing_to_do(result: PublishResult, plan: ReleasePlan, records, name: str, network: str, step: StepFn, change, spec) -> PublishResult:
+    """The result of a change that the base branch or an open review already holds: no row, no commit."""
+    result.nothing_to_do, result.open_review = plan.nothing, plan.open_review
+    result.branch = plan.branch
+    found = plan.open_release or records.current_deployment(name, network)
+    if found is not None and found.deployment_id:
+        result.deployment_id, result.release_id, result.deployment_status = found.deployment_id, found.id, found.status
+        result.commit = found.commit_sha
+    result.deployment_created = False
+    target = records.find_deployment(name, network)
+    result.owner = result.owner or (target.owner if target is not None else None)
+    result.summary = [wallet_line(spec)]
+    step("commit", f"nothing to do: {plan.nothing}")
+    return result
+
+
+def _finish(result: PublishResult, persisted: Persisted, remote: Remote, target: Target, old, new, spec=None) -> PublishResult:
     result.commit = persisted.commit
     result.committed = persisted.created
     if result.deployment_id:
         result.deployment_status = "merged" if persisted.branch == persisted.base_branch else "committed"
     result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
     result.summary = summarise_change(old, new) if persisted.changed else []
+    if spec is not None:  # the wallet is said out loud in every change, changed or not
+        result.summary.append(wallet_line(spec))
     result.review = review_hints(remote, persisted)
     return result
 
@@ -541,10 +690,11 @@ def _redeploy(
     check_network(network)
     remote = parse_remote(target.repo)
     cache = RepoCache(remote)
-    heads = check_repository(remote, target.base_branch, branch, cache)
+    heads = check_repository(remote, target.base_branch, branch, cache, every_branch=True)
     repo_settings = require_marker(cache.git, heads[target.base_branch], remote, target.base_branch)
     options, target = apply_repository_settings(repo_settings, options, target, network, defaults)
-    with _records(target.database_url) as records, tempfile.TemporaryDirectory(prefix=f"allora-{action}-") as tmp:
+    require_wallet(network, options.wallet_secret)
+    with _records(target.database_url) as records, tempfile.TemporaryDirectory(prefix=f"allora-{action}-") as tmp, records.deployment_lock(name, network):
         bundle = _bundle_record(records, name, version)
         step("records", f"{name} {version} sha256 {bundle.sha256}")
         key = C.archive_object_key(name, version, bundle.sha256)
@@ -572,36 +722,43 @@ def _redeploy(
             branch=branch, base_branch=target.base_branch, dry_run=target.dry_run, archive_url=bundle.archive_url,
             image=spec.image,
         )  # fmt: skip
-        _warn(result, step, works_on_one_machine(remote, bundle.archive_url, spec.image))
+        result.wallet = spec.wallet_secret
+        _warn(result, step, works_on_one_machine(remote, bundle.archive_url, spec.image) + wallet_warnings(spec.wallet_secret, network))
         change = _DeploymentChange(tree, name, network, version)
 
-        trial = persist(
-            remote, change, branch=branch, base_branch=target.base_branch, message=message, dry_run=True, heads=heads, cache=cache
-        )
-        if target.dry_run or (not trial.changed and not trial.branch_existed):
-            # A dry run, or a change the base branch already holds: nothing to commit, so no new row either.
-            result.diff = trial.diff if target.dry_run else ""
-            result.commit = trial.commit
+        if target.dry_run:
+            trial = persist(
+                remote, change, branch=branch, base_branch=target.base_branch, message=message, dry_run=True, heads=heads, cache=cache
+            )
+            result.diff, result.commit = trial.diff, trial.commit
             result.changed_files = [{"status": s, "path": p} for s, p in trial.changed]
-            result.summary = summarise_change(change.before, change.facts_after()) if trial.changed else []
-            if not target.dry_run:
-                step("commit", f"nothing to commit: {target.base_branch} already runs {name} {version} on {network} like this")
+            result.summary = (summarise_change(change.before, change.facts_after()) if trial.changed else []) + [wallet_line(spec)]
             return result
+        plan = plan_release(
+            records=records, remote=remote, cache=cache, heads=heads, change=change, name=name, network=network,
+            wanted_branch=branch, explicit_branch=target.branch is not None, base_branch=target.base_branch,
+            what=f"{name} {version}",
+        )  # fmt: skip
+        if plan.nothing:
+            return _nothing_to_do(result, plan, records, name, network, step, change, spec)
+        branch, heads = plan.branch, plan.heads
+        result.branch = branch
         deployment = records.create_deployment(
             bundle_id=bundle.id, network=network, topic_id=spec.topic_id, fee_tier=spec.fee_tier,
             wallet_secret_name=spec.wallet_secret, wallet_secret_kind="ExternalSecret" if spec.secret_store else "Secret",
             repo_url=remote.display, repo_branch=branch, container_image=spec.image,
-            polling_interval=spec.polling_interval,
+            polling_interval=spec.polling_interval, action=action, created_by=target.actor,
         )  # fmt: skip
-        result.deployment_id, result.deployment_created = deployment.id, deployment.created
-        step("deployment", f"{'created' if deployment.created else 'reusing'} deployment {deployment.id}")
+        _record_ids(result, deployment)
+        result.owner = records.find_deployment(name, network).owner
+        step("deployment", f"{'new' if deployment.created else 'reusing'} release {deployment.id} of deployment {deployment.deployment_id}")
         persisted = _commit_and_record(
             records=records, deployment=deployment, remote=remote, change=change, branch=branch,
             base_branch=target.base_branch, message=message, step=step, heads=heads,
         )  # fmt: skip
         _announce_commit(step, persisted)
     after = change.facts_after()
-    _finish(result, persisted, remote, target, change.before, after)
+    _finish(result, persisted, remote, target, change.before, after, spec)
     at = len(result.review) - (persisted.branch != persisted.base_branch)  # before "then merge …"
     result.review[at:at] = pin_step(after, repo_settings.images.require_digest, remote.display, persisted.branch, persisted.base_branch)
     return result
@@ -678,17 +835,21 @@ def rollback(name: str, network: str | None, version: str, target: Target, optio
 
 
 def retire(name: str, network: str, target: Target, *, step: StepFn = _quiet) -> PublishResult:
-    """Remove the overlay (Argo CD prunes what it deployed); the whole deployment when it was the last one."""
+    """Remove the overlay (Argo CD prunes what it deployed); the whole deployment when it was the last one.
+
+    Like publish, it compares with what runs: a deployment the base branch no longer runs, or whose open
+    retire review is still waiting, is nothing to do (said, exit 0). The change is a ``retire`` release."""
     check_network(network)
     remote = parse_remote(target.repo)
-    branch = target.branch or C.retire_branch(name, network)
+    cache = RepoCache(remote)
+    heads = check_repository(remote, target.base_branch, None, cache, every_branch=True)
+    require_marker(cache.git, heads[target.base_branch], remote, target.base_branch)
+    wanted = target.branch or C.retire_branch(name, network)
     result = PublishResult(
         action="retire", name=name, network=network, version=None, sha256=None, repo=remote.display,
-        branch=branch, base_branch=target.base_branch, dry_run=target.dry_run,
+        branch=wanted, base_branch=target.base_branch, dry_run=target.dry_run,
     )  # fmt: skip
-    old: list[DeploymentFacts | None] = [current_facts(_read_main(remote, target.base_branch), name, network)]
-    if old[0] is None:
-        raise GitOpsError(f"{name} is not deployed on {network} in {target.base_branch}; nothing to retire")
+    old: list[DeploymentFacts | None] = [current_facts(Snapshot(cache.git, cache.fetch(target.base_branch, heads[target.base_branch])), name, network)]
 
     def change(snapshot: Snapshot) -> TreeChange:
         if current_facts(snapshot, name, network) is None:
@@ -697,17 +858,54 @@ def retire(name: str, network: str, target: Target, *, step: StepFn = _quiet) ->
         gone = C.deployment_dir(name) if not others else C.deployment_overlay_dir(name, network)
         return TreeChange(delete_dirs=(gone,))
 
+    if old[0] is None:
+        if target.dry_run:
+            raise GitOpsError(f"{name} is not deployed on {network} in {target.base_branch}; nothing to retire")
+        with _records(target.database_url) as records:
+            if records.find_deployment(name, network) is None:
+                raise GitOpsError(f"{name} is not deployed on {network} in {target.base_branch}; nothing to retire")
+            from allora_gitops.gitops.sync import reconcile
+
+            reconcile(records, remote, target.base_branch, name=name)
+            result.nothing_to_do = f"{target.base_branch} no longer runs {name} on {network}"
+            result.deployment_id = records.find_deployment(name, network).id
+        step("commit", f"nothing to do: {result.nothing_to_do}")
+        return result
     if target.dry_run:
-        persisted = persist(remote, change, branch=branch, base_branch=target.base_branch, message="dry run\n", dry_run=True)
+        persisted = persist(remote, change, branch=wanted, base_branch=target.base_branch, message="dry run\n", dry_run=True)
         result.diff = persisted.diff
         result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
         result.summary = summarise_change(old[0], None)
         return result
-    with _records(target.database_url) as records:
-        live = [d for d in records.list_deployments(name=name, network=network) if d.status in ("pending", "committed", "merged", "synced", "retiring")]
-        persisted = persist(
-            remote, change, branch=branch, base_branch=target.base_branch, message=C.retire_commit_message(name, network),
-            on_step=lambda msg: step("commit", msg),
+    with _records(target.database_url) as records, records.deployment_lock(name, network):
+        plan = plan_release(
+            records=records, remote=remote, cache=cache, heads=heads, change=change, name=name, network=network,
+            wanted_branch=wanted, explicit_branch=target.branch is not None, base_branch=target.base_branch,
+            what=f"{name} without a deployment",
+        )  # fmt: skip
+        if plan.nothing:
+            result.nothing_to_do, result.open_review, result.branch = plan.nothing, plan.open_review, plan.branch
+            if plan.open_release is not None:
+                result.deployment_id, result.release_id = plan.open_release.deployment_id, plan.open_release.id
+            step("commit", f"nothing to do: {plan.nothing}")
+            return result
+        branch, heads = plan.branch, plan.heads
+        result.branch = branch
+        live = [d for d in records.list_deployments(name=name, network=network) if d.status in ("pending", "committed", "merged", "synced", "retiring") and d.action != "retire"]
+        runs = records.current_deployment(name, network)
+        bundle = records.get_bundle(name, old[0].version) if old[0].version else None
+        release = None
+        if runs is not None and bundle is not None:
+            release = records.create_release(
+                bundle_id=bundle.id, network=network, topic_id=runs.topic_id, fee_tier=runs.fee_tier,
+                wallet_secret_name=runs.wallet_secret_name, wallet_secret_kind=runs.wallet_secret_kind,
+                repo_url=remote.display, repo_branch=branch, container_image=runs.container_image,
+                action="retire", created_by=target.actor,
+            )  # fmt: skip
+            _record_ids(result, release)
+        persisted = _commit_and_record(
+            records=records, deployment=release, remote=remote, change=change, branch=branch,
+            base_branch=target.base_branch, message=C.retire_commit_message(name, network), step=step, heads=heads,
         )  # fmt: skip
         _announce_commit(step, persisted)
         # Every live record of it (older versions too): none of them runs once this is merged. Until then
@@ -721,9 +919,10 @@ def retire(name: str, network: str, target: Target, *, step: StepFn = _quiet) ->
                 d.id, state, message=f"retired on {branch} at {persisted.commit[:12]}",
                 retire_branch=branch, retire_commit_sha=persisted.commit,
             )  # fmt: skip
-            step("record", f"deployment {d.id} ({d.version}) {state}")
-        if live:
-            result.deployment_id, result.deployment_status = live[0].id, state
+            step("record", f"release {d.id} ({d.version}) {state}")
+        if release is None and live:
+            result.deployment_id = live[0].deployment_id
+        result.deployment_status = None if release is None else ("merged" if branch == target.base_branch else "committed")
     if old[0] is not None:
         result.version, result.sha256 = old[0].version, old[0].sha256
     result.commit, result.committed = persisted.commit, persisted.created

@@ -536,7 +536,7 @@ def test_promote_and_rollback_through_the_api(platform_server, tmp_path):
         return r.json()
 
     first = deploy("1.0.0")
-    r = api.post(f"/api/deployments/{first['deployment_id']}/promote", json={"network": "mainnet"})
+    r = api.post(f"/api/deployments/{first['deployment_id']}/promote", json={"network": "mainnet", "wallet": WALLET})
     assert r.status_code == 201, r.text
     assert (r.json()["action"], r.json()["branch"]) == ("promote", f"promote/{NAME}/mainnet/1.0.0")
     assert remote_file(platform.repo, r.json()["branch"], f"deployments/{NAME}/overlays/mainnet/kustomization.yaml")

@@ -91,11 +91,11 @@ def test_a_migration_blocked_by_an_open_transaction_fails_in_seconds_naming_the_
 
 
 def _with_index_concurrently(directory: Path) -> Path:
-    """The shipped migrations plus 9001, a no-transaction CREATE INDEX CONCURRENTLY on deployments."""
+    """The shipped migrations plus 9001, a no-transaction CREATE INDEX CONCURRENTLY on releases."""
     shutil.copytree(MIGRATIONS_DIR, directory)
     (directory / "9001_index_concurrently.sql").write_text(
         "-- allora-gitops: no-transaction\n"
-        "CREATE INDEX CONCURRENTLY deployments_topic_idx ON deployments (topic_id);\n"
+        "CREATE INDEX CONCURRENTLY deployments_topic_idx ON releases (topic_id);\n"
     )
     return directory
 
@@ -224,7 +224,7 @@ def test_a_stale_postmaster_pid_naming_a_live_unrelated_process_does_not_stop_th
 def test_a_no_transaction_migration_blocked_by_a_writer_is_not_retried_and_names_what_it_left(database_url, tmp_path):
     directory = _with_index_concurrently(tmp_path / "migrations")
     writer = psycopg.connect(database_url)  # an open writing transaction: CREATE INDEX CONCURRENTLY waits for it
-    writer.execute("UPDATE deployments SET topic_id = topic_id")
+    writer.execute("UPDATE releases SET topic_id = topic_id")
     try:
         with pytest.raises(MigrationError) as caught:
             MigrationRunner(database_url, directory).upgrade()

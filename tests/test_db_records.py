@@ -127,10 +127,10 @@ def _force_status(database_url, deployment_id, status):
         path = {
             "pending": [], "committed": ["committed"], "merged": ["committed", "merged"], "synced": ["committed", "synced"],
             "failed": ["failed"], "abandoned": ["committed", "abandoned"], "retiring": ["committed", "retiring"],
-            "retired": ["retired"],
+            "retired": ["retired"], "superseded": ["committed", "merged", "superseded"],
         }[status]  # fmt: skip
         for step in path:
-            conn.execute("UPDATE deployments SET status = %s, commit_sha = %s WHERE id = %s", (step, COMMIT, deployment_id))
+            conn.execute("UPDATE releases SET status = %s, commit_sha = %s WHERE id = %s", (step, COMMIT, deployment_id))
 
 
 @pytest.mark.parametrize(("old", "new"), ILLEGAL, ids=[f"{o}-{n}" for o, n in ILLEGAL])
@@ -142,7 +142,7 @@ def test_illegal_transitions_are_refused_by_the_api_and_the_database(records, da
         records.set_deployment_status(d.id, new, commit_sha=COMMIT)
     assert str(err.value).startswith(f"deployment {d.id} is {old}; it cannot become {new} (allowed: ")
     with psycopg.connect(database_url, autocommit=True) as conn, pytest.raises(psycopg.errors.CheckViolation) as db_err:
-        conn.execute("UPDATE deployments SET status = %s, commit_sha = %s WHERE id = %s", (new, COMMIT, d.id))
+        conn.execute("UPDATE releases SET status = %s, commit_sha = %s WHERE id = %s", (new, COMMIT, d.id))
     assert db_err.value.diag.message_primary == f"illegal deployment status change {old} -> {new}"
     assert records.get_deployment(d.id).status == old
 
@@ -224,6 +224,17 @@ SUBMISSION_BAD = [
 ]
 
 
+def _release(conn, bundle_id, **over):
+    """A release row (0008) of a fresh deployment of the bundle's name on testnet."""
+    with conn.transaction():
+        target = conn.execute(
+            """INSERT INTO deployments (name, network) VALUES (%s, %s)
+               ON CONFLICT (name, network, kind) DO UPDATE SET name = EXCLUDED.name RETURNING id""",
+            (BUNDLE_ROW["name"], DEPLOYMENT_ROW["network"]),
+        ).fetchone()[0]
+    return _insert(conn, "releases", {"bundle_id": bundle_id, "deployment_id": target, **DEPLOYMENT_ROW, **over})
+
+
 def _insert(conn, table, row):
     columns = ", ".join(row)
     values = ", ".join("%s::jsonb" if c == "manifest" else "%s" for c in row)
@@ -242,7 +253,7 @@ def conn(shared_database_url):
 
 def test_valid_rows_are_accepted(conn):
     bundle_id = _insert(conn, "model_bundles", BUNDLE_ROW)
-    deployment_id = _insert(conn, "deployments", {"bundle_id": bundle_id, **DEPLOYMENT_ROW})
+    deployment_id = _release(conn, bundle_id)
     _insert(conn, "submission_results", {"deployment_id": deployment_id, **SUBMISSION_ROW})
     _insert(conn, "submission_results", {"deployment_id": deployment_id, **SUBMISSION_ROW, "nonce": SUBMISSION_ROW["nonce"] + 1, "status": "error", "prediction": None, "error_message": "boom"})
     # the positive control every constraint test below relies on: these rows really are stored
@@ -267,14 +278,14 @@ def test_bundle_constraints(conn, column, value, constraint):
 def test_deployment_constraints(conn, column, value, constraint):
     bundle_id = _insert(conn, "model_bundles", BUNDLE_ROW)
     with pytest.raises(psycopg.errors.CheckViolation) as err:
-        _insert(conn, "deployments", {"bundle_id": bundle_id, **DEPLOYMENT_ROW, column: value})
+        _release(conn, bundle_id, **{column: value})
     assert err.value.diag.constraint_name == constraint
 
 
 @pytest.mark.parametrize(("column", "value", "constraint"), SUBMISSION_BAD, ids=[f"{col}-{c}" for col, _, c in SUBMISSION_BAD])
 def test_submission_constraints(conn, column, value, constraint):
     bundle_id = _insert(conn, "model_bundles", BUNDLE_ROW)
-    deployment_id = _insert(conn, "deployments", {"bundle_id": bundle_id, **DEPLOYMENT_ROW})
+    deployment_id = _release(conn, bundle_id)
     with pytest.raises(psycopg.errors.CheckViolation) as err:
         _insert(conn, "submission_results", {"deployment_id": deployment_id, **SUBMISSION_ROW, column: value})
     assert err.value.diag.constraint_name == constraint
@@ -282,7 +293,7 @@ def test_submission_constraints(conn, column, value, constraint):
 
 def test_failure_without_an_error_message_and_keys_and_nulls(conn):
     bundle_id = _insert(conn, "model_bundles", BUNDLE_ROW)
-    deployment_id = _insert(conn, "deployments", {"bundle_id": bundle_id, **DEPLOYMENT_ROW})
+    deployment_id = _release(conn, bundle_id)
     with pytest.raises(psycopg.errors.CheckViolation) as err:
         _insert(conn, "submission_results", {"deployment_id": deployment_id, **SUBMISSION_ROW, "status": "error"})
     assert err.value.diag.constraint_name == "submission_results_failure_has_error"
@@ -291,7 +302,7 @@ def test_failure_without_an_error_message_and_keys_and_nulls(conn):
     with pytest.raises(psycopg.errors.NotNullViolation):
         _insert(conn, "model_bundles", {**BUNDLE_ROW, "archive_url": None})
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
-        _insert(conn, "deployments", {"bundle_id": "00000000-0000-0000-0000-000000000000", **DEPLOYMENT_ROW})
+        _release(conn, "00000000-0000-0000-0000-000000000000")
     with pytest.raises(psycopg.errors.RestrictViolation), conn.transaction():  # a bundle with deployments cannot vanish
         conn.execute("DELETE FROM model_bundles WHERE id = %s", (bundle_id,))
 

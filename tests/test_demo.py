@@ -30,7 +30,7 @@ def test_demo_runs_the_main_job_from_another_directory(tmp_path):
     assert "✅ Bundle initialized successfully!" in out
     assert "review branch: deploy/linear-forecaster/testnet/1.0.0" in out
     assert "0 findings" in out
-    assert "already there, no new commit" in out
+    assert "nothing to do: the open review deploy/linear-forecaster/testnet/1.0.0 already holds this change" in out
     # the platform: serve on loopback, demo-model pushed through the API, the runtime's results recorded
     url = re.search(r"^serving (http://127\.0\.0\.1:\d+) ", out, re.M)
     assert url, out[-3000:]

@@ -193,7 +193,7 @@ def test_list_and_status_from_the_repository(cli, gitops_remote):
     r = cli("gitops", "list", "--repo", gitops_remote, "--no-db")
     assert r.code == 0, r.err
     lines = r.out.splitlines()
-    assert lines[0].split() == ["NAME", "NETWORK", "VERSION", "SHA256", "STATUS", "COMMIT", "IMAGE"]
+    assert lines[0].split() == ["NAME", "NETWORK", "VERSION", "SHA256", "STATUS", "COMMIT", "IMAGE", "PENDING"]
     assert [l.split()[:3] for l in lines[1:]] == [["alpha", "mainnet", "0.9.0"], ["alpha", "testnet", "1.0.0"], ["beta", "testnet", "2.1.0"]]
     r = cli("gitops", "list", "--repo", gitops_remote, "--no-db", "--network", "mainnet", "--json")
     rows = json.loads(r.out)

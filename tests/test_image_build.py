@@ -373,7 +373,7 @@ def test_push_to_a_real_registry_records_and_writes_back_the_digest(first_build,
     served = oci_registry.manifest_digest(repository.split("/", 1)[1], image.rsplit(":", 1)[1])
     assert result["pushed_digest"] == served and served.startswith("sha256:")
     with Records(first_build.database_url) as records:
-        row = records.get_deployment(publish["deployment_id"])
+        row = records.get_deployment(publish["release_id"])
     assert row.container_image == f"{image}@{served}"
     review = C.review_branch("linear-forecaster", "testnet", "1.0.0")
     assert result["pinned_overlays"] == [{"network": "testnet", "branch": review, "commit": result["pinned_overlays"][0]["commit"], "created": True}]

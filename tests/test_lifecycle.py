@@ -233,9 +233,9 @@ def test_the_api_gives_the_lifecycle_results_and_explorer_links_to_the_owner_onl
 
         listed = http.get(f"{server.url}/api/deployments", headers={"Authorization": f"Bearer {alice}"})
         assert listed.status_code == 200
-        assert [(d["id"], d["lifecycle"]["stage"], d["results"]) for d in listed.json()] == [(str(a.id), "active", None)]
+        assert [(d["id"], d["lifecycle"]["stage"], d["live_version"]) for d in listed.json()] == [(str(a.deployment_id), "active", a.version)]
         theirs = http.get(f"{server.url}/api/deployments", headers={"Authorization": f"Bearer {bob}"}).json()
-        assert [(d["id"], d["lifecycle"]["stage"]) for d in theirs] == [(str(b.id), "pending")]
+        assert [(d["id"], d["lifecycle"]["stage"], d["live_version"]) for d in theirs] == [(str(b.deployment_id), "pending", None)]
 
         assert http.get(url).status_code == 401  # no token
         assert http.get(url, headers={"Authorization": f"Bearer {alice[:-4]}AAAA"}).status_code == 401  # a wrong one

@@ -114,7 +114,7 @@ def test_the_deployments_page_reads_every_row_with_one_overview_query(records, d
             f'<td class="num">{expected.success_rate * 100:.1f} %</td><td class="num">{expected.latency_ms["p95"]:.0f} ms</td>') in page.text
     assert '<td>never</td><td class="num">–</td><td class="num">–</td>' in page.text  # made[4]: no results
     for d in made:
-        assert f'href="/deployments/{d.id}">{d.name}</a>' in page.text
+        assert f'href="/deployments/{d.deployment_id}">{d.name}</a>' in page.text
     assert page.text.count('<td class="lifecycle"><strong>') == len(made)  # the stage, from the same overview rows
 
 

@@ -108,7 +108,7 @@ def test_publish_review_merge_v2_diff_rollback_retire(store_kind, request, gitop
     tip = git(gitops_remote, "rev-parse", branch).strip()
     r = gitops("publish", v1, "--repo", repo, "--network", "testnet")
     assert r.code == 0, r.err
-    assert r.out.startswith(f"{NAME} 1.0.0 on testnet: already there, no new commit")
+    assert r.out.startswith(f"{NAME} 1.0.0 on testnet: nothing to do: the open review {branch} already holds this change")
     assert git(gitops_remote, "rev-parse", branch).strip() == tip and len(rows(records)) == 1
 
     # merge: the records follow (list reconciles lazily), publish v2, diff shows image and version
@@ -149,7 +149,10 @@ def test_publish_review_merge_v2_diff_rollback_retire(store_kind, request, gitop
     rt = "retire/linear-forecaster/testnet"
     assert tree_at(gitops_remote, rt, f"deployments/{NAME}") == {}
     assert tree_at(gitops_remote, rt, f"builds/{NAME}")  # build inputs stay: old versions remain rebuildable
-    assert {d.status for d in rows(records)} == {"retiring"}  # v1, v2 and the rollback row: none runs once merged
+    # the rollback runs until the retire release is merged; v1 and v2 were replaced already
+    assert sorted((d.action, d.version, d.status) for d in rows(records)) == [
+        ("publish", "1.0.0", "superseded"), ("publish", "1.1.0", "superseded"), ("retire", "1.0.0", "committed"), ("rollback", "1.0.0", "retiring")
+    ]
     r = gitops("status", NAME, "--repo", repo, "--json")
     assert [(x["version"], x["status"]) for x in json.loads(r.out)] == [("1.0.0", "retiring")]  # until merged
     merge_into_main(gitops_remote, rt)
@@ -157,6 +160,7 @@ def test_publish_review_merge_v2_diff_rollback_retire(store_kind, request, gitop
     assert (r.code, r.out) == (0, "no deployments\n")
     assert "retiring" not in {d.status for d in rows(records)}  # list reconciled them: retired once merged
     assert [d.status for d in rows(records) if d.repo_branch == rb] == ["retired"]
+    assert [d.status for d in rows(records) if d.action == "retire"] == ["merged"]  # the live release: nothing runs
 
 
 def test_dry_run_touches_nothing(gitops, gitops_remote, records, tmp_path):
@@ -186,7 +190,11 @@ def test_json_result(gitops, gitops_remote, records, tmp_path):
 def test_promote_testnet_to_mainnet(gitops, gitops_remote, records, tmp_path):
     assert gitops("publish", make_bundle(tmp_path), "--repo", gitops_remote, "--network", "testnet", "--branch", "main").code == 0
     r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--topic-id", "7", "--repo", gitops_remote)
+    assert (r.code, r.err.splitlines()[-1]) == (2, "error: a mainnet deployment needs its wallet named: give --wallet NAME (the Secret holding the wallet)")
+    assert remote_branches(gitops_remote) == ["main"] and len(rows(records)) == 1  # nothing was made
+    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--topic-id", "7", "--repo", gitops_remote, "--wallet", "forecaster-main")
     assert r.code == 0, r.err
+    assert "    wallet: Secret forecaster-main" in r.out.splitlines()
     branch = "promote/linear-forecaster/mainnet/1.0.0"
     overlay = remote_file(gitops_remote, branch, f"deployments/{NAME}/overlays/mainnet/deployment-patch.yaml")
     assert "ALLORA_TOPIC_ID" in overlay and '"7"' in overlay
@@ -219,7 +227,7 @@ def test_republish_and_promote_keep_the_pinned_image(gitops, cli, gitops_remote,
     assert "checkov.io/skip2: null" in remote_file(gitops_remote, "main", f"{overlay}/deployment-patch.yaml")
 
     # promoted, the same image (same registry, same digest) runs on mainnet
-    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", gitops_remote, "--branch", "main")
+    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", gitops_remote, "--branch", "main", "--wallet", "lf-mainnet")
     assert r.code == 0, r.err
     mainnet = remote_file(gitops_remote, "main", f"deployments/{NAME}/overlays/mainnet/kustomization.yaml")
     assert f'newName: "{image.rsplit(":", 1)[0]}"' in mainnet and pinned in mainnet
@@ -407,7 +415,7 @@ def test_publish_a_built_archive(gitops, cli, gitops_remote, records, tmp_path):
     r = cli("bundle", "build", make_bundle(tmp_path), "-o", tmp_path / "dist")
     assert r.code == 0, r.err
     archive = tmp_path / "dist" / f"{NAME}-1.0.0.tar.gz"
-    r = gitops("publish", archive, "--repo", gitops_remote, "--network", "mainnet", "--topic-id", "12")
+    r = gitops("publish", archive, "--repo", gitops_remote, "--network", "mainnet", "--topic-id", "12", "--wallet", "lf-mainnet-wallet")
     assert r.code == 0, r.err
     assert records.get_bundle(NAME, "1.0.0").sha256 == (tmp_path / "dist" / f"{NAME}-1.0.0.tar.gz.sha256").read_text().split()[0]
     assert "deploy/linear-forecaster/mainnet/1.0.0" in remote_branches(gitops_remote)
@@ -431,7 +439,7 @@ def test_the_repository_sets_the_monitoring_default_and_the_flag_overrides_it(gi
 
     assert gitops("publish", make_bundle(tmp_path), "--repo", remote, "--network", "testnet", "--branch", "main").code == 0
     assert monitoring_files("testnet") == []
-    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", remote, "--branch", "main")
+    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", remote, "--branch", "main", "--wallet", "lf-mainnet")
     assert r.code == 0, r.err
     assert monitoring_files("mainnet") == []
     r = gitops("publish", make_bundle(tmp_path, version="1.0.1"), "--repo", remote, "--network", "testnet", "--branch", "main", "--monitoring")

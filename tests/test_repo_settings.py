@@ -57,6 +57,7 @@ def test_repo_init_writes_every_repository_setting(cli, tmp_path, gitops_home):
         "monitoring": True,
         "monitoring_namespace": "monitoring",
         "low_balance_threshold_uallo": None,
+        "default_owner": None,
         "dns": {"cluster_dns_namespace": "kube-system", "node_local_address": "169.254.20.10"},
         "images": {"require_digest": ["mainnet"]},
         "sandbox": {"wallet_secret": "allora-sandbox-wallet", "commit": "review", "max_per_user": 2},
@@ -268,7 +269,7 @@ def test_publish_takes_registry_namespace_and_store_from_the_settings(gitops, cl
 def test_promote_takes_publish_settings(gitops, cli, records, tmp_path):
     repo = init(cli, tmp_path / "d.git")
     assert gitops("publish", make_bundle(tmp_path), "--repo", repo, "--network", "testnet", "--branch", "main").code == 0
-    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", repo, "--polling-interval", "300", "--memory", "1Gi")
+    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", repo, "--polling-interval", "300", "--memory", "1Gi", "--wallet", "lf-mainnet")
     assert r.code == 0, r.err
     patch = remote_file(repo, "promote/linear-forecaster/mainnet/1.0.0", f"deployments/{NAME}/overlays/mainnet/deployment-patch.yaml")
     env = {e["name"]: e.get("value") for e in yaml.safe_load(patch)["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -284,7 +285,7 @@ def test_rollback_that_changes_nothing_adds_no_row(gitops, cli, records, tmp_pat
     assert r.code == 0, r.err
     assert [(d.id, d.status) for d in rows(records)] == before
     assert remote_branches(repo) == ["main"]
-    assert r.out.startswith(f"{NAME} 1.0.0 on testnet: already there, no new commit")
+    assert r.out.startswith(f"{NAME} 1.0.0 on testnet: nothing to do: main already runs {NAME} 1.0.0 on testnet like this")
 
 
 def test_promote_and_rollback_fetch_the_archive_from_the_store_publish_recorded(gitops, cli, records, tmp_path):
@@ -294,12 +295,12 @@ def test_promote_and_rollback_fetch_the_archive_from_the_store_publish_recorded(
     other = tmp_path / "other-store"
     bundle = make_bundle(tmp_path)
     assert gitops("publish", bundle, "--repo", repo, "--network", "testnet", "--branch", "main", "--store", other.as_uri()).code == 0
-    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", repo, "--branch", "main")
+    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", repo, "--branch", "main", "--wallet", "lf-mainnet")
     assert r.code == 0, r.err
     assert f"==> fetch: archive {other.as_uri()}/bundles/{NAME}/1.0.0/" in r.err
     r = gitops("rollback", NAME, "--network", "testnet", "--to", "1.0.0", "--repo", repo)
     assert r.code == 0, r.err
-    assert r.out.startswith(f"{NAME} 1.0.0 on testnet: already there, no new commit")
+    assert r.out.startswith(f"{NAME} 1.0.0 on testnet: nothing to do: main already runs {NAME} 1.0.0 on testnet like this")
 
 
 def test_rollback_to_an_unknown_version_lists_the_known_ones(gitops, cli, records, tmp_path):
@@ -376,19 +377,19 @@ def test_history_shows_each_network_with_commit_date_and_state(gitops, cli, reco
     repo = init(cli, tmp_path / "d.git")
     assert gitops("publish", make_bundle(tmp_path), "--repo", repo, "--network", "testnet", "--branch", "main").code == 0
     assert gitops("publish", make_bundle(tmp_path, version="1.1.0"), "--repo", repo, "--network", "testnet").code == 0
-    assert gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", repo).code == 0
+    assert gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", repo, "--wallet", "lf-mainnet").code == 0
     merge_into_main(repo, "promote/linear-forecaster/mainnet/1.0.0")
     r = gitops("history", NAME, "--repo", repo, "--json")
     assert r.code == 0, r.err
     got = [(h["network"], h["version"], h["status"], h["branch"]) for h in json.loads(r.out)]
-    assert got == [
+    assert got == [  # per network, the releases in the order they were made
         ("mainnet", "1.0.0", "merged", "promote/linear-forecaster/mainnet/1.0.0"),
-        ("testnet", "1.1.0", "committed", "deploy/linear-forecaster/testnet/1.1.0"),
         ("testnet", "1.0.0", "merged", "main"),
+        ("testnet", "1.1.0", "committed", "deploy/linear-forecaster/testnet/1.1.0"),
     ]
     assert all(h["commit"] and h["date"] for h in json.loads(r.out))
     text = gitops("history", NAME).out.splitlines()
-    assert text[0] == "mainnet" and text[1].split() == ["VERSION", "STATUS", "COMMIT", "DATE", "BRANCH"]
+    assert text[0] == "mainnet" and text[1].split() == ["KIND", "VERSION", "STATUS", "COMMIT", "DATE", "BRANCH", "BY"]
 
 
 def test_list_json_fills_topic_fee_tier_and_resources(gitops, cli, records, tmp_path):
@@ -408,7 +409,7 @@ def test_checkov_kustomize_mode_on_a_published_repository_fails_nothing(gitops, 
     repo = init(cli, tmp_path / "d.git")
     bundle = make_bundle(tmp_path)
     assert gitops("publish", bundle, "--repo", repo, "--network", "testnet", "--branch", "main", "--secret-store", "vault").code == 0
-    assert gitops("publish", bundle, "--repo", repo, "--network", "mainnet", "--branch", "main").code == 0
+    assert gitops("publish", bundle, "--repo", repo, "--network", "mainnet", "--branch", "main", "--wallet", "lf-mainnet").code == 0
     work = tmp_path / "work"
     git(tmp_path, "clone", "-q", str(repo), str(work))
     proc = subprocess.run(
@@ -441,7 +442,7 @@ def test_promote_and_rollback_refuse_a_contradicting_flag_and_push_nothing(gitop
     repo = init(cli, tmp_path / "d.git", "--network", "testnet")
     assert gitops("publish", make_bundle(tmp_path), "--repo", repo, "--network", "testnet", "--branch", "main").code == 0
     main, rows_before = git(repo, "rev-parse", "main"), len(rows(records))
-    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", repo)
+    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", repo, "--wallet", "lf-mainnet")
     assert r.code == 2 and r.err.splitlines()[-1].startswith("error: --network mainnet is not allowed by .allora-gitops.yaml on main"), r.err
     r = gitops("rollback", NAME, "--to", "1.0.0", "--repo", repo, "--namespace", "team-b")
     assert r.code == 2 and r.err.splitlines()[-1].startswith("error: --namespace team-b contradicts .allora-gitops.yaml on main"), r.err
@@ -454,5 +455,5 @@ def test_publishing_a_merged_deployment_again_keeps_its_row_merged(gitops, cli, 
     for _ in range(2):
         r = gitops("publish", bundle, "--repo", repo, "--network", "testnet", "--branch", "main")
         assert r.code == 0, r.err
-    assert r.out.startswith(f"{NAME} 1.0.0 on testnet: already there, no new commit")
+    assert r.out.startswith(f"{NAME} 1.0.0 on testnet: nothing to do: main already runs {NAME} 1.0.0 on testnet like this")
     assert [d.status for d in rows(records)] == ["merged"]

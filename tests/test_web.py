@@ -61,7 +61,7 @@ def test_sign_in_sets_a_signed_http_only_strict_cookie_and_shows_only_the_caller
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Max-Age=43200" in cookie
         page = client.get("/")
         assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
-        assert f'href="/deployments/{a.id}">linear-forecaster</a>' in page.text
+        assert f'href="/deployments/{a.deployment_id}">linear-forecaster</a>' in page.text
         assert "mean-reverter" not in page.text  # bob's
         assert '<td class="num">80.0 %</td><td class="num">400 ms</td>' in page.text  # 16 of 20; p95 over the 4 slow refusals
 
@@ -127,7 +127,14 @@ def test_the_deployment_page_shows_rates_chart_submissions_refusals_and_the_logs
         assert re.search(r"<th scope=\"row\">submission</th><td>error</td><td>tx_failed</td><td>BroadcastError</td>\s*<td class=\"num\">1</td><td class=\"num\">4</td><td class=\"num\">4</td>", text)  # 1h, 24h, 7d
         assert "kubectl logs deployment/linear-forecaster-testnet -c model -n allora-models --tail=200" in text
         assert "Metrics are not configured" in text
+        # the deployment (its own id, or a release's): the live release, what waits, the timeline, results per version
+        assert client.get(f"/deployments/{a.deployment_id}").text.count("16 succeeded, 4 failed</title>") == 1
+        assert re.search(r'<tr><th scope="row">1\.2\.0</th><td class="num">20</td>\s*<td class="num">80\.0%</td><td class="num">400 ms</td></tr>', text)
+        assert '<dd id="pending">publish 1.2.0 on <span class="mono">deploy/linear-forecaster/testnet/1.2.0</span></dd>' in text
+        assert '<dd id="live-release">none: the base branch runs nothing of this deployment</dd>' in text  # never merged
+        assert re.search(r"<td>publish</td><td>1\.2\.0</td><td>pending</td>", text)  # the timeline
         assert client.get(f"/deployments/{b.id}").status_code == 404  # bob's
+        assert client.get(f"/deployments/{b.deployment_id}").status_code == 404
         assert client.get("/deployments/not-a-uuid").status_code == 404
 
 
@@ -189,7 +196,7 @@ def test_in_chromium_sign_in_see_the_table_open_a_deployment_and_its_chart(site,
         assert rows[0].find_elements(By.TAG_NAME, "td")[4].text == "80.0 %"
         browser.save_screenshot(str(tmp_path / "deployments.png"))
         rows[0].find_element(By.LINK_TEXT, "linear-forecaster").click()
-        WebDriverWait(browser, 10).until(EC.url_to_be(f"{server.url}/deployments/{a.id}"))
+        WebDriverWait(browser, 10).until(EC.url_to_be(f"{server.url}/deployments/{a.deployment_id}"))
         recent = browser.find_elements(By.CSS_SELECTOR, "#recent tbody tr")
         assert len(recent) == 20 and sum("tx_failed" in r.text for r in recent) == 4
         chart = browser.find_element(By.ID, "outcome-chart")
@@ -209,7 +216,7 @@ def test_an_admin_sees_every_deployment_and_every_page(site):
         sign_in(client, server.token("root", admin=True))
         page = client.get("/")
         assert "Signed in as <strong>root</strong> (admin)" in page.text
-        assert f'href="/deployments/{a.id}">linear-forecaster</a>' in page.text and f'href="/deployments/{b.id}">mean-reverter</a>' in page.text
+        assert f'href="/deployments/{a.deployment_id}">linear-forecaster</a>' in page.text and f'href="/deployments/{b.deployment_id}">mean-reverter</a>' in page.text
         assert client.get(f"/deployments/{b.id}").status_code == 200
 
 

@@ -27,7 +27,6 @@ _TOKEN = re.compile(r"^agp_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$")
 _USER = re.compile(r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$")
 _SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _DURATION = re.compile(r"^(\d+)([hdw])$")
-LIVE_STATUSES = ("pending", "committed", "synced")
 
 
 @dataclass(frozen=True)
@@ -237,12 +236,10 @@ class Accounts:
         return {r[0] for r in rows}
 
     def live_deployments(self, principal: Principal) -> int:
-        """Distinct (bundle name, network) pairs of the caller's names with a live deployment record."""
+        """How many of the caller's deployments are live, as ``live_deployments`` (migration 0008) defines it:
+        its live release runs, or a change of it waits for review. Merging and `sync` free no slot."""
         row = self._conn.execute(
-            """SELECT count(DISTINCT (b.name, d.network)) FROM deployments d
-               JOIN model_bundles b ON b.id = d.bundle_id JOIN bundle_owners o ON o.name = b.name
-               WHERE o.user_id = %s AND d.status = ANY(%s)""",
-            (principal.user_id, list(LIVE_STATUSES)),
+            "SELECT count(*) FROM live_deployments WHERE owner = %s AND kind = 'deployment'", (principal.name,)
         ).fetchone()
         return int(row[0])
 

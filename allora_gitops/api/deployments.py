@@ -3,9 +3,10 @@ promote, roll back and retire — what ``allora-gitops publish/promote/rollback/
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional
+import contextlib
+from typing import Annotated, Any, Iterator, Literal, Optional
 
-from fastapi import APIRouter, Depends, Path as PathParam, Query
+from fastapi import APIRouter, Depends, Path as PathParam, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from allora_gitops import constants as C
@@ -58,7 +59,8 @@ class DeploymentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     bundle: BundleRef
     network: Optional[Network] = Field(None, description="Default: allora.network in the bundle's model.yaml")
-    wallet: Optional[str] = Field(None, pattern=SECRET_NAME_PATTERN, max_length=253, description="Default: the caller's only assigned wallet")
+    wallet: Optional[str] = Field(None, pattern=SECRET_NAME_PATTERN, max_length=253,
+                                  description="Default on testnet: the caller's only assigned wallet; mainnet needs it named")
     topic_id: Optional[int] = Field(None, gt=0, le=C.MAX_TOPIC_ID)
     fee_tier: Optional[FeeTier] = None
     polling_interval: Optional[int] = Field(None, gt=0, le=86400)
@@ -69,7 +71,8 @@ class DeploymentRequest(BaseModel):
 class PromoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     network: Network
-    wallet: Optional[str] = Field(None, pattern=SECRET_NAME_PATTERN, max_length=253)
+    wallet: Optional[str] = Field(None, pattern=SECRET_NAME_PATTERN, max_length=253,
+                                  description="Default on testnet: the wallet the deployment uses; mainnet needs it named")
     secrets: Optional[SecretMapping] = Field(None, description=SECRETS_HELP)
     topic_id: Optional[int] = Field(None, gt=0, le=C.MAX_TOPIC_ID)
     fee_tier: Optional[FeeTier] = None
@@ -96,8 +99,52 @@ class LifecycleOut(BaseModel):
     reached: list[StageOut]
 
 
-class DeploymentOut(BaseModel):
+class ReleaseOut(BaseModel):
+    """One release: a reviewed change of a deployment (publish, promote, rollback, retire, pin)."""
+
+    release_id: str
+    kind: str
+    version: str
+    sha256: str
+    status: str = Field(description="pending, committed → merged | abandoned; superseded once a later release is live; failed")
+    commit: Optional[str]
+    branch: str
+    by: Optional[str] = Field(None, description="Who made it (the API caller; none for CLI publishes)")
+    at: Optional[str]
+    wallet: str
+    image: Optional[str]
+    message: Optional[str]
+
+
+class PendingOut(BaseModel):
+    version: str
+    branch: str
+    kind: str
+    release_id: str
+    status: str
+
+
+class DeploymentEntryOut(BaseModel):
+    """A deployment (a model on a network): what runs (``live_version``: null when nothing does) and what waits."""
+
     id: str
+    name: str
+    network: str
+    owner: str
+    live_version: Optional[str]
+    status: str
+    live: Optional[ReleaseOut]
+    pending: list[PendingOut]
+    retired: bool
+    lifecycle: Optional[LifecycleOut] = Field(None, description="Of the live release, else of the newest pending one")
+
+
+class DeploymentOut(BaseModel):
+    id: str = Field(description="The deployment's id (a model on a network), stable across its releases")
+    release_id: Optional[str] = Field(None, description="The release shown: the live one, else the newest")
+    live_version: Optional[str] = None
+    pending: list[PendingOut] = []
+    owner: Optional[str] = None
     name: str
     version: str
     sha256: str
@@ -124,11 +171,17 @@ class DeploymentOut(BaseModel):
 
 
 class ChangeOut(BaseModel):
-    """What a deploy/promote/rollback/retire did: the review branch and what changes once it is merged."""
+    """What a deploy/promote/rollback/retire did: the review branch and what changes once it is merged
+    (the wallet Secret always named), or why there was nothing to do."""
 
     action: str
-    deployment_id: Optional[str]
-    deployment_created: Optional[bool]
+    deployment_id: Optional[str] = Field(description="The deployment (model + network)")
+    release_id: Optional[str] = Field(None, description="The release made (or the open one that holds this change)")
+    deployment_created: Optional[bool] = Field(description="A new release was recorded")
+    nothing_to_do: Optional[str] = Field(None, description="Why nothing was made: the base branch or an open review holds it")
+    open_review: Optional[str] = None
+    wallet: Optional[str] = Field(None, description="The wallet Secret the deployment signs with")
+    owner: Optional[str] = None
     name: str
     network: str
     version: Optional[str]
@@ -141,15 +194,19 @@ class ChangeOut(BaseModel):
     summary: list[str]
     changed_files: list[dict[str, str]]
     review: list[str]
+    warnings: list[str] = Field([], description="What the reviewer should check (e.g. a wallet Secret named for another network)")
 
 
-def deployment_out(d, settings: ApiSettings, lifecycle=None, results: Optional[dict[str, Any]] = None, resources=None) -> DeploymentOut:
-    """The API's view of a DeploymentRecord, with its ``lifecycle.Lifecycle``, results summary and
-    ``prometheus.ResourceUsage`` when given."""
+def deployment_out(d, settings: ApiSettings, lifecycle=None, results: Optional[dict[str, Any]] = None, resources=None, entry=None) -> DeploymentOut:
+    """The API's view of a release (``ReleaseRecord``) of a deployment, with its ``lifecycle.Lifecycle``, results
+    summary and ``prometheus.ResourceUsage`` when given; ``entry`` (``inventory.entry_of``) adds live and pending."""
     from allora_gitops.publish import compare_url
 
+    extra = {}
+    if entry is not None:
+        extra = {"live_version": entry["live_version"], "pending": entry["pending"], "owner": entry["owner"]}
     return DeploymentOut(
-        id=d.id, name=d.name, version=d.version, sha256=d.bundle_sha256, network=d.network, topic_id=d.topic_id,
+        **extra, id=d.deployment_id or d.id, release_id=d.id, name=d.name, version=d.version, sha256=d.bundle_sha256, network=d.network, topic_id=d.topic_id,
         fee_tier=d.fee_tier, status=d.status, status_message=d.status_message, image=d.container_image,
         wallet=d.wallet_secret_name, branch=d.repo_branch, commit=d.commit_sha,
         compare_url=compare_url(d.repo_url, settings.base_branch, d.repo_branch) if d.repo_branch != settings.base_branch else None,
@@ -164,25 +221,58 @@ def change_out(result) -> ChangeOut:
 
     return ChangeOut(
         action=result.action, deployment_id=result.deployment_id, deployment_created=result.deployment_created,
+        release_id=result.release_id, nothing_to_do=result.nothing_to_do, open_review=result.open_review,
+        wallet=result.wallet, owner=result.owner,
         name=result.name, network=result.network, version=result.version, sha256=result.sha256, branch=result.branch,
         base_branch=result.base_branch, commit=result.commit, committed=result.committed,
         compare_url=compare_url(result.repo, result.base_branch, result.branch) if result.branch != result.base_branch else None,
-        summary=result.summary, changed_files=result.changed_files, review=result.review,
+        summary=result.summary, changed_files=result.changed_files, review=result.review, warnings=result.warnings,
     )  # fmt: skip
 
 
-def _target(settings: ApiSettings):
+def _target(settings: ApiSettings, c: Optional[Caller] = None):
     from allora_gitops.publish import Target
 
-    return Target(repo=settings.repo, base_branch=settings.base_branch, store_url=settings.store_url, database_url=settings.database_url)
+    return Target(repo=settings.repo, base_branch=settings.base_branch, store_url=settings.store_url, database_url=settings.database_url,
+                  actor=c.principal.name if c is not None else None)  # fmt: skip
 
 
 def _owned_deployment(deployment_id: str, c: Caller):
-    """The deployment when the caller may see it; 404 otherwise (whether it exists is not the caller's business)."""
-    d = c.records.get_deployment(deployment_id)
-    if d is None or not c.accounts.may_see(c.principal, d.name):
+    """The release to show of the deployment ``deployment_id`` (its live one, else its newest) when the caller may
+    see it; 404 otherwise (whether it exists is not the caller's business). A release's id (what results and
+    pods name) finds its deployment too."""
+    target = c.records.get_deployment_by_id(deployment_id)
+    if target is None:
+        release = c.records.get_deployment(deployment_id)
+        target = c.records.get_deployment_by_id(release.deployment_id) if release is not None and release.deployment_id else None
+    if target is None or not c.accounts.may_see(c.principal, target.name):
         raise ApiError(404, f"no deployment {deployment_id}")
-    return d
+    releases = c.records.list_releases(target.id)
+    from allora_gitops.gitops.inventory import live_release_in
+
+    shown = live_release_in(target, releases) or (releases[-1] if releases else None)
+    if shown is None:
+        raise ApiError(404, f"no deployment {deployment_id}")
+    return shown
+
+
+def _entry(c: Caller, d) -> dict:
+    from allora_gitops.gitops.inventory import entry_of
+
+    target = c.records.get_deployment_by_id(d.deployment_id)
+    return entry_of(target, c.records.list_releases(target.id))
+
+
+def _require_mainnet_wallet(network: str, wallet: Optional[str]) -> None:
+    if network == "mainnet" and not wallet:
+        raise ApiError(422, "a mainnet deployment needs its wallet named: field 'wallet' (the Secret holding it) is required")
+
+
+def _answer(result, response: Response) -> ChangeOut:
+    """201 for a change made, 200 when there was nothing to do (the base branch or an open review holds it)."""
+    if result.nothing_to_do:
+        response.status_code = 200
+    return change_out(result)
 
 
 def _check_wallet(c: Caller, wallet: str) -> None:
@@ -210,18 +300,27 @@ def _only_wallet(c: Caller) -> str:
     return names[0]
 
 
-def _check_live_limit(c: Caller, name: str, network: str) -> None:
+@contextlib.contextmanager
+def admitted(c: Caller, name: str, network: str) -> Iterator[None]:
+    """The one admission check of every path that can make a deployment live or revive it (deploy, re-publish,
+    promote, rollback — also of a retired deployment): a new release of a deployment that is live already
+    replaces what runs and is admitted; otherwise the caller's live deployments (``live_deployments``,
+    migration 0008) must be under their limit. Held for the whole change under the caller's lock
+    (``Accounts.deploying``: one change per user at a time, on every replica), so concurrent requests
+    cannot overshoot. 403 when refused, before anything is written."""
     p = c.principal
     limit = p.max_live_deployments if p.max_live_deployments is not None else c.settings.max_live_deployments
-    already = c.records.current_deployment(name, network) is not None  # a new version of a live deployment replaces it
-    if not already and c.accounts.live_deployments(p) >= limit:
-        raise ApiError(403, f"{p.name} has {limit} live deployment(s), the limit; retire one first")
+    with c.accounts.deploying(p):
+        if not c.records.is_live(name, network) and c.accounts.live_deployments(p) >= limit:
+            raise ApiError(403, f"{p.name} has {limit} live deployment(s), the limit; retire one first")
+        yield
 
 
 @router.post("/deployments", summary="Deploy an uploaded bundle: the publish pipeline onto a review branch", status_code=201,
              response_model=ChangeOut, responses={403: {}, 404: {}, 409: {}, 422: {}})  # fmt: skip
 def create_deployment(
     body: DeploymentRequest,
+    response: Response,
     c: Caller = Depends(caller),
 ):
     from allora_gitops.publish import publish_recorded
@@ -237,6 +336,7 @@ def create_deployment(
     if bundle is None:
         raise ApiError(404, "no such bundle: upload it first (POST /api/bundles)")
     network = body.network or (bundle.manifest.get("allora") or {}).get("network") or "testnet"
+    _require_mainnet_wallet(network, body.wallet)
     wallet = body.wallet or _only_wallet(c)
     _check_wallet(c, wallet)
     _check_secrets(c, body.secrets)
@@ -244,25 +344,38 @@ def create_deployment(
         topic_id=body.topic_id, fee_tier=body.fee_tier, polling_interval=body.polling_interval, cpu=body.resources.cpu,
         cpu_limit=body.resources.cpu_limit, memory=body.resources.memory, wallet_secret=wallet, secrets=body.secrets,
     )  # fmt: skip
-    with c.accounts.deploying(c.principal):
-        _check_live_limit(c, bundle.name, network)
-        return change_out(publish_recorded(bundle.name, bundle.version, network, _target(c.settings), options))
+    with admitted(c, bundle.name, network):
+        return _answer(publish_recorded(bundle.name, bundle.version, network, _target(c.settings, c), options), response)
 
 
-@router.get("/deployments", summary="The caller's deployments (every one for an admin), newest change first", response_model=list[DeploymentOut])
+@router.get("/deployments", summary="The caller's deployments (every one for an admin): one per model and network, what runs and what waits",
+            response_model=list[DeploymentEntryOut])  # fmt: skip
 def list_deployments(
     network: Optional[Network] = None,
+    all: bool = Query(False, description="Also the retired deployments (nothing runs, nothing waits)"),  # noqa: A002
     c: Caller = Depends(caller),
 ):
+    from allora_gitops.gitops.inventory import deployment_entries
+
     from allora_gitops.lifecycle import deployments_lifecycles
 
     names = c.accounts.owned_names(c.principal)
-    found = [d for d in c.records.list_deployments(network=network) if names is None or d.name in names]
-    lifecycles = deployments_lifecycles(c.records.connection, found)
-    return [deployment_out(d, c.settings, lifecycles[d.id]) for d in found]
+    entries = deployment_entries(
+        None, network=network, include_retired=all, records=c.records, visible=lambda n: names is None or n in names
+    )
+    shown = {}  # entry id → the release its lifecycle is of
+    for e in entries:
+        release_id = (e["live"] or {}).get("release_id") or (e["pending"][-1]["release_id"] if e["pending"] else None)
+        if release_id:
+            shown[e["id"]] = c.records.get_deployment(release_id)
+    lifecycles = deployments_lifecycles(c.records.connection, list(shown.values()))
+    for e in entries:
+        if e["id"] in shown:
+            e["lifecycle"] = lifecycles[shown[e["id"]].id].to_dict()
+    return entries
 
 
-@router.get("/deployments/{deployment_id}", summary="One deployment: version, image, topic, status, branch, commit, lifecycle, results",
+@router.get("/deployments/{deployment_id}", summary="One deployment: its live release (else the newest), pending reviews, lifecycle, results",
             response_model=DeploymentOut, responses={404: {}})  # fmt: skip
 def get_deployment(
     deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
@@ -275,9 +388,21 @@ def get_deployment(
     found = deployment_status(c.records.connection, d, recent=recent)
     from allora_gitops.api.chain import deployment_chain
 
-    out = deployment_out(d, c.settings, found.lifecycle, found.results_dict(), read_deployment_resources(c.settings, d))
+    out = deployment_out(d, c.settings, found.lifecycle, found.results_dict(), read_deployment_resources(c.settings, d), entry=_entry(c, d))
     out.chain = deployment_chain(c.records, d)
     return out
+
+
+@router.get("/deployments/{deployment_id}/releases", summary="The deployment's releases in the order they were made",
+            response_model=list[ReleaseOut], responses={404: {}})  # fmt: skip
+def list_releases(
+    deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
+    c: Caller = Depends(caller),
+):
+    from allora_gitops.gitops.inventory import release_dict
+
+    d = _owned_deployment(deployment_id, c)
+    return [release_dict(r) for r in c.records.list_releases(d.deployment_id)]
 
 
 def read_deployment_resources(settings: ApiSettings, d):
@@ -293,6 +418,7 @@ def read_deployment_resources(settings: ApiSettings, d):
              status_code=201, response_model=ChangeOut, responses={403: {}, 404: {}, 409: {}})  # fmt: skip
 def promote_deployment(
     body: PromoteRequest,
+    response: Response,
     deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
     c: Caller = Depends(caller),
 ):
@@ -300,19 +426,20 @@ def promote_deployment(
     from allora_gitops.render import DeploymentSettings
 
     d = _owned_deployment(deployment_id, c)
+    _require_mainnet_wallet(body.network, body.wallet)
     wallet = body.wallet or d.wallet_secret_name
     _check_wallet(c, wallet)
     _check_secrets(c, body.secrets)
     options = DeploymentSettings(topic_id=body.topic_id, fee_tier=body.fee_tier, wallet_secret=wallet, secrets=body.secrets)
-    with c.accounts.deploying(c.principal):
-        _check_live_limit(c, d.name, body.network)
-        return change_out(promote(d.name, d.network, body.network, _target(c.settings), options))
+    with admitted(c, d.name, body.network):
+        return _answer(promote(d.name, d.network, body.network, _target(c.settings, c), options), response)
 
 
 @router.post("/deployments/{deployment_id}/rollback", summary="Deploy an earlier version of this deployment's bundle again",
              status_code=201, response_model=ChangeOut, responses={403: {}, 404: {}, 409: {}})  # fmt: skip
 def rollback_deployment(
     body: RollbackRequest,
+    response: Response,
     deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
     c: Caller = Depends(caller),
 ):
@@ -324,16 +451,18 @@ def rollback_deployment(
     if c.records.get_bundle(d.name, body.version) is None:
         raise ApiError(404, f"no bundle {d.name} {body.version}")
     options = DeploymentSettings(topic_id=body.topic_id, wallet_secret=d.wallet_secret_name)
-    return change_out(rollback(d.name, d.network, body.version, _target(c.settings), options))
+    with admitted(c, d.name, d.network):  # a rollback of a retired deployment revives it
+        return _answer(rollback(d.name, d.network, body.version, _target(c.settings, c), options), response)
 
 
 @router.post("/deployments/{deployment_id}/retire", summary="Remove this deployment (a review branch; Argo CD prunes it once merged)",
              status_code=201, response_model=ChangeOut, responses={404: {}, 409: {}})  # fmt: skip
 def retire_deployment(
+    response: Response,
     deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
     c: Caller = Depends(caller),
 ):
     from allora_gitops.publish import retire
 
     d = _owned_deployment(deployment_id, c)
-    return change_out(retire(d.name, d.network, _target(c.settings)))
+    return _answer(retire(d.name, d.network, _target(c.settings, c)), response)

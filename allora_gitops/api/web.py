@@ -228,6 +228,7 @@ def logout(request: Request, csrf: str = Form(""), session=Depends(open_session)
 @router.get("/", response_class=HTMLResponse)
 def deployments_page(request: Request, session=Depends(open_session)):
     from allora_gitops.db.results import deployment_overviews
+    from allora_gitops.gitops.inventory import live_release_in
     from allora_gitops.lifecycle import deployments_lifecycles
 
     records, accounts = session
@@ -235,26 +236,50 @@ def deployments_page(request: Request, session=Depends(open_session)):
     if web is None:
         return _to_login()
     names = accounts.owned_names(web.principal)
-    shown = [d for d in records.list_deployments() if names is None or d.name in names]
+    shown, pending = [], {}  # one row per deployment: its live release, else its newest; and what waits for review
+    by_deployment: dict[str, list] = {}
+    for r in reversed(records.list_deployments()):  # every release in one statement, oldest first
+        by_deployment.setdefault(r.deployment_id, []).append(r)
+    for target in records.list_deployment_entities():
+        if names is not None and target.name not in names:
+            continue
+        releases = sorted(by_deployment.get(target.id, []), key=lambda r: (r.created_at, r.id))
+        if not releases:
+            continue
+        live = live_release_in(target, releases)
+        waiting = [r for r in releases if r.status in ("pending", "committed")]
+        if live is None and not waiting:
+            continue  # retired: nothing runs, nothing waits
+        shown.append(live or releases[-1])
+        pending[shown[-1].id] = waiting
     overviews = deployment_overviews(records.connection, [d.id for d in shown], kinds=["submission"])  # one statement for all
     rows = [(d, o.window("submission"), o.last_success_at["submission"]) for d in shown for o in (overviews[d.id],)]
     lifecycles = deployments_lifecycles(records.connection, shown, overviews=overviews)  # from the same rows
-    return _page(request, "deployments.html", web=web, rows=rows, lifecycles=lifecycles)
+    return _page(request, "deployments.html", web=web, rows=rows, lifecycles=lifecycles, pending=pending)
 
 
 @router.get("/deployments/{deployment_id}", response_class=HTMLResponse)
 def deployment_page(deployment_id: str, request: Request, session=Depends(open_session), settings: ApiSettings = Depends(get_settings)):
     from allora_gitops.db.results import WINDOWS, result_timeline
     from allora_gitops.explorer import explorer_tx_url
+    from allora_gitops.gitops.inventory import live_release_in
     from allora_gitops.lifecycle import STAGES, deployment_status, human_age
 
     records, accounts = session
     web = read_session(request.cookies.get(SESSION_COOKIE), accounts)
     if web is None:
         return _to_login(request)
-    d = records.get_deployment(deployment_id) if _is_uuid(deployment_id) else None
-    if d is None or not accounts.may_see(web.principal, d.name):
+    target = records.get_deployment_by_id(deployment_id) if _is_uuid(deployment_id) else None
+    if target is None and _is_uuid(deployment_id):  # a release's id (older links, results) finds its deployment
+        release = records.get_deployment(deployment_id)
+        target = records.get_deployment_by_id(release.deployment_id) if release is not None and release.deployment_id else None
+    releases = records.list_releases(target.id) if target is not None else []
+    if target is None or not releases or not accounts.may_see(web.principal, target.name):
         return _page(request, "error.html", 404, web=web, title="Not found", message="There is no such deployment among yours.")
+    live = live_release_in(target, releases)
+    d = live or releases[-1]
+    pending = [r for r in releases if r.status in ("pending", "committed")]
+    by_version = records.results_by_version(target.id)
     status = deployment_status(records.connection, d, recent=RECENT)
     summary = status.summary
     kind = chart_kind(summary)
@@ -270,6 +295,7 @@ def deployment_page(deployment_id: str, request: Request, session=Depends(open_s
         logs_command=f"kubectl logs deployment/{d.name}-{d.network} -c model -n {settings.models_namespace} --tail=200",
         logs=logs_block(records, d, request.query_params.get("level")),
         chain=chain_page_view(records, d),
+        target=target, live=live, pending=pending, releases=list(reversed(releases)), by_version=by_version,
     )  # fmt: skip
 
 

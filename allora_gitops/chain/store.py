@@ -77,7 +77,7 @@ def live_workers(conn, *, name: Optional[str] = None, network: Optional[str] = N
             params.append(value)
     rows = conn.execute(
         f"""SELECT d.id::text, b.name, d.network, d.topic_id, w.address, d.created_at
-            FROM deployments d JOIN model_bundles b ON b.id = d.bundle_id
+            FROM releases d JOIN model_bundles b ON b.id = d.bundle_id
             LEFT JOIN deployment_workers w ON w.deployment_id = d.id
             WHERE {' AND '.join(where)} ORDER BY b.name, d.network""",
         params,

@@ -25,7 +25,7 @@ CpuOpt = Annotated[Optional[str], typer.Option("--cpu", help="CPU request in cor
 CpuLimitOpt = Annotated[Optional[str], typer.Option("--cpu-limit", help="CPU limit (default: twice the request).")]
 MemoryOpt = Annotated[Optional[str], typer.Option("--memory", help="Memory request and limit, e.g. 512Mi (default: runtime.memory_mb, else 512Mi).")]
 ImageRegistryOpt = Annotated[Optional[str], typer.Option("--image-registry", help="Registry/prefix of the image (default: image_registry in .allora-gitops.yaml).")]
-WalletSecretOpt = Annotated[Optional[str], typer.Option("--wallet-secret", help="Kubernetes Secret holding the wallet (default: NAME-NETWORK-wallet).")]
+WalletSecretOpt = Annotated[Optional[str], typer.Option("--wallet", "--wallet-secret", help="Kubernetes Secret holding the wallet (default on testnet: NAME-NETWORK-wallet; mainnet needs it named).")]
 SecretStoreOpt = Annotated[Optional[str], typer.Option("--secret-store", help="Create the wallet Secret with an ExternalSecret from this external-secrets store.")]
 SecretStoreKindOpt = Annotated[Optional[str], typer.Option("--secret-store-kind", help="Kind of --secret-store: ClusterSecretStore (default) or SecretStore.")]
 WalletRemoteKeyOpt = Annotated[Optional[str], typer.Option("--wallet-remote-key", help="Key of the wallet in the store (default: allora/NAME/NETWORK).")]
@@ -43,6 +43,7 @@ DatabaseUrlOpt = Annotated[Optional[str], typer.Option("--database-url", help="P
 BranchOpt = Annotated[Optional[str], typer.Option("--branch", help="Branch to commit on (default: a review branch named after the change; the base branch commits directly).")]
 BaseBranchOpt = Annotated[str, typer.Option("--base", help="The branch Argo CD deploys; review branches start from it.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the file diff; upload, record and push nothing.")]
+OwnerOpt = Annotated[Optional[str], typer.Option("--owner", help="Platform user who owns the name when it has no owner yet (default: default_owner in .allora-gitops.yaml, else platform).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (steps still go to stderr).")]
 
 # Every option DeploymentSettings holds, in the order --help lists them.
@@ -117,11 +118,11 @@ def with_deployment_options(*, network: bool = True) -> Callable[[Callable[..., 
 
 TARGET_OPTIONS = (
     ("repo", RepoOpt, ...), ("store", StoreOpt, None), ("database_url", DatabaseUrlOpt, None), ("branch", BranchOpt, None),
-    ("base", BaseBranchOpt, "main"), ("dry_run", DryRunOpt, False),
+    ("base", BaseBranchOpt, "main"), ("dry_run", DryRunOpt, False), ("owner", OwnerOpt, None),
 )  # fmt: skip
 
 
-def with_target_options(*, store: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def with_target_options(*, store: bool = True, owner: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command the options saying where a change goes (``TARGET_OPTIONS``); it receives one ``target: Target``."""
 
     def build(values: dict) -> Any:
@@ -129,8 +130,8 @@ def with_target_options(*, store: bool = True) -> Callable[[Callable[..., Any]],
 
         return Target(
             repo=values["repo"], branch=values["branch"], base_branch=values["base"], store_url=values.get("store"),
-            database_url=values["database_url"], dry_run=values["dry_run"],
+            database_url=values["database_url"], dry_run=values["dry_run"], owner=values.get("owner"),
         )  # fmt: skip
 
-    options = [o for o in TARGET_OPTIONS if store or o[0] != "store"]
+    options = [o for o in TARGET_OPTIONS if (store or o[0] != "store") and (owner or o[0] != "owner")]
     return lambda func: _with_options(func, options, "target", build)

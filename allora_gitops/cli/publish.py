@@ -35,13 +35,17 @@ def _print(result, as_json: bool) -> None:
     else:
         what = {"publish": "published", "promote": "promoted", "rollback": "rolled back", "retire": "retired"}[result.action]
         version = f" {result.version}" if result.version and result.action != "retire" else ""
-        if result.committed:
+        if result.nothing_to_do:
+            typer.echo(f"{result.name}{version} on {result.network}: nothing to do: {result.nothing_to_do}")
+        elif result.committed:
             typer.echo(f"{what} {result.name}{version} on {result.network}: commit {result.commit[:12]} on {result.branch}")
         else:
             typer.echo(f"{result.name}{version} on {result.network}: already there, no new commit (at {(result.commit or '')[:12]})")
-        if result.deployment_id:
-            row = "new row" if result.deployment_created else "existing row"
-            typer.echo(f"  deployment {result.deployment_id} ({row}, {result.deployment_status})")
+        if result.release_id and not result.nothing_to_do:
+            row = "new release" if result.deployment_created else "existing release"
+            typer.echo(f"  deployment {result.deployment_id}: release {result.release_id} ({row}, {result.deployment_status})")
+        if result.owner:
+            typer.echo(f"  owner: {result.owner}")
     if result.summary:
         typer.echo("  what changes:")
         for line in result.summary:
@@ -69,7 +73,7 @@ def register(app: typer.Typer) -> None:
         _print(publish_bundle(source, settings.network, target, settings, step=_step(as_json)), as_json)
 
     @app.command("promote")
-    @with_target_options()
+    @with_target_options(owner=False)
     @with_deployment_options(network=False)
     def promote_cmd(
         name: str = typer.Argument(..., help="The bundle name."),
@@ -86,7 +90,7 @@ def register(app: typer.Typer) -> None:
         _print(promote(name, from_network, to_network, target, settings, step=_step(as_json)), as_json)
 
     @app.command("rollback")
-    @with_target_options()
+    @with_target_options(owner=False)
     @with_deployment_options()
     def rollback_cmd(
         name: str = typer.Argument(..., help="The bundle name."),
@@ -102,7 +106,7 @@ def register(app: typer.Typer) -> None:
         _print(rollback(name, settings.network, to, target, settings, step=_step(as_json)), as_json)
 
     @app.command("retire")
-    @with_target_options(store=False)
+    @with_target_options(store=False, owner=False)
     def retire_cmd(
         name: str = typer.Argument(..., help="The bundle name."),
         network: Annotated[str, typer.Option("--network", help="The network to retire it from.")] = ...,

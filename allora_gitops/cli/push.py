@@ -98,6 +98,11 @@ def _upload(client, archive: Path, size: int, quiet: bool) -> dict:
 
 
 def _print_change(change: dict) -> None:
+    if change.get("nothing_to_do"):
+        typer.echo(f"deployment {change.get('deployment_id')}: nothing to do: {change['nothing_to_do']}")
+        if change.get("wallet"):
+            typer.echo(f"  wallet: {change['wallet']}")
+        return
     if change.get("committed"):
         typer.echo(f"deployment {change.get('deployment_id')}: commit {(change.get('commit') or '')[:12]} on {change['branch']}")
     else:

@@ -218,6 +218,22 @@ def register(app: typer.Typer) -> None:
             names = accounts.secrets_of(user)
         typer.echo("\n".join(names) if names else f"no Secret assigned to {user}")
 
+    owner = typer.Typer(name="owner", help="Who owns a bundle name (and so its deployments).", no_args_is_help=True)
+    app.add_typer(owner)
+
+    @owner.command("set")
+    def owner_set(
+        name: str = typer.Argument(..., help="The bundle name."),
+        user: str = typer.Argument(..., help="An existing platform user (or platform, the reserved owner)."),
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    ) -> None:
+        """Transfer NAME and every deployment of it to USER (an admin's command: API users never change owners)."""
+        from allora_gitops.db import open_records
+
+        with open_records(database_url) as records:
+            moved = records.set_owner(name, user)
+        typer.echo(f"{name} now belongs to {user} ({moved} deployment(s))")
+
     @app.command("user-admin")
     def user_admin(
         user: str = typer.Argument(...),

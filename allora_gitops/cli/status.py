@@ -14,6 +14,7 @@ COLUMNS = (
     ("status", "STATUS"),
     ("commit", "COMMIT"),
     ("image", "IMAGE"),
+    ("pending", "PENDING"),
 )
 SANDBOX_COLUMNS = (
     ("sandbox", "SANDBOX"),
@@ -33,6 +34,8 @@ def _table(rows: list[dict], columns=COLUMNS) -> str:
 
 def _cell(key: str, row: dict) -> str:
     value = row.get(key)
+    if key == "pending":
+        return ", ".join(f"{p['kind']} {p['version']} ({p['branch']})" for p in value) if value else "-"
     if key == "status" and not row.get("in_repo", True) and value:
         return f"{value} (review: {row.get('branch')})"
     if value is None or value == "":
@@ -57,9 +60,11 @@ def register(app: typer.Typer) -> None:
         database_url: Optional[str] = typer.Option(None, "--database-url", help="PostgreSQL URL (default: $ALLORA_DATABASE_URL, else the embedded one)."),
         no_db: bool = typer.Option(False, "--no-db", help="Read the repository only."),
         sandboxes: bool = typer.Option(False, "--sandboxes", help="List sandbox runs (owner, end time) instead of deployments."),
+        show_all: bool = typer.Option(False, "--all", help="Also the retired deployments (nothing runs, nothing waits)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
-        """What is deployed where: network, version, sha256, status, commit, image."""
+        """One line per deployment (a model on a network): the version the base branch runs (live_version in
+        --json), sha256, status, commit, image, and the reviews waiting (pending)."""
         import json
 
         from allora_gitops.errors import UsageError
@@ -75,7 +80,11 @@ def register(app: typer.Typer) -> None:
             else:
                 typer.echo(_table(found, SANDBOX_COLUMNS) if found else "no sandboxes")
             return
+        from allora_gitops.gitops.inventory import one_per_deployment
+
         rows = [r for r in _rows(repo, ref, None, database_url, no_db, full=as_json) if network is None or r["network"] == network]
+        rows = [r for r in one_per_deployment(rows, database_url=database_url, include_retired=show_all, use_database=not no_db)
+                if network is None or r["network"] == network]  # fmt: skip
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
         elif rows:
@@ -88,6 +97,7 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Argument(..., help="The bundle name."),
         repo: Optional[str] = typer.Option(None, "--repo", help=REPO_HELP),
         ref: str = typer.Option("main", "--ref", help="The branch Argo CD deploys."),
+        network: Optional[str] = typer.Option(None, "--network", help="Only this network."),
         database_url: Optional[str] = typer.Option(None, "--database-url"),
         no_db: bool = typer.Option(False, "--no-db", help="Read the repository only."),
         last: int = typer.Option(10, "--last", min=0, help="How many recent results to show."),
@@ -109,9 +119,16 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--no-db needs --repo: there would be nothing to read")
         prometheus = prometheus_url_setting(prometheus_url)  # a malformed URL fails before anything is read
         check_explorer_settings()  # as does a malformed explorer template, rather than half-way through the output
-        rows = _rows(repo, ref, name, database_url, no_db)
+        from allora_gitops.gitops.inventory import one_per_deployment
+
+        rows = [r for r in _rows(repo, ref, name, database_url, no_db) if network is None or r["network"] == network]
         if not rows:
-            raise GitOpsError(f"{name} is not deployed" + (f" on {ref}" if repo else "") + " and has no live deployment record")
+            where = (f" on {network}" + (f" in {ref}" if repo else "")) if network else (f" on {ref}" if repo else "")
+            raise GitOpsError(f"{name} is not deployed{where} and has no live deployment record")
+        entries = {(e["name"], e["network"]): e for e in one_per_deployment(rows, database_url=database_url, use_database=not no_db)}
+        for r in rows:  # what runs and what waits, on every row of the deployment
+            e = entries[(r["name"], r["network"])]
+            r["live_version"], r["pending"] = e["live_version"], e["pending"]
         statuses = {} if no_db else _deployment_statuses(rows, database_url, last)
         chains = {} if no_db else _chain_views(rows, database_url)  # the chain reader's latest (allora_gitops/chain)
         usages = [_resources(r, prometheus) if r.get("in_repo", True) else None for r in rows]  # a change under review runs nowhere
@@ -132,8 +149,11 @@ def register(app: typer.Typer) -> None:
             found = statuses.get(r.get("deployment_id"))
             if found is not None:
                 typer.echo(f"  lifecycle: {found.lifecycle.stage} ({found.lifecycle.reason})")
+            typer.echo(f"  live: {r['live_version'] or 'nothing'}")
+            for p in r["pending"]:
+                typer.echo(f"  pending: {p['kind']} {p['version']} on {p['branch']} ({p['status']})")
             for key, value in r.items():
-                if key not in ("name", "network", "in_repo") and value not in (None, ""):
+                if key not in ("name", "network", "in_repo", "live_version", "pending") and value not in (None, ""):
                     typer.echo(f"  {key}: {value}")
             if found is not None:
                 for line in _summary_lines(found.summary, r["network"]):
@@ -164,38 +184,41 @@ def register(app: typer.Typer) -> None:
     @app.command("history")
     def history_cmd(
         name: str = typer.Argument(..., help="The bundle name."),
+        network: Optional[str] = typer.Option(None, "--network", help="Only this network."),
         repo: Optional[str] = typer.Option(None, "--repo", help="The GitOps repository: reconcile the states with it first."),
         base: str = typer.Option("main", "--base", help="The branch Argo CD deploys (with --repo)."),
         database_url: Optional[str] = typer.Option(None, "--database-url", help="PostgreSQL URL (default: $ALLORA_DATABASE_URL, else the embedded one)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
-        """Every deployment of NAME, per network, newest first: version, state, commit, date, branch."""
+        """The releases of NAME per network, in the order they were made: kind (publish, promote, rollback,
+        retire, pin), version, state, commit, branch, who, when."""
         import json
 
         from allora_gitops.db import open_records
         from allora_gitops.errors import GitOpsError
+        from allora_gitops.gitops.inventory import release_dict
 
+        rows = []
         with open_records(database_url) as records:
             if repo:
                 from allora_gitops.gitops.repo import parse_remote
                 from allora_gitops.gitops.sync import reconcile
 
                 reconcile(records, parse_remote(repo), base, name=name)
-            found = sorted(records.list_deployments(name=name), key=lambda d: (d.network, -d.created_at.timestamp()))
-        if not found:
-            raise GitOpsError(f"{name} has no deployment records")
-        rows = [
-            {"network": d.network, "version": d.version, "status": d.status, "commit": d.commit_sha,
-             "date": d.created_at.isoformat(timespec="seconds"), "branch": d.repo_branch, "deployment_id": d.id}
-            for d in found
-        ]  # fmt: skip
+            for d in records.list_deployment_entities(name=name, network=network):
+                for r in records.list_releases(d.id):
+                    rows.append({"network": d.network, "deployment_id": d.id, "live": r.id == d.live_release_id, **release_dict(r),
+                                 "date": r.created_at.isoformat(timespec="seconds")})  # fmt: skip
+        if not rows:
+            raise GitOpsError(f"{name} has no deployment records" + (f" on {network}" if network else ""))
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
-        columns = (("version", "VERSION"), ("status", "STATUS"), ("commit", "COMMIT"), ("date", "DATE"), ("branch", "BRANCH"))
-        for network in dict.fromkeys(r["network"] for r in rows):
-            typer.echo(network)
-            table = _table([r for r in rows if r["network"] == network], columns)
+        columns = (("kind", "KIND"), ("version", "VERSION"), ("status", "STATUS"), ("commit", "COMMIT"), ("date", "DATE"),
+                   ("branch", "BRANCH"), ("by", "BY"))  # fmt: skip
+        for net in dict.fromkeys(r["network"] for r in rows):
+            typer.echo(net)
+            table = _table([r for r in rows if r["network"] == net], columns)
             typer.echo("\n".join("  " + line for line in table.splitlines()))
 
 

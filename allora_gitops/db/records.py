@@ -1,4 +1,9 @@
-"""The records API the CLI uses: bundles, deployments and their status, submission results.
+"""The records API the CLI uses: bundles, deployments, their releases and states, submission results.
+
+A **deployment** is a model on a network (``Deployment``: a stable id, an owner, the live release); each
+reviewed change of it (publish, promote, rollback, retire, pin) is a **release** (``ReleaseRecord``, the
+rows of the ``releases`` table, migration 0008). ``get_deployment``/``list_deployments``/``current_deployment``/
+``create_deployment``/``set_deployment_status`` predate 0008 and work on releases (their old rows).
 
 The rules live here *and* in the database (CHECK constraints, a status trigger), so the
 API gives a clear message first and a hand-written UPDATE still cannot break them.
@@ -13,15 +18,18 @@ from typing import Any
 
 from allora_gitops.errors import DatabaseError, RecordConflict
 
-DEPLOYMENT_STATUSES = ("pending", "committed", "merged", "synced", "failed", "abandoned", "retiring", "retired")
+DEPLOYMENT_STATUSES = ("pending", "committed", "merged", "synced", "failed", "abandoned", "retiring", "retired", "superseded")
 # pending → committed (review branch) → merged (on the base branch) → synced (cluster feedback);
 # committed → abandoned (branch deleted unmerged); live → retiring (retire on a review branch) → retired.
-# The same machine is enforced by the database (migrations 0001, 0003).
+# merged/synced → superseded once a later release of the same deployment is live (0008).
+# The same machine is enforced by the database (migrations 0001, 0003, 0008).
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"committed", "failed", "retired"}),
     "committed": frozenset({"merged", "synced", "failed", "abandoned", "retiring", "retired"}),
-    "merged": frozenset({"synced", "failed", "retiring", "retired"}),
-    "synced": frozenset({"failed", "retiring", "retired"}),
+    "merged": frozenset({"synced", "failed", "retiring", "retired", "superseded"}),
+    "synced": frozenset({"failed", "retiring", "retired", "superseded"}),
+    # replaced on the base branch by a later release; merged again only when git shows it running again
+    "superseded": frozenset({"merged", "retired"}),
     "failed": frozenset({"retired"}),
     "abandoned": frozenset(),
     "retiring": frozenset({"retired", "merged"}),
@@ -29,8 +37,26 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 SUBMISSION_STATUSES = ("success", "error", "timeout")
 WALLET_SECRET_KINDS = ("Secret", "ExternalSecret")
-# a deployment in one of these is "live": publishing the same settings again reuses it
+# a release in one of these is "live": publishing the same settings again reuses it
 ACTIVE_STATUSES = ("pending", "committed", "merged", "synced")
+RELEASE_ACTIONS = ("publish", "promote", "rollback", "retire", "pin")
+OPEN_STATUSES = ("pending", "committed")  # a release waiting for review
+ON_BASE_STATUSES = ("merged", "synced")  # a release the base branch holds (the live one, if not superseded)
+PLATFORM_OWNER = "platform"  # the reserved owner of what the CLI publishes without --owner (0008)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A model on a network: the stable identity its releases share (``releases`` holds the changes)."""
+
+    id: str
+    name: str
+    network: str
+    kind: str
+    owner: str
+    live_release_id: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -50,7 +76,10 @@ class BundleRecord:
 
 
 @dataclass(frozen=True)
-class DeploymentRecord:
+class ReleaseRecord:
+    """One release: a reviewed change of a deployment (``deployment_id``). ``id`` is the release's own id,
+    which results point at; ``action`` is publish, promote, rollback, retire or pin."""
+
     id: str
     bundle_id: str
     name: str
@@ -76,7 +105,13 @@ class DeploymentRecord:
     owner: str | None = None  # sandboxes: who started it (the per-user limit counts these)
     # seconds between polls: the recorded one (0007), else the bundle's allora.polling_interval; None: neither
     polling_interval: int | None = None
+    deployment_id: str | None = None  # the deployment (name + network) this release belongs to (0008)
+    action: str = "publish"
+    created_by: str | None = None  # who made the release (a platform user, or the CLI's owner)
     created: bool = field(default=False, compare=False)
+
+
+DeploymentRecord = ReleaseRecord  # the name rows had before 0008, when a deployment row was one release
 
 
 @dataclass(frozen=True)
@@ -97,9 +132,11 @@ SELECT d.id::text, d.bundle_id::text, b.name, b.version, b.sha256, d.network, d.
        d.status_message, d.container_image, d.wallet_secret_kind, d.wallet_secret_name, d.repo_url, d.repo_branch,
        d.commit_sha, d.retire_branch, d.retire_commit_sha, d.created_at, d.updated_at, d.kind, d.expires_at, d.owner,
        coalesce(d.polling_interval, CASE WHEN jsonb_typeof(b.manifest #> '{allora,polling_interval}') = 'number'
-                                         THEN least((b.manifest #>> '{allora,polling_interval}')::numeric, 2147483647)::int END)
-FROM deployments d JOIN model_bundles b ON b.id = d.bundle_id
+                                         THEN least((b.manifest #>> '{allora,polling_interval}')::numeric, 2147483647)::int END),
+       d.deployment_id::text, d.action, d.created_by
+FROM releases d JOIN model_bundles b ON b.id = d.bundle_id
 """
+_DEPLOYMENTS_COLUMNS = "id::text, name, network, kind, owner, live_release_id::text, created_at, updated_at"
 _SUBMISSION_COLUMNS = "id::text, deployment_id::text, nonce, prediction, tx_hash, status, error_message, created_at"
 
 
@@ -200,8 +237,8 @@ class Records:
             ).fetchall()
         return [_bundle(r) for r in rows]
 
-    # --- deployments --------------------------------------------------------------------------
-    def create_deployment(
+    # --- deployments and releases -------------------------------------------------------------
+    def create_release(
         self,
         *,
         bundle_id: str,
@@ -217,15 +254,21 @@ class Records:
         expires_at: datetime | None = None,
         owner: str | None = None,
         polling_interval: int | None = None,
-    ) -> DeploymentRecord:
-        """A new deployment in ``pending``, or the live one with exactly these settings (``created`` False),
-        so publishing the same thing twice adds no row. A sandbox (``kind="sandbox"``) has an
-        ``expires_at`` and an ``owner``. ``polling_interval`` (seconds, what the overlay runs with) is
-        recorded, and updated on the reused row: it is a fact for the lifecycle, not part of its identity."""
+        action: str = "publish",
+        created_by: str | None = None,
+    ) -> ReleaseRecord:
+        """A new release in ``pending`` (its deployment created on first use), or the open one (pending or
+        committed) on the same review branch with exactly these settings (``created`` False), so re-running a
+        publish adds no row. A sandbox (``kind="sandbox"``) has an ``expires_at`` and an ``owner`` (who started
+        it). ``polling_interval`` (seconds, what the overlay runs with) is recorded, and updated on the reused
+        row: it is a fact for the lifecycle, not part of its identity. The deployment's owner is the bundle
+        name's (``bundle_owners``), else the reserved ``platform``."""
         if wallet_secret_kind not in WALLET_SECRET_KINDS:
             raise DatabaseError(f"wallet secret kind must be one of {', '.join(WALLET_SECRET_KINDS)}, not {wallet_secret_kind!r}")
+        if action not in RELEASE_ACTIONS:
+            raise DatabaseError(f"unknown release action {action!r} (one of {', '.join(RELEASE_ACTIONS)})")
         settings = (bundle_id, network, topic_id, fee_tier, wallet_secret_kind, wallet_secret_name, repo_url, repo_branch)
-        with self._write("create the deployment"):
+        with self._write("create the release"):
             with self._conn.transaction():
                 # serialise creators of the same bundle+network so "find or insert" is atomic
                 self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"deployment:{bundle_id}:{network}",))
@@ -235,26 +278,196 @@ class Records:
                          AND d.wallet_secret_kind = %s AND d.wallet_secret_name = %s AND d.repo_url = %s
                          AND d.repo_branch = %s AND d.container_image IS NOT DISTINCT FROM %s
                          AND d.status = ANY(%s) AND d.kind = %s AND d.expires_at IS NOT DISTINCT FROM %s
-                         AND d.owner IS NOT DISTINCT FROM %s
+                         AND d.owner IS NOT DISTINCT FROM %s AND d.action = %s
                          ORDER BY d.created_at DESC LIMIT 1""",
-                    (*settings, container_image, list(ACTIVE_STATUSES), kind, expires_at, owner),
+                    (*settings, container_image, list(OPEN_STATUSES), kind, expires_at, owner, action),
                 ).fetchone()
                 if existing and (polling_interval is None or existing[23] == polling_interval):
                     return _deployment(existing)
                 if existing:
-                    self._conn.execute("UPDATE deployments SET polling_interval = %s WHERE id = %s", (polling_interval, existing[0]))
+                    self._conn.execute("UPDATE releases SET polling_interval = %s WHERE id = %s", (polling_interval, existing[0]))
                     return _deployment(self._conn.execute(_DEPLOYMENT_SELECT + "WHERE d.id = %s", (existing[0],)).fetchone())
+                deployment_id = self._ensure_deployment(bundle_id, network, kind)
                 new_id = self._conn.execute(
-                    """INSERT INTO deployments (bundle_id, network, topic_id, fee_tier, wallet_secret_kind,
-                                                wallet_secret_name, repo_url, repo_branch, container_image,
-                                                kind, expires_at, owner, polling_interval)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text""",
-                    (*settings, container_image, kind, expires_at, owner, polling_interval),
+                    """INSERT INTO releases (bundle_id, network, topic_id, fee_tier, wallet_secret_kind,
+                                             wallet_secret_name, repo_url, repo_branch, container_image,
+                                             kind, expires_at, owner, polling_interval, deployment_id, action, created_by)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text""",
+                    (*settings, container_image, kind, expires_at, owner, polling_interval, deployment_id, action, created_by),
                 ).fetchone()[0]
                 row = self._conn.execute(_DEPLOYMENT_SELECT + "WHERE d.id = %s", (new_id,)).fetchone()
         return _deployment(row, created=True)
 
-    def set_deployment_status(
+    create_deployment = create_release  # the name from before 0008
+
+    def _ensure_deployment(self, bundle_id: str, network: str, kind: str) -> str:
+        """The id of the deployment of ``bundle_id``'s name on ``network``, created (owned as the name is) if new."""
+        row = self._conn.execute(
+            """INSERT INTO deployments (name, network, kind, owner)
+               SELECT b.name, %s, %s, coalesce(u.name, %s) FROM model_bundles b
+               LEFT JOIN bundle_owners o ON o.name = b.name LEFT JOIN platform_users u ON u.id = o.user_id
+               WHERE b.id = %s
+               ON CONFLICT (name, network, kind) DO UPDATE SET name = EXCLUDED.name
+               RETURNING id::text""",
+            (network, kind, PLATFORM_OWNER, bundle_id),
+        ).fetchone()
+        if row is None:
+            raise RecordConflict(f"no bundle {bundle_id}")
+        return row[0]
+
+    @_reading
+    def get_deployment_by_id(self, deployment_id: str) -> Deployment | None:
+        """The deployment (name + network) with this id; None when there is none."""
+        row = self._conn.execute(f"SELECT {_DEPLOYMENTS_COLUMNS} FROM deployments WHERE id = %s", (_uuid(deployment_id),)).fetchone()
+        return Deployment(*row) if row else None
+
+    @_reading
+    def find_deployment(self, name: str, network: str, kind: str = "deployment") -> Deployment | None:
+        row = self._conn.execute(
+            f"SELECT {_DEPLOYMENTS_COLUMNS} FROM deployments WHERE name = %s AND network = %s AND kind = %s", (name, network, kind)
+        ).fetchone()
+        return Deployment(*row) if row else None
+
+    @_reading
+    def list_deployment_entities(
+        self, *, name: str | None = None, network: str | None = None, kind: str = "deployment", owner: str | None = None
+    ) -> list[Deployment]:
+        """Deployments (one per name and network), by name then network; filtered when given."""
+        where, params = ["kind = %s"], [kind]
+        for column, value in (("name", name), ("network", network), ("owner", owner)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+        rows = self._conn.execute(
+            f"SELECT {_DEPLOYMENTS_COLUMNS} FROM deployments WHERE {' AND '.join(where)} ORDER BY name, network", params
+        ).fetchall()
+        return [Deployment(*r) for r in rows]
+
+    @_reading
+    def list_releases(self, deployment_id: str) -> list[ReleaseRecord]:
+        """The releases of one deployment, oldest first (the order they were made in)."""
+        rows = self._conn.execute(
+            _DEPLOYMENT_SELECT + "WHERE d.deployment_id = %s ORDER BY d.created_at, d.id", (_uuid(deployment_id),)
+        ).fetchall()
+        return [_deployment(r) for r in rows]
+
+    @_reading
+    def is_live(self, name: str, network: str) -> bool:
+        """Whether the deployment of ``name`` on ``network`` is live (the view ``live_deployments``, 0008: its
+        live release runs, or a change of it waits for review)."""
+        row = self._conn.execute(
+            "SELECT 1 FROM live_deployments WHERE name = %s AND network = %s AND kind = 'deployment'", (name, network)
+        ).fetchone()
+        return row is not None
+
+    @_reading
+    def count_live(self, owner: str) -> int:
+        """How many deployments of ``owner`` are live (``live_deployments``): what the per-user limit counts."""
+        return int(self._conn.execute(
+            "SELECT count(*) FROM live_deployments WHERE owner = %s AND kind = 'deployment'", (owner,)
+        ).fetchone()[0])
+
+    @_reading
+    def results_by_version(self, deployment_id: str, kind: str = "submission") -> list[dict[str, Any]]:
+        """Per version of a deployment (in the order its releases were made): results of ``kind``, how many
+        succeeded, the success rate (None without results) and the p95 latency in ms — versions side by side."""
+        rows = self._conn.execute(
+            """SELECT b.version, count(s.id), count(s.id) FILTER (WHERE s.status = 'success'),
+                      percentile_cont(0.95) WITHIN GROUP (ORDER BY s.latency_ms)
+               FROM releases r JOIN model_bundles b ON b.id = r.bundle_id
+               LEFT JOIN submission_results s ON s.deployment_id = r.id AND s.kind = %s
+               WHERE r.deployment_id = %s AND r.action <> 'retire'
+               GROUP BY b.version ORDER BY min(r.created_at)""",
+            (kind, _uuid(deployment_id)),
+        ).fetchall()
+        return [{"version": v, "count": n, "success": ok, "success_rate": (ok / n if n else None), "p95_ms": p95} for v, n, ok, p95 in rows]
+
+    def settle_live_release(self, deployment_id: str, live_release_id: str | None, reason: str) -> list[ReleaseRecord]:
+        """Make ``live_release_id`` (None: nothing) the deployment's live release, as git says: every other
+        merged/synced release of it becomes ``superseded``, and a superseded one git shows running is merged
+        again. Returns the releases whose state changed (their new state)."""
+        changed = []
+        with self._write("record the live release"):
+            with self._conn.transaction():
+                self._conn.execute(
+                    "UPDATE deployments SET live_release_id = %s WHERE id = %s AND live_release_id IS DISTINCT FROM %s",
+                    (live_release_id, _uuid(deployment_id), live_release_id),
+                )
+                rows = self._conn.execute(
+                    """UPDATE releases SET status = 'superseded', status_message = %s
+                       WHERE deployment_id = %s AND status = ANY(%s) AND id IS DISTINCT FROM %s RETURNING id""",
+                    (reason, deployment_id, list(ON_BASE_STATUSES), live_release_id),
+                ).fetchall()
+                if live_release_id is not None:
+                    rows += self._conn.execute(
+                        """UPDATE releases SET status = 'merged', status_message = %s
+                           WHERE id = %s AND status = 'superseded' RETURNING id""",
+                        (f"the base branch runs it again", live_release_id),
+                    ).fetchall()
+                for (rid,) in rows:
+                    changed.append(_deployment(self._conn.execute(_DEPLOYMENT_SELECT + "WHERE d.id = %s", (rid,)).fetchone()))
+        return changed
+
+    def deployment_lock(self, name: str, network: str):
+        """Hold the change lock of ``name`` on ``network`` (a session advisory lock, shared by every process and
+        replica): comparing with what runs, recording the release and pushing it happen one change at a time,
+        so two identical publishes make one release and the second is told there is nothing to do."""
+        import contextlib
+
+        key = f"allora-release:{name}:{network}"
+
+        @contextlib.contextmanager
+        def held():
+            with self._write("lock the deployment"):
+                self._conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):
+                    self._conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+
+        return held()
+
+    def set_owner(self, name: str, user: str) -> int:
+        """Transfer bundle ``name`` and its deployments to the existing platform user ``user``; returns how
+        many deployments moved. ``RecordConflict`` for an unknown user or name."""
+        with self._write("transfer the name"):
+            with self._conn.transaction():
+                found = self._conn.execute("SELECT id FROM platform_users WHERE name = %s", (user,)).fetchone()
+                if found is None:
+                    raise RecordConflict(f"no platform user {user!r}: add one with `allora-gitops user add {user}`")
+                known = self._conn.execute(
+                    "SELECT 1 FROM model_bundles WHERE name = %s UNION SELECT 1 FROM bundle_owners WHERE name = %s", (name, name)
+                ).fetchone()
+                if known is None:
+                    raise RecordConflict(f"no bundle named {name!r} in the records")
+                self._conn.execute(
+                    """INSERT INTO bundle_owners (name, user_id) VALUES (%s, %s)
+                       ON CONFLICT (name) DO UPDATE SET user_id = EXCLUDED.user_id""",
+                    (name, found[0]),
+                )
+                return self._conn.execute("UPDATE deployments SET owner = %s WHERE name = %s", (user, name)).rowcount
+
+    def claim_for_cli(self, name: str, owner: str) -> str:
+        """Record ``owner`` (an existing platform user, or the reserved ``platform``) as the owner of bundle
+        ``name`` if it has none; returns the owner the name has. The CLI is the operator's tool: it may publish
+        a name whoever owns it, but it never takes one over silently (``owner set`` does that)."""
+        with self._write("record the owner"):
+            with self._conn.transaction():
+                if owner == PLATFORM_OWNER:
+                    self._conn.execute("INSERT INTO platform_users (name) VALUES (%s) ON CONFLICT (name) DO NOTHING", (owner,))
+                user = self._conn.execute("SELECT id FROM platform_users WHERE name = %s", (owner,)).fetchone()
+                if user is None:
+                    raise RecordConflict(f"no platform user {owner!r} to own {name}: add one with `allora-gitops user add {owner}`")
+                self._conn.execute(
+                    "INSERT INTO bundle_owners (name, user_id) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING", (name, user[0])
+                )
+                row = self._conn.execute(
+                    "SELECT u.name FROM bundle_owners o JOIN platform_users u ON u.id = o.user_id WHERE o.name = %s", (name,)
+                ).fetchone()
+        return row[0]
+
+    def set_release_status(
         self,
         deployment_id: str,
         status: str,
@@ -276,7 +489,7 @@ class Records:
         with self._write("change the deployment status"):
             with self._conn.transaction():
                 current = self._conn.execute(
-                    "SELECT status, commit_sha FROM deployments WHERE id = %s FOR UPDATE", (_uuid(deployment_id),)
+                    "SELECT status, commit_sha FROM releases WHERE id = %s FOR UPDATE", (_uuid(deployment_id),)
                 ).fetchone()
                 if current is None:
                     raise RecordConflict(f"no deployment {deployment_id}")
@@ -289,7 +502,7 @@ class Records:
                 if status == "committed" and commit_sha is None and current[1] is None:
                     raise DatabaseError(f"deployment {deployment_id}: status committed needs the commit sha")
                 self._conn.execute(
-                    """UPDATE deployments SET status = %s,
+                    """UPDATE releases SET status = %s,
                            commit_sha = coalesce(%s, commit_sha),
                            status_message = CASE WHEN %s::text IS NULL THEN status_message ELSE allora_redact_secrets(%s::text) END,
                            container_image = coalesce(%s, container_image),
@@ -300,6 +513,8 @@ class Records:
                 )
                 row = self._conn.execute(_DEPLOYMENT_SELECT + "WHERE d.id = %s", (deployment_id,)).fetchone()
         return _deployment(row)
+
+    set_deployment_status = set_release_status  # the name from before 0008
 
     @_reading
     def get_deployment(self, deployment_id: str) -> DeploymentRecord | None:
@@ -321,13 +536,23 @@ class Records:
 
     @_reading
     def current_deployment(self, name: str, network: str) -> DeploymentRecord | None:
-        """The most recent live (pending/committed/synced) deployment of ``name`` on ``network``."""
+        """The release of ``name`` on ``network`` that runs: the deployment's live release (as git last said),
+        else the most recent live one (pending/committed/merged/synced) when none was settled yet."""
         row = self._conn.execute(
             _DEPLOYMENT_SELECT
-            + "WHERE b.name = %s AND d.network = %s AND d.status = ANY(%s) AND d.kind = 'deployment' ORDER BY d.created_at DESC LIMIT 1",
+            + """JOIN deployments t ON t.id = d.deployment_id AND t.live_release_id = d.id
+                 WHERE t.name = %s AND t.network = %s AND t.kind = 'deployment' AND d.status = ANY(%s)""",
             (name, network, list(ACTIVE_STATUSES)),
         ).fetchone()
+        if row is None:
+            row = self._conn.execute(
+                _DEPLOYMENT_SELECT
+                + "WHERE b.name = %s AND d.network = %s AND d.status = ANY(%s) AND d.kind = 'deployment' ORDER BY d.created_at DESC LIMIT 1",
+                (name, network, list(ACTIVE_STATUSES)),
+            ).fetchone()
         return _deployment(row) if row else None
+
+    live_release = current_deployment
 
     # --- submissions --------------------------------------------------------------------------
     def record_submission(

@@ -23,6 +23,7 @@ from typing import Optional
 TABLE_NOUNS = {
     "model_bundles": "bundle",
     "deployments": "deployment",
+    "releases": "release",
     "submission_results": "result",
     "platform_users": "user",
     "api_tokens": "token",

@@ -558,7 +558,7 @@ def _require_deployment(conn, deployment_id: str) -> None:
         uuid.UUID(str(deployment_id))
     except ValueError:
         raise DatabaseError(f"not a deployment id: {deployment_id!r}") from None
-    if conn.execute("SELECT 1 FROM deployments WHERE id = %s FOR KEY SHARE", (deployment_id,)).fetchone() is None:
+    if conn.execute("SELECT 1 FROM releases WHERE id = %s FOR KEY SHARE", (deployment_id,)).fetchone() is None:
         raise DatabaseError(f"no deployment {deployment_id}")
 
 

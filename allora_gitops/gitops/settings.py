@@ -212,6 +212,10 @@ class RepositorySettings(_Section):
     remote_artifacts: RemoteArtifactSettings = RemoteArtifactSettings()
     gpu: GpuSettings = GpuSettings()
     ci: CiSettings = Field(default_factory=lambda: CiSettings(install=default_ci_install()))
+    default_owner: Optional[str] = Field(
+        None, pattern=r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$", max_length=63,
+        description="The platform user a CLI publish records as the owner of a new name (null: the reserved platform owner).",
+    )  # fmt: skip
 
     @field_validator("namespace", "monitoring_namespace")
     @classmethod

@@ -8,7 +8,7 @@
 -- error says why), so "the chain was unreachable" is on record. Scores and fractions are the chain's decimal
 -- text (Cosmos LegacyDec) kept as numeric; balance is in uallo.
 CREATE TABLE deployment_workers (
-    deployment_id   uuid        PRIMARY KEY REFERENCES deployments (id) ON DELETE CASCADE,
+    deployment_id   uuid        PRIMARY KEY REFERENCES releases (id) ON DELETE CASCADE,
     address         text        NOT NULL,
     source          text        NOT NULL,
     recorded_at     timestamptz NOT NULL DEFAULT now(),
@@ -18,7 +18,7 @@ CREATE TABLE deployment_workers (
 
 CREATE TABLE chain_observations (
     id               bigserial   PRIMARY KEY,
-    deployment_id    uuid        NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    deployment_id    uuid        NOT NULL REFERENCES releases (id) ON DELETE CASCADE,
     observed_at      timestamptz NOT NULL DEFAULT now(),
     address          text        NOT NULL,
     topic_id         bigint      NOT NULL,

@@ -13,7 +13,7 @@
 -- CHECK is the last line of defence).
 CREATE TABLE model_logs (
     id            bigint      GENERATED ALWAYS AS IDENTITY,
-    deployment_id uuid        NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    deployment_id uuid        NOT NULL REFERENCES releases (id) ON DELETE CASCADE,
     ts            timestamptz NOT NULL,
     level         text        NOT NULL,
     event         text        NOT NULL,
