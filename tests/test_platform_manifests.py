@@ -100,3 +100,17 @@ def test_the_platform_image_digest_is_written_back_on_a_review_branch_and_verify
     manifest.write_text(manifest.read_text().replace("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"))
     found = {(p.file, p.code) for p in verify_repo(work, require_digest=False).findings}
     assert found == {("platform", "schema"), ("platform", "read-only-root-filesystem")}, found
+
+
+def test_build_platform_image_refuses_bad_requests_before_building(cli, tmp_path):
+    cases = {
+        ("--tag", "Registry.Example.com/Acme:0.1"): "--tag",
+        ("--tag", f"registry.example.com/acme/allora-gitops@{DIGEST}"): "expected REPO:TAG",
+        ("--tag", "registry.example.com/acme/allora-gitops:0.1", "--write-back", str(tmp_path)): "--write-back pins the pushed digest: add --push",
+        ("--tag", "registry.example.com/acme/allora-gitops:0.1", "--context", str(tmp_path)): f"{tmp_path} has no Dockerfile",
+        ("--tag", "registry.example.com/acme/allora-gitops:0.1", "--pip-cert", str(tmp_path / "none.pem")): "--pip-cert",
+    }
+    for args, needle in cases.items():
+        result = cli("gitops", "build-platform-image", *args)
+        assert result.code == 2 and len(result.lines) == 1 and result.lines[0].startswith("error: ") and needle in result.err, (args, result)
+        assert "Traceback" not in result.err

@@ -65,9 +65,13 @@ def default_context() -> Path:
 def build_platform_image(request: PlatformImageRequest, log: LogSink = terminal_log, say: Callable[[str], None] = lambda _m: None) -> PlatformImageResult:
     """Build (and push, and pin) the platform image. Raises UsageError for a malformed reference or option
     combination, ImageBuildError for a failed build or push (nothing pinned then), GitOpsError for the write-back."""
+    from allora_gitops.errors import AlloraGitopsError
     from allora_gitops.image.builder import check_reference, split_tag
 
-    check_reference(request.image, "--tag")
+    try:
+        check_reference(request.image, "--tag")
+    except AlloraGitopsError as exc:  # a malformed flag: a usage error (exit 2), like pin-image's
+        raise UsageError(exc.message) from None
     repository, tag = split_tag(request.image)
     if tag is None or "@" in request.image:
         raise UsageError(f"--tag {request.image!r}: expected REPO:TAG (the digest is what the build writes back)")
