@@ -22,6 +22,8 @@ RUN --mount=type=secret,id=pipcert --mount=type=secret,id=pipconf sh -c 'if [ -s
 
 # --- runtime stage: the virtualenv, git (publishing pushes review branches) and an init; no compilers, no pip ---
 FROM ${BASE_IMAGE}
+# Unpinned apt versions on purpose: the base image (pin it by digest) fixes the Debian release, and its
+# security updates should reach the next build.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git tini ca-certificates \
