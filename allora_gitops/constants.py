@@ -271,6 +271,20 @@ def pin_commit_message(name: str, network: str, image: str, digest: str) -> str:
     return f"pin({network}): {name} image {image} to {digest}\n\nimage-digest: {digest}\n"
 
 
+# The platform's own image (the project's Dockerfile: `allora-gitops serve`) and where the blueprint runs it.
+PLATFORM_DIR = "platform"  # the blueprint's manifests of the platform API, an Argo CD Application of their own
+PLATFORM_IMAGE_NAME = "allora-gitops"  # the images[].name platform/kustomization.yaml and its Deployment use
+PLATFORM_UID = 10001  # the image's user, and the manifests' runAsUser
+
+
+def platform_pin_branch(tag: str) -> str:
+    return f"pin/platform/{version_ref(tag)}"
+
+
+def platform_pin_commit_message(image: str, digest: str) -> str:
+    return f"pin(platform): {image} to {digest}\n\nimage-digest: {digest}\n"
+
+
 def sandbox_dir(name: str, sha256: str) -> str:
     return f"{SANDBOXES_DIR}/{name}-{sha256[:12]}"
 

@@ -27,6 +27,7 @@ _TOKEN = re.compile(r"^agp_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$")
 _USER = re.compile(r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$")
 _SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _DURATION = re.compile(r"^(\d+)([hdw])$")
+DEPLOY_LOCK_WAIT_SECONDS = 120.0  # a publish pushes to the GitOps remote: seconds, rarely a minute
 
 
 @dataclass(frozen=True)
@@ -244,16 +245,30 @@ class Accounts:
         return int(row[0])
 
     @contextlib.contextmanager
-    def deploying(self, principal: Principal) -> Iterator[None]:
-        """One deployment change of ``principal`` at a time (a session advisory lock, shared by every replica),
-        so the live-deployment limit is checked and used atomically; released when the connection closes anyway."""
+    def deploying(self, principal: Principal, *, wait_seconds: float = DEPLOY_LOCK_WAIT_SECONDS) -> Iterator[None]:
+        """One deployment change of ``principal`` at a time across every replica, so the live-deployment limit is
+        checked and used atomically: a *transaction*-level advisory lock (``pg_try_advisory_xact_lock``) held by a
+        transaction on this connection for the whole block, released by its end whatever happens.
+
+        Transaction-level because a session lock does not survive a pooler in transaction mode (PgBouncer): lock,
+        check and unlock may each run on a different server connection, so the unlock misses and a second request
+        that lands on the locking server connection takes the same lock again. A waiter polls (short transactions,
+        each given back to the pooler) rather than blocking inside one, so waiters never hold the pooler's server
+        connections that the holder's own writes need. Raises ``RecordConflict`` (409) after ``wait_seconds``.
+        """
+        import time
+
         key = f"allora-platform-deploy:{principal.user_id}"
-        self._conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):
-                self._conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+        deadline, pause = time.monotonic() + wait_seconds, 0.05
+        while True:
+            with self._conn.transaction():  # an exception in the block rolls it back and ends the lock with it
+                if self._conn.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
+                    yield
+                    return
+            if time.monotonic() >= deadline:
+                raise RecordConflict(f"another deployment change of {principal.name} is still in progress after {wait_seconds:g} s; try again")
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     # --- wallets ------------------------------------------------------------------------------
     def assign_wallet(self, user: str, secret_name: str) -> None:

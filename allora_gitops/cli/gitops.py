@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from allora_gitops.cli import argocd, chain, db, diff, image, localissuer, logs, publish, render, repo, results, sandbox, serve, status, verify
+from allora_gitops.cli import argocd, chain, db, diff, image, localissuer, logs, platform_image, publish, render, repo, results, sandbox, serve, status, verify
 from allora_gitops.cli.app import entry, new_app
 
 app = new_app("allora-gitops", "Publish Allora model bundles to a GitOps repository that Argo CD syncs.", platform=True)
@@ -13,6 +13,7 @@ publish.register(app)
 diff.register(app)
 status.register(app)
 image.register(app)
+platform_image.register(app)
 db.register(app)
 results.register(app)
 logs.register_platform(app)

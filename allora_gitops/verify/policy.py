@@ -52,7 +52,12 @@ def _containers(pod: dict) -> list[dict]:
     return [c for key in ("initContainers", "containers") for c in (pod.get(key) or []) if isinstance(c, dict)]
 
 
-def check_object(obj: dict) -> Iterator[tuple[str, str]]:
+PROBE_HANDLERS = ("exec", "httpGet", "grpc", "tcpSocket")
+
+
+def check_object(obj: dict, *, service: bool = False) -> Iterator[tuple[str, str]]:
+    """(rule, message) for each pod rule ``obj`` breaks. A model's container needs the exec liveness probe of its
+    runtime; a ``service`` (the blueprint's platform API) needs a liveness probe of any handler (its HTTP /healthz)."""
     yield from _secret_values(obj)
     pod = pod_spec(obj)
     if pod is None:
@@ -103,8 +108,12 @@ def check_object(obj: dict) -> Iterator[tuple[str, str]]:
                 if stored is not None and stored != str(value):
                     yield "canonical-quantity", (f"container {name}: {part}.{what} {value} is stored by the API server as {stored}; "
                                                  "Argo CD would show it OutOfSync for ever")
-        if c in (pod.get("containers") or []) and not (c.get("livenessProbe") or {}).get("exec"):
-            yield "liveness-probe", f"container {name} needs an exec livenessProbe (python {C.BOOTSTRAP_IN_IMAGE} --healthcheck)"
+        if c in (pod.get("containers") or []):
+            probe = c.get("livenessProbe") or {}
+            if service and not any(probe.get(h) for h in PROBE_HANDLERS):
+                yield "liveness-probe", f"container {name} needs a livenessProbe"
+            elif not service and not probe.get("exec"):
+                yield "liveness-probe", f"container {name} needs an exec livenessProbe (python {C.BOOTSTRAP_IN_IMAGE} --healthcheck)"
         problem = image_problem(c.get("image"))
         if problem:
             yield "image-pinned", f"container {name}: {problem}"

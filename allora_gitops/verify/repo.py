@@ -1,7 +1,8 @@
 """``verify``: check a GitOps repository the way Argo CD and a careful reviewer would.
 
-For each overlay ``deployments/<name>/overlays/<network>``: kustomize builds
-it, every object validates against its schema, and our policy rules hold; each
+For each overlay ``deployments/<name>/overlays/<network>`` (and ``sandboxes/*``, and
+``platform/``, the API itself): kustomize builds it, every object validates against its
+schema, and our policy rules hold; each
 ``builds/<name>/<version>/Dockerfile`` passes hadolint; ``argocd/*.yaml``
 validate against the Argo CD CRDs; every PrometheusRule passes ``promtool
 check rules``. Findings are ``Problem`` s with the rule as
@@ -49,8 +50,8 @@ class VerifyReport:
 
 
 def find_overlays(root: Path) -> list[Path]:
-    """Every directory Argo CD builds: ``deployments/*/overlays/*`` and ``sandboxes/*``."""
-    candidates = [*(root / C.DEPLOYMENTS_DIR).glob("*/overlays/*"), *(root / C.SANDBOXES_DIR).glob("*")]
+    """Every directory Argo CD builds: ``deployments/*/overlays/*``, ``sandboxes/*`` and ``platform`` (the API itself)."""
+    candidates = [*(root / C.DEPLOYMENTS_DIR).glob("*/overlays/*"), *(root / C.SANDBOXES_DIR).glob("*"), root / C.PLATFORM_DIR]
     return sorted(d for d in candidates if d.is_dir() and any((d / k).is_file() for k in C.KUSTOMIZATION_FILES))
 
 
@@ -106,11 +107,17 @@ def select_changed(root: Path, paths: list[str], overlays: list[Path], dockerfil
             touched_builds.add("/".join(parts[:3]))
         elif parts[0] in (C.ARGOCD_DIR, C.MONITORING_DIR):
             argocd_touched = True
+        elif parts[0] == C.PLATFORM_DIR and len(parts) >= 2:
+            touched_overlays.add(C.PLATFORM_DIR)
 
     def rel(p: Path) -> str:
         return p.relative_to(root).as_posix()
 
-    overlays = [o for o in overlays if rel(o) in touched_overlays or rel(o).split("/")[1] in names_with_base]
+    def of_changed_name(o: Path) -> bool:  # deployments/<name>/overlays/<network> under a changed base
+        parts = rel(o).split("/")
+        return parts[0] == C.DEPLOYMENTS_DIR and parts[1] in names_with_base
+
+    overlays = [o for o in overlays if rel(o) in touched_overlays or of_changed_name(o)]
     dockerfiles = [d for d in dockerfiles if rel(d.parent) in touched_builds]
     return overlays, dockerfiles, (argocd if argocd_touched else [])
 
@@ -229,7 +236,7 @@ def verify_repo(
             "(create one with `allora-gitops repo init`)"
         )
     overlays, dockerfiles, argocd = find_overlays(root), find_dockerfiles(root), find_argocd_files(root)
-    every_overlay = [o.relative_to(root).as_posix() for o in overlays]
+    every_overlay = [o.relative_to(root).as_posix() for o in overlays if o.name != C.PLATFORM_DIR or o.parent != root]
     project = load_project(root)
     if changed_since:
         overlays, dockerfiles, argocd = select_changed(root, changed_paths(root, changed_since), overlays, dockerfiles, argocd)
@@ -245,21 +252,22 @@ def verify_repo(
         if result.error is not None:
             result.findings = [Problem(f"kustomize build failed: {result.error}", where, code="kustomize")]
         else:
-            result.findings = check_objects(result.objects, where)
-            if result.overlay.name in policy.required:
+            platform = where == C.PLATFORM_DIR  # the API itself: its Application is not the models' AppProject's
+            result.findings = check_objects(result.objects, where, service=platform)
+            if not platform and result.overlay.name in policy.required:
                 result.findings += [
                     Problem(f"{_ident(obj)}: {message} (required on the base branch for {result.overlay.name}: "
                             "build-image --push --write-back, or pin-image)", where, code="image-digest")
                     for obj, message in unpinned_images(result.objects)
                 ]  # fmt: skip
-            elif result.overlay.name in policy.warned:
+            elif not platform and result.overlay.name in policy.warned:
                 result.findings += [
                     Problem(f"{_ident(obj)}: {message}; merged as it is, the base branch fails verify ({result.overlay.name} "
                             "must be pinned there): pin it on this branch first (pin-image)", where, severity="warning",
                             code="image-digest")
                     for obj, message in unpinned_images(result.objects)
                 ]  # fmt: skip
-            if project is not None:
+            if project is not None and not platform:
                 result.findings += check_admission(result.objects, where, project)
 
     lint = start_hadolint(dockerfiles)  # runs beside the kustomize builds
@@ -283,13 +291,13 @@ def _ident(obj: dict) -> str:
     return f"{obj.get('kind', '?')}/{(obj.get('metadata') or {}).get('name', '?')}"
 
 
-def check_objects(objects: list[dict], where: str) -> list[Problem]:
+def check_objects(objects: list[dict], where: str, *, service: bool = False) -> list[Problem]:
     findings = []
     for obj in objects:
         for message in schema_errors(obj):
             findings.append(Problem(f"{_ident(obj)}: schema: {message}", where, code="schema"))
         seen: dict[str, list[str]] = {}
-        for rule, message in check_object(obj):
+        for rule, message in check_object(obj, service=service):
             seen.setdefault(rule, []).append(message)
         for rule, messages in seen.items():  # one finding per object and rule
             findings.append(Problem(f"{_ident(obj)}: {'; '.join(messages)}", where, code=rule))
