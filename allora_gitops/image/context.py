@@ -4,7 +4,6 @@ requirements copied out of the archive so the dependency layer is keyed on them 
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tarfile
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ from typing import Optional
 from allora_gitops import constants as C
 from allora_gitops.errors import ImageBuildError
 
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -28,17 +26,11 @@ class BuildContext:
     has_constraints: bool
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_archive_digest(path: Path, expected: str, what: str) -> None:
     """Refuse an archive whose bytes are not the ones the build metadata names."""
-    actual = sha256_file(path)
+    from allora_gitops.storage.objects import file_sha256
+
+    actual = file_sha256(path)
     if actual != expected:
         raise ImageBuildError(
             f"the bundle archive from {what} has sha256 {actual}, but the build metadata says {expected}; "

@@ -11,7 +11,6 @@ and the connection goes to the checked address, so a DNS answer cannot change be
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 import socket
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 
 from allora_gitops import constants as C
 from allora_gitops.errors import StorageError
+from allora_gitops.storage.objects import file_sha256
 
 if TYPE_CHECKING:
     from allora_gitops.bundle.manifest import RemoteArtifact
@@ -163,7 +163,7 @@ def fetch_artifact(artifact: "RemoteArtifact", policy: FetchPolicy, cache: Optio
     target = cached_path(cache, artifact.sha256)
     what = f"artifacts.remote {artifact.path} ({display_url(artifact.url).split('?', 1)[0]})"
     if target.is_file():
-        actual = _sha256_file(target)
+        actual = file_sha256(target)
         if actual == artifact.sha256:
             return target
         target.unlink()  # a damaged cache entry: fetch it again
@@ -178,7 +178,7 @@ def fetch_artifact(artifact: "RemoteArtifact", policy: FetchPolicy, cache: Optio
                 _download_s3(artifact.url, out, policy, what)
             else:  # model.yaml refuses other schemes; kept for callers that build a RemoteArtifact by hand
                 raise RemoteArtifactError(f"{what}: only https:// and s3:// URLs are fetched")
-        actual = _sha256_file(Path(tmp))
+        actual = file_sha256(Path(tmp))
         if actual != artifact.sha256:
             raise RemoteArtifactError(
                 f"artifacts.remote {artifact.path}: the download has sha256 {actual}, but model.yaml says {artifact.sha256}; refused"
@@ -212,11 +212,3 @@ def place_artifacts(fetched: dict[str, Path], root: Path) -> None:
             os.link(source, dest)
         except OSError:
             shutil.copyfile(source, dest)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
