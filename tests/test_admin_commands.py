@@ -10,7 +10,10 @@ def _users(database_url: str) -> list[tuple]:
     import psycopg
 
     with psycopg.connect(database_url) as conn:
-        return conn.execute("SELECT name, is_admin, max_live_deployments, max_upload_bytes FROM platform_users ORDER BY name").fetchall()
+        # `platform`, the reserved owner of CLI-published names, exists in every database (migration 0008)
+        return conn.execute(
+            "SELECT name, is_admin, max_live_deployments, max_upload_bytes FROM platform_users WHERE name <> 'platform' ORDER BY name"
+        ).fetchall()
 
 
 @pytest.fixture
