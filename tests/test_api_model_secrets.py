@@ -67,7 +67,7 @@ def test_a_caller_maps_only_secrets_assigned_to_them(platform_server, tmp_path):
     dep = r.json()["deployment_id"]
     assert_problem(api.post(f"/api/deployments/{dep}/promote", json=promote, headers=platform.headers(bob)), 404)
     # alice promotes with a Secret not hers: 403; unassigned again, the same mapping is refused
-    r = api.post(f"/api/deployments/{dep}/promote", json={"network": "mainnet", "secrets": {"MARKET_API_KEY": "bob-keys/api-key"}},
+    r = api.post(f"/api/deployments/{dep}/promote", json={"network": "mainnet", "wallet": WALLET, "secrets": {"MARKET_API_KEY": "bob-keys/api-key"}},
                  headers=platform.headers(alice))  # fmt: skip
     assert_problem(r, 403, "secrets.MARKET_API_KEY: the Secret is not assigned to alice")
     assert gitops(platform, "secret", "unassign", "market-data", "--user", "alice").stdout == "alice may no longer map Secret market-data\n"
