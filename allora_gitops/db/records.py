@@ -43,6 +43,8 @@ RELEASE_ACTIONS = ("publish", "promote", "rollback", "retire", "pin")
 OPEN_STATUSES = ("pending", "committed")  # a release waiting for review
 ON_BASE_STATUSES = ("merged", "synced")  # a release the base branch holds (the live one, if not superseded)
 PLATFORM_OWNER = "platform"  # the reserved owner of what the CLI publishes without --owner (0008)
+# How an operator adds a platform user: a token (or a wallet assignment) creates one; there is no `user add`.
+_ADD_USER = "add one with `allora-gitops token create --user {user}` (or `allora-gitops wallet assign SECRET --user {user}`)"
 
 
 @dataclass(frozen=True)
@@ -435,7 +437,7 @@ class Records:
             with self._conn.transaction():
                 found = self._conn.execute("SELECT id FROM platform_users WHERE name = %s", (user,)).fetchone()
                 if found is None:
-                    raise RecordConflict(f"no platform user {user!r}: add one with `allora-gitops user add {user}`")
+                    raise RecordConflict(f"no platform user {user!r}: {_ADD_USER.format(user=user)}")
                 known = self._conn.execute(
                     "SELECT 1 FROM model_bundles WHERE name = %s UNION SELECT 1 FROM bundle_owners WHERE name = %s", (name, name)
                 ).fetchone()
@@ -458,7 +460,7 @@ class Records:
                     self._conn.execute("INSERT INTO platform_users (name) VALUES (%s) ON CONFLICT (name) DO NOTHING", (owner,))
                 user = self._conn.execute("SELECT id FROM platform_users WHERE name = %s", (owner,)).fetchone()
                 if user is None:
-                    raise RecordConflict(f"no platform user {owner!r} to own {name}: add one with `allora-gitops user add {owner}`")
+                    raise RecordConflict(f"no platform user {owner!r} to own {name}: {_ADD_USER.format(user=owner)}")
                 self._conn.execute(
                     "INSERT INTO bundle_owners (name, user_id) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING", (name, user[0])
                 )
