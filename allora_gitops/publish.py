@@ -446,6 +446,13 @@ def resolve_owner(records, name: str, owner: Optional[str], repo_settings) -> st
     return records.claim_for_cli(name, wanted)
 
 
+def owner_kept(name: str, asked: Optional[str], owner: str) -> list[str]:
+    """The warning when ``--owner`` asked for another owner than the one ``name`` keeps (never silent)."""
+    if not asked or asked == owner:
+        return []
+    return [f"--owner {asked} not recorded: {name} belongs to {owner} and keeps its owner (transfer it: `allora-gitops owner set {name} {asked}`)"]
+
+
 # --- publish ------------------------------------------------------------------------------
 
 
@@ -552,6 +559,7 @@ def publish_bundle(
         result.bundle_registered = bundle.created
         step("register", f"bundle {'registered' if bundle.created else 'already registered'} ({bundle.id})")
         result.owner = resolve_owner(records, name, target.owner, repo_settings)
+        _warn(result, step, owner_kept(name, target.owner, result.owner))
         # 5. render (done above: pure)
         step("render", f"{len(tree)} files for {name} on {network}, image {spec.image}")
         # 5b. compare with what runs: the base branch, then the open reviews (one change of a deployment at a time)

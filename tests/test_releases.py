@@ -217,6 +217,20 @@ def test_a_wallet_named_for_another_network_is_a_warning(gitops, gitops_remote, 
     assert (r.code, r.err.splitlines()[-1]) == (2, "error: a mainnet deployment needs its wallet named: give --wallet NAME (the Secret holding the wallet)")
 
 
+def test_an_owner_asked_for_but_not_recorded_is_a_warning(gitops, gitops_remote, records, tmp_path):
+    """A name keeps its owner: ``--owner`` for a name the platform already owns is said, never silently dropped."""
+    r = gitops("publish", make_bundle(tmp_path / "a", version="0.1.0"), "--repo", gitops_remote, "--network", "testnet")
+    assert r.code == 0, r.err
+    records.connection.execute("INSERT INTO platform_users (name) VALUES ('alice')")
+    r = gitops("publish", make_bundle(tmp_path / "b", version="0.2.0", weight="v2"), "--repo", gitops_remote, "--network", "testnet",
+               "--owner", "alice", "--json")  # fmt: skip
+    assert r.code == 0, r.err
+    result = json.loads(r.out)
+    warning = f"--owner alice not recorded: {NAME} belongs to platform and keeps its owner (transfer it: `allora-gitops owner set {NAME} alice`)"
+    assert result["owner"] == "platform"
+    assert warning in result["warnings"] and f"==> warning: {warning}" in r.err
+
+
 # --- one definition of live, one admission check (issue 27) ---------------------------------------------------
 
 
