@@ -231,6 +231,21 @@ def test_an_owner_asked_for_but_not_recorded_is_a_warning(gitops, gitops_remote,
     assert warning in result["warnings"] and f"==> warning: {warning}" in r.err
 
 
+def test_every_release_the_cli_makes_says_who_its_owner(gitops, gitops_remote, records, tmp_path):
+    """``history`` has a BY column: a CLI publish, rollback and retire record the deployment's owner, never nothing."""
+    repo = str(gitops_remote)
+    for bundle, branch in ((make_bundle(tmp_path / "a", version="0.1.0"), f"deploy/{NAME}/testnet/0.1.0"),
+                           (make_bundle(tmp_path / "b", version="0.2.0", weight="v2"), f"deploy/{NAME}/testnet/0.2.0")):  # fmt: skip
+        assert gitops("publish", bundle, "--repo", repo, "--network", "testnet").code == 0
+        merge_into_main(gitops_remote, branch)
+    r = gitops("rollback", NAME, "--network", "testnet", "--to", "0.1.0", "--repo", repo)
+    assert r.code == 0, r.err
+    r = gitops("history", NAME, "--network", "testnet", "--repo", repo, "--json")
+    assert r.code == 0, r.err
+    assert [(h["kind"], h["version"], h["by"]) for h in json.loads(r.out)] == [
+        ("publish", "0.1.0", "platform"), ("publish", "0.2.0", "platform"), ("rollback", "0.1.0", "platform")]
+
+
 # --- one definition of live, one admission check (issue 27) ---------------------------------------------------
 
 

@@ -264,7 +264,8 @@ class Records:
         publish adds no row. A sandbox (``kind="sandbox"``) has an ``expires_at`` and an ``owner`` (who started
         it). ``polling_interval`` (seconds, what the overlay runs with) is recorded, and updated on the reused
         row: it is a fact for the lifecycle, not part of its identity. The deployment's owner is the bundle
-        name's (``bundle_owners``), else the reserved ``platform``."""
+        name's (``bundle_owners``), else the reserved ``platform``. ``created_by`` is who made the release (the API's
+        caller); without one (the CLI) it is the deployment's owner, so every release says who."""
         if wallet_secret_kind not in WALLET_SECRET_KINDS:
             raise DatabaseError(f"wallet secret kind must be one of {', '.join(WALLET_SECRET_KINDS)}, not {wallet_secret_kind!r}")
         if action not in RELEASE_ACTIONS:
@@ -294,8 +295,9 @@ class Records:
                     """INSERT INTO releases (bundle_id, network, topic_id, fee_tier, wallet_secret_kind,
                                              wallet_secret_name, repo_url, repo_branch, container_image,
                                              kind, expires_at, owner, polling_interval, deployment_id, action, created_by)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text""",
-                    (*settings, container_image, kind, expires_at, owner, polling_interval, deployment_id, action, created_by),
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                               coalesce(%s, (SELECT owner FROM deployments WHERE id = %s::uuid))) RETURNING id::text""",
+                    (*settings, container_image, kind, expires_at, owner, polling_interval, deployment_id, action, created_by, deployment_id),
                 ).fetchone()[0]
                 row = self._conn.execute(_DEPLOYMENT_SELECT + "WHERE d.id = %s", (new_id,)).fetchone()
         return _deployment(row, created=True)
