@@ -246,6 +246,17 @@ def test_every_release_the_cli_makes_says_who_its_owner(gitops, gitops_remote, r
         ("publish", "0.1.0", "platform"), ("publish", "0.2.0", "platform"), ("rollback", "0.1.0", "platform")]
 
 
+def test_list_all_shows_a_retired_deployment_without_a_review_it_does_not_have():
+    """``list --all``: a retired deployment is not in the repository and waits on no branch: no "(review: None)"."""
+    from allora_gitops.cli.status import _table
+
+    retired = {"name": NAME, "network": "testnet", "status": "retired", "in_repo": False, "branch": None, "pending": []}
+    waiting = {"name": NAME, "network": "mainnet", "status": "committed", "in_repo": False, "branch": "deploy/x/mainnet/1.0.0"}
+    lines = _table([retired, waiting]).splitlines()
+    assert "None" not in lines[1] and lines[1].split()[4] == "retired"
+    assert "committed (review: deploy/x/mainnet/1.0.0)" in lines[2]
+
+
 # --- one definition of live, one admission check (issue 27) ---------------------------------------------------
 
 
