@@ -263,14 +263,15 @@ def compare_url(repo_url: str, base_branch: str, branch: str) -> str | None:
     return f"{web}/compare/{base_branch}...{branch}"
 
 
-def review_hints(remote: Remote, persisted: Persisted) -> list[str]:
-    """What to do next with a change: the review branch, how to diff it, the compare page, the merge.
+def review_hints(remote: Remote, persisted: Persisted, *, retire: bool = False) -> list[str]:
+    """What to do next with a change: the review branch, how to diff it, the compare page, the merge
+    (``retire``: the merge removes the deployment, Argo CD prunes it; it deploys nothing).
 
     The repository is named by ``remote.display`` (never the URL as given): the lines reach terminals, the
     API's answers and logs, and a URL may carry a password or an access token.
     """
     if persisted.branch == persisted.base_branch:
-        return [f"committed directly to {persisted.branch}: Argo CD deploys it at the next sync"]
+        return [f"committed directly to {persisted.branch}: Argo CD {'prunes' if retire else 'deploys'} it at the next sync"]
     lines = [
         f"review branch: {persisted.branch} (from {persisted.base_branch})",
         f"diff: allora-gitops diff --repo {remote.display} --base {persisted.base_branch} {persisted.branch}",
@@ -278,7 +279,7 @@ def review_hints(remote: Remote, persisted: Persisted) -> list[str]:
     compare = compare_url(remote.display, persisted.base_branch, persisted.branch)
     if compare:
         lines.append(f"compare: {compare}")
-    lines.append(f"then merge {persisted.branch} into {persisted.base_branch} (a pull request) to deploy")
+    lines.append(f"then merge {persisted.branch} into {persisted.base_branch} (a pull request) to {'retire it' if retire else 'deploy'}")
     return lines
 
 
@@ -936,5 +937,5 @@ def retire(name: str, network: str, target: Target, *, step: StepFn = _quiet) ->
     result.commit, result.committed = persisted.commit, persisted.created
     result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
     result.summary = summarise_change(old[0], None) if persisted.changed else []
-    result.review = review_hints(remote, persisted)
+    result.review = review_hints(remote, persisted, retire=True)
     return result

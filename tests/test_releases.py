@@ -257,6 +257,14 @@ def test_list_all_shows_a_retired_deployment_without_a_review_it_does_not_have()
     assert "committed (review: deploy/x/mainnet/1.0.0)" in lines[2]
 
 
+def test_retire_says_its_merge_retires_the_deployment_not_deploys_it(gitops, gitops_remote, records, tmp_path):
+    repo = str(gitops_remote)
+    assert gitops("publish", make_bundle(tmp_path), "--repo", repo, "--network", "testnet", "--branch", "main").code == 0
+    r = gitops("retire", NAME, "--network", "testnet", "--repo", repo, "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["review"][-1] == f"then merge retire/{NAME}/testnet into main (a pull request) to retire it"
+
+
 # --- one definition of live, one admission check (issue 27) ---------------------------------------------------
 
 
