@@ -265,6 +265,15 @@ def test_retire_says_its_merge_retires_the_deployment_not_deploys_it(gitops, git
     assert json.loads(r.out)["review"][-1] == f"then merge retire/{NAME}/testnet into main (a pull request) to retire it"
 
 
+def test_push_deploy_to_mainnet_without_a_wallet_is_refused_before_any_upload(cli, tmp_path, monkeypatch):
+    """Nothing listens at the platform URL: the refusal comes first, naming --wallet, not an upload that fails."""
+    monkeypatch.setenv("ALLORA_PLATFORM_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("ALLORA_PLATFORM_TOKEN", "agp_00000000_never-sent")
+    r = cli("bundle", "push", make_bundle(tmp_path), "--deploy", "--network", "mainnet")
+    assert (r.code, r.err.splitlines()[-1]) == (2, "error: a mainnet deployment needs its wallet named: give --wallet NAME (the Secret holding the wallet)")
+    assert "==> push" not in r.err
+
+
 # --- one definition of live, one admission check (issue 27) ---------------------------------------------------
 
 
