@@ -438,13 +438,17 @@ def wallet_line(spec) -> str:
     return f"wallet: {kind} {spec.wallet_secret}"
 
 
-def resolve_owner(records, name: str, owner: Optional[str], repo_settings) -> str:
-    """The owner a CLI publish records for ``name``: ``--owner``, else ``default_owner`` of the repository settings,
-    else the reserved ``platform``; a name that has an owner keeps it (``owner set`` transfers)."""
+def wanted_owner(owner: Optional[str], repo_settings) -> str:
+    """``--owner``, else ``default_owner`` of the repository settings, else the reserved ``platform``."""
     from allora_gitops.db.records import PLATFORM_OWNER
 
-    wanted = owner or getattr(repo_settings, "default_owner", None) or PLATFORM_OWNER
-    return records.claim_for_cli(name, wanted)
+    return owner or getattr(repo_settings, "default_owner", None) or PLATFORM_OWNER
+
+
+def resolve_owner(records, name: str, owner: Optional[str], repo_settings) -> str:
+    """The owner a CLI publish records for ``name`` (:func:`wanted_owner`); a name that has an owner keeps it
+    (``owner set`` transfers)."""
+    return records.claim_for_cli(name, wanted_owner(owner, repo_settings))
 
 
 def owner_kept(name: str, asked: Optional[str], owner: str) -> list[str]:
@@ -547,6 +551,7 @@ def publish_bundle(
                 f"bundle {name} {version} is already registered with sha256 {existing.sha256}, "
                 f"not {built.sha256}; a version names one archive forever: bump the version"
             )
+        records.check_cli_owner(name, wanted_owner(target.owner, repo_settings))  # an unknown owner: before any upload
         step("records", "database ready" + (f"; {name} {version} already registered" if existing else ""))
         # 3. upload (content-addressed: skipped when present)
         put = store.put_file(key, built.path, built.sha256)

@@ -274,6 +274,17 @@ def test_push_deploy_to_mainnet_without_a_wallet_is_refused_before_any_upload(cl
     assert "==> push" not in r.err
 
 
+def test_an_unknown_owner_is_refused_before_anything_is_stored(gitops, gitops_remote, records, tmp_path):
+    """``--owner`` naming no platform user (a typo): one line, exit 1, and no archive, no bundle row, no branch."""
+    branches = remote_branches(gitops_remote)
+    r = gitops("publish", make_bundle(tmp_path), "--repo", gitops_remote, "--network", "testnet", "--owner", "nobody")
+    assert r.code == 1
+    assert r.err.splitlines()[-1].startswith(f"error: no platform user 'nobody' to own {NAME}: add one with `allora-gitops token create")
+    assert not any((tmp_path / "objects").rglob("*.tar.gz"))
+    assert records.connection.execute("SELECT count(*) FROM model_bundles").fetchone()[0] == 0
+    assert remote_branches(gitops_remote) == branches
+
+
 # --- one definition of live, one admission check (issue 27) ---------------------------------------------------
 
 

@@ -452,6 +452,19 @@ class Records:
                 )
                 return self._conn.execute("UPDATE deployments SET owner = %s WHERE name = %s", (user, name)).rowcount
 
+    @_reading
+    def check_cli_owner(self, name: str, owner: str) -> None:
+        """What :meth:`claim_for_cli` would refuse, checked before anything is stored: ``RecordConflict`` when
+        ``name`` has no owner yet and ``owner`` is no platform user (``platform`` always is)."""
+        if owner == PLATFORM_OWNER:
+            return
+        row = self._conn.execute(
+            """SELECT EXISTS (SELECT 1 FROM bundle_owners WHERE name = %s), EXISTS (SELECT 1 FROM platform_users WHERE name = %s)""",
+            (name, owner),
+        ).fetchone()
+        if not row[0] and not row[1]:
+            raise RecordConflict(f"no platform user {owner!r} to own {name}: {_ADD_USER.format(user=owner)}")
+
     def claim_for_cli(self, name: str, owner: str) -> str:
         """Record ``owner`` (an existing platform user, or the reserved ``platform``) as the owner of bundle
         ``name`` if it has none; returns the owner the name has. The CLI is the operator's tool: it may publish
