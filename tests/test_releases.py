@@ -285,6 +285,15 @@ def test_an_unknown_owner_is_refused_before_anything_is_stored(gitops, gitops_re
     assert remote_branches(gitops_remote) == branches
 
 
+def test_nothing_to_do_says_the_wallet_without_claiming_it_changes(gitops, gitops_remote, records, tmp_path):
+    bundle = make_bundle(tmp_path)
+    assert gitops("publish", bundle, "--repo", gitops_remote, "--network", "testnet", "--branch", "main").code == 0
+    r = gitops("publish", bundle, "--repo", gitops_remote, "--network", "testnet")
+    assert r.code == 0, r.err
+    assert "nothing to do" in r.out.splitlines()[0]
+    assert "what changes:" not in r.out and f"  unchanged:\n    wallet: Secret {NAME}-testnet-wallet" in r.out
+
+
 # --- one definition of live, one admission check (issue 27) ---------------------------------------------------
 
 
