@@ -283,6 +283,11 @@ def test_an_unknown_owner_is_refused_before_anything_is_stored(gitops, gitops_re
     assert not any((tmp_path / "objects").rglob("*.tar.gz"))
     assert records.connection.execute("SELECT count(*) FROM model_bundles").fetchone()[0] == 0
     assert remote_branches(gitops_remote) == branches
+    # the same for a name that has an owner already: claim_for_cli refuses an unknown user either way
+    assert gitops("publish", make_bundle(tmp_path / "a"), "--repo", gitops_remote, "--network", "testnet").code == 0
+    r = gitops("publish", make_bundle(tmp_path / "b", version="2.0.0"), "--repo", gitops_remote, "--network", "testnet", "--owner", "nobody")
+    assert r.code == 1 and "error: no platform user 'nobody'" in r.err
+    assert [v for (v,) in records.connection.execute("SELECT version FROM model_bundles")] == ["1.0.0"]
 
 
 def test_nothing_to_do_says_the_wallet_without_claiming_it_changes(gitops, gitops_remote, records, tmp_path):

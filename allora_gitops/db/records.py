@@ -455,14 +455,10 @@ class Records:
     @_reading
     def check_cli_owner(self, name: str, owner: str) -> None:
         """What :meth:`claim_for_cli` would refuse, checked before anything is stored: ``RecordConflict`` when
-        ``name`` has no owner yet and ``owner`` is no platform user (``platform`` always is)."""
+        ``owner`` is no platform user (``platform`` always is), whether or not ``name`` has an owner already."""
         if owner == PLATFORM_OWNER:
             return
-        row = self._conn.execute(
-            """SELECT EXISTS (SELECT 1 FROM bundle_owners WHERE name = %s), EXISTS (SELECT 1 FROM platform_users WHERE name = %s)""",
-            (name, owner),
-        ).fetchone()
-        if not row[0] and not row[1]:
+        if self._conn.execute("SELECT 1 FROM platform_users WHERE name = %s", (owner,)).fetchone() is None:
             raise RecordConflict(f"no platform user {owner!r} to own {name}: {_ADD_USER.format(user=owner)}")
 
     def claim_for_cli(self, name: str, owner: str) -> str:
