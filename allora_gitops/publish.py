@@ -263,14 +263,15 @@ def compare_url(repo_url: str, base_branch: str, branch: str) -> str | None:
     return f"{web}/compare/{base_branch}...{branch}"
 
 
-def review_hints(remote: Remote, persisted: Persisted) -> list[str]:
-    """What to do next with a change: the review branch, how to diff it, the compare page, the merge.
+def review_hints(remote: Remote, persisted: Persisted, *, retire: bool = False) -> list[str]:
+    """What to do next with a change: the review branch, how to diff it, the compare page, the merge
+    (``retire``: the merge removes the deployment, Argo CD prunes it; it deploys nothing).
 
     The repository is named by ``remote.display`` (never the URL as given): the lines reach terminals, the
     API's answers and logs, and a URL may carry a password or an access token.
     """
     if persisted.branch == persisted.base_branch:
-        return [f"committed directly to {persisted.branch}: Argo CD deploys it at the next sync"]
+        return [f"committed directly to {persisted.branch}: Argo CD {'prunes' if retire else 'deploys'} it at the next sync"]
     lines = [
         f"review branch: {persisted.branch} (from {persisted.base_branch})",
         f"diff: allora-gitops diff --repo {remote.display} --base {persisted.base_branch} {persisted.branch}",
@@ -278,7 +279,7 @@ def review_hints(remote: Remote, persisted: Persisted) -> list[str]:
     compare = compare_url(remote.display, persisted.base_branch, persisted.branch)
     if compare:
         lines.append(f"compare: {compare}")
-    lines.append(f"then merge {persisted.branch} into {persisted.base_branch} (a pull request) to deploy")
+    lines.append(f"then merge {persisted.branch} into {persisted.base_branch} (a pull request) to {'retire it' if retire else 'deploy'}")
     return lines
 
 
@@ -437,13 +438,24 @@ def wallet_line(spec) -> str:
     return f"wallet: {kind} {spec.wallet_secret}"
 
 
-def resolve_owner(records, name: str, owner: Optional[str], repo_settings) -> str:
-    """The owner a CLI publish records for ``name``: ``--owner``, else ``default_owner`` of the repository settings,
-    else the reserved ``platform``; a name that has an owner keeps it (``owner set`` transfers)."""
+def wanted_owner(owner: Optional[str], repo_settings) -> str:
+    """``--owner``, else ``default_owner`` of the repository settings, else the reserved ``platform``."""
     from allora_gitops.db.records import PLATFORM_OWNER
 
-    wanted = owner or getattr(repo_settings, "default_owner", None) or PLATFORM_OWNER
-    return records.claim_for_cli(name, wanted)
+    return owner or getattr(repo_settings, "default_owner", None) or PLATFORM_OWNER
+
+
+def resolve_owner(records, name: str, owner: Optional[str], repo_settings) -> str:
+    """The owner a CLI publish records for ``name`` (:func:`wanted_owner`); a name that has an owner keeps it
+    (``owner set`` transfers)."""
+    return records.claim_for_cli(name, wanted_owner(owner, repo_settings))
+
+
+def owner_kept(name: str, asked: Optional[str], owner: str) -> list[str]:
+    """The warning when ``--owner`` asked for another owner than the one ``name`` keeps (never silent)."""
+    if not asked or asked == owner:
+        return []
+    return [f"--owner {asked} not recorded: {name} belongs to {owner} and keeps its owner (transfer it: `allora-gitops owner set {name} {asked}`)"]
 
 
 # --- publish ------------------------------------------------------------------------------
@@ -539,6 +551,7 @@ def publish_bundle(
                 f"bundle {name} {version} is already registered with sha256 {existing.sha256}, "
                 f"not {built.sha256}; a version names one archive forever: bump the version"
             )
+        records.check_cli_owner(name, wanted_owner(target.owner, repo_settings))  # an unknown owner: before any upload
         step("records", "database ready" + (f"; {name} {version} already registered" if existing else ""))
         # 3. upload (content-addressed: skipped when present)
         put = store.put_file(key, built.path, built.sha256)
@@ -552,6 +565,7 @@ def publish_bundle(
         result.bundle_registered = bundle.created
         step("register", f"bundle {'registered' if bundle.created else 'already registered'} ({bundle.id})")
         result.owner = resolve_owner(records, name, target.owner, repo_settings)
+        _warn(result, step, owner_kept(name, target.owner, result.owner))
         # 5. render (done above: pure)
         step("render", f"{len(tree)} files for {name} on {network}, image {spec.image}")
         # 5b. compare with what runs: the base branch, then the open reviews (one change of a deployment at a time)
@@ -928,5 +942,5 @@ def retire(name: str, network: str, target: Target, *, step: StepFn = _quiet) ->
     result.commit, result.committed = persisted.commit, persisted.created
     result.changed_files = [{"status": s, "path": p} for s, p in persisted.changed]
     result.summary = summarise_change(old[0], None) if persisted.changed else []
-    result.review = review_hints(remote, persisted)
+    result.review = review_hints(remote, persisted, retire=True)
     return result

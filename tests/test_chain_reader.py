@@ -296,3 +296,24 @@ def test_an_error_text_that_looks_like_a_secret_is_withheld_and_the_read_still_r
     store_observation(records.connection, worker, None, leaked)
     view = chain_view(records.connection, worker)
     assert view.states == ["unreachable"] and view.error == WITHHELD
+
+
+def test_the_poller_ends_quietly_while_the_process_exits(tmp_path):
+    """``serve`` exits through its exit hooks (the embedded PostgreSQL stops there, which takes a while): the
+    poller's thread must not die with a traceback once the interpreter refuses new executor work."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    script = f"""
+import atexit, time
+from allora_gitops.chain.poller import ChainPoller, PollerSettings
+ChainPoller("postgresql://nobody@/none?host={tmp_path}", PollerSettings(interval=0.05)).start()
+atexit.register(time.sleep, 1.0)  # an exit hook that takes a while, as stopping PostgreSQL does
+time.sleep(0.3)
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr

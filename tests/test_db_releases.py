@@ -149,3 +149,27 @@ def test_owner_set_transfers_a_name_and_its_deployments(database_url):
         assert records.set_owner("m", "bob") == 1
         assert records.find_deployment("m", "testnet").owner == "bob"
         assert records.claim_for_cli("m", "platform") == "bob"  # the CLI never takes a name over
+
+
+def test_an_unknown_owner_is_answered_with_a_command_that_exists(database_url):
+    """The refusal of an unknown user names how to add one; that command must be one the CLI has."""
+    import click
+    import typer
+
+    from allora_gitops.cli.gitops import app
+
+    cli = typer.main.get_command(app)
+    with Records(database_url) as records:
+        _bundle(records.connection, "m", "0.1.0")
+        for refuse in (lambda: records.set_owner("m", "carol"), lambda: records.claim_for_cli("m", "carol")):
+            with pytest.raises(RecordConflict) as refused:
+                refuse()
+            commands = [c for c in str(refused.value).split("`")[1::2] if c.startswith("allora-gitops ")]
+            assert commands, str(refused.value)
+            for command in commands:
+                words = command.split()[1:]
+                group, ctx = cli, click.Context(cli)
+                while hasattr(group, "get_command"):  # a group (typer may bring its own click)
+                    group = group.get_command(ctx, words.pop(0))
+                    assert group is not None, f"{command!r} is no allora-gitops command"
+                assert "--user" in {o for p in group.params for o in p.opts}, command

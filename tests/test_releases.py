@@ -217,6 +217,88 @@ def test_a_wallet_named_for_another_network_is_a_warning(gitops, gitops_remote, 
     assert (r.code, r.err.splitlines()[-1]) == (2, "error: a mainnet deployment needs its wallet named: give --wallet NAME (the Secret holding the wallet)")
 
 
+def test_an_owner_asked_for_but_not_recorded_is_a_warning(gitops, gitops_remote, records, tmp_path):
+    """A name keeps its owner: ``--owner`` for a name the platform already owns is said, never silently dropped."""
+    r = gitops("publish", make_bundle(tmp_path / "a", version="0.1.0"), "--repo", gitops_remote, "--network", "testnet")
+    assert r.code == 0, r.err
+    records.connection.execute("INSERT INTO platform_users (name) VALUES ('alice')")
+    r = gitops("publish", make_bundle(tmp_path / "b", version="0.2.0", weight="v2"), "--repo", gitops_remote, "--network", "testnet",
+               "--owner", "alice", "--json")  # fmt: skip
+    assert r.code == 0, r.err
+    result = json.loads(r.out)
+    warning = f"--owner alice not recorded: {NAME} belongs to platform and keeps its owner (transfer it: `allora-gitops owner set {NAME} alice`)"
+    assert result["owner"] == "platform"
+    assert warning in result["warnings"] and f"==> warning: {warning}" in r.err
+
+
+def test_every_release_the_cli_makes_says_who_its_owner(gitops, gitops_remote, records, tmp_path):
+    """``history`` has a BY column: a CLI publish, rollback and retire record the deployment's owner, never nothing."""
+    repo = str(gitops_remote)
+    for bundle, branch in ((make_bundle(tmp_path / "a", version="0.1.0"), f"deploy/{NAME}/testnet/0.1.0"),
+                           (make_bundle(tmp_path / "b", version="0.2.0", weight="v2"), f"deploy/{NAME}/testnet/0.2.0")):  # fmt: skip
+        assert gitops("publish", bundle, "--repo", repo, "--network", "testnet").code == 0
+        merge_into_main(gitops_remote, branch)
+    r = gitops("rollback", NAME, "--network", "testnet", "--to", "0.1.0", "--repo", repo)
+    assert r.code == 0, r.err
+    r = gitops("history", NAME, "--network", "testnet", "--repo", repo, "--json")
+    assert r.code == 0, r.err
+    assert [(h["kind"], h["version"], h["by"]) for h in json.loads(r.out)] == [
+        ("publish", "0.1.0", "platform"), ("publish", "0.2.0", "platform"), ("rollback", "0.1.0", "platform")]
+
+
+def test_list_all_shows_a_retired_deployment_without_a_review_it_does_not_have():
+    """``list --all``: a retired deployment is not in the repository and waits on no branch: no "(review: None)"."""
+    from allora_gitops.cli.status import _table
+
+    retired = {"name": NAME, "network": "testnet", "status": "retired", "in_repo": False, "branch": None, "pending": []}
+    waiting = {"name": NAME, "network": "mainnet", "status": "committed", "in_repo": False, "branch": "deploy/x/mainnet/1.0.0"}
+    lines = _table([retired, waiting]).splitlines()
+    assert "None" not in lines[1] and lines[1].split()[4] == "retired"
+    assert "committed (review: deploy/x/mainnet/1.0.0)" in lines[2]
+
+
+def test_retire_says_its_merge_retires_the_deployment_not_deploys_it(gitops, gitops_remote, records, tmp_path):
+    repo = str(gitops_remote)
+    assert gitops("publish", make_bundle(tmp_path), "--repo", repo, "--network", "testnet", "--branch", "main").code == 0
+    r = gitops("retire", NAME, "--network", "testnet", "--repo", repo, "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["review"][-1] == f"then merge retire/{NAME}/testnet into main (a pull request) to retire it"
+
+
+def test_push_deploy_to_mainnet_without_a_wallet_is_refused_before_any_upload(cli, tmp_path, monkeypatch):
+    """Nothing listens at the platform URL: the refusal comes first, naming --wallet, not an upload that fails."""
+    monkeypatch.setenv("ALLORA_PLATFORM_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("ALLORA_PLATFORM_TOKEN", "agp_00000000_never-sent")
+    r = cli("bundle", "push", make_bundle(tmp_path), "--deploy", "--network", "mainnet")
+    assert (r.code, r.err.splitlines()[-1]) == (2, "error: a mainnet deployment needs its wallet named: give --wallet NAME (the Secret holding the wallet)")
+    assert "==> push" not in r.err
+
+
+def test_an_unknown_owner_is_refused_before_anything_is_stored(gitops, gitops_remote, records, tmp_path):
+    """``--owner`` naming no platform user (a typo): one line, exit 1, and no archive, no bundle row, no branch."""
+    branches = remote_branches(gitops_remote)
+    r = gitops("publish", make_bundle(tmp_path), "--repo", gitops_remote, "--network", "testnet", "--owner", "nobody")
+    assert r.code == 1
+    assert r.err.splitlines()[-1].startswith(f"error: no platform user 'nobody' to own {NAME}: add one with `allora-gitops token create")
+    assert not any((tmp_path / "objects").rglob("*.tar.gz"))
+    assert records.connection.execute("SELECT count(*) FROM model_bundles").fetchone()[0] == 0
+    assert remote_branches(gitops_remote) == branches
+    # the same for a name that has an owner already: claim_for_cli refuses an unknown user either way
+    assert gitops("publish", make_bundle(tmp_path / "a"), "--repo", gitops_remote, "--network", "testnet").code == 0
+    r = gitops("publish", make_bundle(tmp_path / "b", version="2.0.0"), "--repo", gitops_remote, "--network", "testnet", "--owner", "nobody")
+    assert r.code == 1 and "error: no platform user 'nobody'" in r.err
+    assert [v for (v,) in records.connection.execute("SELECT version FROM model_bundles")] == ["1.0.0"]
+
+
+def test_nothing_to_do_says_the_wallet_without_claiming_it_changes(gitops, gitops_remote, records, tmp_path):
+    bundle = make_bundle(tmp_path)
+    assert gitops("publish", bundle, "--repo", gitops_remote, "--network", "testnet", "--branch", "main").code == 0
+    r = gitops("publish", bundle, "--repo", gitops_remote, "--network", "testnet")
+    assert r.code == 0, r.err
+    assert "nothing to do" in r.out.splitlines()[0]
+    assert "what changes:" not in r.out and f"  unchanged:\n    wallet: Secret {NAME}-testnet-wallet" in r.out
+
+
 # --- one definition of live, one admission check (issue 27) ---------------------------------------------------
 
 

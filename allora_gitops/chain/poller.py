@@ -115,7 +115,14 @@ class ChainPoller:
             except Exception as exc:  # noqa: BLE001 - the poller must outlive a bad round (database restart, …)
                 _log(f"chain poller: round failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
                 self._release()
-            await asyncio.to_thread(self._stop.wait, self.settings.interval)
+            await self._pause(self.settings.interval)
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` or until ``stop()``. No executor (``asyncio.to_thread``): once the interpreter is
+        exiting it refuses new work, and the thread would die with a traceback while exit hooks still run."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.25))
 
     def _lead(self) -> bool:
         """Hold (or take) the advisory lock on the dedicated connection; False when another replica holds it."""

@@ -46,8 +46,8 @@ def _print(result, as_json: bool) -> None:
             typer.echo(f"  deployment {result.deployment_id}: release {result.release_id} ({row}, {result.deployment_status})")
         if result.owner:
             typer.echo(f"  owner: {result.owner}")
-    if result.summary:
-        typer.echo("  what changes:")
+    if result.summary:  # nothing to do changes nothing: what stays is still said (the wallet, out loud)
+        typer.echo("  unchanged:" if result.nothing_to_do else "  what changes:")
         for line in result.summary:
             typer.echo(f"    {line}")
     if result.review and result.committed:

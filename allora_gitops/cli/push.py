@@ -37,7 +37,9 @@ def register(app: typer.Typer) -> None:
         platform: Optional[str] = typer.Option(None, "--platform", help=PLATFORM_HELP),
         deploy: bool = typer.Option(False, "--deploy", help="Also ask for a deployment: a review branch in the GitOps repository."),
         network: Optional[str] = typer.Option(None, "--network", help="testnet or mainnet (default: allora.network in model.yaml)."),
-        wallet: Optional[str] = typer.Option(None, "--wallet", help="Name of a wallet Secret assigned to you (default: your only one)."),
+        wallet: Optional[str] = typer.Option(
+            None, "--wallet", help="Name of a wallet Secret assigned to you (default on testnet: your only one; mainnet needs it named)."
+        ),
         topic_id: Optional[int] = typer.Option(None, "--topic-id", min=1, help="Default: allora.topic_id in model.yaml."),
         as_json: bool = typer.Option(False, "--json", help="Print the platform's answers as JSON."),
     ) -> None:
@@ -45,6 +47,10 @@ def register(app: typer.Typer) -> None:
         from allora_gitops.api.client import PlatformClient, cleartext_warning, load_credentials
         from allora_gitops.cli.app import eprint
 
+        if deploy and network == "mainnet" and not wallet:  # the platform refuses it too: say so before any upload
+            from allora_gitops.errors import UsageError
+
+            raise UsageError("a mainnet deployment needs its wallet named: give --wallet NAME (the Secret holding the wallet)")
         credentials = load_credentials(platform)
         if warning := cleartext_warning(credentials.platform):
             eprint(warning)

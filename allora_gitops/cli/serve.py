@@ -58,7 +58,11 @@ def register(app: typer.Typer) -> None:
         from allora_gitops.chain.poller import start_poller
 
         # the chain reader: its own thread and event loop, one leader among replicas (allora_gitops/chain/poller.py)
-        start_poller(resolved_database_url)
+        poller = start_poller(resolved_database_url)
+        if poller is not None:  # stopped before the exit hooks registered earlier (the embedded PostgreSQL's) run
+            import atexit
+
+            atexit.register(poller.stop)
         check_explorer_settings()  # a malformed $ALLORA_EXPLORER_TX_URL_* fails here, not on every page
         # uvicorn drains on SIGTERM, then raises the signal again; its default action would end the process
         # before the exit hooks run, leaving the embedded PostgreSQL running: leave like the shell says instead

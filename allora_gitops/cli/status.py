@@ -36,7 +36,7 @@ def _cell(key: str, row: dict) -> str:
     value = row.get(key)
     if key == "pending":
         return ", ".join(f"{p['kind']} {p['version']} ({p['branch']})" for p in value) if value else "-"
-    if key == "status" and not row.get("in_repo", True) and value:
+    if key == "status" and not row.get("in_repo", True) and value and row.get("branch"):  # a retired one waits on none
         return f"{value} (review: {row.get('branch')})"
     if value is None or value == "":
         return "-"

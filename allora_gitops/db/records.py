@@ -43,6 +43,8 @@ RELEASE_ACTIONS = ("publish", "promote", "rollback", "retire", "pin")
 OPEN_STATUSES = ("pending", "committed")  # a release waiting for review
 ON_BASE_STATUSES = ("merged", "synced")  # a release the base branch holds (the live one, if not superseded)
 PLATFORM_OWNER = "platform"  # the reserved owner of what the CLI publishes without --owner (0008)
+# How an operator adds a platform user: a token (or a wallet assignment) creates one; there is no `user add`.
+_ADD_USER = "add one with `allora-gitops token create --user {user}` (or `allora-gitops wallet assign SECRET --user {user}`)"
 
 
 @dataclass(frozen=True)
@@ -262,7 +264,8 @@ class Records:
         publish adds no row. A sandbox (``kind="sandbox"``) has an ``expires_at`` and an ``owner`` (who started
         it). ``polling_interval`` (seconds, what the overlay runs with) is recorded, and updated on the reused
         row: it is a fact for the lifecycle, not part of its identity. The deployment's owner is the bundle
-        name's (``bundle_owners``), else the reserved ``platform``."""
+        name's (``bundle_owners``), else the reserved ``platform``. ``created_by`` is who made the release (the API's
+        caller); without one (the CLI) it is the deployment's owner, so every release says who."""
         if wallet_secret_kind not in WALLET_SECRET_KINDS:
             raise DatabaseError(f"wallet secret kind must be one of {', '.join(WALLET_SECRET_KINDS)}, not {wallet_secret_kind!r}")
         if action not in RELEASE_ACTIONS:
@@ -292,8 +295,9 @@ class Records:
                     """INSERT INTO releases (bundle_id, network, topic_id, fee_tier, wallet_secret_kind,
                                              wallet_secret_name, repo_url, repo_branch, container_image,
                                              kind, expires_at, owner, polling_interval, deployment_id, action, created_by)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text""",
-                    (*settings, container_image, kind, expires_at, owner, polling_interval, deployment_id, action, created_by),
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                               coalesce(%s, (SELECT owner FROM deployments WHERE id = %s::uuid))) RETURNING id::text""",
+                    (*settings, container_image, kind, expires_at, owner, polling_interval, deployment_id, action, created_by, deployment_id),
                 ).fetchone()[0]
                 row = self._conn.execute(_DEPLOYMENT_SELECT + "WHERE d.id = %s", (new_id,)).fetchone()
         return _deployment(row, created=True)
@@ -435,7 +439,7 @@ class Records:
             with self._conn.transaction():
                 found = self._conn.execute("SELECT id FROM platform_users WHERE name = %s", (user,)).fetchone()
                 if found is None:
-                    raise RecordConflict(f"no platform user {user!r}: add one with `allora-gitops user add {user}`")
+                    raise RecordConflict(f"no platform user {user!r}: {_ADD_USER.format(user=user)}")
                 known = self._conn.execute(
                     "SELECT 1 FROM model_bundles WHERE name = %s UNION SELECT 1 FROM bundle_owners WHERE name = %s", (name, name)
                 ).fetchone()
@@ -448,6 +452,15 @@ class Records:
                 )
                 return self._conn.execute("UPDATE deployments SET owner = %s WHERE name = %s", (user, name)).rowcount
 
+    @_reading
+    def check_cli_owner(self, name: str, owner: str) -> None:
+        """What :meth:`claim_for_cli` would refuse, checked before anything is stored: ``RecordConflict`` when
+        ``owner`` is no platform user (``platform`` always is), whether or not ``name`` has an owner already."""
+        if owner == PLATFORM_OWNER:
+            return
+        if self._conn.execute("SELECT 1 FROM platform_users WHERE name = %s", (owner,)).fetchone() is None:
+            raise RecordConflict(f"no platform user {owner!r} to own {name}: {_ADD_USER.format(user=owner)}")
+
     def claim_for_cli(self, name: str, owner: str) -> str:
         """Record ``owner`` (an existing platform user, or the reserved ``platform``) as the owner of bundle
         ``name`` if it has none; returns the owner the name has. The CLI is the operator's tool: it may publish
@@ -458,7 +471,7 @@ class Records:
                     self._conn.execute("INSERT INTO platform_users (name) VALUES (%s) ON CONFLICT (name) DO NOTHING", (owner,))
                 user = self._conn.execute("SELECT id FROM platform_users WHERE name = %s", (owner,)).fetchone()
                 if user is None:
-                    raise RecordConflict(f"no platform user {owner!r} to own {name}: add one with `allora-gitops user add {owner}`")
+                    raise RecordConflict(f"no platform user {owner!r} to own {name}: {_ADD_USER.format(user=owner)}")
                 self._conn.execute(
                     "INSERT INTO bundle_owners (name, user_id) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING", (name, user[0])
                 )
