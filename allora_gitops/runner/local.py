@@ -149,7 +149,10 @@ def run_bundle(
         if manifest.remote_artifacts:  # fetched (cached by digest) into what ships, as the image holds them
             from allora_gitops.storage.remote import FetchPolicy, fetch_artifacts, place_artifacts
 
-            policy = FetchPolicy(allow_private=request.allow_private_artifacts)
+            policy = FetchPolicy(
+                allow_private=request.allow_private_artifacts,
+                allow_private_hint="`allora-bundle run --allow-private-artifacts` allows it",
+            )
             place_artifacts(fetch_artifacts(manifest.remote_artifacts, policy, say=progress), staged.path)
         return _run_runtime(
             [python, str(runtime), "--dry-run", "--bundle-root", str(staged.path)],
