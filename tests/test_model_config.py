@@ -312,3 +312,24 @@ def test_a_sandbox_of_the_configured_bundle_keeps_its_env_secrets_and_gpu_placem
     assert env["LOG_LEVEL"]["value"] == "debug" and env["MARKET_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "market-data", "key": "api-key"}
     assert pod["containers"][0]["resources"]["limits"][C.GPU_RESOURCE] == "1"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"} and pod["tolerations"][0]["key"] == C.GPU_RESOURCE
+
+
+def test_run_sets_the_variables_model_yaml_gives_the_container(cli, tmp_path, monkeypatch):
+    """`allora-bundle run` is the container's adapter: environment.variables reach the function as they would there
+    (over the caller's value), and a declared secret comes from the caller's environment, as from its Secret."""
+    bundle = tmp_path / "env-probe"
+    assert cli("bundle", "init", "env-probe", "--dir", bundle).code == 0
+    text = (bundle / "model.yaml").read_text()
+    text = text.replace(
+        '  pip_requirements: "requirements.txt"\n',
+        '  pip_requirements: "requirements.txt"\n  variables:\n    WINDOW: 24\n  secrets: [MARKET_API_KEY]\n',
+    )
+    (bundle / "model.yaml").write_text(text)
+    (bundle / "src" / "env_probe" / "runner.py").write_text(
+        "import os\n\ndef run(nonce):\n    return float(os.environ['WINDOW']) + len(os.environ.get('MARKET_API_KEY', ''))\n"
+    )
+    monkeypatch.setenv("WINDOW", "7")
+    monkeypatch.setenv("MARKET_API_KEY", "abc")
+    result = cli("bundle", "run", bundle, "--here", "-n", "1000")
+    assert result.code == 0, result.err
+    assert result.out.startswith("1000 → 27.0 ")
