@@ -333,3 +333,19 @@ def test_run_sets_the_variables_model_yaml_gives_the_container(cli, tmp_path, mo
     result = cli("bundle", "run", bundle, "--here", "-n", "1000")
     assert result.code == 0, result.err
     assert result.out.startswith("1000 → 27.0 ")
+
+
+def test_validate_imports_with_the_variables_model_yaml_gives_the_container(cli, tmp_path):
+    """A module reading an environment.variables value at import is not an import error: the probe sets them too."""
+    bundle = tmp_path / "env-import"
+    assert cli("bundle", "init", "env-import", "--dir", bundle).code == 0
+    text = (bundle / "model.yaml").read_text()
+    (bundle / "model.yaml").write_text(
+        text.replace('  pip_requirements: "requirements.txt"\n', '  pip_requirements: "requirements.txt"\n  variables:\n    WINDOW: 24\n')
+    )
+    (bundle / "src" / "env_import" / "runner.py").write_text(
+        "import os\n\nWINDOW = int(os.environ['WINDOW'])\n\n\ndef run(nonce):\n    return float(WINDOW)\n"
+    )
+    result = cli("bundle", "validate", bundle)
+    assert result.code == 0, result.out + result.err
+    assert "KeyError" not in result.out + result.err

@@ -154,7 +154,8 @@ class _Checker:
             return None, module_file
         self.env_site = _run_environment_site(self.root, m)
         site_dirs = (self.env_site,) if self.env_site is not None else ()
-        probe = ImportProbe(self.staged.path, workdir, m.entrypoint.module, m.entrypoint.function, self.import_timeout, site_dirs)
+        probe = ImportProbe(self.staged.path, workdir, m.entrypoint.module, m.entrypoint.function, self.import_timeout, site_dirs,
+                            dict(m.environment.variables))
         return probe, module_file
 
     def cleanup(self) -> None:
