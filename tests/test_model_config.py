@@ -349,3 +349,30 @@ def test_validate_imports_with_the_variables_model_yaml_gives_the_container(cli,
     result = cli("bundle", "validate", bundle)
     assert result.code == 0, result.out + result.err
     assert "KeyError" not in result.out + result.err
+
+
+def test_the_image_smoke_test_imports_with_the_variables_model_yaml_gives_the_container(cli, tmp_path):
+    """`bootstrap.pyz --check` (the Dockerfile's last RUN) has no Deployment env: it sets environment.variables itself,
+    never over a value the environment has."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bundle = tmp_path / "env-check"
+    assert cli("bundle", "init", "env-check", "--dir", bundle).code == 0
+    text = (bundle / "model.yaml").read_text()
+    (bundle / "model.yaml").write_text(
+        text.replace('  pip_requirements: "requirements.txt"\n', '  pip_requirements: "requirements.txt"\n  variables:\n    WINDOW: 24\n')
+    )
+    (bundle / "src" / "env_check" / "runner.py").write_text(
+        "import os\n\nWINDOW = int(os.environ['WINDOW'])\n\n\ndef run(nonce):\n    return float(WINDOW)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "WINDOW"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    command = [sys.executable, "-m", "allora_runtime", "--check", "--bundle-root", str(bundle)]
+    checked = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert '"value": 24.0' in checked.stdout
+    kept = subprocess.run(command, env={**env, "WINDOW": "5"}, capture_output=True, text=True, timeout=120)
+    assert kept.returncode == 0 and '"value": 5.0' in kept.stdout
