@@ -267,6 +267,9 @@ def _env(block: str) -> str:
         ("runtime:\n  gpus: 0\n", "model.yaml:20:9: error: runtime.gpus: Input should be greater than 0 (got 0)"),
         ("runtime:\n  gpus: 17\n", "model.yaml:20:9: error: runtime.gpus: Input should be less than or equal to 16 (got 17)"),
         ("runtime:\n  gpus: one\n", "model.yaml:20:9: error: runtime.gpus: Input should be a valid integer"),
+        ("runtime:\n  gpus: true\n", "model.yaml:20:9: error: runtime.gpus: Input should be a valid integer"),
+        ('runtime:\n  gpus: "2"\n', "model.yaml:20:9: error: runtime.gpus: Input should be a valid integer"),
+        ("runtime:\n  memory_mb: true\n", "model.yaml:20:14: error: runtime.memory_mb: Input should be a valid integer"),
     ],
 )
 def test_each_environment_and_runtime_key_fails_with_its_line(block, expected):

@@ -253,6 +253,9 @@ class Artifacts(_Section):
 
 
 class Runtime(_Section):
+    # strict: numbers only, as the JSON schema says: lax mode would take `gpus: true` as one GPU and `"2"` as 2
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
     max_seconds: float = Field(default=C.DEFAULT_MAX_SECONDS, gt=0, le=3600, description="Timeout of one prediction call.")
     # Bounds no machine exceeds (a typo's 10^30 cores stops at validate); the repository's resources.max_*
     # (default 16 cores, 64Gi) bound what a deployment may ask for at render, publish and in the API.
