@@ -108,6 +108,14 @@ def test_init_refuses_a_non_empty_directory(cli, tmp_path):
     assert [p.name for p in (tmp_path / "taken").iterdir()] == ["notes.txt"]
 
 
+def test_init_under_a_file_is_refused_before_anything_is_printed(cli, tmp_path):
+    """--dir below a file cannot be created: one line naming the file, exit 1, never "Creating…" then an internal error."""
+    (tmp_path / "notes").write_text("x")
+    result = cli("bundle", "init", "fresh", "--dir", tmp_path / "notes" / "fresh")
+    assert result.code == 1 and result.out == ""
+    assert result.err.strip() == f"error: cannot create {tmp_path / 'notes' / 'fresh'}: {tmp_path / 'notes'} is a file, not a directory"
+
+
 def test_init_leaves_no_bytecode_the_installed_blueprint_carries(tmp_path):
     """pip byte-compiles every .py of the wheel it installs, the blueprint's runner.py included."""
     import compileall
