@@ -351,3 +351,15 @@ def test_an_editor_checking_against_the_schema_accepts_the_new_keys_and_refuses_
     assert list(validator.iter_errors(yaml.safe_load(CONFIGURED))) == []
     typo = yaml.safe_load(CONFIGURED.replace("  gpus: 1", "  gpu: 1"))
     assert [e.message for e in validator.iter_errors(typo)] == ["Additional properties are not allowed ('gpu' was unexpected)"]
+
+
+def test_a_secret_pasted_where_a_name_belongs_is_never_echoed():
+    """A key listed under environment.secrets (its value instead of its name), a mnemonic as a variable's name, a key
+    as a top-level key: each is refused, and no message quotes it."""
+    key = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+    mnemonic = "abandon " * 11 + "about"
+    found = problems(_env(f'  secrets: ["{key}"]\n  variables:\n    "{mnemonic}": "x"\n'))
+    found += problems(VALID + f'"{key}": 1\n')
+    assert len(found) == 3, found
+    assert not any(key in f or "abandon" in f for f in found), found
+    assert found[0].startswith("model.yaml:14:13: error: environment.secrets.0: this looks like a secret's value (not shown)")

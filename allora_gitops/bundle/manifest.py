@@ -64,6 +64,9 @@ class _Section(BaseModel):
 def check_env_name(name: str) -> str:
     """An environment variable name the bundle may set: portable, and not one the platform sets itself."""
     if not ENV_NAME.match(name):
+        if not shown_value(name).startswith(("'", '"')):  # a secret's value pasted where its name belongs: never echoed
+            raise ValueError("this looks like a secret's value (not shown), not an environment variable name; "
+                             "name the variable here, the value stays in a Kubernetes Secret")
         raise ValueError(f"{name!r} is not an environment variable name (letters, digits and '_', not starting with a digit)")
     if name.startswith(C.RESERVED_ENV_PREFIX):
         raise ValueError(f"names starting with {C.RESERVED_ENV_PREFIX} are set by the platform; choose another name")
@@ -86,7 +89,7 @@ def _env_value(value: Any) -> Any:
 def check_debian_package(name: str) -> str:
     if not DEBIAN_PACKAGE.match(name):
         raise ValueError(
-            f"{name!r} is not a Debian package name (Debian Policy 5.6.1: lowercase letters, digits, '+', '-' and '.', "
+            f"{shown_value(name)} is not a Debian package name (Debian Policy 5.6.1: lowercase letters, digits, '+', '-' and '.', "
             "at least two characters, starting with a letter or digit; no version or release)"
         )
     return name
@@ -412,9 +415,18 @@ _TYPE_HINTS = {
 }
 
 
+def _shown_key(part: Any) -> str:
+    """One step of a key path as a message may show it: a mapping key shaped like a key or a mnemonic (a value
+    pasted where a name belongs) is withheld, as :func:`shown_value` withholds values."""
+    text = str(part)
+    if isinstance(part, str) and not shown_value(part).startswith(("'", '"')):
+        return "<a name that looks like a secret, not shown>"
+    return text
+
+
 def _format_error(err: dict, data: Any, file: str) -> Problem:
     loc = tuple(p for p in err["loc"] if p != "[key]")  # pydantic's marker for a mapping key's own error
-    dotted = ".".join(str(p) for p in loc) or "(root)"
+    dotted = ".".join(_shown_key(p) for p in loc) or "(root)"
     kind = err["type"]
     if kind == "extra_forbidden":
         line, col = _key_position(data, loc)
