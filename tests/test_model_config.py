@@ -376,3 +376,11 @@ def test_the_image_smoke_test_imports_with_the_variables_model_yaml_gives_the_co
     assert '"value": 24.0' in checked.stdout
     kept = subprocess.run(command, env={**env, "WINDOW": "5"}, capture_output=True, text=True, timeout=120)
     assert kept.returncode == 0 and '"value": 5.0' in kept.stdout
+
+
+@pytest.mark.parametrize("pasted", ["4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318", "sk live 9f8e7d6c", "abandon " * 11 + "about"])
+def test_a_secret_value_passed_as_the_whole_secret_option_is_never_echoed(cli, tmp_path, pasted):
+    """`--secret VALUE` (the value pasted instead of NAME=SECRET/KEY) is a usage error that never quotes the argument."""
+    r = cli("gitops", "render", EXAMPLES / "linear-forecaster", "-o", tmp_path / "repo", "--secret", pasted)
+    assert (r.code, r.err) == (2, "error: --secret …: expected NAME=SECRET/KEY\n")
+    assert not (tmp_path / "repo").exists()
