@@ -351,3 +351,14 @@ def test_version_debug_anywhere_and_completion(cli_proc, tmp_path):
     assert debug.code == 1 and "Traceback (most recent call last)" in debug.err
     completion = cli_proc("bundle", "--show-completion", "bash")
     assert completion.code == 0 and "_allora_bundle_completion" in completion.out
+
+
+def test_validate_names_the_users_file_not_the_scratch_copy_it_imported(cli, tmp_path):
+    """The import runs in a staged copy of what ships; an error quoting a path names the bundle's own file."""
+    bundle = tmp_path / "staged-path"
+    assert cli("bundle", "init", "staged-path", "--dir", bundle).code == 0
+    (bundle / "src" / "staged_path" / "runner.py").write_text("from src.staged_path import helpr\n\n\ndef run(nonce):\n    return 1.0\n")
+    result = cli("bundle", "validate", bundle)
+    (line,) = [x for x in (result.out + result.err).splitlines() if ": error: " in x]
+    assert result.code == 1
+    assert line.endswith(f"cannot import name 'helpr' from 'src.staged_path' ({bundle.resolve() / 'src' / 'staged_path' / '__init__.py'})")

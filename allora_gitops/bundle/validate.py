@@ -8,6 +8,8 @@ installed here says nothing about the bundle).
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
@@ -285,7 +287,10 @@ class _Checker:
                     self._static_function_check(loaded, module_file)
                 return found.missing_top
         if result.status == "raised":
-            self.add(f"importing {module} raised {d.get('type')}: {d.get('message')}", file, line, code="import")
+            message = str(d.get("message"))
+            if ctx.staged_root is not None:  # the scratch copy is gone when the user reads this: name their file
+                message = message.replace(str(ctx.staged_root) + os.sep, str(self.root.resolve()) + os.sep)
+            self.add(f"importing {module} raised {d.get('type')}: {message}", file, line, code="import")
         elif result.status == "exit":
             self.add(f"importing {module} called sys.exit({d.get('code')}); modules must not exit on import", file, line, code="import")
         elif result.status == "timeout":
