@@ -363,3 +363,12 @@ def test_a_secret_pasted_where_a_name_belongs_is_never_echoed():
     assert len(found) == 3, found
     assert not any(key in f or "abandon" in f for f in found), found
     assert found[0].startswith("model.yaml:14:13: error: environment.secrets.0: this looks like a secret's value (not shown)")
+
+
+@pytest.mark.parametrize("written", ["01234", "0x10", "1_000", "0o17"])
+def test_a_bare_number_yaml_would_change_is_refused_naming_the_variable(written):
+    """`ZIP: 01234` would reach the container as "1234": validate asks for quotes instead of changing the value."""
+    (msg,) = problems(_env(f"  variables:\n    ZIP: {written}\n"))
+    assert msg.startswith("model.yaml:15:10: error: environment.variables.ZIP: this number is not written as a plain whole number")
+    quoted = load_manifest_text(_env(f'  variables:\n    ZIP: "{written}"\n    WINDOW: 24\n    LOW: -3\n'), "model.yaml")
+    assert dict(quoted.manifest.environment.variables) == {"ZIP": written, "WINDOW": "24", "LOW": "-3"}

@@ -555,7 +555,14 @@ def _cross_problems(loaded: LoadedManifest):
 
     m = loaded.manifest
     env = m.environment
+    written = (loaded.data.get("environment") or {}).get("variables") or {}
     for name, value in env.variables.items():
+        if isinstance(written.get(name), int) and type(written.get(name)) is not int:  # ruamel's ScalarInt: not as typed
+            yield loaded.problem(
+                f"environment.variables.{name}: this number is not written as a plain whole number (a leading zero, "
+                "0x/0o/0b or '_'), so YAML changes it (01234 → 1234); quote it to keep it as written",
+                "environment", "variables", name, code="schema",
+            )
         # The scan of the line as written (the name gives a digest its context: MODEL_SHA256 is not a key).
         if scan_bytes(loaded.file, f"{name}: {value}".encode()):  # never the value in the message
             yield loaded.problem(
