@@ -372,3 +372,31 @@ def test_a_bare_number_yaml_would_change_is_refused_naming_the_variable(written)
     assert msg.startswith("model.yaml:15:10: error: environment.variables.ZIP: this number is not written as a plain whole number")
     quoted = load_manifest_text(_env(f'  variables:\n    ZIP: "{written}"\n    WINDOW: 24\n    LOW: -3\n'), "model.yaml")
     assert dict(quoted.manifest.environment.variables) == {"ZIP": written, "WINDOW": "24", "LOW": "-3"}
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("MARKET_API_KEY]", "market-api-key]"),  # environment.secrets item
+        ("libgomp1", "Libgomp1"),  # environment.system_packages item
+    ],
+)
+def test_an_editor_flags_what_validate_refuses_in_the_new_keys(cli, old, new):
+    """The schema carries validate's name patterns, so the editor flags a bad name as it is typed."""
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(json.loads(cli("bundle", "schema").out))
+    assert old in CONFIGURED
+    assert len(list(validator.iter_errors(yaml.safe_load(CONFIGURED.replace(old, new, 1))))) == 1
+
+
+def test_an_editor_flags_a_bad_variable_name_and_sha256(cli):
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(json.loads(cli("bundle", "schema").out))
+    data = yaml.safe_load(CONFIGURED)
+    data["environment"]["variables"] = {"bad name": "x"}
+    data["artifacts"]["remote"][0]["sha256"] = "XYZ"
+    assert len(list(validator.iter_errors(data))) == 2

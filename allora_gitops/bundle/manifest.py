@@ -113,9 +113,10 @@ def check_remote_url(url: str) -> str:
     return url
 
 
-EnvName = Annotated[str, AfterValidator(check_env_name)]
+# WithJsonSchema: the patterns validate enforces, so `allora-bundle schema` lets an editor flag them as typed
+EnvName = Annotated[str, AfterValidator(check_env_name), WithJsonSchema({"type": "string", "pattern": ENV_NAME.pattern})]
 EnvValue = Annotated[str, BeforeValidator(_env_value), WithJsonSchema({"type": ["string", "integer"]})]
-DebianPackage = Annotated[str, AfterValidator(check_debian_package)]
+DebianPackage = Annotated[str, AfterValidator(check_debian_package), WithJsonSchema({"type": "string", "pattern": DEBIAN_PACKAGE.pattern})]
 
 
 class PythonSpec(_Section):
@@ -172,6 +173,7 @@ class Environment(_Section):
         description="Plain settings for the model's code, set as environment variables in its container ({NAME: value}). "
         "Names the platform sets (ALLORA_*, BUNDLE_ROOT, HOME, PATH …) are refused, and so is a value that looks like a "
         "secret: declare those under secrets.",
+        json_schema_extra={"propertyNames": {"pattern": ENV_NAME.pattern}},
     )
     secrets: list[EnvName] = Field(
         default_factory=list,
@@ -218,7 +220,8 @@ class RemoteArtifact(_Section):
 
     path: str = Field(description="Where the file lands, relative to the bundle root and under the artifacts directory, e.g. artifacts/weights.bin.")
     url: str = Field(description="https:// or s3:// URL; credentials come from the environment or build secrets, never from here.")
-    sha256: str = Field(description="Lowercase hex sha256 of the file; a download that does not match is refused.")
+    sha256: str = Field(description="Lowercase hex sha256 of the file; a download that does not match is refused.",
+                        json_schema_extra={"pattern": "^[0-9a-f]{64}$"})
 
     @field_validator("path")
     @classmethod
