@@ -362,3 +362,23 @@ def test_validate_names_the_users_file_not_the_scratch_copy_it_imported(cli, tmp
     (line,) = [x for x in (result.out + result.err).splitlines() if ": error: " in x]
     assert result.code == 1
     assert line.endswith(f"cannot import name 'helpr' from 'src.staged_path' ({bundle.resolve() / 'src' / 'staged_path' / '__init__.py'})")
+
+
+def test_validate_accepts_an_import_that_opens_an_artifacts_remote_file(cli, tmp_path):
+    """The README's layout for big weights (artifacts.remote, the local copy in .allorabundleignore) with a model that
+    loads them at import: not "excluded, ship it" (validate refuses shipping it too) but a warning; --strict passes."""
+    bundle = tmp_path / "remote-import"
+    assert cli("bundle", "init", "remote-import", "--dir", bundle).code == 0
+    (bundle / "artifacts" / "weights.bin").write_bytes(b"w" * 10)
+    (bundle / ".allorabundleignore").write_text("/artifacts/weights.bin\n")
+    with (bundle / "model.yaml").open("a") as f:
+        f.write(f'\nartifacts:\n  remote:\n    - path: artifacts/weights.bin\n      url: https://models.example.com/w.bin\n'
+                f'      sha256: "{"a" * 64}"\n')
+    (bundle / "src" / "remote_import" / "runner.py").write_text(
+        "from pathlib import Path\n\nW = (Path(__file__).parents[2] / 'artifacts' / 'weights.bin').read_bytes()\n\n\n"
+        "def run(nonce):\n    return float(len(W))\n"
+    )
+    result = cli("bundle", "validate", bundle, "--strict")
+    assert result.code == 0, result.out + result.err
+    assert "artifacts/weights.bin, an artifacts.remote file validate does not fetch" in result.out + result.err
+    assert "! entrypoint module found, not imported (it opens an artifacts.remote file validate does not fetch)" in result.out
