@@ -53,7 +53,7 @@ from allora_runtime.log import LOG, FdCapture, PrintCapture, _install_logging
 from allora_runtime.metrics import ignore_multiprocess_dir, start_metrics
 from allora_runtime.reporter import start_reporter, stop_reporter
 from allora_runtime.shipper import count_in, start_shipper, stop_shipper
-from allora_runtime.settings import _env, forget_wallet_env, load_settings, read_wallet
+from allora_runtime.settings import _env, forget_wallet_env, load_settings, model_variables, read_wallet
 from allora_runtime.user import _where, load_user_function
 
 
@@ -261,6 +261,9 @@ def _main(args: argparse.Namespace, env: dict[str, str], mode: str) -> int:
     startup = None
     if settings.heartbeat_file:  # the import may take minutes: the liveness probe must not kill it
         startup = StartupHeartbeat(settings.heartbeat_file, settings.heartbeat_every, settings.startup_limit).start()
+    if mode == "check":  # the image smoke test has no Deployment to set model.yaml's environment.variables
+        for name, value in model_variables(bundle_root).items():
+            os.environ.setdefault(name, value)
     LOG.emit(EVENT_IMPORTING, module=settings.module)
     user = load_user_function(settings)
     LOG.emit(EVENT_IMPORTED, function=user.name, is_async=user.is_async, passes="RunContext" if user.wants_context else "nonce")

@@ -254,6 +254,19 @@ def load_manifest(bundle_root: Path) -> dict:
     return data
 
 
+def model_variables(bundle_root: Path) -> dict[str, str]:
+    """model.yaml's ``environment.variables`` as text ({} when absent; ``allora-bundle validate`` checked the names).
+
+    The Deployment sets them in the container; the image's smoke test (``--check``) has no Deployment, so the
+    runtime sets the ones the environment lacks before the import.
+    """
+    environment = load_manifest(bundle_root).get("environment")
+    variables = environment.get("variables") if isinstance(environment, dict) else None
+    if not isinstance(variables, dict):
+        return {}
+    return {str(k): str(v) for k, v in variables.items() if isinstance(v, (str, int)) and not isinstance(v, bool)}
+
+
 def load_settings(bundle_root: Path, env: dict[str, str], timeout: Optional[float] = None) -> Settings:
     """model.yaml, overridden by the environment. Every bad value is a ConfigError naming its field."""
     manifest = load_manifest(bundle_root)

@@ -108,6 +108,14 @@ def test_init_refuses_a_non_empty_directory(cli, tmp_path):
     assert [p.name for p in (tmp_path / "taken").iterdir()] == ["notes.txt"]
 
 
+def test_init_under_a_file_is_refused_before_anything_is_printed(cli, tmp_path):
+    """--dir below a file cannot be created: one line naming the file, exit 1, never "Creating…" then an internal error."""
+    (tmp_path / "notes").write_text("x")
+    result = cli("bundle", "init", "fresh", "--dir", tmp_path / "notes" / "fresh")
+    assert result.code == 1 and result.out == ""
+    assert result.err.strip() == f"error: cannot create {tmp_path / 'notes' / 'fresh'}: {tmp_path / 'notes'} is a file, not a directory"
+
+
 def test_init_leaves_no_bytecode_the_installed_blueprint_carries(tmp_path):
     """pip byte-compiles every .py of the wheel it installs, the blueprint's runner.py included."""
     import compileall
@@ -343,3 +351,34 @@ def test_version_debug_anywhere_and_completion(cli_proc, tmp_path):
     assert debug.code == 1 and "Traceback (most recent call last)" in debug.err
     completion = cli_proc("bundle", "--show-completion", "bash")
     assert completion.code == 0 and "_allora_bundle_completion" in completion.out
+
+
+def test_validate_names_the_users_file_not_the_scratch_copy_it_imported(cli, tmp_path):
+    """The import runs in a staged copy of what ships; an error quoting a path names the bundle's own file."""
+    bundle = tmp_path / "staged-path"
+    assert cli("bundle", "init", "staged-path", "--dir", bundle).code == 0
+    (bundle / "src" / "staged_path" / "runner.py").write_text("from src.staged_path import helpr\n\n\ndef run(nonce):\n    return 1.0\n")
+    result = cli("bundle", "validate", bundle)
+    (line,) = [x for x in (result.out + result.err).splitlines() if ": error: " in x]
+    assert result.code == 1
+    assert line.endswith(f"cannot import name 'helpr' from 'src.staged_path' ({bundle.resolve() / 'src' / 'staged_path' / '__init__.py'})")
+
+
+def test_validate_accepts_an_import_that_opens_an_artifacts_remote_file(cli, tmp_path):
+    """The README's layout for big weights (artifacts.remote, the local copy in .allorabundleignore) with a model that
+    loads them at import: not "excluded, ship it" (validate refuses shipping it too) but a warning; --strict passes."""
+    bundle = tmp_path / "remote-import"
+    assert cli("bundle", "init", "remote-import", "--dir", bundle).code == 0
+    (bundle / "artifacts" / "weights.bin").write_bytes(b"w" * 10)
+    (bundle / ".allorabundleignore").write_text("/artifacts/weights.bin\n")
+    with (bundle / "model.yaml").open("a") as f:
+        f.write(f'\nartifacts:\n  remote:\n    - path: artifacts/weights.bin\n      url: https://models.example.com/w.bin\n'
+                f'      sha256: "{"a" * 64}"\n')
+    (bundle / "src" / "remote_import" / "runner.py").write_text(
+        "from pathlib import Path\n\nW = (Path(__file__).parents[2] / 'artifacts' / 'weights.bin').read_bytes()\n\n\n"
+        "def run(nonce):\n    return float(len(W))\n"
+    )
+    result = cli("bundle", "validate", bundle, "--strict")
+    assert result.code == 0, result.out + result.err
+    assert "artifacts/weights.bin, an artifacts.remote file validate does not fetch" in result.out + result.err
+    assert "! entrypoint module found, not imported (it opens an artifacts.remote file validate does not fetch)" in result.out

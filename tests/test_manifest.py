@@ -267,6 +267,9 @@ def _env(block: str) -> str:
         ("runtime:\n  gpus: 0\n", "model.yaml:20:9: error: runtime.gpus: Input should be greater than 0 (got 0)"),
         ("runtime:\n  gpus: 17\n", "model.yaml:20:9: error: runtime.gpus: Input should be less than or equal to 16 (got 17)"),
         ("runtime:\n  gpus: one\n", "model.yaml:20:9: error: runtime.gpus: Input should be a valid integer"),
+        ("runtime:\n  gpus: true\n", "model.yaml:20:9: error: runtime.gpus: Input should be a valid integer"),
+        ('runtime:\n  gpus: "2"\n', "model.yaml:20:9: error: runtime.gpus: Input should be a valid integer"),
+        ("runtime:\n  memory_mb: true\n", "model.yaml:20:14: error: runtime.memory_mb: Input should be a valid integer"),
     ],
 )
 def test_each_environment_and_runtime_key_fails_with_its_line(block, expected):
@@ -348,3 +351,52 @@ def test_an_editor_checking_against_the_schema_accepts_the_new_keys_and_refuses_
     assert list(validator.iter_errors(yaml.safe_load(CONFIGURED))) == []
     typo = yaml.safe_load(CONFIGURED.replace("  gpus: 1", "  gpu: 1"))
     assert [e.message for e in validator.iter_errors(typo)] == ["Additional properties are not allowed ('gpu' was unexpected)"]
+
+
+def test_a_secret_pasted_where_a_name_belongs_is_never_echoed():
+    """A key listed under environment.secrets (its value instead of its name), a mnemonic as a variable's name, a key
+    as a top-level key: each is refused, and no message quotes it."""
+    key = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+    mnemonic = "abandon " * 11 + "about"
+    found = problems(_env(f'  secrets: ["{key}"]\n  variables:\n    "{mnemonic}": "x"\n'))
+    found += problems(VALID + f'"{key}": 1\n')
+    assert len(found) == 3, found
+    assert not any(key in f or "abandon" in f for f in found), found
+    assert found[0].startswith("model.yaml:14:13: error: environment.secrets.0: this looks like a secret's value (not shown)")
+
+
+@pytest.mark.parametrize("written", ["01234", "0x10", "1_000", "0o17"])
+def test_a_bare_number_yaml_would_change_is_refused_naming_the_variable(written):
+    """`ZIP: 01234` would reach the container as "1234": validate asks for quotes instead of changing the value."""
+    (msg,) = problems(_env(f"  variables:\n    ZIP: {written}\n"))
+    assert msg.startswith("model.yaml:15:10: error: environment.variables.ZIP: this number is not written as a plain whole number")
+    quoted = load_manifest_text(_env(f'  variables:\n    ZIP: "{written}"\n    WINDOW: 24\n    LOW: -3\n'), "model.yaml")
+    assert dict(quoted.manifest.environment.variables) == {"ZIP": written, "WINDOW": "24", "LOW": "-3"}
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("MARKET_API_KEY]", "market-api-key]"),  # environment.secrets item
+        ("libgomp1", "Libgomp1"),  # environment.system_packages item
+    ],
+)
+def test_an_editor_flags_what_validate_refuses_in_the_new_keys(cli, old, new):
+    """The schema carries validate's name patterns, so the editor flags a bad name as it is typed."""
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(json.loads(cli("bundle", "schema").out))
+    assert old in CONFIGURED
+    assert len(list(validator.iter_errors(yaml.safe_load(CONFIGURED.replace(old, new, 1))))) == 1
+
+
+def test_an_editor_flags_a_bad_variable_name_and_sha256(cli):
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(json.loads(cli("bundle", "schema").out))
+    data = yaml.safe_load(CONFIGURED)
+    data["environment"]["variables"] = {"bad name": "x"}
+    data["artifacts"]["remote"][0]["sha256"] = "XYZ"
+    assert len(list(validator.iter_errors(data))) == 2

@@ -312,3 +312,75 @@ def test_a_sandbox_of_the_configured_bundle_keeps_its_env_secrets_and_gpu_placem
     assert env["LOG_LEVEL"]["value"] == "debug" and env["MARKET_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "market-data", "key": "api-key"}
     assert pod["containers"][0]["resources"]["limits"][C.GPU_RESOURCE] == "1"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"} and pod["tolerations"][0]["key"] == C.GPU_RESOURCE
+
+
+def test_run_sets_the_variables_model_yaml_gives_the_container(cli, tmp_path, monkeypatch):
+    """`allora-bundle run` is the container's adapter: environment.variables reach the function as they would there
+    (over the caller's value), and a declared secret comes from the caller's environment, as from its Secret."""
+    bundle = tmp_path / "env-probe"
+    assert cli("bundle", "init", "env-probe", "--dir", bundle).code == 0
+    text = (bundle / "model.yaml").read_text()
+    text = text.replace(
+        '  pip_requirements: "requirements.txt"\n',
+        '  pip_requirements: "requirements.txt"\n  variables:\n    WINDOW: 24\n  secrets: [MARKET_API_KEY]\n',
+    )
+    (bundle / "model.yaml").write_text(text)
+    (bundle / "src" / "env_probe" / "runner.py").write_text(
+        "import os\n\ndef run(nonce):\n    return float(os.environ['WINDOW']) + len(os.environ.get('MARKET_API_KEY', ''))\n"
+    )
+    monkeypatch.setenv("WINDOW", "7")
+    monkeypatch.setenv("MARKET_API_KEY", "abc")
+    result = cli("bundle", "run", bundle, "--here", "-n", "1000")
+    assert result.code == 0, result.err
+    assert result.out.startswith("1000 → 27.0 ")
+
+
+def test_validate_imports_with_the_variables_model_yaml_gives_the_container(cli, tmp_path):
+    """A module reading an environment.variables value at import is not an import error: the probe sets them too."""
+    bundle = tmp_path / "env-import"
+    assert cli("bundle", "init", "env-import", "--dir", bundle).code == 0
+    text = (bundle / "model.yaml").read_text()
+    (bundle / "model.yaml").write_text(
+        text.replace('  pip_requirements: "requirements.txt"\n', '  pip_requirements: "requirements.txt"\n  variables:\n    WINDOW: 24\n')
+    )
+    (bundle / "src" / "env_import" / "runner.py").write_text(
+        "import os\n\nWINDOW = int(os.environ['WINDOW'])\n\n\ndef run(nonce):\n    return float(WINDOW)\n"
+    )
+    result = cli("bundle", "validate", bundle)
+    assert result.code == 0, result.out + result.err
+    assert "KeyError" not in result.out + result.err
+
+
+def test_the_image_smoke_test_imports_with_the_variables_model_yaml_gives_the_container(cli, tmp_path):
+    """`bootstrap.pyz --check` (the Dockerfile's last RUN) has no Deployment env: it sets environment.variables itself,
+    never over a value the environment has."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bundle = tmp_path / "env-check"
+    assert cli("bundle", "init", "env-check", "--dir", bundle).code == 0
+    text = (bundle / "model.yaml").read_text()
+    (bundle / "model.yaml").write_text(
+        text.replace('  pip_requirements: "requirements.txt"\n', '  pip_requirements: "requirements.txt"\n  variables:\n    WINDOW: 24\n')
+    )
+    (bundle / "src" / "env_check" / "runner.py").write_text(
+        "import os\n\nWINDOW = int(os.environ['WINDOW'])\n\n\ndef run(nonce):\n    return float(WINDOW)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "WINDOW"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    command = [sys.executable, "-m", "allora_runtime", "--check", "--bundle-root", str(bundle)]
+    checked = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert '"value": 24.0' in checked.stdout
+    kept = subprocess.run(command, env={**env, "WINDOW": "5"}, capture_output=True, text=True, timeout=120)
+    assert kept.returncode == 0 and '"value": 5.0' in kept.stdout
+
+
+@pytest.mark.parametrize("pasted", ["4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318", "sk live 9f8e7d6c", "abandon " * 11 + "about"])
+def test_a_secret_value_passed_as_the_whole_secret_option_is_never_echoed(cli, tmp_path, pasted):
+    """`--secret VALUE` (the value pasted instead of NAME=SECRET/KEY) is a usage error that never quotes the argument."""
+    r = cli("gitops", "render", EXAMPLES / "linear-forecaster", "-o", tmp_path / "repo", "--secret", pasted)
+    assert (r.code, r.err) == (2, "error: --secret …: expected NAME=SECRET/KEY\n")
+    assert not (tmp_path / "repo").exists()

@@ -132,6 +132,15 @@ def test_run_fetches_the_remote_weights_beside_what_ships(cli, trusted, tmp_path
     assert sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*")) == before  # the source was not written
 
 
+def test_run_refusing_loopback_names_its_own_flag_not_the_repository_setting(cli, trusted, tmp_path):
+    """`run` has no GitOps repository: its refusal names --allow-private-artifacts, the switch that allows it there."""
+    bundle = remote_weights_bundle(tmp_path / "remote-weights", trusted)
+    refused = cli("bundle", "run", bundle, "--here", "-n", "1000")
+    (line,) = [x for x in refused.err.splitlines() if x.startswith("error:")]
+    assert refused.code == 1 and line.endswith("fetching from it is refused (`allora-bundle run --allow-private-artifacts` allows it)")
+    assert "repo config" not in refused.err
+
+
 def test_run_with_a_wrong_sha256_names_the_path_and_both_digests(cli, trusted, tmp_path):
     from tests.fixtures.artifacts import remote_weights_bundle
 

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 DEFAULT_IMPORT_TIMEOUT = 60.0
 
@@ -105,8 +105,9 @@ class ImportProbe:
     """The child interpreter, started now and awaited later, so the import overlaps the rest of validation."""
 
     def __init__(self, root: Path, workdir: Path, module: str, function: str, timeout: float = DEFAULT_IMPORT_TIMEOUT,
-                 site_dirs: tuple[Path, ...] = ()):
-        """``site_dirs``: where the bundle's requirements are installed (none: the standard library only).
+                 site_dirs: tuple[Path, ...] = (), variables: Optional[dict[str, str]] = None):
+        """``site_dirs``: where the bundle's requirements are installed (none: the standard library only);
+        ``variables``: model.yaml's ``environment.variables``, set as the container (and ``run``) sets them.
 
         The child runs with ``-I -S``, so nothing installed alongside this CLI (boto3, say) can make an
         import pass that would fail in ``run`` and in the image.
@@ -118,6 +119,7 @@ class ImportProbe:
         self._out = Path(self._tmp.name) / "result.json"
         self._err_path = Path(self._tmp.name) / "stderr"
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME")}
+        env.update(variables or {})
         # -B: leave no __pycache__ in the user's bundle (-I ignores PYTHONDONTWRITEBYTECODE)
         root = Path(root).resolve()
         with open(self._err_path, "wb") as err:

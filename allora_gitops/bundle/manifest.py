@@ -64,6 +64,9 @@ class _Section(BaseModel):
 def check_env_name(name: str) -> str:
     """An environment variable name the bundle may set: portable, and not one the platform sets itself."""
     if not ENV_NAME.match(name):
+        if not shown_value(name).startswith(("'", '"')):  # a secret's value pasted where its name belongs: never echoed
+            raise ValueError("this looks like a secret's value (not shown), not an environment variable name; "
+                             "name the variable here, the value stays in a Kubernetes Secret")
         raise ValueError(f"{name!r} is not an environment variable name (letters, digits and '_', not starting with a digit)")
     if name.startswith(C.RESERVED_ENV_PREFIX):
         raise ValueError(f"names starting with {C.RESERVED_ENV_PREFIX} are set by the platform; choose another name")
@@ -86,7 +89,7 @@ def _env_value(value: Any) -> Any:
 def check_debian_package(name: str) -> str:
     if not DEBIAN_PACKAGE.match(name):
         raise ValueError(
-            f"{name!r} is not a Debian package name (Debian Policy 5.6.1: lowercase letters, digits, '+', '-' and '.', "
+            f"{shown_value(name)} is not a Debian package name (Debian Policy 5.6.1: lowercase letters, digits, '+', '-' and '.', "
             "at least two characters, starting with a letter or digit; no version or release)"
         )
     return name
@@ -110,9 +113,10 @@ def check_remote_url(url: str) -> str:
     return url
 
 
-EnvName = Annotated[str, AfterValidator(check_env_name)]
+# WithJsonSchema: the patterns validate enforces, so `allora-bundle schema` lets an editor flag them as typed
+EnvName = Annotated[str, AfterValidator(check_env_name), WithJsonSchema({"type": "string", "pattern": ENV_NAME.pattern})]
 EnvValue = Annotated[str, BeforeValidator(_env_value), WithJsonSchema({"type": ["string", "integer"]})]
-DebianPackage = Annotated[str, AfterValidator(check_debian_package)]
+DebianPackage = Annotated[str, AfterValidator(check_debian_package), WithJsonSchema({"type": "string", "pattern": DEBIAN_PACKAGE.pattern})]
 
 
 class PythonSpec(_Section):
@@ -169,6 +173,7 @@ class Environment(_Section):
         description="Plain settings for the model's code, set as environment variables in its container ({NAME: value}). "
         "Names the platform sets (ALLORA_*, BUNDLE_ROOT, HOME, PATH …) are refused, and so is a value that looks like a "
         "secret: declare those under secrets.",
+        json_schema_extra={"propertyNames": {"pattern": ENV_NAME.pattern}},
     )
     secrets: list[EnvName] = Field(
         default_factory=list,
@@ -215,7 +220,8 @@ class RemoteArtifact(_Section):
 
     path: str = Field(description="Where the file lands, relative to the bundle root and under the artifacts directory, e.g. artifacts/weights.bin.")
     url: str = Field(description="https:// or s3:// URL; credentials come from the environment or build secrets, never from here.")
-    sha256: str = Field(description="Lowercase hex sha256 of the file; a download that does not match is refused.")
+    sha256: str = Field(description="Lowercase hex sha256 of the file; a download that does not match is refused.",
+                        json_schema_extra={"pattern": "^[0-9a-f]{64}$"})
 
     @field_validator("path")
     @classmethod
@@ -253,6 +259,9 @@ class Artifacts(_Section):
 
 
 class Runtime(_Section):
+    # strict: numbers only, as the JSON schema says: lax mode would take `gpus: true` as one GPU and `"2"` as 2
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
     max_seconds: float = Field(default=C.DEFAULT_MAX_SECONDS, gt=0, le=3600, description="Timeout of one prediction call.")
     # Bounds no machine exceeds (a typo's 10^30 cores stops at validate); the repository's resources.max_*
     # (default 16 cores, 64Gi) bound what a deployment may ask for at render, publish and in the API.
@@ -409,9 +418,18 @@ _TYPE_HINTS = {
 }
 
 
+def _shown_key(part: Any) -> str:
+    """One step of a key path as a message may show it: a mapping key shaped like a key or a mnemonic (a value
+    pasted where a name belongs) is withheld, as :func:`shown_value` withholds values."""
+    text = str(part)
+    if isinstance(part, str) and not shown_value(part).startswith(("'", '"')):
+        return "<a name that looks like a secret, not shown>"
+    return text
+
+
 def _format_error(err: dict, data: Any, file: str) -> Problem:
     loc = tuple(p for p in err["loc"] if p != "[key]")  # pydantic's marker for a mapping key's own error
-    dotted = ".".join(str(p) for p in loc) or "(root)"
+    dotted = ".".join(_shown_key(p) for p in loc) or "(root)"
     kind = err["type"]
     if kind == "extra_forbidden":
         line, col = _key_position(data, loc)
@@ -540,7 +558,14 @@ def _cross_problems(loaded: LoadedManifest):
 
     m = loaded.manifest
     env = m.environment
+    written = (loaded.data.get("environment") or {}).get("variables") or {}
     for name, value in env.variables.items():
+        if isinstance(written.get(name), int) and type(written.get(name)) is not int:  # ruamel's ScalarInt: not as typed
+            yield loaded.problem(
+                f"environment.variables.{name}: this number is not written as a plain whole number (a leading zero, "
+                "0x/0o/0b or '_'), so YAML changes it (01234 → 1234); quote it to keep it as written",
+                "environment", "variables", name, code="schema",
+            )
         # The scan of the line as written (the name gives a digest its context: MODEL_SHA256 is not a key).
         if scan_bytes(loaded.file, f"{name}: {value}".encode()):  # never the value in the message
             yield loaded.problem(

@@ -7,6 +7,7 @@ so a failure never leaves half a bundle, and ``--dir`` may name any directory.
 from __future__ import annotations
 
 import keyword
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -47,6 +48,11 @@ def check_init(name: str, target: Path, *, python_version: str = C.DEFAULT_PYTHO
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise BundleError(f"{target} exists and is not a directory")
+    existing = next(p for p in target.absolute().parents if p.exists())  # the directory init would create under
+    if not target.exists() and not existing.is_dir():
+        raise BundleError(f"cannot create {target}: {existing} is a file, not a directory")
+    if not target.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        raise BundleError(f"cannot create {target}: {existing} is not writable")
     if target.is_dir() and any(target.iterdir()):
         raise BundleError(f"{target} already exists and is not empty; choose another name or --dir")
 

@@ -8,6 +8,8 @@ installed here says nothing about the bundle).
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
@@ -27,7 +29,8 @@ from allora_gitops.bundle.text import BundleTextError, decode_text
 from allora_gitops.errors import ManifestError, Problem
 
 NOT_UTF8_NAME = "file name is not valid UTF-8; rename it (such names break Dockerfile COPY, tar and terminals)"
-LOCAL_ONLY_CODES = frozenset({"not-installed"})  # warnings that --strict leaves as warnings
+# warnings that --strict leaves as warnings: they say what this machine lacks, not what is wrong with the bundle
+LOCAL_ONLY_CODES = frozenset({"not-installed", "remote-not-fetched"})
 
 
 @dataclass
@@ -154,7 +157,8 @@ class _Checker:
             return None, module_file
         self.env_site = _run_environment_site(self.root, m)
         site_dirs = (self.env_site,) if self.env_site is not None else ()
-        probe = ImportProbe(self.staged.path, workdir, m.entrypoint.module, m.entrypoint.function, self.import_timeout, site_dirs)
+        probe = ImportProbe(self.staged.path, workdir, m.entrypoint.module, m.entrypoint.function, self.import_timeout, site_dirs,
+                            dict(m.environment.variables))
         return probe, module_file
 
     def cleanup(self) -> None:
@@ -248,8 +252,10 @@ class _Checker:
                                                 *where, code="excluded"))
         elif artifacts not in (".", ""):
             prefix = artifacts.rstrip("/") + "/"
+            remote = {Path(a.path).as_posix() for a in m.remote_artifacts}  # ignored on purpose: the image build fetches them
             on_disk = next((p for p in (self.root / artifacts).rglob("*")
-                            if p.is_file() and not p.is_symlink() and p.name != ".gitkeep"), None)
+                            if p.is_file() and not p.is_symlink() and p.name != ".gitkeep"
+                            and p.relative_to(self.root).as_posix() not in remote), None)
             if on_disk is not None and not any(e.path.startswith(prefix) and not e.path.endswith("/.gitkeep") for e in tree.files):
                 self.problems.append(loaded.problem(
                     f"every file under the artifacts directory {artifacts!r} is excluded by the ignore rules "
@@ -278,13 +284,24 @@ class _Checker:
                 return d["missing"].split(".", 1)[0]
             failure = FailedImport(str(d.get("message", "")), d.get("missing"), d.get("filename"), file, line)
             found = diagnose_import(failure, ctx)
+            remote = {Path(a.path).as_posix() for a in m.remote_artifacts}
+            if found is not None and found.code == "import-excluded" and found.path in remote:
+                # not excluded: an artifacts.remote file the image build fetches (and run), which validate does not download
+                self.add(f"importing {module} opens {found.path}, an artifacts.remote file validate does not fetch, so it was "
+                         "not imported here; `allora-bundle run` imports it with the file", file, line,
+                         severity="warning", code="remote-not-fetched")
+                self._static_function_check(loaded, module_file)
+                return None
             if found is not None:
                 self._report_diagnosis(loaded, module, found, file, line)
                 if found.severity == "warning":
                     self._static_function_check(loaded, module_file)
                 return found.missing_top
         if result.status == "raised":
-            self.add(f"importing {module} raised {d.get('type')}: {d.get('message')}", file, line, code="import")
+            message = str(d.get("message"))
+            if ctx.staged_root is not None:  # the scratch copy is gone when the user reads this: name their file
+                message = message.replace(str(ctx.staged_root) + os.sep, str(self.root.resolve()) + os.sep)
+            self.add(f"importing {module} raised {d.get('type')}: {message}", file, line, code="import")
         elif result.status == "exit":
             self.add(f"importing {module} called sys.exit({d.get('code')}); modules must not exit on import", file, line, code="import")
         elif result.status == "timeout":

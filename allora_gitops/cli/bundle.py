@@ -77,7 +77,8 @@ _CHECKLIST = (
     ("model.yaml structure is valid", {"schema", "yaml", "missing", "io"}, ""),
     ("requirements parse and are pinned", {"requirements", "unpinned", "encoding"}, ""),
     (_IMPORT_LABEL,
-     {"entrypoint", "import", "import-timeout", "import-unknown", "function", "not-installed", "workdir", "import-excluded"}, "manifest"),
+     {"entrypoint", "import", "import-timeout", "import-unknown", "function", "not-installed", "workdir", "import-excluded",
+      "remote-not-fetched"}, "manifest"),
     ("artifacts directory exists", {"artifacts"}, "manifest"),
     ("no secrets, links, unreadable names, excluded essentials or oversize content",
      {"secret", "link", "special", "size", "excluded", "import-excluded", "name"}, "tree"),
@@ -116,6 +117,8 @@ def _print_report(report) -> None:
 def _not_imported_reason(hits) -> str:
     if any(p.code in ("not-installed", "import-unknown") for p in hits):
         return "a package it imports is not installed here"
+    if any(p.code == "remote-not-fetched" for p in hits):
+        return "it opens an artifacts.remote file validate does not fetch"
     return "the import did not run"
 
 

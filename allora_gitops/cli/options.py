@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from typing import Annotated, Any, Callable, List, Optional
 
 import typer
@@ -57,12 +58,16 @@ DEPLOYMENT_OPTIONS = (
 )  # fmt: skip
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
 def parse_secret_options(values: Optional[list[str]]) -> Optional[dict[str, str]]:
     """``["NAME=SECRET/KEY", …]`` as ``{NAME: "SECRET/KEY"}``; UsageError (exit 2) for a malformed or repeated NAME.
 
     Only the NAME is ever quoted back: what follows ``=`` is meant to be a reference, but may be a pasted value.
     """
     from allora_gitops.errors import UsageError
+    from allora_gitops.redact import shown_value
 
     if not values:
         return None
@@ -70,10 +75,12 @@ def parse_secret_options(values: Optional[list[str]]) -> Optional[dict[str, str]
     for raw in values:
         name, eq, target = raw.partition("=")
         name = name.strip()
+        # without '=' the whole argument may be the pasted value: quote only what is shaped like a variable name
+        shown = name if _ENV_NAME.fullmatch(name) and shown_value(name).startswith("'") else "…"
         if not eq or not name or not target:
-            raise UsageError(f"--secret {name or '…'}: expected NAME=SECRET/KEY")
+            raise UsageError(f"--secret {shown}: expected NAME=SECRET/KEY")
         if name in out:
-            raise UsageError(f"--secret {name}: given twice")
+            raise UsageError(f"--secret {shown}: given twice")
         out[name] = target.strip()
     return out
 

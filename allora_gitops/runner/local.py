@@ -149,7 +149,10 @@ def run_bundle(
         if manifest.remote_artifacts:  # fetched (cached by digest) into what ships, as the image holds them
             from allora_gitops.storage.remote import FetchPolicy, fetch_artifacts, place_artifacts
 
-            policy = FetchPolicy(allow_private=request.allow_private_artifacts)
+            policy = FetchPolicy(
+                allow_private=request.allow_private_artifacts,
+                allow_private_hint="`allora-bundle run --allow-private-artifacts` allows it",
+            )
             place_artifacts(fetch_artifacts(manifest.remote_artifacts, policy, say=progress), staged.path)
         return _run_runtime(
             [python, str(runtime), "--dry-run", "--bundle-root", str(staged.path)],
@@ -160,6 +163,7 @@ def run_bundle(
             on_warning,
             context,
             staged.original,
+            dict(manifest.environment.variables),
         )
 
 
@@ -187,8 +191,13 @@ def _run_runtime(
     on_warning: Callable[[str], None] = lambda line: None,
     context: "Optional[ImportContext]" = None,
     original: Callable[[str], str] = lambda path: path,
+    variables: Optional[dict[str, str]] = None,
 ) -> RunReport:
-    """Run the runtime; ``original`` maps a staged path in its messages back to the user's bundle."""
+    """Run the runtime; ``original`` maps a staged path in its messages back to the user's bundle.
+
+    ``variables`` (model.yaml ``environment.variables``) are set as the container sets them; a declared
+    ``environment.secrets`` name comes from the caller's environment, as it would from its Secret.
+    """
     for nonce in request.nonces:
         command += ["--nonce", str(nonce)]
     if request.timeout is not None:
@@ -200,7 +209,7 @@ def _run_runtime(
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
-        env=_child_env(keep_pythonpath=request.here),
+        env=_child_env(keep_pythonpath=request.here, variables=variables),
     )
     assert proc.stdout is not None and proc.stderr is not None
     try:
@@ -319,8 +328,9 @@ def _refuse_bad_requirements(text: str, display: str) -> None:
         raise RunError(problems=errors)
 
 
-def _child_env(keep_pythonpath: bool) -> dict[str, str]:
+def _child_env(keep_pythonpath: bool, variables: Optional[dict[str, str]] = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV and k != R.ENV_BUNDLE_ROOT}
+    env.update(variables or {})  # model.yaml's values, as in the container (validate refused reserved names)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep __pycache__ out of the user's bundle
     if not keep_pythonpath:

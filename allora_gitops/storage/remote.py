@@ -37,10 +37,12 @@ class RemoteArtifactError(StorageError):
 
 @dataclass(frozen=True)
 class FetchPolicy:
-    """What a fetch may do: the largest file (bytes) and whether non-public addresses are allowed."""
+    """What a fetch may do: the largest file (bytes), whether non-public addresses are allowed, and the
+    switch that allows them (named in the refusal: the repository's setting for builds, a flag for ``run``)."""
 
     max_bytes: int = C.DEFAULT_REMOTE_ARTIFACT_MAX_BYTES
     allow_private: bool = False
+    allow_private_hint: str = "a GitOps repository allows it with `allora-gitops repo config remote_artifacts.allow_private_addresses true`"
 
 
 def artifact_cache_dir() -> Path:
@@ -72,7 +74,7 @@ def check_address(host: str, port: int, policy: FetchPolicy, what: str) -> str:
             )  # fmt: skip
             raise RemoteArtifactError(
                 f"{what}: {host} resolves to the {kind} address {address}; fetching from it is refused "
-                "(a GitOps repository allows it with `allora-gitops repo config remote_artifacts.allow_private_addresses true`)"
+                f"({policy.allow_private_hint})"
             )
     return addresses[0]
 
