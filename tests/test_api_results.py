@@ -90,7 +90,8 @@ def test_tokens_that_do_not_verify_are_401_and_other_service_accounts_403(platfo
         "expired": (projected_token(key, "cluster-key", issued=time.time() - 7200), 401, "the token has expired"),
         "audience": (projected_token(key, "cluster-key", aud=("https://kubernetes.default.svc",)), 401, "the token's audience is not allora-platform"),
         "other key": (projected_token(stranger, "cluster-key"), 401, "the token's signature does not verify"),
-        "a user token": ("agp_0123abcd_" + "x" * 43, 401, "the token is malformed (DecodeError)"),
+        "a user token": ("agp_0123abcd_" + "x" * 43, 401, "the token is a platform API token (agp_…), not a pod's ServiceAccount "
+                         "token: results are reported with the pod's projected token (locally: allora-gitops local-issuer token)"),
         "no deployment": (projected_token(key, "cluster-key", sa="default"), 403, "ServiceAccount allora-models/default belongs to no live deployment"),
         "other namespace": (
             projected_token(key, "cluster-key", namespace="team-b", sa=SA_A), 403,
