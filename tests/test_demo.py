@@ -41,7 +41,7 @@ def test_demo_runs_the_main_job_from_another_directory(tmp_path):
     assert "recorded: 5 predictions of demo-model through the API, success rate 100.0%" in out
     assert f"the page: open {url.group(1)}/deployments/{deployment.group(1)} (all of demo's deployments: {url.group(1)}/)" in out
     # secrets stay in their 0600 files: the API token shows by its prefix only, the pod's token not at all
-    assert re.search(r"token agp_[0-9a-f]{8} for demo: shown once", out)
+    assert re.search(r"token agp_[0-9a-f]{8} for demo, expires [0-9T:+.-]+: shown once", out)
     assert not re.search(r"agp_[0-9a-f]{8}_\S", out) and "eyJ" not in out
     assert proc.stdout.rstrip().endswith("== demo passed")
     work = re.search(r"(/\S*/allora-demo\.\w+)/", out)
