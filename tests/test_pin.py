@@ -273,7 +273,7 @@ def test_verify_reads_a_bare_repository_as_its_base_branch(cli, gitops_remote, p
 
     assert r.code == 1, r.err
     assert [line.split(": error: ", 1)[0] for line in r.out.splitlines() if line.endswith("[image-digest]")] == [mainnet]
-    assert "2 overlays" in r.err
+    assert "3 overlays" in r.err  # testnet, mainnet and the platform's own platform/
     assert cli("gitops", "pin-image", NAME, "--image", image, "--digest", digest, "--repo", gitops_remote, "--network", "mainnet", "--branch", "main").code == 0
     assert cli("gitops", "verify", gitops_remote).code == 0
     # a usage mistake is exit 2, one line

@@ -61,8 +61,9 @@ def test_publish_enforces_the_allow_list_and_keeps_secret_mappings(gitops, gitop
     assert r.code == 0, r.err
     assert secret_ref(gitops_remote, "main") == {"name": "market-data-v2", "key": "key"}
     # another network has no live mapping: promote needs its own
-    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", gitops_remote)
+    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", gitops_remote, "--wallet", "allora-mainnet-wallet")
     assert r.code == 2 and "MARKET_API_KEY but it is not mapped" in r.err
-    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", gitops_remote, "--secret", "MARKET_API_KEY=mainnet-market/key")
+    r = gitops("promote", NAME, "--from", "testnet", "--to", "mainnet", "--repo", gitops_remote, "--wallet", "allora-mainnet-wallet",
+               "--secret", "MARKET_API_KEY=mainnet-market/key")
     assert r.code == 0, r.err
     assert secret_ref(gitops_remote, "promote/linear-forecaster/mainnet/1.0.0", "mainnet") == {"name": "mainnet-market", "key": "key"}

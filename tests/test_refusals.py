@@ -48,8 +48,8 @@ def test_a_constraint_a_later_migration_adds_is_described_from_its_parts():
     assert str(constraint_refusal("model_bundles", "model_bundles_readme_text", None)) == (
         "bundle readme: is too long, or looks like a wallet key or mnemonic"
     )
-    assert str(constraint_refusal("releases", "releases_deployment_id_fkey", None, "23503")) == "record deployment id: refers to something that does not exist"
-    assert str(constraint_refusal("releases", "releases_one_live", None, "23505")) == "such a record exists already"
+    assert str(constraint_refusal("releases", "releases_deployment_id_fkey", None, "23503")) == "release deployment id: refers to something that does not exist"
+    assert str(constraint_refusal("releases", "releases_one_live", None, "23505")) == "such a release exists already"
     assert constraint_refusal(None, None, "network", "23502").message == "is required"
 
 
@@ -122,8 +122,8 @@ def test_a_status_change_our_trigger_refuses_keeps_its_own_words_as_a_conflict(r
     d = records.create_deployment(bundle_id=bundle.id, network="testnet", topic_id=69, wallet_secret_name="w",
                                   repo_url="file:///r", repo_branch="main")  # fmt: skip
     with psycopg.connect(database_url, autocommit=True) as conn, pytest.raises(psycopg.Error) as err:
-        conn.execute("UPDATE deployments SET status = 'retired' WHERE id = %s", (d.id,))
-        conn.execute("UPDATE deployments SET status = 'pending' WHERE id = %s", (d.id,))
+        conn.execute("UPDATE releases SET status = 'retired' WHERE id = %s", (d.id,))  # a release's state (migration 0008)
+        conn.execute("UPDATE releases SET status = 'pending' WHERE id = %s", (d.id,))
     refusal = describe_refusal(err.value)
     assert refusal.conflict and str(refusal) == "status: illegal deployment status change retired -> pending"
 

@@ -119,7 +119,9 @@ def test_status_text_gives_the_rates_and_the_errors(cli, database_url, deploymen
     assert rates.startswith("    predictions: 1h 80.0% (16/20) latency p50 ")
     assert "  errors (7d):" in lines
     assert any(line.startswith("    prediction error ValueError (exception) x3 (1h 3, 24h 3): no data for nonce 15 at ") for line in lines)
-    recent = lines[lines.index("  recent:") + 1 :]
+    import itertools
+
+    recent = list(itertools.takewhile(lambda line: line.startswith("    "), lines[lines.index("  recent:") + 1 :]))
     assert [line.split(" nonce ")[1].split()[0] for line in recent] == ["20", "19"]
     assert all(re.match(r"^    \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+ (s|min|h|d) ago\) nonce ", line) for line in recent), recent
 
