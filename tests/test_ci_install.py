@@ -77,5 +77,5 @@ def test_the_workflow_install_line_installs_a_working_tool_in_a_fresh_venv(cli, 
     assert (version.returncode, version.stdout) == (0, "allora-gitops 0.1.0\n")
     assert shutil.which("allora-gitops", path=env["PATH"]) == str(Path(bin_dir) / "allora-gitops")
     verify = subprocess.run(["allora-gitops", "verify", "."], env=env, capture_output=True, text=True, cwd=repo)
-    assert verify.returncode == 0 and verify.stderr.startswith("verify: 0 overlays, 0 Dockerfiles, "), verify.stderr
+    assert verify.returncode == 0 and verify.stderr.startswith("verify: 1 overlay, 0 Dockerfiles, "), verify.stderr  # a fresh repository: only the platform's own platform/
     assert verify.stderr.endswith(" checked; 0 findings\n"), verify.stderr
