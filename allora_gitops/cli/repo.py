@@ -85,7 +85,8 @@ def register(app: typer.Typer) -> None:
         dry_run: DryRunOpt = False,
     ) -> None:
         """Show the repository settings (.allora-gitops.yaml), or change one on a review branch (argocd/ and CI follow)."""
-        from allora_gitops.gitops.settings import change_setting, get_setting, read_settings
+        from allora_gitops.gitops.config import change_setting, read_settings
+        from allora_gitops.gitops.settings import get_setting
 
         if value is None:
             settings = read_settings(repo, base)

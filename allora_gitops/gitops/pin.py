@@ -250,7 +250,7 @@ def drop_digest_skip(text: str) -> str:
     A strategic-merge patch deletes a map key given as ``null``, so the rendered Deployment of a
     pinned overlay carries no skip and checkov checks the digest like any other rule.
     """
-    from allora_gitops.render.tree import IMAGE_DIGEST_CHECK, checkov_skip_annotation
+    from allora_gitops.render.context import IMAGE_DIGEST_CHECK, checkov_skip_annotation
 
     data = _load(text)
     metadata = data.setdefault("metadata", {})

@@ -269,9 +269,9 @@ def monitoring_context(spec, for_overrides: Optional[Mapping[str, str]] = None) 
 def render_rule_file(spec, for_overrides: Optional[Mapping[str, str]] = None) -> str:
     """The PrometheusRule's ``spec`` as a plain Prometheus rule file (``groups:``), for promtool and tests."""
     from allora_gitops.render.environment import render_template
-    from allora_gitops.render.tree import _context
+    from allora_gitops.render.context import template_context
 
-    ctx = _context(spec)
+    ctx = template_context(spec)
     ctx["monitoring"] = monitoring_context(spec, for_overrides)
     return rule_file_of(render_template("kustomize/overlay/prometheusrule.yaml.j2", **ctx))
 

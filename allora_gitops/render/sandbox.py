@@ -29,7 +29,8 @@ from typing import Any
 from allora_gitops import constants as C
 from allora_gitops.render.environment import render_template
 from allora_gitops.render.spec import DeploymentSpec
-from allora_gitops.render.tree import _context, render_base, render_overlay
+from allora_gitops.render.context import template_context
+from allora_gitops.render.tree import render_base, render_overlay
 
 SANDBOX_LABEL = f"{C.LABEL_PREFIX}/sandbox"
 
@@ -68,7 +69,7 @@ def sandbox_name(spec: DeploymentSpec) -> str:
 
 def render_sandbox(spec: DeploymentSpec, run: SandboxRun) -> dict[str, str]:
     """Every file of ``sandboxes/<name>-<sha12>/``: kustomization, ServiceAccount, NetworkPolicy, Job (+ PodMonitor)."""
-    ctx = _context(spec)
+    ctx = template_context(spec)
     base = render_base(spec, ctx)
     overlay = render_overlay(spec, ctx)
     base_dir, overlay_dir = C.deployment_base_dir(spec.name), C.deployment_overlay_dir(spec.name, spec.network)

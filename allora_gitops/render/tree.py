@@ -13,29 +13,9 @@ from typing import Mapping
 
 from allora_gitops import constants as C
 from allora_gitops.errors import Problem, RenderError
+from allora_gitops.render.context import template_context
 from allora_gitops.render.environment import render_template
 from allora_gitops.render.spec import DeploymentSpec
-
-# checkov rules the rendered Deployment cannot satisfy, each with the reason (also listed in the README).
-CHECKOV_SKIPS = (
-    ("CKV_K8S_40", "the runtime contract fixes UID 1000 (guide: Container Security); runAsNonRoot is enforced"),
-    ("CKV_K8S_43", "the image is built after rendering; its tag is derived from the bundle sha256 and never reused"),
-)
-# Only on an overlay whose model.yaml declares environment.secrets (the overlay's patch adds it beside the base's two).
-ENV_SECRETS_CHECKOV_SKIP = (
-    "CKV_K8S_35", "model.yaml environment.secrets are environment variables by contract; they reference a Secret, never hold a value",
-)
-IMAGE_DIGEST_CHECK = "CKV_K8S_43"  # dropped from an overlay once its image is pinned (gitops/pin.py)
-
-
-def checkov_skip_annotation(check: str) -> str:
-    """The annotation key the base Deployment carries the skip of ``check`` under (``checkov.io/skipN``)."""
-    return f"checkov.io/skip{[c for c, _ in CHECKOV_SKIPS].index(check) + 1}"
-
-
-HEALTHCHECK_COMMAND = ("python", C.BOOTSTRAP_IN_IMAGE, "--healthcheck")
-# Never egress to cluster-internal or link-local networks (cloud metadata endpoints live there).
-PRIVATE_CIDRS = ("10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16")
 
 ENV_EXTERNALSECRET = "externalsecret-env.yaml"  # environment.secrets through a secret store
 RESULTS_NETWORKPOLICY = "networkpolicy-results.yaml"  # egress to the platform API, with --results-url only
@@ -67,38 +47,16 @@ ALLOWED_KINDS = (
 )
 
 
-def _context(spec: DeploymentSpec) -> dict:
-    return {
-        "spec": spec,
-        "labels": {
-            C.LABEL_NAME: spec.name,
-            C.LABEL_COMPONENT: "model",
-            C.LABEL_PART_OF: C.PART_OF,
-            C.LABEL_MANAGED_BY: C.MANAGED_BY,
-        },
-        "C": C,
-        "checkov_skips": CHECKOV_SKIPS,
-        "env_secrets_skip": (f"checkov.io/skip{len(CHECKOV_SKIPS) + 1}", "=".join(ENV_SECRETS_CHECKOV_SKIP)),
-        "healthcheck": list(HEALTHCHECK_COMMAND),
-        "private_cidrs": PRIVATE_CIDRS,
-        "constraints": spec.manifest.environment.constraints,
-        "extra_index_urls": spec.manifest.environment.extra_index_urls,
-        "system_packages": spec.manifest.environment.system_packages,
-        "remote_artifacts": spec.manifest.remote_artifacts,
-        "version_label": spec.version.replace("+", "_"),
-    }
-
-
 def render_base(spec: DeploymentSpec, ctx: dict | None = None) -> dict[str, str]:
     """``deployments/<name>/base/``: depends on the bundle name only, so every network shares it."""
-    ctx = ctx or _context(spec)
+    ctx = ctx or template_context(spec)
     base = C.deployment_base_dir(spec.name)
     return {f"{base}/{f}": render_template(f"kustomize/base/{f}.j2", **ctx) for f in _BASE}
 
 
 def render_overlay(spec: DeploymentSpec, ctx: dict | None = None) -> dict[str, str]:
     """``deployments/<name>/overlays/<network>/``: image, settings, resources, wallet reference."""
-    ctx = ctx or _context(spec)
+    ctx = ctx or template_context(spec)
     overlay = C.deployment_overlay_dir(spec.name, spec.network)
     files = ["kustomization.yaml", "deployment-patch.yaml"] + (["externalsecret.yaml"] if spec.secret_store else [])
     if spec.secret_store and spec.secret_refs:
@@ -115,7 +73,7 @@ def render_overlay(spec: DeploymentSpec, ctx: dict | None = None) -> dict[str, s
 
 def render_build(spec: DeploymentSpec, ctx: dict | None = None) -> dict[str, str]:
     """``builds/<name>/<version>/``: the Dockerfile and the metadata a CI job builds the image from."""
-    ctx = ctx or _context(spec)
+    ctx = ctx or template_context(spec)
     build = C.build_dir(spec.name, spec.version)
     return {
         f"{build}/Dockerfile": render_template("dockerfile/Dockerfile.j2", **ctx),
@@ -125,7 +83,7 @@ def render_build(spec: DeploymentSpec, ctx: dict | None = None) -> dict[str, str
 
 def render_deployment(spec: DeploymentSpec) -> dict[str, str]:
     """Every file one deployment needs in the GitOps repository, sorted by path."""
-    ctx = _context(spec)
+    ctx = template_context(spec)
     tree = {**render_base(spec, ctx), **render_overlay(spec, ctx), **render_build(spec, ctx)}
     return dict(sorted(tree.items()))
 
