@@ -18,7 +18,10 @@ import tokenize
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-ROOT = Path(__file__).resolve().parents[1]
+import allora_gitops
+
+# The checkout whose code is imported (the pages describe the code the build imports; examples/ beside it).
+ROOT = Path(allora_gitops.__file__).resolve().parents[1]
 GENERATED = "<!-- Generated from the code by docsgen/reference.py at build time: edit the code, not this page. -->\n\n"
 
 
