@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         namespace: Optional[str] = typer.Option(None, "--namespace", help="Namespace every model runs in (default: allora-models)."),
         image_registry: Optional[str] = typer.Option(None, "--image-registry", help="Registry/prefix every image is pushed to (default: localhost:5000/allora)."),
         store: Optional[str] = typer.Option(None, "--store", help="Object store of the bundle archives, file://DIR or s3://bucket/prefix (default: each operator's own)."),
+        docs_url: Optional[str] = typer.Option(
+            None, "--docs-url", help="Where you host the allora-gitops documentation: the alerts' runbook_url point into it (see `repo config docs_url`).",
+        ),
         ci_install: Optional[str] = typer.Option(None, "--ci-install", help="The pip requirement the CI workflows install allora-gitops with (see `repo config ci.install`)."),
         monitoring: bool = typer.Option(
             True, "--monitoring/--no-monitoring",
@@ -51,6 +54,7 @@ def register(app: typer.Typer) -> None:
             "image_registry": image_registry,
             "object_store": store,
             "ci": {"install": ci_install} if ci_install else None,
+            "docs_url": docs_url,
             "monitoring": monitoring,
             "monitoring_namespace": monitoring_namespace,
         }

@@ -212,6 +212,11 @@ class RepositorySettings(_Section):
     remote_artifacts: RemoteArtifactSettings = RemoteArtifactSettings()
     gpu: GpuSettings = GpuSettings()
     ci: CiSettings = Field(default_factory=lambda: CiSettings(install=default_ci_install()))
+    docs_url: Optional[str] = Field(
+        None,
+        description="Where you host the allora-gitops documentation (mkdocs build of its docs/): every alert's runbook_url "
+        "is {docs_url}/how-to/runbooks/#runbook-<alert> (null: the alerts carry no runbook_url).",
+    )
     default_owner: Optional[str] = Field(
         None, pattern=r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$", max_length=63,
         description="The platform user a CLI publish records as the owner of a new name (null: the reserved platform owner).",
@@ -248,6 +253,20 @@ class RepositorySettings(_Section):
             raise ValueError("must not carry credentials (the file is committed)")
         return v
 
+    @field_validator("docs_url")
+    @classmethod
+    def _docs_url(cls, v: Optional[str]) -> Optional[str]:
+        from urllib.parse import urlsplit
+
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("https", "http") or not parts.hostname or any(ch in v for ch in " \t\r\n\"'"):
+            raise ValueError("not an http(s) URL of a documentation site")  # the value is not echoed: it may hold a password
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError("must be a plain base URL: no credentials, query or fragment (it is committed and sent with alerts)")
+        return v.rstrip("/")
+
     @field_validator("repo_url")
     @classmethod
     def _repo_url(cls, v: str) -> str:
@@ -276,6 +295,7 @@ class RepositorySettings(_Section):
             "gpu_tolerations": tuple(t.model_dump(exclude_none=True) for t in self.gpu.tolerations),
             "artifact_max_bytes": self.remote_artifacts.max_bytes,
             "artifact_allow_private": self.remote_artifacts.allow_private_addresses,
+            "docs_url": self.docs_url,
         }
 
     def to_yaml(self) -> str:
