@@ -63,13 +63,15 @@ def register(app: typer.Typer) -> None:
         kind = "bare repository" if result.bare else "repository"
         typer.echo(f"created {kind} {result.path} ({len(result.files)} files, commit {result.commit[:12]} on {result.branch})")
         typer.echo(f"Argo CD will clone {display_url(settings.repo_url)}")
-        typer.echo(f"CI installs {settings.ci.install} (change it with `allora-gitops repo config ci.install VALUE`)")
-        if ci_install is None and "==" in settings.ci.install:
+        if settings.ci.install:
+            typer.echo(f"CI installs {settings.ci.install} (change it with `allora-gitops repo config ci.install VALUE`)")
+        else:
             from allora_gitops.cli.app import eprint
 
             eprint(
-                f"warning: this allora-gitops was not installed from a VCS commit or a wheel URL, so CI installs the "
-                f"release pin {settings.ci.install}: make sure the index CI uses has it, or pass --ci-install"
+                "warning: CI cannot install allora-gitops yet: it is on no package index, and this one was not installed "
+                "from a VCS commit or a wheel URL; until ci.install is set the workflows stop at their install step. "
+                "Set it: allora-gitops repo config ci.install 'allora-gitops[platform] @ URL-OF-A-WHEEL-OR-git+URL@COMMIT'"
             )
         typer.echo("next:")
         if result.bare:

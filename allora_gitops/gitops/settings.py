@@ -64,12 +64,20 @@ class DnsEgress(_Section):
 class CiSettings(_Section):
     """How the repository's own CI workflows install allora-gitops (a pip requirement)."""
 
-    install: str = Field(description="A pip requirement: `allora-gitops==X`, `allora-gitops @ https://…/x.whl`, or `allora-gitops @ git+https://…@COMMIT`.")
+    install: Optional[str] = Field(
+        None,
+        description="A pip requirement: `allora-gitops[platform] @ https://…/x.whl`, `allora-gitops[platform] @ "
+        "git+https://…@COMMIT`, or `allora-gitops[platform]==X` once a release is on the index CI uses "
+        "(null: not known yet; the workflows stop at their install step and say to set it).",
+    )
 
     @field_validator("install")
     @classmethod
-    def _requirement(cls, v: str) -> str:
+    def _requirement(cls, v: Optional[str]) -> Optional[str]:
         from packaging.requirements import InvalidRequirement, Requirement
+
+        if v is None:
+            return v
 
         try:
             req = Requirement(v)
@@ -306,12 +314,12 @@ class RepositorySettings(_Section):
         return HEADER + body
 
 
-def default_ci_install() -> str:
+def default_ci_install() -> Optional[str]:
     """Where this very allora-gitops came from, as a pip requirement CI can install (PEP 610 ``direct_url.json``).
 
-    A VCS install with its commit, or a wheel/sdist URL that is not a local file, is reused as it is;
-    otherwise the release pin ``allora-gitops[platform]==VERSION`` (works once that release is on the index CI uses;
-    ``repo config ci.install`` sets another source).
+    A VCS install with its commit, or a wheel/sdist URL that is not a local file, is reused as it is. Otherwise
+    None: no release of allora-gitops is on a package index, so a pin ``==VERSION`` would name a distribution
+    that exists nowhere; the workflows then stop at their install step saying to set ``ci.install``.
     """
     import json
     from importlib import metadata
@@ -328,7 +336,7 @@ def default_ci_install() -> str:
             return f"allora-gitops[platform] @ {vcs.get('vcs', 'git')}+{url}@{vcs['commit_id']}"
         if "archive_info" in info:
             return f"allora-gitops[platform] @ {url}"
-    return f"allora-gitops[platform]=={__version__}"
+    return None
 
 
 def parse_repository_settings(text: str | bytes, file: str = C.REPO_MARKER_FILE) -> RepositorySettings:
