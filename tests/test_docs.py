@@ -10,8 +10,12 @@ the clone's root again rather than where the block before it ended (``<!-- runna
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -217,6 +221,12 @@ def runnable_pages() -> list[tuple[Path, str, bool]]:
     return found
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _params():
     for page, script, slow in runnable_pages():
         marks = [pytest.mark.slow] if slow else []
@@ -249,8 +259,14 @@ def test_the_runnable_examples_of_a_page_run(page, script, tmp_path):
     })  # fmt: skip
     for variable in ("ALLORA_DATABASE_URL", "ALLORA_STORE_URL", "ALLORA_PLATFORM_URL", "ALLORA_PLATFORM_TOKEN"):
         env.pop(variable, None)
-    proc = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script], cwd=work, capture_output=True, text=True, env=env, timeout=600,
-        stdin=subprocess.DEVNULL,
+    env["PORT"] = str(free_port())  # a page that starts a server: never the documented 8000 of a busy machine
+    proc = subprocess.Popen(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, stdin=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    assert proc.returncode == 0, f"{page}:\n{script}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+    try:
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:  # whatever a failed page left running in the background (a server) ends with the test
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.returncode == 0, f"{page}:\n{script}\n--- stdout\n{stdout[-3000:]}\n--- stderr\n{stderr[-3000:]}"
