@@ -376,26 +376,20 @@ def _model_rows(model, prefix: str = ""):
         dotted = f"{prefix}{name}"
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
-            doc = (ann.__doc__ or "").strip().splitlines()[0] if ann.__doc__ else ""
+            doc = re.sub(r"^``[\w.]+:`` — ", "", (ann.__doc__ or "").strip().split("\n\n")[0])
             yield [_code(dotted), "section", "", _cell(doc)]
             yield from _model_rows(ann, dotted + ".")
             continue
         if field.is_required():
             default = "required"
-        elif field.default_factory is not None:
-            default = "computed"
         else:
-            value = field.default
-            if isinstance(value, tuple):
+            value = field.default_factory() if field.default_factory is not None else field.default
+            if isinstance(value, (tuple, list)):
                 value = [v.model_dump(exclude_none=True) if isinstance(v, BaseModel) else v for v in value]
+            elif isinstance(value, BaseModel):
+                value = value.model_dump(exclude_none=True)
             default = _code(json.dumps(value))
-        yield [_code(dotted), default, _cell(_type_name(ann)), _cell(field.description or "")]
-
-
-def _type_name(ann) -> str:
-    text = getattr(ann, "__name__", None) if getattr(ann, "__module__", "") == "builtins" else None
-    text = text or str(ann).replace("typing.", "")
-    return re.sub(r"allora_gitops\.[\w.]+\.", "", text)
+        yield [_code(dotted), default, _cell(_kind(ann).replace(", repeatable", " (list)").replace("flag", "boolean")), _cell(field.description or "")]
 
 
 def environment_variables(path: Path) -> list[tuple[str, str]]:
@@ -414,20 +408,28 @@ def environment_variables(path: Path) -> list[tuple[str, str]]:
             if not re.fullmatch(r"(ALLORA|FORWARDED)_[A-Z0-9_]+", value):
                 continue
             comment = comments.get(node.lineno, "")
+            if set(comment) & {"-"} and re.fullmatch(r"-+ .* -+", comment):
+                comment = ""  # a section header, not about this variable
             above = node.lineno - 1
             block = []
             while not comment and above >= 1 and lines[above - 1].lstrip().startswith("#"):
-                block.insert(0, comments.get(above, ""))
+                if not re.fullmatch(r"-+ .* -+", comments.get(above, "")):
+                    block.insert(0, comments.get(above, ""))
                 above -= 1
             found.append((value, comment or " ".join(block)))
     return found
 
 
+# (title, module, the pages whose prose explains its variables: every one is named there, tests/test_docs.py checks)
 ENVIRONMENT_SOURCES = (
-    ("The command line and the platform server", "allora_gitops/constants.py"),
-    ("The platform server (`allora-gitops serve`)", "allora_gitops/api/settings.py"),
-    ("The runtime in every model pod (`bootstrap.pyz`)", "allora_runtime/contract.py"),
+    ("The command line and the platform server", "allora_gitops/constants.py", ()),
+    ("The platform server (`allora-gitops serve`)", "allora_gitops/api/settings.py", ("platform-api.md", "results.md", "runtime.md#log-shipping-your-models-log-on-the-platform")),
+    ("The runtime in every model pod (`bootstrap.pyz`)", "allora_runtime/contract.py", ("runtime.md#configuration",)),
 )
+
+
+def _link(page: str) -> str:
+    return f"[{page.split('#')[0].removesuffix('.md')}]({page})"
 
 
 def render_settings() -> str:
@@ -443,12 +445,14 @@ def render_settings() -> str:
     out.append(_table(["key", "default", "type", "description"], _model_rows(RepositorySettings)))
     out.append("\n## Environment variables\n\nEvery variable the code names, with the comment beside its definition.\n")
     seen: set[str] = set()
-    for title, rel in ENVIRONMENT_SOURCES:
+    for title, rel, prose in ENVIRONMENT_SOURCES:
         rows = [(n, c) for n, c in environment_variables(ROOT / rel) if n not in seen]
         seen.update(n for n, _ in rows)
         if rows:
-            out.append(f"\n### {title}\n\nFrom `{rel}`.\n\n")
-            out.append(_table(["variable", "what it sets"], ([_code(n), _cell(c)] for n, c in rows)))
+            where = f" What each one does, its default and its bounds: {', '.join(_link(p) for p in prose)}." if prose else ""
+            out.append(f"\n### {title}\n\nFrom `{rel}`.{where}\n\n")
+            see = "see " + " or ".join(_link(p) for p in prose) if prose else ""
+            out.append(_table(["variable", "what it sets"], ([_code(n), _cell(c) or see] for n, c in rows)))
     return "".join(out)
 
 

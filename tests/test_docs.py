@@ -175,11 +175,23 @@ def test_the_settings_reference_has_every_repository_setting_and_the_environment
         assert f"| `{variable}` |" in page, variable
 
 
+def test_every_environment_variable_is_explained_on_the_page_the_reference_points_to():
+    """The generated table lists every variable; the prose that explains them is hand-written, so it must not lose one."""
+    from docsgen.reference import ENVIRONMENT_SOURCES, ROOT, environment_variables
+
+    for _, module, prose in ENVIRONMENT_SOURCES:
+        if prose:
+            text = "".join((DOCS / "reference" / page.split("#")[0]).read_text() for page in prose)
+            missing = [name for name, _ in environment_variables(ROOT / module) if name not in text]
+            assert missing == [], (prose, missing)
+
+
 def test_environment_variables_take_the_comment_beside_or_above_their_definition(tmp_path):
     from docsgen.reference import environment_variables
 
     module = tmp_path / "m.py"
     module.write_text(
+        "# --- a section header -----------\n"
         'A_ENV = "ALLORA_A"  # what A sets\n'
         "# what B sets,\n# on two lines\n"
         'B_ENV = "ALLORA_B"\n'

@@ -200,13 +200,13 @@ class GpuSettings(_Section):
 class RepositorySettings(_Section):
     """``.allora-gitops.yaml``, layout version 1."""
 
-    kind: Literal["AlloraGitopsRepository"] = C.REPO_MARKER_KIND
-    layout_version: Literal[1] = C.REPO_LAYOUT_VERSION
-    created_by: str = f"allora-gitops {__version__}"
+    kind: Literal["AlloraGitopsRepository"] = Field(C.REPO_MARKER_KIND, description="Marks the repository as one allora-gitops writes to (fixed).")
+    layout_version: Literal[1] = Field(C.REPO_LAYOUT_VERSION, description="The layout of deployments/, builds/ and argocd/ (fixed).")
+    created_by: str = Field(f"allora-gitops {__version__}", description="The allora-gitops that ran `repo init` (fixed).")
     repo_url: str = Field(description="The URL Argo CD clones this repository from.")
-    default_branch: str = C.DEFAULT_BRANCH
-    namespace: str = C.NAMESPACE
-    networks: tuple[str, ...] = C.NETWORKS
+    default_branch: str = Field(C.DEFAULT_BRANCH, description="The branch Argo CD deploys from; review branches merge into it.")
+    namespace: str = Field(C.NAMESPACE, description="The Kubernetes namespace every model runs in.")
+    networks: tuple[str, ...] = Field(C.NETWORKS, description="The networks deployments may target (testnet, mainnet).")
     image_registry: str = Field(C.DEFAULT_IMAGE_REGISTRY, description="Registry/prefix every model image is pushed to.")
     object_store: Optional[str] = Field(None, description="file://DIR or s3://bucket/prefix for bundle archives (null: each operator's default).")
     monitoring: bool = Field(True, description="Default of --monitoring/--no-monitoring: a PodMonitor and a PrometheusRule per deployment.")
