@@ -282,3 +282,5 @@ def test_the_runnable_examples_of_a_page_run(page, script, tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
     assert proc.returncode == 0, f"{page}:\n{script}\n--- stdout\n{stdout[-3000:]}\n--- stderr\n{stderr[-3000:]}"
+    if page.name == "platform.md":  # the tutorial's promise: the example and the user's own push, both on the platform
+        assert '"name":"demo-model"\n"name":"linear-forecaster"\n' in stdout, stdout[-3000:]
