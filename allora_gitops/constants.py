@@ -98,11 +98,11 @@ VENV_IN_IMAGE = "/opt/venv"
 INIT_IN_IMAGE = f"{VENV_IN_IMAGE}/bin/dumb-init"
 
 # --- state on the operator's machine -------------------------------------------
-STATE_HOME_ENV = "ALLORA_GITOPS_HOME"
+STATE_HOME_ENV = "ALLORA_GITOPS_HOME"  # everything kept locally (embedded PostgreSQL, file store, caches); else $XDG_DATA_HOME/allora-gitops
 INSTALLER_ENV = "ALLORA_GITOPS_INSTALLER"  # "pip" builds `run` environments with pip even where uv is installed
 UV_VERSION = "0.13.10"  # the uv the image's build stage installs its environment with (`uv` on PyPI)
-DATABASE_URL_ENV = "ALLORA_DATABASE_URL"
-STORE_URL_ENV = "ALLORA_STORE_URL"
+DATABASE_URL_ENV = "ALLORA_DATABASE_URL"  # the records' PostgreSQL (postgresql://…); unset: the embedded server under the state directory
+STORE_URL_ENV = "ALLORA_STORE_URL"  # the bundle archives' object store, file://DIR or s3://bucket/prefix; unset: a directory under the state directory
 # how long `results prune` keeps submission results when --older-than is not given (e.g. 30d, 12h)
 RESULTS_RETENTION_ENV = "ALLORA_RESULTS_RETENTION"
 DEFAULT_RESULTS_RETENTION = "30d"

@@ -33,16 +33,37 @@ def test_both_workflows_install_from_ci_install(cli, tmp_path, gitops_home):
         assert f'"$RUNNER_TEMP/venv/bin/pip" install --disable-pip-version-check --quiet "{req}"' in script
 
 
-def test_ci_install_default_is_where_this_tool_came_from_or_the_release_pin_with_a_warning(cli, tmp_path, gitops_home):
-    from allora_gitops import __version__
+def test_ci_install_default_is_where_this_tool_came_from_or_nothing_with_a_warning(cli, tmp_path, gitops_home):
+    """No release is on any index: the default never pins one (``==0.1.0`` would install nothing anywhere)."""
     from allora_gitops.gitops.settings import default_ci_install
 
     default = default_ci_install()
-    assert default == f"allora-gitops[platform]=={__version__}" or default.startswith("allora-gitops[platform] @ ")
-    r = cli("gitops", "repo", "init", tmp_path / "r.git", "--bare")
-    assert r.code == 0 and f"CI installs {default} (change it with" in r.out
-    pinned = f"warning: this allora-gitops was not installed from a VCS commit or a wheel URL, so CI installs the release pin {default}"
-    assert (pinned in r.err) == ("==" in default)  # an editable checkout install: the pin, and a warning saying so
+    assert default is None or default.startswith("allora-gitops[platform] @ ")
+    repo = tmp_path / "r.git"
+    r = cli("gitops", "repo", "init", repo, "--bare")
+    assert r.code == 0
+    warning = "warning: CI cannot install allora-gitops yet: it is on no package index"
+    assert (f"CI installs {default} (change it with" in r.out) == (default is not None)
+    assert (warning in r.err) == (default is None)  # an editable checkout install (this one): unset, and said so
+    assert "==" not in remote_file(repo, "main", C.REPO_MARKER_FILE)
+
+
+def test_with_ci_install_unset_every_workflow_stops_at_its_install_step_saying_how_to_set_it(cli, tmp_path, gitops_home):
+    repo = tmp_path / "r.git"
+    assert cli("gitops", "repo", "init", repo, "--bare", "--ci-install", "allora-gitops[platform] @ https://files.example.com/a.whl").code == 0
+    r = cli("gitops", "repo", "config", "--repo", repo, "ci.install", "null", "--branch", "main")
+    assert r.code == 0, r.err
+    assert yaml.safe_load(remote_file(repo, "main", C.REPO_MARKER_FILE))["ci"] == {"install": None}
+    for workflow in (C.CI_WORKFLOW_FILE, C.CI_IMAGES_WORKFLOW_FILE, C.CI_SANDBOXES_WORKFLOW_FILE):
+        script = install_step(remote_file(repo, "main", workflow))
+        assert "pip" not in script.replace("python3 -m venv", "")
+        runner = tmp_path / "runner"
+        runner.mkdir(exist_ok=True)
+        env = {"PATH": os.environ["PATH"], "RUNNER_TEMP": str(runner), "GITHUB_PATH": str(tmp_path / "github_path")}
+        proc = subprocess.run(["bash", "-e", "-c", script.replace("sudo ", "")], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, (workflow, proc.stdout, proc.stderr)
+        assert proc.stdout.startswith("::error file=.allora-gitops.yaml::ci.install is not set, so CI cannot install allora-gitops."), proc.stdout
+        assert "allora-gitops repo config ci.install 'allora-gitops[platform] @ https://" in proc.stdout
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import yaml
 from allora_gitops.render.monitoring import alerts, render_rule_file
 
 NS = "allora-models"
+DOCS_URL = "https://docs.example.com/allora-gitops"  # the repository's docs_url: where the runbook_url annotations point
 DEP = "linear-forecaster-testnet"
 POD = f"{DEP}-5d9c7b6f4-x7k2p"
 RT = f'namespace="{NS}",allora_deployment="{DEP}",pod="{POD}",container="model",job="{NS}/linear-forecaster"'
@@ -182,7 +183,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def testnet_spec(make_spec):
-    return make_spec("testnet", secret_store="allora-vault")
+    return make_spec("testnet", secret_store="allora-vault", docs_url=DOCS_URL)
 
 
 @pytest.fixture(scope="module")
@@ -197,9 +198,9 @@ def test_every_rendered_alert_has_a_case_and_a_runbook(testnet_spec):
 
     names = [a.name for a in alerts(testnet_spec)]
     assert sorted(names) == sorted(CASES)
-    readme = (REPO_ROOT / "README.md").read_text()
+    runbooks = (REPO_ROOT / "docs" / "how-to" / "runbooks.md").read_text()
     for name in names:
-        assert f'<a id="runbook-{name.lower()}"></a>' in readme, name
+        assert f'<a id="runbook-{name.lower()}"></a>' in runbooks, name
 
 
 def test_the_crash_loop_case_never_waits_ten_minutes_on_end():
@@ -329,3 +330,50 @@ def test_a_short_for_copy_comes_from_the_same_template(testnet_spec):
     short = yaml.safe_load(render_rule_file(testnet_spec, {"AlloraConsecutiveFailures": "5s"}))["groups"][0]["rules"]
     assert [r["for"] for r in short if r["alert"] == "AlloraConsecutiveFailures"] == ["5s"]
     assert [dict(r, **{"for": "x"}) for r in normal] == [dict(r, **{"for": "x"}) for r in short]
+
+
+def test_runbook_urls_point_at_the_runbook_anchors_under_the_repositorys_docs_url(make_spec):
+    """The base is a repository setting (docs_url); each alert links to its anchor on the docs' runbooks page."""
+    import yaml
+
+    from allora_gitops.gitops.settings import RepositorySettings
+    from allora_gitops.render import DeploymentSettings
+    from tests.conftest import REPO_ROOT
+
+    settings = RepositorySettings(repo_url="https://git.example.com/platform/deployments.git", docs_url="https://docs.example.com/allora/")
+    defaults = DeploymentSettings(network="testnet").over(settings.deployment_defaults())
+    spec = make_spec("testnet", secret_store="allora-vault", docs_url=defaults.docs_url)
+    rules = yaml.safe_load(render_rule_file(spec))["groups"][0]["rules"]
+    runbooks = (REPO_ROOT / "docs" / "how-to" / "runbooks.md").read_text()
+    assert len(rules) == len(CASES)
+    for rule in rules:
+        url = rule["annotations"]["runbook_url"]
+        assert url == f"https://docs.example.com/allora/how-to/runbooks/#runbook-{rule['alert'].lower()}"
+        assert f'<a id="{url.split("#")[1]}"></a>' in runbooks, url
+
+
+def test_without_a_docs_url_the_alerts_carry_no_runbook_url(make_spec):
+    """Nothing is guessed: no documentation site named, no link (the old default pointed at a made-up GitHub URL)."""
+    import yaml
+
+    rules = yaml.safe_load(render_rule_file(make_spec("testnet", secret_store="allora-vault")))["groups"][0]["rules"]
+    assert rules and all(set(rule["annotations"]) == {"summary", "description"} for rule in rules)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("docs.example.com", "not an http(s) URL of a documentation site"),
+    ("ftp://docs.example.com/x", "not an http(s) URL of a documentation site"),
+    ("https://user:secret@docs.example.com/x", "must be a plain base URL: no credentials"),
+    ("htps://user:secret@docs.example.com/x", "not an http(s) URL of a documentation site"),
+    ("https://docs.example.com/x?token=abc", "must be a plain base URL: no credentials"),
+])  # fmt: skip
+def test_a_docs_url_that_is_no_plain_http_url_is_refused_naming_the_key(value, message):
+    from allora_gitops.errors import UsageError
+    from allora_gitops.gitops.settings import RepositorySettings, set_setting
+
+    settings = RepositorySettings(repo_url="https://git.example.com/platform/deployments.git")
+    with pytest.raises(UsageError) as caught:
+        set_setting(settings, "docs_url", value)
+    assert str(caught.value).startswith("docs_url: ") and message in str(caught.value)
+    assert "secret" not in str(caught.value) and "abc" not in str(caught.value)
+    assert set_setting(settings, "docs_url", "https://docs.example.com/x/").docs_url == "https://docs.example.com/x"

@@ -43,7 +43,10 @@ def settings_of(repo: Path, ref: str = "main") -> dict:
 
 
 def test_repo_init_writes_every_repository_setting(cli, tmp_path, gitops_home):
-    repo = init(cli, tmp_path / "d.git", "--namespace", "team-a", "--image-registry", "ghcr.io/org", "--store", "s3://bucket/bundles")
+    repo = init(
+        cli, tmp_path / "d.git", "--namespace", "team-a", "--image-registry", "ghcr.io/org", "--store", "s3://bucket/bundles",
+        "--docs-url", "https://docs.example.com/allora-gitops/",
+    )  # fmt: skip
     assert settings_of(repo) == {
         "kind": "AlloraGitopsRepository",
         "layout_version": 1,
@@ -57,6 +60,7 @@ def test_repo_init_writes_every_repository_setting(cli, tmp_path, gitops_home):
         "monitoring": True,
         "monitoring_namespace": "monitoring",
         "low_balance_threshold_uallo": None,
+        "docs_url": "https://docs.example.com/allora-gitops",
         "default_owner": None,
         "dns": {"cluster_dns_namespace": "kube-system", "node_local_address": "169.254.20.10"},
         "images": {"require_digest": ["mainnet"]},

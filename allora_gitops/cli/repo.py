@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         namespace: Optional[str] = typer.Option(None, "--namespace", help="Namespace every model runs in (default: allora-models)."),
         image_registry: Optional[str] = typer.Option(None, "--image-registry", help="Registry/prefix every image is pushed to (default: localhost:5000/allora)."),
         store: Optional[str] = typer.Option(None, "--store", help="Object store of the bundle archives, file://DIR or s3://bucket/prefix (default: each operator's own)."),
+        docs_url: Optional[str] = typer.Option(
+            None, "--docs-url", help="Where you host the allora-gitops documentation: the alerts' runbook_url point into it (see `repo config docs_url`).",
+        ),
         ci_install: Optional[str] = typer.Option(None, "--ci-install", help="The pip requirement the CI workflows install allora-gitops with (see `repo config ci.install`)."),
         monitoring: bool = typer.Option(
             True, "--monitoring/--no-monitoring",
@@ -51,6 +54,7 @@ def register(app: typer.Typer) -> None:
             "image_registry": image_registry,
             "object_store": store,
             "ci": {"install": ci_install} if ci_install else None,
+            "docs_url": docs_url,
             "monitoring": monitoring,
             "monitoring_namespace": monitoring_namespace,
         }
@@ -59,13 +63,15 @@ def register(app: typer.Typer) -> None:
         kind = "bare repository" if result.bare else "repository"
         typer.echo(f"created {kind} {result.path} ({len(result.files)} files, commit {result.commit[:12]} on {result.branch})")
         typer.echo(f"Argo CD will clone {display_url(settings.repo_url)}")
-        typer.echo(f"CI installs {settings.ci.install} (change it with `allora-gitops repo config ci.install VALUE`)")
-        if ci_install is None and "==" in settings.ci.install:
+        if settings.ci.install:
+            typer.echo(f"CI installs {settings.ci.install} (change it with `allora-gitops repo config ci.install VALUE`)")
+        else:
             from allora_gitops.cli.app import eprint
 
             eprint(
-                f"warning: this allora-gitops was not installed from a VCS commit or a wheel URL, so CI installs the "
-                f"release pin {settings.ci.install}: make sure the index CI uses has it, or pass --ci-install"
+                "warning: CI cannot install allora-gitops yet: it is on no package index, and this one was not installed "
+                "from a VCS commit or a wheel URL; until ci.install is set the workflows stop at their install step. "
+                "Set it: allora-gitops repo config ci.install 'allora-gitops[platform] @ URL-OF-A-WHEEL-OR-git+URL@COMMIT'"
             )
         typer.echo("next:")
         if result.bare:

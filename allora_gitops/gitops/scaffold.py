@@ -40,7 +40,7 @@ def render_repo(settings: RepositorySettings, repo_name: str = "allora-deploymen
         "default_branch": settings.default_branch,
         "networks": ",".join(settings.networks),
         "namespace": settings.namespace,
-        "ci_install": settings.ci.install,
+        "ci_install": settings.ci.install or "",  # "": the workflows' install step stops and says to set ci.install
         "monitoring_namespace": settings.monitoring_namespace,
         "tool_version": __version__,  # the platform's own image tag (platform/)
     }

@@ -64,12 +64,20 @@ class DnsEgress(_Section):
 class CiSettings(_Section):
     """How the repository's own CI workflows install allora-gitops (a pip requirement)."""
 
-    install: str = Field(description="A pip requirement: `allora-gitops==X`, `allora-gitops @ https://…/x.whl`, or `allora-gitops @ git+https://…@COMMIT`.")
+    install: Optional[str] = Field(
+        None,
+        description="A pip requirement: `allora-gitops[platform] @ https://…/x.whl`, `allora-gitops[platform] @ "
+        "git+https://…@COMMIT`, or `allora-gitops[platform]==X` once a release is on the index CI uses "
+        "(null: not known yet; the workflows stop at their install step and say to set it).",
+    )
 
     @field_validator("install")
     @classmethod
-    def _requirement(cls, v: str) -> str:
+    def _requirement(cls, v: Optional[str]) -> Optional[str]:
         from packaging.requirements import InvalidRequirement, Requirement
+
+        if v is None:
+            return v
 
         try:
             req = Requirement(v)
@@ -192,13 +200,13 @@ class GpuSettings(_Section):
 class RepositorySettings(_Section):
     """``.allora-gitops.yaml``, layout version 1."""
 
-    kind: Literal["AlloraGitopsRepository"] = C.REPO_MARKER_KIND
-    layout_version: Literal[1] = C.REPO_LAYOUT_VERSION
-    created_by: str = f"allora-gitops {__version__}"
+    kind: Literal["AlloraGitopsRepository"] = Field(C.REPO_MARKER_KIND, description="Marks the repository as one allora-gitops writes to (fixed).")
+    layout_version: Literal[1] = Field(C.REPO_LAYOUT_VERSION, description="The layout of deployments/, builds/ and argocd/ (fixed).")
+    created_by: str = Field(f"allora-gitops {__version__}", description="The allora-gitops that ran `repo init` (fixed).")
     repo_url: str = Field(description="The URL Argo CD clones this repository from.")
-    default_branch: str = C.DEFAULT_BRANCH
-    namespace: str = C.NAMESPACE
-    networks: tuple[str, ...] = C.NETWORKS
+    default_branch: str = Field(C.DEFAULT_BRANCH, description="The branch Argo CD deploys from; review branches merge into it.")
+    namespace: str = Field(C.NAMESPACE, description="The Kubernetes namespace every model runs in.")
+    networks: tuple[str, ...] = Field(C.NETWORKS, description="The networks deployments may target (testnet, mainnet).")
     image_registry: str = Field(C.DEFAULT_IMAGE_REGISTRY, description="Registry/prefix every model image is pushed to.")
     object_store: Optional[str] = Field(None, description="file://DIR or s3://bucket/prefix for bundle archives (null: each operator's default).")
     monitoring: bool = Field(True, description="Default of --monitoring/--no-monitoring: a PodMonitor and a PrometheusRule per deployment.")
@@ -212,6 +220,11 @@ class RepositorySettings(_Section):
     remote_artifacts: RemoteArtifactSettings = RemoteArtifactSettings()
     gpu: GpuSettings = GpuSettings()
     ci: CiSettings = Field(default_factory=lambda: CiSettings(install=default_ci_install()))
+    docs_url: Optional[str] = Field(
+        None,
+        description="Where you host the allora-gitops documentation (mkdocs build of its docs/): every alert's runbook_url "
+        "is {docs_url}/how-to/runbooks/#runbook-<alert> (null: the alerts carry no runbook_url).",
+    )
     default_owner: Optional[str] = Field(
         None, pattern=r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$", max_length=63,
         description="The platform user a CLI publish records as the owner of a new name (null: the reserved platform owner).",
@@ -248,6 +261,20 @@ class RepositorySettings(_Section):
             raise ValueError("must not carry credentials (the file is committed)")
         return v
 
+    @field_validator("docs_url")
+    @classmethod
+    def _docs_url(cls, v: Optional[str]) -> Optional[str]:
+        from urllib.parse import urlsplit
+
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("https", "http") or not parts.hostname or any(ch in v for ch in " \t\r\n\"'"):
+            raise ValueError("not an http(s) URL of a documentation site")  # the value is not echoed: it may hold a password
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError("must be a plain base URL: no credentials, query or fragment (it is committed and sent with alerts)")
+        return v.rstrip("/")
+
     @field_validator("repo_url")
     @classmethod
     def _repo_url(cls, v: str) -> str:
@@ -276,6 +303,7 @@ class RepositorySettings(_Section):
             "gpu_tolerations": tuple(t.model_dump(exclude_none=True) for t in self.gpu.tolerations),
             "artifact_max_bytes": self.remote_artifacts.max_bytes,
             "artifact_allow_private": self.remote_artifacts.allow_private_addresses,
+            "docs_url": self.docs_url,
         }
 
     def to_yaml(self) -> str:
@@ -286,12 +314,12 @@ class RepositorySettings(_Section):
         return HEADER + body
 
 
-def default_ci_install() -> str:
+def default_ci_install() -> Optional[str]:
     """Where this very allora-gitops came from, as a pip requirement CI can install (PEP 610 ``direct_url.json``).
 
-    A VCS install with its commit, or a wheel/sdist URL that is not a local file, is reused as it is;
-    otherwise the release pin ``allora-gitops[platform]==VERSION`` (works once that release is on the index CI uses;
-    ``repo config ci.install`` sets another source).
+    A VCS install with its commit, or a wheel/sdist URL that is not a local file, is reused as it is. Otherwise
+    None: no release of allora-gitops is on a package index, so a pin ``==VERSION`` would name a distribution
+    that exists nowhere; the workflows then stop at their install step saying to set ``ci.install``.
     """
     import json
     from importlib import metadata
@@ -308,7 +336,7 @@ def default_ci_install() -> str:
             return f"allora-gitops[platform] @ {vcs.get('vcs', 'git')}+{url}@{vcs['commit_id']}"
         if "archive_info" in info:
             return f"allora-gitops[platform] @ {url}"
-    return f"allora-gitops[platform]=={__version__}"
+    return None
 
 
 def parse_repository_settings(text: str | bytes, file: str = C.REPO_MARKER_FILE) -> RepositorySettings:

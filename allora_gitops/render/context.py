@@ -9,7 +9,7 @@ from __future__ import annotations
 from allora_gitops import constants as C
 from allora_gitops.render.spec import DeploymentSpec
 
-# checkov rules the rendered Deployment cannot satisfy, each with the reason (also listed in the README).
+# checkov rules the rendered Deployment cannot satisfy, each with the reason (also listed in docs/reference/rendering.md).
 CHECKOV_SKIPS = (
     ("CKV_K8S_40", "the runtime contract fixes UID 1000 (guide: Container Security); runAsNonRoot is enforced"),
     ("CKV_K8S_43", "the image is built after rendering; its tag is derived from the bundle sha256 and never reused"),

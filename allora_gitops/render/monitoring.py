@@ -1,15 +1,15 @@
 """The monitoring objects of one deployment: a PodMonitor and a PrometheusRule (prometheus-operator).
 
 The alerts are a table here (name, PromQL, ``for``, severity, summary) so that the
-rendered ``prometheusrule.yaml``, the rule unit tests and the README runbooks
-all read the same definitions. Thresholds come from the guide's "Monitoring &
+rendered ``prometheusrule.yaml``, the rule unit tests and the documentation (the generated metrics and alerts
+reference, the runbooks page its ``runbook_url`` annotations point at) all read the same definitions. Thresholds come from the guide's "Monitoring &
 Observability" section (more than 3 consecutive submission errors, resource
 usage above 80 % of limits, crashes and restarts) and from the deployment
 (polling interval, heartbeat age, low-balance threshold).
 
 Series the expressions rely on:
 
-* the runtime's own metrics (``allora_*``, see the README), scraped through the
+* the runtime's own metrics (``allora_*``, see the docs' metrics and alerts reference), scraped through the
   PodMonitor, which copies the pod labels into ``allora_model``,
   ``allora_network`` and ``allora_deployment``;
 * Prometheus's own ``up`` of that scrape target (0 when the scrape fails);
@@ -33,7 +33,9 @@ from allora_gitops import constants as C
 
 # The rendered container's name (templates/kustomize/base/deployment.yaml.j2).
 CONTAINER = "model"
-RUNBOOK_URL = "https://github.com/allora-network/allora-gitops/blob/main/README.md#runbook-{anchor}"
+# An alert's runbook in the documentation site (mkdocs, directory URLs: docs/how-to/runbooks.md), under the
+# repository's docs_url; the anchors are the <a id="runbook-…"> of that page.
+RUNBOOK_PATH = "how-to/runbooks/#runbook-{anchor}"
 # Pod label → the target label every alert and dashboard panel selects on.
 TARGET_LABELS = (
     ("allora_model", "__meta_kubernetes_pod_label_app_kubernetes_io_name"),
@@ -57,7 +59,7 @@ MONITORING_FILES = ["podmonitor.yaml", "prometheusrule.yaml"]  # in the overlay,
 
 @dataclass(frozen=True)
 class Alert:
-    """One alerting rule; ``for_`` is a Prometheus duration (``5m``)."""
+    """One alerting rule; ``for_`` is a Prometheus duration (``5m``); ``runbook_url`` None: no annotation."""
 
     name: str
     expr: str
@@ -66,10 +68,15 @@ class Alert:
     summary: str
     description: str
     labels: Mapping[str, str]
+    runbook_url: Optional[str] = None
 
-    @property
-    def runbook_url(self) -> str:
-        return RUNBOOK_URL.format(anchor=self.name.lower())
+
+def runbook_url(docs_url: Optional[str], alert: str) -> Optional[str]:
+    """The runbook of ``alert`` in the documentation hosted at ``docs_url`` (the repository's ``docs_url``
+    setting); None when the repository names no documentation site (nothing is guessed)."""
+    if not docs_url:
+        return None
+    return f"{docs_url.rstrip('/')}/{RUNBOOK_PATH.format(anchor=alert.lower())}"
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,7 @@ def alert_labels(spec) -> dict[str, str]:
 
 
 def alerts(spec) -> tuple[Alert, ...]:
-    """The alerts of one deployment (a ``DeploymentSpec``), in README order."""
+    """The alerts of one deployment (a ``DeploymentSpec``), in the documentation's order."""
     ns, inst = spec.namespace, spec.instance
     rt = runtime_selector(ns, inst)
     deployment = f'namespace="{ns}",deployment="{inst}"'
@@ -115,7 +122,7 @@ def alerts(spec) -> tuple[Alert, ...]:
     ratio = RESOURCE_LIMIT_RATIO
 
     def alert(name, expr, for_, severity, summary, description) -> Alert:
-        return Alert(name, expr, for_, severity, summary, description, {**labels, "severity": severity})
+        return Alert(name, expr, for_, severity, summary, description, {**labels, "severity": severity}, runbook_url(spec.docs_url, name))
 
     return (
         alert(

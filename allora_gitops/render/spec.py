@@ -199,6 +199,7 @@ class DeploymentSettings(_Model):
     gpu_tolerations: Optional[tuple[dict, ...]] = None
     artifact_max_bytes: Optional[int] = None
     artifact_allow_private: Optional[bool] = None
+    docs_url: Optional[str] = None  # the repository's docs_url: where the alerts' runbook_url point
 
     def explicit(self) -> dict:
         """What was given, without the ``None`` gaps."""
@@ -247,6 +248,7 @@ class DeploymentSpec(_Model):
     gpu_tolerations: tuple[dict, ...] = Field((), description="tolerations of the pod when runtime.gpus is set")
     artifact_max_bytes: int = Field(C.DEFAULT_REMOTE_ARTIFACT_MAX_BYTES, gt=0, description="largest artifacts.remote file a build fetches")
     artifact_allow_private: bool = Field(False, description="builds may fetch artifacts.remote from loopback/private/link-local addresses")
+    docs_url: Optional[str] = Field(None, description="the documentation site the alerts' runbook_url point into (None: no runbook_url)")
 
     @field_validator("results_url")
     @classmethod
@@ -456,6 +458,7 @@ class DeploymentSpec(_Model):
             data["gpu_node_selector"] = s.gpu_node_selector or {}
             data["gpu_tolerations"] = tuple(s.gpu_tolerations) if s.gpu_tolerations is not None else _DEFAULT_GPU_TOLERATIONS
         data["secret_refs"] = refs
+        data["docs_url"] = s.docs_url
         if s.artifact_max_bytes is not None:
             data["artifact_max_bytes"] = s.artifact_max_bytes
         data["artifact_allow_private"] = bool(s.artifact_allow_private)

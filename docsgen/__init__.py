@@ -1,0 +1,1 @@
+"""The documentation site's generator: reference pages rendered from the code at build time (not shipped)."""
