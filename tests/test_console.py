@@ -130,3 +130,161 @@ def test_every_form_refuses_a_missing_or_forged_csrf_token(console, tmp_path):
     # another session's token is forged too: bob's form token does not work in alice's session
     bob_csrf = page_csrf(signed_in(server, console[2]))
     assert web.post(deploy, data={"wallet": WALLET, "step": "preview", "csrf": bob_csrf}).status_code == 403
+
+
+def diff_of(page: str) -> str:
+    """The preview's rendered difference as text."""
+    return html.unescape(re.sub(r"<[^>]+>", "", re.search(r'<pre id="diff".*?</pre>', page, re.S).group(0)))
+
+
+def detail_of(page: str) -> str:
+    return html.unescape(re.search(r'id="problems"[^>]*>\s*<p><strong>(.*?)</strong>', page, re.S).group(1))
+
+
+def test_the_deploy_form_answers_the_apis_problems_for_the_same_bad_input(console, tmp_path):
+    server, alice, _ = console
+    web = signed_in(server, alice)
+    assert upload_page(web, build(make_bundle(tmp_path)), page_csrf(web)).status_code == 303
+    deploy = f"/bundles/{NAME}/1.0.0/deploy"
+    form = web.get(deploy).text
+    assert 'value="69"' in form and f'<option value="{WALLET}" selected>' in form  # prefilled from model.yaml; the only wallet chosen
+    bad = [
+        ({"topic_id": "0", "cpu": "lots", "polling_interval": "x"}, {"topic_id": 0, "resources": {"cpu": "lots"}, "polling_interval": "x"}),
+        ({"wallet": "bob-wallet"}, {"wallet": "bob-wallet"}),  # not assigned to alice: 403
+        ({"network": "mainnet", "wallet": ""}, {"network": "mainnet", "wallet": None}),  # mainnet needs its wallet named: 422
+        ({"fee_tier": "CHEAP"}, {"fee_tier": "CHEAP"}),
+    ]
+    for fields, body in bad:
+        from_api = httpx.post(f"{server.url}/api/deployments", headers=server.headers(alice),
+                              json={"bundle": {"name": NAME, "version": "1.0.0"}, "network": "testnet", "wallet": WALLET, **body})  # fmt: skip
+        assert from_api.status_code in (403, 422), from_api.text
+        for step in ("preview", "deploy"):
+            data = {"csrf": csrf_of(form), "network": "testnet", "wallet": WALLET, "step": step, **fields}
+            shown = web.post(deploy, data=data)
+            assert shown.status_code == from_api.status_code, (fields, shown.text)
+            assert detail_of(shown.text) == from_api.json()["detail"]
+            if from_api.json().get("problems"):
+                assert problem_lines(shown.text) == api_lines(from_api.json())
+            for name, value in fields.items():  # the form keeps what was typed
+                if name in ("topic_id", "cpu", "polling_interval"):  # typed (the others are choices among what may be chosen)
+                    assert f'value="{value}"' in shown.text, name
+    assert sorted(remote_branches(server.repo)) == ["main"]
+
+
+def test_deploy_shows_the_rendered_change_before_committing_then_the_review_branch(console, tmp_path):
+    server, alice, _ = console
+    web = signed_in(server, alice)
+    assert upload_page(web, build(make_bundle(tmp_path)), page_csrf(web)).status_code == 303
+    deploy = f"/bundles/{NAME}/1.0.0/deploy"
+    csrf = page_csrf(web, deploy)
+    fields = {"csrf": csrf, "network": "testnet", "wallet": WALLET, "topic_id": "77", "fee_tier": "ECO", "polling_interval": "60",
+              "cpu": "300m", "memory": "384Mi"}  # fmt: skip
+    preview = web.post(deploy, data={**fields, "step": "preview"})
+    assert preview.status_code == 200, preview.text
+    assert sorted(remote_branches(server.repo)) == ["main"]  # a preview writes nothing
+    diff = diff_of(preview.text)
+    assert f"+++ b/deployments/{NAME}/overlays/testnet/kustomization.yaml" in diff
+    added = "\n".join(line for line in diff.splitlines() if line.startswith("+"))
+    assert re.search(r"\b77\b", added) and "300m" in added and "384Mi" in added and WALLET in added and "ECO" in added
+    for name, value in fields.items():  # the confirmation carries exactly what was previewed
+        assert f'name="{name}" value="{value}"' in preview.text
+    assert '<button type="submit" name="step" value="deploy"' in preview.text
+    edit = web.post(deploy, data={**fields, "step": "edit"})
+    assert 'id="cpu" name="cpu" value="300m"' in edit.text
+
+    made = web.post(deploy, data={**fields, "step": "deploy"})
+    assert made.status_code == 201, made.text
+    branch = f"deploy/{NAME}/testnet/1.0.0"
+    assert re.search(rf'id="review-branch">{re.escape(branch)}<', made.text)
+    assert branch in remote_branches(server.repo)
+    committed = "".join(remote_file(server.repo, branch, line[len("+++ b/"):]) or "" for line in diff.splitlines() if line.startswith("+++ b/"))
+    assert "300m" in committed and "384Mi" in committed  # what the preview showed is what the branch holds
+    # the API sees the release the page made, by alice
+    deployment_id = re.search(r'href="/deployments/([0-9a-f-]{36})"', made.text).group(1)
+    got = httpx.get(f"{server.url}/api/deployments/{deployment_id}", headers=server.headers(alice)).json()
+    assert (got["branch"], got["topic_id"], got["fee_tier"], got["wallet"]) == (branch, 77, "ECO", WALLET)
+    again = web.post(deploy, data={**fields, "step": "deploy"})  # the open review holds it: nothing to do, said
+    assert again.status_code == 200 and "already holds this change" in html.unescape(again.text)
+
+
+def deployed(server, web: httpx.Client, tmp_path: Path, version: str, *, merge: bool = True) -> str:
+    """Upload and deploy ``version`` from the pages (merged into main unless told): the deployment's id."""
+    archive = build(make_bundle(tmp_path, version=version, weight=version))
+    assert upload_page(web, archive, page_csrf(web)).status_code == 303
+    deploy = f"/bundles/{NAME}/{version}/deploy"
+    made = web.post(deploy, data={"csrf": page_csrf(web, deploy), "network": "testnet", "wallet": WALLET, "step": "deploy"})
+    assert made.status_code == 201, made.text
+    if merge:
+        merge_into_main(server.repo, f"deploy/{NAME}/testnet/{version}")
+    return re.search(r'href="/deployments/([0-9a-f-]{36})"', made.text).group(1)
+
+
+def test_promote_rollback_and_retire_each_confirm_what_will_happen_then_do_it(console, tmp_path):
+    server, alice, _ = console
+    web = signed_in(server, alice)
+    deployed(server, web, tmp_path, "1.0.0")
+    deployment_id = deployed(server, web, tmp_path, "1.1.0")
+    page = web.get(f"/deployments/{deployment_id}").text
+    for action in ("promote", "rollback", "retire"):
+        assert f'href="/deployments/{deployment_id}/{action}"' in page
+    csrf = csrf_of(page)
+
+    form = web.get(f"/deployments/{deployment_id}/promote").text
+    assert '<option value="mainnet"' in form and '<option value="testnet"' not in form
+    confirm = web.post(f"/deployments/{deployment_id}/promote", data={"csrf": csrf, "network": "mainnet", "wallet": WALLET})
+    assert confirm.status_code == 200 and "Promote linear-forecaster 1.1.0 from testnet to mainnet?" in html.unescape(confirm.text)
+    assert f"+++ b/deployments/{NAME}/overlays/mainnet/kustomization.yaml" in diff_of(confirm.text)
+    assert not any(b.startswith("promote/") for b in remote_branches(server.repo))  # the confirmation wrote nothing
+    done = web.post(f"/deployments/{deployment_id}/promote", data={"csrf": csrf, "network": "mainnet", "wallet": WALLET, "step": "confirm"})
+    assert done.status_code == 201, done.text
+    assert f"promote/{NAME}/mainnet/1.1.0" in remote_branches(server.repo)
+    assert f'id="review-branch">promote/{NAME}/mainnet/1.1.0<' in done.text
+
+    form = web.get(f"/deployments/{deployment_id}/rollback").text
+    assert '<option value="1.0.0"' in form and '<option value="1.1.0"' in form
+    confirm = web.post(f"/deployments/{deployment_id}/rollback", data={"csrf": csrf, "version": "1.0.0"})
+    assert "Roll back linear-forecaster on testnet to 1.0.0?" in html.unescape(confirm.text)
+    assert re.search(r"^\+.*1\.0\.0", diff_of(confirm.text), re.M) and re.search(r"^-.*1\.1\.0", diff_of(confirm.text), re.M)
+    unknown = web.post(f"/deployments/{deployment_id}/rollback", data={"csrf": csrf, "version": "0.9.0", "step": "confirm"})
+    from_api = httpx.post(f"{server.url}/api/deployments/{deployment_id}/rollback", json={"version": "0.9.0"}, headers=server.headers(alice))
+    assert unknown.status_code == from_api.status_code == 404 and detail_of(unknown.text) == from_api.json()["detail"]
+    done = web.post(f"/deployments/{deployment_id}/rollback", data={"csrf": csrf, "version": "1.0.0", "step": "confirm"})
+    assert done.status_code == 201 and f"rollback/{NAME}/testnet/1.0.0" in remote_branches(server.repo)
+
+    confirm = web.get(f"/deployments/{deployment_id}/retire")
+    assert confirm.status_code == 200 and "Retire linear-forecaster on testnet?" in html.unescape(confirm.text)
+    assert f"--- a/deployments/{NAME}/base/kustomization.yaml" in diff_of(confirm.text)
+    done = web.post(f"/deployments/{deployment_id}/retire", data={"csrf": csrf, "step": "confirm"})
+    assert done.status_code == 201 and f"retire/{NAME}/testnet" in remote_branches(server.repo)
+
+
+def test_another_users_bundle_deployment_or_release_is_a_404_on_every_new_page_and_form(console, tmp_path):
+    server, alice, bob = console
+    web = signed_in(server, alice)
+    deployment_id = deployed(server, web, tmp_path, "1.0.0")
+    release_id = httpx.get(f"{server.url}/api/deployments/{deployment_id}", headers=server.headers(alice)).json()["release_id"]
+    other = signed_in(server, bob)
+    csrf = page_csrf(other)
+    for path in (f"/bundles/{NAME}/1.0.0/deploy", f"/bundles/{NAME}/9.9.9/deploy", "/bundles/no-such/1.0.0/deploy"):
+        assert other.get(path).status_code == 404, path
+        assert other.post(path, data={"csrf": csrf, "wallet": "bob-wallet", "step": "deploy"}).status_code == 404, path
+    for ident in (deployment_id, release_id, "00000000-0000-0000-0000-000000000000", "not-a-uuid"):
+        for action in ("promote", "rollback", "retire"):
+            path = f"/deployments/{ident}/{action}"
+            assert other.get(path).status_code == 404, path
+            shown = other.post(path, data={"csrf": csrf, "step": "confirm", "network": "mainnet", "wallet": "bob-wallet", "version": "1.0.0"})
+            assert shown.status_code == 404 and "no such deployment among yours" in shown.text, path
+            api = httpx.post(f"{server.url}/api/deployments/{ident}/{action}", headers=server.headers(bob),
+                             json={"promote": {"network": "mainnet"}, "rollback": {"version": "1.0.0"}, "retire": None}[action])  # fmt: skip
+            assert api.status_code in (404, 422), api.text  # the API's answer for the same id (422: not a UUID)
+    assert sorted(remote_branches(server.repo)) == [f"deploy/{NAME}/testnet/1.0.0", "main"]  # alice's; nothing for bob
+    assert other.get("/upload").status_code == 200 and NAME not in other.get("/upload").text
+    # an admin sees all
+    admin = signed_in(server, server.token("root", admin=True))
+    assert admin.get(f"/bundles/{NAME}/1.0.0/deploy").status_code == 200
+    assert admin.get(f"/deployments/{deployment_id}/rollback").status_code == 200
+    # signed out: every page sends to sign-in and back
+    anonymous = httpx.Client(base_url=server.url)
+    for path in ("/upload", f"/bundles/{NAME}/1.0.0/deploy", f"/deployments/{deployment_id}/promote"):
+        got = anonymous.get(path)
+        assert got.status_code == 303 and got.headers["location"].startswith("/login?next=%2F"), path

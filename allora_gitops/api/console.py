@@ -249,7 +249,7 @@ def _action_context(action: str, d, session, web) -> dict:
     if action == "promote":
         return {"networks": [n for n in C.NETWORKS if n != d.network], "wallets": session[1].wallets_of(web.principal.name)}
     if action == "rollback":
-        return {"versions": [b.version for b in session[0].list_bundles(d.name) if b.version != d.version]}
+        return {"versions": sorted({b.version for b in session[0].list_bundles(d.name)})}
     return {}
 
 
@@ -281,7 +281,7 @@ def _owned(deployment_id: str, c: Caller):
 
 
 ACTION_TITLES = {
-    "promote": "Promote {name} {version} from {network}",
+    "promote": "Promote {name} from {network}",
     "rollback": "Roll back {name} on {network}",
     "retire": "Retire {name} on {network}",
 }
@@ -302,8 +302,13 @@ def _preview(request, web, action, d, body, values, c: Caller, session) -> HTMLR
         if action == "retire":
             return _page(request, "error.html", status, web=web, title="Nothing to retire", message=detail)
         return _action_form(request, web, action, d, session, values, status, detail=detail, problems=problems)
+    title = {  # what the dry run found (the base branch's truth), not the records' view of it
+        "promote": f"Promote {d.name} {result.version} from {d.network} to {result.network}",
+        "rollback": f"Roll back {d.name} on {d.network} to {result.version}",
+        "retire": f"Retire {d.name} on {d.network}",  # the summary says which version stops
+    }[action]
     return _page(request, "preview.html", web=web, result=result, values=values, action=f"/deployments/{d.deployment_id}/{action}",
-                 title=ACTION_TITLES[action].format(name=d.name, version=d.version, network=d.network), confirm=ACTION_CONFIRM[action],
+                 title=title, confirm=ACTION_CONFIRM[action],
                  step="confirm", back=action != "retire", cancel=f"/deployments/{d.deployment_id}")  # fmt: skip
 
 
