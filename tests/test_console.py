@@ -288,3 +288,129 @@ def test_another_users_bundle_deployment_or_release_is_a_404_on_every_new_page_a
     for path in ("/upload", f"/bundles/{NAME}/1.0.0/deploy", f"/deployments/{deployment_id}/promote"):
         got = anonymous.get(path)
         assert got.status_code == 303 and got.headers["location"].startswith("/login?next=%2F"), path
+
+
+def test_the_change_page_links_the_review_for_an_http_remote():
+    from allora_gitops.api.web import templates
+    from allora_gitops.publish import PublishResult, compare_url
+
+    result = PublishResult(action="publish", name=NAME, network="testnet", version="1.0.0", sha256="0" * 64,
+                           repo="https://git.example/platform/deployments.git", branch=f"deploy/{NAME}/testnet/1.0.0", base_branch="main",
+                           commit="a" * 40, committed=True, summary=["new deployment"], review=["then merge it"])  # fmt: skip
+    link = compare_url(result.repo, result.base_branch, result.branch)
+    page = templates.get_template("change.html").render(result=result, compare_url=link, web=None)
+    assert f'id="compare-link" href="https://git.example/platform/deployments/compare/main...deploy/{NAME}/testnet/1.0.0"' in page
+    assert f'id="review-branch">deploy/{NAME}/testnet/1.0.0<' in page
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("chromedriver"), reason="needs Debian chromium-driver (installed by .ci/setup)")
+def test_in_chromium_sign_in_from_a_deep_link_upload_deploy_with_a_preview_promote_and_roll_back(console, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    from tests.test_logs import chromium, keep_artifacts
+
+    server, alice, _ = console
+    shots: list[Path] = []
+    browser = chromium(tmp_path)
+    wait = WebDriverWait(browser, 120)
+
+    def shot(name: str) -> None:
+        shots.append(tmp_path / f"console-{len(shots) + 1:02d}-{name}.png")
+        browser.save_screenshot(str(shots[-1]))
+
+    def h1() -> str:
+        return browser.find_element(By.TAG_NAME, "h1").text
+
+    def upload(archive: Path) -> None:
+        browser.get(f"{server.url}/upload")
+        browser.find_element(By.ID, "bundle").send_keys(str(archive))
+        browser.find_element(By.CSS_SELECTOR, "#upload-form button").click()
+
+    def deploy_from_form() -> None:
+        browser.find_element(By.CSS_SELECTOR, "#deploy-form button[type=submit]").click()
+        wait.until(EC.presence_of_element_located((By.ID, "diff")))
+        browser.find_element(By.CSS_SELECTOR, "#confirm-form button[value=deploy]").click()
+        wait.until(EC.presence_of_element_located((By.ID, "review-branch")))
+
+    try:
+        deep = f"{server.url}/upload"
+        browser.get(deep)  # a followed link, signed out: sign-in, then back on it
+        assert browser.current_url == f"{server.url}/login?next=%2Fupload"
+        shot("sign-in")
+        browser.find_element(By.ID, "token").send_keys(alice, Keys.ENTER)
+        wait.until(EC.url_to_be(deep), message=browser.page_source)
+        assert h1() == "Upload a bundle"
+        shot("upload")
+
+        upload(build(make_bundle(tmp_path)))  # the example bundle
+        wait.until(EC.url_contains(f"/bundles/{NAME}/1.0.0/deploy"))
+        assert "Uploaded." in browser.find_element(By.CSS_SELECTOR, "p.notice").text
+        assert browser.find_element(By.ID, "topic_id").get_attribute("value") == "69"  # from model.yaml
+        assert Select(browser.find_element(By.ID, "wallet")).first_selected_option.text == WALLET
+        shot("deploy-form")
+
+        upload(broken_archive(tmp_path))
+        wait.until(EC.presence_of_element_located((By.ID, "problems")))
+        problems = browser.find_element(By.ID, "problems").text
+        assert re.search(r"broken\.tar\.gz!model\.yaml:22:\d+: error: allora\.fee_tier", problems), problems
+        shot("upload-problems")
+
+        browser.get(f"{server.url}/bundles/{NAME}/1.0.0/deploy")
+        browser.find_element(By.ID, "polling_interval").clear()
+        browser.find_element(By.ID, "polling_interval").send_keys("60")
+        browser.find_element(By.CSS_SELECTOR, "#deploy-form button[type=submit]").click()
+        wait.until(EC.presence_of_element_located((By.ID, "diff")))
+        assert h1() == f"Deploy {NAME} 1.0.0 on testnet?"
+        assert f"+++ b/deployments/{NAME}/overlays/testnet/kustomization.yaml" in browser.find_element(By.ID, "diff").text
+        assert sorted(remote_branches(server.repo)) == ["main"]
+        shot("deploy-preview")
+        confirm = browser.find_element(By.CSS_SELECTOR, "#confirm-form button[value=deploy]")
+        confirm.send_keys(Keys.ENTER)  # keyboard-operable
+        wait.until(EC.presence_of_element_located((By.ID, "review-branch")))
+        assert browser.find_element(By.ID, "review-branch").text == f"deploy/{NAME}/testnet/1.0.0"
+        assert f"deploy/{NAME}/testnet/1.0.0" in remote_branches(server.repo)
+        shot("deployed")
+        merge_into_main(server.repo, f"deploy/{NAME}/testnet/1.0.0")
+        browser.find_element(By.LINK_TEXT, "The deployment's page").click()
+        wait.until(EC.presence_of_element_located((By.ID, "change")))
+        page = browser.current_url
+
+        upload(build(make_bundle(tmp_path, version="1.1.0", weight="v2")))  # a second version, deployed and merged
+        wait.until(EC.url_contains(f"/bundles/{NAME}/1.1.0/deploy"))
+        deploy_from_form()
+        merge_into_main(server.repo, f"deploy/{NAME}/testnet/1.1.0")
+
+        browser.get(page)
+        shot("deployment")
+        browser.find_element(By.LINK_TEXT, "Promote…").click()
+        Select(browser.find_element(By.ID, "network")).select_by_value("mainnet")
+        browser.find_element(By.CSS_SELECTOR, "#action-form button[type=submit]").click()
+        wait.until(EC.presence_of_element_located((By.ID, "diff")))
+        assert h1() == f"Promote {NAME} 1.1.0 from testnet to mainnet?"
+        shot("promote-confirm")
+        browser.find_element(By.CSS_SELECTOR, "#confirm-form button[value=confirm]").click()
+        wait.until(EC.presence_of_element_located((By.ID, "review-branch")))
+        assert browser.find_element(By.ID, "review-branch").text == f"promote/{NAME}/mainnet/1.1.0"
+        shot("promoted")
+
+        browser.get(page)
+        browser.find_element(By.LINK_TEXT, "Roll back…").click()
+        Select(browser.find_element(By.ID, "version")).select_by_value("1.0.0")
+        browser.find_element(By.CSS_SELECTOR, "#action-form button[type=submit]").click()
+        wait.until(EC.presence_of_element_located((By.ID, "diff")))
+        assert h1() == f"Roll back {NAME} on testnet to 1.0.0?"
+        shot("rollback-confirm")
+        browser.find_element(By.CSS_SELECTOR, "#confirm-form button[value=confirm]").click()
+        wait.until(EC.presence_of_element_located((By.ID, "review-branch")))
+        assert browser.find_element(By.ID, "review-branch").text == f"rollback/{NAME}/testnet/1.0.0"
+        shot("rolled-back")
+        assert f"rollback/{NAME}/testnet/1.0.0" in remote_branches(server.repo)
+    finally:
+        browser.quit()
+        keep_artifacts(*[p for p in shots if p.exists()])
+    assert len(shots) == 11 and all(p.stat().st_size > 10_000 for p in shots)
