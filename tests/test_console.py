@@ -414,3 +414,35 @@ def test_in_chromium_sign_in_from_a_deep_link_upload_deploy_with_a_preview_promo
         browser.quit()
         keep_artifacts(*[p for p in shots if p.exists()])
     assert len(shots) == 11 and all(p.stat().st_size > 10_000 for p in shots)
+
+
+def test_the_deploy_form_maps_the_secrets_model_yaml_declares_with_the_apis_rules(console, tmp_path):
+    from allora_gitops.api.auth import open_accounts
+
+    server, alice, _ = console
+    web = signed_in(server, alice)
+    bundle = make_bundle(tmp_path)
+    text = (bundle / "model.yaml").read_text()
+    (bundle / "model.yaml").write_text(text.replace('  pip_requirements: "requirements.txt"\n',
+                                                    '  pip_requirements: "requirements.txt"\n  secrets: [MARKET_API_KEY]\n'))
+    assert upload_page(web, build(bundle), page_csrf(web)).status_code == 303
+    deploy = f"/bundles/{NAME}/1.0.0/deploy"
+    form = web.get(deploy).text
+    assert '<label for="secret-MARKET_API_KEY">MARKET_API_KEY</label>' in form and 'name="secret.MARKET_API_KEY"' in form
+    base = {"csrf": csrf_of(form), "network": "testnet", "wallet": WALLET, "step": "preview"}
+    pasted = "sk_live_51HfQ2bCkT9xYz0pasted"
+    for mapped in ("", "market-data/api-key", pasted):
+        body = {"bundle": {"name": NAME, "version": "1.0.0"}, "network": "testnet", "wallet": WALLET, **({"secrets": {"MARKET_API_KEY": mapped}} if mapped else {})}
+        from_api = httpx.post(f"{server.url}/api/deployments", json=body, headers=server.headers(alice))
+        shown = web.post(deploy, data={**base, "secret.MARKET_API_KEY": mapped})
+        assert shown.status_code == from_api.status_code and shown.status_code in (403, 422), shown.text
+        assert detail_of(shown.text) == from_api.json()["detail"]
+        assert pasted not in shown.text  # a value pasted where the reference belongs never comes back
+    accounts, records = open_accounts(server.database_url)
+    with records:
+        accounts.assign_secret("alice", "market-data")
+    preview = web.post(deploy, data={**base, "secret.MARKET_API_KEY": "market-data/api-key"})
+    assert preview.status_code == 200, preview.text
+    assert "market-data" in diff_of(preview.text) and 'name="secret.MARKET_API_KEY" value="market-data/api-key"' in preview.text
+    made = web.post(deploy, data={**base, "secret.MARKET_API_KEY": "market-data/api-key", "step": "deploy"})
+    assert made.status_code == 201, made.text

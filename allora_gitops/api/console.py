@@ -17,6 +17,7 @@ without it or with another; another user's bundle, deployment or release is a 40
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, Request
@@ -178,6 +179,15 @@ def _form_values(form) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str) and (k in DEPLOY_FIELDS or k.startswith(SECRET_FIELD))}
 
 
+_REFERENCE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[-._A-Za-z0-9]+)?$")  # a Secret's name, or SECRET/KEY
+
+
+def _echoable(values: dict[str, str]) -> dict[str, str]:
+    """The refused form's values to show again: a wallet or secret mapping only when it has the shape of a
+    reference (a Secret's name, ``SECRET/KEY``), so a key or value pasted there never comes back in a page."""
+    return {k: v for k, v in values.items() if (k != "wallet" and not k.startswith(SECRET_FIELD)) or _REFERENCE.match(v.strip())}
+
+
 @router.get("/bundles/{name}/{version}/deploy", response_class=HTMLResponse)
 def deploy_form(name: str, version: str, request: Request, session=Depends(open_session)):
     web = _signed_in(request, session)
@@ -227,7 +237,7 @@ def _deploy(name: str, version: str, request: Request, form, session, settings: 
         result = deploy_bundle(body, _caller(web, session, settings), dry_run=step != "deploy")
     except REFUSED as exc:
         status, detail, problems, _ = _refusal(exc, request)
-        return _deploy_page(request, web, bundle, wallets, values, status, detail=detail, problems=problems)
+        return _deploy_page(request, web, bundle, wallets, _echoable(values), status, detail=detail, problems=problems)
     if step != "deploy":
         return _page(request, "preview.html", web=web, result=result, values=values, action=f"/bundles/{bundle.name}/{bundle.version}/deploy",
                      title=f"Deploy {bundle.name} {bundle.version} on {result.network}", confirm="Deploy", step="deploy",
