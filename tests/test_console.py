@@ -6,7 +6,6 @@ same input, every form refuses a missing or forged CSRF token, another user's bu
 from __future__ import annotations
 
 import html
-import os
 import re
 import shutil
 from pathlib import Path
