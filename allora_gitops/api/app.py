@@ -43,6 +43,7 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 # before authentication) ever see it, so nobody can make the server hold a body of any size in memory.
 MAX_REQUEST_BODY = 64 << 10  # > allora_runtime.contract.RESULTS_BATCH_BYTES: a results batch always fits
 UPLOAD_ROUTE = ("POST", f"{API_PREFIX}/bundles")  # streamed to disk under its own limit (api/upload.py)
+CONSOLE_UPLOAD_ROUTE = ("POST", "/upload")  # the console's upload form (api/console.py): the same pipeline
 OPENAPI_VERSION = "1"  # the API contract's version (routes under /api/v1 keep it); bump on a breaking change
 log = logging.getLogger("allora_gitops.api")
 
@@ -97,6 +98,26 @@ def _scrub(text: str, request: Request) -> str:
     return text
 
 
+def core_problem(exc: AlloraGitopsError, request: Request) -> tuple[int, str, list[dict]]:
+    """(status, detail, problems) of one of our own errors, as the API answers it (``problems``: one dict per
+    file/line, server-side paths scrubbed); the console's pages show the same."""
+    problems = [{**p.to_dict(), **({"file": _scrub(p.file, request)} if p.file else {})} for p in exc.problems]
+    detail = _scrub(exc.message or (str(exc.problems[0]) if exc.problems else type(exc).__name__), request)
+    return core_status(exc), detail, problems
+
+
+def validation_problem(errors) -> tuple[int, str, list[dict]]:
+    """(422, detail, problems) of pydantic's ``errors()`` for a request: one ``{field, message}`` per error; the
+    offending values are left out (a request body may hold what a user pasted by mistake)."""
+    problems = [
+        {"field": "body", "message": f"not valid JSON ({e.get('ctx', {}).get('error', 'malformed')} at character {e['loc'][-1]})"}
+        if e.get("type") == "json_invalid"  # loc is ("body", position): a position, not a field
+        else {"field": ".".join(str(x) for x in e.get("loc", ()) if x != "body"), "message": e.get("msg", "invalid")}
+        for e in errors
+    ]
+    return 422, "the request is invalid: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems), problems
+
+
 def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
@@ -107,21 +128,13 @@ def _install_handlers(app: FastAPI) -> None:
         if isinstance(exc, DatabaseUnavailable):  # where the database lives is the operator's business: the log's
             log.warning("%s %s: %s", request.method, request.url.path, exc.message)
             return problem(503, "the records database is unavailable; try again shortly", headers={"Retry-After": "5"})
-        status = core_status(exc)
-        problems = [{**p.to_dict(), **({"file": _scrub(p.file, request)} if p.file else {})} for p in exc.problems]
-        detail = _scrub(exc.message or (str(exc.problems[0]) if exc.problems else type(exc).__name__), request)
+        status, detail, problems = core_problem(exc, request)
         return problem(status, detail, problems=problems)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        # the offending values are left out: a request body may hold what a user pasted by mistake
-        problems = [
-            {"field": "body", "message": f"not valid JSON ({e.get('ctx', {}).get('error', 'malformed')} at character {e['loc'][-1]})"}
-            if e.get("type") == "json_invalid"  # loc is ("body", position): a position, not a field
-            else {"field": ".".join(str(x) for x in e.get("loc", ()) if x != "body"), "message": e.get("msg", "invalid")}
-            for e in exc.errors()
-        ]
-        return problem(422, "the request is invalid: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems), problems=problems)
+        status, detail, problems = validation_problem(exc.errors())
+        return problem(status, detail, problems=problems)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
@@ -185,7 +198,7 @@ class BodyLimit:
     an unauthenticated client could make the server hold a body of any size.
     """
 
-    def __init__(self, app, limit: int = MAX_REQUEST_BODY, exempt: tuple[tuple[str, str], ...] = (UPLOAD_ROUTE,), idle: float = 30.0):
+    def __init__(self, app, limit: int = MAX_REQUEST_BODY, exempt: tuple[tuple[str, str], ...] = (UPLOAD_ROUTE, CONSOLE_UPLOAD_ROUTE), idle: float = 30.0):
         self.app, self.limit, self.exempt, self.idle = app, limit, exempt, idle
 
     async def __call__(self, scope, receive, send):
@@ -244,7 +257,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     """The API for ``settings``: health, OpenAPI at ``/api/openapi.json``, bundles and deployments under ``/api``."""
     import contextlib
 
-    from allora_gitops.api import argocd, bundles, chain, deployments, docs, logs, results, web
+    from allora_gitops.api import argocd, bundles, chain, console, deployments, docs, logs, results, web
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -303,6 +316,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(logs.router, prefix=API_PREFIX, responses=unauthorized)
     app.include_router(docs.docs_router(app.openapi_url, app.title))
     app.include_router(web.router)  # the monitoring pages (HTML, session cookie)
+    app.include_router(console.router)  # the deploy pages: upload, deploy with a preview, promote/rollback/retire
     app.include_router(logs.page_router)  # the deployment page's live tail
     app.include_router(chain.router, responses=unauthorized)  # GET /metrics: allora_chain_* (api/chain.py)
     return app

@@ -144,6 +144,17 @@ def _remove_unrecorded(store, key: str, url: str, sha256: str, pool) -> None:
     },  # fmt: skip
 )
 async def upload_bundle(request: Request, principal: Principal = Depends(authenticated), settings: ApiSettings = Depends(get_settings)):
+    record, created = await receive_bundle(request, principal, settings)
+    return JSONResponse(bundle_out(record, created=created).model_dump(), status_code=201 if created else 200)
+
+
+async def receive_bundle(request: Request, principal: Principal, settings: ApiSettings, *, keep: tuple[str, ...] = (), check=None):
+    """The upload pipeline of ``POST /api/bundles`` and the console's upload page: the caller's uploads counted
+    (429 past ``uploads_per_user``), the multipart field ``bundle`` streamed to a spool under the caller's limit,
+    ``check(fields)`` called with the text fields named in ``keep`` (the page's CSRF token) before anything is
+    stored, then :func:`store_uploaded_bundle`; the spool is removed whatever happens.
+
+    Returns (BundleRecord, created). Raises what ``receive_file``, ``check`` and ``store_uploaded_bundle`` raise."""
     from allora_gitops.api.app import records_pool
     from allora_gitops.api.upload import receive_file
 
@@ -159,11 +170,12 @@ async def upload_bundle(request: Request, principal: Principal = Depends(authent
     request.state.scrub = (spool + "/", spool)
     try:
         received = await receive_file(
-            request, Path(spool), field=UPLOAD_FIELD, limit=limit, idle=settings.upload_idle_seconds, total=settings.upload_total_seconds
+            request, Path(spool), field=UPLOAD_FIELD, limit=limit, idle=settings.upload_idle_seconds, total=settings.upload_total_seconds,
+            keep=keep,
         )  # fmt: skip
-        record, created = await run_in_threadpool(
-            store_uploaded_bundle, received.path, received.sha256, principal, settings, records_pool(request)
-        )
+        if check is not None:
+            check(received.fields)
+        return await run_in_threadpool(store_uploaded_bundle, received.path, received.sha256, principal, settings, records_pool(request))
     finally:
         shutil.rmtree(spool, ignore_errors=True)
         left = uploads.get(principal.user_id, 1) - 1
@@ -171,7 +183,6 @@ async def upload_bundle(request: Request, principal: Principal = Depends(authent
             uploads[principal.user_id] = left
         else:
             uploads.pop(principal.user_id, None)
-    return JSONResponse(bundle_out(record, created=created).model_dump(), status_code=201 if created else 200)
 
 
 @router.get("/bundles", summary="The bundles the caller owns (every bundle for an admin), newest first", response_model=list[BundleOut])

@@ -230,11 +230,11 @@ def change_out(result) -> ChangeOut:
     )  # fmt: skip
 
 
-def _target(settings: ApiSettings, c: Optional[Caller] = None):
+def _target(settings: ApiSettings, c: Optional[Caller] = None, *, dry_run: bool = False):
     from allora_gitops.publish import Target
 
     return Target(repo=settings.repo, base_branch=settings.base_branch, store_url=settings.store_url, database_url=settings.database_url,
-                  actor=c.principal.name if c is not None else None)  # fmt: skip
+                  actor=c.principal.name if c is not None else None, dry_run=dry_run)  # fmt: skip
 
 
 def _owned_deployment(deployment_id: str, c: Caller):
@@ -316,17 +316,8 @@ def admitted(c: Caller, name: str, network: str) -> Iterator[None]:
         yield
 
 
-@router.post("/deployments", summary="Deploy an uploaded bundle: the publish pipeline onto a review branch", status_code=201,
-             response_model=ChangeOut, responses={403: {}, 404: {}, 409: {}, 422: {}})  # fmt: skip
-def create_deployment(
-    body: DeploymentRequest,
-    response: Response,
-    c: Caller = Depends(caller),
-):
-    from allora_gitops.publish import publish_recorded
-    from allora_gitops.render import DeploymentSettings
-
-    ref = body.bundle
+def find_bundle(c: Caller, ref: BundleRef):
+    """The bundle ``ref`` names when the caller may see it; 404 otherwise (another user's is not the caller's business)."""
     if ref.sha256:
         found = [b for b in c.records.find_bundle_by_sha256(ref.sha256) if c.accounts.may_see(c.principal, b.name)]
         found = [b for b in found if (ref.name in (None, b.name)) and (ref.version in (None, b.version))]
@@ -335,6 +326,17 @@ def create_deployment(
         bundle = c.records.get_bundle(ref.name, ref.version) if c.accounts.may_see(c.principal, ref.name) else None
     if bundle is None:
         raise ApiError(404, "no such bundle: upload it first (POST /api/bundles)")
+    return bundle
+
+
+def deploy_bundle(body: DeploymentRequest, c: Caller, *, dry_run: bool = False):
+    """``POST /api/deployments`` and the console's deploy form: every check, then ``publish_recorded`` onto a review
+    branch; ``dry_run``: the same checks and rendering, nothing written (``PublishResult.diff`` holds the change).
+    Raises ApiError 403/404/422 and the pipeline's errors."""
+    from allora_gitops.publish import publish_recorded
+    from allora_gitops.render import DeploymentSettings
+
+    bundle = find_bundle(c, body.bundle)
     network = body.network or (bundle.manifest.get("allora") or {}).get("network") or "testnet"
     _require_mainnet_wallet(network, body.wallet)
     wallet = body.wallet or _only_wallet(c)
@@ -345,7 +347,17 @@ def create_deployment(
         cpu_limit=body.resources.cpu_limit, memory=body.resources.memory, wallet_secret=wallet, secrets=body.secrets,
     )  # fmt: skip
     with admitted(c, bundle.name, network):
-        return _answer(publish_recorded(bundle.name, bundle.version, network, _target(c.settings, c), options), response)
+        return publish_recorded(bundle.name, bundle.version, network, _target(c.settings, c, dry_run=dry_run), options)
+
+
+@router.post("/deployments", summary="Deploy an uploaded bundle: the publish pipeline onto a review branch", status_code=201,
+             response_model=ChangeOut, responses={403: {}, 404: {}, 409: {}, 422: {}})  # fmt: skip
+def create_deployment(
+    body: DeploymentRequest,
+    response: Response,
+    c: Caller = Depends(caller),
+):
+    return _answer(deploy_bundle(body, c), response)
 
 
 @router.get("/deployments", summary="The caller's deployments (every one for an admin): one per model and network, what runs and what waits",
@@ -414,6 +426,43 @@ def read_deployment_resources(settings: ApiSettings, d):
                                 repo=settings.repo, ref=settings.base_branch)  # fmt: skip
 
 
+def promote_change(d, body: PromoteRequest, c: Caller, *, dry_run: bool = False):
+    """Promote the release ``d`` (from :func:`owned_deployment`) to ``body.network``: the route's and the console's."""
+    from allora_gitops.publish import promote
+    from allora_gitops.render import DeploymentSettings
+
+    _require_mainnet_wallet(body.network, body.wallet)
+    wallet = body.wallet or d.wallet_secret_name
+    _check_wallet(c, wallet)
+    _check_secrets(c, body.secrets)
+    options = DeploymentSettings(topic_id=body.topic_id, fee_tier=body.fee_tier, wallet_secret=wallet, secrets=body.secrets)
+    with admitted(c, d.name, body.network):
+        return promote(d.name, d.network, body.network, _target(c.settings, c, dry_run=dry_run), options)
+
+
+def rollback_change(d, body: RollbackRequest, c: Caller, *, dry_run: bool = False):
+    """Deploy ``body.version`` of the release ``d``'s bundle again on its network: the route's and the console's."""
+    from allora_gitops.publish import rollback
+    from allora_gitops.render import DeploymentSettings
+
+    _check_wallet(c, d.wallet_secret_name)
+    if c.records.get_bundle(d.name, body.version) is None:
+        raise ApiError(404, f"no bundle {d.name} {body.version}")
+    options = DeploymentSettings(topic_id=body.topic_id, wallet_secret=d.wallet_secret_name)
+    with admitted(c, d.name, d.network):  # a rollback of a retired deployment revives it
+        return rollback(d.name, d.network, body.version, _target(c.settings, c, dry_run=dry_run), options)
+
+
+def retire_change(d, c: Caller, *, dry_run: bool = False):
+    """Remove the release ``d``'s deployment (a review branch): the route's and the console's."""
+    from allora_gitops.publish import retire
+
+    return retire(d.name, d.network, _target(c.settings, c, dry_run=dry_run))
+
+
+owned_deployment = _owned_deployment
+
+
 @router.post("/deployments/{deployment_id}/promote", summary="Deploy this deployment's running version on another network",
              status_code=201, response_model=ChangeOut, responses={403: {}, 404: {}, 409: {}})  # fmt: skip
 def promote_deployment(
@@ -422,17 +471,7 @@ def promote_deployment(
     deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
     c: Caller = Depends(caller),
 ):
-    from allora_gitops.publish import promote
-    from allora_gitops.render import DeploymentSettings
-
-    d = _owned_deployment(deployment_id, c)
-    _require_mainnet_wallet(body.network, body.wallet)
-    wallet = body.wallet or d.wallet_secret_name
-    _check_wallet(c, wallet)
-    _check_secrets(c, body.secrets)
-    options = DeploymentSettings(topic_id=body.topic_id, fee_tier=body.fee_tier, wallet_secret=wallet, secrets=body.secrets)
-    with admitted(c, d.name, body.network):
-        return _answer(promote(d.name, d.network, body.network, _target(c.settings, c), options), response)
+    return _answer(promote_change(_owned_deployment(deployment_id, c), body, c), response)
 
 
 @router.post("/deployments/{deployment_id}/rollback", summary="Deploy an earlier version of this deployment's bundle again",
@@ -443,16 +482,7 @@ def rollback_deployment(
     deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
     c: Caller = Depends(caller),
 ):
-    from allora_gitops.publish import rollback
-    from allora_gitops.render import DeploymentSettings
-
-    d = _owned_deployment(deployment_id, c)
-    _check_wallet(c, d.wallet_secret_name)
-    if c.records.get_bundle(d.name, body.version) is None:
-        raise ApiError(404, f"no bundle {d.name} {body.version}")
-    options = DeploymentSettings(topic_id=body.topic_id, wallet_secret=d.wallet_secret_name)
-    with admitted(c, d.name, d.network):  # a rollback of a retired deployment revives it
-        return _answer(rollback(d.name, d.network, body.version, _target(c.settings, c), options), response)
+    return _answer(rollback_change(_owned_deployment(deployment_id, c), body, c), response)
 
 
 @router.post("/deployments/{deployment_id}/retire", summary="Remove this deployment (a review branch; Argo CD prunes it once merged)",
@@ -462,7 +492,4 @@ def retire_deployment(
     deployment_id: str = PathParam(..., pattern=UUID_PATTERN),
     c: Caller = Depends(caller),
 ):
-    from allora_gitops.publish import retire
-
-    d = _owned_deployment(deployment_id, c)
-    return _answer(retire(d.name, d.network, _target(c.settings, c)), response)
+    return _answer(retire_change(_owned_deployment(deployment_id, c), c), response)

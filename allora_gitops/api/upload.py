@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 from typing import Optional
 
@@ -23,6 +23,7 @@ from starlette.requests import Request
 from allora_gitops.api.app import ApiError
 
 FORM_OVERHEAD = 64 << 10  # headers and boundaries around the file, and small fields
+FIELD_LIMIT = 4096  # a kept text field (the console's CSRF token): bytes beyond it are dropped
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -32,6 +33,7 @@ class ReceivedFile:
     sha256: str
     size: int
     filename: str  # the client's file name, reduced to a safe base name
+    fields: dict[str, str] = dataclass_field(default_factory=dict)  # the small text fields asked for (``keep``)
 
 
 def safe_filename(raw: Optional[str], default: str = "bundle.tar.gz") -> str:
@@ -73,9 +75,12 @@ async def body_chunks(request: Request, *, idle: float, total: float):
 
 
 async def receive_file(
-    request: Request, directory: Path, *, field: str, limit: int, idle: float = 30.0, total: float = 1800.0
+    request: Request, directory: Path, *, field: str, limit: int, idle: float = 30.0, total: float = 1800.0,
+    keep: tuple[str, ...] = (),
 ) -> ReceivedFile:
-    """Stream the form field ``field`` of ``request`` into ``directory``; (path, sha256, size, filename).
+    """Stream the form field ``field`` of ``request`` into ``directory``; (path, sha256, size, filename, fields).
+    The text fields named in ``keep`` (a form's CSRF token) are kept in ``fields``, each cut at ``FIELD_LIMIT``
+    bytes and decoded as UTF-8; every other field is skipped.
 
     Raises ApiError: 415 (not multipart), 413 (over ``limit`` bytes, declared or streamed), 408 (no byte for
     ``idle`` seconds, or longer than ``total``), 422 (no such field, or a malformed body).
@@ -91,7 +96,8 @@ async def receive_file(
     if declared and declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
         raise _too_large(limit)
 
-    state: dict = {"headers": {}, "field": b"", "value": b"", "out": None, "found": None}
+    state: dict = {"headers": {}, "field": b"", "value": b"", "out": None, "found": None, "text": None}
+    texts: dict[str, bytearray] = {}
     digest = hashlib.sha256()
     written = 0
 
@@ -111,6 +117,7 @@ async def receive_file(
     def on_headers_finished() -> None:
         _, disposition = parse_options_header(state["headers"].get(b"content-disposition", b""))
         name = disposition.get(b"name", b"").decode("utf-8", "replace")
+        state["text"] = texts.setdefault(name, bytearray()) if name in keep and name != field else None
         if name == field and state["found"] is None:
             filename = safe_filename(disposition.get(b"filename", b"").decode("utf-8", "replace"))
             path = Path(directory) / filename
@@ -121,6 +128,9 @@ async def receive_file(
         nonlocal written
         out = state["out"]
         if out is None:
+            text = state["text"]
+            if text is not None and len(text) < FIELD_LIMIT:
+                text += data[start:end][: FIELD_LIMIT - len(text)]
             return
         chunk = data[start:end]
         written += len(chunk)
@@ -130,6 +140,7 @@ async def receive_file(
         out.write(chunk)
 
     def on_part_end() -> None:
+        state["text"] = None
         if state["out"] is not None:
             state["out"].close()
             state["out"] = None
@@ -158,4 +169,5 @@ async def receive_file(
     if state["found"] is None:
         raise ApiError(422, f"no file field {field!r} in the form (curl -F \"{field}=@FILE\")")
     path, filename = state["found"]
-    return ReceivedFile(path=path, sha256=digest.hexdigest(), size=written, filename=filename)
+    fields = {k: bytes(v).decode("utf-8", "replace") for k, v in texts.items()}
+    return ReceivedFile(path=path, sha256=digest.hexdigest(), size=written, filename=filename, fields=fields)
