@@ -217,7 +217,9 @@ def test_an_admin_creates_a_users_token_assigns_and_unassigns_a_wallet_and_sets_
 @pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("chromedriver"), reason="needs Debian chromium-driver (installed by .ci/setup)")
 def test_in_chromium_create_a_token_see_it_once_revoke_the_sessions_own_and_an_admin_assigns_a_wallet(site, tmp_path, records):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.wait import WebDriverWait
 
@@ -238,6 +240,14 @@ def test_in_chromium_create_a_token_see_it_once_revoke_the_sessions_own_and_an_a
     try:
         sign_in_as(tokens["alice"], "/tokens")
         shot("tokens")
+        order = []  # the keyboard's path through the page, and a focus that shows
+        for _ in range(7):
+            ActionChains(browser).send_keys(Keys.TAB).perform()
+            focused = browser.switch_to.active_element
+            order.append(focused.get_attribute("id") or focused.text)
+            assert focused.value_of_css_property("outline-width") == "3px", order[-1]
+        assert order == ["allora-gitops", "Deployments", "Tokens", "Sign out", "days", "Create token", "Revoke (signs you out)"]
+        shot("tokens-focus")
         days = browser.find_element(By.ID, "days")
         days.clear()
         days.send_keys("7")
