@@ -244,7 +244,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     """The API for ``settings``: health, OpenAPI at ``/api/openapi.json``, bundles and deployments under ``/api``."""
     import contextlib
 
-    from allora_gitops.api import argocd, bundles, chain, console_admin, deployments, docs, logs, results, web
+    from allora_gitops.api import argocd, bundles, chain, deployments, docs, logs, results, web
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -303,8 +303,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(logs.router, prefix=API_PREFIX, responses=unauthorized)
     app.include_router(docs.docs_router(app.openapi_url, app.title))
     app.include_router(web.router)  # the monitoring pages (HTML, session cookie)
-    app.include_router(console_admin.router)  # the tokens page and the admin pages (same session)
     app.include_router(logs.page_router)  # the deployment page's live tail
+    from allora_gitops.api import console_admin
+
+    app.include_router(console_admin.router)  # the tokens page and the admin pages, on the pages' session (api/web.py)
     app.include_router(chain.router, responses=unauthorized)  # GET /metrics: allora_chain_* (api/chain.py)
     return app
 
