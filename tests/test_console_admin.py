@@ -52,6 +52,7 @@ def admin_forms(user: str, token_prefix: str) -> dict[str, dict]:
         f"/admin/users/{user}/limits": {"max_live_deployments": "3"},
         f"/admin/users/{user}/tokens/{token_prefix}/revoke": {},
         f"/admin/users/{user}/tokens/revoke-all": {},
+        f"/admin/users/{user}/admin": {"admin": "1"},
     }
 
 
@@ -114,6 +115,7 @@ def test_every_form_refuses_a_missing_or_forged_csrf_token_and_changes_nothing(s
     assert [(t.prefix, t.revoked_at) for t in accounts.list_tokens()] == before
     assert accounts.wallets_of("alice") == [] and "carol" not in {u.user for u in accounts.list_tokens()}
     assert records.connection.execute("SELECT max_live_deployments FROM platform_users WHERE name = 'alice'").fetchone()[0] is None
+    assert not accounts.authenticate(tokens["alice"]).is_admin
 
 
 def test_missing_wrong_and_expired_credentials_reach_no_page_and_no_form(site, records):
@@ -159,6 +161,7 @@ def test_a_non_admin_gets_the_404_of_a_missing_page_on_every_admin_page_and_form
             assert alice.post(action, data={**body, "csrf": csrf}).status_code == 404, action
     accounts = Accounts(records.connection)
     assert accounts.wallets_of("bob") == [] and accounts.authenticate(tokens["bob"]) is not None
+    assert not accounts.authenticate(tokens["bob"]).is_admin and not accounts.authenticate(tokens["alice"]).is_admin
     assert "carol" not in {t.user for t in accounts.list_tokens()}
 
 
@@ -206,6 +209,14 @@ def test_an_admin_creates_a_users_token_assigns_and_unassigns_a_wallet_and_sets_
         assert '<strong id="limit-live">3</strong>' in page and '<strong id="limit-upload">20 MB</strong>' in page
         assert root.post("/admin/users/carol/limits", data={"reset": "1", "csrf": csrf}).headers["location"].endswith("done=reset")
         assert accounts.set_limits("carol") == (None, None)
+
+        # the admin flag, as user-admin [--revoke]; a token of another user is not carol's
+        assert root.post("/admin/users/carol/admin", data={"admin": "1", "csrf": csrf}).headers["location"].endswith("done=admin")
+        assert accounts.authenticate(carol).is_admin
+        assert root.post("/admin/users/carol/admin", data={"admin": "0", "csrf": csrf}).headers["location"].endswith("done=not-admin")
+        assert not accounts.authenticate(carol).is_admin
+        assert root.post(f"/admin/users/carol/tokens/{prefix_of(tokens['bob'])}/revoke", data={"csrf": csrf}).status_code == 404
+        assert accounts.authenticate(tokens["bob"]) is not None
 
         # disable: every token of carol revoked
         gone = root.post("/admin/users/carol/tokens/revoke-all", data={"csrf": csrf})

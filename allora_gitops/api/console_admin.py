@@ -10,7 +10,7 @@ the sign-in session of :mod:`allora_gitops.api.web`.
   token (the user is created when new, as ``token create --user``); ``GET /admin/users/{name}``: one user's
   tokens (revoke one, or every one: the accounts have no "disabled" flag, and a user with no live token can
   neither call the API nor sign in), wallet assignments (assign, unassign: ``wallet assign|unassign``) and limits
-  (only the fields given change; a separate reset: ``user-limits``).
+  (only the fields given change; a separate reset: ``user-limits``), and the admin flag (``user-admin [--revoke]``).
 
 Admin pages answer a non-admin with the same 404 as a page that does not exist: an ordinary user learns nothing
 about them (the deployment pages treat another user's deployment the same way), and no link leads there.
@@ -194,7 +194,8 @@ def admin_user(name: str, request: Request, done: Optional[str] = None, session=
 
 
 DONE = {"assigned": "Wallet assigned.", "unassigned": "Wallet unassigned.", "not-assigned": "That wallet was not assigned to this user.",
-        "limits": "Limits saved.", "reset": "Both limits are back to the server's settings.", "revoked": "Token revoked.",
+        "limits": "Limits saved.", "admin": "Now an admin: sees and changes everything.",
+        "not-admin": "No longer an admin: keeps their own bundles and deployments.", "reset": "Both limits are back to the server's settings.", "revoked": "Token revoked.",
         "revoked-all": "Every token of this user is revoked: they can neither call the API nor sign in until given a new one."}  # fmt: skip
 
 
@@ -272,6 +273,23 @@ def admin_set_limits(name: str, request: Request, max_live_deployments: str = Fo
         return _user_page(request, web, accounts, settings, name, core_status(exc), limits_error=str(exc),
                           limits_form={"max_live_deployments": max_live_deployments, "max_upload_mb": max_upload_mb})  # fmt: skip
     return _back(name, "reset" if reset else "limits")
+
+
+@router.post("/admin/users/{name}/admin", response_class=HTMLResponse)
+def admin_set_admin(name: str, request: Request, admin: str = Form(""), csrf: str = Form(""), session=Depends(open_session),
+                    settings: ApiSettings = Depends(get_settings)):  # fmt: skip
+    """``allora-gitops user-admin NAME`` (``admin=1``) or ``--revoke`` (``admin=0``)."""
+    accounts = session[1]
+    web, refused = _admin_post(request, accounts, csrf)
+    if refused:
+        return refused
+    if admin not in ("0", "1"):
+        return _user_page(request, web, accounts, settings, name, 422, admin_error="admin: give 1 (make an admin) or 0 (take admin away)")
+    try:
+        accounts.set_admin(name, admin == "1")
+    except FORM_ERRORS:
+        return _page(request, "error.html", 404, web=web, title="Not found", message=f"There is no user {name!r}.")
+    return _back(name, "admin" if admin == "1" else "not-admin")
 
 
 @router.post("/admin/users/{name}/tokens/{prefix}/revoke", response_class=HTMLResponse)
