@@ -5,7 +5,7 @@ the sign-in session of :mod:`allora_gitops.api.web`.
   one; ``POST /tokens`` creates it and answers with it **once** (the page is ``Cache-Control: no-store``; only the
   token's sha256 and prefix are stored, as ``allora-gitops token create`` does); ``POST /tokens/{prefix}/revoke``
   revokes one of the caller's own tokens (another user's prefix is a 404). Revoking the token the session signed
-  in with ends the session: the answer signs out.
+  in with ends the session: the answer says so and clears the cookie.
 - ``GET /admin/users``: every user (admin flag, live tokens, wallets, limits) and a form that creates a user's
   token (the user is created when new, as ``token create --user``); ``GET /admin/users/{name}``: one user's
   tokens (revoke one, or every one: the accounts have no "disabled" flag, and a user with no live token can
@@ -114,7 +114,7 @@ def revoke_own_token(prefix: str, request: Request, csrf: str = Form(""), sessio
         return _page(request, "error.html", 404, web=web, title="Not found", message="There is no such token among yours.")
     accounts.revoke_token(prefix)
     if prefix == _cookie_parts(request.cookies.get(SESSION_COOKIE))[0]:  # the session's own token: sign out
-        return _signed_out(request, accounts)
+        return _signed_out(request, accounts, prefix)
     return RedirectResponse(f"/tokens?revoked={prefix}", status_code=303)
 
 
@@ -301,7 +301,7 @@ def admin_revoke_token(name: str, prefix: str, request: Request, csrf: str = For
     if prefix not in {t.prefix for t in accounts.list_tokens(name)}:
         return _page(request, "error.html", 404, web=web, title="Not found", message=f"{name!r} has no such token.")
     accounts.revoke_token(prefix)
-    return _signed_out(request, accounts) if prefix == _cookie_parts(request.cookies.get(SESSION_COOKIE))[0] else _back(name, "revoked")
+    return _signed_out(request, accounts, prefix) if prefix == _cookie_parts(request.cookies.get(SESSION_COOKIE))[0] else _back(name, "revoked")
 
 
 @router.post("/admin/users/{name}/tokens/revoke-all", response_class=HTMLResponse)
@@ -314,14 +314,16 @@ def admin_revoke_every_token(name: str, request: Request, csrf: str = Form(""), 
     for t in tokens:
         if t.revoked_at is None:
             accounts.revoke_token(t.prefix)
-    if _cookie_parts(request.cookies.get(SESSION_COOKIE))[0] in {t.prefix for t in tokens}:  # the admin's own
-        return _signed_out(request, accounts)
+    current = _cookie_parts(request.cookies.get(SESSION_COOKIE))[0]
+    if current in {t.prefix for t in tokens}:  # the admin's own
+        return _signed_out(request, accounts, current)
     return _back(name, "revoked-all")
 
 
-def _signed_out(request: Request, accounts: Accounts) -> RedirectResponse:
-    """The answer once the session's own token was revoked: the session ends and its cookie goes."""
+def _signed_out(request: Request, accounts: Accounts, prefix: str) -> HTMLResponse:
+    """The answer once the session's own token ``prefix`` was revoked: the session ends, its cookie goes, and
+    the page says why (a bare sign-in form would leave the reader wondering)."""
     end_session(accounts.connection, request.cookies.get(SESSION_COOKIE))
-    response = RedirectResponse("/login", status_code=303)
+    response = _page(request, "tokens_signed_out.html", prefix=prefix)
     response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict", secure=_secure(request))
     return response
