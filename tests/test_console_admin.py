@@ -199,8 +199,8 @@ def test_an_admin_creates_a_users_token_assigns_and_unassigns_a_wallet_and_sets_
         assert accounts.set_limits("carol") == (3, None)
         assert root.post("/admin/users/carol/limits", data={"max_upload_mb": "20", "csrf": csrf}).status_code == 303
         assert accounts.set_limits("carol") == (3, 20 << 20)
-        for body, message in (({"max_upload_mb": "0"}, "Invalid value for '--max-upload-mb': 0 is not in the range x>=1."),
-                              ({"max_live_deployments": "-1"}, "'--max-live-deployments': -1 is not in the range x>=0."),
+        for body, message in (({"max_upload_mb": "0"}, "Invalid value for '--max-upload-mb': Input should be greater than or equal to 1"),
+                              ({"max_live_deployments": "-1"}, "'--max-live-deployments': Input should be greater than or equal to 0"),
                               ({"reset": "1", "max_live_deployments": "2"}, "--reset returns both limits")):  # fmt: skip
             answer = root.post("/admin/users/carol/limits", data={**body, "csrf": csrf})
             assert answer.status_code == 422 and message in html.unescape(answer.text), answer.text
@@ -291,3 +291,31 @@ def test_in_chromium_create_a_token_see_it_once_revoke_the_sessions_own_and_an_a
     assert Accounts(records.connection).wallets_of("alice") == ["wallet-alice"]
     assert all(p.stat().st_size > 10_000 for p in shots)
     keep_artifacts(*shots)
+
+
+def test_the_forms_give_the_clis_messages_for_the_same_bad_input(site, records, cli, database_url):
+    server, tokens = site
+    url = ("--database-url", database_url)
+    cases = [  # (the CLI's arguments, the form's action and body)
+        (("token", "create", "--user", "alice", "--expires", "0d"), "/tokens", {"days": "0"}),
+        (("token", "create", "--user", "Carol!", "--expires", "30d"), "/admin/users", {"user": "Carol!", "days": "30"}),
+        (("token", "create", "--user", "carol", "--expires", "99999999d"), "/admin/users", {"user": "carol", "days": "99999999"}),
+        (("wallet", "assign", "Not_A_Secret_Name", "--user", "alice"), "/admin/users/alice/wallets", {"secret": "Not_A_Secret_Name"}),
+        (("wallet", "assign", "4f" * 32, "--user", "alice"), "/admin/users/alice/wallets", {"secret": "4f" * 32}),
+        (("user-limits", "alice", "--reset", "--max-upload-mb", "2"), "/admin/users/alice/limits", {"reset": "1", "max_upload_mb": "2"}),
+        (("user-limits", "alice", "--max-upload-mb", "0"), "/admin/users/alice/limits", {"max_upload_mb": "0"}),
+        (("user-limits", "alice", "--max-live-deployments", "-1"), "/admin/users/alice/limits", {"max_live_deployments": "-1"}),
+        (("user-limits", "alice", "--max-live-deployments", "abc"), "/admin/users/alice/limits", {"max_live_deployments": "abc"}),
+        (("user-limits", "nobody", "--max-upload-mb", "3"), "/admin/users/nobody/limits", {"max_upload_mb": "3"}),
+    ]  # fmt: skip
+    with signed_in(server, tokens["root"]) as root:
+        csrf = csrf_of(root.get("/tokens").text)
+        for args, action, body in cases:
+            result = cli("gitops", *args, *url)
+            assert result.code == 2 or result.code == 1, result
+            said = [line.strip(" │").removeprefix("error: ").removeprefix("Error: ").strip() for line in result.err.splitlines()]
+            message = next(line for line in said if line and not line.startswith(("Usage", "Try", "╭", "╰")))
+            page = root.post(action, data={**body, "csrf": csrf})
+            assert page.status_code == (404 if "nobody" in action else 422) and message in html.unescape(page.text), (args, message)
+    accounts = Accounts(records.connection)
+    assert accounts.wallets_of("alice") == [] and "carol" not in {t.user for t in accounts.list_tokens()}

@@ -152,10 +152,20 @@ def _user_page(request: Request, web: WebSession, accounts: Accounts, settings: 
 
     found = [u for u in _users(accounts) if u["name"] == name]
     if not found:
-        return _page(request, "error.html", 404, web=web, title="Not found", message=f"There is no user {name!r}.")
+        return _no_user(request, web, accounts, name)
     return _page(request, "admin_user.html", status, web=web, user=found[0], tokens=list(reversed(accounts.list_tokens(name))),
                  settings=settings, now=datetime.now(timezone.utc), current=_cookie_parts(request.cookies.get(SESSION_COOKIE))[0],
                  **context)  # fmt: skip
+
+
+def _no_user(request: Request, web: WebSession, accounts: Accounts, name: str) -> HTMLResponse:
+    """404 for a user who does not exist, in the CLI's words (``user-limits``, ``wallet unassign``)."""
+    try:
+        accounts._user_id(name)
+        message = f"no user {name!r}"
+    except UsageError as exc:
+        message = str(exc)
+    return _page(request, "error.html", 404, web=web, title="Not found", message=message)
 
 
 @router.get("/admin", response_class=HTMLResponse)
@@ -244,15 +254,15 @@ def admin_unassign_wallet(name: str, request: Request, secret: str = Form(""), c
 
 
 def _limit(text: str, field: str, minimum: int) -> Optional[int]:
-    """A limit as typed: None when blank (unchanged); the CLI's option range (``min=``) otherwise."""
+    """A limit as typed: None when blank (unchanged); else the CLI's option check (``min=``), in its words."""
     text = text.strip()
     if not text:
         return None
     if not text.lstrip("-").isdigit():
-        raise UsageError(f"Invalid value for '{field}': {text!r} is not a valid integer.")
+        raise UsageError(f"Invalid value for '{field}': Input should be a valid integer, unable to parse string as an integer")
     value = int(text)
     if value < minimum:
-        raise UsageError(f"Invalid value for '{field}': {value} is not in the range x>={minimum}.")
+        raise UsageError(f"Invalid value for '{field}': Input should be greater than or equal to {minimum}")
     return value
 
 
@@ -288,7 +298,7 @@ def admin_set_admin(name: str, request: Request, admin: str = Form(""), csrf: st
     try:
         accounts.set_admin(name, admin == "1")
     except FORM_ERRORS:
-        return _page(request, "error.html", 404, web=web, title="Not found", message=f"There is no user {name!r}.")
+        return _no_user(request, web, accounts, name)
     return _back(name, "admin" if admin == "1" else "not-admin")
 
 
