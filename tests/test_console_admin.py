@@ -57,6 +57,10 @@ def admin_forms(user: str, token_prefix: str) -> dict[str, dict]:
 
 
 def test_a_token_created_on_the_page_is_shown_once_works_and_is_listed_by_prefix_only(site, records):
+    from allora_gitops.api.console_admin import DEFAULT_TOKEN_DAYS
+    from allora_gitops.cli.serve import DEFAULT_TOKEN_EXPIRY
+
+    assert DEFAULT_TOKEN_EXPIRY == f"{DEFAULT_TOKEN_DAYS}d"  # the page's default is token create's
     server, tokens = site
     with signed_in(server, tokens["alice"]) as client:
         page = client.get("/tokens")

@@ -61,7 +61,7 @@ def _expiry_from_days(days: str, *, allow_never: bool = False):
     if allow_never and text.lower() == "never":
         return None
     if not text.isdigit():
-        raise UsageError(f"expires in days {text!r}: give a whole number of days (90 when unsure)" + (" or 'never'" if allow_never else ""))
+        raise UsageError(f"expires in days {text!r}: give a whole number of days ({DEFAULT_TOKEN_DAYS} when unsure)" + (" or 'never'" if allow_never else ""))
     return parse_expiry(f"{int(text)}d")
 
 
