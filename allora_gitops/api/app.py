@@ -318,6 +318,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(web.router)  # the monitoring pages (HTML, session cookie)
     app.include_router(console.router)  # the deploy pages: upload, deploy with a preview, promote/rollback/retire
     app.include_router(logs.page_router)  # the deployment page's live tail
+    from allora_gitops.api import console_admin
+
+    app.include_router(console_admin.router)  # the tokens page and the admin pages, on the pages' session (api/web.py)
     app.include_router(chain.router, responses=unauthorized)  # GET /metrics: allora_chain_* (api/chain.py)
     return app
 
