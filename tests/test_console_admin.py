@@ -256,12 +256,12 @@ def test_in_chromium_create_a_token_see_it_once_revoke_the_sessions_own_and_an_a
         sign_in_as(tokens["alice"], "/tokens")
         shot("tokens")
         order = []  # the keyboard's path through the page, and a focus that shows
-        for _ in range(7):
+        for _ in range(8):
             ActionChains(browser).send_keys(Keys.TAB).perform()
             focused = browser.switch_to.active_element
             order.append(focused.get_attribute("id") or focused.text)
             assert focused.value_of_css_property("outline-width") == "3px", order[-1]
-        assert order == ["allora-gitops", "Deployments", "Tokens", "Sign out", "days", "Create token", "Revoke (signs you out)"]
+        assert order == ["allora-gitops", "Deployments", "Upload a bundle", "Tokens", "Sign out", "days", "Create token", "Revoke (signs you out)"]
         shot("tokens-focus")
         days = browser.find_element(By.ID, "days")
         days.clear()
