@@ -35,8 +35,22 @@ class LiveWorker:
 
 
 def valid_address(value: Any) -> Optional[str]:
-    """``value`` when it is an Allora bech32 account address (``allo1…``), else None."""
-    return value if isinstance(value, str) and ADDRESS.match(value) else None
+    """``value`` when it is an Allora bech32 account address (``allo1…``, its checksum right), else None."""
+    return value if address_problem(value) is None else None
+
+
+def address_problem(value: Any) -> Optional[str]:
+    """Why ``value`` is not an Allora account address (one line), or None when it is one: ``allo1`` and 38–58
+    bech32 characters whose BIP-173 checksum matches, as the chain's ``AccAddressFromBech32`` requires. A
+    mistyped character fails the checksum; the chain would refuse every query for it."""
+    if not isinstance(value, str) or not ADDRESS.match(value):
+        return "not an Allora account address (allo1 followed by 38 bech32 characters)"
+    from bech32 import bech32_decode
+
+    hrp, data = bech32_decode(value)
+    if hrp != "allo" or data is None:
+        return "not an Allora account address: its bech32 checksum does not match (a mistyped character?)"
+    return None
 
 
 def worker_address_of(report: Any) -> Optional[str]:
@@ -53,8 +67,9 @@ def record_worker_address(conn, deployment_id: str, address: str, source: str) -
     """Record the deployment's worker address; the runtime's replaces an admin's, never the reverse. → changed?
 
     ValueError for an address that is not ``allo1…`` bech32 or an unknown source."""
-    if not valid_address(address):
-        raise ValueError(f"{address!r} is not an Allora account address (allo1…)")
+    problem = address_problem(address)
+    if problem:
+        raise ValueError(f"{address!r} is {problem}")
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
     row = conn.execute(
