@@ -21,3 +21,21 @@ def test_a_mistyped_address_is_refused_by_its_checksum(watched, records, cli, da
     from allora_gitops.chain.store import worker_address_of
 
     assert worker_address_of({"results": [{"worker": TEST_ADDRESS}, {"worker": typo}]}) == TEST_ADDRESS  # a runtime's report too
+
+
+def test_an_endpoint_of_another_network_is_one_line_not_its_standing(watched, records, cli, database_url, monkeypatch):  # noqa: F811
+    """$ALLORA_CHAIN_ENDPOINTS pointing testnet at a mainnet node: its standing would be another chain's."""
+    from allora_gitops.chain.poller import ChainPoller, PollerSettings
+
+    with ChainStandIn(ChainState(chain_id="allora-mainnet-1", topic_id=TOPIC)) as mainnet:
+        mainnet.state.registered.add(TEST_ADDRESS)
+        mainnet.next_window()
+        monkeypatch.setenv("ALLORA_CHAIN_ENDPOINTS", f"testnet={mainnet.url}")
+        answer = _status(cli, database_url)
+        poller = ChainPoller(database_url, PollerSettings(interval=10, timeout=5, endpoints={"testnet": mainnet.url}))
+        assert asyncio.run(poller.poll_once()) == 1
+    wrong = (f"127.0.0.1:{mainnet.port} serves chain 'allora-mainnet-1', not 'allora-testnet-1':"
+             " its endpoint in $ALLORA_CHAIN_ENDPOINTS belongs to another network")  # fmt: skip
+    assert answer.code == 1 and answer.out.splitlines()[1:] == [f"  chain unreachable: {wrong}"]
+    view = chain_view(records.connection, live_workers(records.connection, name=NAME)[0])
+    assert view.states == ["unreachable"] and view.error == wrong and view.registered is None  # nothing of mainnet's kept

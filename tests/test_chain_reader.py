@@ -34,6 +34,7 @@ def watched(chain, records, monkeypatch):  # noqa: F811
     the platform's testnet endpoint the stand-in."""
     a, _ = create_two_deployments(records)
     chain.state.topic_id = TOPIC
+    chain.state.chain_id = "allora-testnet-1"  # the reader checks the node's chain id against the network's
     chain.state.registered.add(TEST_ADDRESS)
     record_worker_address(records.connection, a.id, TEST_ADDRESS, "runtime")
     monkeypatch.setenv("ALLORA_CHAIN_ENDPOINTS", f"testnet={chain.url}")

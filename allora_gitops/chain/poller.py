@@ -168,7 +168,9 @@ class ChainPoller:
             conn.close()
 
     async def _read_all(self, conn, due: list) -> None:
-        from allora_gitops.chain.reader import ChainReadError, close_client, endpoint_host, network_config, open_client, read_standing
+        from allora_gitops.chain.reader import (
+            ChainReadError, close_client, endpoint_host, expected_chain_id, network_config, open_client, read_standing,
+        )  # fmt: skip
         from allora_gitops.chain.store import store_observation
 
         semaphore = asyncio.Semaphore(self.settings.concurrency)
@@ -183,8 +185,9 @@ class ChainPoller:
                     if worker.network not in clients:
                         clients[worker.network] = open_client(config)
                     standing = await read_standing(
-                        clients[worker.network], worker.topic_id, worker.address, timeout=self.settings.timeout, host=endpoint_host(config)
-                    )
+                        clients[worker.network], worker.topic_id, worker.address, timeout=self.settings.timeout,
+                        host=endpoint_host(config), chain_id=expected_chain_id(worker.network),
+                    )  # fmt: skip
                     outcomes.append((worker, standing, None))
                 except ChainReadError as exc:
                     outcomes.append((worker, None, str(exc)))

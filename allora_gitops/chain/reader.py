@@ -14,6 +14,9 @@ GetInfererScoreEma                    the worker's inferer score EMA (``score.sc
 GetCurrentLowestInfererScore          the lowest score among the topic's active inferers
 GetPreviousInferenceRewardFraction    the worker's reward fraction of the previous epoch
 cosmos bank Balance                   the wallet's balance in uallo
+tendermint GetNodeInfo                the node's chain id, for testnet and mainnet: an endpoint serving
+                                      another chain fails the read (a testnet deployment is never shown
+                                      a mainnet standing)
 ====================================  ============================================================
 
 A chain that does not answer emissions v10 (one not upgraded from v9) fails with one ``ChainReadError``
@@ -90,6 +93,15 @@ def network_config(network: str, overrides: Mapping[str, str]) -> Any:
     raise ChainReadError(f"no chain endpoint for network {network!r}: set {ENDPOINTS_ENV}={network}=grpc+https://HOST:PORT")
 
 
+def expected_chain_id(network: str) -> Optional[str]:
+    """The chain id a ``testnet``/``mainnet`` endpoint must report (the SDK's); None for a network named only by
+    ``$ALLORA_CHAIN_ENDPOINTS``, whose chain id the platform has no record of."""
+    from allora_sdk import AlloraNetworkConfig
+
+    known = {"testnet": AlloraNetworkConfig.testnet, "mainnet": AlloraNetworkConfig.mainnet}
+    return known[network]().chain_id if network in known else None
+
+
 def endpoint_host(config: Any) -> str:
     """host:port of the endpoint, without scheme or credentials, for messages."""
     rest = config.url.split("://", 1)[-1]
@@ -118,9 +130,13 @@ def _decimal(text: Any) -> Optional[Decimal]:
     return value if value.is_finite() else None
 
 
-async def read_standing(client: Any, topic_id: int, address: str, *, timeout: float, host: str = "the chain") -> Standing:
-    """The queries of the module docstring for one worker, concurrently; ChainReadError on any failure."""
+async def read_standing(
+    client: Any, topic_id: int, address: str, *, timeout: float, host: str = "the chain", chain_id: Optional[str] = None
+) -> Standing:
+    """The queries of the module docstring for one worker, concurrently; ChainReadError on any failure, and when
+    ``chain_id`` is given and the node reports another (an endpoint of the wrong network)."""
     from allora_sdk.rpc_client.protos.cosmos.bank.v1beta1 import QueryBalanceRequest
+    from allora_sdk.rpc_client.protos.cosmos.base.tendermint.v1beta1 import GetNodeInfoRequest
     from allora_sdk.rpc_client.protos.emissions import v10
 
     q = client.emissions.query
@@ -132,13 +148,20 @@ async def read_standing(client: Any, topic_id: int, address: str, *, timeout: fl
         q.get_current_lowest_inferer_score(v10.GetCurrentLowestInfererScoreRequest(topic_id=topic_id)),
         q.get_previous_inference_reward_fraction(v10.GetPreviousInferenceRewardFractionRequest(topic_id=topic_id, worker=address)),
         client.bank.query.balance(QueryBalanceRequest(address=address, denom=DENOM)),
+        *((client.tendermint.query.get_node_info(GetNodeInfoRequest()),) if chain_id else ()),
     )
     try:
-        window, can, topic, ema, lowest, fraction, balance = await asyncio.wait_for(asyncio.gather(*calls), timeout)
+        window, can, topic, ema, lowest, fraction, balance, *node = await asyncio.wait_for(asyncio.gather(*calls), timeout)
     except asyncio.TimeoutError:
         raise ChainReadError(f"{host} did not answer within {timeout:g} s") from None
     except Exception as exc:  # noqa: BLE001 - sorted into one line below
         raise ChainReadError(describe_failure(exc, host)) from None
+    if node:
+        reported = node[0].default_node_info.network if node[0].default_node_info is not None else ""
+        if reported != chain_id:
+            raise ChainReadError(
+                f"{host} serves chain {reported[:80]!r}, not {chain_id!r}: its endpoint in ${ENDPOINTS_ENV} belongs to another network"
+            )
     score = ema.score.score if ema.score is not None else None
     return Standing(
         window_open=window.is_open, current_nonce=window.current_nonce_block_height,
@@ -174,6 +197,8 @@ async def read_once(network: str, topic_id: int, address: str, *, timeout: float
     config = network_config(network, overrides)
     client = open_client(config)
     try:
-        return await read_standing(client, topic_id, address, timeout=timeout, host=endpoint_host(config))
+        return await read_standing(
+            client, topic_id, address, timeout=timeout, host=endpoint_host(config), chain_id=expected_chain_id(network)
+        )
     finally:
         await close_client(client)
