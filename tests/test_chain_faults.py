@@ -39,3 +39,40 @@ def test_an_endpoint_of_another_network_is_one_line_not_its_standing(watched, re
     assert answer.code == 1 and answer.out.splitlines()[1:] == [f"  chain unreachable: {wrong}"]
     view = chain_view(records.connection, live_workers(records.connection, name=NAME)[0])
     assert view.states == ["unreachable"] and view.error == wrong and view.registered is None  # nothing of mainnet's kept
+
+
+def test_numbers_no_node_would_send_are_one_line_and_cost_no_other_read(chain, watched, records, cli, database_url):  # noqa: F811
+    """A score of 1e999999 ended `chain status` in "internal error (NumericValueOutOfRange)" and, in the poller,
+    lost the whole round (every deployment's read); text that is no number was shown as "no score"."""
+    from allora_gitops.chain.poller import ChainPoller, PollerSettings
+
+    OTHER = "allo1368tawed8y6ap5h2kh67qa5a5puk4c7lq4n4n3"
+    [bob] = live_workers(records.connection, name="mean-reverter")
+    record_worker_address(records.connection, bob.deployment_id, OTHER, "admin")
+    chain.next_window()
+    host = f"127.0.0.1:{chain.port}"
+    for score, said in (("1e999999", "'1e999999'"), ("NaN", "'NaN'"), ("nonsense", "'nonsense'")):
+        chain.set_score(TEST_ADDRESS, score)
+        answer = _status(cli, database_url)
+        assert (answer.code, answer.err) == (1, "") and answer.out.splitlines()[1:] == [
+            f"  chain unreachable: {host} answered a score EMA that is not a decimal number: {said}"
+        ]
+    chain.set_score(TEST_ADDRESS, "1e999999")
+    chain.set_score(OTHER, "0.4")
+    poller = ChainPoller(database_url, PollerSettings(interval=10, timeout=5, endpoints={"testnet": chain.url}))
+    assert asyncio.run(poller.poll_once()) == 2
+    mine, theirs = (chain_view(records.connection, w) for w in live_workers(records.connection) if w.name in (NAME, "mean-reverter"))
+    assert mine.states == ["unreachable"] and "score EMA that is not a decimal number" in mine.error
+    assert theirs.reachable and str(theirs.score_ema) == "0.4"  # the good read beside it is kept
+
+
+def test_a_standing_the_database_cannot_store_is_stored_as_a_failed_read(watched, records):  # noqa: F811
+    from decimal import Decimal
+
+    from allora_gitops.chain.reader import Standing
+    from allora_gitops.chain.store import store_observation
+
+    [worker] = live_workers(records.connection, name=NAME)
+    store_observation(records.connection, worker, Standing(True, 1006, 6, True, True, True, True, Decimal("1e999999"), None, None, 5))
+    view = chain_view(records.connection, worker)
+    assert view.states == ["unreachable"] and view.error == "the chain's answer could not be stored (NumericValueOutOfRange)"

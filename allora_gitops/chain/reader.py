@@ -122,12 +122,32 @@ async def close_client(client: Any) -> None:
         pass
 
 
-def _decimal(text: Any) -> Optional[Decimal]:
-    try:
-        value = Decimal(str(text))
-    except (InvalidOperation, ValueError):
+MAX_DIGITS = 80  # a Cosmos LegacyDec is at most 2^256 × 10^-18 (~1.2e59); a balance's Int fits in 78 digits
+
+
+def _decimal(text: Any, what: str, host: str) -> Optional[Decimal]:
+    """The chain's decimal text (LegacyDec) as a Decimal; None when empty (not set); ChainReadError for text no
+    node would send (not a finite number, or more digits than a LegacyDec has), which PostgreSQL's numeric
+    could not even store."""
+    if text is None or str(text).strip() == "":
         return None
-    return value if value.is_finite() else None
+    try:
+        value = Decimal(str(text).strip())
+    except (InvalidOperation, ValueError):
+        value = None
+    if value is None or not value.is_finite() or (value != 0 and abs(value.adjusted()) > MAX_DIGITS):
+        raise ChainReadError(f"{host} answered a {what} that is not a decimal number: {str(text)[:40]!r}")
+    return value
+
+
+def _amount(text: Any, host: str) -> Optional[int]:
+    """A bank Coin's amount (an Int's decimal digits) as an int; ChainReadError for anything else."""
+    if text is None or str(text).strip() == "":
+        return None
+    text = str(text).strip()
+    if not text.isdigit() or len(text) > MAX_DIGITS:
+        raise ChainReadError(f"{host} answered a balance that is not a whole number of uallo: {text[:40]!r}")
+    return int(text)
 
 
 async def read_standing(
@@ -167,10 +187,10 @@ async def read_standing(
         window_open=window.is_open, current_nonce=window.current_nonce_block_height,
         epoch_length=topic.topic.epoch_length if topic.topic is not None else 0,
         registered=window.is_registered, whitelisted=window.is_whitelisted, topic_active=window.is_topic_active,
-        can_submit=can.can_submit_worker_payload, score_ema=_decimal(score) if score is not None else None,
-        lowest_score=_decimal(lowest.score.score) if lowest.score is not None else None,
-        reward_fraction=None if fraction.not_found else _decimal(fraction.reward_fraction),
-        balance_uallo=int(balance.balance.amount) if balance.balance is not None else None,
+        can_submit=can.can_submit_worker_payload, score_ema=_decimal(score, "score EMA", host),
+        lowest_score=_decimal(lowest.score.score, "lowest score", host) if lowest.score is not None else None,
+        reward_fraction=None if fraction.not_found else _decimal(fraction.reward_fraction, "reward fraction", host),
+        balance_uallo=_amount(balance.balance.amount, host) if balance.balance is not None else None,
     )  # fmt: skip
 
 

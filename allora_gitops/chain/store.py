@@ -105,7 +105,8 @@ WITHHELD = "the chain's answer was not stored: it looked like a secret"
 
 def store_observation(conn, worker: LiveWorker, standing: Any = None, error: Optional[str] = None, *, at: Optional[datetime] = None) -> None:
     """One read: ``standing`` (a ``reader.Standing``) or ``error`` (one line). An error text the database refuses
-    as secret-like (``allora_looks_like_secret``) is stored as ``WITHHELD`` instead, so one read never costs the others."""
+    as secret-like (``allora_looks_like_secret``) is stored as ``WITHHELD`` instead, and a standing it cannot store
+    (a number out of numeric's range) as a failed read naming why, so one read never costs the others."""
     import psycopg
 
     try:
@@ -114,6 +115,10 @@ def store_observation(conn, worker: LiveWorker, standing: Any = None, error: Opt
         if standing is not None:
             raise
         _insert_observation(conn, worker, None, WITHHELD, at)
+    except psycopg.errors.DataError as exc:
+        if standing is None:
+            raise
+        _insert_observation(conn, worker, None, f"the chain's answer could not be stored ({type(exc).__name__})", at)
 
 
 def _insert_observation(conn, worker: LiveWorker, standing: Any, error: Optional[str], at: Optional[datetime]) -> None:
