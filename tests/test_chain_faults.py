@@ -76,3 +76,21 @@ def test_a_standing_the_database_cannot_store_is_stored_as_a_failed_read(watched
     store_observation(records.connection, worker, Standing(True, 1006, 6, True, True, True, True, Decimal("1e999999"), None, None, 5))
     view = chain_view(records.connection, worker)
     assert view.states == ["unreachable"] and view.error == "the chain's answer could not be stored (NumericValueOutOfRange)"
+
+
+def test_an_endpoint_without_a_host_or_with_a_bad_port_is_refused_with_the_variable_named():
+    """grpc+http://127.0.0.1:notaport was taken, and every read then failed as "reading the chain failed: ValueError"."""
+    import pytest
+
+    from allora_gitops.chain.reader import endpoint_overrides
+    from allora_gitops.errors import UsageError
+
+    assert endpoint_overrides("testnet=grpc+https://node.example:9090,mainnet=grpc+https://node.example") == {
+        "testnet": "grpc+https://node.example:9090", "mainnet": "grpc+https://node.example",
+    }  # fmt: skip
+    for url in ("grpc+http://127.0.0.1:notaport", "grpc+http://127.0.0.1:70000", "grpc+https://", "grpc+https://:9090"):
+        with pytest.raises(UsageError) as raised:
+            endpoint_overrides(f"testnet={url}")
+        assert str(raised.value) == (
+            "$ALLORA_CHAIN_ENDPOINTS: the endpoint of testnet is not grpc+https://HOST[:PORT] (a host, and a port of 1-65535)"
+        ), url

@@ -32,6 +32,7 @@ import os
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping, Optional
+from urllib.parse import urlsplit
 
 from allora_gitops.errors import UsageError
 
@@ -74,6 +75,13 @@ def endpoint_overrides(raw: Optional[str] = None) -> dict[str, str]:
             raise UsageError(f"${ENDPOINTS_ENV}: entry {number} is not NETWORK=grpc+https://HOST:PORT")
         if url.split("://", 1)[0] not in ("grpc+https", "grpc+http"):
             raise UsageError(f"${ENDPOINTS_ENV}: the endpoint of {network} must be grpc+https:// or grpc+http://")
+        try:  # what cosmpy's parse_url reads: a host, and a port when given (else 443 / 80)
+            parts = urlsplit(url)
+            host_ok, _ = bool(parts.hostname), parts.port
+        except ValueError:
+            host_ok = False
+        if not host_ok:  # the URL is not echoed: it may hold credentials
+            raise UsageError(f"${ENDPOINTS_ENV}: the endpoint of {network} is not grpc+https://HOST[:PORT] (a host, and a port of 1-65535)")
         out[network] = url
     return out
 
