@@ -60,7 +60,7 @@ def test_numbers_no_node_would_send_are_one_line_and_cost_no_other_read(chain, w
     chain.set_score(TEST_ADDRESS, "1e999999")
     chain.set_score(OTHER, "0.4")
     poller = ChainPoller(database_url, PollerSettings(interval=10, timeout=5, endpoints={"testnet": chain.url}))
-    assert asyncio.run(poller.poll_once()) == 2
+    assert asyncio.run(poller.poll_once()) == 2 and poller.attempts == 2  # this worker's garbage: the other is still read
     mine, theirs = (chain_view(records.connection, w) for w in live_workers(records.connection) if w.name in (NAME, "mean-reverter"))
     assert mine.states == ["unreachable"] and "score EMA that is not a decimal number" in mine.error
     assert theirs.reachable and str(theirs.score_ema) == "0.4"  # the good read beside it is kept
@@ -94,3 +94,28 @@ def test_an_endpoint_without_a_host_or_with_a_bad_port_is_refused_with_the_varia
         assert str(raised.value) == (
             "$ALLORA_CHAIN_ENDPOINTS: the endpoint of testnet is not grpc+https://HOST[:PORT] (a host, and a port of 1-65535)"
         ), url
+
+
+def test_a_hanging_endpoint_costs_the_poller_one_timeout_per_round_not_one_per_deployment(watched, records, database_url):  # noqa: F811
+    """Before, every deployment on the hanging network waited out its own timeout (1,000 deployments at 8 at a
+    time and 10 s: a 21-minute round, the other networks' reads queued behind them); now the first failure
+    stands for the network's remaining reads in that round, and each is still stored and backed off."""
+    import socket
+
+    from allora_gitops.chain.poller import ChainPoller, PollerSettings
+
+    OTHER = "allo1368tawed8y6ap5h2kh67qa5a5puk4c7lq4n4n3"
+    [bob] = live_workers(records.connection, name="mean-reverter")
+    record_worker_address(records.connection, bob.deployment_id, OTHER, "admin")
+    with socket.socket() as silent:  # accepts connections and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        url = f"grpc+http://127.0.0.1:{port}"
+        poller = ChainPoller(database_url, PollerSettings(interval=10, concurrency=1, timeout=1, endpoints={"testnet": url}))
+        assert asyncio.run(poller.poll_once()) == 2
+    assert poller.attempts == 1
+    errors = {v.name: (v.states, v.error) for v in (chain_view(records.connection, w) for w in live_workers(records.connection))}
+    said = (["unreachable"], f"127.0.0.1:{port} did not answer within 1 s")
+    assert errors == {NAME: said, "mean-reverter": said}
+    assert {b.failures for b in poller.backoff.values()} == {1}

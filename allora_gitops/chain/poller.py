@@ -1,7 +1,9 @@
 """The chain reader inside ``serve``: its own thread and event loop, one leader among replicas.
 
 Every ``interval`` seconds the leader reads each live deployment that has a worker address (``reader``), at most
-``concurrency`` reads at a time, each bounded by ``timeout``; stores one observation per read (a failed read
+``concurrency`` reads at a time, each bounded by ``timeout``; once a network's endpoint has failed in a round
+(no answer in time, unreachable), that network's reads not yet started are stored with the same failure
+instead of each waiting out the timeout, so one hanging endpoint never holds up the other networks; stores one observation per read (a failed read
 too) and prunes those older than the retention. A deployment whose read failed is not read again before its
 backoff (``interval`` × 2^(failures−1), at most ``max_backoff``) has passed. Leadership is a PostgreSQL
 session advisory lock held on a connection of its own (not through a transaction-mode pooler: the lock is a
@@ -176,9 +178,13 @@ class ChainPoller:
         semaphore = asyncio.Semaphore(self.settings.concurrency)
         clients: dict[str, Any] = {}
         outcomes: list[tuple[Any, Any, Optional[str]]] = []
+        down: dict[str, str] = {}  # network → why its endpoint failed in this round: its other reads are not tried
 
         async def read(worker) -> None:
             async with semaphore:
+                if worker.network in down:  # a hanging endpoint costs one timeout per round, not one per deployment
+                    outcomes.append((worker, None, down[worker.network]))
+                    return
                 self.attempts += 1
                 try:
                     config = network_config(worker.network, self.settings.endpoints)
@@ -191,6 +197,8 @@ class ChainPoller:
                     outcomes.append((worker, standing, None))
                 except ChainReadError as exc:
                     outcomes.append((worker, None, str(exc)))
+                    if exc.endpoint:
+                        down.setdefault(worker.network, str(exc))
                 except Exception as exc:  # noqa: BLE001 - e.g. the SDK refusing a URL: one line, stored
                     outcomes.append((worker, None, f"reading the chain failed: {type(exc).__name__}"))
 

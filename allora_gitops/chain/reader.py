@@ -42,7 +42,14 @@ SDK_EMISSIONS_VERSION = "v10"
 
 
 class ChainReadError(Exception):
-    """A read that did not complete: one line, safe to store and show (no URL credentials)."""
+    """A read that did not complete: one line, safe to store and show (no URL credentials). ``endpoint``: the
+    failure is the endpoint's (no answer in time, unreachable, another chain or emissions version), so every
+    read through it would fail alike; otherwise it is this worker's read alone (the chain refused the query,
+    or answered something unusable)."""
+
+    def __init__(self, message: str, *, endpoint: bool = False):
+        super().__init__(message)
+        self.endpoint = endpoint
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,7 @@ def network_config(network: str, overrides: Mapping[str, str]) -> Any:
     if network in known:
         config = known[network]()
         return AlloraNetworkConfig(chain_id=config.chain_id, url=config.url, websocket_url=None)
-    raise ChainReadError(f"no chain endpoint for network {network!r}: set {ENDPOINTS_ENV}={network}=grpc+https://HOST:PORT")
+    raise ChainReadError(f"no chain endpoint for network {network!r}: set {ENDPOINTS_ENV}={network}=grpc+https://HOST:PORT", endpoint=True)
 
 
 def expected_chain_id(network: str) -> Optional[str]:
@@ -181,14 +188,17 @@ async def read_standing(
     try:
         window, can, topic, ema, lowest, fraction, balance, *node = await asyncio.wait_for(asyncio.gather(*calls), timeout)
     except asyncio.TimeoutError:
-        raise ChainReadError(f"{host} did not answer within {timeout:g} s") from None
+        raise ChainReadError(f"{host} did not answer within {timeout:g} s", endpoint=True) from None
     except Exception as exc:  # noqa: BLE001 - sorted into one line below
-        raise ChainReadError(describe_failure(exc, host)) from None
+        status = getattr(getattr(exc, "status", None), "name", "")
+        answered = any(c.__name__ == "GRPCError" for c in type(exc).__mro__) and status != "UNIMPLEMENTED"
+        raise ChainReadError(describe_failure(exc, host), endpoint=not answered) from None
     if node:
         reported = node[0].default_node_info.network if node[0].default_node_info is not None else ""
         if reported != chain_id:
             raise ChainReadError(
-                f"{host} serves chain {reported[:80]!r}, not {chain_id!r}: its endpoint in ${ENDPOINTS_ENV} belongs to another network"
+                f"{host} serves chain {reported[:80]!r}, not {chain_id!r}: its endpoint in ${ENDPOINTS_ENV} belongs to another network",
+                endpoint=True,
             )
     score = ema.score.score if ema.score is not None else None
     return Standing(
