@@ -119,3 +119,28 @@ def test_a_hanging_endpoint_costs_the_poller_one_timeout_per_round_not_one_per_d
     said = (["unreachable"], f"127.0.0.1:{port} did not answer within 1 s")
     assert errors == {NAME: said, "mean-reverter": said}
     assert {b.failures for b in poller.backoff.values()} == {1}
+
+
+def test_an_endpoint_answering_something_other_than_grpc_is_said_so(watched, cli, database_url, monkeypatch):  # noqa: F811
+    """An HTTP/1.1 server (a REST gateway's port, a proxy) was "cannot reach HOST: StreamTerminatedError"."""
+    import socket
+    import threading
+
+    with socket.socket() as web:
+        web.bind(("127.0.0.1", 0))
+        web.listen(4)
+
+        def answer() -> None:
+            connection, _ = web.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+        threading.Thread(target=answer, daemon=True).start()
+        port = web.getsockname()[1]
+        monkeypatch.setenv("ALLORA_CHAIN_ENDPOINTS", f"testnet=grpc+http://127.0.0.1:{port}")
+        answered = _status(cli, database_url, "--timeout", "5")
+    assert (answered.code, answered.err) == (1, "") and answered.out.splitlines()[1:] == [
+        f"  chain unreachable: 127.0.0.1:{port} closed the connection without a gRPC answer"
+        " (not a gRPC endpoint, plain text where TLS is expected, or the node went away)"
+    ]

@@ -224,7 +224,9 @@ def describe_failure(exc: BaseException, host: str) -> str:
     if "GRPCError" in names:
         message = (getattr(exc, "message", None) or "").splitlines()[0:1]
         return f"{host} answered {status or 'an error'}" + (f": {message[0][:200]}" if message else "")
-    if isinstance(exc, (OSError, ConnectionError, EOFError)) or names & {"StreamTerminatedError", "ProtocolError"}:
+    if names & {"StreamTerminatedError", "ProtocolError"}:  # connected, but what came back was no gRPC (HTTP/2) answer
+        return f"{host} closed the connection without a gRPC answer (not a gRPC endpoint, plain text where TLS is expected, or the node went away)"
+    if isinstance(exc, (OSError, ConnectionError, EOFError)):
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         return f"cannot reach {host}: {reason}"
     return f"reading {host} failed: {type(exc).__name__}"
