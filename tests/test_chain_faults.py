@@ -144,3 +144,33 @@ def test_an_endpoint_answering_something_other_than_grpc_is_said_so(watched, cli
         f"  chain unreachable: 127.0.0.1:{port} closed the connection without a gRPC answer"
         " (not a gRPC endpoint, plain text where TLS is expected, or the node went away)"
     ]
+
+
+def test_a_release_waiting_for_review_beside_the_running_one_is_not_a_second_worker(
+    chain, watched, records, cli, database_url, tmp_path  # noqa: F811
+):
+    """linear-forecaster 1.3.0 published for review while 1.2.0 runs: both releases were read, listed twice by
+    `chain status`, and exported as two `allora_chain_*` series with the same labels on /metrics."""
+    from allora_gitops.chain.metrics import render_metrics
+    from allora_gitops.chain.store import chain_views
+    from tests.test_db_records import SHA, bundle_args, deployment_args
+
+    newer = records.register_bundle(**bundle_args(
+        version="1.3.0", archive_url=f"s3://archives/bundles/{NAME}/1.3.0/{SHA}.tar.gz",
+        manifest={"name": NAME, "version": "1.3.0", "allora": {"topic_id": TOPIC}},
+    ))  # fmt: skip
+    waiting = records.create_deployment(**deployment_args(newer.id, repo_branch=f"deploy/{NAME}/testnet/1.3.0"))
+    record_worker_address(records.connection, waiting.id, TEST_ADDRESS, "runtime")
+    records.connection.execute(
+        "UPDATE deployments SET live_release_id = %s WHERE id = (SELECT deployment_id FROM releases WHERE id = %s)", (watched.id, watched.id)
+    )
+    chain.next_window()
+    answer = _status(cli, database_url)
+    assert answer.code == 0 and answer.out.count(f"{NAME} on testnet") == 1, answer.out
+    assert [w.deployment_id for w in live_workers(records.connection, name=NAME)] == [watched.id]  # the one that runs
+    metrics = render_metrics(chain_views(records.connection, live_workers(records.connection))).decode()
+    assert [line for line in metrics.splitlines() if line.startswith("allora_chain_up{")] == [
+        f'allora_chain_up{{allora_deployment="{NAME}-testnet",allora_model="{NAME}",allora_network="testnet"}} 1.0'
+    ]
+    records.connection.execute("UPDATE deployments SET live_release_id = NULL")  # none settled yet: the most recent
+    assert [w.deployment_id for w in live_workers(records.connection, name=NAME)] == [waiting.id]

@@ -84,17 +84,22 @@ def record_worker_address(conn, deployment_id: str, address: str, source: str) -
 
 
 def live_workers(conn, *, name: Optional[str] = None, network: Optional[str] = None) -> list[LiveWorker]:
-    """Live deployments (``records.ACTIVE_STATUSES``, not sandboxes) with their worker address, by name."""
+    """Live deployments (``records.ACTIVE_STATUSES``, not sandboxes) with their worker address, by name: one per
+    name and network, the release that runs (``Records.current_deployment``'s rule: the deployment's live release,
+    else its most recent active one). A release waiting for review beside the running one is not read, and
+    ``/metrics`` never exports two series with the same labels."""
     where, params = ["d.status = ANY(%s)", "d.kind = 'deployment'"], [list(ACTIVE_STATUSES)]
     for column, value in (("b.name", name), ("d.network", network)):
         if value is not None:
             where.append(f"{column} = %s")
             params.append(value)
     rows = conn.execute(
-        f"""SELECT d.id::text, b.name, d.network, d.topic_id, w.address, d.created_at
+        f"""SELECT DISTINCT ON (b.name, d.network) d.id::text, b.name, d.network, d.topic_id, w.address, d.created_at
             FROM releases d JOIN model_bundles b ON b.id = d.bundle_id
+            LEFT JOIN deployments t ON t.id = d.deployment_id
             LEFT JOIN deployment_workers w ON w.deployment_id = d.id
-            WHERE {' AND '.join(where)} ORDER BY b.name, d.network""",
+            WHERE {' AND '.join(where)}
+            ORDER BY b.name, d.network, t.live_release_id IS NOT DISTINCT FROM d.id DESC, d.created_at DESC, d.id DESC""",
         params,
     ).fetchall()
     return [LiveWorker(*row) for row in rows]
