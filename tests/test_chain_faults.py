@@ -174,3 +174,16 @@ def test_a_release_waiting_for_review_beside_the_running_one_is_not_a_second_wor
     ]
     records.connection.execute("UPDATE deployments SET live_release_id = NULL")  # none settled yet: the most recent
     assert [w.deployment_id for w in live_workers(records.connection, name=NAME)] == [waiting.id]
+
+
+def test_chain_status_reads_every_deployment_of_a_network_through_one_connection(chain, watched, records, cli, database_url):  # noqa: F811
+    """It opened one client (one HTTP/2 connection) per deployment, all at once: with a thousand deployments, a
+    thousand connections to a public node; now one per network, at most 8 reads at a time, as the poller."""
+    OTHER = "allo1368tawed8y6ap5h2kh67qa5a5puk4c7lq4n4n3"
+    [bob] = live_workers(records.connection, name="mean-reverter")
+    record_worker_address(records.connection, bob.deployment_id, OTHER, "admin")
+    chain.next_window()
+    before = chain.connections
+    answer = cli("gitops", "chain", "status", "--database-url", database_url)
+    assert answer.code == 0 and answer.out.count("  eligible: registered") == 1 and "not registered on topic" in answer.out
+    assert chain.calls("GetWorkerSubmissionWindowStatus") == 2 and chain.connections - before == 1

@@ -170,43 +170,13 @@ class ChainPoller:
             conn.close()
 
     async def _read_all(self, conn, due: list) -> None:
-        from allora_gitops.chain.reader import (
-            ChainReadError, close_client, endpoint_host, expected_chain_id, network_config, open_client, read_standing,
-        )  # fmt: skip
+        from allora_gitops.chain.reader import read_workers
         from allora_gitops.chain.store import store_observation
 
-        semaphore = asyncio.Semaphore(self.settings.concurrency)
-        clients: dict[str, Any] = {}
-        outcomes: list[tuple[Any, Any, Optional[str]]] = []
-        down: dict[str, str] = {}  # network → why its endpoint failed in this round: its other reads are not tried
-
-        async def read(worker) -> None:
-            async with semaphore:
-                if worker.network in down:  # a hanging endpoint costs one timeout per round, not one per deployment
-                    outcomes.append((worker, None, down[worker.network]))
-                    return
-                self.attempts += 1
-                try:
-                    config = network_config(worker.network, self.settings.endpoints)
-                    if worker.network not in clients:
-                        clients[worker.network] = open_client(config)
-                    standing = await read_standing(
-                        clients[worker.network], worker.topic_id, worker.address, timeout=self.settings.timeout,
-                        host=endpoint_host(config), chain_id=expected_chain_id(worker.network),
-                    )  # fmt: skip
-                    outcomes.append((worker, standing, None))
-                except ChainReadError as exc:
-                    outcomes.append((worker, None, str(exc)))
-                    if exc.endpoint:
-                        down.setdefault(worker.network, str(exc))
-                except Exception as exc:  # noqa: BLE001 - e.g. the SDK refusing a URL: one line, stored
-                    outcomes.append((worker, None, f"reading the chain failed: {type(exc).__name__}"))
-
-        try:
-            await asyncio.gather(*(read(w) for w in due))
-        finally:
-            for client in clients.values():
-                await close_client(client)
+        outcomes, attempts = await read_workers(
+            due, endpoints=self.settings.endpoints, timeout=self.settings.timeout, concurrency=self.settings.concurrency
+        )
+        self.attempts += attempts
         now = self.clock()
         for worker, standing, error in outcomes:
             store_observation(conn, worker, standing, error)

@@ -232,13 +232,43 @@ def describe_failure(exc: BaseException, host: str) -> str:
     return f"reading {host} failed: {type(exc).__name__}"
 
 
-async def read_once(network: str, topic_id: int, address: str, *, timeout: float, overrides: Mapping[str, str]) -> Standing:
-    """A whole read in its own client (the CLI's path); the poller shares one client per network instead."""
-    config = network_config(network, overrides)
-    client = open_client(config)
+async def read_workers(workers: list, *, endpoints: Mapping[str, str], timeout: float, concurrency: int) -> tuple[list[tuple[Any, Optional[Standing], Optional[str]]], int]:
+    """Read each of ``workers`` (``store.LiveWorker`` with an address): one client per network, at most
+    ``concurrency`` reads at a time, each bounded by ``timeout``. Once a network's endpoint has failed
+    (``ChainReadError.endpoint``), its reads not yet started get the same failure without a read, so a hanging
+    endpoint costs one timeout, not one per deployment. → ([(worker, standing or None, error or None)], reads made)."""
+    semaphore = asyncio.Semaphore(concurrency)
+    clients: dict[str, Any] = {}
+    outcomes: list[tuple[Any, Optional[Standing], Optional[str]]] = []
+    down: dict[str, str] = {}  # network → why its endpoint failed
+    attempts = 0
+
+    async def read(worker) -> None:
+        nonlocal attempts
+        async with semaphore:
+            if worker.network in down:
+                outcomes.append((worker, None, down[worker.network]))
+                return
+            attempts += 1
+            try:
+                config = network_config(worker.network, endpoints)
+                if worker.network not in clients:
+                    clients[worker.network] = open_client(config)
+                standing = await read_standing(
+                    clients[worker.network], worker.topic_id, worker.address, timeout=timeout,
+                    host=endpoint_host(config), chain_id=expected_chain_id(worker.network),
+                )  # fmt: skip
+                outcomes.append((worker, standing, None))
+            except ChainReadError as exc:
+                outcomes.append((worker, None, str(exc)))
+                if exc.endpoint:
+                    down.setdefault(worker.network, str(exc))
+            except Exception as exc:  # noqa: BLE001 - e.g. the SDK refusing a URL: one line, stored
+                outcomes.append((worker, None, f"reading the chain failed: {type(exc).__name__}"))
+
     try:
-        return await read_standing(
-            client, topic_id, address, timeout=timeout, host=endpoint_host(config), chain_id=expected_chain_id(network)
-        )
+        await asyncio.gather(*(read(w) for w in workers))
     finally:
-        await close_client(client)
+        for client in clients.values():
+            await close_client(client)
+    return outcomes, attempts
