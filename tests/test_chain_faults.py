@@ -187,3 +187,17 @@ def test_chain_status_reads_every_deployment_of_a_network_through_one_connection
     answer = cli("gitops", "chain", "status", "--database-url", database_url)
     assert answer.code == 0 and answer.out.count("  eligible: registered") == 1 and "not registered on topic" in answer.out
     assert chain.calls("GetWorkerSubmissionWindowStatus") == 2 and chain.connections - before == 1
+
+
+def test_a_poll_interval_under_a_second_is_refused_not_a_busy_loop():
+    """ALLORA_CHAIN_POLL_INTERVAL=0.001 was taken: a round (a database connection, every deployment read) each millisecond."""
+    import pytest
+
+    from allora_gitops.chain.poller import PollerSettings
+    from allora_gitops.errors import UsageError
+
+    assert PollerSettings.from_environment({"ALLORA_CHAIN_POLL_INTERVAL": "0"}).interval == 0  # off
+    assert PollerSettings.from_environment({"ALLORA_CHAIN_POLL_INTERVAL": "1"}).interval == 1
+    with pytest.raises(UsageError) as raised:
+        PollerSettings.from_environment({"ALLORA_CHAIN_POLL_INTERVAL": "0.001"})
+    assert str(raised.value) == "$ALLORA_CHAIN_POLL_INTERVAL must be 0 (off) or at least 1 (seconds)"

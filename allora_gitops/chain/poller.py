@@ -65,8 +65,11 @@ class PollerSettings:
                 raise UsageError(f"${name} must be at least {minimum:g}")
             return value
 
+        interval = number(INTERVAL_ENV, 60.0, 0)
+        if 0 < interval < 1:  # every round opens a database connection and reads every deployment: not a busy loop
+            raise UsageError(f"${INTERVAL_ENV} must be 0 (off) or at least 1 (seconds)")
         return cls(
-            interval=number(INTERVAL_ENV, 60.0, 0), concurrency=int(number(CONCURRENCY_ENV, 8, 1)),
+            interval=interval, concurrency=int(number(CONCURRENCY_ENV, 8, 1)),
             timeout=number(TIMEOUT_ENV, 10.0, 0.1), retention=timedelta(hours=number(RETENTION_ENV, 168, 1)),
             max_backoff=number(MAX_BACKOFF_ENV, 900.0, 1), endpoints=endpoint_overrides(env.get(ENDPOINTS_ENV, "")),
             lock_database_url=env.get(LOCK_DATABASE_URL_ENV, "").strip() or None,
