@@ -201,3 +201,15 @@ def test_a_poll_interval_under_a_second_is_refused_not_a_busy_loop():
     with pytest.raises(UsageError) as raised:
         PollerSettings.from_environment({"ALLORA_CHAIN_POLL_INTERVAL": "0.001"})
     assert str(raised.value) == "$ALLORA_CHAIN_POLL_INTERVAL must be 0 (off) or at least 1 (seconds)"
+
+
+def test_a_mnemonic_or_key_pasted_as_the_address_is_never_echoed(watched, cli, database_url):  # noqa: F811
+    """`chain set-address NAME "<the wallet's mnemonic>"` (the wallet, not its address) quoted it back in full."""
+    mnemonic = "abandon " * 11 + "about"
+    key = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+    for secret in (mnemonic, key):
+        answer = cli("gitops", "chain", "set-address", "mean-reverter", secret, "--database-url", database_url)
+        assert answer.code == 2 and answer.err == (
+            "error: this looks like a wallet's key or mnemonic (not shown), not its address: give the public address (allo1…)\n"
+        )
+        assert "abandon" not in answer.out + answer.err and key not in answer.out + answer.err

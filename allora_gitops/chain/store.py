@@ -69,7 +69,9 @@ def record_worker_address(conn, deployment_id: str, address: str, source: str) -
     ValueError for an address that is not ``allo1…`` bech32 or an unknown source."""
     problem = address_problem(address)
     if problem:
-        raise ValueError(f"{address!r} is {problem}")
+        from allora_gitops.redact import shown_value
+
+        raise ValueError(f"{shown_value(address)} is {problem}")
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
     row = conn.execute(

@@ -63,10 +63,13 @@ def register(app: typer.Typer) -> None:
         from allora_gitops.db import open_records
         from allora_gitops.db.results import live_deployment
         from allora_gitops.errors import UsageError
+        from allora_gitops.redact import shown_value
 
         problem = address_problem(address)
-        if problem:
-            raise UsageError(f"{address!r} is {problem}")
+        if problem:  # a key or mnemonic pasted here is never echoed (shown_value withholds it)
+            if not shown_value(address).startswith(("'", '"')):
+                raise UsageError("this looks like a wallet's key or mnemonic (not shown), not its address: give the public address (allo1…)")
+            raise UsageError(f"{shown_value(address)} is {problem}")
         with open_records(database_url) as records:
             d = live_deployment(records, name, network)
             changed = record_worker_address(records.connection, d.id, address, "admin")
