@@ -25,6 +25,7 @@ from tests.test_web import sign_in
 
 TOPIC = 69  # tests/test_db_records.deployment_args
 NAME = "linear-forecaster"
+OTHER_ADDRESS = "allo1368tawed8y6ap5h2kh67qa5a5puk4c7lq4n4n3"  # a valid bech32 address (checksum included) of no wallet here
 
 
 @pytest.fixture
@@ -33,6 +34,7 @@ def watched(chain, records, monkeypatch):  # noqa: F811
     the platform's testnet endpoint the stand-in."""
     a, _ = create_two_deployments(records)
     chain.state.topic_id = TOPIC
+    chain.state.chain_id = "allora-testnet-1"  # the reader checks the node's chain id against the network's
     chain.state.registered.add(TEST_ADDRESS)
     record_worker_address(records.connection, a.id, TEST_ADDRESS, "runtime")
     monkeypatch.setenv("ALLORA_CHAIN_ENDPOINTS", f"testnet={chain.url}")
@@ -223,7 +225,7 @@ def test_metrics_need_a_token_and_show_a_user_only_their_own_deployments(chain, 
 
     [mine] = live_workers(records.connection, name=NAME)
     [theirs] = live_workers(records.connection, name="mean-reverter")
-    record_worker_address(records.connection, theirs.deployment_id, "allo1" + "q" * 38, "admin")
+    record_worker_address(records.connection, theirs.deployment_id, OTHER_ADDRESS, "admin")
     standing = Standing(True, 1006, 6, True, True, True, True, None, None, None, 5)
     store_observation(records.connection, mine, standing)
     store_observation(records.connection, live_workers(records.connection, name="mean-reverter")[0], standing)
@@ -247,7 +249,7 @@ def test_metrics_need_a_token_and_show_a_user_only_their_own_deployments(chain, 
 
 
 def test_an_admins_address_is_used_until_the_runtime_reports_its_own_and_bad_input_is_one_line(watched, records, cli, database_url):
-    other = "allo1" + "q" * 38
+    other = OTHER_ADDRESS
     [bob] = [w for w in live_workers(records.connection) if w.name == "mean-reverter"]
     assert bob.address is None
     assert chain_view(records.connection, bob).states == ["no_address"]

@@ -23,7 +23,9 @@ def _rendered(tmp_path) -> list[dict]:
 def test_platform_manifests_render_and_meet_the_pod_rules(tmp_path):
     objects, repo = _rendered(tmp_path)
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds == ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"]
+    assert kinds == [
+        "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount", "ServiceMonitor",
+    ]  # fmt: skip
     assert {o["metadata"]["namespace"] for o in objects} == {"allora-platform"}
     problems = [(o["kind"], rule, msg) for o in objects for rule, msg in check_object(o, service=True)]
     assert problems == []  # liveness: the API has an HTTP probe, not the models' exec one (service=True)
@@ -34,6 +36,16 @@ def test_platform_manifests_render_and_meet_the_pod_rules(tmp_path):
     from_argocd = [r for r in policy["spec"]["ingress"] if r["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "argocd"]
     assert [list(r["from"][0]) for r in from_argocd] == [["namespaceSelector"]]
     assert from_argocd[0]["ports"] == [{"port": 8080, "protocol": "TCP"}]  # Argo CD's notifications reporting syncs
+    # Prometheus scrapes the API's /metrics (the allora_chain_* series the AlloraChain* alerts read): without the
+    # ServiceMonitor and this ingress rule, those alerts could never fire in a cluster set up from this repository
+    from_prometheus = [r for r in policy["spec"]["ingress"] if r["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == C.MONITORING_NAMESPACE]
+    assert from_prometheus and from_prometheus[0]["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    (monitor,) = [o for o in objects if o["kind"] == "ServiceMonitor"]
+    (service,) = [o for o in objects if o["kind"] == "Service"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in [p["name"] for p in service["spec"]["ports"]] and endpoint["path"] == "/metrics"
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": {"name": "allora-platform-metrics", "key": "token"}}
 
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
     assert "replicas" not in deployment["spec"]  # the autoscaler owns it; Argo CD would reset it on every sync

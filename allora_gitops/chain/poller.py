@@ -1,7 +1,9 @@
 """The chain reader inside ``serve``: its own thread and event loop, one leader among replicas.
 
 Every ``interval`` seconds the leader reads each live deployment that has a worker address (``reader``), at most
-``concurrency`` reads at a time, each bounded by ``timeout``; stores one observation per read (a failed read
+``concurrency`` reads at a time, each bounded by ``timeout``; once a network's endpoint has failed in a round
+(no answer in time, unreachable), that network's reads not yet started are stored with the same failure
+instead of each waiting out the timeout, so one hanging endpoint never holds up the other networks; stores one observation per read (a failed read
 too) and prunes those older than the retention. A deployment whose read failed is not read again before its
 backoff (``interval`` × 2^(failures−1), at most ``max_backoff``) has passed. Leadership is a PostgreSQL
 session advisory lock held on a connection of its own (not through a transaction-mode pooler: the lock is a
@@ -63,8 +65,11 @@ class PollerSettings:
                 raise UsageError(f"${name} must be at least {minimum:g}")
             return value
 
+        interval = number(INTERVAL_ENV, 60.0, 0)
+        if 0 < interval < 1:  # every round opens a database connection and reads every deployment: not a busy loop
+            raise UsageError(f"${INTERVAL_ENV} must be 0 (off) or at least 1 (seconds)")
         return cls(
-            interval=number(INTERVAL_ENV, 60.0, 0), concurrency=int(number(CONCURRENCY_ENV, 8, 1)),
+            interval=interval, concurrency=int(number(CONCURRENCY_ENV, 8, 1)),
             timeout=number(TIMEOUT_ENV, 10.0, 0.1), retention=timedelta(hours=number(RETENTION_ENV, 168, 1)),
             max_backoff=number(MAX_BACKOFF_ENV, 900.0, 1), endpoints=endpoint_overrides(env.get(ENDPOINTS_ENV, "")),
             lock_database_url=env.get(LOCK_DATABASE_URL_ENV, "").strip() or None,
@@ -168,34 +173,13 @@ class ChainPoller:
             conn.close()
 
     async def _read_all(self, conn, due: list) -> None:
-        from allora_gitops.chain.reader import ChainReadError, close_client, endpoint_host, network_config, open_client, read_standing
+        from allora_gitops.chain.reader import read_workers
         from allora_gitops.chain.store import store_observation
 
-        semaphore = asyncio.Semaphore(self.settings.concurrency)
-        clients: dict[str, Any] = {}
-        outcomes: list[tuple[Any, Any, Optional[str]]] = []
-
-        async def read(worker) -> None:
-            async with semaphore:
-                self.attempts += 1
-                try:
-                    config = network_config(worker.network, self.settings.endpoints)
-                    if worker.network not in clients:
-                        clients[worker.network] = open_client(config)
-                    standing = await read_standing(
-                        clients[worker.network], worker.topic_id, worker.address, timeout=self.settings.timeout, host=endpoint_host(config)
-                    )
-                    outcomes.append((worker, standing, None))
-                except ChainReadError as exc:
-                    outcomes.append((worker, None, str(exc)))
-                except Exception as exc:  # noqa: BLE001 - e.g. the SDK refusing a URL: one line, stored
-                    outcomes.append((worker, None, f"reading the chain failed: {type(exc).__name__}"))
-
-        try:
-            await asyncio.gather(*(read(w) for w in due))
-        finally:
-            for client in clients.values():
-                await close_client(client)
+        outcomes, attempts = await read_workers(
+            due, endpoints=self.settings.endpoints, timeout=self.settings.timeout, concurrency=self.settings.concurrency
+        )
+        self.attempts += attempts
         now = self.clock()
         for worker, standing, error in outcomes:
             store_observation(conn, worker, standing, error)

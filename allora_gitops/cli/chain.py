@@ -59,13 +59,17 @@ def register(app: typer.Typer) -> None:
         database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP, show_default=False),
     ) -> None:
         """Record the worker address of NAME's live deployment (an admin's record; the runtime's report replaces it)."""
-        from allora_gitops.chain.store import record_worker_address, valid_address
+        from allora_gitops.chain.store import address_problem, record_worker_address
         from allora_gitops.db import open_records
         from allora_gitops.db.results import live_deployment
         from allora_gitops.errors import UsageError
+        from allora_gitops.redact import shown_value
 
-        if not valid_address(address):
-            raise UsageError(f"{address!r} is not an Allora account address (allo1 followed by 38 bech32 characters)")
+        problem = address_problem(address)
+        if problem:  # a key or mnemonic pasted here is never echoed (shown_value withholds it)
+            if not shown_value(address).startswith(("'", '"')):
+                raise UsageError("this looks like a wallet's key or mnemonic (not shown), not its address: give the public address (allo1…)")
+            raise UsageError(f"{shown_value(address)} is {problem}")
         with open_records(database_url) as records:
             d = live_deployment(records, name, network)
             changed = record_worker_address(records.connection, d.id, address, "admin")
