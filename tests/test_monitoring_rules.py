@@ -142,6 +142,15 @@ CASES = {
         "The wallet holds 9e+17 uallo; submissions fail once it cannot pay the fees. Top it up.",
         [(f"allora_wallet_balance_uallo{{{RT}}}", "2e18 1e18x20")],
     ),
+    "AlloraChainReadFailing": (
+        [(f"allora_chain_up{{{CH}}}", "1 0x20")],
+        16,  # failing from 1m, for: 15m
+        {"allora_deployment": DEP},
+        "The platform's chain reader has not read this worker's standing for 15 minutes; the other AlloraChain alerts "
+        "are blind meanwhile. `allora-gitops chain status` says why (endpoint down, another network, a bad answer).",
+        # a read that fails now and then; another deployment's failures
+        [(f"allora_chain_up{{{CH}}}", "1 0x10 1 0x8"), (f'allora_chain_up{{{CH.replace(DEP, "other-testnet")}}}', "0x20")],
+    ),
     "AlloraChainNotRegistered": (
         [(f"allora_chain_registered{{{CH}}}", "1 0x20")],
         16,  # unregistered from 1m, for: 15m

@@ -236,6 +236,12 @@ def chain_alerts(spec, alert) -> tuple[Alert, ...]:
     )  # fmt: skip
     assert {registered, whitelisted, active, score, lowest, missed} <= GAUGES.keys()  # the names the server exports
     return (
+        alert(  # the standing series vanish while reads fail (chain/metrics.py): without this the alerts above go quiet
+            "AlloraChainReadFailing", f"{by} (allora_chain_up{{{sel}}}) == 0", "15m", "warning",
+            f"{inst}: the platform cannot read the chain for this deployment",
+            "The platform's chain reader has not read this worker's standing for 15 minutes; the other AlloraChain alerts "
+            "are blind meanwhile. `allora-gitops chain status` says why (endpoint down, another network, a bad answer).",
+        ),
         alert(
             "AlloraChainNotRegistered", f"{by} ({registered}{{{sel}}}) == 0", "15m", "critical",
             f"{inst}: the worker is not registered on topic {topic}",
