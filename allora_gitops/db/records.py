@@ -18,6 +18,11 @@ from typing import Any
 
 from allora_gitops.errors import DatabaseError, RecordConflict
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from allora_gitops.db.paging import DeploymentFilter  # noqa: F401
+
 DEPLOYMENT_STATUSES = ("pending", "committed", "merged", "synced", "failed", "abandoned", "retiring", "retired", "superseded")
 # pending → committed (review branch) → merged (on the base branch) → synced (cluster feedback);
 # committed → abandoned (branch deleted unmerged); live → retiring (retire on a review branch) → retired.
@@ -348,6 +353,59 @@ class Records:
         return [Deployment(*r) for r in rows]
 
     @_reading
+    def page_deployments(self, f: "DeploymentFilter", *, after: str | None = None, limit: int = 50) -> tuple[list[Deployment], str | None]:
+        """One page of deployments by name then network (``db.paging``: keyset, filters and visibility in SQL) and
+        the cursor of the next page (None on the last). ``UsageError`` for a bad cursor or limit."""
+        from allora_gitops.db.paging import check_limit, decode_cursor, deployment_page_sql, encode_cursor
+
+        key = decode_cursor(after, "d", 2) if after is not None else None
+        sql, params = deployment_page_sql(f, key, check_limit(limit))
+        rows = [Deployment(*r) for r in self._conn.execute(sql, params).fetchall()]
+        if len(rows) <= limit:
+            return rows, None
+        return rows[:limit], encode_cursor("d", [rows[limit - 1].name, rows[limit - 1].network])
+
+    @_reading
+    def releases_of(self, deployment_ids: list[str]) -> dict[str, list[ReleaseRecord]]:
+        """deployment id → its releases, oldest first, for a page of deployments in one statement."""
+        out: dict[str, list[ReleaseRecord]] = {i: [] for i in deployment_ids}
+        if deployment_ids:
+            rows = self._conn.execute(
+                _DEPLOYMENT_SELECT + "WHERE d.deployment_id = ANY(%s::uuid[]) ORDER BY d.created_at, d.id", ([_uuid(i) for i in deployment_ids],)
+            ).fetchall()
+            for r in rows:
+                out[r[24]].append(_deployment(r))
+        return out
+
+    @_reading
+    def page_releases(self, deployment_ids: list[str], *, after: str | None = None, limit: int = 50) -> tuple[list[ReleaseRecord], str | None]:
+        """The releases of these deployments in the order they were made (created_at, id), one page, and the next
+        page's cursor (None on the last): what ``history`` pages through."""
+        from allora_gitops.db.paging import check_limit, decode_cursor, encode_cursor
+
+        check_limit(limit)
+        where, params = "d.deployment_id = ANY(%s::uuid[])", [[_uuid(i) for i in deployment_ids]]
+        if after is not None:
+            at, rid = decode_cursor(after, "r", 2)
+            where += " AND (d.created_at, d.id) > (%s::timestamptz, %s::uuid)"
+            params += [at, _cursor_uuid(rid)]
+        try:
+            rows = self._conn.execute(_DEPLOYMENT_SELECT + f"WHERE {where} ORDER BY d.created_at, d.id LIMIT %s", [*params, limit + 1]).fetchall()
+        except Exception as exc:  # a cursor whose time does not parse: the caller's input, not a database fault
+            import psycopg
+
+            if isinstance(exc, psycopg.DataError):
+                from allora_gitops.errors import UsageError
+
+                raise UsageError("invalid cursor: it is not a cursor this list gave out: pass the `next` value of the previous page unchanged") from None
+            raise
+        found = [_deployment(r) for r in rows]
+        if len(found) <= limit:
+            return found, None
+        last = found[limit - 1]
+        return found[:limit], encode_cursor("r", [last.created_at.isoformat(), last.id])
+
+    @_reading
     def list_releases(self, deployment_id: str) -> list[ReleaseRecord]:
         """The releases of one deployment, oldest first (the order they were made in)."""
         rows = self._conn.execute(
@@ -625,6 +683,17 @@ class _Refusal:
             raise refusal_error(exc, self.what) from None
         return False
 
+
+
+def _cursor_uuid(value: str) -> str:
+    import uuid
+
+    from allora_gitops.errors import UsageError
+
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise UsageError("invalid cursor: it is not a cursor this list gave out: pass the `next` value of the previous page unchanged") from None
 
 
 def _uuid(value: str) -> str:
