@@ -387,18 +387,9 @@ class Records:
         where, params = "d.deployment_id = ANY(%s::uuid[])", [[_uuid(i) for i in deployment_ids]]
         if after is not None:
             at, rid = decode_cursor(after, "r", 2)
-            where += " AND (d.created_at, d.id) > (%s::timestamptz, %s::uuid)"
-            params += [at, _cursor_uuid(rid)]
-        try:
-            rows = self._conn.execute(_DEPLOYMENT_SELECT + f"WHERE {where} ORDER BY d.created_at, d.id LIMIT %s", [*params, limit + 1]).fetchall()
-        except Exception as exc:  # a cursor whose time does not parse: the caller's input, not a database fault
-            import psycopg
-
-            if isinstance(exc, psycopg.DataError):
-                from allora_gitops.errors import UsageError
-
-                raise UsageError("invalid cursor: it is not a cursor this list gave out: pass the `next` value of the previous page unchanged") from None
-            raise
+            where += " AND (d.created_at, d.id) > (%s, %s::uuid)"
+            params += [_cursor_time(at), _cursor_uuid(rid)]
+        rows = self._conn.execute(_DEPLOYMENT_SELECT + f"WHERE {where} ORDER BY d.created_at, d.id LIMIT %s", [*params, limit + 1]).fetchall()
         found = [_deployment(r) for r in rows]
         if len(found) <= limit:
             return found, None
@@ -685,6 +676,21 @@ class _Refusal:
 
 
 
+_BAD_CURSOR = "invalid cursor: it is not a cursor this list gave out: pass the `next` value of the previous page unchanged"
+
+
+def _cursor_time(value: str) -> datetime:
+    from allora_gitops.errors import UsageError
+
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(_BAD_CURSOR) from None
+    if at.tzinfo is None:
+        raise UsageError(_BAD_CURSOR)
+    return at
+
+
 def _cursor_uuid(value: str) -> str:
     import uuid
 
@@ -693,7 +699,7 @@ def _cursor_uuid(value: str) -> str:
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise UsageError("invalid cursor: it is not a cursor this list gave out: pass the `next` value of the previous page unchanged") from None
+        raise UsageError(_BAD_CURSOR) from None
 
 
 def _uuid(value: str) -> str:
