@@ -162,3 +162,49 @@ def test_the_api_pages_through_a_link_header_and_refuses_a_bad_cursor_with_400(p
     bad = httpx.get(f"{server.url}/api/deployments?after=garbage", headers=server.headers(tokens["alice"]), timeout=30)
     assert bad.status_code == 400 and "invalid cursor" in bad.json()["detail"]
     assert httpx.get(f"{server.url}/api/deployments?limit=0", headers=server.headers(tokens["alice"]), timeout=30).status_code == 422
+
+
+def _more(err: str):
+    found = re.search(r"more: run again with --after (\S+)", err)
+    return found.group(1) if found else None
+
+
+def test_list_and_history_page_with_limit_and_after(cli, records, database_url):
+    import json
+
+    for i in range(5):
+        new_deployment(records, i)
+    seen, after = [], None
+    while True:
+        r = cli("gitops", "list", "--database-url", database_url, "--limit", "2", "--json", *(["--after", after] if after else []))
+        assert r.code == 0, r.err
+        seen += [e["name"] for e in json.loads(r.out)]
+        after = _more(r.err)
+        if after is None:
+            break
+    assert seen == [f"model-{i:04d}" for i in range(5)]
+    r = cli("gitops", "list", "--database-url", database_url, "--prefix", "model-0003")
+    assert r.code == 0 and [line.split()[0] for line in r.out.splitlines()[1:]] == ["model-0003"]
+    bad = cli("gitops", "list", "--database-url", database_url, "--after", "garbage")
+    assert (bad.code, bad.out) == (2, "") and "invalid cursor" in bad.err and "Traceback" not in bad.err
+    assert cli("gitops", "list", "--database-url", database_url, "--limit", "0").code == 2
+    assert cli("gitops", "list", "--database-url", database_url, "--state", "asleep").code == 2
+
+    d = records.get_deployment(new_deployment(records, 9))  # three releases of model-0009, then page through them
+    for status in ("committed", "merged"):
+        records.set_release_status(d.id, status, commit_sha="d" * 40)
+    bundle = records.register_bundle(name="model-0009", version="2.0.0", sha256="e" * 64, size=1, archive_url=f"s3://b/{'e' * 64}.tar.gz",
+                                      python_version="3.11", manifest={"name": "model-0009", "version": "2.0.0"})  # fmt: skip
+    records.create_release(bundle_id=bundle.id, network="testnet", topic_id=69, wallet_secret_name="w", repo_url="file:///r", repo_branch="b2")
+    everything = json.loads(cli("gitops", "history", "model-0009", "--database-url", database_url, "--json").out)
+    paged, after = [], None
+    while True:
+        r = cli("gitops", "history", "model-0009", "--database-url", database_url, "--json", "--limit", "1", *(["--after", after] if after else []))
+        assert r.code == 0, r.err
+        paged += json.loads(r.out)
+        after = _more(r.err)
+        if after is None:
+            break
+    assert [p["release_id"] for p in paged] == [e["release_id"] for e in everything] and len(paged) == 2
+    bad = cli("gitops", "history", "model-0009", "--database-url", database_url, "--after", encode_cursor("r", ["x", "y"]))
+    assert bad.code == 2 and "invalid cursor" in bad.err

@@ -367,29 +367,19 @@ def list_deployments(
 
     from allora_gitops.db.paging import DeploymentFilter
     from allora_gitops.errors import UsageError
-    from allora_gitops.gitops.inventory import entry_of
+    from allora_gitops.gitops.inventory import entries_page
     from allora_gitops.lifecycle import deployments_lifecycles
 
     f = DeploymentFilter(owner=owner, network=network, state=state, name_prefix=prefix, include_retired=all,
                          visible_to=None if c.principal.is_admin else c.principal.user_id)  # fmt: skip
     try:
-        page, next_cursor = c.records.page_deployments(f, after=after, limit=limit)
+        entries, shown, next_cursor = entries_page(c.records, f, after=after, limit=limit)
     except UsageError as exc:
         raise ApiError(400, f"after: {exc.message}") from None
-    releases_of = c.records.releases_of([d.id for d in page])
-    entries, shown = [], {}  # entry id → the release its lifecycle is of: the live one, else the newest waiting
-    for d in page:
-        releases = releases_of[d.id]
-        e = entry_of(d, releases)
-        entries.append(e)
-        by_id = {r.id: r for r in releases}
-        release_id = (e["live"] or {}).get("release_id") or (e["pending"][-1]["release_id"] if e["pending"] else None)
-        if release_id:
-            shown[e["id"]] = by_id[release_id]
-    lifecycles = deployments_lifecycles(c.records.connection, list(shown.values()))
-    for e in entries:
-        if e["id"] in shown:
-            e["lifecycle"] = lifecycles[shown[e["id"]].id].to_dict()
+    lifecycles = deployments_lifecycles(c.records.connection, [r for r in shown if r is not None])
+    for e, r in zip(entries, shown):
+        if r is not None:
+            e["lifecycle"] = lifecycles[r.id].to_dict()
     if next_cursor is not None:
         query = {k: v for k, v in (("network", network), ("owner", owner), ("state", state), ("prefix", prefix)) if v is not None}
         query.update({"all": "true"} if all else {}, **({"limit": str(limit)} if limit != PAGE_SIZE else {}), after=next_cursor)

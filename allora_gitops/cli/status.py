@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from allora_gitops.db.paging import MAX_LIMIT
+
 COLUMNS = (
     ("name", "NAME"),
     ("network", "NETWORK"),
@@ -51,6 +53,26 @@ def _rows(repo, ref, name, database_url, no_db, full=None):
     return list_deployments(repo, ref, name, database_url=database_url, use_database=not no_db, warn=eprint, full=full)
 
 
+def _page(repo, ref, database_url, network, show_all, limit, after, owner, state, prefix):
+    """(entries as ``list --json`` shows them, the next page's cursor): one keyset page from the records, their
+    states reconciled with ``repo`` first when given."""
+    from allora_gitops.db import open_records
+    from allora_gitops.db.paging import DEFAULT_LIMIT, DeploymentFilter
+    from allora_gitops.gitops.inventory import entries_page
+
+    f = DeploymentFilter(owner=owner, network=network, state=state, name_prefix=prefix, include_retired=show_all)
+    with open_records(database_url) as records:
+        if repo:
+            from allora_gitops.gitops.repo import parse_remote
+            from allora_gitops.gitops.sync import reconcile
+
+            reconcile(records, parse_remote(repo), ref)
+        entries, _, next_cursor = entries_page(records, f, after=after, limit=DEFAULT_LIMIT if limit is None else limit)
+    rows = [{**e, "version": e["live_version"], "in_repo": e["live"] is not None,
+             "branch": e["pending"][-1]["branch"] if e["pending"] and e["live"] is None else None} for e in entries]  # fmt: skip
+    return rows, next_cursor
+
+
 def register(app: typer.Typer) -> None:
     @app.command("list")
     def list_cmd(
@@ -62,15 +84,31 @@ def register(app: typer.Typer) -> None:
         sandboxes: bool = typer.Option(False, "--sandboxes", help="List sandbox runs (owner, end time) instead of deployments."),
         show_all: bool = typer.Option(False, "--all", help="Also the retired deployments (nothing runs, nothing waits)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        limit: Optional[int] = typer.Option(None, "--limit", help=f"A page of at most this many deployments, by name (1-{MAX_LIMIT}); the next page's --after is printed on stderr."),
+        after: Optional[str] = typer.Option(None, "--after", help="The cursor the previous page printed: list from there."),
+        owner: Optional[str] = typer.Option(None, "--owner", help="Only this owner's deployments (pages from the records)."),
+        state: Optional[str] = typer.Option(None, "--state", help="live, waiting or retired (pages from the records)."),
+        prefix: Optional[str] = typer.Option(None, "--prefix", help="Only names starting with this (pages from the records)."),
     ) -> None:
         """One line per deployment (a model on a network): the version the base branch runs (live_version in
-        --json), sha256, status, commit, image, and the reviews waiting (pending)."""
+        --json), sha256, status, commit, image, and the reviews waiting (pending). With --limit, --after or a
+        filter (--owner, --state, --prefix) the records are read a page at a time (docs/reference/paging.md)."""
         import json
 
         from allora_gitops.errors import UsageError
 
         if repo is None and no_db:
             raise UsageError("--no-db needs --repo: there would be nothing to read")
+        if any(v is not None for v in (limit, after, owner, state, prefix)):
+            if no_db or sandboxes:
+                raise UsageError("--limit, --after, --owner, --state and --prefix page through the records: not with --no-db or --sandboxes")
+            rows, next_cursor = _page(repo, ref, database_url, network, show_all, limit, after, owner, state, prefix)
+            typer.echo(json.dumps(rows, indent=2) if as_json else _table(rows) if rows else "no deployments")
+            if next_cursor is not None:
+                from allora_gitops.cli.app import eprint
+
+                eprint(f"more: run again with --after {next_cursor}")
+            return
         if sandboxes:
             from allora_gitops.sandbox import list_sandboxes
 
@@ -189,37 +227,49 @@ def register(app: typer.Typer) -> None:
         base: str = typer.Option("main", "--base", help="The branch Argo CD deploys (with --repo)."),
         database_url: Optional[str] = typer.Option(None, "--database-url", help="PostgreSQL URL (default: $ALLORA_DATABASE_URL, else the embedded one)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        limit: Optional[int] = typer.Option(None, "--limit", help=f"A page of at most this many releases, oldest first (1-{MAX_LIMIT}); the next page's --after is printed on stderr."),
+        after: Optional[str] = typer.Option(None, "--after", help="The cursor the previous page printed: continue from there."),
     ) -> None:
         """The releases of NAME per network, in the order they were made: kind (publish, promote, rollback,
-        retire, pin), version, state, commit, branch, who, when."""
+        retire, pin), version, state, commit, branch, who, when. With --limit or --after, a page at a time."""
         import json
 
         from allora_gitops.db import open_records
+        from allora_gitops.db.paging import DEFAULT_LIMIT
         from allora_gitops.errors import GitOpsError
         from allora_gitops.gitops.inventory import release_dict
 
-        rows = []
+        rows, next_cursor = [], None
         with open_records(database_url) as records:
             if repo:
                 from allora_gitops.gitops.repo import parse_remote
                 from allora_gitops.gitops.sync import reconcile
 
                 reconcile(records, parse_remote(repo), base, name=name)
-            for d in records.list_deployment_entities(name=name, network=network):
-                for r in records.list_releases(d.id):
-                    rows.append({"network": d.network, "deployment_id": d.id, "live": r.id == d.live_release_id, **release_dict(r),
-                                 "date": r.created_at.isoformat(timespec="seconds")})  # fmt: skip
+            targets = {d.id: d for d in records.list_deployment_entities(name=name, network=network)}
+            if limit is None and after is None:
+                releases = [r for d in targets.values() for r in records.list_releases(d.id)]
+            else:
+                releases, next_cursor = records.page_releases(list(targets), after=after, limit=DEFAULT_LIMIT if limit is None else limit)
+            for r in releases:
+                d = targets[r.deployment_id]
+                rows.append({"network": d.network, "deployment_id": d.id, "live": r.id == d.live_release_id, **release_dict(r),
+                             "date": r.created_at.isoformat(timespec="seconds")})  # fmt: skip
         if not rows:
             raise GitOpsError(f"{name} has no deployment records" + (f" on {network}" if network else ""))
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
-            return
-        columns = (("kind", "KIND"), ("version", "VERSION"), ("status", "STATUS"), ("commit", "COMMIT"), ("date", "DATE"),
-                   ("branch", "BRANCH"), ("by", "BY"))  # fmt: skip
-        for net in dict.fromkeys(r["network"] for r in rows):
-            typer.echo(net)
-            table = _table([r for r in rows if r["network"] == net], columns)
-            typer.echo("\n".join("  " + line for line in table.splitlines()))
+        else:
+            columns = (("kind", "KIND"), ("version", "VERSION"), ("status", "STATUS"), ("commit", "COMMIT"), ("date", "DATE"),
+                       ("branch", "BRANCH"), ("by", "BY"))  # fmt: skip
+            for net in dict.fromkeys(r["network"] for r in rows):
+                typer.echo(net)
+                table = _table([r for r in rows if r["network"] == net], columns)
+                typer.echo("\n".join("  " + line for line in table.splitlines()))
+        if next_cursor is not None:
+            from allora_gitops.cli.app import eprint
+
+            eprint(f"more: run again with --after {next_cursor}")
 
 
 def _resources(row: dict, prometheus: Optional[str]):

@@ -221,6 +221,23 @@ def deployment_entries(
     return out
 
 
+def entries_page(records: Any, f: Any, *, after: str | None = None, limit: int = 100) -> tuple[list[dict[str, Any]], list[Any], str | None]:
+    """One page of deployments (``db.paging.DeploymentFilter`` ``f``, keyset by name and network) as
+    :func:`entry_of` entries, with the release each entry's lifecycle is of (the live one, else the newest
+    waiting; None when neither), and the next page's cursor (None on the last). Reads the page's releases in
+    one statement. ``UsageError`` for a bad cursor or limit."""
+    page, next_cursor = records.page_deployments(f, after=after, limit=limit)
+    releases_of = records.releases_of([d.id for d in page])
+    entries, shown = [], []
+    for d in page:
+        releases = releases_of[d.id]
+        e = entry_of(d, releases)
+        release_id = (e["live"] or {}).get("release_id") or (e["pending"][-1]["release_id"] if e["pending"] else None)
+        entries.append(e)
+        shown.append(next((r for r in releases if r.id == release_id), None))
+    return entries, shown, next_cursor
+
+
 def one_per_deployment(rows: list[dict[str, Any]], *, database_url: str | None = None, include_retired: bool = False,
                        use_database: bool = True) -> list[dict[str, Any]]:
     """``list``'s rows (:func:`list_deployments`) folded into one entry per deployment (name + network).
