@@ -421,17 +421,19 @@ class Records:
         ).fetchone()[0])
 
     @_reading
-    def results_by_version(self, deployment_id: str, kind: str = "submission") -> list[dict[str, Any]]:
-        """Per version of a deployment (in the order its releases were made): results of ``kind``, how many
+    def results_by_version(self, deployment_id: str, kind: str = "submission", *, days: int = 7) -> list[dict[str, Any]]:
+        """Per version of a deployment (in the order its releases were made): results of ``kind`` over the last
+        ``days`` days (a bounded window: the page's cost does not grow with the deployment's age), how many
         succeeded, the success rate (None without results) and the p95 latency in ms — versions side by side."""
         rows = self._conn.execute(
             """SELECT b.version, count(s.id), count(s.id) FILTER (WHERE s.status = 'success'),
                       percentile_cont(0.95) WITHIN GROUP (ORDER BY s.latency_ms)
                FROM releases r JOIN model_bundles b ON b.id = r.bundle_id
                LEFT JOIN submission_results s ON s.deployment_id = r.id AND s.kind = %s
+                                              AND s.created_at >= now() - make_interval(days => %s)
                WHERE r.deployment_id = %s AND r.action <> 'retire'
                GROUP BY b.version ORDER BY min(r.created_at)""",
-            (kind, _uuid(deployment_id)),
+            (kind, days, _uuid(deployment_id)),
         ).fetchall()
         return [{"version": v, "count": n, "success": ok, "success_rate": (ok / n if n else None), "p95_ms": p95} for v, n, ok, p95 in rows]
 
