@@ -46,11 +46,11 @@ def _cell(key: str, row: dict) -> str:
     return text[:12] if key in ("sha256", "commit") else text
 
 
-def _rows(repo, ref, name, database_url, no_db, full=None):
+def _rows(repo, ref, name, database_url, no_db, full=None, records=None):
     from allora_gitops.cli.app import eprint
     from allora_gitops.gitops.inventory import list_deployments
 
-    return list_deployments(repo, ref, name, database_url=database_url, use_database=not no_db, warn=eprint, full=full)
+    return list_deployments(repo, ref, name, database_url=database_url, use_database=not no_db, warn=eprint, full=full, records=records)
 
 
 def _page(repo, ref, database_url, network, show_all, limit, after, owner, state, prefix):
@@ -157,18 +157,26 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--no-db needs --repo: there would be nothing to read")
         prometheus = prometheus_url_setting(prometheus_url)  # a malformed URL fails before anything is read
         check_explorer_settings()  # as does a malformed explorer template, rather than half-way through the output
+        import contextlib
+
         from allora_gitops.gitops.inventory import one_per_deployment
 
-        rows = [r for r in _rows(repo, ref, name, database_url, no_db) if network is None or r["network"] == network]
-        if not rows:
-            where = (f" on {network}" + (f" in {ref}" if repo else "")) if network else (f" on {ref}" if repo else "")
-            raise GitOpsError(f"{name} is not deployed{where} and has no live deployment record")
-        entries = {(e["name"], e["network"]): e for e in one_per_deployment(rows, database_url=database_url, use_database=not no_db)}
-        for r in rows:  # what runs and what waits, on every row of the deployment
-            e = entries[(r["name"], r["network"])]
-            r["live_version"], r["pending"] = e["live_version"], e["pending"]
-        statuses = {} if no_db else _deployment_statuses(rows, database_url, last)
-        chains = {} if no_db else _chain_views(rows, database_url)  # the chain reader's latest (allora_gitops/chain)
+        with contextlib.ExitStack() as stack:  # one connection for the whole command (each open checks the schema)
+            records = None
+            if not no_db and repo is None:  # with --repo the records may be down: list_deployments warns and goes on
+                from allora_gitops.db import open_records
+
+                records = stack.enter_context(open_records(database_url))
+            rows = [r for r in _rows(repo, ref, name, database_url, no_db, records=records) if network is None or r["network"] == network]
+            if not rows:
+                where = (f" on {network}" + (f" in {ref}" if repo else "")) if network else (f" on {ref}" if repo else "")
+                raise GitOpsError(f"{name} is not deployed{where} and has no live deployment record")
+            entries = {(e["name"], e["network"]): e for e in one_per_deployment(rows, database_url=database_url, use_database=not no_db, records=records)}
+            for r in rows:  # what runs and what waits, on every row of the deployment
+                e = entries[(r["name"], r["network"])]
+                r["live_version"], r["pending"] = e["live_version"], e["pending"]
+            statuses = {} if no_db else _deployment_statuses(rows, database_url, last, records=records)
+            chains = {} if no_db else _chain_views(rows, database_url, records=records)  # the chain reader's latest (allora_gitops/chain)
         usages = [_resources(r, prometheus) if r.get("in_repo", True) else None for r in rows]  # a change under review runs nowhere
         if as_json:
             for r, usage in zip(rows, usages):
@@ -281,8 +289,10 @@ def _resources(row: dict, prometheus: Optional[str]):
     return read_resources(prometheus, C.NAMESPACE, f"{row['name']}-{row['network']}", limits=lambda: known)
 
 
-def _deployment_statuses(rows: list[dict], database_url, last: int) -> dict:
+def _deployment_statuses(rows: list[dict], database_url, last: int, records=None) -> dict:
     """deployment id → lifecycle.DeploymentStatus (lifecycle and results summary) for the rows the records know."""
+    import contextlib
+
     from allora_gitops.db import open_records
     from allora_gitops.lifecycle import deployment_status
 
@@ -290,7 +300,7 @@ def _deployment_statuses(rows: list[dict], database_url, last: int) -> dict:
     if not ids:
         return {}
     out = {}
-    with open_records(database_url) as records:
+    with contextlib.nullcontext(records) if records is not None else open_records(database_url) as records:
         for i in ids:
             d = records.get_deployment(i)
             if d is not None:
@@ -298,16 +308,20 @@ def _deployment_statuses(rows: list[dict], database_url, last: int) -> dict:
     return out
 
 
-def _chain_views(rows: list[dict], database_url) -> dict:
+def _chain_views(rows: list[dict], database_url, records=None) -> dict:
     """deployment id → chain.store.ChainView (what the chain reader last stored) for the live rows."""
+    import contextlib
+
     from allora_gitops.chain.store import chain_view, live_workers
     from allora_gitops.db import open_records
 
     ids = {r["deployment_id"] for r in rows if r.get("deployment_id")}
     if not ids:
         return {}
-    with open_records(database_url) as records:
-        return {w.deployment_id: chain_view(records.connection, w) for w in live_workers(records.connection) if w.deployment_id in ids}
+    names = {r["name"] for r in rows}
+    with contextlib.nullcontext(records) if records is not None else open_records(database_url) as records:
+        workers = live_workers(records.connection, name=next(iter(names))) if len(names) == 1 else live_workers(records.connection)
+        return {w.deployment_id: chain_view(records.connection, w) for w in workers if w.deployment_id in ids}
 
 
 def _summary_lines(summary, network: str) -> list[str]:
