@@ -92,9 +92,10 @@ def deployment_page_sql(f: DeploymentFilter, after: Optional[list[str]], limit: 
     if f.name_prefix:
         where.append("starts_with(d.name, %s)")
         params.append(f.name_prefix)
-    if f.visible_to is not None:
-        where.append("EXISTS (SELECT 1 FROM bundle_owners o WHERE o.name = d.name AND o.user_id = %s::uuid)")
-        params.append(f.visible_to)
+    if f.visible_to is not None:  # past the cursor, the owners' scan starts at the cursor too (else a merge join reads from "a")
+        where.append("EXISTS (SELECT 1 FROM bundle_owners o WHERE o.name = d.name AND o.user_id = %s::uuid"
+                     + (" AND o.name >= %s)" if after is not None else ")"))
+        params += [f.visible_to] + ([after[0]] if after is not None else [])
     if f.state == "live":
         where.append(_RUNNING)
     elif f.state == "waiting":
