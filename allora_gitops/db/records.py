@@ -14,11 +14,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from allora_gitops.errors import DatabaseError, RecordConflict
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from allora_gitops.db.paging import DeploymentFilter  # noqa: F401
@@ -373,8 +371,8 @@ class Records:
             rows = self._conn.execute(
                 _DEPLOYMENT_SELECT + "WHERE d.deployment_id = ANY(%s::uuid[]) ORDER BY d.created_at, d.id", ([_uuid(i) for i in deployment_ids],)
             ).fetchall()
-            for r in rows:
-                out[r[24]].append(_deployment(r))
+            for r in map(_deployment, rows):
+                out[r.deployment_id].append(r)
         return out
 
     @_reading
