@@ -20,6 +20,7 @@ FeeTier = Literal[C.FEE_TIERS]  # type: ignore[valid-type]
 SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
 RECENT_MAX = 200  # GET /api/deployments/{id}?recent=N
+PAGE_SIZE, MAX_PAGE_SIZE = 100, 500  # GET /api/deployments?limit=N (db/paging.py)
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
@@ -360,30 +361,41 @@ def create_deployment(
     return _answer(deploy_bundle(body, c), response)
 
 
-@router.get("/deployments", summary="The caller's deployments (every one for an admin): one per model and network, what runs and what waits",
-            response_model=list[DeploymentEntryOut])  # fmt: skip
+@router.get("/deployments", summary="The caller's deployments (every one for an admin): one per model and network, what runs and what waits; "
+            "a page at a time by name, the next page's address in the Link header (rel=next)",
+            response_model=list[DeploymentEntryOut], responses={400: {}})  # fmt: skip
 def list_deployments(
+    response: Response,
     network: Optional[Network] = None,
     all: bool = Query(False, description="Also the retired deployments (nothing runs, nothing waits)"),  # noqa: A002
+    owner: Optional[str] = Query(None, max_length=63, description="Only this owner's deployments (a platform user's name)"),
+    state: Optional[Literal["live", "waiting", "retired"]] = Query(None, description="live: its live release runs; waiting: a change waits for review; retired: neither"),
+    prefix: Optional[str] = Query(None, max_length=C.MAX_NAME_LENGTH, description="Only names starting with this"),
+    after: Optional[str] = Query(None, max_length=1000, description="The cursor of the previous page (its Link rel=next); opaque"),
+    limit: int = Query(PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Deployments per page"),
     c: Caller = Depends(caller),
 ):
-    from allora_gitops.gitops.inventory import deployment_entries
+    from urllib.parse import urlencode
 
+    from allora_gitops.db.paging import DeploymentFilter
+    from allora_gitops.errors import UsageError
+    from allora_gitops.gitops.inventory import entries_page
     from allora_gitops.lifecycle import deployments_lifecycles
 
-    names = c.accounts.owned_names(c.principal)
-    entries = deployment_entries(
-        None, network=network, include_retired=all, records=c.records, visible=lambda n: names is None or n in names
-    )
-    shown = {}  # entry id → the release its lifecycle is of
-    for e in entries:
-        release_id = (e["live"] or {}).get("release_id") or (e["pending"][-1]["release_id"] if e["pending"] else None)
-        if release_id:
-            shown[e["id"]] = c.records.get_deployment(release_id)
-    lifecycles = deployments_lifecycles(c.records.connection, list(shown.values()))
-    for e in entries:
-        if e["id"] in shown:
-            e["lifecycle"] = lifecycles[shown[e["id"]].id].to_dict()
+    f = DeploymentFilter(owner=owner, network=network, state=state, name_prefix=prefix, include_retired=all,
+                         visible_to=None if c.principal.is_admin else c.principal.user_id)  # fmt: skip
+    try:
+        entries, shown, next_cursor = entries_page(c.records, f, after=after, limit=limit)
+    except UsageError as exc:
+        raise ApiError(400, f"after: {exc.message}") from None
+    lifecycles = deployments_lifecycles(c.records.connection, [r for r in shown if r is not None])
+    for e, r in zip(entries, shown):
+        if r is not None:
+            e["lifecycle"] = lifecycles[r.id].to_dict()
+    if next_cursor is not None:
+        query = {k: v for k, v in (("network", network), ("owner", owner), ("state", state), ("prefix", prefix)) if v is not None}
+        query.update({"all": "true"} if all else {}, **({"limit": str(limit)} if limit != PAGE_SIZE else {}), after=next_cursor)
+        response.headers["Link"] = f'</api/deployments?{urlencode(query)}>; rel="next"'
     return entries
 
 

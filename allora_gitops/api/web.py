@@ -3,7 +3,8 @@ the same API tokens as the API.
 
 - ``GET /login``, ``POST /login``: a form that takes an API token and sets the session cookie;
 - ``POST /logout``: ends the session on the server (the old cookie is refused from then on) and clears it;
-- ``GET /``: the caller's deployments (every one for an admin): name, network, version, state, last
+- ``GET /``: the caller's deployments (every one for an admin), a page at a time (``?after=``, filters ``owner``,
+  ``network``, ``state``, ``prefix``: docs/reference/paging.md): name, network, version, state, last
   successful submission, success rate and p95 latency over 24 h;
 - ``GET /deployments/{id}``: one deployment: state, rates and latency per window, a success/failure chart
   and a latency chart (inline SVG), recent results, refusals with their reasons, resources (CPU and
@@ -225,9 +226,20 @@ def logout(request: Request, csrf: str = Form(""), session=Depends(open_session)
     return response
 
 
+PAGE_SIZE = 50  # deployments per page of `/`
+PAGE_FILTERS = ("owner", "network", "state", "prefix")  # `/`'s query parameters besides `after` and `limit`
+
+
 @router.get("/", response_class=HTMLResponse)
 def deployments_page(request: Request, session=Depends(open_session)):
+    """One page of the caller's deployments (every one for an admin), by name then network, PAGE_SIZE at a time:
+    ``?after=`` the previous page's cursor, filtered by ``owner``, ``network``, ``state`` (live, waiting, retired)
+    and name ``prefix`` — all in SQL (``db.paging``); only this page's releases and results are read."""
+    from urllib.parse import urlencode
+
+    from allora_gitops.db.paging import DeploymentFilter
     from allora_gitops.db.results import deployment_overviews
+    from allora_gitops.errors import UsageError
     from allora_gitops.gitops.inventory import live_release_in
     from allora_gitops.lifecycle import deployments_lifecycles
 
@@ -235,27 +247,33 @@ def deployments_page(request: Request, session=Depends(open_session)):
     web = read_session(request.cookies.get(SESSION_COOKIE), accounts)
     if web is None:
         return _to_login()
-    names = accounts.owned_names(web.principal)
+    q = request.query_params
+    filters = {k: q[k] for k in PAGE_FILTERS if q.get(k)}
+    try:
+        limit = int(q.get("limit") or PAGE_SIZE)
+        f = DeploymentFilter(owner=filters.get("owner"), network=filters.get("network"), state=filters.get("state"),
+                             name_prefix=filters.get("prefix"), visible_to=None if web.principal.is_admin else web.principal.user_id)  # fmt: skip
+        page, next_cursor = records.page_deployments(f, after=q.get("after"), limit=limit)
+    except (UsageError, ValueError) as exc:
+        message = exc.message if isinstance(exc, UsageError) else "invalid limit: a whole number"
+        return _page(request, "error.html", 400, web=web, title="Bad request", message=f"{message}. Start again from the first page.")
+    releases_of = records.releases_of([t.id for t in page])  # this page's releases only, in one statement
     shown, pending = [], {}  # one row per deployment: its live release, else its newest; and what waits for review
-    by_deployment: dict[str, list] = {}
-    for r in reversed(records.list_deployments()):  # every release in one statement, oldest first
-        by_deployment.setdefault(r.deployment_id, []).append(r)
-    for target in records.list_deployment_entities():
-        if names is not None and target.name not in names:
-            continue
-        releases = sorted(by_deployment.get(target.id, []), key=lambda r: (r.created_at, r.id))
+    for target in page:
+        releases = releases_of[target.id]
         if not releases:
             continue
-        live = live_release_in(target, releases)
         waiting = [r for r in releases if r.status in ("pending", "committed")]
-        if live is None and not waiting:
-            continue  # retired: nothing runs, nothing waits
-        shown.append(live or releases[-1])
+        shown.append(live_release_in(target, releases) or releases[-1])
         pending[shown[-1].id] = waiting
-    overviews = deployment_overviews(records.connection, [d.id for d in shown], kinds=["submission"])  # one statement for all
+    overviews = deployment_overviews(records.connection, [d.id for d in shown], kinds=["submission"])  # one statement for the page
     rows = [(d, o.window("submission"), o.last_success_at["submission"]) for d in shown for o in (overviews[d.id],)]
     lifecycles = deployments_lifecycles(records.connection, shown, overviews=overviews)  # from the same rows
-    return _page(request, "deployments.html", web=web, rows=rows, lifecycles=lifecycles, pending=pending)
+    keep = {**filters, **({"limit": str(limit)} if limit != PAGE_SIZE else {})}
+    links = {"first": ("/?" + urlencode(keep) if keep else "/") if q.get("after") else None,
+             "next": "/?" + urlencode({**keep, "after": next_cursor}) if next_cursor else None}  # fmt: skip
+    return _page(request, "deployments.html", web=web, rows=rows, lifecycles=lifecycles, pending=pending, links=links,
+                 filters=filters, filtered=bool(filters or q.get("after")))  # fmt: skip
 
 
 @router.get("/deployments/{deployment_id}", response_class=HTMLResponse)

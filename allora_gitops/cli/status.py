@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from allora_gitops.db.paging import MAX_LIMIT
+
 COLUMNS = (
     ("name", "NAME"),
     ("network", "NETWORK"),
@@ -44,11 +46,31 @@ def _cell(key: str, row: dict) -> str:
     return text[:12] if key in ("sha256", "commit") else text
 
 
-def _rows(repo, ref, name, database_url, no_db, full=None):
+def _rows(repo, ref, name, database_url, no_db, full=None, records=None):
     from allora_gitops.cli.app import eprint
     from allora_gitops.gitops.inventory import list_deployments
 
-    return list_deployments(repo, ref, name, database_url=database_url, use_database=not no_db, warn=eprint, full=full)
+    return list_deployments(repo, ref, name, database_url=database_url, use_database=not no_db, warn=eprint, full=full, records=records)
+
+
+def _page(repo, ref, database_url, network, show_all, limit, after, owner, state, prefix):
+    """(entries as ``list --json`` shows them, the next page's cursor): one keyset page from the records, their
+    states reconciled with ``repo`` first when given."""
+    from allora_gitops.db import open_records
+    from allora_gitops.db.paging import DEFAULT_LIMIT, DeploymentFilter
+    from allora_gitops.gitops.inventory import entries_page
+
+    f = DeploymentFilter(owner=owner, network=network, state=state, name_prefix=prefix, include_retired=show_all)
+    with open_records(database_url) as records:
+        if repo:
+            from allora_gitops.gitops.repo import parse_remote
+            from allora_gitops.gitops.sync import reconcile
+
+            reconcile(records, parse_remote(repo), ref)
+        entries, _, next_cursor = entries_page(records, f, after=after, limit=DEFAULT_LIMIT if limit is None else limit)
+    rows = [{**e, "version": e["live_version"], "in_repo": e["live"] is not None,
+             "branch": e["pending"][-1]["branch"] if e["pending"] and e["live"] is None else None} for e in entries]  # fmt: skip
+    return rows, next_cursor
 
 
 def register(app: typer.Typer) -> None:
@@ -62,15 +84,31 @@ def register(app: typer.Typer) -> None:
         sandboxes: bool = typer.Option(False, "--sandboxes", help="List sandbox runs (owner, end time) instead of deployments."),
         show_all: bool = typer.Option(False, "--all", help="Also the retired deployments (nothing runs, nothing waits)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        limit: Optional[int] = typer.Option(None, "--limit", help=f"A page of at most this many deployments, by name (1-{MAX_LIMIT}); the next page's --after is printed on stderr."),
+        after: Optional[str] = typer.Option(None, "--after", help="The cursor the previous page printed: list from there."),
+        owner: Optional[str] = typer.Option(None, "--owner", help="Only this owner's deployments (pages from the records)."),
+        state: Optional[str] = typer.Option(None, "--state", help="live, waiting or retired (pages from the records)."),
+        prefix: Optional[str] = typer.Option(None, "--prefix", help="Only names starting with this (pages from the records)."),
     ) -> None:
         """One line per deployment (a model on a network): the version the base branch runs (live_version in
-        --json), sha256, status, commit, image, and the reviews waiting (pending)."""
+        --json), sha256, status, commit, image, and the reviews waiting (pending). With --limit, --after or a
+        filter (--owner, --state, --prefix) the records are read a page at a time (docs/reference/paging.md)."""
         import json
 
         from allora_gitops.errors import UsageError
 
         if repo is None and no_db:
             raise UsageError("--no-db needs --repo: there would be nothing to read")
+        if any(v is not None for v in (limit, after, owner, state, prefix)):
+            if no_db or sandboxes:
+                raise UsageError("--limit, --after, --owner, --state and --prefix page through the records: not with --no-db or --sandboxes")
+            rows, next_cursor = _page(repo, ref, database_url, network, show_all, limit, after, owner, state, prefix)
+            typer.echo(json.dumps(rows, indent=2) if as_json else _table(rows) if rows else "no deployments")
+            if next_cursor is not None:
+                from allora_gitops.cli.app import eprint
+
+                eprint(f"more: run again with --after {next_cursor}")
+            return
         if sandboxes:
             from allora_gitops.sandbox import list_sandboxes
 
@@ -119,18 +157,26 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--no-db needs --repo: there would be nothing to read")
         prometheus = prometheus_url_setting(prometheus_url)  # a malformed URL fails before anything is read
         check_explorer_settings()  # as does a malformed explorer template, rather than half-way through the output
+        import contextlib
+
         from allora_gitops.gitops.inventory import one_per_deployment
 
-        rows = [r for r in _rows(repo, ref, name, database_url, no_db) if network is None or r["network"] == network]
-        if not rows:
-            where = (f" on {network}" + (f" in {ref}" if repo else "")) if network else (f" on {ref}" if repo else "")
-            raise GitOpsError(f"{name} is not deployed{where} and has no live deployment record")
-        entries = {(e["name"], e["network"]): e for e in one_per_deployment(rows, database_url=database_url, use_database=not no_db)}
-        for r in rows:  # what runs and what waits, on every row of the deployment
-            e = entries[(r["name"], r["network"])]
-            r["live_version"], r["pending"] = e["live_version"], e["pending"]
-        statuses = {} if no_db else _deployment_statuses(rows, database_url, last)
-        chains = {} if no_db else _chain_views(rows, database_url)  # the chain reader's latest (allora_gitops/chain)
+        with contextlib.ExitStack() as stack:  # one connection for the whole command (each open checks the schema)
+            records = None
+            if not no_db and repo is None:  # with --repo the records may be down: list_deployments warns and goes on
+                from allora_gitops.db import open_records
+
+                records = stack.enter_context(open_records(database_url))
+            rows = [r for r in _rows(repo, ref, name, database_url, no_db, records=records) if network is None or r["network"] == network]
+            if not rows:
+                where = (f" on {network}" + (f" in {ref}" if repo else "")) if network else (f" on {ref}" if repo else "")
+                raise GitOpsError(f"{name} is not deployed{where} and has no live deployment record")
+            entries = {(e["name"], e["network"]): e for e in one_per_deployment(rows, database_url=database_url, use_database=not no_db, records=records)}
+            for r in rows:  # what runs and what waits, on every row of the deployment
+                e = entries[(r["name"], r["network"])]
+                r["live_version"], r["pending"] = e["live_version"], e["pending"]
+            statuses = {} if no_db else _deployment_statuses(rows, database_url, last, records=records)
+            chains = {} if no_db else _chain_views(rows, database_url, records=records)  # the chain reader's latest (allora_gitops/chain)
         usages = [_resources(r, prometheus) if r.get("in_repo", True) else None for r in rows]  # a change under review runs nowhere
         if as_json:
             for r, usage in zip(rows, usages):
@@ -189,37 +235,49 @@ def register(app: typer.Typer) -> None:
         base: str = typer.Option("main", "--base", help="The branch Argo CD deploys (with --repo)."),
         database_url: Optional[str] = typer.Option(None, "--database-url", help="PostgreSQL URL (default: $ALLORA_DATABASE_URL, else the embedded one)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        limit: Optional[int] = typer.Option(None, "--limit", help=f"A page of at most this many releases, oldest first (1-{MAX_LIMIT}); the next page's --after is printed on stderr."),
+        after: Optional[str] = typer.Option(None, "--after", help="The cursor the previous page printed: continue from there."),
     ) -> None:
         """The releases of NAME per network, in the order they were made: kind (publish, promote, rollback,
-        retire, pin), version, state, commit, branch, who, when."""
+        retire, pin), version, state, commit, branch, who, when. With --limit or --after, a page at a time."""
         import json
 
         from allora_gitops.db import open_records
+        from allora_gitops.db.paging import DEFAULT_LIMIT
         from allora_gitops.errors import GitOpsError
         from allora_gitops.gitops.inventory import release_dict
 
-        rows = []
+        rows, next_cursor = [], None
         with open_records(database_url) as records:
             if repo:
                 from allora_gitops.gitops.repo import parse_remote
                 from allora_gitops.gitops.sync import reconcile
 
                 reconcile(records, parse_remote(repo), base, name=name)
-            for d in records.list_deployment_entities(name=name, network=network):
-                for r in records.list_releases(d.id):
-                    rows.append({"network": d.network, "deployment_id": d.id, "live": r.id == d.live_release_id, **release_dict(r),
-                                 "date": r.created_at.isoformat(timespec="seconds")})  # fmt: skip
+            targets = {d.id: d for d in records.list_deployment_entities(name=name, network=network)}
+            if limit is None and after is None:
+                releases = [r for d in targets.values() for r in records.list_releases(d.id)]
+            else:
+                releases, next_cursor = records.page_releases(list(targets), after=after, limit=DEFAULT_LIMIT if limit is None else limit)
+            for r in releases:
+                d = targets[r.deployment_id]
+                rows.append({"network": d.network, "deployment_id": d.id, "live": r.id == d.live_release_id, **release_dict(r),
+                             "date": r.created_at.isoformat(timespec="seconds")})  # fmt: skip
         if not rows:
             raise GitOpsError(f"{name} has no deployment records" + (f" on {network}" if network else ""))
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
-            return
-        columns = (("kind", "KIND"), ("version", "VERSION"), ("status", "STATUS"), ("commit", "COMMIT"), ("date", "DATE"),
-                   ("branch", "BRANCH"), ("by", "BY"))  # fmt: skip
-        for net in dict.fromkeys(r["network"] for r in rows):
-            typer.echo(net)
-            table = _table([r for r in rows if r["network"] == net], columns)
-            typer.echo("\n".join("  " + line for line in table.splitlines()))
+        else:
+            columns = (("kind", "KIND"), ("version", "VERSION"), ("status", "STATUS"), ("commit", "COMMIT"), ("date", "DATE"),
+                       ("branch", "BRANCH"), ("by", "BY"))  # fmt: skip
+            for net in dict.fromkeys(r["network"] for r in rows):
+                typer.echo(net)
+                table = _table([r for r in rows if r["network"] == net], columns)
+                typer.echo("\n".join("  " + line for line in table.splitlines()))
+        if next_cursor is not None:
+            from allora_gitops.cli.app import eprint
+
+            eprint(f"more: run again with --after {next_cursor}")
 
 
 def _resources(row: dict, prometheus: Optional[str]):
@@ -231,8 +289,10 @@ def _resources(row: dict, prometheus: Optional[str]):
     return read_resources(prometheus, C.NAMESPACE, f"{row['name']}-{row['network']}", limits=lambda: known)
 
 
-def _deployment_statuses(rows: list[dict], database_url, last: int) -> dict:
+def _deployment_statuses(rows: list[dict], database_url, last: int, records=None) -> dict:
     """deployment id → lifecycle.DeploymentStatus (lifecycle and results summary) for the rows the records know."""
+    import contextlib
+
     from allora_gitops.db import open_records
     from allora_gitops.lifecycle import deployment_status
 
@@ -240,7 +300,7 @@ def _deployment_statuses(rows: list[dict], database_url, last: int) -> dict:
     if not ids:
         return {}
     out = {}
-    with open_records(database_url) as records:
+    with contextlib.nullcontext(records) if records is not None else open_records(database_url) as records:
         for i in ids:
             d = records.get_deployment(i)
             if d is not None:
@@ -248,16 +308,20 @@ def _deployment_statuses(rows: list[dict], database_url, last: int) -> dict:
     return out
 
 
-def _chain_views(rows: list[dict], database_url) -> dict:
+def _chain_views(rows: list[dict], database_url, records=None) -> dict:
     """deployment id → chain.store.ChainView (what the chain reader last stored) for the live rows."""
+    import contextlib
+
     from allora_gitops.chain.store import chain_view, live_workers
     from allora_gitops.db import open_records
 
     ids = {r["deployment_id"] for r in rows if r.get("deployment_id")}
     if not ids:
         return {}
-    with open_records(database_url) as records:
-        return {w.deployment_id: chain_view(records.connection, w) for w in live_workers(records.connection) if w.deployment_id in ids}
+    names = {r["name"] for r in rows}
+    with contextlib.nullcontext(records) if records is not None else open_records(database_url) as records:
+        workers = live_workers(records.connection, name=next(iter(names))) if len(names) == 1 else live_workers(records.connection)
+        return {w.deployment_id: chain_view(records.connection, w) for w in workers if w.deployment_id in ids}
 
 
 def _summary_lines(summary, network: str) -> list[str]:

@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from allora_gitops.errors import DatabaseError, RecordConflict
+
+if TYPE_CHECKING:
+    from allora_gitops.db.paging import DeploymentFilter  # noqa: F401
 
 DEPLOYMENT_STATUSES = ("pending", "committed", "merged", "synced", "failed", "abandoned", "retiring", "retired", "superseded")
 # pending → committed (review branch) → merged (on the base branch) → synced (cluster feedback);
@@ -348,6 +351,50 @@ class Records:
         return [Deployment(*r) for r in rows]
 
     @_reading
+    def page_deployments(self, f: "DeploymentFilter", *, after: str | None = None, limit: int = 50) -> tuple[list[Deployment], str | None]:
+        """One page of deployments by name then network (``db.paging``: keyset, filters and visibility in SQL) and
+        the cursor of the next page (None on the last). ``UsageError`` for a bad cursor or limit."""
+        from allora_gitops.db.paging import check_limit, decode_cursor, deployment_page_sql, encode_cursor
+
+        key = decode_cursor(after, "d", 2) if after is not None else None
+        sql, params = deployment_page_sql(f, key, check_limit(limit))
+        rows = [Deployment(*r) for r in self._conn.execute(sql, params).fetchall()]
+        if len(rows) <= limit:
+            return rows, None
+        return rows[:limit], encode_cursor("d", [rows[limit - 1].name, rows[limit - 1].network])
+
+    @_reading
+    def releases_of(self, deployment_ids: list[str]) -> dict[str, list[ReleaseRecord]]:
+        """deployment id → its releases, oldest first, for a page of deployments in one statement."""
+        out: dict[str, list[ReleaseRecord]] = {i: [] for i in deployment_ids}
+        if deployment_ids:
+            rows = self._conn.execute(
+                _DEPLOYMENT_SELECT + "WHERE d.deployment_id = ANY(%s::uuid[]) ORDER BY d.created_at, d.id", ([_uuid(i) for i in deployment_ids],)
+            ).fetchall()
+            for r in map(_deployment, rows):
+                out[r.deployment_id].append(r)
+        return out
+
+    @_reading
+    def page_releases(self, deployment_ids: list[str], *, after: str | None = None, limit: int = 50) -> tuple[list[ReleaseRecord], str | None]:
+        """The releases of these deployments in the order they were made (created_at, id), one page, and the next
+        page's cursor (None on the last): what ``history`` pages through."""
+        from allora_gitops.db.paging import check_limit, decode_cursor, encode_cursor
+
+        check_limit(limit)
+        where, params = "d.deployment_id = ANY(%s::uuid[])", [[_uuid(i) for i in deployment_ids]]
+        if after is not None:
+            at, rid = decode_cursor(after, "r", 2)
+            where += " AND (d.created_at, d.id) > (%s, %s::uuid)"
+            params += [_cursor_time(at), _cursor_uuid(rid)]
+        rows = self._conn.execute(_DEPLOYMENT_SELECT + f"WHERE {where} ORDER BY d.created_at, d.id LIMIT %s", [*params, limit + 1]).fetchall()
+        found = [_deployment(r) for r in rows]
+        if len(found) <= limit:
+            return found, None
+        last = found[limit - 1]
+        return found[:limit], encode_cursor("r", [last.created_at.isoformat(), last.id])
+
+    @_reading
     def list_releases(self, deployment_id: str) -> list[ReleaseRecord]:
         """The releases of one deployment, oldest first (the order they were made in)."""
         rows = self._conn.execute(
@@ -372,17 +419,19 @@ class Records:
         ).fetchone()[0])
 
     @_reading
-    def results_by_version(self, deployment_id: str, kind: str = "submission") -> list[dict[str, Any]]:
-        """Per version of a deployment (in the order its releases were made): results of ``kind``, how many
+    def results_by_version(self, deployment_id: str, kind: str = "submission", *, days: int = 7) -> list[dict[str, Any]]:
+        """Per version of a deployment (in the order its releases were made): results of ``kind`` over the last
+        ``days`` days (a bounded window: the page's cost does not grow with the deployment's age), how many
         succeeded, the success rate (None without results) and the p95 latency in ms — versions side by side."""
         rows = self._conn.execute(
             """SELECT b.version, count(s.id), count(s.id) FILTER (WHERE s.status = 'success'),
                       percentile_cont(0.95) WITHIN GROUP (ORDER BY s.latency_ms)
                FROM releases r JOIN model_bundles b ON b.id = r.bundle_id
                LEFT JOIN submission_results s ON s.deployment_id = r.id AND s.kind = %s
+                                              AND s.created_at >= now() - make_interval(days => %s)
                WHERE r.deployment_id = %s AND r.action <> 'retire'
                GROUP BY b.version ORDER BY min(r.created_at)""",
-            (kind, _uuid(deployment_id)),
+            (kind, days, _uuid(deployment_id)),
         ).fetchall()
         return [{"version": v, "count": n, "success": ok, "success_rate": (ok / n if n else None), "p95_ms": p95} for v, n, ok, p95 in rows]
 
@@ -625,6 +674,32 @@ class _Refusal:
             raise refusal_error(exc, self.what) from None
         return False
 
+
+
+_BAD_CURSOR = "invalid cursor: it is not a cursor this list gave out: pass the `next` value of the previous page unchanged"
+
+
+def _cursor_time(value: str) -> datetime:
+    from allora_gitops.errors import UsageError
+
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(_BAD_CURSOR) from None
+    if at.tzinfo is None:
+        raise UsageError(_BAD_CURSOR)
+    return at
+
+
+def _cursor_uuid(value: str) -> str:
+    import uuid
+
+    from allora_gitops.errors import UsageError
+
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise UsageError(_BAD_CURSOR) from None
 
 
 def _uuid(value: str) -> str:

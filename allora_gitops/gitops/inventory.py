@@ -59,18 +59,21 @@ def list_deployments(
     use_database: bool = True,
     warn: Callable[[str], None] = lambda _m: None,
     full: bool | None = None,
+    records: Any = None,
 ) -> list[dict[str, Any]]:
     """The repository's deployments at ``ref`` joined with their records (states reconciled with git first),
     plus the changes still waiting for review. Without ``repo``, the records alone: the newest synced, merged
     or retiring deployment per name and network stands for what runs (unreconciled: as of the last ``sync``).
-    ``full``: see :func:`repo_deployments`."""
+    ``full``: see :func:`repo_deployments`. ``records``: an open ``Records`` to use instead of opening one."""
+    import contextlib
+
     rows = repo_deployments(repo, ref, name, full=full) if repo else []
     if not use_database:
         return rows
     try:
         from allora_gitops.db import open_records
 
-        with open_records(database_url) as records:
+        with contextlib.nullcontext(records) if records is not None else open_records(database_url) as records:
             if repo:
                 from allora_gitops.gitops.sync import reconcile
 
@@ -221,8 +224,25 @@ def deployment_entries(
     return out
 
 
+def entries_page(records: Any, f: Any, *, after: str | None = None, limit: int = 100) -> tuple[list[dict[str, Any]], list[Any], str | None]:
+    """One page of deployments (``db.paging.DeploymentFilter`` ``f``, keyset by name and network) as
+    :func:`entry_of` entries, with the release each entry's lifecycle is of (the live one, else the newest
+    waiting; None when neither), and the next page's cursor (None on the last). Reads the page's releases in
+    one statement. ``UsageError`` for a bad cursor or limit."""
+    page, next_cursor = records.page_deployments(f, after=after, limit=limit)
+    releases_of = records.releases_of([d.id for d in page])
+    entries, shown = [], []
+    for d in page:
+        releases = releases_of[d.id]
+        e = entry_of(d, releases)
+        release_id = (e["live"] or {}).get("release_id") or (e["pending"][-1]["release_id"] if e["pending"] else None)
+        entries.append(e)
+        shown.append(next((r for r in releases if r.id == release_id), None))
+    return entries, shown, next_cursor
+
+
 def one_per_deployment(rows: list[dict[str, Any]], *, database_url: str | None = None, include_retired: bool = False,
-                       use_database: bool = True) -> list[dict[str, Any]]:
+                       use_database: bool = True, records: Any = None) -> list[dict[str, Any]]:
     """``list``'s rows (:func:`list_deployments`) folded into one entry per deployment (name + network).
 
     Each keeps what the base branch runs (its row, ``live_version``: None when only a review waits) and gains
@@ -236,9 +256,11 @@ def one_per_deployment(rows: list[dict[str, Any]], *, database_url: str | None =
             continue  # a review waiting beside what runs: it is listed in `pending` below
         entries[key] = {**row, "live_version": row.get("version") if row.get("in_repo", True) else None, "pending": []}
     if use_database:
+        import contextlib
+
         from allora_gitops.db import open_records
 
-        with open_records(database_url) as records:
+        with contextlib.nullcontext(records) if records is not None else open_records(database_url) as records:
             for key, entry in entries.items():
                 d = records.find_deployment(*key)
                 if d is None:
