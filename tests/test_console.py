@@ -445,3 +445,24 @@ def test_the_deploy_form_maps_the_secrets_model_yaml_declares_with_the_apis_rule
     assert "market-data" in diff_of(preview.text) and 'name="secret.MARKET_API_KEY" value="market-data/api-key"' in preview.text
     made = web.post(deploy, data={**base, "secret.MARKET_API_KEY": "market-data/api-key", "step": "deploy"})
     assert made.status_code == 201, made.text
+
+
+def test_a_key_or_mnemonic_pasted_into_any_deploy_or_promote_field_never_comes_back_in_the_page(console, tmp_path):
+    """The refused form keeps what was typed, except a value shaped like a wallet key, a mnemonic or an API token
+    (``redact.echoable``): in whichever field it was pasted, the page neither fills it back in nor quotes it."""
+    from tests.test_console_admin import MNEMONIC, PRIVATE_KEY
+
+    server, alice, _ = console
+    web = signed_in(server, alice)
+    deployment_id = deployed(server, web, tmp_path, "1.0.0")
+    csrf = page_csrf(web)
+    for value in (MNEMONIC, PRIVATE_KEY, alice):
+        for field in ("topic_id", "polling_interval", "cpu", "cpu_limit", "memory", "wallet"):
+            data = {"csrf": csrf, "network": "testnet", "wallet": WALLET, "step": "preview", field: value}
+            shown = web.post(f"/bundles/{NAME}/1.0.0/deploy", data=data)
+            assert shown.status_code in (403, 422) and 'role="alert"' in shown.text, (field, shown.text)
+            assert value not in html.unescape(shown.text) and value.split()[0] not in shown.text, field
+        for field in ("topic_id", "wallet"):
+            data = {"csrf": csrf, "network": "mainnet", "wallet": WALLET, field: value}
+            shown = web.post(f"/deployments/{deployment_id}/promote", data=data)
+            assert shown.status_code in (403, 422) and value not in html.unescape(shown.text), (field, shown.text)

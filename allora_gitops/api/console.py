@@ -184,8 +184,11 @@ _REFERENCE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[-._A-Za-z0-9]+)?$") 
 
 def _echoable(values: dict[str, str]) -> dict[str, str]:
     """The refused form's values to show again: a wallet or secret mapping only when it has the shape of a
-    reference (a Secret's name, ``SECRET/KEY``), so a key or value pasted there never comes back in a page."""
-    return {k: v for k, v in values.items() if (k != "wallet" and not k.startswith(SECRET_FIELD)) or _REFERENCE.match(v.strip())}
+    reference (a Secret's name, ``SECRET/KEY``), so a key or value pasted there never comes back in a page; any
+    other field only when it does not look like a key or a mnemonic (``redact.echoable``)."""
+    from allora_gitops.redact import echoable
+
+    return echoable({k: v for k, v in values.items() if (k != "wallet" and not k.startswith(SECRET_FIELD)) or _REFERENCE.match(v.strip())})
 
 
 @router.get("/bundles/{name}/{version}/deploy", response_class=HTMLResponse)
@@ -299,7 +302,7 @@ ACTION_CONFIRM = {"promote": "Promote", "rollback": "Roll back", "retire": "Reti
 
 
 def _action_form(request, web, action, d, session, values, status: int = 200, **context) -> HTMLResponse:
-    return _page(request, "action.html", status, web=web, action=action, d=d, values=values,
+    return _page(request, "action.html", status, web=web, action=action, d=d, values=_echoable(values),
                  title=ACTION_TITLES[action].format(name=d.name, version=d.version, network=d.network),
                  **_action_context(action, d, session, web), **context)  # fmt: skip
 
