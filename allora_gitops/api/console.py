@@ -1,7 +1,7 @@
 """The deploy pages of ``allora-gitops serve`` (the guide's steps 8–9 in the browser): server-rendered forms that
 work without JavaScript, signed in with the monitoring pages' session (api/web.py).
 
-- ``GET /upload``, ``POST /upload``: a multipart form posting a bundle archive through the same pipeline as
+- ``GET /upload``, ``POST /upload``: a multipart form (a progress bar when scripts run) posting a bundle archive through the same pipeline as
   ``POST /api/bundles`` (``bundles.receive_bundle``); a refusal shows the API's problems, one file:line line each;
 - ``GET/POST /bundles/{name}/{version}/deploy``: the deploy form (an assigned wallet, network, topic, fee tier,
   polling interval, resources, the secrets model.yaml declares) → a preview of the change (the publish's dry run:
@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import hmac
 import re
+from pathlib import Path
 from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -129,6 +130,12 @@ async def upload(request: Request, settings: ApiSettings = Depends(get_settings)
         return _page(request, "upload.html", status, headers=headers, web=web, detail=detail, problems=problems, bundles=[])
     state = "uploaded" if created else "already-stored"
     return RedirectResponse(f"/bundles/{record.name}/{record.version}/deploy?{state}=1", status_code=303)
+
+
+@router.get("/static/upload-progress.js")
+def upload_script() -> FileResponse:
+    """The upload form's progress bar (progressive: the form works without it)."""
+    return FileResponse(Path(__file__).parent / "static" / "upload-progress.js", media_type="text/javascript", headers={"Cache-Control": "no-cache"})
 
 
 # --- deploy ------------------------------------------------------------------------------------
