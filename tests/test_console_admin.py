@@ -256,13 +256,19 @@ def test_in_chromium_create_a_token_see_it_once_revoke_the_sessions_own_and_an_a
         sign_in_as(tokens["alice"], "/tokens")
         shot("tokens")
         order = []  # the keyboard's path through the page, and a focus that shows
-        for _ in range(8):
+        for _ in range(9):
             ActionChains(browser).send_keys(Keys.TAB).perform()
             focused = browser.switch_to.active_element
             order.append(focused.get_attribute("id") or focused.text)
             assert focused.value_of_css_property("outline-width") == "3px", order[-1]
-        assert order == ["allora-gitops", "Deployments", "Upload a bundle", "Tokens", "Sign out", "days", "Create token", "Revoke (signs you out)"]
+        assert order == ["Skip to the page", "allora-gitops", "Deployments", "Upload a bundle", "Tokens", "Sign out", "days", "Create token", "Revoke (signs you out)"]
         shot("tokens-focus")
+        browser.get(f"{server.url}/tokens")  # the first Tab and Enter skip the header: the next Tab is in the page
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        assert browser.switch_to.active_element.text == "Skip to the page" and browser.switch_to.active_element.is_displayed()
+        ActionChains(browser).send_keys(Keys.ENTER).perform()
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        assert browser.switch_to.active_element.get_attribute("id") == "days"
         days = browser.find_element(By.ID, "days")
         days.clear()
         days.send_keys("7")
