@@ -204,6 +204,7 @@ def test_deploy_shows_the_rendered_change_before_committing_then_the_review_bran
     assert (got["branch"], got["topic_id"], got["fee_tier"], got["wallet"]) == (branch, 77, "ECO", WALLET)
     again = web.post(deploy, data={**fields, "step": "deploy"})  # the open review holds it: nothing to do, said
     assert again.status_code == 200 and "already holds this change" in html.unescape(again.text)
+    assert "What changes once merged" not in again.text  # a double submit changes nothing, and the page does not list a change
 
 
 def deployed(server, web: httpx.Client, tmp_path: Path, version: str, *, merge: bool = True) -> str:
