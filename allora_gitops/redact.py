@@ -98,14 +98,28 @@ def _shares_run(text: str, secret: str, run: int = 4) -> bool:
 
 
 _HEX_KEY = re.compile(r"(?<![0-9A-Fa-f])(0[xX])?[0-9A-Fa-f]{64}(?![0-9A-Fa-f])")
+_API_TOKEN = re.compile(r"agp_[0-9a-f]{8}_[A-Za-z0-9_-]{8,}")  # the platform's API token (api/auth.py), past its prefix
 SHOWN_VALUE_CHARS = 60
+
+
+def looks_like_secret(value: str) -> bool:
+    """True when ``value`` has the shape of a private key (64 hex digits, ``0x`` or not), a BIP-39 mnemonic
+    (12 or more words) or a platform API token (``agp_<8 hex>_…``): what a page, an error or a log must never
+    repeat."""
+    return bool(_HEX_KEY.search(value) or _API_TOKEN.search(value)) or len(value.split()) >= 12
+
+
+def echoable(values: dict[str, str]) -> dict[str, str]:
+    """A refused form's values to put back in its fields: each one that looks like a secret becomes empty, so a
+    key or mnemonic pasted into the wrong field is never sent back in a page (the reader types it again)."""
+    return {k: "" if isinstance(v, str) and looks_like_secret(v) else v for k, v in values.items()}
 
 
 def shown_value(value: object) -> str:
     """A user's value as an error message may quote it (``(got …)``): credentials in a URL masked,
     anything shaped like a key or a mnemonic withheld, and a long value cut short."""
     if isinstance(value, str):
-        if _HEX_KEY.search(value) or len(value.split()) >= 12:
+        if looks_like_secret(value):
             return "a value that looks like a secret, not shown"
         if _SCHEME.match(value):
             value = display_url(value)

@@ -204,6 +204,7 @@ def test_deploy_shows_the_rendered_change_before_committing_then_the_review_bran
     assert (got["branch"], got["topic_id"], got["fee_tier"], got["wallet"]) == (branch, 77, "ECO", WALLET)
     again = web.post(deploy, data={**fields, "step": "deploy"})  # the open review holds it: nothing to do, said
     assert again.status_code == 200 and "already holds this change" in html.unescape(again.text)
+    assert "What changes once merged" not in again.text  # a double submit changes nothing, and the page does not list a change
 
 
 def deployed(server, web: httpx.Client, tmp_path: Path, version: str, *, merge: bool = True) -> str:
@@ -445,3 +446,67 @@ def test_the_deploy_form_maps_the_secrets_model_yaml_declares_with_the_apis_rule
     assert "market-data" in diff_of(preview.text) and 'name="secret.MARKET_API_KEY" value="market-data/api-key"' in preview.text
     made = web.post(deploy, data={**base, "secret.MARKET_API_KEY": "market-data/api-key", "step": "deploy"})
     assert made.status_code == 201, made.text
+
+
+def test_a_key_or_mnemonic_pasted_into_any_deploy_or_promote_field_never_comes_back_in_the_page(console, tmp_path):
+    """The refused form keeps what was typed, except a value shaped like a wallet key, a mnemonic or an API token
+    (``redact.echoable``): in whichever field it was pasted, the page neither fills it back in nor quotes it."""
+    from tests.test_console_admin import MNEMONIC, PRIVATE_KEY
+
+    server, alice, _ = console
+    web = signed_in(server, alice)
+    deployment_id = deployed(server, web, tmp_path, "1.0.0")
+    csrf = page_csrf(web)
+    for value in (MNEMONIC, PRIVATE_KEY, alice):
+        for field in ("topic_id", "polling_interval", "cpu", "cpu_limit", "memory", "wallet"):
+            data = {"csrf": csrf, "network": "testnet", "wallet": WALLET, "step": "preview", field: value}
+            shown = web.post(f"/bundles/{NAME}/1.0.0/deploy", data=data)
+            assert shown.status_code in (403, 422) and 'role="alert"' in shown.text, (field, shown.text)
+            assert value not in html.unescape(shown.text) and value.split()[0] not in shown.text, field
+        for field in ("topic_id", "wallet"):
+            data = {"csrf": csrf, "network": "mainnet", "wallet": WALLET, field: value}
+            shown = web.post(f"/deployments/{deployment_id}/promote", data=data)
+            assert shown.status_code in (403, 422) and value not in html.unescape(shown.text), (field, shown.text)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("chromedriver"), reason="needs Debian chromium-driver (installed by .ci/setup)")
+def test_in_chromium_the_upload_shows_its_progress_then_lands_on_the_deploy_form_or_the_problems(console, tmp_path):
+    """Issue 24's "multipart with progress": with scripts on, the upload goes by XMLHttpRequest, whose upload
+    progress events fill the page's <progress> bar (observed here on the page's own request), and the answer is
+    the one a plain form post gives: the deploy form, or the problems on the upload page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    from tests.test_logs import chromium
+
+    server, alice, _ = console
+    browser = chromium(tmp_path)
+    wait = WebDriverWait(browser, 120)
+    watch = """window.seen = [];
+      const open = XMLHttpRequest.prototype.open;
+      XMLHttpRequest.prototype.open = function () {
+        const bar = document.getElementById('upload-progress');  // read once the page's own listener has run
+        this.upload.addEventListener('progress', () => setTimeout(() => window.seen.push(bar.hidden ? -1 : bar.value), 0));
+        return open.apply(this, arguments);
+      };"""
+    try:
+        browser.get(f"{server.url}/upload")
+        browser.find_element(By.ID, "token").send_keys(alice, Keys.ENTER)
+        wait.until(EC.presence_of_element_located((By.ID, "upload-form")))
+        assert not browser.find_element(By.ID, "upload-progress").is_displayed()  # nothing to show before an upload
+        browser.execute_script(watch)
+        browser.find_element(By.ID, "bundle").send_keys(str(broken_archive(tmp_path)))
+        browser.find_element(By.CSS_SELECTOR, "#upload-form button").click()
+        wait.until(EC.presence_of_element_located((By.ID, "problems")))
+        seen = browser.execute_script("return window.seen")
+        assert seen and seen[-1] == 100, seen  # the bar reached 100 % before the answer replaced the page
+        assert browser.current_url == f"{server.url}/upload" and BAD_FEE_TIER in browser.find_element(By.ID, "problems").text
+        browser.find_element(By.ID, "bundle").send_keys(str(build(make_bundle(tmp_path / "good"))))
+        browser.find_element(By.CSS_SELECTOR, "#upload-form button").click()  # the replaced page's form is live again
+        wait.until(EC.url_contains(f"/bundles/{NAME}/1.0.0/deploy?uploaded=1"))
+        assert browser.find_element(By.TAG_NAME, "h1").text == f"Deploy {NAME} 1.0.0"
+    finally:
+        browser.quit()

@@ -256,13 +256,19 @@ def test_in_chromium_create_a_token_see_it_once_revoke_the_sessions_own_and_an_a
         sign_in_as(tokens["alice"], "/tokens")
         shot("tokens")
         order = []  # the keyboard's path through the page, and a focus that shows
-        for _ in range(8):
+        for _ in range(9):
             ActionChains(browser).send_keys(Keys.TAB).perform()
             focused = browser.switch_to.active_element
             order.append(focused.get_attribute("id") or focused.text)
             assert focused.value_of_css_property("outline-width") == "3px", order[-1]
-        assert order == ["allora-gitops", "Deployments", "Upload a bundle", "Tokens", "Sign out", "days", "Create token", "Revoke (signs you out)"]
+        assert order == ["Skip to the page", "allora-gitops", "Deployments", "Upload a bundle", "Tokens", "Sign out", "days", "Create token", "Revoke (signs you out)"]
         shot("tokens-focus")
+        browser.get(f"{server.url}/tokens")  # the first Tab and Enter skip the header: the next Tab is in the page
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        assert browser.switch_to.active_element.text == "Skip to the page" and browser.switch_to.active_element.is_displayed()
+        ActionChains(browser).send_keys(Keys.ENTER).perform()
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        assert browser.switch_to.active_element.get_attribute("id") == "days"
         days = browser.find_element(By.ID, "days")
         days.clear()
         days.send_keys("7")
@@ -323,3 +329,31 @@ def test_the_forms_give_the_clis_messages_for_the_same_bad_input(site, records, 
             assert page.status_code == (404 if "nobody" in action else 422) and message in html.unescape(page.text), (args, message)
     accounts = Accounts(records.connection)
     assert accounts.wallets_of("alice") == [] and "carol" not in {t.user for t in accounts.list_tokens()}
+
+
+MNEMONIC = "abandon ability able about above absent absorb abstract absurd abuse access accident"
+PRIVATE_KEY = "0x" + "5c" * 32
+
+
+def test_a_key_mnemonic_or_token_pasted_into_any_field_never_comes_back_in_the_page(site, cli, database_url):
+    """A refused form puts back what was typed, and its error quotes it: neither may repeat a wallet key, a
+    mnemonic or an API token pasted into the wrong field (the days, a user name, a limit, a wallet name)."""
+    server, tokens = site
+    pasted = (MNEMONIC, PRIVATE_KEY, tokens["bob"])
+    with signed_in(server, tokens["root"]) as root:
+        csrf = csrf_of(root.get("/tokens").text)
+        for value in pasted:
+            for action, body in [("/tokens", {"days": value}), ("/admin/users", {"user": value, "days": "30"}),
+                                 ("/admin/users", {"user": "carol", "days": value}), ("/admin/users/alice/wallets", {"secret": value}),
+                                 ("/admin/users/alice/limits", {"max_upload_mb": value}),
+                                 ("/admin/users/alice/limits", {"max_live_deployments": value})]:  # fmt: skip
+                page = root.post(action, data={**body, "csrf": csrf})
+                assert page.status_code == 422, (action, body, page.text)
+                assert value not in html.unescape(page.text) and value.split()[0] not in page.text, (action, body)
+                assert re.search(r'role="alert"', page.text), (action, body)  # still told what is wrong
+    for args in (("token", "create", "--user", MNEMONIC), ("token", "create", "--user", "carol", "--expires", PRIVATE_KEY),
+                 ("token", "revoke", "agp_deadbeef_" + "A" * 43)):  # fmt: skip  (a whole token, not a live one)
+        result = cli("gitops", *args, "--database-url", database_url)
+        said = result.out + result.err
+        assert result.code == 2 and args[-1] not in said and args[-1].split()[0] not in said, (args, said)
+        assert "looks like a secret, not shown" in said or "no token with prefix 'agp_deadbeef'" in said, (args, said)

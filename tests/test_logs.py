@@ -224,6 +224,15 @@ def test_credentials_missing_wrong_expired_and_another_users_are_refused_on_both
         theirs = alice.get(f"/deployments/{b.id}/logs", params={"after": "0-0"})
         assert theirs.status_code == 404 and "from b" not in theirs.text
         assert "from b" not in alice.get(f"/deployments/{b.id}").text
+        by_page_id = alice.get(f"/deployments/{b.deployment_id}/logs", params={"after": "0-0"})  # the id the page's URL holds
+        assert by_page_id.status_code == 404 and "from b" not in by_page_id.text
+    with httpx.Client(base_url=server.url, timeout=10) as bob:  # the owner reaches the tail by the page's own id, as by a release's
+        form = bob.get("/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+        assert bob.post("/login", data={"token": tokens["bob"], "csrf": csrf}).status_code == 303
+        for deployment_id in (b.deployment_id, b.id):
+            mine = bob.get(f"/deployments/{deployment_id}/logs", params={"after": "0-0"})
+            assert mine.status_code == 200 and [x["message"] for x in mine.json()["lines"]] == ["from b"], (deployment_id, mine.text)
 
 
 @pytest.mark.parametrize("site_env", [{"ALLORA_API_LOGS_MAX_LINES": "50", "ALLORA_API_LOGS_RETENTION": "1d"}])

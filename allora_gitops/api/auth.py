@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterator, Optional
 
 from allora_gitops.errors import DatabaseError, RecordConflict, UsageError
+from allora_gitops.redact import looks_like_secret, shown_value
 
 TOKEN_PREFIX = "agp_"
 _TOKEN = re.compile(r"^agp_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$")
@@ -93,7 +94,7 @@ def parse_expiry(text: Optional[str], now: Optional[datetime] = None) -> Optiona
         try:
             when = datetime.fromisoformat(text)
         except ValueError:
-            raise UsageError(f"--expires {text!r}: give a duration (12h, 30d, 2w), an ISO date or 'never'") from None
+            raise UsageError(f"--expires {shown_value(text)}: give a duration (12h, 30d, 2w), an ISO date or 'never'") from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
         try:
@@ -107,7 +108,7 @@ def parse_expiry(text: Optional[str], now: Optional[datetime] = None) -> Optiona
 
 def check_user_name(name: str) -> str:
     if not _USER.match(name or "") or len(name) > 63:
-        raise UsageError(f"user name {name!r}: lower-case letters, digits, '-', '.', '_' (at most 63), starting and ending alphanumeric")
+        raise UsageError(f"user name {shown_value(name)}: lower-case letters, digits, '-', '.', '_' (at most 63), starting and ending alphanumeric")
     return name
 
 
@@ -189,7 +190,7 @@ class Accounts:
             "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE prefix = %s RETURNING prefix", (prefix,)
         ).fetchone()
         if row is None:
-            raise UsageError(f"no token with prefix {prefix!r} (see `allora-gitops token list`)")
+            raise UsageError(f"no token with prefix {shown_value(prefix)} (see `allora-gitops token list`)")
         return self._tokens("WHERE t.prefix = %s", (prefix,))[0]
 
     def authenticate(self, token: str) -> Optional[Principal]:
@@ -345,7 +346,8 @@ class Accounts:
     def _user_id(self, name: str) -> str:
         row = self._conn.execute("SELECT id::text FROM platform_users WHERE name = %s", (name,)).fetchone()
         if row is None:
-            raise UsageError(f"no user {name!r} (a user is created by `allora-gitops token create --user {name}`)")
+            raise UsageError(f"no user {shown_value(name)} (a user is created by `allora-gitops token create --user "
+                             f"{'NAME' if looks_like_secret(name) else name}`)")
         return row[0]
 
     def _tokens(self, where: str, params: tuple) -> list[TokenInfo]:

@@ -1,7 +1,7 @@
 """The deploy pages of ``allora-gitops serve`` (the guide's steps 8–9 in the browser): server-rendered forms that
 work without JavaScript, signed in with the monitoring pages' session (api/web.py).
 
-- ``GET /upload``, ``POST /upload``: a multipart form posting a bundle archive through the same pipeline as
+- ``GET /upload``, ``POST /upload``: a multipart form (a progress bar when scripts run) posting a bundle archive through the same pipeline as
   ``POST /api/bundles`` (``bundles.receive_bundle``); a refusal shows the API's problems, one file:line line each;
 - ``GET/POST /bundles/{name}/{version}/deploy``: the deploy form (an assigned wallet, network, topic, fee tier,
   polling interval, resources, the secrets model.yaml declares) → a preview of the change (the publish's dry run:
@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import hmac
 import re
+from pathlib import Path
 from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -131,6 +132,12 @@ async def upload(request: Request, settings: ApiSettings = Depends(get_settings)
     return RedirectResponse(f"/bundles/{record.name}/{record.version}/deploy?{state}=1", status_code=303)
 
 
+@router.get("/static/upload-progress.js")
+def upload_script() -> FileResponse:
+    """The upload form's progress bar (progressive: the form works without it)."""
+    return FileResponse(Path(__file__).parent / "static" / "upload-progress.js", media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+
+
 # --- deploy ------------------------------------------------------------------------------------
 
 
@@ -184,8 +191,11 @@ _REFERENCE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[-._A-Za-z0-9]+)?$") 
 
 def _echoable(values: dict[str, str]) -> dict[str, str]:
     """The refused form's values to show again: a wallet or secret mapping only when it has the shape of a
-    reference (a Secret's name, ``SECRET/KEY``), so a key or value pasted there never comes back in a page."""
-    return {k: v for k, v in values.items() if (k != "wallet" and not k.startswith(SECRET_FIELD)) or _REFERENCE.match(v.strip())}
+    reference (a Secret's name, ``SECRET/KEY``), so a key or value pasted there never comes back in a page; any
+    other field only when it does not look like a key or a mnemonic (``redact.echoable``)."""
+    from allora_gitops.redact import echoable
+
+    return echoable({k: v for k, v in values.items() if (k != "wallet" and not k.startswith(SECRET_FIELD)) or _REFERENCE.match(v.strip())})
 
 
 @router.get("/bundles/{name}/{version}/deploy", response_class=HTMLResponse)
@@ -299,7 +309,7 @@ ACTION_CONFIRM = {"promote": "Promote", "rollback": "Roll back", "retire": "Reti
 
 
 def _action_form(request, web, action, d, session, values, status: int = 200, **context) -> HTMLResponse:
-    return _page(request, "action.html", status, web=web, action=action, d=d, values=values,
+    return _page(request, "action.html", status, web=web, action=action, d=d, values=_echoable(values),
                  title=ACTION_TITLES[action].format(name=d.name, version=d.version, network=d.network),
                  **_action_context(action, d, session, web), **context)  # fmt: skip
 

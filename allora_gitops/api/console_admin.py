@@ -34,6 +34,7 @@ from allora_gitops.api.auth import Accounts, parse_expiry
 from allora_gitops.api.settings import ApiSettings
 from allora_gitops.api.web import SESSION_COOKIE, WebSession, _cookie_parts, _page, _secure, _to_login, end_session, read_session
 from allora_gitops.errors import RecordConflict, RecordRefused, UsageError
+from allora_gitops.redact import echoable, shown_value
 
 router = APIRouter(include_in_schema=False)
 
@@ -61,7 +62,7 @@ def _expiry_from_days(days: str, *, allow_never: bool = False):
     if allow_never and text.lower() == "never":
         return None
     if not text.isdigit():
-        raise UsageError(f"expires in days {text!r}: give a whole number of days ({DEFAULT_TOKEN_DAYS} when unsure)" + (" or 'never'" if allow_never else ""))
+        raise UsageError(f"expires in days {shown_value(text)}: give a whole number of days ({DEFAULT_TOKEN_DAYS} when unsure)" + (" or 'never'" if allow_never else ""))
     return parse_expiry(f"{int(text)}d")
 
 
@@ -97,7 +98,7 @@ def create_own_token(request: Request, days: str = Form(""), csrf: str = Form(""
     try:
         expires_at = _expiry_from_days(days)
     except UsageError as exc:
-        return _tokens_page(request, web, accounts, core_status(exc), error=str(exc), days=days)
+        return _tokens_page(request, web, accounts, core_status(exc), error=str(exc), days=echoable({"days": days})["days"])
     secret, info = accounts.create_token(web.principal.name, expires_at=expires_at)
     return _page(request, "tokens_created.html", 201, web=web, secret=secret, info=info, back="/tokens")
 
@@ -193,7 +194,7 @@ def admin_create_user_token(request: Request, user: str = Form(""), days: str = 
         expires_at = _expiry_from_days(days, allow_never=True)
         secret, info = accounts.create_token(user.strip(), admin=True if admin else None, expires_at=expires_at)
     except FORM_ERRORS as exc:
-        return _users_page(request, web, accounts, settings, core_status(exc), error=str(exc), form={"user": user, "days": days, "admin": bool(admin)})
+        return _users_page(request, web, accounts, settings, core_status(exc), error=str(exc), form={**echoable({"user": user, "days": days}), "admin": bool(admin)})
     return _page(request, "tokens_created.html", 201, web=web, secret=secret, info=info, back=f"/admin/users/{info.user}")
 
 
@@ -281,7 +282,7 @@ def admin_set_limits(name: str, request: Request, max_live_deployments: str = Fo
         accounts.set_limits(name, max_live_deployments=live, max_upload_bytes=upload_mb << 20 if upload_mb else None, reset=bool(reset))
     except FORM_ERRORS as exc:
         return _user_page(request, web, accounts, settings, name, core_status(exc), limits_error=str(exc),
-                          limits_form={"max_live_deployments": max_live_deployments, "max_upload_mb": max_upload_mb})  # fmt: skip
+                          limits_form=echoable({"max_live_deployments": max_live_deployments, "max_upload_mb": max_upload_mb}))  # fmt: skip
     return _back(name, "reset" if reset else "limits")
 
 

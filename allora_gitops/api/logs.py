@@ -172,7 +172,7 @@ def page_logs(request: Request, deployment_id: str, after: Optional[str] = None,
     """The page's live tail (``static/logs-tail.js`` polls it): the same answer as ``GET /api/v1/logs``, signed in
     with the session cookie; 401 without a session, 404 for another user's deployment. (A GET that changes
     nothing: the SameSite=Strict cookie is not sent from other sites, and the answer is JSON, not a page.)"""
-    from allora_gitops.api.web import SESSION_COOKIE, _is_uuid, read_session
+    from allora_gitops.api.web import SESSION_COOKIE, deployment_named, read_session
     from allora_gitops.db.logs import check_level, read_logs
     from allora_gitops.errors import RecordRefused
 
@@ -180,7 +180,7 @@ def page_logs(request: Request, deployment_id: str, after: Optional[str] = None,
     web = read_session(request.cookies.get(SESSION_COOKIE), accounts)
     if web is None:
         return JSONResponse({"detail": "signed out: sign in again"}, status_code=401)
-    d = records.get_deployment(deployment_id) if _is_uuid(deployment_id) else None
+    d = deployment_named(records, deployment_id)  # the page's id, or one of its releases' (what the page's script polls)
     if d is None or not accounts.may_see(web.principal, d.name):
         return JSONResponse({"detail": "There is no such deployment among yours."}, status_code=404)
     ids = [x.id for x in records.list_deployments(name=d.name, network=d.network)]

@@ -276,6 +276,18 @@ def deployments_page(request: Request, session=Depends(open_session)):
                  filters=filters, filtered=bool(filters or q.get("after")))  # fmt: skip
 
 
+def deployment_named(records, deployment_id: str):
+    """The deployment (``db.records.Deployment``) that ``/deployments/ID`` and the URLs under it name: ID is the
+    deployment's id or one of its releases' ids (older links, results, the logs tail); None for anything else."""
+    if not _is_uuid(deployment_id):
+        return None
+    target = records.get_deployment_by_id(deployment_id)
+    if target is None:
+        release = records.get_deployment(deployment_id)
+        target = records.get_deployment_by_id(release.deployment_id) if release is not None and release.deployment_id else None
+    return target
+
+
 @router.get("/deployments/{deployment_id}", response_class=HTMLResponse)
 def deployment_page(deployment_id: str, request: Request, session=Depends(open_session), settings: ApiSettings = Depends(get_settings)):
     from allora_gitops.db.results import WINDOWS, result_timeline
@@ -287,10 +299,7 @@ def deployment_page(deployment_id: str, request: Request, session=Depends(open_s
     web = read_session(request.cookies.get(SESSION_COOKIE), accounts)
     if web is None:
         return _to_login(request)
-    target = records.get_deployment_by_id(deployment_id) if _is_uuid(deployment_id) else None
-    if target is None and _is_uuid(deployment_id):  # a release's id (older links, results) finds its deployment
-        release = records.get_deployment(deployment_id)
-        target = records.get_deployment_by_id(release.deployment_id) if release is not None and release.deployment_id else None
+    target = deployment_named(records, deployment_id)
     releases = records.list_releases(target.id) if target is not None else []
     if target is None or not releases or not accounts.may_see(web.principal, target.name):
         return _page(request, "error.html", 404, web=web, title="Not found", message="There is no such deployment among yours.")
