@@ -119,6 +119,7 @@ def test_empty_states_and_a_revoked_token_point_a_developer_to_allora_bundle(sit
         client.post("/login", data={"token": carol, "csrf": csrf_of(form.text)})
         page = client.get("/").text
         assert "allora-bundle push --deploy" in page and f"allora-bundle login --platform {server.url}" in page
+        assert '<a href="/upload">' in page  # or from the browser
         assert "allora-gitops publish" not in page  # a platform command, not hers
     Accounts(records.connection).revoke_token(carol)
     refused = httpx.get(f"{server.url}/api/bundles", headers=server.headers(carol), timeout=10)
