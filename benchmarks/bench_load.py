@@ -233,7 +233,7 @@ def report(work: Path, seen: dict, database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
             """SELECT substr(b.name, 7)::int, r.nonce, count(*) FROM submission_results r
-               JOIN deployments d ON d.id = r.deployment_id JOIN model_bundles b ON b.id = d.bundle_id
+               JOIN releases d ON d.id = r.deployment_id JOIN model_bundles b ON b.id = d.bundle_id
                WHERE b.name LIKE 'model-%%' GROUP BY 1, 2"""
         ).fetchall()
     stored = {(pod, nonce): count for pod, nonce, count in rows}

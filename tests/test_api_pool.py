@@ -1,0 +1,102 @@
+"""The server's connection pool under more requests than connections (issue 21 items 2 and 6), through the real
+server (uvicorn on loopback) and a real PostgreSQL.
+
+The fault these pin down: a request that borrowed a pooled connection in a dependency then waited for a worker
+thread to run its route, while every worker thread was taken by other requests waiting for a connection — so a
+burst of result posts larger than the thread pool (40) answered 503 "no database connection within 5 s" although
+the database sat idle (benchmarks/bench_load.py: 1,103 of 1,651 posts). Waiting for a connection now happens in the
+event loop, in line, and a request holds one only while it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.fixtures.platform import start_platform, stop_platform
+from tests.test_api_resilience import result
+from tests.test_podidentity import ISSUER, create_two_deployments, jwks, projected_token
+
+BURST = 120  # concurrent result posts: three times the request thread pool (anyio's default, 40)
+
+
+@pytest.fixture(scope="module")
+def key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def serve(tmp_path, database_url, key, pool_size: int, pool_timeout: int):
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps(jwks(("cluster-key", key))))
+    return start_platform(
+        tmp_path, database_url=database_url, repo=tmp_path / "unused-repo", store_url=(tmp_path / "store").as_uri(),
+        env={"ALLORA_GITOPS_HOME": str(tmp_path / "state"), "ALLORA_API_POD_JWKS": str(keys), "ALLORA_API_POD_ISSUER": ISSUER,
+             "ALLORA_API_DB_POOL_SIZE": str(pool_size), "ALLORA_API_DB_POOL_TIMEOUT_SECONDS": str(pool_timeout)},
+    )  # fmt: skip
+
+
+def test_a_burst_of_result_posts_and_api_calls_on_a_pool_of_2_is_answered_whole_and_stored_once(tmp_path, database_url, records, key):
+    create_two_deployments(records)
+    server = serve(tmp_path, database_url, key, pool_size=2, pool_timeout=3)
+    try:
+        bob = server.token("bob")
+        pod = {"Authorization": f"Bearer {projected_token(key, 'cluster-key')}"}
+        start = threading.Barrier(BURST + 10)
+
+        def post(nonce: int) -> httpx.Response:
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                start.wait()
+                return client.post("/api/v1/results", json={"results": [result(nonce)]}, headers=pod)
+
+        def api_call(_: int) -> httpx.Response:
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                start.wait()
+                return client.get("/api/deployments", headers=server.headers(bob))
+
+        with ThreadPoolExecutor(BURST + 10) as threads:
+            posts = [threads.submit(post, n) for n in range(1, BURST + 1)]
+            calls = [threads.submit(api_call, n) for n in range(10)]
+            answers = [f.result() for f in posts + calls]
+        statuses = sorted({a.status_code for a in answers})
+        assert statuses == [200], [a.text for a in answers if a.status_code != 200][:3]
+        assert sum(a.json()["stored"] for a in answers[:BURST]) == BURST
+        stored = records.connection.execute("SELECT count(*), count(DISTINCT nonce) FROM submission_results").fetchone()
+        assert tuple(stored) == (BURST, BURST)  # each exactly once
+    finally:
+        stop_platform(server)
+
+
+def test_when_every_connection_stays_taken_the_answer_is_a_503_with_retry_after_and_the_server_recovers(tmp_path, database_url, records, key):
+    """Saturation is real only when the connections stay taken: here a table lock makes every post wait in the
+    database, on a pool of 1 waiting at most 1 s; the answer is 503 with ``Retry-After`` (the runtime's reporter
+    retries it), not a hang, and once the lock goes the same posts are stored."""
+    import psycopg
+
+    create_two_deployments(records)
+    server = serve(tmp_path, database_url, key, pool_size=1, pool_timeout=1)
+    pod = {"Authorization": f"Bearer {projected_token(key, 'cluster-key')}"}
+    try:
+        assert httpx.post(f"{server.url}/api/v1/results", json={"results": [result(1)]}, headers=pod, timeout=10).status_code == 200
+        with psycopg.connect(database_url) as locker:
+            locker.execute("LOCK TABLE submission_results IN ACCESS EXCLUSIVE MODE")
+            with ThreadPoolExecutor(4) as threads:
+                held = threads.submit(httpx.post, f"{server.url}/api/v1/results", json={"results": [result(2)]}, headers=pod, timeout=30)
+                time.sleep(0.5)  # that one holds the only connection, waiting on the lock
+                started = time.monotonic()
+                busy = httpx.post(f"{server.url}/api/v1/results", json={"results": [result(3)]}, headers=pod, timeout=30)
+                took = time.monotonic() - started
+                assert busy.status_code == 503 and busy.headers.get("retry-after") == "1", busy.text
+                assert took < 3, took
+                assert "no database connection within 1 s" in busy.json()["detail"]
+                locker.rollback()  # the lock goes: the held post finishes
+                assert held.result().status_code == 200
+        again = httpx.post(f"{server.url}/api/v1/results", json={"results": [result(3)]}, headers=pod, timeout=10)
+        assert again.status_code == 200 and again.json()["stored"] == 1
+    finally:
+        stop_platform(server)
