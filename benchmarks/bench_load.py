@@ -189,6 +189,9 @@ def main() -> None:
             print(locust.stdout[-3000:], locust.stderr[-3000:])
             raise SystemExit("locust wrote no results")
         report(work, json.loads(out.read_text()), direct)
+        warnings = sorted({line.split("/WARNING/", 1)[-1].strip() for line in (locust.stderr or "").splitlines() if "CPU usage" in line})
+        for line in warnings:  # Locust's own: when it saturates a core, its timings include its own queueing
+            print(f"locust: {line}")
         server_logs = "".join((work / f"serve-{p}.log").read_text(errors="replace") for p in ports)
         print(f"server logs: {server_logs.count('internal error')} 'internal error' lines, "
               f"{server_logs.count('Traceback')} tracebacks, {server_logs.count('cannot connect to the database')} "

@@ -162,7 +162,8 @@ class RecordsPool:
         ``max_size``), holding no worker thread: the requests that hold the connections always find a thread to
         run on, and a burst larger than the thread pool is answered in turn instead of timing out together. The
         connection itself is taken and checked on a thread of the pool's own (a ``CapacityLimiter`` of
-        ``max_size``, so a lease never waits for one), and given back the same way.
+        ``max_size``, so a lease never waits for one); it is given back in the loop when idle (no I/O), else (a
+        transaction to roll back) on such a thread.
         """
         import contextlib
 
@@ -183,8 +184,11 @@ class RecordsPool:
                 try:
                     yield conn
                 finally:
-                    with anyio.CancelScope(shield=True):
-                        await anyio.to_thread.run_sync(self._opened().putconn, conn, limiter=threads)
+                    if conn.info.transaction_status == _IDLE:  # nothing to roll back: giving it back does no I/O
+                        self._opened().putconn(conn)
+                    else:
+                        with anyio.CancelScope(shield=True):
+                            await anyio.to_thread.run_sync(self._opened().putconn, conn, limiter=threads)
             finally:
                 gate.release()
 
@@ -211,6 +215,9 @@ class RecordsPool:
         if self._pool is not None:
             self._pool.close(timeout=2)
             self._pool = None
+
+
+_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE (not imported here: the CLI's start stays light)
 
 
 class DatabaseBusy(DatabaseError):
