@@ -31,13 +31,13 @@ def key():
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def serve(tmp_path, database_url, key, pool_size: int, pool_timeout: int):
+def serve(tmp_path, database_url, key, pool_size: int, pool_timeout: int, **env):
     keys = tmp_path / "jwks.json"
     keys.write_text(json.dumps(jwks(("cluster-key", key))))
     return start_platform(
         tmp_path, database_url=database_url, repo=tmp_path / "unused-repo", store_url=(tmp_path / "store").as_uri(),
         env={"ALLORA_GITOPS_HOME": str(tmp_path / "state"), "ALLORA_API_POD_JWKS": str(keys), "ALLORA_API_POD_ISSUER": ISSUER,
-             "ALLORA_API_DB_POOL_SIZE": str(pool_size), "ALLORA_API_DB_POOL_TIMEOUT_SECONDS": str(pool_timeout)},
+             "ALLORA_API_DB_POOL_SIZE": str(pool_size), "ALLORA_API_DB_POOL_TIMEOUT_SECONDS": str(pool_timeout), **env},
     )  # fmt: skip
 
 
@@ -98,5 +98,31 @@ def test_when_every_connection_stays_taken_the_answer_is_a_503_with_retry_after_
                 assert held.result().status_code == 200
         again = httpx.post(f"{server.url}/api/v1/results", json={"results": [result(3)]}, headers=pod, timeout=10)
         assert again.status_code == 200 and again.json()["stored"] == 1
+    finally:
+        stop_platform(server)
+
+
+def test_an_idle_client_connection_stays_open_for_the_keep_alive_setting_then_closes(tmp_path, database_url, key):
+    """uvicorn's default (5 s) closed idle connections before the clients that reuse them (a pod every 10 s, a proxy
+    after 60 s): a request sent as it closed got no answer at all. The server keeps them ``$ALLORA_API_KEEP_ALIVE_SECONDS``
+    (75 s by default; 2 here, to watch both sides of it)."""
+    import socket
+
+    server = serve(tmp_path, database_url, key, pool_size=2, pool_timeout=3, ALLORA_API_KEEP_ALIVE_SECONDS="2")
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    try:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            for idle in (0, 1.2):  # within the keep-alive: the same connection answers again
+                time.sleep(idle)
+                sock.sendall(request)
+                answer, chunk = b"", b"-"
+                while chunk and not answer.endswith(b'{"status":"ok"}'):  # the head and the body may come apart
+                    chunk = sock.recv(4096)
+                    answer += chunk
+                assert answer.startswith(b"HTTP/1.1 200 "), answer
+            time.sleep(3)  # past it: the server has closed the connection already (recv sees its end at once)
+            sock.settimeout(0.5)
+            assert sock.recv(4096) == b""
     finally:
         stop_platform(server)
