@@ -10,7 +10,6 @@ from typing import Optional
 from fastapi import APIRouter, Depends, Path as PathParam, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from allora_gitops import constants as C
 from allora_gitops.api.app import ApiError, Caller, authenticated, caller, get_settings
@@ -113,6 +112,22 @@ def store_uploaded_bundle(path: Path, sha256: str, principal: Principal, setting
     return record, record.created
 
 
+ARCHIVE_CHECKS_PER_PROCESS = 2
+
+
+def archive_checks(app):
+    """The limiter the uploads' archive checks (``store_uploaded_bundle``) run under, of ``ARCHIVE_CHECKS_PER_PROCESS``:
+    each unpacks and hashes up to 500 MB, so more at once only slows every other request of the process (the
+    GIL, the cores); and they borrow pooled connections from their own threads, never from the request
+    thread pool, which must stay free for the requests that hold connections (``RecordsPool.lease``)."""
+    import anyio
+
+    limiter = getattr(app.state, "archive_checks", None)
+    if limiter is None:
+        limiter = app.state.archive_checks = anyio.CapacityLimiter(ARCHIVE_CHECKS_PER_PROCESS)
+    return limiter
+
+
 def _remove_unrecorded(store, key: str, url: str, sha256: str, pool) -> None:
     """Remove an archive this upload stored and could not record, unless a record uses it; when the records
     cannot be read the archive stays (a stray object is harmless, a record without its archive is not)."""
@@ -144,7 +159,11 @@ def _remove_unrecorded(store, key: str, url: str, sha256: str, pool) -> None:
     },  # fmt: skip
 )
 async def upload_bundle(request: Request, principal: Principal = Depends(authenticated), settings: ApiSettings = Depends(get_settings)):
-    from allora_gitops.api.app import records_pool
+    import functools
+
+    import anyio.to_thread
+
+    from allora_gitops.api.app import records_pool_ready
     from allora_gitops.api.upload import receive_file
 
     limit = min(settings.max_upload_bytes, principal.max_upload_bytes or settings.max_upload_bytes)
@@ -161,9 +180,11 @@ async def upload_bundle(request: Request, principal: Principal = Depends(authent
         received = await receive_file(
             request, Path(spool), field=UPLOAD_FIELD, limit=limit, idle=settings.upload_idle_seconds, total=settings.upload_total_seconds
         )  # fmt: skip
-        record, created = await run_in_threadpool(
-            store_uploaded_bundle, received.path, received.sha256, principal, settings, records_pool(request)
-        )
+        pool = await records_pool_ready(request)
+        record, created = await anyio.to_thread.run_sync(
+            functools.partial(store_uploaded_bundle, received.path, received.sha256, principal, settings, pool),
+            limiter=archive_checks(request.app),
+        )  # fmt: skip
     finally:
         shutil.rmtree(spool, ignore_errors=True)
         left = uploads.get(principal.user_id, 1) - 1
