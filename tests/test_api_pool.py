@@ -126,3 +126,27 @@ def test_an_idle_client_connection_stays_open_for_the_keep_alive_setting_then_cl
             assert sock.recv(4096) == b""
     finally:
         stop_platform(server)
+
+
+def test_archive_checks_run_on_threads_of_their_own_at_a_lower_cpu_priority():
+    """An upload's archive check (unpack and hash up to 500 MB) runs beside the result posts of the same process:
+    on its own threads, two at most, niced, so that a post or a page preempts it instead of waiting behind it."""
+    import os
+    import threading
+    from types import SimpleNamespace
+
+    from allora_gitops.api.bundles import ARCHIVE_CHECK_NICENESS, ARCHIVE_CHECKS_PER_PROCESS, archive_checks
+
+    app = SimpleNamespace(state=SimpleNamespace())
+    executor = archive_checks(app)
+    assert archive_checks(app) is executor and executor._max_workers == ARCHIVE_CHECKS_PER_PROCESS == 2
+
+    def where() -> tuple[str, int]:
+        return threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    try:
+        name, nice = executor.submit(where).result(timeout=10)
+    finally:
+        executor.shutdown()
+    assert name.startswith("archive-check")
+    assert nice == os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + ARCHIVE_CHECK_NICENESS
