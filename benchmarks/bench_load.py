@@ -12,7 +12,7 @@ servers by its index, all on 127.0.0.1:
   - 500 pods posting a batch of 2 results to ``POST /api/v1/results`` every 10 s (1 % hostile: a NUL byte,
     a lone surrogate, an overflowing timestamp or a truncated body);
   - 20 signed-in users reading ``/`` and ``/deployments/{id}`` every 2-5 s;
-  - 4 uploaders posting their 50 MB bundle in a loop, 2 of them trickling it at 1 MB/s.
+  - 4 uploaders posting their 50 MB bundle in a loop, half of them (2) trickling it at 1 MB/s.
 
 Report: per endpoint the requests, failures and p50/p95/p99/max (Locust's own histogram), the status codes seen,
 the 5xx count, and the exactly-once check: the rows in ``submission_results`` against the ``stored`` counts the
@@ -172,7 +172,7 @@ def main() -> None:
         config.write_text(json.dumps({
             "servers": urls, "pods": args.pods, "browsers": args.browsers, "uploaders": args.uploaders,
             "batch_seconds": 10, "results_per_batch": 2, "hostile_fraction": 0.01, "pod_tokens": pod_tokens,
-            "browser_users": browser_users, "uploads": uploads, "slow_uploaders": min(2, args.uploaders),
+            "browser_users": browser_users, "uploads": uploads, "slow_uploaders": args.uploaders // 2,
             "slow_upload_bytes_per_second": SLOW_UPLOAD_BYTES_PER_SECOND, "upload_mb": args.upload_mb,
         }))  # fmt: skip
         out = work / "seen.json"
@@ -189,6 +189,9 @@ def main() -> None:
             print(locust.stdout[-3000:], locust.stderr[-3000:])
             raise SystemExit("locust wrote no results")
         report(work, json.loads(out.read_text()), direct)
+        warnings = sorted({line.split("/WARNING/", 1)[-1].strip() for line in (locust.stderr or "").splitlines() if "CPU usage" in line})
+        for line in warnings:  # Locust's own: when it saturates a core, its timings include its own queueing
+            print(f"locust: {line}")
         server_logs = "".join((work / f"serve-{p}.log").read_text(errors="replace") for p in ports)
         print(f"server logs: {server_logs.count('internal error')} 'internal error' lines, "
               f"{server_logs.count('Traceback')} tracebacks, {server_logs.count('cannot connect to the database')} "
@@ -233,7 +236,7 @@ def report(work: Path, seen: dict, database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
             """SELECT substr(b.name, 7)::int, r.nonce, count(*) FROM submission_results r
-               JOIN deployments d ON d.id = r.deployment_id JOIN model_bundles b ON b.id = d.bundle_id
+               JOIN releases d ON d.id = r.deployment_id JOIN model_bundles b ON b.id = d.bundle_id
                WHERE b.name LIKE 'model-%%' GROUP BY 1, 2"""
         ).fetchall()
     stored = {(pod, nonce): count for pod, nonce, count in rows}

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, AsyncIterator, Optional
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -44,6 +45,7 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 MAX_REQUEST_BODY = 64 << 10  # > allora_runtime.contract.RESULTS_BATCH_BYTES: a results batch always fits
 UPLOAD_ROUTE = ("POST", f"{API_PREFIX}/bundles")  # streamed to disk under its own limit (api/upload.py)
 CONSOLE_UPLOAD_ROUTE = ("POST", "/upload")  # the console's upload form (api/console.py): the same pipeline
+BUSY_RETRY_AFTER_SECONDS = 1  # a busy pool frees a connection within milliseconds: come back soon, not in 5 s
 OPENAPI_VERSION = "1"  # the API contract's version (routes under /api/v1 keep it); bump on a breaking change
 log = logging.getLogger("allora_gitops.api")
 
@@ -125,9 +127,14 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AlloraGitopsError)
     async def _core_error(request: Request, exc: AlloraGitopsError):
+        from allora_gitops.db.connection import DatabaseBusy
+
         if isinstance(exc, DatabaseUnavailable):  # where the database lives is the operator's business: the log's
             log.warning("%s %s: %s", request.method, request.url.path, exc.message)
             return problem(503, "the records database is unavailable; try again shortly", headers={"Retry-After": "5"})
+        if isinstance(exc, DatabaseBusy):  # saturated: every connection stayed lent out for the whole wait
+            log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+            return problem(503, exc.message, headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)})
         status, detail, problems = core_problem(exc, request)
         return problem(status, detail, problems=problems)
 
@@ -301,12 +308,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
     _install_handlers(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (the version only with a valid token)")
-    def healthz(request: Request) -> dict:
-        return _with_version(request, {"status": "ok"})
+    async def healthz(request: Request) -> dict:
+        return await _with_version(request, {"status": "ok"})
 
     @app.get(f"{API_PREFIX}/health", tags=["health"], summary="Readiness: the records database answers (the version only with a valid token)")
-    def health(request: Request) -> dict:
-        return _with_version(request, {"status": "ok", "database": database_state(request)})
+    async def health(request: Request) -> dict:
+        return await _with_version(request, {"status": "ok", "database": await database_state(request)})
 
     unauthorized = {401: {"description": "Missing, unknown, revoked or expired token (a problem object)"}}
     app.include_router(bundles.router, prefix=API_PREFIX, responses=unauthorized)
@@ -328,31 +335,36 @@ def create_app(settings: ApiSettings) -> FastAPI:
 READINESS_WAIT_SECONDS = 1.0
 
 
-def database_state(request: Request) -> str:
+async def database_state(request: Request) -> str:
     """``ok`` when a pooled connection answers; ``busy`` when every one is lent out but a fresh connection
     answers (the server is loaded, not broken: it stays ready); else DatabaseError (503 "database down")."""
+    from starlette.concurrency import run_in_threadpool
+
     from allora_gitops.db.connection import DatabaseBusy, database_answers
 
+    pool = await records_pool_ready(request)
     try:
-        with records_connection(request, timeout=READINESS_WAIT_SECONDS) as conn:
-            conn.execute("SELECT 1")
+        async with pool.lease(timeout=READINESS_WAIT_SECONDS) as conn:
+            await run_in_threadpool(conn.execute, "SELECT 1")
         return "ok"
     except DatabaseBusy:
-        pool = request.app.state.pool
-        if pool is not None and database_answers(pool.database_url):
+        if await run_in_threadpool(database_answers, pool.database_url):
             return "busy"
         raise DatabaseUnavailable("the database is down: it does not answer") from None  # answered without where it lives
 
 
-def _with_version(request: Request, body: dict) -> dict:
+async def _with_version(request: Request, body: dict) -> dict:
     """``body`` plus the server's version when the request carries a valid API token: which release runs
     tells an attacker which published flaws apply, and the probes that read these need no token."""
+    from starlette.concurrency import run_in_threadpool
+
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return body
     try:
-        with records_connection(request, timeout=READINESS_WAIT_SECONDS) as conn:
-            principal = Accounts(conn).authenticate(token.strip())
+        pool = await records_pool_ready(request)
+        async with pool.lease(timeout=READINESS_WAIT_SECONDS) as conn:
+            principal = await run_in_threadpool(Accounts(conn).authenticate, token.strip())
     except AlloraGitopsError:  # liveness does not depend on the database: no version then
         return body
     return {**body, "version": __version__} if principal is not None else body
@@ -373,34 +385,53 @@ def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
+_POOL_LOCK = threading.Lock()
+
+
 def records_pool(request: Request):
     """The process's pool (``RecordsPool``), made at the first request, after the schema was checked against this
-    code's migrations once (``serve`` checks it at start too): an applied migration stays applied."""
+    code's migrations once (``serve`` checks it at start too): an applied migration stays applied. Blocking the
+    first time: async code awaits :func:`records_pool_ready`."""
     app = request.app
     if app.state.pool is None:
         from allora_gitops.db import open_records
         from allora_gitops.db.connection import RecordsPool
 
-        settings: ApiSettings = app.state.settings
-        checked = open_records(settings.database_url)
-        checked.close()
-        if app.state.pool is None:
-            app.state.pool = RecordsPool(checked.database_url, max_size=settings.db_pool_size, timeout=settings.db_pool_timeout_seconds)
+        with _POOL_LOCK:
+            if app.state.pool is None:
+                settings: ApiSettings = app.state.settings
+                checked = open_records(settings.database_url)
+                checked.close()
+                app.state.pool = RecordsPool(checked.database_url, max_size=settings.db_pool_size, timeout=settings.db_pool_timeout_seconds)
     return app.state.pool
 
 
+async def records_pool_ready(request: Request):
+    """:func:`records_pool` from async code: the first call (the schema check) runs on a worker thread."""
+    from starlette.concurrency import run_in_threadpool
+
+    pool = request.app.state.pool
+    return pool if pool is not None else await run_in_threadpool(records_pool, request)
+
+
 def records_connection(request: Request, timeout: Optional[float] = None):
-    """A context manager lending one pooled connection (``DatabaseBusy`` after ``timeout`` s: a 503)."""
+    """A context manager lending one pooled connection to the calling thread (``DatabaseBusy`` after ``timeout`` s:
+    a 503), for work that starts and ends on that thread; a dependency that hands a connection on uses
+    ``RecordsPool.lease`` instead (see :func:`open_session`)."""
     return records_pool(request).connection(timeout=timeout)
 
 
-def open_session(request: Request) -> Iterator[tuple[Any, Accounts]]:
-    """(records, accounts) on one pooled connection for the request; given back after the response. Routes that
-    wait on a client or a remote take :func:`authenticated` instead and borrow a connection only to write."""
+async def open_session(request: Request) -> AsyncIterator[tuple[Any, Accounts]]:
+    """(records, accounts) on one pooled connection for the request, given back after the response.
+
+    The connection is leased in the event loop (``RecordsPool.lease``): a request waits for it without holding a
+    worker thread, and holds it only once it can run; the dependencies and the route that use it run on worker
+    threads. Routes that wait on a client or a remote take :func:`authenticated` instead and borrow a connection
+    only to write."""
     from allora_gitops.db.records import Records
 
-    pool = records_pool(request)
-    with pool.connection() as conn:
+    pool = await records_pool_ready(request)
+    async with pool.lease() as conn:
         yield Records(pool.database_url, conn=conn), Accounts(conn)
 
 
@@ -428,13 +459,16 @@ def current_principal(
     return principal
 
 
-def authenticated(request: Request, credentials: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> Principal:
+async def authenticated(request: Request, credentials: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> Principal:
     """The caller, like :func:`current_principal`, on a connection given back before the route runs: for a route
     that then waits on its client (an upload's body) while holding nothing of the database."""
+    from starlette.concurrency import run_in_threadpool
+
     if credentials is None:
         raise _unauthorized()
-    with records_connection(request) as conn:
-        principal = Accounts(conn).authenticate(credentials.credentials.strip())
+    pool = await records_pool_ready(request)
+    async with pool.lease() as conn:
+        principal = await run_in_threadpool(Accounts(conn).authenticate, credentials.credentials.strip())
     if principal is None:
         raise _unauthorized()
     return principal

@@ -345,15 +345,16 @@ def identity_from_claims(claims: dict[str, Any]) -> PodIdentity:
 def deployment_for_pod(records: Any, identity: PodIdentity, namespace: str) -> Any:
     """The one live deployment whose ServiceAccount this is (a ``DeploymentRecord``), else ``PodNotAllowed``.
 
-    The ServiceAccount is ``<bundle name>-<network>`` in ``namespace``; names and networks may hold ``-``, so
-    every split is tried and exactly one live deployment must match (two would share their objects in the
-    cluster, which rendering never produces; refused rather than guessed).
+    The ServiceAccount is ``<bundle name>-<network>`` in ``namespace``; names hold ``-``, so every split whose
+    tail is one of the platform's networks (``C.NETWORKS``: publishing refuses any other) is tried — one query on
+    every result post, not one per ``-`` — and exactly one live deployment must match (two would share their
+    objects in the cluster, which rendering never produces; refused rather than guessed).
     """
     account = identity.service_account
     if identity.namespace != namespace:
         raise PodNotAllowed(f"ServiceAccount {identity.namespace}/{account} is not in the deployments' namespace")
     found = []
-    for at in [i for i, ch in enumerate(account) if ch == "-"]:
+    for at in [i for i, ch in enumerate(account) if ch == "-" and account[i + 1 :] in C.NETWORKS]:
         deployment = records.current_deployment(account[:at], account[at + 1 :])
         if deployment is not None:
             found.append(deployment)

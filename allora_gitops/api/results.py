@@ -20,12 +20,12 @@ batch is refused whole: 422, never a 5xx, so the reporter drops it instead of re
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.security import HTTPBearer
 
-from allora_gitops.api.app import ApiError, get_settings, records_pool
+from allora_gitops.api.app import ApiError, get_settings, records_pool_ready
 from allora_gitops.api.settings import ApiSettings
 
 router = APIRouter(tags=["results"])
@@ -37,10 +37,13 @@ pod_bearer = HTTPBearer(
 )  # fmt: skip
 
 
-def pod_deployment(
+async def pod_deployment(
     request: Request, settings: ApiSettings = Depends(get_settings), _declared: Any = Depends(pod_bearer)
-) -> Iterator[tuple[Any, Any]]:
-    """(records, the caller's deployment) from the pod's bearer token, verified before a pooled connection is borrowed (given back after the response)."""
+) -> AsyncIterator[tuple[Any, Any]]:
+    """(records, the caller's deployment) from the pod's bearer token, verified before a pooled connection is leased
+    (``RecordsPool.lease``: waited for in the event loop, given back after the response)."""
+    from starlette.concurrency import run_in_threadpool
+
     from allora_gitops.api.podidentity import deployment_for_pod
     from allora_gitops.db.records import Records
 
@@ -53,11 +56,12 @@ def pod_deployment(
             401, "a projected ServiceAccount token is required: 'Authorization: Bearer TOKEN'",
             headers={"WWW-Authenticate": 'Bearer realm="allora-platform"'},
         )  # fmt: skip
-    identity = verifier.verify(token.strip())  # before any database work: a bad or unverifiable token costs none
-    pool = records_pool(request)
-    with pool.connection() as conn:
+    # before any database work: a bad or unverifiable token costs none (on a worker: an unknown kid may wait ~0.25 s)
+    identity = await run_in_threadpool(verifier.verify, token.strip())
+    pool = await records_pool_ready(request)
+    async with pool.lease() as conn:
         records = Records(pool.database_url, conn=conn)
-        yield records, deployment_for_pod(records, identity, verifier.namespace)
+        yield records, await run_in_threadpool(deployment_for_pod, records, identity, verifier.namespace)
 
 
 @router.post("/v1/results", summary="Record a model pod's results (idempotent on deployment, nonce and kind; answered per result)")

@@ -31,6 +31,7 @@ UPLOAD_IDLE_ENV = "ALLORA_API_UPLOAD_IDLE_SECONDS"
 UPLOAD_TOTAL_ENV = "ALLORA_API_UPLOAD_TOTAL_SECONDS"
 UPLOADS_PER_USER_ENV = "ALLORA_API_UPLOADS_PER_USER"
 SHUTDOWN_GRACE_ENV = "ALLORA_API_SHUTDOWN_GRACE_SECONDS"
+KEEP_ALIVE_ENV = "ALLORA_API_KEEP_ALIVE_SECONDS"  # how long an idle client connection is kept open for its next request
 SECURE_COOKIES_ENV = "ALLORA_API_SECURE_COOKIES"  # true: session cookies are Secure whatever the request's scheme
 # POST /api/v1/logs: how long model log lines are kept, and how many of one deployment at most (db/logs.py)
 LOGS_RETENTION_ENV = "ALLORA_API_LOGS_RETENTION"  # a duration: 7d, 48h
@@ -44,6 +45,11 @@ DEFAULT_UPLOAD_IDLE_SECONDS = 30  # no byte of the body for this long: 408, the 
 DEFAULT_UPLOAD_TOTAL_SECONDS = 1800  # 500 MB at ~2.3 Mbit/s
 DEFAULT_UPLOADS_PER_USER = 4
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 20  # SIGTERM: requests in flight get this long, then the server ends (≤ 30 s)
+# Longer than the idle timeout of whatever keeps connections to us (ingress-nginx upstream keep-alive: 60 s; a pod's
+# reporter between batches): the server must not be the side that closes first, or a request sent as it closes is
+# answered by nothing ("Remote end closed connection without response", and a POST is not retried). uvicorn's own
+# default, 5 s, did that to the load benchmark's browsers and pods. Idle connections are closed at once on SIGTERM.
+DEFAULT_KEEP_ALIVE_SECONDS = 75
 DEFAULT_POD_JWKS_MAX_STALE = 3600
 DEFAULT_POD_TOKEN_MAX_LIFETIME = 24 * 3600  # the kubelet mints projected tokens valid ≤ 48 h; ours ask for 1 h
 
@@ -73,6 +79,7 @@ class ApiSettings:
     upload_total_seconds: int = DEFAULT_UPLOAD_TOTAL_SECONDS
     uploads_per_user: int = DEFAULT_UPLOADS_PER_USER  # concurrent uploads of one user on one server process
     shutdown_grace_seconds: int = DEFAULT_SHUTDOWN_GRACE_SECONDS
+    keep_alive_seconds: int = DEFAULT_KEEP_ALIVE_SECONDS  # $ALLORA_API_KEEP_ALIVE_SECONDS
     secure_cookies: bool = False
     logs_retention: str = DEFAULT_LOGS_RETENTION  # $ALLORA_API_LOGS_RETENTION: model log lines older than this are deleted
     logs_max_lines: int = DEFAULT_LOGS_MAX_LINES  # $ALLORA_API_LOGS_MAX_LINES: per deployment; beyond it the oldest go
@@ -108,7 +115,8 @@ def load_api_settings(
     the pods' issuer (``$ALLORA_API_POD_JWKS_CA_FILE``, ``…_TOKEN_FILE``, ``…_MAX_STALE_SECONDS``,
     ``$ALLORA_API_POD_TOKEN_MAX_LIFETIME_SECONDS``), the pool (``$ALLORA_API_DB_POOL_SIZE``, ``…_TIMEOUT_SECONDS``),
     the uploads (``$ALLORA_API_UPLOAD_IDLE_SECONDS``, ``…_TOTAL_SECONDS``, ``$ALLORA_API_UPLOADS_PER_USER``), the
-    shutdown grace (``$ALLORA_API_SHUTDOWN_GRACE_SECONDS``, ≤ 30) and ``$ALLORA_API_SECURE_COOKIES``.
+    shutdown grace (``$ALLORA_API_SHUTDOWN_GRACE_SECONDS``, ≤ 30), the idle keep-alive of client connections
+    (``$ALLORA_API_KEEP_ALIVE_SECONDS``) and ``$ALLORA_API_SECURE_COOKIES``.
 
     The one place the server's configuration is read (repository settings files plug in here).
     Raises UsageError when no repository is given or a limit or the Prometheus URL is malformed.
@@ -172,6 +180,7 @@ _SERVER_INTS = (
     (DB_POOL_SIZE_ENV, "db_pool_size"), (DB_POOL_TIMEOUT_ENV, "db_pool_timeout_seconds"),
     (UPLOAD_IDLE_ENV, "upload_idle_seconds"), (UPLOAD_TOTAL_ENV, "upload_total_seconds"),
     (UPLOADS_PER_USER_ENV, "uploads_per_user"), (SHUTDOWN_GRACE_ENV, "shutdown_grace_seconds"),
+    (KEEP_ALIVE_ENV, "keep_alive_seconds"),
 )  # fmt: skip
 
 

@@ -68,9 +68,11 @@ def register(app: typer.Typer) -> None:
         # before the exit hooks run, leaving the embedded PostgreSQL running: leave like the shell says instead
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         # SIGTERM: stop accepting, give requests in flight the grace period, then end whatever clients do (slow
-        # uploads, stalled bodies): within Kubernetes' default 30 s. Keep-alive connections are closed after 5 s.
+        # uploads, stalled bodies): within Kubernetes' default 30 s. Idle keep-alive connections are closed after
+        # settings.keep_alive_seconds (longer than a proxy's or a pod's idle time: api/settings.py), at once on SIGTERM.
         common = dict(host=host, port=port, log_level="info", access_log=True, server_header=False, proxy_headers=True,
-                      forwarded_allow_ips=forwarded_allow_ips, timeout_graceful_shutdown=settings.shutdown_grace_seconds)  # fmt: skip
+                      forwarded_allow_ips=forwarded_allow_ips, timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+                      timeout_keep_alive=settings.keep_alive_seconds)  # fmt: skip
         if workers <= 1:
             uvicorn.Server(uvicorn.Config(create_app(settings), **common)).run()
             return

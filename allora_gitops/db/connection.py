@@ -87,6 +87,13 @@ class RecordsPool:
     connection is checked (one round trip) before it is lent, so a database restart costs no request.
 
     ``max_size`` connections at most; a borrower waits at most ``timeout`` seconds, then ``DatabaseBusy``.
+
+    Two ways to borrow: :meth:`lease` for a request (async: it waits in the event loop, never on a worker thread)
+    and :meth:`connection` for code that runs whole in one thread (the CLI, a background job, an upload's
+    archive check). A request must not borrow with :meth:`connection` from the request thread pool and then
+    hand the connection on to a later dependency or route: that one would wait for a worker thread while
+    holding the connection, and the workers may all be waiting for connections (the deadlock the load benchmark
+    found, ``benchmarks/bench_load.py``).
     """
 
     def __init__(self, database_url: str, *, max_size: int = 10, timeout: float = 5.0, application_name: str = "allora-gitops serve"):
@@ -94,6 +101,7 @@ class RecordsPool:
         self.max_size, self.timeout = max_size, timeout
         self.application_name = application_name
         self._pool = None
+        self._gates: dict = {}  # event loop -> (anyio Semaphore of max_size, CapacityLimiter): see lease()
         import threading
 
         self._lock = threading.Lock()
@@ -112,33 +120,92 @@ class RecordsPool:
                     )  # fmt: skip
         return self._pool
 
-    def connection(self, timeout: float | None = None):
-        """A context manager lending one connection; ``DatabaseBusy`` when none frees up within ``timeout``
-        (default: the pool's), ``DatabaseError`` when the database cannot be reached."""
-        import contextlib
-
+    def _getconn(self, timeout: float):
+        """One connection within ``timeout`` seconds: ``DatabaseBusy`` when all are lent out that long,
+        ``DatabaseUnavailable`` when the pool could not open the ones it may have."""
         from psycopg_pool import PoolTimeout
+
+        pool = self._opened()
+        try:
+            return pool.getconn(timeout=timeout)
+        except PoolTimeout:
+            if pool.get_stats().get("pool_size", 0) < self.max_size:  # it could not open the connections it may have
+                raise DatabaseUnavailable(f"cannot connect to the database {display_url(self.database_url)} within {timeout:g} s") from None
+            raise self._busy(timeout) from None
+
+    def _busy(self, timeout: float) -> "DatabaseBusy":
+        return DatabaseBusy(
+            f"no database connection within {timeout:g} s (all {self.max_size} of this server's are in use, "
+            "or the database does not answer); try again"
+        )
+
+    def connection(self, timeout: float | None = None):
+        """A context manager lending one connection to the calling thread; ``DatabaseBusy`` when none frees up within
+        ``timeout`` (default: the pool's), ``DatabaseError`` when the database cannot be reached."""
+        import contextlib
 
         @contextlib.contextmanager
         def lend():
-            pool = self._opened()
-            try:
-                conn = pool.getconn(timeout=timeout)
-            except PoolTimeout:
-                if pool.get_stats().get("pool_size", 0) < self.max_size:  # it could not open the connections it may have
-                    raise DatabaseUnavailable(
-                        f"cannot connect to the database {display_url(self.database_url)} within {timeout or self.timeout:g} s"
-                    ) from None
-                raise DatabaseBusy(
-                    f"no database connection within {timeout or self.timeout:g} s (all {self.max_size} of this server's are in use, "
-                    "or the database does not answer); try again"
-                ) from None
+            conn = self._getconn(self.timeout if timeout is None else timeout)
             try:
                 yield conn
             finally:
-                pool.putconn(conn)
+                self._opened().putconn(conn)
 
         return lend()
+
+    def lease(self, timeout: float | None = None):
+        """An async context manager lending one connection to a request, for its dependencies and route to use from
+        worker threads; ``DatabaseBusy`` when none is free within ``timeout`` seconds (default: the pool's).
+
+        Requests wait for a connection in the event loop, first come first served (an ``anyio.Semaphore`` of
+        ``max_size``), holding no worker thread: the requests that hold the connections always find a thread to
+        run on, and a burst larger than the thread pool is answered in turn instead of timing out together. The
+        connection itself is taken and checked on a thread of the pool's own (a ``CapacityLimiter`` of
+        ``max_size``, so a lease never waits for one); it is given back in the loop when idle (no I/O), else (a
+        transaction to roll back) on such a thread.
+        """
+        import contextlib
+
+        @contextlib.asynccontextmanager
+        async def lend():
+            import anyio
+
+            wait = self.timeout if timeout is None else timeout
+            started = anyio.current_time()
+            gate, threads = self._gate()
+            with anyio.move_on_after(wait) as waited:
+                await gate.acquire()
+            if waited.cancelled_caught:  # every connection stayed lent out for the whole wait
+                raise self._busy(wait)
+            try:
+                with anyio.CancelScope(shield=True):  # a connection taken is always given back, even when the client left
+                    conn = await anyio.to_thread.run_sync(self._getconn, max(wait - (anyio.current_time() - started), 0.05), limiter=threads)
+                try:
+                    yield conn
+                finally:
+                    if conn.info.transaction_status == _IDLE:  # nothing to roll back: giving it back does no I/O
+                        self._opened().putconn(conn)
+                    else:
+                        with anyio.CancelScope(shield=True):
+                            await anyio.to_thread.run_sync(self._opened().putconn, conn, limiter=threads)
+            finally:
+                gate.release()
+
+        return lend()
+
+    def _gate(self):
+        """This event loop's (Semaphore, CapacityLimiter): uvicorn runs one loop per process; tests may run several in turn."""
+        import asyncio
+
+        import anyio
+
+        loop = asyncio.get_running_loop()
+        found = self._gates.get(loop)
+        if found is None:
+            self._gates = {loop: (anyio.Semaphore(self.max_size), anyio.CapacityLimiter(self.max_size))}  # a closed loop's go
+            found = self._gates[loop]
+        return found
 
     @property
     def stats(self) -> dict:
@@ -148,6 +215,9 @@ class RecordsPool:
         if self._pool is not None:
             self._pool.close(timeout=2)
             self._pool = None
+
+
+_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE (not imported here: the CLI's start stays light)
 
 
 class DatabaseBusy(DatabaseError):
