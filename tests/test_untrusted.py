@@ -391,7 +391,7 @@ def test_a_prediction_no_float_holds_is_refused_and_the_runtime_goes_on(tmp_path
 def test_a_value_the_database_refuses_as_data_is_an_input_error_never_a_503(records, deployment):  # noqa: F811
     """Behind the normaliser, the last line: PostgreSQL's data exceptions (and psycopg's own refusal of a NUL) are
     the caller's input, RecordRefused → 422 on the API, where a DatabaseError would be a 503 that clients retry."""
-    from allora_gitops.api.app import core_status
+    from allora_gitops.api.problems import core_status
     from allora_gitops.db.results import ResultRow, record_results
     from allora_gitops.errors import RecordRefused
 

@@ -9,37 +9,20 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
-from dataclasses import dataclass
-from typing import Any, AsyncIterator, Optional
+from typing import Optional
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from allora_gitops import __version__
-from allora_gitops.api.auth import Accounts, Principal
+from allora_gitops.api.auth import Accounts
+from allora_gitops.api.dependencies import records_pool_ready
+from allora_gitops.api.problems import _TITLES, ApiError, core_problem, problem, validation_problem
 from allora_gitops.api.settings import ApiSettings
-from allora_gitops.errors import (
-    AlloraGitopsError,
-    BundleError,
-    DatabaseError,
-    DatabaseUnavailable,
-    GitOpsError,
-    ManifestError,
-    RecordConflict,
-    RecordRefused,
-    RemoteUnavailable,
-    RenderError,
-    ResultsError,
-    StorageError,
-    UsageError,
-)
+from allora_gitops.errors import AlloraGitopsError, DatabaseUnavailable
 
 API_PREFIX = "/api"
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 # Every body but the upload's is a small JSON document: a larger one is refused before the routes (and
 # before authentication) ever see it, so nobody can make the server hold a body of any size in memory.
 MAX_REQUEST_BODY = 64 << 10  # > allora_runtime.contract.RESULTS_BATCH_BYTES: a results batch always fits
@@ -49,75 +32,6 @@ BUSY_RETRY_AFTER_SECONDS = 1  # a busy pool frees a connection within millisecon
 OPENAPI_VERSION = "1"  # the API contract's version (routes under /api/v1 keep it); bump on a breaking change
 log = logging.getLogger("allora_gitops.api")
 
-
-class ApiError(Exception):
-    """An HTTP refusal decided by a route (not found, forbidden, too large…)."""
-
-    def __init__(self, status: int, detail: str, *, title: Optional[str] = None, problems: Optional[list[dict]] = None, headers=None):
-        super().__init__(detail)
-        self.status, self.detail, self.title = status, detail, title
-        self.problems = problems or []
-        self.headers = headers or {}
-
-
-_TITLES = {
-    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    408: "Request Timeout", 409: "Conflict", 413: "Content Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Content", 429: "Too Many Requests",
-    500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-}  # fmt: skip
-
-
-def problem(status: int, detail: str, *, title: Optional[str] = None, problems: Optional[list[dict]] = None, headers=None) -> JSONResponse:
-    body: dict[str, Any] = {"type": "about:blank", "title": title or _TITLES.get(status, "Error"), "status": status, "detail": detail}
-    if problems:
-        body["problems"] = problems
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
-
-
-def core_status(exc: AlloraGitopsError) -> int:
-    """The HTTP status of one of our own errors, by kind."""
-    from allora_gitops.api.podidentity import PodIdentityError
-
-    if isinstance(exc, PodIdentityError):
-        return exc.status_code  # 401 / 403 / 503
-    if isinstance(exc, (ResultsError, RecordRefused)):
-        return 422  # malformed input, or a value the records' rules refuse: never a retryable 5xx
-    if isinstance(exc, RecordConflict):
-        return 409
-    if isinstance(exc, (BundleError, ManifestError, RenderError, UsageError)):
-        return 422
-    if isinstance(exc, (DatabaseError, StorageError, RemoteUnavailable)):
-        return 503  # DatabaseBusy included: the pool had no connection to lend in time
-    if isinstance(exc, GitOpsError):
-        return 409
-    return 500
-
-
-def _scrub(text: str, request: Request) -> str:
-    """Server-side paths (the upload spool) are not the client's business."""
-    for prefix in getattr(request.state, "scrub", ()):
-        text = text.replace(prefix, "")
-    return text
-
-
-def core_problem(exc: AlloraGitopsError, request: Request) -> tuple[int, str, list[dict]]:
-    """(status, detail, problems) of one of our own errors, as the API answers it (``problems``: one dict per
-    file/line, server-side paths scrubbed); the console's pages show the same."""
-    problems = [{**p.to_dict(), **({"file": _scrub(p.file, request)} if p.file else {})} for p in exc.problems]
-    detail = _scrub(exc.message or (str(exc.problems[0]) if exc.problems else type(exc).__name__), request)
-    return core_status(exc), detail, problems
-
-
-def validation_problem(errors) -> tuple[int, str, list[dict]]:
-    """(422, detail, problems) of pydantic's ``errors()`` for a request: one ``{field, message}`` per error; the
-    offending values are left out (a request body may hold what a user pasted by mistake)."""
-    problems = [
-        {"field": "body", "message": f"not valid JSON ({e.get('ctx', {}).get('error', 'malformed')} at character {e['loc'][-1]})"}
-        if e.get("type") == "json_invalid"  # loc is ("body", position): a position, not a field
-        else {"field": ".".join(str(x) for x in e.get("loc", ()) if x != "body"), "message": e.get("msg", "invalid")}
-        for e in errors
-    ]
-    return 422, "the request is invalid: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems), problems
 
 
 def _install_handlers(app: FastAPI) -> None:
@@ -376,113 +290,3 @@ def create_app_from_environment() -> FastAPI:
     from allora_gitops.api.settings import load_api_settings
 
     return create_app(load_api_settings())
-
-
-# --- dependencies shared by the routers ----------------------------------------------------------
-
-
-def get_settings(request: Request) -> ApiSettings:
-    return request.app.state.settings
-
-
-_POOL_LOCK = threading.Lock()
-
-
-def records_pool(request: Request):
-    """The process's pool (``RecordsPool``), made at the first request, after the schema was checked against this
-    code's migrations once (``serve`` checks it at start too): an applied migration stays applied. Blocking the
-    first time: async code awaits :func:`records_pool_ready`."""
-    app = request.app
-    if app.state.pool is None:
-        from allora_gitops.db import open_records
-        from allora_gitops.db.connection import RecordsPool
-
-        with _POOL_LOCK:
-            if app.state.pool is None:
-                settings: ApiSettings = app.state.settings
-                checked = open_records(settings.database_url)
-                checked.close()
-                app.state.pool = RecordsPool(checked.database_url, max_size=settings.db_pool_size, timeout=settings.db_pool_timeout_seconds)
-    return app.state.pool
-
-
-async def records_pool_ready(request: Request):
-    """:func:`records_pool` from async code: the first call (the schema check) runs on a worker thread."""
-    from starlette.concurrency import run_in_threadpool
-
-    pool = request.app.state.pool
-    return pool if pool is not None else await run_in_threadpool(records_pool, request)
-
-
-def records_connection(request: Request, timeout: Optional[float] = None):
-    """A context manager lending one pooled connection to the calling thread (``DatabaseBusy`` after ``timeout`` s:
-    a 503), for work that starts and ends on that thread; a dependency that hands a connection on uses
-    ``RecordsPool.lease`` instead (see :func:`open_session`)."""
-    return records_pool(request).connection(timeout=timeout)
-
-
-async def open_session(request: Request) -> AsyncIterator[tuple[Any, Accounts]]:
-    """(records, accounts) on one pooled connection for the request, given back after the response.
-
-    The connection is leased in the event loop (``RecordsPool.lease``): a request waits for it without holding a
-    worker thread, and holds it only once it can run; the dependencies and the route that use it run on worker
-    threads. Routes that wait on a client or a remote take :func:`authenticated` instead and borrow a connection
-    only to write."""
-    from allora_gitops.db.records import Records
-
-    pool = await records_pool_ready(request)
-    async with pool.lease() as conn:
-        yield Records(pool.database_url, conn=conn), Accounts(conn)
-
-
-# declares the scheme in the OpenAPI document (securitySchemes, and `security` on every route that needs it);
-# the refusal itself stays ours, one problem object for every way a token can be wrong
-bearer = HTTPBearer(auto_error=False, scheme_name="token", description="An API token (`allora-bundle login` saves one; an admin creates them with `allora-gitops token create`)")
-
-
-def _unauthorized() -> ApiError:
-    return ApiError(
-        401,
-        "a valid API token is required: send 'Authorization: Bearer TOKEN'; this one is missing, unknown, revoked or expired "
-        "(ask your platform's admin for a new token, then run `allora-bundle login --platform URL`)",
-        headers={"WWW-Authenticate": 'Bearer realm="allora-gitops"'},
-    )
-
-
-def current_principal(
-    credentials: Optional[HTTPAuthorizationCredentials] = Depends(bearer), session=Depends(open_session)
-) -> Principal:
-    """The caller, from ``Authorization: Bearer TOKEN``; 401 (the same answer) for missing, unknown, revoked or expired."""
-    principal = session[1].authenticate(credentials.credentials.strip()) if credentials is not None else None
-    if principal is None:
-        raise _unauthorized()
-    return principal
-
-
-async def authenticated(request: Request, credentials: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> Principal:
-    """The caller, like :func:`current_principal`, on a connection given back before the route runs: for a route
-    that then waits on its client (an upload's body) while holding nothing of the database."""
-    from starlette.concurrency import run_in_threadpool
-
-    if credentials is None:
-        raise _unauthorized()
-    pool = await records_pool_ready(request)
-    async with pool.lease() as conn:
-        principal = await run_in_threadpool(Accounts(conn).authenticate, credentials.credentials.strip())
-    if principal is None:
-        raise _unauthorized()
-    return principal
-
-
-@dataclass
-class Caller:
-    """What a route needs about one request: who calls, the records and accounts, the server's settings."""
-
-    principal: Principal
-    records: Any
-    accounts: Accounts
-    settings: ApiSettings
-
-
-def caller(principal: Principal = Depends(current_principal), session=Depends(open_session), settings: ApiSettings = Depends(get_settings)) -> Caller:
-    return Caller(principal, session[0], session[1], settings)

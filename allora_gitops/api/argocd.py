@@ -11,14 +11,18 @@ logs the answer and nobody retries it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterator
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPBearer
 
-from allora_gitops.api.app import ApiError, get_settings, log
+from allora_gitops.api.dependencies import get_settings
+from allora_gitops.api.problems import ApiError
 from allora_gitops.api.settings import ApiSettings
 from allora_gitops.argocd_reports import ArgoCDEvent
+
+log = logging.getLogger("allora_gitops.api")
 
 router = APIRouter(tags=["argocd"])
 argocd_bearer = HTTPBearer(

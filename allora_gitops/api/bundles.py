@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from allora_gitops import constants as C
-from allora_gitops.api.app import ApiError, Caller, authenticated, caller, get_settings
+from allora_gitops.api.dependencies import Caller, authenticated, caller, get_settings
+from allora_gitops.api.problems import ApiError
 from allora_gitops.api.auth import Principal
 from allora_gitops.api.settings import ApiSettings
 
@@ -190,7 +191,7 @@ async def receive_bundle(request: Request, principal: Principal, settings: ApiSe
 
     import anyio
 
-    from allora_gitops.api.app import records_pool_ready
+    from allora_gitops.api.dependencies import records_pool_ready
     from allora_gitops.api.upload import receive_file
 
     limit = min(settings.max_upload_bytes, principal.max_upload_bytes or settings.max_upload_bytes)

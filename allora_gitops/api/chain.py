@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from allora_gitops.api.app import Caller, caller
+from allora_gitops.api.dependencies import Caller, caller
 
 router = APIRouter(tags=["metrics"])
 

@@ -27,7 +27,8 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from allora_gitops import constants as C
-from allora_gitops.api.app import ApiError, Caller, core_problem, get_settings, open_session, records_connection, validation_problem
+from allora_gitops.api.dependencies import Caller, get_settings, open_session, records_connection
+from allora_gitops.api.problems import ApiError, core_problem, validation_problem
 from allora_gitops.api.settings import ApiSettings
 from allora_gitops.api.web import PAGE_HEADERS, SESSION_COOKIE, WebSession, _is_uuid, _to_login, read_session, templates
 from allora_gitops.errors import AlloraGitopsError

@@ -29,7 +29,8 @@ from typing import Optional
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from allora_gitops.api.app import core_status, get_settings, open_session
+from allora_gitops.api.dependencies import get_settings, open_session
+from allora_gitops.api.problems import core_status
 from allora_gitops.api.auth import Accounts, parse_expiry
 from allora_gitops.api.settings import ApiSettings
 from allora_gitops.api.web import SESSION_COOKIE, WebSession, _cookie_parts, _page, _secure, _to_login, end_session, read_session

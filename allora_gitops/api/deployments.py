@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Path as PathParam, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from allora_gitops import constants as C
-from allora_gitops.api.app import ApiError, Caller, caller
+from allora_gitops.api.dependencies import Caller, caller
+from allora_gitops.api.problems import ApiError
 from allora_gitops.api.bundles import NAME_PATTERN, VERSION_PATTERN
 from allora_gitops.api.settings import ApiSettings
 

@@ -32,7 +32,8 @@ from typing import Any, Optional
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from allora_gitops.api.app import ApiError, Caller, caller, get_settings, open_session
+from allora_gitops.api.dependencies import Caller, caller, get_settings, open_session
+from allora_gitops.api.problems import ApiError
 from allora_gitops.api.results import pod_deployment
 from allora_gitops.api.settings import ApiSettings
 
@@ -195,17 +196,3 @@ def page_logs(request: Request, deployment_id: str, after: Optional[str] = None,
 @page_router.get("/static/logs-tail.js")
 def tail_script() -> FileResponse:
     return FileResponse(Path(__file__).parent / "static" / "logs-tail.js", media_type="text/javascript", headers={"Cache-Control": "no-cache"})
-
-
-def logs_block(records, d, level: Optional[str]) -> dict:
-    """What the page's logs block shows before any script runs: the last lines (at ``level`` and above)."""
-    from allora_gitops.db.logs import LEVELS, check_level, read_logs
-    from allora_gitops.errors import RecordRefused
-
-    try:
-        level = check_level(level)
-    except RecordRefused:
-        level = None
-    ids = [x.id for x in records.list_deployments(name=d.name, network=d.network)]
-    lines = read_logs(records.connection, ids, level=level, limit=100, newest=True)
-    return {"lines": lines, "cursor": lines[-1].cursor if lines else "0-0", "level": level or "", "levels": LEVELS}

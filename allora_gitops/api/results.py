@@ -25,7 +25,8 @@ from typing import Any, AsyncIterator
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.security import HTTPBearer
 
-from allora_gitops.api.app import ApiError, get_settings, records_pool_ready
+from allora_gitops.api.dependencies import get_settings, records_pool_ready
+from allora_gitops.api.problems import ApiError
 from allora_gitops.api.settings import ApiSettings
 
 router = APIRouter(tags=["results"])

@@ -20,7 +20,7 @@ from typing import Optional
 
 from starlette.requests import Request
 
-from allora_gitops.api.app import ApiError
+from allora_gitops.api.problems import ApiError
 
 FORM_OVERHEAD = 64 << 10  # headers and boundaries around the file, and small fields
 FIELD_LIMIT = 4096  # a kept text field (the console's CSRF token): bytes beyond it are dropped

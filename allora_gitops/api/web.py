@@ -38,7 +38,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
-from allora_gitops.api.app import get_settings, open_session
+from allora_gitops.api.dependencies import get_settings, open_session
 from allora_gitops.api.auth import TOKEN_PREFIX, Principal, token_prefix
 from allora_gitops.api.settings import ApiSettings
 
@@ -312,7 +312,7 @@ def deployment_page(deployment_id: str, request: Request, session=Depends(open_s
     kind = chart_kind(summary)
     timeline = result_timeline(records.connection, d.id, kind=kind, now=summary.as_of)
     resources = _resources_view(settings, d)
-    from allora_gitops.api.logs import logs_block
+    from allora_gitops.db.logs import logs_block
 
     return _page(
         request, "deployment.html", web=web, d=d, summary=summary, windows=[label for label, _ in WINDOWS],

@@ -219,3 +219,16 @@ def prune_logs(conn, deployment_id: str, *, older_than: timedelta, max_lines: in
             "DELETE FROM model_logs WHERE deployment_id = %s AND (ts, id) <= (%s, %s)", (deployment_id, *edge)
         ).rowcount
     return deleted
+
+
+def logs_block(records, d, level: Optional[str]) -> dict:
+    """What a deployment page's logs block shows before any script runs (``records``: ``Records``; ``d``: a release):
+    ``{"lines": the last 100 lines at ``level`` and above of every release of its name and network, "cursor": the
+    newest line's, "level": the level shown ("" for all; an unknown one shows all), "levels": LEVELS}``."""
+    try:
+        level = check_level(level)
+    except RecordRefused:
+        level = None
+    ids = [x.id for x in records.list_deployments(name=d.name, network=d.network)]
+    lines = read_logs(records.connection, ids, level=level, limit=100, newest=True)
+    return {"lines": lines, "cursor": lines[-1].cursor if lines else "0-0", "level": level or "", "levels": LEVELS}
