@@ -245,6 +245,7 @@ def import_results(conn, deployment_id: str, rows: Iterable[ResultRow]) -> Impor
             # again, overlapping kubectl logs) are dropped by one hash anti-join instead of an index probe each
             conn.execute("ANALYZE allora_results_import")
             _lock_results(conn, deployment_id)
+            conn.execute("SET LOCAL work_mem = '64MB'")  # DISTINCT ON sorts the stream: in memory up to ~500,000 rows
             # the first of each (nonce, kind) in the stream (the temp table's physical order is the stream's), unless
             # some partition already holds it: the key of 0016 holds the time, so this keeps exactly-once storage
             cur = conn.execute(
