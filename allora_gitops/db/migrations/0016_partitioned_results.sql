@@ -17,6 +17,10 @@
 -- keys that no partition holds yet (NOT EXISTS over the key's index), so a re-sent batch is stored once even
 -- when its times differ.
 --
+-- The secret CHECKs test length(…) >= 47 first (allora_looks_like_secret answers false below that): the function has
+-- a pinned search_path (0002), which keeps PostgreSQL from inlining it, so each call costs a SQL-function
+-- invocation; most results (numbers, short messages) now never make one. Same answers for every text.
+--
 -- Existing rows move: one partition per UTC day that holds results, plus the 30 days before today and the
 -- 7 after (the default retention and look-ahead), then the rows are copied and the old table dropped.
 -- Nothing else references submission_results (no view, trigger or foreign key points at it).
@@ -49,16 +53,16 @@ CREATE TABLE submission_results (
     CONSTRAINT submission_results_success_has_prediction CHECK (status <> 'success' OR prediction IS NOT NULL),
     CONSTRAINT submission_results_failure_has_error CHECK (status NOT IN ('error', 'timeout') OR error_message IS NOT NULL),
     CONSTRAINT submission_results_prediction_text CHECK (
-        prediction IS NULL OR (length(prediction) <= 10000 AND NOT allora_looks_like_secret(prediction))),
+        prediction IS NULL OR (length(prediction) <= 10000 AND NOT (length(prediction) >= 47 AND allora_looks_like_secret(prediction)))),
     CONSTRAINT submission_results_tx_hash_format CHECK (tx_hash IS NULL OR tx_hash ~ '^[0-9A-F]{64}$'),
     CONSTRAINT submission_results_error_message_text CHECK (
-        error_message IS NULL OR (length(error_message) <= 4000 AND NOT allora_looks_like_secret(error_message))),
+        error_message IS NULL OR (length(error_message) <= 4000 AND NOT (length(error_message) >= 47 AND allora_looks_like_secret(error_message)))),
     CONSTRAINT submission_results_kind_valid CHECK (kind IN ('prediction', 'submission')),
     CONSTRAINT submission_results_reason_format CHECK (reason IS NULL OR reason ~ '^[a-z][a-z0-9_]{0,63}$'),
     CONSTRAINT submission_results_error_type_format CHECK (
-        error_type IS NULL OR (error_type ~ '^[A-Za-z_][A-Za-z0-9_.]{0,199}$' AND NOT allora_looks_like_secret(error_type))),
+        error_type IS NULL OR (error_type ~ '^[A-Za-z_][A-Za-z0-9_.]{0,199}$' AND NOT (length(error_type) >= 47 AND allora_looks_like_secret(error_type)))),
     CONSTRAINT submission_results_error_where_text CHECK (
-        error_where IS NULL OR (length(error_where) BETWEEN 1 AND 1000 AND NOT allora_looks_like_secret(error_where))),
+        error_where IS NULL OR (length(error_where) BETWEEN 1 AND 1000 AND NOT (length(error_where) >= 47 AND allora_looks_like_secret(error_where)))),
     CONSTRAINT submission_results_latency_valid CHECK (
         latency_ms IS NULL OR (latency_ms >= 0 AND latency_ms < 86400000)),
     CONSTRAINT submission_results_gas_used_nonnegative CHECK (gas_used IS NULL OR gas_used >= 0),
