@@ -190,3 +190,13 @@ def test_the_reading_queries_touch_only_their_periods_and_the_window_index(recor
     probe = plan(conn, "SELECT 1 FROM submission_results WHERE deployment_id = %s AND nonce = %s AND kind = %s", (deployment.id, 5, "prediction"))
     assert "pkey" in probe and "Seq Scan" not in probe, probe
     assert [(w.window, w.total) for w in deployment_result_summary(conn, deployment.id).windows] == [("1h", 1), ("24h", 24), ("7d", 168)]
+
+
+def test_serve_and_db_upgrade_refuse_a_malformed_partition_setting_in_one_line(cli, database_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALLORA_RESULTS_PARTITION", "monthly")
+    served = cli("gitops", "serve", "--repo", str(tmp_path / "repo"), "--database-url", database_url, "--port", "1")
+    assert (served.code, served.err) == (2, "error: ALLORA_RESULTS_PARTITION 'monthly' is not a partition width: use daily or weekly\n")
+    monkeypatch.setenv("ALLORA_RESULTS_PARTITION", "weekly")
+    monkeypatch.setenv("ALLORA_RESULTS_PARTITIONS_AHEAD", "many")
+    upgraded = cli("gitops", "db", "upgrade", "--database-url", database_url)
+    assert (upgraded.code, upgraded.err) == (2, "error: ALLORA_RESULTS_PARTITIONS_AHEAD 'many' is not a whole number of periods\n")
