@@ -200,3 +200,14 @@ def test_serve_and_db_upgrade_refuse_a_malformed_partition_setting_in_one_line(c
     monkeypatch.setenv("ALLORA_RESULTS_PARTITIONS_AHEAD", "many")
     upgraded = cli("gitops", "db", "upgrade", "--database-url", database_url)
     assert (upgraded.code, upgraded.err) == (2, "error: ALLORA_RESULTS_PARTITIONS_AHEAD 'many' is not a whole number of periods\n")
+
+
+def test_results_partitions_lists_each_period_and_creates_the_missing_ones(cli, database_url, monkeypatch):
+    monkeypatch.setenv("ALLORA_RESULTS_PARTITIONS_AHEAD", "8")
+    listed = cli("gitops", "results", "partitions", "--database-url", database_url)
+    assert listed.code == 0, listed.err
+    today = period_start(datetime.now(timezone.utc), DAY)
+    lines = listed.out.splitlines()
+    assert lines[0].startswith("submission_results_default  default (rows outside every period)  ")
+    assert f"submission_results_p{today:%Y%m%d}  {today:%Y-%m-%d} 00:00 .. {today + DAY:%Y-%m-%d} 00:00 UTC  " in listed.out
+    assert len(lines) == 1 + 31 + 8 + 1 and lines[-1] == "created 1 partition(s)"  # default, 30 back + today, 8 ahead
