@@ -211,3 +211,18 @@ def test_results_partitions_lists_each_period_and_creates_the_missing_ones(cli, 
     assert lines[0].startswith("submission_results_default  default (rows outside every period)  ")
     assert f"submission_results_p{today:%Y%m%d}  {today:%Y-%m-%d} 00:00 .. {today + DAY:%Y-%m-%d} 00:00 UTC  " in listed.out
     assert len(lines) == 1 + 31 + 8 + 1 and lines[-1] == "created 1 partition(s)"  # default, 30 back + today, 8 ahead
+
+
+def test_a_prune_interrupted_after_the_detach_is_finished_by_the_next(records, deployment):
+    """Prune detaches, then drops: a partition left detached (the process died in between) is dropped next time."""
+    from allora_gitops.db.results import prune_results
+
+    conn = records.connection
+    old = period_start(datetime.now(timezone.utc), DAY) - 25 * DAY
+    record_results(conn, deployment.id, [ResultRow("prediction", 1, "success", old + timedelta(hours=1), value="1")])
+    conn.execute(f"ALTER TABLE submission_results DETACH PARTITION submission_results_p{old:%Y%m%d}")
+    assert conn.execute("SELECT count(*) FROM submission_results").fetchone()[0] == 0
+    report = prune_results(conn, timedelta(days=40))  # nothing is that old: only the leftover goes
+    assert report.dropped == ()
+    assert conn.execute("SELECT to_regclass(%s)", (f"submission_results_p{old:%Y%m%d}",)).fetchone()[0] is None
+    assert len([p for p in result_partitions(conn) if p.start]) == 30 + 1 + 7 - 1  # the attached ones stay

@@ -12,7 +12,7 @@ period covers, so an insert never fails for lack of a partition.
   period that already has rows in the default partition gets them moved into its new partition. Called by
   ``allora-gitops db upgrade`` and by ``serve`` (at start and every hour; ``PartitionKeeper``). One runner
   at a time per database: a transaction-level advisory lock.
-- ``prune_result_partitions``: DROP every partition whose whole period ends at or before the cutoff (a
+- ``prune_result_partitions``: DETACH, then DROP, every partition whose whole period ends at or before the cutoff (a
   partition only partly older stays until it is wholly older: results are kept at most one period longer
   than the retention, never shorter), then DELETE the rows of the default partition older than the cutoff
   (rows that arrived outside every period: few, by construction).
@@ -165,8 +165,14 @@ def ensure_result_partitions(
 
 
 def prune_result_partitions(conn, older_than: timedelta, *, now: datetime | None = None) -> PruneReport:
-    """Apply the retention: DROP each partition whose whole period ended at or before ``now - older_than``, then
-    delete the default partition's rows older than that. One transaction, under the maintenance lock."""
+    """Apply the retention: take each partition whose whole period ended at or before ``now - older_than`` out of
+    submission_results and drop it, then delete the default partition's rows older than that.
+
+    Two steps, so that submission_results is locked only for catalog changes: one transaction (under the maintenance
+    lock) DETACHes the partitions and deletes the default partition's old rows; then each detached table is DROPped
+    in a transaction of its own (freeing its files takes time in proportion to its size, and locks only that table).
+    A prune interrupted between the two leaves detached tables behind: the next one drops them.
+    """
     from allora_gitops.db.results import _refusal
 
     if older_than <= timedelta(0):
@@ -178,8 +184,16 @@ def prune_result_partitions(conn, older_than: timedelta, *, now: datetime | None
             cutoff = (now or conn.execute("SELECT now()").fetchone()[0]) - older_than
             dropped = tuple(p for p in result_partitions(conn) if p.end is not None and p.end <= cutoff)
             for partition in dropped:
-                conn.execute(f'DROP TABLE "{partition.name}"')
+                conn.execute(f'ALTER TABLE {TABLE} DETACH PARTITION "{partition.name}"')
             stray = conn.execute(f"DELETE FROM {DEFAULT_PARTITION} WHERE created_at < %s", (cutoff,)).rowcount
+        detached = [r[0] for r in conn.execute(
+            """SELECT c.relname FROM pg_class c
+               WHERE c.relname ~ '^submission_results_p[0-9]{8}' AND c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace
+                 AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)"""
+        )]  # fmt: skip
+        for name in detached:
+            with conn.transaction():
+                conn.execute(f'DROP TABLE IF EXISTS "{name}"')
     return PruneReport(cutoff=cutoff, dropped=dropped, stray_deleted=stray)
 
 
