@@ -144,6 +144,40 @@ def small_month(records, partitioned: bool, rows: int) -> float:
     return seconds
 
 
+def drop_phases(rows: int) -> None:
+    """``rows`` results over 60 days (SQL, not timed), then `prune_results`' two steps timed apart: the transaction that
+    takes the month out of submission_results (DETACH, under the table's lock) and the DROPs that free the files."""
+    from allora_gitops.db.result_partitions import TABLE, ensure_result_partitions, result_partitions
+
+    with database("drop", None) as records:
+        conn = records.connection
+        ensure_result_partitions(conn, behind=SPAN + timedelta(days=1))
+        d = new_deployment(records, 1)
+        conn.execute(
+            """INSERT INTO submission_results (deployment_id, kind, nonce, status, created_at, prediction, error_message, latency_ms)
+               SELECT %s, 'prediction', g, 'success', now() - %s::interval + (%s::interval / %s) * g, '3012.5',
+                      NULL, 12.5 FROM generate_series(1, %s) g""",
+            (d, SPAN, SPAN - timedelta(minutes=10), rows, rows),
+        )
+        conn.execute("CHECKPOINT")
+        cutoff = conn.execute("SELECT now() - interval '30 days'").fetchone()[0]
+        old = [p for p in result_partitions(conn) if p.end and p.end <= cutoff]
+        month = conn.execute("SELECT count(*) FROM submission_results WHERE created_at < %s", (old[-1].end,)).fetchone()[0]
+        size = conn.execute("SELECT sum(pg_total_relation_size(to_regclass(n))) FROM unnest(%s::text[]) n", ([p.name for p in old],)).fetchone()[0]
+        t = time.perf_counter()
+        with conn.transaction():
+            for p in old:
+                conn.execute(f'ALTER TABLE {TABLE} DETACH PARTITION "{p.name}"')
+        detached = time.perf_counter() - t
+        for p in old:
+            with conn.transaction():
+                conn.execute(f'DROP TABLE "{p.name}"')
+        total = time.perf_counter() - t
+        print(f"month of {month:,} results in {len(old)} partitions ({float(size) / 1e9:.2f} GB): out of submission_results"
+              f" (DETACH, table locked) in {detached:.3f} s; files freed (DROP, each table alone) {total - detached:.3f} s more;"
+              f" total {total:.3f} s (load {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
+
+
 def run_side(label: str, upto: str | None, rows: int, chunk: int, log: Path, small: int) -> dict:
     from allora_gitops.db.result_partitions import ensure_result_partitions
     from allora_gitops.db.results import import_results
@@ -188,10 +222,14 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=1_000_000, help="results per imported log (one deployment each)")
     parser.add_argument("--small-month", type=int, default=1_000_000, help="rows of the SQL-generated 60 days (0: skip)")
     parser.add_argument("--alternative-rows", type=int, help="results stored on the unpartitioned side (default: --rows)")
+    parser.add_argument("--drop-phases", type=int, metavar="ROWS", help="only time prune's two steps on ROWS results over 60 days")
     parser.add_argument("--only", choices=("partitioned", "unpartitioned"), help="run one side")
     args = parser.parse_args()
 
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()}", flush=True)
+    if args.drop_phases:
+        drop_phases(args.drop_phases)
+        return
     work = Path(tempfile.mkdtemp(prefix="allora-bench-log-"))
     try:
         log = work / "runtime.log"
