@@ -240,27 +240,40 @@ def test_windows_count_only_what_falls_inside_them(records, deployment):
     assert summary.errors == []
 
 
-def test_prune_removes_exactly_the_results_older_than_the_retention(cli, database_url, records, deployment, monkeypatch):
+def test_prune_drops_the_partitions_wholly_older_than_the_retention(cli, database_url, records, deployment, monkeypatch):
+    from allora_gitops.db.result_partitions import ensure_result_partitions, result_partitions
+
     now = datetime.now(timezone.utc)
+    ensure_result_partitions(records.connection, behind=timedelta(days=60))  # the 45-day-old row lands in its day
     ages = {1: timedelta(days=45), 2: timedelta(days=31), 3: timedelta(days=29), 4: timedelta(hours=1)}
     record_results(records.connection, deployment.id, [ResultRow("prediction", n, "success", now - a, value="1") for n, a in ages.items()])
+    records.connection.execute("ANALYZE submission_results")
     pruned = cli("gitops", "results", "prune", "--older-than", "30d", "--database-url", database_url)
-    assert (pruned.code, pruned.out) == (0, "pruned 2 result(s) older than 30d\n")
+    assert pruned.code == 0, pruned.err
+    cutoff = now - timedelta(days=30)
+    dropped = re.search(r"dropped (\d+) partition\(s\) \(([^;]*); about (\d+) result\(s\)\), deleted 0 result\(s\) outside", pruned.out)
+    assert dropped, pruned.out
+    # every day that ends by the cutoff: 60 days back from the period of now-60d, minus the 30 the retention keeps
+    assert int(dropped.group(1)) == (cutoff.date() - (now - timedelta(days=60)).date()).days
+    assert f"submission_results_p{now - timedelta(days=45):%Y%m%d}" in dropped.group(2) and int(dropped.group(3)) == 2
     assert [r[0] for r in records.connection.execute("SELECT nonce FROM submission_results ORDER BY nonce")] == [3, 4]
+    # the day holding the cutoff is only partly older: it stays, so nothing younger than the retention is lost
+    assert min(p.start for p in result_partitions(records.connection) if p.start) == cutoff.replace(hour=0, minute=0, second=0, microsecond=0)
     monkeypatch.setenv("ALLORA_RESULTS_RETENTION", "2d")
     by_setting = cli("gitops", "results", "prune", "--database-url", database_url)
-    assert (by_setting.code, by_setting.out) == (0, "pruned 1 result(s) older than 2d\n")
+    assert by_setting.code == 0 and "older than 2d" in by_setting.out, by_setting.out + by_setting.err
+    assert [r[0] for r in records.connection.execute("SELECT nonce FROM submission_results ORDER BY nonce")] == [4]
     bad = cli("gitops", "results", "prune", "--older-than", "soon", "--database-url", database_url)
     assert (bad.code, bad.lines) == (2, ["error: --older-than 'soon' is not a positive duration such as 30d, 12h, 90m or 2w"])
 
 
-def test_prune_works_in_batches(records, deployment, monkeypatch):
-    import allora_gitops.db.results as results
-
-    monkeypatch.setattr(results, "PRUNE_BATCH", 3)
-    old = datetime.now(timezone.utc) - timedelta(days=90)
-    record_results(records.connection, deployment.id, [ResultRow("prediction", n, "success", old, value="1") for n in range(10)])
-    assert prune_results(records.connection, timedelta(days=30)) == 10
+def test_prune_deletes_only_the_rows_outside_every_partition_one_by_one(records, deployment):
+    """A result older than every partition waits in the default partition; prune deletes those rows (and only those)."""
+    ancient = datetime(2001, 1, 1, tzinfo=timezone.utc)
+    record_results(records.connection, deployment.id, [ResultRow("prediction", n, "success", ancient, value="1") for n in range(10)])
+    assert records.connection.execute("SELECT count(*) FROM submission_results_default").fetchone()[0] == 10
+    report = prune_results(records.connection, timedelta(days=30))
+    assert (report.dropped, report.stray_deleted) == ((), 10)
     assert count_rows(records) == 0
 
 
@@ -309,9 +322,15 @@ def test_0006_keeps_the_newest_of_duplicate_rows_written_before_it(empty_databas
             f"INSERT INTO deployments ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) RETURNING id::text",
             list(columns.values()),
         ).fetchone()
-        old.record_submission(d_id, nonce=5, status="error", error_message="first try failed")
-        old.record_submission(d_id, nonce=5, status="success", prediction=1.5, tx_hash="AB" * 32)
-        old.record_submission(d_id, nonce=6, status="success", prediction=2.5)
+        # as 0001's writers did (today's record_submission refuses a second report of a nonce)
+        for nonce, status, prediction, tx_hash, message in [
+            (5, "error", None, None, "first try failed"), (5, "success", "1.5", "AB" * 32, None), (6, "success", "2.5", None, None),
+        ]:
+            old.connection.execute(
+                "INSERT INTO submission_results (deployment_id, nonce, status, prediction, tx_hash, error_message, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, clock_timestamp())",
+                (d_id, nonce, status, prediction, tx_hash, message),
+            )
     MigrationRunner(empty_database_url).upgrade()
     with psycopg.connect(empty_database_url) as conn:
         rows = conn.execute("SELECT nonce, kind, status, tx_hash FROM submission_results ORDER BY nonce").fetchall()

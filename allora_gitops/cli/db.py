@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
     def upgrade_cmd(
         database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP, show_default=False),
     ) -> None:
-        """Apply every pending migration (each in its own transaction; safe to run concurrently)."""
+        """Apply every pending migration (each in its own transaction; safe to run concurrently), then create the
+        results' partitions ahead ($ALLORA_RESULTS_PARTITION daily|weekly, $ALLORA_RESULTS_PARTITIONS_AHEAD periods)."""
         from allora_gitops.db import resolve_database_url
         from allora_gitops.db.connection import display_url
         from allora_gitops.db.migrate import MigrationRunner
@@ -27,6 +28,14 @@ def register(app: typer.Typer) -> None:
         url, _ = resolve_database_url(database_url)
         applied = MigrationRunner(url).upgrade(on_applied=lambda m: typer.echo(f"applied {m.label}"))
         state = MigrationRunner(url).check()
+        import psycopg
+
+        from allora_gitops.db.result_partitions import ensure_result_partitions
+
+        with psycopg.connect(url, autocommit=True) as conn:  # the results' periods ahead (0016), as `serve` keeps them
+            made = ensure_result_partitions(conn)
+        if made:
+            typer.echo(f"created {len(made)} result partition(s) ({made[0].name} .. {made[-1].name})")
         if not applied:
             typer.echo(f"{display_url(url)}: up to date at version {state.current_version:04d}")
         else:

@@ -1,7 +1,8 @@
-"""``allora-gitops results import|prune``: load the runtime's results from its log, and apply retention."""
+"""``allora-gitops results import|prune|partitions``: load the runtime's results from its log, apply retention, keep partitions."""
 
 from __future__ import annotations
 
+from datetime import timezone
 from typing import Optional
 
 import typer
@@ -62,18 +63,43 @@ def register(app: typer.Typer) -> None:
     def prune_cmd(
         older_than: Optional[str] = typer.Option(
             None, "--older-than", metavar="DURATION",
-            help="Delete results observed longer ago than this (30d, 12h, 2w). Default: $ALLORA_RESULTS_RETENTION, else 30d.",
+            help="Drop results observed longer ago than this (30d, 12h, 2w). Default: $ALLORA_RESULTS_RETENTION, else 30d.",
         ),  # fmt: skip
         database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP, show_default=False),
     ) -> None:
-        """Apply the retention: delete every deployment's results older than the given age."""
+        """Apply the retention: drop the partitions (days or weeks) of results wholly older than the given age.
+
+        A partition only partly older is kept until it is wholly older; results outside every partition (in the
+        default partition) older than the age are deleted.
+        """
         from allora_gitops.db import open_records
         from allora_gitops.db.results import prune_results, results_retention
 
         text, span = results_retention(older_than)
         with open_records(database_url) as records:
-            deleted = prune_results(records.connection, span)
-        typer.echo(f"pruned {deleted} result(s) older than {text}")
+            report = prune_results(records.connection, span)
+        dropped = ", ".join(p.name for p in report.dropped) or "none"
+        typer.echo(
+            f"pruned results older than {text} (before {report.cutoff.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC):"
+            f" dropped {len(report.dropped)} partition(s) ({dropped}; about {report.rows_estimate} result(s)),"
+            f" deleted {report.stray_deleted} result(s) outside every partition"
+        )
+
+    @results.command("partitions")
+    def partitions_cmd(
+        database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_URL_HELP, show_default=False),
+    ) -> None:
+        """Create the partitions ahead ($ALLORA_RESULTS_PARTITION daily|weekly, $ALLORA_RESULTS_PARTITIONS_AHEAD) and list them."""
+        from allora_gitops.db import open_records
+        from allora_gitops.db.result_partitions import ensure_result_partitions, result_partitions
+
+        with open_records(database_url) as records:
+            made = ensure_result_partitions(records.connection)
+            for p in result_partitions(records.connection):
+                span = "default (rows outside every period)" if p.start is None else f"{p.start:%Y-%m-%d %H:%M} .. {p.end:%Y-%m-%d %H:%M} UTC"
+                rows = "?" if p.rows_estimate is None else f"~{p.rows_estimate}"
+                typer.echo(f"{p.name}  {span}  {rows} rows")
+        typer.echo(f"created {len(made or [])} partition(s)")
 
     app.add_typer(results)
 

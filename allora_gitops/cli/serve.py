@@ -63,7 +63,15 @@ def register(app: typer.Typer) -> None:
             import atexit
 
             atexit.register(poller.stop)
+        from allora_gitops.db.result_partitions import PartitionKeeper, partition_width, partitions_ahead
+
+        partition_width(), partitions_ahead()  # a malformed setting fails here, with one line
         check_explorer_settings()  # a malformed $ALLORA_EXPLORER_TX_URL_* fails here, not on every page
+        # the results' partitions ahead: now, then every hour; one replica at a time (an advisory lock)
+        keeper = PartitionKeeper(resolved_database_url).start()
+        import atexit
+
+        atexit.register(keeper.stop)
         # uvicorn drains on SIGTERM, then raises the signal again; its default action would end the process
         # before the exit hooks run, leaving the embedded PostgreSQL running: leave like the shell says instead
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

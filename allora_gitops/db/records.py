@@ -632,7 +632,14 @@ class Records:
             raise DatabaseError(f"unknown submission status {status!r} (one of {', '.join(SUBMISSION_STATUSES)})")
         if prediction is not None and not isinstance(prediction, str):
             prediction = json.dumps(prediction, sort_keys=True, default=str) if isinstance(prediction, dict) else str(prediction)
-        with self._write("record the submission"):
+        with self._write("record the submission"), self._conn.transaction():
+            # one row per (deployment, nonce, kind) across every partition (0016): its key holds the time
+            self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"results:{_uuid(deployment_id)}",))
+            if self._conn.execute(
+                "SELECT 1 FROM submission_results WHERE deployment_id = %s AND nonce = %s AND kind = 'submission'",
+                (_uuid(deployment_id), nonce),
+            ).fetchone():
+                raise DatabaseError(f"could not record the submission: the result of nonce {nonce} exists already")
             row = self._conn.execute(
                 f"""INSERT INTO submission_results (deployment_id, nonce, prediction, tx_hash, status, error_message)
                     VALUES (%s, %s, allora_redact_secrets(%s), %s, %s, allora_redact_secrets(%s))

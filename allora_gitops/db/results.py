@@ -12,9 +12,11 @@ platform API and tests share them:
   percentiles over 1 h / 24 h / 7 d, error types: all computed by PostgreSQL;
 - ``deployment_overviews(conn, deployment_ids)``: the deployments page's columns (newest result, newest
   success, 24 h rate and latency) of many deployments in one statement;
-- ``prune_results(conn, older_than)``: retention.
+- ``prune_results(conn, older_than)``: retention, by dropping partitions (``result_partitions``).
 
-The first report of a (deployment, nonce, kind) wins: a row is never overwritten by a later report.
+The first report of a (deployment, nonce, kind) wins: a row is never overwritten by a later report, and a
+report of the same key at another time adds nothing (the writers of one deployment take its advisory lock
+and skip keys any partition holds: the table's key includes the time, migration 0016).
 Free text (value, error message, where) is stored with secret-looking parts redacted by the database's
 ``allora_redact_secrets`` (0001); the CHECK constraints stay the last line of defence.
 """
@@ -40,7 +42,6 @@ RESULT_STATUSES = ("success", "error", "timeout")  # the CHECK of 0001's submiss
 WINDOWS: tuple[tuple[str, timedelta], ...] = (("1h", timedelta(hours=1)), ("24h", timedelta(days=1)), ("7d", timedelta(days=7)))
 PERCENTILES = (0.5, 0.95, 0.99)
 RECORD_BATCH_MAX = 5000  # rows per record_results call: the API's batch bound
-PRUNE_BATCH = 20000  # rows deleted per transaction, so pruning never holds long locks
 MAX_VALUE_CHARS = 10000
 MAX_MESSAGE_CHARS = 4000
 MAX_WHERE_CHARS = 1000
@@ -142,7 +143,9 @@ _STAGE_TYPES = {
     "gas_used": "bigint", "fee": "text",
 }  # fmt: skip
 # staged (or unnested) columns → the stored row, with free text redacted and a missing time meaning now
-_REDACTED = "CASE WHEN allora_may_hold_secret({0}) THEN allora_redact_secrets({0}) ELSE {0} END"  # see 0006
+# (length first: allora_may_hold_secret's search_path is pinned, so PostgreSQL cannot inline it, and a call costs a
+# SQL-function invocation; below 47 characters it answers false anyway, see 0006 and 0016)
+_REDACTED = "CASE WHEN length({0}) >= 47 AND allora_may_hold_secret({0}) THEN allora_redact_secrets({0}) ELSE {0} END"
 _STORED_EXPRESSIONS = (
     f"kind, nonce, status, coalesce(observed_at, now()), {_REDACTED.format('value')}, tx_hash, reason, error_type, "
     f"{_REDACTED.format('error_message')}, {_REDACTED.format('error_where')}, latency_ms, gas_used, fee"
@@ -154,7 +157,8 @@ def record_results(conn, deployment_id: str, rows: Iterable[ResultRow]) -> int:
 
     Every row is validated first: any problem raises ``ResultsError`` (one problem per bad row, naming its
     index and nonce) and nothing is written. At most ``RECORD_BATCH_MAX`` rows per call (``ResultsError``
-    beyond). A deployment that does not exist raises ``DatabaseError``. One INSERT … ON CONFLICT DO NOTHING.
+    beyond). A deployment that does not exist raises ``DatabaseError``. One INSERT … WHERE NOT EXISTS under the
+    deployment's results lock.
     """
     batch = list(rows)
     if len(batch) > RECORD_BATCH_MAX:
@@ -172,11 +176,16 @@ def record_results(conn, deployment_id: str, rows: Iterable[ResultRow]) -> int:
     with _refusal("record the results"):
         with conn.transaction():
             _require_deployment(conn, deployment_id)
+            _lock_results(conn, deployment_id)
+            # the first of each (nonce, kind) in the batch, unless some partition already holds it (see 0016)
             cur = conn.execute(
                 f"""INSERT INTO submission_results (deployment_id, {_TABLE_COLUMNS})
-                    SELECT %s, {_STORED_EXPRESSIONS} FROM unnest({unnest}) AS r({", ".join(_COLUMNS)})
-                    ON CONFLICT (deployment_id, nonce, kind) DO NOTHING""",
-                (deployment_id, *[list(c) for c in columns]),
+                    SELECT DISTINCT ON (r.nonce, r.kind) %s, {_STORED_EXPRESSIONS}
+                    FROM unnest({unnest}) WITH ORDINALITY AS r({", ".join(_COLUMNS)}, ord)
+                    WHERE NOT EXISTS (SELECT 1 FROM submission_results s
+                                      WHERE s.deployment_id = %s AND s.nonce = r.nonce AND s.kind = r.kind)
+                    ORDER BY r.nonce, r.kind, r.ord""",
+                (deployment_id, *[list(c) for c in columns], deployment_id),
             )
             return cur.rowcount
 
@@ -215,7 +224,7 @@ class ImportCounts:
 def import_results(conn, deployment_id: str, rows: Iterable[ResultRow]) -> ImportCounts:
     """Store a stream of results for one deployment in one transaction: all of them, or none.
 
-    Rows go through a binary COPY into a temporary table, then one INSERT … SELECT … ON CONFLICT DO NOTHING, so
+    Rows go through a binary COPY into a temporary table, then one INSERT … SELECT … WHERE NOT EXISTS, so
     a million rows cost one statement, not a million. Rows are not validated here one by one (that is
     the producer's job, e.g. ``result_log.ResultLog``): if ``rows`` raises, or the database refuses a row
     (a CHECK constraint), the transaction rolls back and nothing is written. Within the stream, the
@@ -237,12 +246,16 @@ def import_results(conn, deployment_id: str, rows: Iterable[ResultRow]) -> Impor
             # a temp table has no statistics until asked; with them, rows already recorded (a log imported
             # again, overlapping kubectl logs) are dropped by one hash anti-join instead of an index probe each
             conn.execute("ANALYZE allora_results_import")
+            _lock_results(conn, deployment_id)
+            conn.execute("SET LOCAL work_mem = '64MB'")  # DISTINCT ON sorts the stream: in memory up to ~500,000 rows
+            # the first of each (nonce, kind) in the stream (the temp table's physical order is the stream's), unless
+            # some partition already holds it: the key of 0016 holds the time, so this keeps exactly-once storage
             cur = conn.execute(
                 f"""INSERT INTO submission_results (deployment_id, {_TABLE_COLUMNS})
-                    SELECT %s, {_STORED_EXPRESSIONS} FROM allora_results_import i
+                    SELECT DISTINCT ON (i.nonce, i.kind) %s, {_STORED_EXPRESSIONS} FROM allora_results_import i
                     WHERE NOT EXISTS (SELECT 1 FROM submission_results r
                                       WHERE r.deployment_id = %s AND r.nonce = i.nonce AND r.kind = i.kind)
-                    ON CONFLICT (deployment_id, nonce, kind) DO NOTHING""",
+                    ORDER BY i.nonce, i.kind, i.ctid""",
                 (deployment_id, deployment_id),
             )
             return ImportCounts(staged=staged, inserted=cur.rowcount)
@@ -490,25 +503,13 @@ def deployment_overviews(
     return found
 
 
-def prune_results(conn, older_than: timedelta, *, now: datetime | None = None) -> int:
-    """Delete results observed more than ``older_than`` before ``now`` (default: the database's clock), across
-    every deployment; return how many. Deletes in batches of ``PRUNE_BATCH`` rows, each its own transaction,
-    so writers are never blocked for long (an interrupted prune just leaves the rest for the next run)."""
-    if older_than <= timedelta(0):
-        raise UsageError("the retention must be longer than zero")
-    deleted = 0
-    with _refusal("prune the results"):
-        cutoff = (now or conn.execute("SELECT now()").fetchone()[0]) - older_than
-        while True:
-            with conn.transaction():
-                cur = conn.execute(
-                    """DELETE FROM submission_results WHERE id IN (
-                           SELECT id FROM submission_results WHERE created_at < %s LIMIT %s)""",
-                    (cutoff, PRUNE_BATCH),
-                )
-            deleted += cur.rowcount
-            if cur.rowcount < PRUNE_BATCH:
-                return deleted
+def prune_results(conn, older_than: timedelta, *, now: datetime | None = None):
+    """Apply the retention: drop the partitions of results observed more than ``older_than`` before ``now``
+    (default: the database's clock), never deleting row by row (``result_partitions.prune_result_partitions``:
+    a partition only partly older is kept until it is wholly older). Returns its ``PruneReport``."""
+    from allora_gitops.db.result_partitions import prune_result_partitions
+
+    return prune_result_partitions(conn, older_than, now=now)
 
 
 def parse_duration(text: str, *, what: str = "duration") -> timedelta:
@@ -551,6 +552,12 @@ def live_deployment(records, name: str, network: str | None):
     if len(networks) > 1:
         raise UsageError(f"{name} is live on {', '.join(networks)}: say which with --network")
     return records.current_deployment(name, networks[0])
+
+
+def _lock_results(conn, deployment_id: str) -> None:
+    """Serialise the writers of one deployment's results until the transaction ends: each one's NOT EXISTS then
+    sees what the one before it stored (submission_results' key holds the time, 0016: it cannot do this alone)."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"results:{deployment_id}",))
 
 
 def _require_deployment(conn, deployment_id: str) -> None:
