@@ -92,7 +92,7 @@ def pod_name_of(request: Request) -> Optional[str]:
 @router.post("/v1/logs", summary="Store a model pod's log lines (rate-limited per pod; answered per line)")
 def post_logs(request: Request, batch: Any = Body(...), session: tuple = Depends(pod_deployment), settings: ApiSettings = Depends(get_settings)) -> dict:
     from allora_gitops.db.logs import log_rows, prune_logs, record_logs
-    from allora_gitops.db.results import parse_duration
+    from allora_gitops.db.retention import parse_duration
 
     records, deployment = session  # the token verified and mapped to its deployment, as for results
     pod = pod_name_of(request)
@@ -113,7 +113,7 @@ def post_logs(request: Request, batch: Any = Body(...), session: tuple = Depends
 
 def parse_since(text: Optional[str], now: Optional[datetime] = None) -> Optional[datetime]:
     """``10m`` / ``2h`` / ``7d`` ago, or an ISO 8601 time (UTC when it has no zone); None for none."""
-    from allora_gitops.db.results import parse_duration
+    from allora_gitops.db.retention import parse_duration
     from allora_gitops.errors import RecordRefused, UsageError
 
     if text is None or not text.strip():

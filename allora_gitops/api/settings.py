@@ -213,7 +213,7 @@ def _server_settings() -> dict:
 
 def _logs_settings() -> dict:
     """$ALLORA_API_LOGS_RETENTION (a positive duration) and $ALLORA_API_LOGS_MAX_LINES (at least 1); UsageError otherwise."""
-    from allora_gitops.db.results import parse_duration
+    from allora_gitops.db.retention import parse_duration
 
     retention = os.environ.get(LOGS_RETENTION_ENV, "").strip() or DEFAULT_LOGS_RETENTION
     parse_duration(retention, what=f"${LOGS_RETENTION_ENV}")

@@ -73,7 +73,8 @@ def register(app: typer.Typer) -> None:
         default partition) older than the age are deleted.
         """
         from allora_gitops.db import open_records
-        from allora_gitops.db.results import prune_results, results_retention
+        from allora_gitops.db.results import prune_results
+        from allora_gitops.db.retention import results_retention
 
         text, span = results_retention(older_than)
         with open_records(database_url) as records:

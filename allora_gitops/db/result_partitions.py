@@ -138,7 +138,8 @@ def ensure_result_partitions(
     Returns the partitions created (oldest first), or None when ``wait`` is False and another process holds the
     maintenance lock. Raises ``DatabaseError`` if the database refuses (e.g. a lock not granted within 10 s).
     """
-    from allora_gitops.db.results import _refusal, results_retention
+    from allora_gitops.db.records import _Refusal as _refusal
+    from allora_gitops.db.retention import results_retention
 
     width = width or partition_width()[1]
     ahead = partitions_ahead(ahead)
@@ -173,7 +174,7 @@ def prune_result_partitions(conn, older_than: timedelta, *, now: datetime | None
     in a transaction of its own (freeing its files takes time in proportion to its size, and locks only that table).
     A prune interrupted between the two leaves detached tables behind: the next one drops them.
     """
-    from allora_gitops.db.results import _refusal
+    from allora_gitops.db.records import _Refusal as _refusal
 
     if older_than <= timedelta(0):
         raise UsageError("the retention must be longer than zero")

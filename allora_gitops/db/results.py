@@ -26,14 +26,13 @@ from __future__ import annotations
 import json
 import math
 import operator
-import os
 import re
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
-from allora_gitops.constants import DEFAULT_RESULTS_RETENTION, RESULTS_RETENTION_ENV
+
 from allora_gitops.errors import DatabaseError, RecordRefused, Problem, ResultsError, UsageError
 
 RESULT_KINDS = ("prediction", "submission")
@@ -64,8 +63,6 @@ _TEXT_FORMATS = (
 # before the CHECK refuses the whole statement
 _HEX_RUN = re.compile(r"[0-9A-Fa-f]{64}")
 _WORD_RUN = re.compile(r"([a-z]+[^a-z]+){11}[a-z]")
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,21 +507,6 @@ def prune_results(conn, older_than: timedelta, *, now: datetime | None = None):
     from allora_gitops.db.result_partitions import prune_result_partitions
 
     return prune_result_partitions(conn, older_than, now=now)
-
-
-def parse_duration(text: str, *, what: str = "duration") -> timedelta:
-    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` → timedelta; ``UsageError`` for anything else."""
-    match = _DURATION.match(text or "")
-    if not match or int(match.group(1)) == 0:
-        raise UsageError(f"{what} {text!r} is not a positive duration such as 30d, 12h, 90m or 2w")
-    return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
-
-
-def results_retention(explicit: str | None = None) -> tuple[str, timedelta]:
-    """(text, span) of the retention: ``explicit``, else ``$ALLORA_RESULTS_RETENTION``, else 30d."""
-    text = explicit or os.environ.get(RESULTS_RETENTION_ENV, "").strip() or DEFAULT_RESULTS_RETENTION
-    source = "--older-than" if explicit else (RESULTS_RETENTION_ENV if os.environ.get(RESULTS_RETENTION_ENV, "").strip() else "retention")
-    return text, parse_duration(text, what=source)
 
 
 def value_text(value: Any) -> str | None:
